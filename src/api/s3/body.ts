@@ -1,0 +1,72 @@
+// Request bodies as S3 sends them: plain, with a signed SHA-256, or aws-chunked (with chunk
+// signatures and trailers). Yields the payload bytes as they arrive and enforces the size
+// the client declared, so a truncated upload can never be stored as complete.
+import { CryptoHasher } from "bun";
+import { MAX_PUT_SIZE } from "../../util/limits";
+import { AwsChunkedDecoder } from "./chunked";
+import { S3Error } from "./errors";
+import type { S3Request } from "./context";
+
+export class PayloadReader {
+  /** Payload length the client announced, when it did. */
+  readonly declaredLength: number | undefined;
+  private decoder: AwsChunkedDecoder | undefined;
+  private consumed = false;
+
+  constructor(
+    private readonly r: S3Request,
+    private readonly maxSize: number = MAX_PUT_SIZE,
+  ) {
+    const h = r.headers;
+    const streaming = r.auth.payload.kind.startsWith("streaming");
+    const declared = streaming ? h.get("x-amz-decoded-content-length") : h.get("content-length");
+    if (declared !== null) {
+      const n = Number(declared);
+      if (!Number.isSafeInteger(n) || n < 0) throw new S3Error("InvalidArgument", `Invalid content length: ${declared}`);
+      if (n > maxSize) throw new S3Error("EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${maxSize} bytes)`);
+      this.declaredLength = n;
+    } else if (h.get("transfer-encoding") === null && !streaming) {
+      this.declaredLength = 0; // no length and not chunked: an empty body (HTTP/1.1 semantics)
+    }
+  }
+
+  /** Trailing headers of an aws-chunked body (x-amz-checksum-*), after chunks() ended. */
+  get trailers(): Map<string, string> {
+    return this.decoder?.trailers ?? new Map();
+  }
+
+  async *chunks(): AsyncGenerator<Uint8Array> {
+    if (this.consumed) throw new Error("request body read twice");
+    this.consumed = true;
+    const body = this.r.request.body;
+    const source: AsyncIterable<Uint8Array> = body ?? (async function* () {})();
+    const payload = this.r.auth.payload;
+    let stream: AsyncIterable<Uint8Array> = source;
+    if (payload.kind.startsWith("streaming")) {
+      this.decoder = new AwsChunkedDecoder(source, this.r.auth);
+      stream = this.decoder.chunks();
+    }
+    const sha = payload.kind === "sha256" ? new CryptoHasher("sha256") : undefined;
+    let total = 0;
+    for await (const chunk of stream) {
+      total += chunk.length;
+      if (total > this.maxSize) throw new S3Error("EntityTooLarge", `Your upload exceeds the maximum allowed size (${this.maxSize} bytes)`);
+      if (this.declaredLength !== undefined && total > this.declaredLength)
+        throw new S3Error("IncompleteBody", "The request body is longer than its declared length");
+      sha?.update(chunk);
+      yield chunk;
+    }
+    if (this.declaredLength !== undefined && total !== this.declaredLength)
+      throw new S3Error("IncompleteBody", `You did not provide the number of bytes specified by the Content-Length HTTP header (got ${total} of ${this.declaredLength})`);
+    if (sha && payload.kind === "sha256" && sha.digest("hex") !== payload.hex.toLowerCase())
+      throw new S3Error("XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' header does not match what was computed");
+  }
+}
+
+/** Reads a small request body (XML configuration, Delete lists) with a hard size bound. */
+export async function readSmallBody(r: S3Request, maxBytes: number): Promise<string> {
+  const reader = new PayloadReader(r, maxBytes);
+  const parts: Uint8Array[] = [];
+  for await (const chunk of reader.chunks()) parts.push(chunk);
+  return Buffer.concat(parts).toString("utf8");
+}

@@ -1,0 +1,112 @@
+// CopyObject and UploadPartCopy. CopyObject never rewrites data: the new version references
+// the source's blocks. UploadPartCopy streams the chosen byte range into a new part (block
+// dedup still stores aligned blocks once).
+import { newUuid } from "../../util/ids";
+import { visibleVersion, type ObjectMeta } from "../../model/object";
+import { blockSortKey } from "../../model/version";
+import type { ObjectRequest } from "./context";
+import { S3Error } from "./errors";
+import { xmlResponse, isoDate } from "./bucket";
+import { xmlDocument } from "./xml";
+import { checkConditions, streamBlocks } from "./get";
+import { etagHeader, storedHeaders } from "./headers";
+import { storePart } from "./multipart";
+import { uploadSortKey } from "../../model/upload";
+import { MAX_PUT_SIZE } from "../../util/limits";
+
+const COPY_BATCH = 512;
+
+async function resolveSource(r: ObjectRequest) {
+  const raw = r.headers.get("x-amz-copy-source")!;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw.split("?")[0]!);
+  } catch {
+    throw new S3Error("InvalidArgument", "Invalid copy source encoding");
+  }
+  const path = decoded.startsWith("/") ? decoded.slice(1) : decoded;
+  const slash = path.indexOf("/");
+  if (slash <= 0 || slash === path.length - 1) throw new S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey");
+  const bucketName = path.slice(0, slash);
+  const key = path.slice(slash + 1);
+  const bucket = r.services.model.resolveBucket(bucketName);
+  if (!bucket) throw new S3Error("NoSuchBucket", "The specified source bucket does not exist");
+  if (!bucket.keys[r.apiKey.id]?.read) throw new S3Error("AccessDenied", `This key does not have read permission on bucket ${bucketName}`);
+  const entry = await r.services.model.objects.get(bucket.id, key);
+  const version = visibleVersion(entry);
+  if (!version) throw new S3Error("NoSuchKey", "The specified source key does not exist.");
+  checkConditions(r.headers, version.state.data.meta.etag, version.timestamp, "x-amz-copy-source-", "412");
+  return { bucket, key, version };
+}
+
+export async function copyObject(r: ObjectRequest): Promise<Response> {
+  const { model } = r.services;
+  const src = await resolveSource(r);
+  const directive = (r.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
+  if (directive !== "COPY" && directive !== "REPLACE") throw new S3Error("InvalidArgument", "Unknown metadata directive");
+  const sameObject = src.bucket.id === r.bucket.id && src.key === r.key;
+  if (sameObject && directive === "COPY")
+    throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
+  const data = src.version.state.data;
+  const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
+  const uuid = newUuid();
+  const timestamp = model.clock.now();
+  if (data.kind === "blocks") {
+    await Promise.all([
+      model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } }),
+      model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId } }] }),
+    ]);
+    let start = "";
+    for (;;) {
+      const rows = await model.versionBlocks.range(src.version.uuid, { start, limit: COPY_BATCH });
+      if (rows.length > 0) {
+        const copies = rows.map((b) => ({ ...b, uuid }));
+        await Promise.all([
+          model.versionBlocks.insert(copies),
+          model.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: uuid, deleted: false }))),
+        ]);
+      }
+      if (rows.length < COPY_BATCH) break;
+      const last = rows[rows.length - 1]!;
+      start = blockSortKey(last.part, last.offset) + "\u0000";
+    }
+  }
+  await model.objects.insert({
+    bucketId: r.bucket.id,
+    key: r.key,
+    versions: [{ uuid, timestamp, state: { kind: "complete", data: data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta } } }],
+  });
+  return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(timestamp), ETag: etagHeader(meta.etag) }));
+}
+
+export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
+  const part = Number(r.query.get("partNumber"));
+  if (!Number.isInteger(part) || part < 1 || part > 10000) throw new S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+  const uploadId = r.query.get("uploadId") ?? "";
+  const upload = await r.services.model.uploads.get(r.bucket.id, uploadSortKey(r.key, uploadId));
+  if (!upload || upload.deleted) throw new S3Error("NoSuchUpload", "The specified upload does not exist");
+  const src = await resolveSource(r);
+  const data = src.version.state.data;
+  const size = data.meta.size;
+  let start = 0;
+  let end = size - 1;
+  const rangeHeader = r.headers.get("x-amz-copy-source-range");
+  if (rangeHeader !== null) {
+    const m = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader.trim());
+    if (!m) throw new S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last");
+    start = Number(m[1]);
+    end = Number(m[2]);
+    if (start > end || end >= size) throw new S3Error("InvalidRange", "The requested range is not satisfiable", { "content-range": `bytes */${size}` });
+  }
+  if (end - start + 1 > MAX_PUT_SIZE) throw new S3Error("EntityTooLarge", "A part may not exceed 5 GiB");
+  const chunks: AsyncIterable<Uint8Array> =
+    size === 0
+      ? (async function* () {})()
+      : data.kind === "inline"
+        ? (async function* () {
+            yield Buffer.from(data.base64, "base64").subarray(start, end + 1);
+          })()
+        : streamBlocks(r.services, src.version.uuid, start, end);
+  const entry = await storePart(r, upload, part, chunks, { checksumInTrailer: false, checksumAlgorithm: upload.checksumAlgorithm });
+  return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }));
+}

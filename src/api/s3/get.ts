@@ -1,0 +1,208 @@
+// GetObject and HeadObject: conditional requests, single ranges, partNumber, response-*
+// overrides, and the body streamed block by block with a small prefetch window.
+import type { ObjectMeta } from "../../model/object";
+import { visibleVersion } from "../../model/object";
+import { blockSortKey, type VersionBlockEntry } from "../../model/version";
+import { checksumHeaderName } from "../../util/checksum";
+import type { ObjectRequest, S3Services } from "./context";
+import { S3Error } from "./errors";
+import { etagHeader, normalizeEtag } from "./headers";
+
+/** Blocks fetched ahead of the one being sent. */
+const PREFETCH_BLOCKS = 3;
+/** Version block rows read per metadata query while streaming. */
+const BLOCK_ROWS_PER_QUERY = 256;
+
+const RESPONSE_OVERRIDES: Record<string, string> = {
+  "response-content-type": "content-type",
+  "response-content-language": "content-language",
+  "response-expires": "expires",
+  "response-cache-control": "cache-control",
+  "response-content-disposition": "content-disposition",
+  "response-content-encoding": "content-encoding",
+};
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+/** Parses a single-range header; undefined means "send everything" (absent or multi-range). */
+export function parseRange(header: string | null, size: number): ByteRange | undefined {
+  if (header === null) return undefined;
+  const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/.exec(header.trim());
+  if (!m) return undefined; // multi-range or malformed: the whole object, as Garage and RFC 7233 allow
+  const [, a, b] = m;
+  if (a === "" && b === "") return undefined;
+  let start: number;
+  let end: number;
+  if (a === "") {
+    const suffix = Number(b);
+    if (suffix === 0) throw unsatisfiable(size);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(a);
+    end = b === "" ? size - 1 : Math.min(Number(b), size - 1);
+    if (b !== "" && Number(b) < start) return undefined;
+  }
+  if (start >= size) throw unsatisfiable(size);
+  return { start, end };
+}
+
+function unsatisfiable(size: number): S3Error {
+  return new S3Error("InvalidRange", "The requested range is not satisfiable", { "content-range": `bytes */${size}` });
+}
+
+function httpDate(ms: number): string {
+  return new Date(ms).toUTCString();
+}
+
+/** RFC 7232 §6 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since. */
+export function checkConditions(h: Headers, etag: string, lastModified: number, prefix = "", notModifiedStatus: "304" | "412" = "304"): void {
+  const lastModifiedSec = Math.floor(lastModified / 1000);
+  const ifMatch = h.get(`${prefix}if-match`);
+  const ifUnmodified = h.get(`${prefix}if-unmodified-since`);
+  const ifNoneMatch = h.get(`${prefix}if-none-match`);
+  const ifModified = h.get(`${prefix}if-modified-since`);
+  const matches = (list: string) => list.split(",").some((t) => t.trim() === "*" || normalizeEtag(t) === etag);
+  const failed = () => new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  if (ifMatch !== null) {
+    if (!matches(ifMatch)) throw failed();
+  } else if (ifUnmodified !== null) {
+    const t = Date.parse(ifUnmodified);
+    if (!Number.isNaN(t) && lastModifiedSec > Math.floor(t / 1000)) throw failed();
+  }
+  const notModified = () =>
+    notModifiedStatus === "304" ? new S3Error("NotModified", "Not Modified", { etag: etagHeader(etag), "last-modified": httpDate(lastModified) }) : failed();
+  if (ifNoneMatch !== null) {
+    if (matches(ifNoneMatch)) throw notModified();
+  } else if (ifModified !== null) {
+    const t = Date.parse(ifModified);
+    if (!Number.isNaN(t) && lastModifiedSec <= Math.floor(t / 1000)) throw notModified();
+  }
+}
+
+export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<string, string> {
+  const out: Record<string, string> = {
+    "content-type": "binary/octet-stream",
+    etag: etagHeader(meta.etag),
+    "last-modified": httpDate(lastModified),
+    "accept-ranges": "bytes",
+  };
+  for (const [name, value] of meta.headers) out[name] = name in out && name.startsWith("x-amz-meta-") ? `${out[name]},${value}` : value;
+  return out;
+}
+
+/** Streams plaintext bytes [start, end] of a version made of blocks. */
+export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number): ReadableStream<Uint8Array> {
+  const { model, blocks } = services;
+  async function* generate(): AsyncGenerator<Uint8Array> {
+    let cursor = "";
+    let pos = 0; // object offset of the next row
+    const window: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
+    let rows: VersionBlockEntry[] = [];
+    let exhausted = false;
+    let sent = 0;
+    const refill = async () => {
+      while (window.length < PREFETCH_BLOCKS) {
+        if (rows.length === 0 && !exhausted) {
+          rows = await model.versionBlocks.range(versionUuid, { start: cursor, limit: BLOCK_ROWS_PER_QUERY });
+          if (rows.length < BLOCK_ROWS_PER_QUERY) exhausted = true;
+          if (rows.length > 0) {
+            const last = rows[rows.length - 1]!;
+            cursor = blockSortKey(last.part, last.offset) + "\u0000";
+          }
+        }
+        const entry = rows.shift();
+        if (!entry) return;
+        const at = pos;
+        pos += entry.size;
+        if (at + entry.size <= start) continue; // before the range
+        if (at > end) {
+          exhausted = true;
+          rows = [];
+          return;
+        }
+        const data = blocks.get(entry.hash);
+        data.catch(() => {}); // awaited below; avoid an unhandled rejection while queued
+        window.push({ entry, data, at });
+      }
+    };
+    await refill();
+    while (window.length > 0) {
+      const { entry, data, at } = window.shift()!;
+      const bytes = await data;
+      if (bytes.length !== entry.size) throw new Error(`block ${entry.hash} has ${bytes.length} bytes, expected ${entry.size}`);
+      const from = Math.max(0, start - at);
+      const to = Math.min(entry.size, end + 1 - at);
+      await refill();
+      sent += to - from;
+      yield bytes.subarray(from, to);
+    }
+    // Fewer block bytes than announced means missing metadata: fail so the client sees a
+    // cut connection rather than a short body that looks complete.
+    if (sent !== end - start + 1) throw new Error(`version ${versionUuid}: sent ${sent} of ${end - start + 1} bytes`);
+  }
+  const it = generate();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { value, done } = await it.next();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      async cancel() {
+        await it.return(undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Response> {
+  const entry = await r.services.model.objects.get(r.bucket.id, r.key);
+  const version = visibleVersion(entry);
+  if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+  const data = version.state.data;
+  const meta = data.meta;
+  checkConditions(r.headers, meta.etag, version.timestamp);
+
+  const headers = objectHeaders(meta, version.timestamp);
+  let range: ByteRange | undefined;
+  const partNumberRaw = r.query.get("partNumber");
+  if (partNumberRaw !== null) {
+    const partNumber = Number(partNumberRaw);
+    const parts = meta.parts ?? [meta.size];
+    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000)
+      throw new S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+    if (r.headers.has("range")) throw new S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
+    if (partNumber > parts.length) throw new S3Error("InvalidPart", "The requested partnumber is not satisfiable");
+    const start = parts.slice(0, partNumber - 1).reduce((a, b) => a + b, 0);
+    range = { start, end: start + parts[partNumber - 1]! - 1 };
+    headers["x-amz-mp-parts-count"] = String(parts.length);
+    if (parts[partNumber - 1] === 0) range = undefined;
+  } else {
+    range = parseRange(r.headers.get("range"), meta.size);
+  }
+  for (const [param, header] of Object.entries(RESPONSE_OVERRIDES)) {
+    const v = r.query.get(param);
+    if (v !== null) headers[header] = v;
+  }
+  if (meta.checksum && r.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED" && !range) {
+    headers[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;
+    headers["x-amz-checksum-type"] = meta.checksum.type;
+  }
+
+  const status = range && (partNumberRaw === null || range.end - range.start + 1 !== meta.size) ? 206 : 200;
+  const start = range?.start ?? 0;
+  const end = range?.end ?? meta.size - 1;
+  headers["content-length"] = String(meta.size === 0 ? 0 : end - start + 1);
+  if (range) headers["content-range"] = `bytes ${start}-${end}/${meta.size}`;
+  if (isHead || meta.size === 0) return new Response(null, { status, headers });
+  if (data.kind === "inline") {
+    return new Response(Buffer.from(data.base64, "base64").subarray(start, end + 1), { status, headers });
+  }
+  return new Response(streamBlocks(r.services, version.uuid, start, end), { status, headers });
+}

@@ -1,0 +1,99 @@
+// Object metadata carried in HTTP headers: which request headers are stored with an
+// object, how checksums and Content-MD5 are declared and verified, and ETags.
+import { MAX_USER_METADATA_BYTES } from "../../util/limits";
+import { checksumHeaderName, parseChecksumAlgorithm, toBase64, type ChecksumAlgorithm, CHECKSUM_ALGORITHMS } from "../../util/checksum";
+import type { HeaderList, ObjectChecksum } from "../../model/object";
+import { S3Error } from "./errors";
+import type { WrittenBody } from "./object-writer";
+
+/** Standard headers stored with an object and returned on GET/HEAD. */
+export const STORED_HEADERS = ["content-type", "content-encoding", "content-disposition", "content-language", "cache-control", "expires", "x-amz-website-redirect-location"];
+
+export function storedHeaders(h: Headers): HeaderList {
+  const out: HeaderList = [];
+  let userBytes = 0;
+  h.forEach((value, name) => {
+    const n = name.toLowerCase();
+    if (STORED_HEADERS.includes(n)) {
+      // aws-chunked is transfer framing, not a property of the object.
+      if (n === "content-encoding") {
+        const rest = value.split(",").map((s) => s.trim()).filter((s) => s !== "aws-chunked" && s !== "");
+        if (rest.length > 0) out.push([n, rest.join(",")]);
+        return;
+      }
+      out.push([n, value]);
+    } else if (n.startsWith("x-amz-meta-")) {
+      userBytes += n.length - "x-amz-meta-".length + value.length;
+      out.push([n, value]);
+    }
+  });
+  if (userBytes > MAX_USER_METADATA_BYTES)
+    throw new S3Error("MetadataTooLarge", `Your metadata headers exceed the maximum allowed metadata size (${MAX_USER_METADATA_BYTES} bytes)`);
+  const redirect = out.find(([n]) => n === "x-amz-website-redirect-location");
+  if (redirect && !/^(\/|https?:\/\/)/.test(redirect[1]))
+    throw new S3Error("InvalidArgument", "x-amz-website-redirect-location must start with /, http:// or https://");
+  return out;
+}
+
+/** What the client asked us to verify, known before the body is read. */
+export interface DeclaredDigests {
+  contentMd5?: Uint8Array;
+  /** Algorithm of the x-amz-checksum-* value (header, or trailer announced in x-amz-trailer). */
+  checksumAlgorithm?: ChecksumAlgorithm;
+  /** Expected base64 value when sent as a header; from the trailer otherwise. */
+  checksumValue?: string;
+  checksumInTrailer: boolean;
+}
+
+export function declaredDigests(h: Headers, uploadAlgorithm?: ChecksumAlgorithm): DeclaredDigests {
+  const d: DeclaredDigests = { checksumInTrailer: false };
+  const md5 = h.get("content-md5");
+  if (md5 !== null) {
+    const bytes = Buffer.from(md5, "base64");
+    if (bytes.length !== 16 || bytes.toString("base64") !== md5.trim()) throw new S3Error("InvalidDigest", "The Content-MD5 you specified is not valid");
+    d.contentMd5 = bytes;
+  }
+  const present = CHECKSUM_ALGORITHMS.filter((a) => h.has(checksumHeaderName(a)));
+  if (present.length > 1) throw new S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header; multiple checksum types are not allowed");
+  if (present.length === 1) {
+    d.checksumAlgorithm = present[0];
+    d.checksumValue = h.get(checksumHeaderName(present[0]!))!;
+  }
+  const trailer = h.get("x-amz-trailer");
+  if (trailer) {
+    const name = trailer.trim().toLowerCase();
+    const algo = name.startsWith("x-amz-checksum-") ? parseChecksumAlgorithm(name.slice("x-amz-checksum-".length)) : undefined;
+    if (!algo) throw new S3Error("InvalidRequest", `Unsupported trailer: ${trailer}`);
+    d.checksumAlgorithm = algo;
+    d.checksumInTrailer = true;
+  }
+  const sdkAlgo = h.get("x-amz-sdk-checksum-algorithm") ?? h.get("x-amz-checksum-algorithm");
+  if (!d.checksumAlgorithm && sdkAlgo) {
+    const algo = parseChecksumAlgorithm(sdkAlgo);
+    if (!algo) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${sdkAlgo}`);
+    d.checksumAlgorithm = algo;
+  }
+  d.checksumAlgorithm ??= uploadAlgorithm;
+  return d;
+}
+
+/** Checks the body against Content-MD5 and the declared checksum; returns the checksum to store. */
+export function verifyDigests(d: DeclaredDigests, body: WrittenBody, trailers: Map<string, string>): ObjectChecksum | undefined {
+  if (d.contentMd5 && Buffer.compare(Buffer.from(d.contentMd5), Buffer.from(body.md5)) !== 0)
+    throw new S3Error("BadDigest", "The Content-MD5 you specified did not match what we received");
+  if (!d.checksumAlgorithm) return undefined;
+  const computed = toBase64(body.checksums.get(d.checksumAlgorithm)!);
+  const expected = d.checksumInTrailer ? trailers.get(checksumHeaderName(d.checksumAlgorithm)) : d.checksumValue;
+  if (expected !== undefined && expected.trim() !== computed)
+    throw new S3Error("BadDigest", `The ${d.checksumAlgorithm} you specified did not match the calculated checksum`);
+  return { algorithm: d.checksumAlgorithm, value: computed, type: "FULL_OBJECT" };
+}
+
+export function etagHeader(etag: string): string {
+  return `"${etag}"`;
+}
+
+/** Strips quotes and W/ from an ETag in a condition header. */
+export function normalizeEtag(s: string): string {
+  return s.trim().replace(/^W\//, "").replace(/^"(.*)"$/, "$1");
+}

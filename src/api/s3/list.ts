@@ -1,0 +1,199 @@
+// ListObjects (v1) and ListObjectsV2. Keys are walked in sort order straight from the
+// object table; each common prefix is skipped with one seek past it, so a page costs the
+// same at the end of a 100 000-key bucket as at its start.
+import { MAX_LIST_KEYS } from "../../util/limits";
+import { visibleVersion, type ObjectEntry } from "../../model/object";
+import type { Table } from "../../table/table";
+import type { BucketRequest } from "./context";
+import { S3Error } from "./errors";
+import { isoDate, xmlResponse } from "./bucket";
+import { xmlDocument } from "./xml";
+import { etagHeader } from "./headers";
+
+/** Rows fetched per table query while filling a page. */
+const SCAN_BATCH = 256;
+
+/** The smallest string greater than every string starting with `prefix` (code point order). */
+export function prefixEnd(prefix: string): string | undefined {
+  const cps = [...prefix];
+  while (cps.length > 0) {
+    const last = cps.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) {
+      const next = last + 1 === 0xd800 ? 0xe000 : last + 1;
+      return cps.join("") + String.fromCodePoint(next);
+    }
+  }
+  return undefined;
+}
+
+export interface ListItem {
+  key: string;
+  entry: ObjectEntry;
+}
+
+export interface ListPage {
+  items: ListItem[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+  /** Last key or common prefix returned: where the next page continues from. */
+  last?: string;
+}
+
+export interface ListParams {
+  prefix: string;
+  delimiter?: string;
+  /** List keys strictly after this one. */
+  after?: string;
+  maxKeys: number;
+}
+
+/** Walks a partition of a table in key order with prefix/delimiter folding. */
+export async function walkKeys<E>(
+  table: Table<E>,
+  pk: string,
+  keyOf: (e: E) => string,
+  visible: (e: E) => boolean,
+  p: ListParams,
+): Promise<{ items: E[]; commonPrefixes: string[]; isTruncated: boolean; last?: string }> {
+  const items: E[] = [];
+  const commonPrefixes: string[] = [];
+  const end = p.prefix === "" ? undefined : prefixEnd(p.prefix);
+  let cursor = p.prefix;
+  if (p.after !== undefined && p.after + "\u0000" > cursor) cursor = p.after + "\u0000";
+  if (p.after !== undefined && p.delimiter) {
+    // Continuing after a common prefix (or a key inside one): that prefix was already
+    // returned, so nothing under it may be listed again.
+    const idx = p.after.indexOf(p.delimiter, p.prefix.length);
+    if (idx >= 0 && p.after.startsWith(p.prefix)) {
+      const skip = prefixEnd(p.after.slice(0, idx + p.delimiter.length));
+      if (skip === undefined) return { items, commonPrefixes, isTruncated: false };
+      if (skip > cursor) cursor = skip;
+    }
+  }
+  let count = 0;
+  let last: string | undefined;
+  for (;;) {
+    const rows = await table.range(pk, { start: cursor, end, limit: SCAN_BATCH });
+    let seeked = false;
+    for (const e of rows) {
+      const key = keyOf(e);
+      cursor = key + "\u0000";
+      if (!visible(e)) continue;
+      if (p.delimiter) {
+        const idx = key.indexOf(p.delimiter, p.prefix.length);
+        if (idx >= 0) {
+          const cp = key.slice(0, idx + p.delimiter.length);
+          if (count === p.maxKeys) return { items, commonPrefixes, isTruncated: true, last };
+          commonPrefixes.push(cp);
+          count++;
+          last = cp;
+          const skip = prefixEnd(cp);
+          if (skip === undefined) return { items, commonPrefixes, isTruncated: false, last };
+          cursor = skip;
+          seeked = true;
+          break;
+        }
+      }
+      if (count === p.maxKeys) return { items, commonPrefixes, isTruncated: true, last };
+      items.push(e);
+      count++;
+      last = key;
+    }
+    if (!seeked && rows.length < SCAN_BATCH) return { items, commonPrefixes, isTruncated: false, last };
+  }
+}
+
+function listParams(r: BucketRequest, after: string | undefined): ListParams & { encodeUrl: boolean } {
+  const q = r.query;
+  const maxKeysRaw = q.get("max-keys");
+  const maxKeys = maxKeysRaw === null ? MAX_LIST_KEYS : Number(maxKeysRaw);
+  if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error("InvalidArgument", "max-keys must be a non-negative integer");
+  const encoding = q.get("encoding-type");
+  if (encoding !== null && encoding !== "url") throw new S3Error("InvalidArgument", "Invalid Encoding Method specified in Request");
+  const delimiter = q.get("delimiter") || undefined;
+  return { prefix: q.get("prefix") ?? "", delimiter, after, maxKeys: Math.min(maxKeys, MAX_LIST_KEYS), encodeUrl: encoding === "url" };
+}
+
+/** S3's encoding-type=url: percent-encode, keeping "/" readable. */
+export function urlEncodeKey(s: string): string {
+  return encodeURIComponent(s).replaceAll("%2F", "/");
+}
+
+async function listPage(r: BucketRequest, p: ListParams): Promise<ListPage> {
+  const page = await walkKeys(r.services.model.objects, r.bucket.id, (o) => o.key, (o) => visibleVersion(o) !== undefined, p);
+  return { ...page, items: page.items.map((entry) => ({ key: entry.key, entry })) };
+}
+
+function contents(r: BucketRequest, items: ListItem[], enc: (s: string) => string, withOwner: boolean) {
+  return items.map(({ key, entry }) => {
+    const v = visibleVersion(entry)!;
+    return {
+      Key: enc(key),
+      LastModified: isoDate(v.timestamp),
+      ETag: etagHeader(v.state.data.meta.etag),
+      Size: v.state.data.meta.size,
+      ...(withOwner ? { Owner: { ID: r.apiKey.id, DisplayName: r.apiKey.name.v } } : {}),
+      StorageClass: "STANDARD",
+    };
+  });
+}
+
+export async function listObjectsV1(r: BucketRequest): Promise<Response> {
+  const marker = r.query.get("marker") ?? "";
+  const p = listParams(r, marker === "" ? undefined : marker);
+  const page = await listPage(r, p);
+  const enc = p.encodeUrl ? urlEncodeKey : (s: string) => s;
+  return xmlResponse(
+    xmlDocument("ListBucketResult", {
+      Name: r.bucketName,
+      Prefix: enc(p.prefix),
+      Marker: enc(marker),
+      NextMarker: page.isTruncated && page.last !== undefined ? enc(page.last) : undefined,
+      MaxKeys: p.maxKeys,
+      Delimiter: p.delimiter !== undefined ? enc(p.delimiter) : undefined,
+      EncodingType: p.encodeUrl ? "url" : undefined,
+      IsTruncated: page.isTruncated,
+      Contents: contents(r, page.items, enc, true),
+      CommonPrefixes: page.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+    }),
+  );
+}
+
+export function encodeContinuationToken(key: string): string {
+  return Buffer.from(key, "utf8").toString("base64url");
+}
+
+export function decodeContinuationToken(token: string): string {
+  const key = Buffer.from(token, "base64url").toString("utf8");
+  if (encodeContinuationToken(key) !== token) throw new S3Error("InvalidArgument", "The continuation token provided is incorrect");
+  return key;
+}
+
+export async function listObjectsV2(r: BucketRequest): Promise<Response> {
+  const token = r.query.get("continuation-token");
+  const startAfter = r.query.get("start-after") ?? undefined;
+  let after = startAfter;
+  if (token !== null) {
+    const fromToken = decodeContinuationToken(token);
+    if (after === undefined || fromToken > after) after = fromToken;
+  }
+  const p = listParams(r, after);
+  const page = await listPage(r, p);
+  const enc = p.encodeUrl ? urlEncodeKey : (s: string) => s;
+  return xmlResponse(
+    xmlDocument("ListBucketResult", {
+      Name: r.bucketName,
+      Prefix: enc(p.prefix),
+      StartAfter: startAfter !== undefined ? enc(startAfter) : undefined,
+      ContinuationToken: token ?? undefined,
+      NextContinuationToken: page.isTruncated && page.last !== undefined ? encodeContinuationToken(page.last) : undefined,
+      KeyCount: page.items.length + page.commonPrefixes.length,
+      MaxKeys: p.maxKeys,
+      Delimiter: p.delimiter !== undefined ? enc(p.delimiter) : undefined,
+      EncodingType: p.encodeUrl ? "url" : undefined,
+      IsTruncated: page.isTruncated,
+      Contents: contents(r, page.items, enc, r.query.get("fetch-owner") === "true"),
+      CommonPrefixes: page.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+    }),
+  );
+}

@@ -1,0 +1,303 @@
+// Multipart uploads: Create, UploadPart, Complete, Abort, ListParts, ListMultipartUploads.
+// Each part is a version of its own; Complete stitches the parts' blocks into the object's
+// version (renumbered 1..N) and only then makes it visible.
+import { CryptoHasher } from "bun";
+import { newUuid } from "../../util/ids";
+import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
+import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
+import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
+import { blockSortKey, type VersionBlockEntry } from "../../model/version";
+import type { ObjectMeta } from "../../model/object";
+import type { BucketRequest, ObjectRequest } from "./context";
+import { S3Error } from "./errors";
+import { PayloadReader, readSmallBody } from "./body";
+import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
+import { writeBody } from "./object-writer";
+import { isoDate, xmlResponse } from "./bucket";
+import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
+import { prefixEnd, urlEncodeKey } from "./list";
+
+/** S3's minimum size of every part but the last. */
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** Block rows copied per write while completing an upload. */
+const COMPLETE_COPY_BATCH = 512;
+
+async function getUpload(r: ObjectRequest, uploadId: string | null): Promise<UploadEntry> {
+  if (!uploadId || !/^[0-9a-f]{64}$/.test(uploadId)) throw new S3Error("NoSuchUpload", "The specified upload does not exist");
+  const upload = await r.services.model.uploads.get(r.bucket.id, uploadSortKey(r.key, uploadId));
+  if (!upload || upload.deleted) throw new S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+  return upload;
+}
+
+async function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]> {
+  const out: UploadPartEntry[] = [];
+  let start = "";
+  for (;;) {
+    const page = await r.services.model.uploadParts.range(uploadId, { start, limit: 1000 });
+    out.push(...page);
+    if (page.length < 1000) return out;
+    start = partSortKey(page[page.length - 1]!.part) + "\u0000";
+  }
+}
+
+export async function createMultipartUpload(r: ObjectRequest): Promise<Response> {
+  const { model } = r.services;
+  const headers = storedHeaders(r.headers);
+  const algoName = r.headers.get("x-amz-checksum-algorithm");
+  let checksumAlgorithm: ChecksumAlgorithm | undefined;
+  if (algoName) {
+    checksumAlgorithm = parseChecksumAlgorithm(algoName);
+    if (!checksumAlgorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
+  }
+  const uploadId = newUuid();
+  const timestamp = model.clock.now();
+  await Promise.all([
+    model.objects.insert({
+      bucketId: r.bucket.id,
+      key: r.key,
+      versions: [{ uuid: uploadId, timestamp, state: { kind: "uploading", multipart: true, headers, checksumAlgorithm, uploader: model.placement.selfId } }],
+    }),
+    model.uploads.insert({ bucketId: r.bucket.id, key: r.key, uploadId, timestamp, deleted: false, headers, checksumAlgorithm }),
+  ]);
+  const extra: Record<string, string> = checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {};
+  return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: uploadId }), 200, extra);
+}
+
+function parsePartNumber(raw: string | null): number {
+  const n = Number(raw);
+  if (raw === null || !Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER)
+    throw new S3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`);
+  return n;
+}
+
+/** Stores one part's body as a new version and records it in the upload. */
+export async function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
+  const { model } = r.services;
+  const version = newUuid();
+  await model.versions.insert({ uuid: version, deleted: false, backlink: { kind: "upload", uploadId: upload.uploadId, part } });
+  try {
+    const body = await writeBody(r.services, {
+      versionUuid: version,
+      part,
+      chunks,
+      checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
+      allowInline: false,
+    });
+    const checksum = verifyDigests(digests, body, trailers());
+    const entry: UploadPartEntry = {
+      uploadId: upload.uploadId,
+      part,
+      timestamp: model.clock.now(),
+      version,
+      etag: Buffer.from(body.md5).toString("hex"),
+      size: body.size,
+      checksum: checksum?.value,
+    };
+    await model.uploadParts.insert(entry);
+    return entry;
+  } catch (err) {
+    await model.versions.insert({ uuid: version, deleted: true, backlink: null }).catch(() => {});
+    throw err;
+  }
+}
+
+export async function uploadPart(r: ObjectRequest): Promise<Response> {
+  const part = parsePartNumber(r.query.get("partNumber"));
+  const upload = await getUpload(r, r.query.get("uploadId"));
+  const payload = new PayloadReader(r, MAX_PUT_SIZE);
+  const entry = await storePart(r, upload, part, payload.chunks(), undefined, () => payload.trailers);
+  const headers: Record<string, string> = { etag: etagHeader(entry.etag) };
+  if (entry.checksum && upload.checksumAlgorithm) headers[checksumHeaderName(upload.checksumAlgorithm)] = entry.checksum;
+  return new Response(null, { status: 200, headers });
+}
+
+export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
+  const { model } = r.services;
+  const upload = await getUpload(r, r.query.get("uploadId"));
+  const doc = parseXml(await readSmallBody(r, MAX_XML_BODY));
+  if (doc.name !== "CompleteMultipartUpload") throw new S3Error("MalformedXML", "Expected a <CompleteMultipartUpload> document");
+  const requested = children(doc, "Part").map((p) => {
+    const num = Number(childText(p, "PartNumber"));
+    const etag = childText(p, "ETag");
+    if (!Number.isInteger(num) || etag === undefined) throw new S3Error("MalformedXML", "Each <Part> needs a <PartNumber> and an <ETag>");
+    return { num, etag: normalizeEtag(etag) };
+  });
+  if (requested.length === 0) throw new S3Error("MalformedXML", "You must specify at least one part");
+  for (let i = 1; i < requested.length; i++) {
+    if (requested[i]!.num <= requested[i - 1]!.num)
+      throw new S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be specified in order by part number.");
+  }
+  const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
+  const chosen = requested.map(({ num, etag }, i) => {
+    const p = stored.get(num);
+    if (!p || p.etag !== etag) throw new S3Error("InvalidPart", `One or more of the specified parts could not be found (part ${num}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.`);
+    if (i < requested.length - 1 && p.size < MIN_PART_SIZE)
+      throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed object size (part ${num} has ${p.size} bytes; every part but the last needs ${MIN_PART_SIZE})`);
+    return p;
+  });
+
+  // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
+  const finalUuid = upload.uploadId;
+  await model.versions.insert({ uuid: finalUuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } });
+  for (let i = 0; i < chosen.length; i++) {
+    const p = chosen[i]!;
+    let start = "";
+    for (;;) {
+      const rows = await model.versionBlocks.range(p.version, { start, limit: COMPLETE_COPY_BATCH });
+      if (rows.length > 0) {
+        const copies: VersionBlockEntry[] = rows.map((b) => ({ ...b, uuid: finalUuid, part: i + 1 }));
+        await Promise.all([
+          model.versionBlocks.insert(copies),
+          model.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: finalUuid, deleted: false }))),
+        ]);
+      }
+      if (rows.length < COMPLETE_COPY_BATCH) break;
+      const last = rows[rows.length - 1]!;
+      start = blockSortKey(last.part, last.offset) + "\u0000";
+    }
+  }
+
+  const md5s = new CryptoHasher("md5");
+  for (const p of chosen) md5s.update(Buffer.from(p.etag, "hex"));
+  const etag = `${md5s.digest("hex")}-${chosen.length}`;
+  let checksum: ObjectMeta["checksum"];
+  if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
+    const composite = createChecksum(upload.checksumAlgorithm);
+    for (const p of chosen) composite.update(Buffer.from(p.checksum!, "base64"));
+    checksum = { algorithm: upload.checksumAlgorithm, value: `${toBase64(composite.digest())}-${chosen.length}`, type: "COMPOSITE" };
+  }
+  const meta: ObjectMeta = { size: chosen.reduce((a, p) => a + p.size, 0), etag, headers: upload.headers, checksum, parts: chosen.map((p) => p.size) };
+  await model.objects.insert({
+    bucketId: r.bucket.id,
+    key: r.key,
+    versions: [{ uuid: finalUuid, timestamp: upload.timestamp, state: { kind: "complete", data: { kind: "blocks", meta } } }],
+  });
+  await finishUpload(r, upload, [...stored.values()]);
+
+  const location = r.services.settings.rootDomain ? `http://${r.bucketName}.${r.services.settings.rootDomain}/${urlEncodeKey(r.key)}` : `/${r.bucketName}/${urlEncodeKey(r.key)}`;
+  const extra: Record<string, string> = checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
+  return xmlResponse(
+    xmlDocument("CompleteMultipartUploadResult", { Location: location, Bucket: r.bucketName, Key: r.key, ETag: etagHeader(etag), ...(checksum ? { [`Checksum${checksum.algorithm}`]: checksum.value } : {}) }),
+    200,
+    extra,
+  );
+}
+
+/** Closes an upload and releases every part version (the final version holds its own refs). */
+async function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
+  const { model } = r.services;
+  await model.uploads.insert({ ...upload, deleted: true });
+  if (parts.length > 0) await model.versions.insert(parts.map((p) => ({ uuid: p.version, deleted: true, backlink: null })));
+}
+
+export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> {
+  const upload = await getUpload(r, r.query.get("uploadId"));
+  await r.services.model.objects.insert({
+    bucketId: r.bucket.id,
+    key: r.key,
+    versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "aborted" } }],
+  });
+  await finishUpload(r, upload, await allParts(r, upload.uploadId));
+  return new Response(null, { status: 204 });
+}
+
+export async function listParts(r: ObjectRequest): Promise<Response> {
+  const upload = await getUpload(r, r.query.get("uploadId"));
+  const maxParts = Math.min(Number(r.query.get("max-parts") ?? 1000) || 1000, 1000);
+  const marker = Number(r.query.get("part-number-marker") ?? 0) || 0;
+  const parts = await r.services.model.uploadParts.range(upload.uploadId, { start: partSortKey(marker) + "\u0000", limit: maxParts + 1 });
+  const page = parts.slice(0, maxParts);
+  const truncated = parts.length > maxParts;
+  const algo = upload.checksumAlgorithm;
+  return xmlResponse(
+    xmlDocument("ListPartsResult", {
+      Bucket: r.bucketName,
+      Key: r.key,
+      UploadId: upload.uploadId,
+      Initiator: { ID: r.apiKey.id, DisplayName: r.apiKey.name.v },
+      Owner: { ID: r.apiKey.id, DisplayName: r.apiKey.name.v },
+      StorageClass: "STANDARD",
+      PartNumberMarker: marker,
+      NextPartNumberMarker: page.length > 0 ? page[page.length - 1]!.part : undefined,
+      MaxParts: maxParts,
+      IsTruncated: truncated,
+      ChecksumAlgorithm: algo,
+      Part: page.map((p) => ({
+        PartNumber: p.part,
+        LastModified: isoDate(p.timestamp),
+        ETag: etagHeader(p.etag),
+        Size: p.size,
+        ...(algo && p.checksum ? { [`Checksum${algo}`]: p.checksum } : {}),
+      })),
+    }),
+  );
+}
+
+export async function listMultipartUploads(r: BucketRequest): Promise<Response> {
+  const q = r.query;
+  const prefix = q.get("prefix") ?? "";
+  const delimiter = q.get("delimiter") || undefined;
+  const maxUploads = Math.max(1, Math.min(Number(q.get("max-uploads") ?? MAX_LIST_KEYS) || MAX_LIST_KEYS, MAX_LIST_KEYS));
+  const keyMarker = q.get("key-marker") ?? "";
+  const uploadIdMarker = q.get("upload-id-marker") ?? "";
+  const enc = q.get("encoding-type") === "url" ? urlEncodeKey : (s: string) => s;
+  const end = prefix === "" ? undefined : prefixEnd(prefix);
+  let cursor = prefix;
+  if (keyMarker !== "") {
+    const after = uploadIdMarker !== "" ? uploadSortKey(keyMarker, uploadIdMarker) + "\u0000" : prefixEnd(keyMarker + "\u0000") ?? keyMarker;
+    if (after > cursor) cursor = after;
+  }
+  const uploads: UploadEntry[] = [];
+  const commonPrefixes: string[] = [];
+  let truncated = false;
+  scan: for (;;) {
+    const rows = await r.services.model.uploads.range(r.bucket.id, { start: cursor, end, limit: 256 });
+    let seeked = false;
+    for (const u of rows) {
+      cursor = uploadSortKey(u.key, u.uploadId) + "\u0000";
+      if (u.deleted) continue;
+      if (uploads.length + commonPrefixes.length === maxUploads) {
+        truncated = true;
+        break scan;
+      }
+      if (delimiter) {
+        const idx = u.key.indexOf(delimiter, prefix.length);
+        if (idx >= 0) {
+          const cp = u.key.slice(0, idx + delimiter.length);
+          commonPrefixes.push(cp);
+          const skip = prefixEnd(cp);
+          if (skip === undefined) break scan;
+          cursor = skip;
+          seeked = true;
+          break;
+        }
+      }
+      uploads.push(u);
+    }
+    if (!seeked && rows.length < 256) break;
+  }
+  const last = uploads[uploads.length - 1];
+  return xmlResponse(
+    xmlDocument("ListMultipartUploadsResult", {
+      Bucket: r.bucketName,
+      KeyMarker: enc(keyMarker),
+      UploadIdMarker: uploadIdMarker,
+      NextKeyMarker: truncated && last ? enc(last.key) : undefined,
+      NextUploadIdMarker: truncated && last ? last.uploadId : undefined,
+      Prefix: enc(prefix),
+      Delimiter: delimiter !== undefined ? enc(delimiter) : undefined,
+      MaxUploads: maxUploads,
+      EncodingType: q.get("encoding-type") === "url" ? "url" : undefined,
+      IsTruncated: truncated,
+      Upload: uploads.map((u) => ({
+        Key: enc(u.key),
+        UploadId: u.uploadId,
+        Initiator: { ID: r.apiKey.id, DisplayName: r.apiKey.name.v },
+        Owner: { ID: r.apiKey.id, DisplayName: r.apiKey.name.v },
+        StorageClass: "STANDARD",
+        Initiated: isoDate(u.timestamp),
+      })),
+      CommonPrefixes: commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+    }),
+  );
+}

@@ -1,0 +1,123 @@
+// Turns a request body into stored data for one version: cuts it into block_size blocks,
+// hashes each with BLAKE3 off-thread while MD5 and the requested checksums run here, records
+// the block references, then stores the block; a bounded window of blocks is in flight.
+// Bodies smaller than INLINE_THRESHOLD come back inline and write no block at all.
+import { CryptoHasher } from "bun";
+import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
+import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
+import { hashHex } from "../../block/hash";
+import type { S3Services } from "./context";
+
+/** Free block buffers kept for reuse (first-touch memory is slow on these machines). */
+const BUFFER_POOL_MAX = 16;
+const bufferPool = new Map<number, Uint8Array[]>();
+
+function takeBuffer(size: number): Uint8Array {
+  return bufferPool.get(size)?.pop() ?? new Uint8Array(size);
+}
+
+function releaseBuffer(buf: Uint8Array): void {
+  const full = new Uint8Array(buf.buffer, 0, buf.buffer.byteLength);
+  const pool = bufferPool.get(full.length) ?? [];
+  if (pool.length < BUFFER_POOL_MAX) pool.push(full);
+  bufferPool.set(full.length, pool);
+}
+
+export interface WrittenBody {
+  size: number;
+  md5: Uint8Array;
+  checksums: Map<ChecksumAlgorithm, Uint8Array>;
+  /** Set when the whole body was small enough to live in the object entry. */
+  inline?: Uint8Array;
+  blockCount: number;
+}
+
+export interface WriteBodyOptions {
+  versionUuid: string;
+  /** Part number for multipart uploads, 0 for a plain object. */
+  part: number;
+  chunks: AsyncIterable<Uint8Array>;
+  checksumAlgorithms: readonly ChecksumAlgorithm[];
+  allowInline: boolean;
+}
+
+export async function writeBody(services: S3Services, opts: WriteBodyOptions): Promise<WrittenBody> {
+  const { model, blocks, hasher } = services;
+  const blockSize = services.settings.blockSize;
+  const md5 = new CryptoHasher("md5");
+  const sums = new Map<ChecksumAlgorithm, StreamingChecksum>(opts.checksumAlgorithms.map((a) => [a, createChecksum(a)]));
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  let size = 0;
+  let blockCount = 0;
+  let buf = takeBuffer(blockSize);
+  let fill = 0;
+
+  const storeBlock = async (block: Uint8Array, offset: number) => {
+    const hashed = await hasher.hash(block);
+    const hash = hashHex(hashed.hash);
+    try {
+      // The reference is committed before the block is stored, so block GC can never
+      // delete a block that a version is about to use.
+      await Promise.all([
+        model.versionBlocks.insert({ uuid: opts.versionUuid, part: opts.part, offset, hash, size: hashed.buf.length }),
+        model.blockRefs.insert({ hash, version: opts.versionUuid, deleted: false }),
+      ]);
+      await blocks.put(hash, hashed.buf);
+    } finally {
+      releaseBuffer(hashed.buf);
+    }
+  };
+
+  const dispatch = async (block: Uint8Array, offset: number) => {
+    while (inFlight.size >= BLOCKS_IN_FLIGHT_PER_REQUEST) await Promise.race(inFlight);
+    if (failure) throw failure;
+    blockCount++;
+    const task: Promise<void> = storeBlock(block, offset).then(
+      () => void inFlight.delete(task),
+      (err) => {
+        inFlight.delete(task);
+        failure ??= err;
+      },
+    );
+    inFlight.add(task);
+  };
+
+  try {
+    for await (const chunk of opts.chunks) {
+      if (failure) throw failure;
+      md5.update(chunk);
+      for (const s of sums.values()) s.update(chunk);
+      let pos = 0;
+      while (pos < chunk.length) {
+        const n = Math.min(chunk.length - pos, blockSize - fill);
+        buf.set(chunk.subarray(pos, pos + n), fill);
+        fill += n;
+        pos += n;
+        size += n;
+        if (fill === blockSize) {
+          await dispatch(buf, size - blockSize);
+          buf = takeBuffer(blockSize);
+          fill = 0;
+        }
+      }
+    }
+    let inline: Uint8Array | undefined;
+    if (blockCount === 0 && opts.allowInline && size < INLINE_THRESHOLD) {
+      inline = buf.slice(0, fill);
+      releaseBuffer(buf);
+    } else if (fill > 0) {
+      await dispatch(buf.subarray(0, fill), size - fill);
+    } else {
+      releaseBuffer(buf);
+    }
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    const checksums = new Map([...sums].map(([a, s]) => [a, s.digest()] as const));
+    return { size, md5: new Uint8Array(md5.digest()), checksums, inline, blockCount };
+  } catch (err) {
+    // Let blocks already in flight settle so nothing writes after the caller aborts.
+    await Promise.allSettled(inFlight);
+    throw err;
+  }
+}

@@ -1,0 +1,238 @@
+// The S3 endpoint: parses bucket and key (path or virtual-host style), authenticates with
+// SigV4, checks permissions, and dispatches to the handler of each S3 operation.
+import { Elysia } from "elysia";
+import { randomBytes } from "node:crypto";
+import { rawUrlOf } from "../http";
+import { logger } from "../../util/log";
+import { MAX_KEY_BYTES } from "../../util/limits";
+import { QuorumError } from "../../table/quorum";
+import { ModelError } from "../../model/model";
+import { S3Error } from "./errors";
+import { verifyRequest } from "./sigv4";
+import { xmlDocument } from "./xml";
+import type { BucketRequest, ObjectRequest, S3Request, S3Services } from "./context";
+import * as bucketOps from "./bucket";
+import * as getOps from "./get";
+import * as putOps from "./put";
+import * as deleteOps from "./delete";
+import * as copyOps from "./copy";
+import * as listOps from "./list";
+import * as multipartOps from "./multipart";
+
+const log = logger("s3");
+
+/** Sub-resources we route but do not implement: they answer 501 NotImplemented. */
+const UNSUPPORTED_SUBRESOURCES = [
+  "acl", "policy", "policyStatus", "tagging", "cors", "website", "lifecycle", "replication", "notification",
+  "logging", "encryption", "object-lock", "retention", "legal-hold", "analytics", "inventory", "metrics",
+  "intelligent-tiering", "ownershipControls", "publicAccessBlock", "accelerate", "requestPayment", "torrent",
+  "select", "restore", "versions", "attributes",
+];
+
+type Permission = "read" | "write" | "owner";
+
+interface Target {
+  bucketName?: string;
+  key?: string;
+}
+
+function decodeKey(raw: string): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(raw);
+  } catch {
+    throw new S3Error("InvalidArgument", "The object key is not valid percent-encoded UTF-8");
+  }
+  if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error("KeyTooLongError", "Your key is too long");
+  if (key.includes("\u0000")) throw new S3Error("InvalidArgument", "Object keys may not contain NUL");
+  return key;
+}
+
+function parseTarget(rawPath: string, host: string | null, rootDomain: string | undefined): Target {
+  const hostname = (host ?? "").replace(/:\d+$/, "").toLowerCase();
+  if (rootDomain && hostname.endsWith("." + rootDomain.toLowerCase())) {
+    const bucketName = hostname.slice(0, -(rootDomain.length + 1));
+    const rest = rawPath.slice(1);
+    return { bucketName, key: rest === "" ? undefined : decodeKey(rest) };
+  }
+  const path = rawPath.slice(1);
+  if (path === "") return {};
+  const slash = path.indexOf("/");
+  const rawBucket = slash < 0 ? path : path.slice(0, slash);
+  let bucketName: string;
+  try {
+    bucketName = decodeURIComponent(rawBucket);
+  } catch {
+    throw new S3Error("InvalidBucketName", "The bucket name is not valid percent-encoded text");
+  }
+  const rawKey = slash < 0 ? "" : path.slice(slash + 1);
+  return { bucketName, key: rawKey === "" ? undefined : decodeKey(rawKey) };
+}
+
+function errorResponse(err: S3Error, resource: string, requestId: string, isHead: boolean): Response {
+  const headers: Record<string, string> = { "x-amz-request-id": requestId, ...err.headers };
+  if (isHead || err.status === 304) return new Response(null, { status: err.status, headers });
+  headers["content-type"] = "application/xml";
+  const body = xmlDocument(
+    "Error",
+    { Code: err.code, Message: err.message, Resource: resource, RequestId: requestId },
+    { xmlns: undefined },
+  );
+  return new Response(body, { status: err.status, headers });
+}
+
+function toS3Error(err: unknown): S3Error {
+  if (err instanceof S3Error) return err;
+  if (err instanceof ModelError) {
+    if (err.code === "KeyExists") return new S3Error("InvalidRequest", err.message);
+    return new S3Error(err.code, err.message);
+  }
+  if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
+  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
+  return new S3Error("InternalError", "We encountered an internal error. Please try again.");
+}
+
+function requirePermission(r: S3Request & { bucket: { keys: Record<string, { read: boolean; write: boolean; owner: boolean }> } }, perm: Permission): void {
+  const p = r.bucket.keys[r.apiKey.id];
+  if (!p || !p[perm]) throw new S3Error("AccessDenied", `This key does not have ${perm} permission on bucket ${r.bucketName}`);
+}
+
+function hasSubresource(q: URLSearchParams): string | undefined {
+  return UNSUPPORTED_SUBRESOURCES.find((s) => q.has(s));
+}
+
+async function dispatch(r: S3Request): Promise<Response> {
+  const q = r.query;
+  const m = r.method;
+  if (r.bucketName === undefined) {
+    if (m === "GET") return bucketOps.listBuckets(r);
+    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  }
+  if (r.key === undefined && m === "PUT" && !hasSubresource(q)) return bucketOps.createBucket(r as S3Request & { bucketName: string });
+
+  const bucket = r.services.model.resolveBucket(r.bucketName);
+  if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
+  const br = { ...r, bucket } as BucketRequest;
+  const unsupported = hasSubresource(q);
+
+  if (r.key === undefined) {
+    switch (m) {
+      case "HEAD":
+        requirePermission(br, "read");
+        return new Response(null, { status: 200, headers: { "x-amz-bucket-region": r.services.settings.region } });
+      case "GET":
+        requirePermission(br, "read");
+        if (q.has("location")) return bucketOps.getBucketLocation(br);
+        if (q.has("versioning")) return bucketOps.getBucketVersioning(br);
+        if (unsupported) break;
+        if (q.has("uploads")) return multipartOps.listMultipartUploads(br);
+        if (q.get("list-type") === "2") return listOps.listObjectsV2(br);
+        if (q.has("list-type")) throw new S3Error("InvalidArgument", "Invalid list-type: only 2 is supported");
+        return listOps.listObjectsV1(br);
+      case "DELETE":
+        if (unsupported) break;
+        requirePermission(br, "owner");
+        return bucketOps.deleteBucket(br);
+      case "POST":
+        if (q.has("delete")) {
+          requirePermission(br, "write");
+          return deleteOps.deleteObjects(br);
+        }
+        break;
+      case "PUT":
+        break;
+      default:
+        throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+    }
+    throw new S3Error("NotImplemented", `This operation (${unsupported ?? m}) is not implemented by Bunker`);
+  }
+
+  const or = br as ObjectRequest;
+  switch (m) {
+    case "HEAD":
+    case "GET":
+      requirePermission(br, "read");
+      if (unsupported) break;
+      if (m === "GET" && q.has("uploadId")) return multipartOps.listParts(or);
+      return getOps.getObject(or, m === "HEAD");
+    case "PUT":
+      requirePermission(br, "write");
+      if (unsupported) break;
+      if (q.has("uploadId") || q.has("partNumber")) {
+        if (r.headers.has("x-amz-copy-source")) return copyOps.uploadPartCopy(or);
+        return multipartOps.uploadPart(or);
+      }
+      if (r.headers.has("x-amz-copy-source")) return copyOps.copyObject(or);
+      return putOps.putObject(or);
+    case "DELETE":
+      requirePermission(br, "write");
+      if (unsupported) break;
+      if (q.has("uploadId")) return multipartOps.abortMultipartUpload(or);
+      return deleteOps.deleteObject(or);
+    case "POST":
+      requirePermission(br, "write");
+      if (q.has("uploads")) return multipartOps.createMultipartUpload(or);
+      if (q.has("uploadId")) return multipartOps.completeMultipartUpload(or);
+      break;
+    default:
+      throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  }
+  throw new S3Error("NotImplemented", `This operation (${unsupported ?? m}) is not implemented by Bunker`);
+}
+
+/** Drains what is left of a request body so the connection can be reused after an error. */
+async function discardBody(request: Request): Promise<void> {
+  if (!request.body || request.bodyUsed) return;
+  try {
+    await request.body.cancel();
+  } catch {
+    // the stream was already locked by a handler: nothing to do
+  }
+}
+
+export async function handleS3(request: Request, services: S3Services): Promise<Response> {
+  const requestId = randomBytes(8).toString("hex").toUpperCase();
+  const raw = rawUrlOf(request);
+  const qi = raw.indexOf("?");
+  const rawPath = qi < 0 ? raw : raw.slice(0, qi);
+  const rawQuery = qi < 0 ? "" : raw.slice(qi + 1);
+  const isHead = request.method === "HEAD";
+  try {
+    const target = parseTarget(rawPath, request.headers.get("host"), services.settings.rootDomain);
+    const auth = verifyRequest(
+      { method: request.method, rawPath, rawQuery, headers: request.headers },
+      (id) => services.model.getKey(id)?.secret,
+      { region: services.settings.region },
+    );
+    const apiKey = services.model.getKey(auth.accessKeyId);
+    if (!apiKey) throw new S3Error("InvalidAccessKeyId", "The access key ID you provided does not exist");
+    const query = new URLSearchParams();
+    for (const [k, v] of new URLSearchParams(rawQuery)) if (!query.has(k)) query.set(k, v);
+    const response = await dispatch({
+      request,
+      method: request.method,
+      query,
+      headers: request.headers,
+      requestId,
+      bucketName: target.bucketName,
+      key: target.key,
+      auth,
+      apiKey,
+      services,
+    });
+    response.headers.set("x-amz-request-id", requestId);
+    return response;
+  } catch (err) {
+    await discardBody(request);
+    const s3err = toS3Error(err);
+    if (s3err.status >= 500) log.warn(`${request.method} ${rawPath}: ${s3err.code} ${s3err.message}`);
+    return errorResponse(s3err, rawPath, requestId, isHead);
+  }
+}
+
+export function s3App(services: S3Services) {
+  const handler = ({ request }: { request: Request }) => handleS3(request, services);
+  return new Elysia({ normalize: false })
+    .all("/", handler, { parse: "none" })
+    .all("/*", handler, { parse: "none" });
+}

@@ -1,0 +1,179 @@
+// The block manager: stores a block on the nodes of its partition (compressed first when
+// that helps), reads it back from the nearest copy, and deletes blocks whose reference
+// count has stayed at zero past the grace delay.
+import type { Database } from "bun:sqlite";
+import { stat } from "node:fs/promises";
+import { partitionOfHashHex, type Placement } from "../cluster/layout";
+import { quorum } from "../table/quorum";
+import { assert } from "../util/assert";
+import { logger } from "../util/log";
+import { compressIfSmaller, type ZstdCodec } from "./codec";
+import type { LocalBlockStore } from "./store";
+
+const log = logger("block");
+
+/** How a block reaches another node (the RPC layer provides it). */
+export interface RemoteBlocks {
+  put(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void>;
+  get(node: string, hashHex: string): Promise<{ data: Uint8Array; compressed: boolean } | null>;
+}
+
+export class BlockNotFoundError extends Error {
+  constructor(readonly hashHex: string) {
+    super(`block ${hashHex} is missing on every node that should hold it`);
+  }
+}
+
+/** Blocks deleted per GC round, so deletions never flood the disk (stack-limits §7: discard). */
+const GC_BATCH = 64;
+const GC_INTERVAL_MS = 30_000;
+/** A block file with no reference row is an orphan of a crashed upload once this old. */
+export const ORPHAN_GRACE_MS = 60 * 60 * 1000;
+
+export interface BlockManagerOptions {
+  blockSize: number;
+  /** zstd level, or null when compression is off. */
+  compressionLevel: number | null;
+}
+
+export class BlockManager {
+  private gcTimer: ReturnType<typeof setInterval> | undefined;
+  private gcRunning: Promise<void> | undefined;
+  private readonly hashLocks = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly store: LocalBlockStore,
+    private readonly placement: Placement,
+    private readonly codec: ZstdCodec,
+    private readonly db: Database,
+    private readonly opts: BlockManagerOptions,
+    private readonly remote?: RemoteBlocks,
+  ) {}
+
+  /** Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes. */
+  async put(hashHex: string, plain: Uint8Array): Promise<void> {
+    const { data, compressed } =
+      this.opts.compressionLevel === null
+        ? { data: plain, compressed: false }
+        : await compressIfSmaller(this.codec, plain, this.opts.compressionLevel);
+    const partition = partitionOfHashHex(hashHex);
+    await Promise.all(
+      this.placement.writeSets(partition).map((nodes) =>
+        quorum(
+          nodes.map((node) => () => this.putTo(node, hashHex, data, compressed)),
+          Math.min(this.placement.quorums.write, nodes.length),
+        ),
+      ),
+    );
+  }
+
+  /** Reads a block's plaintext from the nearest node that has it. */
+  async get(hashHex: string): Promise<Uint8Array> {
+    for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
+      try {
+        const stored = node === this.placement.selfId ? await this.store.read(hashHex) : await this.remoteFor(node).get(node, hashHex);
+        if (!stored) continue;
+        return stored.compressed ? await this.codec.decompress(stored.data, this.opts.blockSize) : stored.data;
+      } catch (err) {
+        log.warn(`block ${hashHex.slice(0, 16)} from ${node.slice(0, 16)}: ${(err as Error).message}`);
+      }
+    }
+    throw new BlockNotFoundError(hashHex);
+  }
+
+  /**
+   * Serialises work on one hash: GC's "no reference left, delete the file" must not
+   * interleave with a write that found the file present (a new reference is committed
+   * before every put, so GC then sees it and keeps the block).
+   */
+  private async withHashLock<T>(hashHex: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.hashLocks.get(hashHex);
+    const run = (prev ?? Promise.resolve()).then(fn, fn);
+    const tail = run.then(
+      () => {},
+      () => {},
+    );
+    this.hashLocks.set(hashHex, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.hashLocks.get(hashHex) === tail) this.hashLocks.delete(hashHex);
+    }
+  }
+
+  private putTo(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
+    if (node === this.placement.selfId) return this.withHashLock(hashHex, () => this.store.write(hashHex, data, compressed));
+    return this.remoteFor(node).put(node, hashHex, data, compressed);
+  }
+
+  private remoteFor(node: string): RemoteBlocks {
+    assert(this.remote !== undefined, `no RPC route to node ${node.slice(0, 16)} (single-node build)`);
+    return this.remote;
+  }
+
+  start(): void {
+    this.gcTimer = setInterval(() => void this.runGc(), GC_INTERVAL_MS);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.gcTimer);
+    await this.gcRunning;
+  }
+
+  /** One GC pass: deletes blocks whose last reference went away more than the grace delay ago. */
+  runGc(now = Date.now()): Promise<void> {
+    this.gcRunning ??= (async () => {
+      try {
+        for (;;) {
+          const rows = this.db
+            .query(`SELECT hash FROM block_rc WHERE deletable_at IS NOT NULL AND deletable_at <= ? AND refs <= 0 LIMIT ?`)
+            .all(now, GC_BATCH) as { hash: string }[];
+          if (rows.length === 0) break;
+          for (const { hash } of rows) {
+            await this.withHashLock(hash, async () => {
+              // Re-check inside the lock: a new reference may have arrived meanwhile.
+              const gone = this.db
+                .query(`DELETE FROM block_rc WHERE hash = ? AND refs <= 0 AND deletable_at IS NOT NULL`)
+                .run(hash);
+              if (gone.changes > 0) await this.store.delete(hash);
+            });
+          }
+        }
+      } catch (err) {
+        log.warn(`gc: ${(err as Error).message}`);
+      } finally {
+        this.gcRunning = undefined;
+      }
+    })();
+    return this.gcRunning;
+  }
+
+  /**
+   * Deletes block files that no reference ever counted (an upload killed between writing a
+   * block and recording it) once they are older than ORPHAN_GRACE_MS. Returns how many.
+   */
+  async collectOrphans(now = Date.now(), graceMs = ORPHAN_GRACE_MS): Promise<number> {
+    const known = this.db.query(`SELECT 1 FROM block_rc WHERE hash = ?`);
+    let deleted = 0;
+    for await (const hash of this.store.list()) {
+      if (known.get(hash)) continue;
+      const mtime = await this.mtimeOf(hash);
+      if (mtime === undefined || now - mtime < graceMs) continue;
+      const removed = await this.withHashLock(hash, async () => !known.get(hash) && (await this.store.delete(hash)));
+      if (removed) deleted++;
+    }
+    if (deleted > 0) log.info(`collected ${deleted} orphan blocks`);
+    return deleted;
+  }
+
+  private async mtimeOf(hash: string): Promise<number | undefined> {
+    for (const compressed of [false, true]) {
+      try {
+        return (await stat(this.store.path(hash, compressed))).mtimeMs;
+      } catch {
+        // try the other variant
+      }
+    }
+    return undefined;
+  }
+}

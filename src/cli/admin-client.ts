@@ -1,0 +1,252 @@
+// HTTP client for the admin API (v2 endpoint names, JSON, bearer token): the only way the
+// CLI talks to a node. Owns the response types the CLI reads, the admin URL derived from
+// the config, and the turning of every failure into an error with a one-line message.
+
+import { parseHostPort, type Config } from "../config";
+
+/** A node that has not answered by then is treated as unreachable. */
+export const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
+/** Longest server error message echoed to the terminal. */
+const MAX_ERROR_MESSAGE_CHARS = 300;
+
+export interface BucketPermissions {
+  read: boolean;
+  write: boolean;
+  owner: boolean;
+}
+
+export interface FreeSpace {
+  available: number;
+  total: number;
+}
+
+export interface NodeStatus {
+  id: string;
+  addr: string | null;
+  hostname: string | null;
+  isUp: boolean;
+  lastSeenSecsAgo: number | null;
+  role: { zone: string; capacity: number | null; tags: string[] } | null;
+  dataPartition?: FreeSpace;
+  metadataPartition?: FreeSpace;
+}
+
+export interface ClusterStatus {
+  node: string;
+  layoutVersion: number;
+  nodes: NodeStatus[];
+}
+
+export interface ClusterHealth {
+  status: "healthy" | "degraded" | "unavailable";
+  knownNodes: number;
+  connectedNodes: number;
+  storageNodes: number;
+  storageNodesOk: number;
+  partitions: number;
+  partitionsQuorum: number;
+  partitionsAllOk: number;
+}
+
+export interface KeyListItem {
+  id: string;
+  name: string;
+  created: string | null;
+  expiration: string | null;
+  expired: boolean;
+}
+
+export interface KeyInfo {
+  accessKeyId: string;
+  name: string;
+  secretAccessKey: string | null;
+  created: string | null;
+  expiration: string | null;
+  expired: boolean;
+  permissions: { createBucket: boolean };
+  buckets: { id: string; globalAliases: string[]; localAliases: string[]; permissions: BucketPermissions }[];
+}
+
+export interface BucketLocalAlias {
+  accessKeyId: string;
+  alias: string;
+}
+
+export interface BucketListItem {
+  id: string;
+  created: string | null;
+  globalAliases: string[];
+  localAliases: BucketLocalAlias[];
+}
+
+export interface BucketInfo {
+  id: string;
+  created: string | null;
+  globalAliases: string[];
+  websiteAccess: boolean;
+  keys: { accessKeyId: string; name: string; permissions: BucketPermissions; bucketLocalAliases: string[] }[];
+  objects: number;
+  bytes: number;
+  unfinishedUploads: number;
+}
+
+/** Exactly one way of naming the key: its id, or text the server matches. */
+export type KeySelector = { id: string } | { search: string };
+export type BucketSelector = { id: string } | { globalAlias: string } | { search: string };
+
+/** The node answered with an error status. */
+export class AdminApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** No answer at all: refused, unresolvable or timed out. */
+export class AdminConnectionError extends Error {}
+
+function oneLine(text: string): string {
+  const flat = text.replace(/\s+/g, " ").trim();
+  return flat.length > MAX_ERROR_MESSAGE_CHARS ? `${flat.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : flat;
+}
+
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::", ""]);
+
+/** `admin.api_bind_addr` as a URL to connect to: a wildcard bind is reached on loopback. */
+export function adminUrlFromConfig(config: Config): string {
+  const { host, port } = parseHostPort(config.admin.api_bind_addr, "admin.api_bind_addr");
+  const target = WILDCARD_HOSTS.has(host) ? "127.0.0.1" : host;
+  return `http://${target.includes(":") ? `[${target}]` : target}:${port}`;
+}
+
+function describeFetchFailure(err: unknown): string {
+  const e = err as { name?: string; code?: string; message?: string };
+  if (e?.name === "TimeoutError") return `no answer within ${ADMIN_REQUEST_TIMEOUT_MS / 1000} s`;
+  if (e?.code === "ECONNREFUSED" || e?.code === "ConnectionRefused") return "connection refused";
+  if (e?.code === "ENOTFOUND") return "host not found";
+  return oneLine(e?.message ?? String(err));
+}
+
+export class AdminClient {
+  constructor(
+    readonly baseUrl: string,
+    private readonly token: string | undefined,
+  ) {}
+
+  private async call<T>(
+    method: "GET" | "POST",
+    endpoint: string,
+    query: Record<string, string> = {},
+    body?: unknown,
+  ): Promise<T> {
+    const qs = new URLSearchParams(query).toString();
+    const url = `${this.baseUrl}/v2/${endpoint}${qs ? `?${qs}` : ""}`;
+    const headers: Record<string, string> = {};
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(ADMIN_REQUEST_TIMEOUT_MS),
+      });
+      text = await res.text();
+    } catch (err) {
+      throw new AdminConnectionError(
+        `cannot reach the admin API at ${this.baseUrl}: ${describeFetchFailure(err)} — is the server running?`,
+      );
+    }
+
+    if (!res.ok) throw this.apiError(res.status, text);
+    if (text.trim() === "") return {} as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new AdminApiError(res.status, "InvalidResponse", `${endpoint}: the node answered with invalid JSON`);
+    }
+  }
+
+  private apiError(status: number, text: string): AdminApiError {
+    let code = `HTTP${status}`;
+    let message = oneLine(text) || `HTTP ${status}`;
+    try {
+      const parsed = JSON.parse(text) as { code?: unknown; message?: unknown };
+      if (typeof parsed.code === "string") code = parsed.code;
+      if (typeof parsed.message === "string") message = oneLine(parsed.message);
+    } catch {
+      // Not JSON (a proxy, or not a Bunker node): the raw text is the best we have.
+    }
+    if ((status === 401 || status === 403) && this.token === undefined) {
+      message += " (no admin token: set admin.admin_token in the config or BUNKER_ADMIN_TOKEN)";
+    }
+    return new AdminApiError(status, code, message);
+  }
+
+  getClusterStatus(): Promise<ClusterStatus> {
+    return this.call("GET", "GetClusterStatus");
+  }
+
+  getClusterHealth(): Promise<ClusterHealth> {
+    return this.call("GET", "GetClusterHealth");
+  }
+
+  listKeys(): Promise<KeyListItem[]> {
+    return this.call("GET", "ListKeys");
+  }
+
+  getKeyInfo(key: KeySelector, showSecretKey = false): Promise<KeyInfo> {
+    const query: Record<string, string> = { ...key };
+    if (showSecretKey) query.showSecretKey = "true";
+    return this.call("GET", "GetKeyInfo", query);
+  }
+
+  createKey(name: string): Promise<KeyInfo> {
+    return this.call("POST", "CreateKey", {}, { name });
+  }
+
+  importKey(accessKeyId: string, secretAccessKey: string, name?: string): Promise<KeyInfo> {
+    return this.call("POST", "ImportKey", {}, { accessKeyId, secretAccessKey, name });
+  }
+
+  updateKey(
+    id: string,
+    update: { name?: string; allow?: { createBucket: true }; deny?: { createBucket: true } },
+  ): Promise<KeyInfo> {
+    return this.call("POST", "UpdateKey", { id }, update);
+  }
+
+  deleteKey(id: string): Promise<unknown> {
+    return this.call("POST", "DeleteKey", { id });
+  }
+
+  listBuckets(): Promise<BucketListItem[]> {
+    return this.call("GET", "ListBuckets");
+  }
+
+  getBucketInfo(bucket: BucketSelector): Promise<BucketInfo> {
+    return this.call("GET", "GetBucketInfo", { ...bucket });
+  }
+
+  createBucket(globalAlias: string): Promise<BucketInfo> {
+    return this.call("POST", "CreateBucket", {}, { globalAlias });
+  }
+
+  deleteBucket(id: string): Promise<unknown> {
+    return this.call("POST", "DeleteBucket", { id });
+  }
+
+  allowBucketKey(bucketId: string, accessKeyId: string, permissions: BucketPermissions): Promise<BucketInfo> {
+    return this.call("POST", "AllowBucketKey", {}, { bucketId, accessKeyId, permissions });
+  }
+
+  denyBucketKey(bucketId: string, accessKeyId: string, permissions: BucketPermissions): Promise<BucketInfo> {
+    return this.call("POST", "DenyBucketKey", {}, { bucketId, accessKeyId, permissions });
+  }
+}

@@ -1,0 +1,26 @@
+// The metadata schema, as an append-only list of migrations (index + 1 = schema version).
+// Never edit a released migration: add a new one.
+
+/** Columns shared by every CRDT table: partition key, sort key, JSON-encoded entry. */
+const crdtTable = (name: string) =>
+  `CREATE TABLE t_${name} (pk TEXT NOT NULL, sk TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`;
+
+export const CRDT_TABLES = [
+  "bucket", "bucket_alias", "key", // full copy
+  "object", "version", "version_block", "block_ref", "mpu", "mpu_part", // sharded
+] as const;
+export type CrdtTableName = (typeof CRDT_TABLES)[number];
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: first release
+  [
+    ...CRDT_TABLES.map(crdtTable),
+    // Local reference counts of blocks, derived from t_block_ref by its update hook.
+    `CREATE TABLE block_rc (hash TEXT PRIMARY KEY, refs INTEGER NOT NULL, deletable_at INTEGER) WITHOUT ROWID;`,
+    `CREATE INDEX block_rc_deletable ON block_rc (deletable_at) WHERE deletable_at IS NOT NULL;`,
+    // Cascading writes decided inside a transaction, applied later through the table layer.
+    `CREATE TABLE insert_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, v TEXT NOT NULL);`,
+    // Node-local settings: node id, first-start markers.
+    `CREATE TABLE node_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;`,
+  ].join("\n"),
+];

@@ -1,0 +1,44 @@
+// Opens the metadata database (bun:sqlite, WAL) and applies schema migrations.
+// Every table of every layer is created here, in numbered migrations, so a data
+// directory written by an older release can be upgraded in place.
+import { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { MIGRATIONS } from "./migrations";
+
+export interface OpenOptions {
+  /** metadata_fsync: sync the WAL on every commit (survives power loss), not only at checkpoints. */
+  fsync: boolean;
+}
+
+export function openDatabase(path: string, opts: OpenOptions): Database {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path, { create: true, strict: true });
+  db.exec("PRAGMA journal_mode = WAL");
+  // NORMAL in WAL mode never corrupts and loses nothing on a process crash; FULL also
+  // survives power loss at the price of one fsync per commit.
+  db.exec(`PRAGMA synchronous = ${opts.fsync ? "FULL" : "NORMAL"}`);
+  db.exec("PRAGMA busy_timeout = 5000");
+  db.exec("PRAGMA cache_size = -16000"); // 16 MiB: small boards have little memory
+  db.exec("PRAGMA foreign_keys = OFF");
+  migrate(db);
+  return db;
+}
+
+export function schemaVersion(db: Database): number {
+  return (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+}
+
+function migrate(db: Database): void {
+  const current = schemaVersion(db);
+  if (current > MIGRATIONS.length)
+    throw new Error(
+      `metadata database has schema version ${current}, newer than this release knows (${MIGRATIONS.length}); refusing to start`,
+    );
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.exec(`PRAGMA user_version = ${v + 1}`);
+    })();
+  }
+}

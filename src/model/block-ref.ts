@@ -1,0 +1,40 @@
+// Block references (sharded by block hash, next to the block itself): which versions use a
+// block. The update hook keeps the local reference count that block GC reads.
+import type { TableSchema } from "../table/schema";
+
+export interface BlockRefEntry {
+  hash: string;
+  version: string;
+  deleted: boolean;
+}
+
+/** How long a block with no reference stays on disk before GC may delete it (Garage: 10 min). */
+export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
+
+export const blockRefSchema: TableSchema<BlockRefEntry> = {
+  name: "block_ref",
+  replication: "sharded",
+  partitionKey: (r) => r.hash,
+  sortKey: (r) => r.version,
+  merge: (a, b) => ({ hash: a.hash, version: a.version, deleted: a.deleted || b.deleted }),
+  onMerge(old, _incoming, merged, ctx) {
+    const wasLive = old !== undefined && !old.deleted;
+    const isLive = !merged.deleted;
+    if (wasLive === isLive) return;
+    if (isLive) {
+      ctx.db
+        .query(
+          `INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 1, NULL)
+           ON CONFLICT(hash) DO UPDATE SET refs = refs + 1, deletable_at = NULL`,
+        )
+        .run(merged.hash);
+    } else {
+      ctx.db
+        .query(
+          `UPDATE block_rc SET refs = refs - 1,
+             deletable_at = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE NULL END WHERE hash = ?1`,
+        )
+        .run(merged.hash, ctx.now() + BLOCK_GC_DELAY_MS);
+    }
+  },
+};

@@ -1,0 +1,44 @@
+// Buckets (full-copy table): identity, deletion flag, and per-key permissions.
+import type { TableSchema } from "../table/schema";
+import { mergePermissions, mergeRecords, mergeLww, type Lww, type Permissions } from "./crdt";
+
+export interface WebsiteConfig {
+  indexDocument: string;
+  errorDocument: string | null;
+}
+
+export interface BucketEntry {
+  id: string;
+  created: number;
+  deleted: boolean;
+  /** accessKeyId -> permissions */
+  keys: Record<string, Permissions>;
+  website: Lww<WebsiteConfig | null>;
+}
+
+export const bucketSchema: TableSchema<BucketEntry> = {
+  name: "bucket",
+  replication: "full",
+  partitionKey: () => "",
+  sortKey: (b) => b.id,
+  merge(a, b) {
+    const deleted = a.deleted || b.deleted;
+    return {
+      id: a.id,
+      created: Math.min(a.created, b.created),
+      deleted,
+      // A deleted bucket absorbs everything: no permission can resurrect it.
+      keys: deleted ? {} : mergeRecords(a.keys, b.keys, mergePermissions),
+      website: deleted ? { ts: Math.max(a.website.ts, b.website.ts), v: null } : mergeLww(a.website, b.website),
+    };
+  },
+};
+
+/** Bucket names as S3 allows them (and Garage: no xn-- prefix, no -s3alias suffix). */
+export function isValidBucketName(name: string): boolean {
+  if (name.length < 3 || name.length > 63) return false;
+  if (!/^[a-z0-9][a-z0-9.-]*[a-z0-9]$/.test(name)) return false;
+  if (name.includes("..") || /^\d+\.\d+\.\d+\.\d+$/.test(name)) return false;
+  if (name.startsWith("xn--") || name.includes(".xn--") || name.endsWith("-s3alias")) return false;
+  return true;
+}

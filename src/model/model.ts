@@ -1,0 +1,225 @@
+// The metadata model of one node: every table, the queue of cascading writes, and the
+// operations on buckets and keys shared by the S3 and admin APIs.
+import type { Database } from "bun:sqlite";
+import { GroupCommitter } from "../db/committer";
+import type { CrdtTableName } from "../db/migrations";
+import type { Placement } from "../cluster/layout";
+import { HybridClock } from "../util/hlc";
+import { newAccessKeyId, newSecretKey, newUuid } from "../util/ids";
+import { logger } from "../util/log";
+import { LocalStore } from "../table/local-store";
+import { Table, type RemoteReplicas } from "../table/table";
+import type { TableSchema } from "../table/schema";
+import { bucketSchema, type BucketEntry } from "./bucket";
+import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
+import { keySchema, type KeyEntry } from "./key";
+import { objectSchema, type ObjectEntry } from "./object";
+import { versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
+import { blockRefSchema, type BlockRefEntry } from "./block-ref";
+import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
+import type { Permissions } from "./crdt";
+
+const log = logger("model");
+
+/** Rows of the cascading-insert queue applied per batch. */
+const INSERT_QUEUE_BATCH = 256;
+/** How often the cascading-insert queue is drained when idle. */
+const INSERT_QUEUE_INTERVAL_MS = 200;
+
+export class ModelError extends Error {
+  constructor(
+    readonly code: "NoSuchBucket" | "NoSuchKey" | "BucketAlreadyExists" | "BucketNotEmpty" | "InvalidBucketName" | "KeyExists" | "InvalidRequest",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Model {
+  readonly clock = new HybridClock();
+  readonly committer: GroupCommitter;
+  readonly buckets: Table<BucketEntry>;
+  readonly aliases: Table<BucketAliasEntry>;
+  readonly keys: Table<KeyEntry>;
+  readonly objects: Table<ObjectEntry>;
+  readonly versions: Table<VersionEntry>;
+  readonly versionBlocks: Table<VersionBlockEntry>;
+  readonly blockRefs: Table<BlockRefEntry>;
+  readonly uploads: Table<UploadEntry>;
+  readonly uploadParts: Table<UploadPartEntry>;
+  private readonly byName = new Map<CrdtTableName, Table<unknown>>();
+  private queueTimer: ReturnType<typeof setInterval> | undefined;
+  private draining: Promise<void> | undefined;
+
+  constructor(
+    readonly db: Database,
+    readonly placement: Placement,
+    remote?: RemoteReplicas,
+  ) {
+    this.committer = new GroupCommitter(db);
+    const make = <E>(schema: TableSchema<E>): Table<E> => {
+      const t = new Table(new LocalStore(schema, db, this.committer, () => this.clock.now()), placement, remote);
+      this.byName.set(schema.name, t as Table<unknown>);
+      return t;
+    };
+    this.buckets = make(bucketSchema);
+    this.aliases = make(bucketAliasSchema);
+    this.keys = make(keySchema);
+    this.objects = make(objectSchema);
+    this.versions = make(versionSchema);
+    this.versionBlocks = make(versionBlockSchema);
+    this.blockRefs = make(blockRefSchema);
+    this.uploads = make(uploadSchema);
+    this.uploadParts = make(uploadPartSchema);
+  }
+
+  table(name: CrdtTableName): Table<unknown> {
+    return this.byName.get(name)!;
+  }
+
+  start(): void {
+    this.queueTimer = setInterval(() => void this.drainInsertQueue(), INSERT_QUEUE_INTERVAL_MS);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.queueTimer);
+    await this.draining;
+  }
+
+  /** Applies queued cascading writes (version and block-ref tombstones) through the tables. */
+  drainInsertQueue(): Promise<void> {
+    this.draining ??= (async () => {
+      try {
+        for (;;) {
+          const rows = this.db
+            .query(`SELECT id, tbl, v FROM insert_queue ORDER BY id LIMIT ?`)
+            .all(INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
+          if (rows.length === 0) break;
+          const byTable = new Map<CrdtTableName, unknown[]>();
+          for (const r of rows) byTable.set(r.tbl, [...(byTable.get(r.tbl) ?? []), JSON.parse(r.v)]);
+          await Promise.all([...byTable].map(([tbl, entries]) => this.table(tbl).insert(entries)));
+          await this.committer.write(() =>
+            this.db.query(`DELETE FROM insert_queue WHERE id <= ?`).run(rows[rows.length - 1]!.id),
+          );
+        }
+      } catch (err) {
+        log.warn(`insert queue: ${(err as Error).message}; will retry`);
+      } finally {
+        this.draining = undefined;
+      }
+    })();
+    return this.draining;
+  }
+
+  // ---- keys ----
+
+  getKey(id: string): KeyEntry | undefined {
+    const k = this.keys.getLocal("", id);
+    return k && !k.deleted ? k : undefined;
+  }
+
+  listKeys(): KeyEntry[] {
+    return this.keys.local.range("", { limit: 1_000_000 }).filter((k) => !k.deleted);
+  }
+
+  async createKey(name: string, allowCreateBucket = false, imported?: { id: string; secret: string }): Promise<KeyEntry> {
+    const id = imported?.id ?? newAccessKeyId();
+    if (imported && this.keys.getLocal("", id)) throw new ModelError("KeyExists", `key ${id} already exists (or was deleted)`);
+    const ts = this.clock.now();
+    const key: KeyEntry = {
+      id,
+      secret: imported?.secret ?? newSecretKey(),
+      created: ts,
+      deleted: false,
+      name: { ts, v: name },
+      allowCreateBucket: { ts, v: allowCreateBucket },
+    };
+    await this.keys.insert(key);
+    return key;
+  }
+
+  async updateKey(key: KeyEntry, change: { name?: string; allowCreateBucket?: boolean }): Promise<KeyEntry> {
+    const ts = this.clock.now();
+    const updated: KeyEntry = {
+      ...key,
+      name: change.name !== undefined ? { ts, v: change.name } : key.name,
+      allowCreateBucket: change.allowCreateBucket !== undefined ? { ts, v: change.allowCreateBucket } : key.allowCreateBucket,
+    };
+    await this.keys.insert(updated);
+    return this.getKey(key.id)!;
+  }
+
+  async deleteKey(key: KeyEntry): Promise<void> {
+    const ts = this.clock.now();
+    // Revoke its permissions on every bucket first, then the key itself.
+    for (const b of this.listBuckets()) {
+      if (b.keys[key.id]) await this.buckets.insert({ ...b, keys: { [key.id]: { ts, read: false, write: false, owner: false } } });
+    }
+    await this.keys.insert({ ...key, deleted: true, secret: "" });
+  }
+
+  // ---- buckets ----
+
+  getBucket(id: string): BucketEntry | undefined {
+    const b = this.buckets.getLocal("", id);
+    return b && !b.deleted ? b : undefined;
+  }
+
+  /** Resolves a global bucket name (or a 64-hex bucket id) locally: no round trip. */
+  resolveBucket(name: string): BucketEntry | undefined {
+    const alias = this.aliases.getLocal("", name);
+    if (alias?.bucketId) return this.getBucket(alias.bucketId);
+    if (/^[0-9a-f]{64}$/.test(name)) return this.getBucket(name);
+    return undefined;
+  }
+
+  listBuckets(): BucketEntry[] {
+    return this.buckets.local.range("", { limit: 1_000_000 }).filter((b) => !b.deleted);
+  }
+
+  aliasesOf(bucketId: string): string[] {
+    return this.aliases.local
+      .range("", { limit: 1_000_000 })
+      .filter((a) => a.bucketId === bucketId)
+      .map((a) => a.name);
+  }
+
+  async createBucket(name: string, owner?: KeyEntry): Promise<BucketEntry> {
+    const ts = this.clock.now();
+    const bucket: BucketEntry = {
+      id: newUuid(),
+      created: ts,
+      deleted: false,
+      keys: owner ? { [owner.id]: { ts, read: true, write: true, owner: true } } : {},
+      website: { ts: 0, v: null },
+    };
+    await this.buckets.insert(bucket);
+    await this.aliases.insert({ name, bucketId: bucket.id, ts });
+    return bucket;
+  }
+
+  async deleteBucket(bucket: BucketEntry): Promise<void> {
+    if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
+    const ts = this.clock.now();
+    for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
+    await this.buckets.insert({ ...bucket, deleted: true, keys: {} });
+  }
+
+  async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {
+    await this.buckets.insert({ ...bucket, keys: { [keyId]: { ts: this.clock.now(), ...perms } } });
+    return this.getBucket(bucket.id)!;
+  }
+
+  /** True when the bucket still holds a visible object or an unfinished multipart upload. */
+  async bucketHasContent(bucketId: string): Promise<boolean> {
+    let start = "";
+    for (;;) {
+      const page = await this.objects.range(bucketId, { start, limit: 1000 });
+      if (page.some((o) => o.versions.some((v) => v.state.kind === "complete" && v.state.data.kind !== "deleteMarker"))) return true;
+      if (page.length < 1000) break;
+      start = page[page.length - 1]!.key + "\u0000";
+    }
+    const uploads = await this.uploads.range(bucketId, { limit: 1000 });
+    return uploads.some((u) => !u.deleted);
+  }
+}

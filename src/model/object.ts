@@ -1,0 +1,111 @@
+// Objects (sharded by bucket id): each key holds a list of versions. A version becomes
+// visible only in the `complete` state; the merge keeps the newest complete version and
+// anything newer still uploading, and drops the rest (their data is then released).
+import type { ChecksumAlgorithm } from "../util/checksum";
+import type { TableSchema } from "../table/schema";
+
+/** Stored response headers: content-type, cache-control, ..., x-amz-meta-*. Lowercase names. */
+export type HeaderList = [string, string][];
+
+export interface ObjectChecksum {
+  algorithm: ChecksumAlgorithm;
+  /** base64 */
+  value: string;
+  /** COMPOSITE checksums of multipart uploads end in "-N". */
+  type: "FULL_OBJECT" | "COMPOSITE";
+}
+
+export interface ObjectMeta {
+  size: number;
+  etag: string;
+  headers: HeaderList;
+  checksum?: ObjectChecksum;
+  /** Part sizes, for GET ?partNumber=N on multipart objects. */
+  parts?: number[];
+}
+
+export type ObjectData =
+  | { kind: "deleteMarker" }
+  | { kind: "inline"; meta: ObjectMeta; base64: string }
+  | { kind: "blocks"; meta: ObjectMeta };
+
+export type VersionState =
+  | { kind: "uploading"; multipart: boolean; headers: HeaderList; checksumAlgorithm?: ChecksumAlgorithm; uploader: string }
+  | { kind: "complete"; data: ObjectData }
+  | { kind: "aborted" };
+
+export interface ObjectVersion {
+  uuid: string;
+  timestamp: number;
+  state: VersionState;
+}
+
+export interface ObjectEntry {
+  bucketId: string;
+  key: string;
+  versions: ObjectVersion[];
+}
+
+const STATE_RANK = { uploading: 0, complete: 1, aborted: 2 } as const;
+
+function mergeVersion(a: ObjectVersion, b: ObjectVersion): ObjectVersion {
+  // aborted absorbs complete absorbs uploading; equal states are identical by construction.
+  return STATE_RANK[b.state.kind] > STATE_RANK[a.state.kind] ? b : a;
+}
+
+function compareVersions(a: ObjectVersion, b: ObjectVersion): number {
+  return a.timestamp - b.timestamp || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0);
+}
+
+/** Keeps the newest complete version and every newer version; drops older ones. */
+export function pruneVersions(versions: ObjectVersion[]): ObjectVersion[] {
+  const sorted = [...versions].sort(compareVersions);
+  let lastComplete = -1;
+  for (let i = sorted.length - 1; i >= 0; i--) {
+    if (sorted[i]!.state.kind === "complete") {
+      lastComplete = i;
+      break;
+    }
+  }
+  return lastComplete > 0 ? sorted.slice(lastComplete) : sorted;
+}
+
+export const objectSchema: TableSchema<ObjectEntry> = {
+  name: "object",
+  replication: "sharded",
+  partitionKey: (o) => o.bucketId,
+  sortKey: (o) => o.key,
+  merge(a, b) {
+    const byUuid = new Map<string, ObjectVersion>();
+    for (const v of [...a.versions, ...b.versions]) {
+      const prev = byUuid.get(v.uuid);
+      byUuid.set(v.uuid, prev ? mergeVersion(prev, v) : v);
+    }
+    return { bucketId: a.bucketId, key: a.key, versions: pruneVersions([...byUuid.values()]) };
+  },
+  onMerge(old, incoming, merged, ctx) {
+    // Versions that left the entry or were aborted no longer need their data.
+    const live = new Map(merged.versions.map((v) => [v.uuid, v.state.kind]));
+    const seen = new Set([...(old?.versions ?? []), ...incoming.versions].map((v) => v.uuid));
+    for (const uuid of seen) {
+      const state = live.get(uuid);
+      if (state === undefined || state === "aborted") ctx.enqueue("version", { uuid, deleted: true, backlink: null });
+    }
+  },
+};
+
+/** The version a GET sees: the newest complete one, unless it is a delete marker. */
+export function visibleVersion(o: ObjectEntry | undefined): (ObjectVersion & { state: { kind: "complete"; data: Exclude<ObjectData, { kind: "deleteMarker" }> } }) | undefined {
+  if (!o) return undefined;
+  for (let i = o.versions.length - 1; i >= 0; i--) {
+    const v = o.versions[i]!;
+    if (v.state.kind !== "complete") continue;
+    if (v.state.data.kind === "deleteMarker") return undefined;
+    return v as ReturnType<typeof visibleVersion> & object;
+  }
+  return undefined;
+}
+
+export function newestTimestamp(o: ObjectEntry | undefined): number {
+  return o?.versions.reduce((m, v) => Math.max(m, v.timestamp), 0) ?? 0;
+}

@@ -1,0 +1,169 @@
+// Builds a node from its config, layer by layer (db -> cluster -> tables -> blocks -> model
+// -> APIs), and runs it until SIGINT/SIGTERM.
+import { chmodSync, mkdirSync, statfsSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { hostname } from "node:os";
+import type http from "node:http";
+import { ConfigError, credentialsPath, loadConfig, parseHostPort, readCredentials, type Config } from "./config";
+import { openDatabase } from "./db/sqlite";
+import { loadOrCreateNodeKey } from "./cluster/node-key";
+import { LayoutPlacement, singleNodeLayout } from "./cluster/layout";
+import { Model } from "./model/model";
+import { abortInterruptedUploads } from "./model/repair";
+import { LocalBlockStore } from "./block/store";
+import { defaultZstd } from "./block/codec";
+import { Blake3Pool } from "./block/hash";
+import { BlockManager } from "./block/manager";
+import { s3App } from "./api/s3/router";
+import { adminApp } from "./api/admin/router";
+import { serveNode } from "./api/http";
+import { logger } from "./util/log";
+import { randomHex } from "./util/ids";
+
+const log = logger("server");
+
+export interface RunningNode {
+  config: Config;
+  nodeId: string;
+  model: Model;
+  blocks: BlockManager;
+  s3Port: number;
+  adminPort: number;
+  stop(): Promise<void>;
+}
+
+function listenAddr(addr: string, key: string) {
+  const { host, port } = parseHostPort(addr, key);
+  return { host: host === "::" || host === "0.0.0.0" ? "::" : host, port };
+}
+
+/** First start on embedded defaults: an admin token and a key allowed to create buckets. */
+async function ensureFirstStartCredentials(config: Config, model: Model): Promise<string | undefined> {
+  if (!config.embedded_defaults || config.admin.admin_token) return config.admin.admin_token;
+  const existing = readCredentials(config);
+  if (existing) return existing.adminToken;
+  const key = await model.createKey("default", true);
+  const creds = { adminToken: randomHex(32), accessKeyId: key.id, secretAccessKey: key.secret };
+  const path = credentialsPath(config);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
+  chmodSync(path, 0o600);
+  const endpoint = `http://localhost:${parseHostPort(config.s3_api.api_bind_addr, "s3_api.api_bind_addr").port}`;
+  process.stdout.write(
+    [
+      "",
+      "Bunker is set up. These credentials are shown once (saved in " + path + ", mode 0600):",
+      `  endpoint:          ${endpoint}   (region ${config.s3_api.s3_region})`,
+      `  access key id:     ${key.id}`,
+      `  secret access key: ${key.secret}`,
+      "Try it:",
+      `  AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} AWS_DEFAULT_REGION=${config.s3_api.s3_region} aws --endpoint-url ${endpoint} s3 mb s3://my-first-bucket`,
+      "",
+    ].join("\n"),
+  );
+  return creds.adminToken;
+}
+
+export async function startNode(config: Config): Promise<RunningNode> {
+  const bootTime = Date.now();
+  const nodeKey = loadOrCreateNodeKey(config.metadata_dir);
+  const db = openDatabase(`${config.metadata_dir}/db.sqlite`, { fsync: config.metadata_fsync });
+  const layout = singleNodeLayout(nodeKey.id);
+  const placement = new LayoutPlacement(nodeKey.id, layout, config.consistency_mode);
+  const model = new Model(db, placement);
+  const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });
+  await store.init();
+  const hasher = new Blake3Pool();
+  const blocks = new BlockManager(store, placement, defaultZstd(), db, {
+    blockSize: config.block_size,
+    compressionLevel: config.compression_level,
+  });
+  const adminToken = await ensureFirstStartCredentials(config, model);
+  await abortInterruptedUploads(model, bootTime);
+  model.start();
+  blocks.start();
+  void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
+
+  const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
+  const adminAddr = listenAddr(config.admin.api_bind_addr, "admin.api_bind_addr");
+  const servers: http.Server[] = [];
+  servers.push(
+    await serveNode(
+      s3App({
+        model,
+        blocks,
+        hasher,
+        settings: { region: config.s3_api.s3_region, rootDomain: config.s3_api.root_domain, blockSize: config.block_size },
+      }),
+      s3Addr,
+    ),
+  );
+  const disk = (path: string) => {
+    const s = statfsSync(path);
+    return { available: s.bavail * s.bsize, total: s.blocks * s.bsize };
+  };
+  servers.push(
+    await serveNode(
+      adminApp({
+        model,
+        adminToken,
+        nodeId: nodeKey.id,
+        hostname: hostname(),
+        rpcAddr: config.rpc_public_addr ?? config.rpc_bind_addr,
+        layoutVersion: () => layout.version,
+        zoneOf: (node) => layout.roles[node] ?? null,
+        diskStats: async () => ({ data: disk(config.data_dir), metadata: disk(config.metadata_dir) }),
+      }),
+      adminAddr,
+    ),
+  );
+  const port = (s: http.Server) => (s.address() as { port: number }).port;
+  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}`);
+
+  return {
+    config,
+    nodeId: nodeKey.id,
+    model,
+    blocks,
+    s3Port: port(servers[0]!),
+    adminPort: port(servers[1]!),
+    async stop() {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const s of servers) s.closeAllConnections?.();
+      await model.stop();
+      await blocks.stop();
+      hasher.close();
+      db.close();
+    },
+  };
+}
+
+/** `bunker server`: runs until SIGINT/SIGTERM. */
+export async function runServer(configPath: string | undefined): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(configPath);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`error: ${e.message}\n`);
+      process.exit(1);
+    }
+    throw e;
+  }
+  let node: RunningNode;
+  try {
+    node = await startNode(config);
+  } catch (e) {
+    process.stderr.write(`error: cannot start: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
+  const shutdown = async (signal: string) => {
+    log.info(`${signal}: stopping`);
+    const force = setTimeout(() => process.exit(0), 10_000);
+    force.unref();
+    await node.stop().catch(() => {});
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}

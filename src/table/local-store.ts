@@ -1,0 +1,77 @@
+// One node's copy of a table in sqlite: read, and merge-then-write entries with the
+// table's CRDT join, running its update hook in the same transaction.
+import type { Database, Statement } from "bun:sqlite";
+import type { GroupCommitter } from "../db/committer";
+import type { CrdtTableName } from "../db/migrations";
+import type { HookContext, TableSchema } from "./schema";
+
+export interface RangeQuery {
+  /** Inclusive lower bound of the sort key. */
+  start?: string;
+  /** Exclusive upper bound of the sort key. */
+  end?: string;
+  limit: number;
+}
+
+export class LocalStore<E> {
+  private readonly getStmt: Statement;
+  private readonly putStmt: Statement;
+  private readonly deleteStmt: Statement;
+  private readonly rangeStmt: Statement;
+  private readonly queueStmt: Statement;
+
+  constructor(
+    readonly schema: TableSchema<E>,
+    private readonly db: Database,
+    private readonly committer: GroupCommitter,
+    private readonly now: () => number,
+  ) {
+    const t = `t_${schema.name}`;
+    this.getStmt = db.query(`SELECT v FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.putStmt = db.query(`INSERT OR REPLACE INTO ${t} (pk, sk, v) VALUES (?, ?, ?)`);
+    this.deleteStmt = db.query(`DELETE FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.rangeStmt = db.query(
+      `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
+    );
+    this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v) VALUES (?, ?)`);
+  }
+
+  get(pk: string, sk: string): E | undefined {
+    const row = this.getStmt.get(pk, sk) as { v: string } | null;
+    return row ? (JSON.parse(row.v) as E) : undefined;
+  }
+
+  range(pk: string, q: RangeQuery): E[] {
+    const rows = this.rangeStmt.all(pk, q.start ?? "", q.end ?? null, q.limit) as { v: string }[];
+    return rows.map((r) => JSON.parse(r.v) as E);
+  }
+
+  /** Merges entries into the store; resolves once committed (group commit). */
+  apply(entries: readonly E[]): Promise<void> {
+    return this.committer.write(() => this.applyInTransaction(entries));
+  }
+
+  /** Merges entries; the caller must be inside a transaction. Returns the stored values. */
+  applyInTransaction(entries: readonly E[]): E[] {
+    const ctx: HookContext = {
+      db: this.db,
+      enqueue: (table: CrdtTableName, entry: unknown) => this.queueStmt.run(table, JSON.stringify(entry)),
+      now: this.now,
+    };
+    return entries.map((incoming) => {
+      const pk = this.schema.partitionKey(incoming);
+      const sk = this.schema.sortKey(incoming);
+      const old = this.get(pk, sk);
+      const merged = old === undefined ? incoming : this.schema.merge(old, incoming);
+      const encoded = JSON.stringify(merged);
+      if (old === undefined || encoded !== JSON.stringify(old)) this.putStmt.run(pk, sk, encoded);
+      this.schema.onMerge?.(old, incoming, merged, ctx);
+      return merged;
+    });
+  }
+
+  /** Removes an entry outright: only for garbage that no CRDT merge can resurrect. */
+  deleteInTransaction(pk: string, sk: string): void {
+    this.deleteStmt.run(pk, sk);
+  }
+}

@@ -1,0 +1,139 @@
+// A replicated CRDT table: inserts reach a write quorum on the entry's nodes, reads ask a
+// read quorum and merge the answers. On a one-node layout every replica is the local store.
+import { createHash } from "node:crypto";
+import { assert } from "../util/assert";
+import { partitionOfHashHex, type Placement } from "../cluster/layout";
+import type { LocalStore, RangeQuery } from "./local-store";
+import { quorum } from "./quorum";
+import type { TableSchema } from "./schema";
+
+/** How the table reaches a copy on another node (the RPC layer provides it). */
+export interface RemoteReplicas {
+  insert(node: string, table: string, entries: unknown[]): Promise<void>;
+  get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined>;
+  range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]>;
+}
+
+export function partitionOfKey(pk: string): number {
+  return partitionOfHashHex(createHash("sha256").update(pk).digest("hex"));
+}
+
+export class Table<E> {
+  readonly schema: TableSchema<E>;
+
+  constructor(
+    readonly local: LocalStore<E>,
+    private readonly placement: Placement,
+    private readonly remote?: RemoteReplicas,
+  ) {
+    this.schema = local.schema;
+  }
+
+  async insert(entries: E | readonly E[]): Promise<void> {
+    const list = (Array.isArray(entries) ? entries : [entries]) as readonly E[];
+    const byPartition = new Map<number, E[]>();
+    for (const e of list) {
+      const p = this.partitionOf(this.schema.partitionKey(e));
+      const group = byPartition.get(p);
+      if (group) group.push(e);
+      else byPartition.set(p, [e]);
+    }
+    await Promise.all([...byPartition].map(([p, group]) => this.insertPartition(p, group)));
+  }
+
+  /** Reads an entry from a read quorum and merges the answers. */
+  async get(pk: string, sk: string): Promise<E | undefined> {
+    const nodes = this.readNodes(pk);
+    const answers = await quorum(
+      nodes.map((node) => () => this.getFrom(node, pk, sk)),
+      this.readQuorum(nodes),
+    );
+    return this.mergeAll(answers.filter((a): a is E => a !== undefined));
+  }
+
+  /** Full-copy tables are on every node: the request path reads them with no round trip. */
+  getLocal(pk: string, sk: string): E | undefined {
+    return this.local.get(pk, sk);
+  }
+
+  /** Entries of one partition key in sort-key order, merged across a read quorum. */
+  async range(pk: string, q: RangeQuery): Promise<E[]> {
+    const nodes = this.readNodes(pk);
+    const answers = await quorum(
+      nodes.map((node) => () => this.rangeFrom(node, pk, q)),
+      this.readQuorum(nodes),
+    );
+    if (answers.length === 1) return answers[0]!;
+    const bySortKey = new Map<string, E>();
+    for (const list of answers) {
+      for (const e of list) {
+        const sk = this.schema.sortKey(e);
+        const prev = bySortKey.get(sk);
+        bySortKey.set(sk, prev === undefined ? e : this.schema.merge(prev, e));
+      }
+    }
+    // Each replica returned its first `limit` keys; only keys below the smallest of the
+    // replicas' last keys are known to be complete.
+    let horizon: string | undefined;
+    for (const list of answers) {
+      if (list.length < q.limit) continue;
+      const last = this.schema.sortKey(list[list.length - 1]!);
+      if (horizon === undefined || last < horizon) horizon = last;
+    }
+    return [...bySortKey.entries()]
+      .filter(([sk]) => horizon === undefined || sk <= horizon)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .slice(0, q.limit)
+      .map(([, e]) => e);
+  }
+
+  private partitionOf(pk: string): number {
+    return this.schema.replication === "full" ? 0 : partitionOfKey(pk);
+  }
+
+  private readNodes(pk: string): string[] {
+    if (this.schema.replication === "full") return [this.placement.selfId];
+    return this.placement.readNodes(this.partitionOf(pk));
+  }
+
+  private readQuorum(nodes: string[]): number {
+    return Math.min(this.placement.quorums.read, nodes.length);
+  }
+
+  private async insertPartition(partition: number, entries: E[]): Promise<void> {
+    const sets = this.placement.writeSets(partition);
+    await Promise.all(
+      sets.map((nodes) =>
+        quorum(
+          nodes.map((node) => () => this.insertTo(node, entries)),
+          Math.min(this.placement.quorums.write, nodes.length),
+        ),
+      ),
+    );
+  }
+
+  private insertTo(node: string, entries: E[]): Promise<void> {
+    if (node === this.placement.selfId) return this.local.apply(entries);
+    return this.remoteFor(node).insert(node, this.schema.name, entries);
+  }
+
+  private async getFrom(node: string, pk: string, sk: string): Promise<E | undefined> {
+    if (node === this.placement.selfId) return this.local.get(pk, sk);
+    return (await this.remoteFor(node).get(node, this.schema.name, pk, sk)) as E | undefined;
+  }
+
+  private async rangeFrom(node: string, pk: string, q: RangeQuery): Promise<E[]> {
+    if (node === this.placement.selfId) return this.local.range(pk, q);
+    return (await this.remoteFor(node).range(node, this.schema.name, pk, q)) as E[];
+  }
+
+  private remoteFor(node: string): RemoteReplicas {
+    assert(this.remote !== undefined, `no RPC route to node ${node.slice(0, 16)} (single-node build)`);
+    return this.remote;
+  }
+
+  private mergeAll(entries: E[]): E | undefined {
+    if (entries.length === 0) return undefined;
+    return entries.reduce((a, b) => this.schema.merge(a, b));
+  }
+}

@@ -1,0 +1,494 @@
+// The CLI against a fake admin API: a Bun.serve on port 0 that records every request and
+// answers canned JSON, reached through a temporary TOML config like a real deployment.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runCli, type CliIo } from "../../../src/cli/index";
+
+const TOKEN = "test-admin-token";
+const KEY_ID = "GK31c2f218a2e44f485b94239e";
+const SECRET = "b892c0665f0ada8a4755dae98baa3b133590e11dae3bcc1f9d769d67f16c3835";
+const BUCKET_ID = "e6a14cd6a27f48684579ec6b381c078ab11697e6bc8513b72b2f5307e25fff9b";
+
+const keyInfo = (withSecret: boolean) => ({
+  accessKeyId: KEY_ID,
+  name: "alice",
+  secretAccessKey: withSecret ? SECRET : null,
+  created: "2025-01-02T03:04:05.000Z",
+  expiration: null,
+  expired: false,
+  permissions: { createBucket: false },
+  buckets: [{ id: BUCKET_ID, globalAliases: ["photos"], localAliases: [], permissions: { read: true, write: true, owner: false } }],
+});
+
+const bucketInfo = (perms = { read: true, write: true, owner: false }) => ({
+  id: BUCKET_ID,
+  created: "2025-01-02T03:04:05.000Z",
+  globalAliases: ["photos"],
+  websiteAccess: false,
+  keys: [{ accessKeyId: KEY_ID, name: "alice", permissions: perms, bucketLocalAliases: [] }],
+  objects: 3,
+  bytes: 1536 * 1024,
+  unfinishedUploads: 0,
+});
+
+const clusterStatus = {
+  node: "a".repeat(64),
+  layoutVersion: 1,
+  nodes: [
+    {
+      id: "a".repeat(64),
+      addr: "127.0.0.1:3901",
+      hostname: "node1",
+      isUp: true,
+      lastSeenSecsAgo: null,
+      role: { zone: "dc1", capacity: 1024 ** 3, tags: ["ssd"] },
+      dataPartition: { available: 512 * 1024 ** 2, total: 1024 ** 3 },
+    },
+    {
+      id: "b".repeat(64),
+      addr: "10.0.0.2:3901",
+      hostname: "node2",
+      isUp: false,
+      lastSeenSecsAgo: 42,
+      role: { zone: "dc2", capacity: null, tags: [] },
+    },
+  ],
+};
+
+const clusterHealth = {
+  status: "degraded",
+  knownNodes: 2,
+  connectedNodes: 1,
+  storageNodes: 1,
+  storageNodesOk: 1,
+  partitions: 256,
+  partitionsQuorum: 256,
+  partitionsAllOk: 256,
+};
+
+interface Recorded {
+  method: string;
+  endpoint: string;
+  query: Record<string, string>;
+  body: unknown;
+  auth: string | null;
+}
+
+type Handler = (query: Record<string, string>, body: any) => Response;
+
+const json = (value: unknown, status = 200) => Response.json(value, { status });
+const apiError = (status: number, code: string, message: string) =>
+  json({ code, message, path: "/v2/..." }, status);
+
+const ROUTES: Record<string, Handler> = {
+  GetClusterStatus: () => json(clusterStatus),
+  GetClusterHealth: () => json(clusterHealth),
+  ListKeys: () =>
+    json([
+      { id: KEY_ID, name: "alice", created: "2025-01-02T03:04:05.000Z", expiration: null, expired: false },
+      { id: "GK000000000000000000000001", name: "bob", created: null, expiration: null, expired: false },
+    ]),
+  GetKeyInfo: (q) => {
+    const ref = q.id ?? q.search;
+    if (ref === KEY_ID || ref === "alice" || ref === "GK31") return json(keyInfo(q.showSecretKey === "true"));
+    return apiError(404, "NoSuchAccessKey", `Access key not found: ${ref}`);
+  },
+  CreateKey: (_q, body) => json({ ...keyInfo(true), name: body.name, buckets: [] }),
+  ImportKey: (_q, body) =>
+    json({ ...keyInfo(false), accessKeyId: body.accessKeyId, name: body.name ?? "Imported key", buckets: [] }),
+  UpdateKey: (_q, body) => json({ ...keyInfo(false), permissions: { createBucket: body.allow !== undefined } }),
+  DeleteKey: () => new Response(null, { status: 200 }),
+  ListBuckets: () => json([{ id: BUCKET_ID, created: "2025-01-02T03:04:05.000Z", globalAliases: ["photos"], localAliases: [] }]),
+  GetBucketInfo: (q) => {
+    if (q.id === BUCKET_ID || q.globalAlias === "photos" || (q.search && BUCKET_ID.startsWith(q.search))) {
+      return json(bucketInfo());
+    }
+    return apiError(404, "NoSuchBucket", "Bucket not found");
+  },
+  CreateBucket: (_q, body) => json({ ...bucketInfo(), globalAliases: [body.globalAlias], keys: [] }),
+  DeleteBucket: () => json({}),
+  AllowBucketKey: (_q, body) => json(bucketInfo({ read: true, write: true, owner: body.permissions.owner })),
+  DenyBucketKey: () => json(bucketInfo({ read: false, write: false, owner: false })),
+};
+
+let server: ReturnType<typeof Bun.serve>;
+let requests: Recorded[] = [];
+let dir: string;
+let configPath: string;
+/** Answer for the next request instead of the route, to test error paths. */
+let override: Response | undefined;
+
+beforeAll(() => {
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const endpoint = url.pathname.replace(/^\/v2\//, "");
+      const text = await req.text();
+      const body = text ? JSON.parse(text) : undefined;
+      const query = Object.fromEntries(url.searchParams);
+      requests.push({ method: req.method, endpoint, query, body, auth: req.headers.get("authorization") });
+      if (override) return override;
+      if (req.headers.get("authorization") !== `Bearer ${TOKEN}`) return apiError(403, "Forbidden", "bad token");
+      const route = ROUTES[endpoint];
+      return route ? route(query, body) : apiError(400, "UnknownEndpoint", endpoint);
+    },
+  });
+  dir = mkdtempSync(join(tmpdir(), "bunker-cli-"));
+  configPath = writeConfig("main.toml", `127.0.0.1:${server.port}`, TOKEN);
+});
+
+afterAll(() => {
+  server.stop(true);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  requests = [];
+  override = undefined;
+});
+
+function writeConfig(name: string, adminAddr: string, token?: string): string {
+  const path = join(dir, name);
+  const tokenLine = token === undefined ? "" : `admin_token = "${token}"\n`;
+  writeFileSync(
+    path,
+    `metadata_dir = "${join(dir, name, "..", "meta")}"\ndata_dir = "${join(dir, "data")}"\n\n[admin]\napi_bind_addr = "${adminAddr}"\n${tokenLine}`,
+  );
+  return path;
+}
+
+async function cli(args: string[], env: Record<string, string | undefined> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = {
+    stdout: async (t) => void (stdout += t),
+    stderr: async (t) => void (stderr += t),
+    env,
+  };
+  const code = await runCli(args, io);
+  return { code, stdout, stderr };
+}
+
+const withConfig = (...args: string[]) => cli(["-c", configPath, ...args]);
+
+describe("keys", () => {
+  test("key create --json prints the key with its secret", async () => {
+    const r = await withConfig("key", "create", "alice", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stderr).toBe("");
+    const out = JSON.parse(r.stdout);
+    expect(out.accessKeyId).toBe(KEY_ID);
+    expect(out.secretAccessKey).toBe(SECRET);
+    expect(requests).toEqual([
+      { method: "POST", endpoint: "CreateKey", query: {}, body: { name: "alice" }, auth: `Bearer ${TOKEN}` },
+    ]);
+  });
+
+  test("key create prints a readable block with the secret", async () => {
+    const r = await withConfig("key", "create", "alice");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("==== ACCESS KEY INFORMATION ====");
+    expect(r.stdout).toMatch(new RegExp(`Key ID:\\s+${KEY_ID}`));
+    expect(r.stdout).toMatch(new RegExp(`Secret key:\\s+${SECRET}`));
+  });
+
+  test("--json may also come before the command", async () => {
+    const r = await cli(["-c", configPath, "--json", "key", "list"]);
+    expect(JSON.parse(r.stdout).map((k: { id: string }) => k.id)).toEqual([KEY_ID, "GK000000000000000000000001"]);
+  });
+
+  test("key list prints a table", async () => {
+    const r = await withConfig("key", "list");
+    const lines = r.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^ID\s+Created\s+Name\s+Expiration$/);
+    expect(lines[1]).toMatch(new RegExp(`^${KEY_ID}\\s+2025-01-02T03:04:05.000Z\\s+alice\\s+never$`));
+    expect(lines[2]).toMatch(/^GK000000000000000000000001\s+-\s+bob\s+never$/);
+  });
+
+  test("key info searches and only asks for the secret with --show-secret", async () => {
+    let r = await withConfig("key", "info", "alice");
+    expect(r.stdout).toMatch(/Secret key:\s+\(redacted\)/);
+    expect(r.stdout).toMatch(/RW-\s+e6a14cd6a27f4868\s+photos/);
+    expect(requests[0]!.query).toEqual({ search: "alice" });
+    r = await withConfig("key", "info", "GK31", "--show-secret");
+    expect(r.stdout).toContain(SECRET);
+    expect(requests[1]!.query).toEqual({ search: "GK31", showSecretKey: "true" });
+  });
+
+  test("key import sends id, secret and name", async () => {
+    const r = await withConfig("key", "import", KEY_ID, SECRET, "-n", "migrated", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[0]!.body).toEqual({ accessKeyId: KEY_ID, secretAccessKey: SECRET, name: "migrated" });
+    expect(JSON.parse(r.stdout).name).toBe("migrated");
+  });
+
+  test("key delete without --yes refuses before any request", async () => {
+    const r = await withConfig("key", "delete", "alice");
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: refusing to delete key alice without --yes\n");
+    expect(requests).toEqual([]);
+  });
+
+  test("key delete --yes resolves the key, then deletes it by id", async () => {
+    const r = await withConfig("key", "delete", "alice", "--yes");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toBe(`Key ${KEY_ID} (alice) was deleted.\n`);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetKeyInfo", { search: "alice" }],
+      ["POST", "DeleteKey", { id: KEY_ID }],
+    ]);
+  });
+
+  test("key allow/deny --create-bucket", async () => {
+    let r = await withConfig("key", "allow", "--create-bucket", "alice", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(JSON.parse(r.stdout).permissions.createBucket).toBe(true);
+    expect(requests[1]).toMatchObject({ endpoint: "UpdateKey", query: { id: KEY_ID }, body: { allow: { createBucket: true } } });
+    r = await withConfig("key", "deny", "alice", "--create-bucket");
+    expect(r.stdout).toMatch(/Can create buckets:\s+false/);
+    expect(requests[3]).toMatchObject({ endpoint: "UpdateKey", body: { deny: { createBucket: true } } });
+  });
+
+  test("key allow without --create-bucket is a usage error", async () => {
+    const r = await withConfig("key", "allow", "alice");
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: nothing to allow: give --create-bucket\n");
+    expect(requests).toEqual([]);
+  });
+
+  test("an API error is one line with its code, exit 1", async () => {
+    const r = await withConfig("key", "info", "nobody");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Access key not found: nobody (NoSuchAccessKey)\n");
+    expect(r.stdout).toBe("");
+  });
+});
+
+describe("buckets", () => {
+  test("bucket create NAME", async () => {
+    const r = await withConfig("bucket", "create", "videos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[0]).toMatchObject({ method: "POST", endpoint: "CreateBucket", body: { globalAlias: "videos" } });
+    expect(r.stdout).toMatch(/Global aliases:\s+videos/);
+  });
+
+  test("bucket list shows id prefixes", async () => {
+    const r = await withConfig("bucket", "list");
+    expect(r.stdout.trimEnd().split("\n")).toEqual([
+      expect.stringMatching(/^ID\s+Created\s+Global aliases\s+Local aliases$/),
+      expect.stringMatching(/^e6a14cd6a27f4868\s+2025-01-02T03:04:05.000Z\s+photos$/),
+    ]);
+  });
+
+  test("bucket info by name, by full id, and by the id prefix from bucket list", async () => {
+    let r = await withConfig("bucket", "info", "photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toMatch(/Size:\s+1.5 MiB \(1572864 B\)/);
+    expect(r.stdout).toMatch(new RegExp(`RW-\\s+${KEY_ID}\\s+alice`));
+    expect(requests.map((q) => q.query)).toEqual([{ globalAlias: "photos" }]);
+
+    requests = [];
+    r = await withConfig("bucket", "info", BUCKET_ID, "--json");
+    expect(JSON.parse(r.stdout).id).toBe(BUCKET_ID);
+    expect(requests.map((q) => q.query)).toEqual([{ id: BUCKET_ID }]);
+
+    requests = [];
+    r = await withConfig("bucket", "info", "e6a14cd6a27f4868");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => q.query)).toEqual([{ globalAlias: "e6a14cd6a27f4868" }, { search: "e6a14cd6a27f4868" }]);
+  });
+
+  test("an unknown bucket name is not retried as an id", async () => {
+    const r = await withConfig("bucket", "info", "nope");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Bucket not found (NoSuchBucket)\n");
+    expect(requests.length).toBe(1);
+  });
+
+  test("bucket delete needs --yes, then resolves the alias and deletes by id", async () => {
+    let r = await withConfig("bucket", "delete", "photos");
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: refusing to delete bucket photos without --yes\n");
+    expect(requests).toEqual([]);
+
+    r = await withConfig("bucket", "delete", "--yes", "photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toBe(`Bucket photos (${BUCKET_ID}) was deleted.\n`);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "photos" }],
+      ["POST", "DeleteBucket", { id: BUCKET_ID }],
+    ]);
+  });
+
+  test("bucket allow resolves bucket and key, sends only the requested flags", async () => {
+    const r = await withConfig("bucket", "allow", "--read", "--owner", "photos", "--key", "alice");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toBe(`Permissions of key ${KEY_ID} (alice) on bucket photos: RWO\n`);
+    expect(requests.map((q) => q.endpoint)).toEqual(["GetBucketInfo", "GetKeyInfo", "AllowBucketKey"]);
+    expect(requests[2]!.body).toEqual({
+      bucketId: BUCKET_ID,
+      accessKeyId: KEY_ID,
+      permissions: { read: true, write: false, owner: true },
+    });
+  });
+
+  test("bucket deny --json prints the bucket", async () => {
+    const r = await withConfig("bucket", "deny", "--write", "photos", "--key=alice", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(JSON.parse(r.stdout).keys[0].permissions).toEqual({ read: false, write: false, owner: false });
+    expect(requests[2]).toMatchObject({ endpoint: "DenyBucketKey", body: { permissions: { read: false, write: true, owner: false } } });
+  });
+
+  test("bucket allow needs a permission and --key", async () => {
+    let r = await withConfig("bucket", "allow", "photos", "--key", "alice");
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: nothing to allow: give --read, --write and/or --owner\n");
+    r = await withConfig("bucket", "allow", "photos", "--read");
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: missing --key KEY\n");
+    expect(requests).toEqual([]);
+  });
+});
+
+describe("status", () => {
+  test("human output lists healthy and failed nodes", async () => {
+    const r = await withConfig("status");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toMatch(/Cluster health:\s+degraded/);
+    expect(r.stdout).toContain("==== HEALTHY NODES ====");
+    expect(r.stdout).toMatch(/aaaaaaaaaaaaaaaa \(this node\)\s+node1\s+127.0.0.1:3901\s+ssd\s+dc1\s+1.0 GiB\s+512.0 MiB \(50.0%\)/);
+    expect(r.stdout).toContain("==== FAILED NODES ====");
+    expect(r.stdout).toMatch(/bbbbbbbbbbbbbbbb\s+node2\s+10.0.0.2:3901\s+dc2\s+gateway\s+42s ago/);
+  });
+
+  test("--json prints both API results", async () => {
+    const r = await withConfig("status", "--json");
+    expect(JSON.parse(r.stdout)).toEqual({ status: clusterStatus, health: clusterHealth });
+  });
+});
+
+describe("usage errors exit 2 with one line", () => {
+  const cases: [string[], string][] = [
+    [[], "error: missing command (see 'bunker --help')\n"],
+    [["frobnicate"], "error: unknown command 'frobnicate' (see 'bunker --help')\n"],
+    [["--bogus", "key", "list"], "error: unknown flag --bogus (see 'bunker --help')\n"],
+    [["key"], "error: missing command: bunker key <create|list|info|import|delete|allow|deny>\n"],
+    [["key", "rename"], "error: unknown command 'key rename' (see 'bunker key --help')\n"],
+    [["key", "list", "--bogus"], "error: unknown flag --bogus (see 'bunker key list --help')\n"],
+    [["key", "info"], "error: missing KEY (see 'bunker key info --help')\n"],
+    [["key", "create", "a", "b"], "error: unexpected argument 'b' (see 'bunker key create --help')\n"],
+    [["key", "import", "id"], "error: missing SECRET (see 'bunker key import --help')\n"],
+    [["key", "import", "id", "s", "-n"], "error: flag --name needs a value (NAME) (see 'bunker key import --help')\n"],
+    [["key", "list", "-c", "x.toml"], "error: -c is a global option: put it before the command (bunker -c FILE key list)\n"],
+    [["help", "key", "nope"], "error: no help for unknown command 'key nope' (see 'bunker --help')\n"],
+  ];
+  for (const [args, message] of cases) {
+    test(`bunker ${args.join(" ")}`, async () => {
+      const r = await withConfig(...args);
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+      expect(requests).toEqual([]);
+    });
+  }
+});
+
+describe("help", () => {
+  test("top-level, group and command help go to stdout with exit 0", async () => {
+    for (const args of [["--help"], ["help"], ["-h"]]) {
+      const r = await cli(args);
+      expect(r.code).toBe(EXIT_OK);
+      expect(r.stdout).toContain("Usage: bunker [-c FILE] <command> [options]");
+    }
+    for (const args of [["key", "--help"], ["help", "key"], ["--help", "key"]]) {
+      const r = await cli(args);
+      expect(r.stdout).toContain("Usage: bunker key <command> [options]");
+      expect(r.stdout).toContain("bunker key import ID SECRET [options]");
+    }
+    for (const args of [["bucket", "allow", "--help"], ["help", "bucket", "allow"], ["bucket", "--help", "allow"]]) {
+      const r = await cli(args);
+      expect(r.code).toBe(EXIT_OK);
+      expect(r.stdout).toContain("Usage: bunker bucket allow BUCKET [options]");
+      expect(r.stdout).toMatch(/--key KEY\s+the access key/);
+      expect(r.stdout).toMatch(/--json\s+print the raw JSON result/);
+    }
+    expect((await cli(["server", "--help"])).stdout).toContain("Usage: bunker [-c FILE] server");
+    expect((await cli(["help", "status"])).stdout).toContain("Usage: bunker status [options]");
+  });
+
+  test("--help wins over missing arguments and needs no config", async () => {
+    const r = await cli(["-c", join(dir, "missing.toml"), "key", "delete", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("--yes");
+  });
+});
+
+describe("connection and configuration", () => {
+  test("an unreachable node gives the one-line hint, exit 1", async () => {
+    const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+    const port = probe.port;
+    probe.stop(true);
+    const config = writeConfig("down.toml", `0.0.0.0:${port}`, TOKEN);
+    const r = await cli(["-c", config, "key", "list"]);
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe(
+      `error: cannot reach the admin API at http://127.0.0.1:${port}: connection refused — is the server running?\n`,
+    );
+  });
+
+  test("a missing config file is one line, exit 1", async () => {
+    const r = await cli(["-c", join(dir, "missing.toml"), "key", "list"]);
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe(`error: config: file not found: ${join(dir, "missing.toml")}\n`);
+  });
+
+  test("BUNKER_CONFIG is used when -c is absent", async () => {
+    const r = await cli(["key", "list", "--json"], { BUNKER_CONFIG: configPath });
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.length).toBe(1);
+  });
+
+  test("token from BUNKER_ADMIN_TOKEN, then from the credentials file", async () => {
+    const config = writeConfig("notoken.toml", `127.0.0.1:${server.port}`);
+    let r = await cli(["-c", config, "key", "list"], { BUNKER_ADMIN_TOKEN: TOKEN });
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[0]!.auth).toBe(`Bearer ${TOKEN}`);
+
+    // The server keeps first-start credentials next to metadata_dir.
+    writeFileSync(join(dir, "credentials"), JSON.stringify({ adminToken: TOKEN, accessKeyId: KEY_ID, secretAccessKey: SECRET }));
+    try {
+      r = await cli(["-c", config, "key", "list"]);
+      expect(r.code).toBe(EXIT_OK);
+      expect(requests[1]!.auth).toBe(`Bearer ${TOKEN}`);
+    } finally {
+      rmSync(join(dir, "credentials"));
+    }
+  });
+
+  test("no token at all: the 403 says where a token comes from", async () => {
+    const config = writeConfig("notoken2.toml", `127.0.0.1:${server.port}`);
+    const r = await cli(["-c", config, "key", "list"]);
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(requests[0]!.auth).toBeNull();
+    expect(r.stderr).toBe(
+      "error: bad token (no admin token: set admin.admin_token in the config or BUNKER_ADMIN_TOKEN) (Forbidden)\n",
+    );
+  });
+
+  test("a non-JSON error body is reduced to one line", async () => {
+    override = new Response("<html>\n<body>Bad Gateway</body>\n</html>", { status: 502 });
+    const r = await withConfig("bucket", "list");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: <html> <body>Bad Gateway</body> </html> (HTTP502)\n");
+  });
+
+  test("an IPv6 bind address is bracketed", async () => {
+    const config = writeConfig("v6.toml", `[::1]:1`, TOKEN);
+    const r = await cli(["-c", config, "key", "list"]);
+    expect(r.stderr).toStartWith("error: cannot reach the admin API at http://[::1]:1: ");
+  });
+});
