@@ -43,7 +43,9 @@ export class PayloadReader {
     const payload = this.r.auth.payload;
     let stream: AsyncIterable<Uint8Array> = source;
     if (payload.kind.startsWith("streaming")) {
-      this.decoder = new AwsChunkedDecoder(source, this.r.auth);
+      const trailer = this.r.headers.get("x-amz-trailer");
+      const expectedTrailers = trailer ? trailer.split(",").map((t) => t.trim().toLowerCase()).filter(Boolean) : [];
+      this.decoder = new AwsChunkedDecoder(source, this.r.auth, { expectedTrailers });
       stream = this.decoder.chunks();
     }
     const sha = payload.kind === "sha256" ? new CryptoHasher("sha256") : undefined;

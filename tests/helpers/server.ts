@@ -1,0 +1,162 @@
+// Starts a real Bunker server process on free loopback ports with a temporary data dir,
+// and creates an access key allowed to create buckets through the real admin API.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:net";
+import type { Subprocess } from "bun";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const START_TIMEOUT_MS = 20_000;
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface TestServer {
+  dir: string;
+  configPath: string;
+  endpoint: string;
+  s3Port: number;
+  adminPort: number;
+  adminToken: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  proc: Subprocess;
+  /** Output of the server so far (stdout + stderr). */
+  logs(): string;
+  /** SIGKILL, no cleanup: for crash tests. */
+  kill(): Promise<void>;
+  /** Starts the process again on the same config and data. */
+  restart(): Promise<void>;
+  /** Stops the server and deletes its data. */
+  stop(): Promise<void>;
+  /** Runs the CLI against this server; returns exit code and output. */
+  cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  admin<T = unknown>(method: "GET" | "POST", path: string, body?: unknown): Promise<T>;
+}
+
+export interface ServerOptions {
+  /** Extra top-level TOML lines. */
+  extraToml?: string;
+  blockSize?: number;
+  compression?: number | "none";
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<TestServer> {
+  const dir = mkdtempSync(join(tmpdir(), "bunker-test-"));
+  const s3Port = await freePort();
+  const adminPort = await freePort();
+  const rpcPort = await freePort();
+  const adminToken = "test-admin-token-" + Math.random().toString(36).slice(2);
+  const region = "garage";
+  const configPath = join(dir, "bunker.toml");
+  writeFileSync(
+    configPath,
+    [
+      `metadata_dir = "${join(dir, "meta")}"`,
+      `data_dir = "${join(dir, "data")}"`,
+      `replication_factor = 1`,
+      `rpc_bind_addr = "127.0.0.1:${rpcPort}"`,
+      `block_size = ${opts.blockSize ?? 1024 * 1024}`,
+      `compression_level = ${typeof opts.compression === "string" ? `"${opts.compression}"` : (opts.compression ?? 1)}`,
+      opts.extraToml ?? "",
+      `[s3_api]`,
+      `api_bind_addr = "127.0.0.1:${s3Port}"`,
+      `s3_region = "${region}"`,
+      `[admin]`,
+      `api_bind_addr = "127.0.0.1:${adminPort}"`,
+      `admin_token = "${adminToken}"`,
+    ].join("\n"),
+  );
+  let output = "";
+  let proc!: Subprocess;
+  const spawn = async () => {
+    proc = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "-c", configPath, "server"], {
+      cwd: dir,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, BUNKER_LOG: process.env.BUNKER_LOG ?? "warn" },
+    });
+    for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+      void (async () => {
+        for await (const chunk of stream) output += new TextDecoder().decode(chunk);
+      })();
+    }
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${adminPort}/health`);
+        if (r.ok) break;
+      } catch {
+        // not up yet
+      }
+      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
+      await Bun.sleep(50);
+    }
+  };
+  await spawn();
+
+  const admin = async <T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> => {
+    const r = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`admin ${path}: ${r.status} ${text}`);
+    return (text ? JSON.parse(text) : undefined) as T;
+  };
+  const key = await admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", {
+    name: "test",
+    allow: { createBucket: true },
+  });
+
+  const server: TestServer = {
+    dir,
+    configPath,
+    endpoint: `http://localhost:${s3Port}`,
+    s3Port,
+    adminPort,
+    adminToken,
+    accessKeyId: key.accessKeyId,
+    secretAccessKey: key.secretAccessKey,
+    region,
+    get proc() {
+      return proc;
+    },
+    logs: () => output,
+    async kill() {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    },
+    async restart() {
+      await spawn();
+    },
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill("SIGTERM");
+        await proc.exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+    async cli(...args: string[]) {
+      const p = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "-c", configPath, ...args], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { code, stdout, stderr };
+    },
+    admin,
+  };
+  return server;
+}
