@@ -47,8 +47,8 @@ export class LocalStore<E> {
   }
 
   /** Merges entries into the store; resolves once committed (group commit). */
-  apply(entries: readonly E[]): Promise<void> {
-    return this.committer.write(() => this.applyInTransaction(entries));
+  async apply(entries: readonly E[]): Promise<void> {
+    await this.committer.write(() => this.applyInTransaction(entries));
   }
 
   /** Merges entries; the caller must be inside a transaction. Returns the stored values. */
