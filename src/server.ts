@@ -68,7 +68,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const bootTime = Date.now();
   const nodeKey = loadOrCreateNodeKey(config.metadata_dir);
   const db = openDatabase(`${config.metadata_dir}/db.sqlite`, { fsync: config.metadata_fsync });
-  const layout = singleNodeLayout(nodeKey.id);
+  mkdirSync(config.data_dir, { recursive: true });
+  const layout = singleNodeLayout(nodeKey.id, statfsSync(config.data_dir).blocks * statfsSync(config.data_dir).bsize);
   const placement = new LayoutPlacement(nodeKey.id, layout, config.consistency_mode);
   const model = new Model(db, placement);
   const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });

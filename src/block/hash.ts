@@ -2,13 +2,16 @@
 // same thread they give ~330 MiB/s, so PUT hashes blocks in Workers while its own thread does MD5.
 // Buffers travel to the worker and back by transfer (zero copy).
 //
-// Compiled binary (`bun build --compile`): Bun does not yet discover `new Worker(new URL(...))`
-// targets itself, so the build MUST list the worker as an extra entrypoint:
+// Compiled binary (`bun build --compile`): Bun does not discover Worker targets itself, so the
+// build MUST list the worker as an extra entrypoint, and the blake3-wasm embed plugin
+// (research/stack-limits.md §6) must be active for that build (the worker imports blake3-wasm):
 //   bun build --compile ./src/main.ts ./src/block/hash-worker.ts --outfile bunker
-//   (or Bun.build({ entrypoints: ["./src/main.ts", "./src/block/hash-worker.ts"], compile: … }))
-// and the blake3-wasm embed plugin (research/stack-limits.md §6) must be active for that build,
-// since the worker imports blake3-wasm too. Without the extra entrypoint the binary looks for
-// ./hash-worker.ts on disk relative to the cwd and fails.
+//   Bun.build({ entrypoints: ["./src/main.ts", "./src/block/hash-worker.ts"], compile: {…}, plugins: [embedBlake3Wasm] })
+// Verified on Bun 1.4.5: inside the binary every bundled module's import.meta.url is the binary's
+// root file, so `new URL("./hash-worker.ts", import.meta.url)` points at a file that does not exist;
+// the worker is embedded as <root>/block/hash-worker.js (path relative to the entrypoints' common
+// directory). workerSpecifier() therefore looks it up explicitly when running compiled.
+import { existsSync } from "node:fs";
 import { hash as blake3 } from "blake3-wasm/dist/index.js";
 import { assert } from "../util/assert.ts";
 
@@ -24,6 +27,21 @@ export const HASH_JOBS_PER_WORKER = 4;
  * transferring (and so detaching) the larger buffer it lives in, e.g. a pooled Buffer slab.
  */
 export const HASH_COPY_BELOW = 64 * 1024;
+
+/**
+ * Where a compiled binary may embed the worker, relative to its root (the entrypoints' common
+ * directory): src/ when built from src/main.ts, the repository root when built from elsewhere.
+ */
+const COMPILED_WORKER_PATHS = ["block/hash-worker.js", "src/block/hash-worker.js", "hash-worker.js"];
+
+function workerSpecifier(): string | URL {
+  if (!Bun.isStandaloneExecutable) return new URL("./hash-worker.ts", import.meta.url);
+  for (const rel of COMPILED_WORKER_PATHS) {
+    const path = `${import.meta.dir}/${rel}`;
+    if (existsSync(path)) return path;
+  }
+  throw new Error("BLAKE3 worker is not embedded in this binary: build with src/block/hash-worker.ts as an entrypoint");
+}
 
 /** Message to the worker: hash `length` bytes of `buf` starting at `offset`. */
 export interface HashRequest {
@@ -155,7 +173,7 @@ export class Blake3Pool {
   }
 
   private spawn(index: number): Slot {
-    const worker = new Worker(new URL("./hash-worker.ts", import.meta.url));
+    const worker = new Worker(workerSpecifier());
     const slot: Slot = { worker, jobs: new Map() };
     // An idle pool must not keep the process alive; a busy one must (see send()).
     worker.unref();

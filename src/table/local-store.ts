@@ -19,6 +19,11 @@ export class LocalStore<E> {
   private readonly deleteStmt: Statement;
   private readonly rangeStmt: Statement;
   private readonly queueStmt: Statement;
+  /**
+   * Full-copy tables (keys, buckets, aliases) are small and read on every request: they
+   * are cached whole in memory. This process is the only writer, so the cache stays exact.
+   */
+  private readonly cache: Map<string, E | null> | undefined;
 
   constructor(
     readonly schema: TableSchema<E>,
@@ -34,11 +39,19 @@ export class LocalStore<E> {
       `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
     );
     this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v) VALUES (?, ?)`);
+    if (schema.replication === "full") this.cache = new Map();
   }
 
   get(pk: string, sk: string): E | undefined {
+    const cacheKey = this.cache && `${pk}\u0000${sk}`;
+    if (cacheKey !== undefined) {
+      const hit = this.cache!.get(cacheKey);
+      if (hit !== undefined) return hit ?? undefined;
+    }
     const row = this.getStmt.get(pk, sk) as { v: string } | null;
-    return row ? (JSON.parse(row.v) as E) : undefined;
+    const value = row ? (JSON.parse(row.v) as E) : undefined;
+    if (cacheKey !== undefined) this.cache!.set(cacheKey, value ?? null);
+    return value;
   }
 
   range(pk: string, q: RangeQuery): E[] {
@@ -64,7 +77,11 @@ export class LocalStore<E> {
       const old = this.get(pk, sk);
       const merged = old === undefined ? incoming : this.schema.merge(old, incoming);
       const encoded = JSON.stringify(merged);
-      if (old === undefined || encoded !== JSON.stringify(old)) this.putStmt.run(pk, sk, encoded);
+      if (old === undefined || encoded !== JSON.stringify(old)) {
+        this.putStmt.run(pk, sk, encoded);
+        // Dropped rather than updated: if the transaction rolls back, the next read reloads.
+        this.cache?.delete(`${pk}\u0000${sk}`);
+      }
       this.schema.onMerge?.(old, incoming, merged, ctx);
       return merged;
     });
@@ -73,5 +90,6 @@ export class LocalStore<E> {
   /** Removes an entry outright: only for garbage that no CRDT merge can resurrect. */
   deleteInTransaction(pk: string, sk: string): void {
     this.deleteStmt.run(pk, sk);
+    this.cache?.delete(`${pk}\u0000${sk}`);
   }
 }

@@ -1,0 +1,53 @@
+// Builds the single `bunker` binary with `bun build --compile` for x64 and arm64.
+// Usage: bun deploy/build.ts [linux-x64|linux-arm64|all] [outdir]
+// Two things need care (research/stack-limits.md §6): blake3-wasm reads its .wasm from
+// __dirname at run time, so the file is embedded by a loader plugin; and the hashing Worker
+// is a separate entry point that the compiled binary must contain.
+import type { BunPlugin } from "bun";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "..");
+
+const embedBlake3Wasm: BunPlugin = {
+  name: "embed-blake3-wasm",
+  setup(build) {
+    build.onLoad({ filter: /blake3-wasm[\\/]dist[\\/]wasm[\\/]nodejs[\\/]blake3_js\.js$/ }, async (args) => {
+      const source = await Bun.file(args.path).text();
+      const patched = source.replace(
+        /const path = require\('path'\)\.join\(__dirname, 'blake3_js_bg\.wasm'\);\s*const bytes = require\('fs'\)\.readFileSync\(path\);/,
+        "const bytes = require('fs').readFileSync(require('./blake3_js_bg.wasm'));",
+      );
+      if (patched === source) throw new Error("blake3-wasm glue changed: cannot embed its wasm (update deploy/build.ts)");
+      return { loader: "js", contents: patched };
+    });
+  },
+};
+
+const TARGETS = { "linux-x64": "bun-linux-x64-baseline", "linux-arm64": "bun-linux-arm64" } as const;
+type TargetName = keyof typeof TARGETS;
+
+async function build(target: TargetName, outdir: string): Promise<string> {
+  const outfile = join(outdir, `bunker-${target}`);
+  const result = await Bun.build({
+    entrypoints: [join(ROOT, "src/main.ts"), join(ROOT, "src/block/hash-worker.ts")],
+    compile: { target: TARGETS[target], outfile },
+    minify: true,
+    plugins: [embedBlake3Wasm],
+  });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error(`build for ${target} failed`);
+  }
+  return outfile;
+}
+
+const which = (process.argv[2] ?? "linux-x64") as TargetName | "all";
+const outdir = process.argv[3] ?? join(ROOT, "dist");
+const targets: TargetName[] = which === "all" ? ["linux-x64", "linux-arm64"] : [which];
+for (const t of targets) {
+  if (!(t in TARGETS)) {
+    console.error(`error: unknown target ${t} (use linux-x64, linux-arm64 or all)`);
+    process.exit(2);
+  }
+  console.log(`built ${await build(t, outdir)}`);
+}
