@@ -10,7 +10,7 @@ self.onmessage = (ev: MessageEvent<HashRequest>) => {
   let reply: HashReply;
   try {
     // blake3-wasm's one-shot hash owns no hasher object, so nothing can leak if it throws.
-    const digest = hash(new Uint8Array(buf, offset, length));
+    const digest = hash(new Uint8Array(buf, offset, length)) as Buffer; // Buffer: no encoding asked
     reply = { id, hash: new Uint8Array(digest), buf };
   } catch (err) {
     reply = { id, error: String(err), buf };

@@ -57,7 +57,7 @@ export type HashReply =
 
 /** BLAKE3 on the calling thread: for small data, tests and tools. */
 export function blake3Sync(data: Uint8Array): BlockHash {
-  return new Uint8Array(blake3(data));
+  return new Uint8Array(blake3(data) as Buffer); // Buffer: no encoding was asked for
 }
 
 export function hashHex(h: Uint8Array): string {
@@ -130,7 +130,7 @@ export class Blake3Pool {
     const { byteOffset: offset, byteLength: length } = buf;
     const spansBuffer = offset === 0 && length === buf.buffer.byteLength;
     return new Promise((resolve, reject) => {
-      const send = (job: Job, msg: HashRequest, transfer: Transferable[]) => {
+      const send = (job: Job, msg: HashRequest, transfer: ArrayBuffer[]) => {
         if (slot.jobs.size === 0) slot.worker.ref();
         slot.jobs.set(id, job);
         try {
