@@ -1,0 +1,106 @@
+// Child processes for the servers under test, and /proc sampling of their memory and CPU.
+import { readFileSync, writeFileSync } from "node:fs";
+import type { Subprocess } from "bun";
+
+export const SAMPLE_INTERVAL_MS = 50;
+const READY_TIMEOUT_MS = 20_000;
+const CLK_TCK = 100; // Linux USER_HZ
+
+/** Spawns a process that prints "ready" on stdout when it serves; keeps its output for errors. */
+export async function spawnReady(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ proc: Subprocess; logs: () => string }> {
+  let out = "";
+  const proc = Bun.spawn(cmd, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdout: "pipe", stderr: "pipe" });
+  let readyResolve!: () => void;
+  const ready = new Promise<void>((r) => (readyResolve = r));
+  for (const s of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
+    void (async () => {
+      const dec = new TextDecoder();
+      for await (const c of s) {
+        out += dec.decode(c);
+        if (out.length > 100_000) out = out.slice(-50_000);
+        if (out.includes("ready\n")) readyResolve();
+      }
+    })();
+  }
+  const timeout = Bun.sleep(READY_TIMEOUT_MS).then(() => "timeout" as const);
+  const r = await Promise.race([ready.then(() => "ok" as const), proc.exited.then(() => "exited" as const), timeout]);
+  if (r !== "ok") {
+    proc.kill();
+    throw new Error(`${cmd.join(" ")} did not start (${r}):\n${out}`);
+  }
+  return { proc, logs: () => out };
+}
+
+export function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds (user + system, all threads) the process has used so far. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
+export interface Sample {
+  /** Highest VmRSS seen by 50 ms sampling, MiB. */
+  peakRssMiB: number;
+  /** VmHWM after the window (reset to the current RSS at its start through clear_refs), MiB. */
+  hwmMiB: number;
+  /** Server CPU use over the window, in cores (1.0 = one core busy). */
+  serverCores: number;
+  /** This (client) process's CPU use over the window, in cores. */
+  clientCores: number;
+}
+
+/** Samples a server process while `fn` runs. */
+export async function sampled<T>(pid: number | undefined, fn: () => Promise<T>): Promise<{ value: T; sample: Sample }> {
+  let peak = 0;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  if (pid) {
+    try {
+      writeFileSync(`/proc/${pid}/clear_refs`, "5"); // resets VmHWM to the current RSS
+    } catch {}
+    peak = statusKiB(pid, "VmRSS");
+    timer = setInterval(() => {
+      peak = Math.max(peak, statusKiB(pid, "VmRSS"));
+    }, SAMPLE_INTERVAL_MS);
+  }
+  const cpu0 = pid ? cpuSeconds(pid) : 0;
+  const client0 = process.cpuUsage();
+  const t0 = performance.now();
+  try {
+    const value = await fn();
+    const wall = (performance.now() - t0) / 1000;
+    const client = process.cpuUsage(client0);
+    const sample: Sample = {
+      peakRssMiB: peak / 1024,
+      hwmMiB: pid ? statusKiB(pid, "VmHWM") / 1024 : 0,
+      serverCores: pid ? (cpuSeconds(pid) - cpu0) / wall : 0,
+      clientCores: (client.user + client.system) / 1e6 / wall,
+    };
+    if (pid) sample.peakRssMiB = Math.max(sample.peakRssMiB, statusKiB(pid, "VmRSS") / 1024);
+    return { value, sample };
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+}
+
+export async function stopProcess(proc: Subprocess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill("SIGTERM");
+  const done = await Promise.race([proc.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+  if (!done) {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
+}

@@ -1,0 +1,73 @@
+import { describe, expect, test } from "bun:test";
+import { quorum, QuorumError } from "../../../src/table/quorum.ts";
+
+const never = <T>(): Promise<T> => new Promise<T>(() => {});
+const after = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
+const failAfter = (ms: number, msg: string): Promise<never> => new Promise((_, rej) => setTimeout(() => rej(new Error(msg)), ms));
+
+describe("quorum", () => {
+  test("need <= 0 resolves at once with no results, without calling anything", async () => {
+    let called = 0;
+    expect(await quorum([() => ((called++), never<number>())], 0)).toEqual([]);
+    expect(called).toBe(0);
+  });
+
+  test("resolves as soon as `need` calls succeed, without waiting for the rest", async () => {
+    const t0 = performance.now();
+    const res = await quorum([() => after(5, "a"), () => never<string>(), () => after(1, "b")], 2, 5_000);
+    expect(res.sort()).toEqual(["a", "b"]);
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  test("results come in completion order and later answers are not added", async () => {
+    const res = await quorum([() => after(30, 3), () => after(1, 1), () => after(10, 2)], 2);
+    expect(res).toEqual([1, 2]);
+    await after(40, null);
+    expect(res).toEqual([1, 2]);
+  });
+
+  test("tolerates failures while the quorum is still reachable", async () => {
+    const res = await quorum([() => failAfter(1, "down"), () => after(5, "x"), () => after(10, "y")], 2);
+    expect(res).toEqual(["x", "y"]);
+  });
+
+  test("fails fast once too many calls failed to reach the quorum", async () => {
+    const t0 = performance.now();
+    const p = quorum([() => Promise.reject(new Error("n1 down")), () => never<number>(), () => failAfter(2, "n3 down")], 2, 10_000);
+    const err = (await p.catch((e) => e)) as QuorumError;
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.need).toBe(2);
+    expect(err.got).toBe(0);
+    expect(err.errors).toEqual(["n1 down", "n3 down"]);
+    expect(err.message).toContain("n1 down");
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  test("non-Error rejections are reported as strings", async () => {
+    const err = (await quorum([() => Promise.reject("plain")], 1).catch((e) => e)) as QuorumError;
+    expect(err.errors).toEqual(["plain"]);
+  });
+
+  test("times out with the successes so far and a timeout marker", async () => {
+    const t0 = performance.now();
+    const err = (await quorum([() => Promise.resolve(1), () => never<number>(), () => never<number>()], 2, 50).catch((e) => e)) as QuorumError;
+    const elapsed = performance.now() - t0;
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.got).toBe(1);
+    expect(err.errors).toEqual(["timeout"]);
+    expect(elapsed).toBeGreaterThanOrEqual(45);
+    expect(elapsed).toBeLessThan(2_000);
+  });
+
+  test("fewer calls than needed fails immediately", async () => {
+    const err = (await quorum([() => Promise.resolve(1)], 2).catch((e) => e)) as QuorumError;
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.errors[0]).toContain("only 1 replicas");
+  });
+
+  test("a quorum that resolved is not turned into a failure by later errors", async () => {
+    const res = await quorum([() => Promise.resolve("ok"), () => failAfter(5, "late")], 1);
+    expect(res).toEqual(["ok"]);
+    await after(10, null); // the late rejection must not surface as unhandled
+  });
+});
