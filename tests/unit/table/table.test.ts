@@ -1,0 +1,188 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
+import { GroupCommitter } from "../../../src/db/committer.ts";
+import { openDatabase } from "../../../src/db/sqlite.ts";
+import { LocalStore } from "../../../src/table/local-store.ts";
+import type { HookContext, TableSchema } from "../../../src/table/schema.ts";
+import { partitionOfKey, Table } from "../../../src/table/table.ts";
+
+/** A test CRDT: a grow-only max counter plus a set of tags. */
+interface E {
+  pk: string;
+  sk: string;
+  n: number;
+  tags: string[];
+}
+
+interface HookCall {
+  old: E | undefined;
+  incoming: E;
+  merged: E;
+}
+
+function schema(name: "object" | "bucket", replication: "sharded" | "full", calls: HookCall[]): TableSchema<E> {
+  return {
+    name,
+    replication,
+    partitionKey: (e) => e.pk,
+    sortKey: (e) => e.sk,
+    merge: (a, b) => ({ pk: a.pk, sk: a.sk, n: Math.max(a.n, b.n), tags: [...new Set([...a.tags, ...b.tags])].sort() }),
+    onMerge(old, incoming, merged, ctx: HookContext) {
+      calls.push({ old, incoming, merged });
+      if (incoming.tags.includes("cascade")) ctx.enqueue("version", { uuid: `${merged.pk}/${merged.sk}`, deleted: true, backlink: null });
+    },
+  };
+}
+
+const e = (pk: string, sk: string, n = 0, tags: string[] = []): E => ({ pk, sk, n, tags });
+
+let dir: string;
+let db: Database;
+let committer: GroupCommitter;
+const placement = new LayoutPlacement("self", singleNodeLayout("self"), "consistent");
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-table-"));
+  db = openDatabase(join(dir, "db.sqlite"), { fsync: false });
+  committer = new GroupCommitter(db);
+});
+afterEach(async () => {
+  db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function make(replication: "sharded" | "full" = "sharded") {
+  const calls: HookCall[] = [];
+  let clock = 1000;
+  const local = new LocalStore(schema(replication === "full" ? "bucket" : "object", replication, calls), db, committer, () => ++clock);
+  return { table: new Table(local, placement), local, calls };
+}
+
+describe("Table on a single-node layout", () => {
+  test("insert then get; a missing entry is undefined", async () => {
+    const { table } = make();
+    await table.insert(e("b1", "k1", 5));
+    expect(await table.get("b1", "k1")).toEqual(e("b1", "k1", 5));
+    expect(await table.get("b1", "nope")).toBeUndefined();
+    expect(await table.get("b2", "k1")).toBeUndefined();
+    // Persisted: visible to a raw query.
+    expect(db.query(`SELECT v FROM t_object WHERE pk = 'b1' AND sk = 'k1'`).get()).toEqual({ v: JSON.stringify(e("b1", "k1", 5)) });
+  });
+
+  test("re-insert merges with the stored entry (CRDT join)", async () => {
+    const { table } = make();
+    await table.insert(e("b", "k", 5, ["x"]));
+    await table.insert(e("b", "k", 3, ["y"]));
+    expect(await table.get("b", "k")).toEqual(e("b", "k", 5, ["x", "y"]));
+    await table.insert(e("b", "k", 9, []));
+    expect(await table.get("b", "k")).toEqual(e("b", "k", 9, ["x", "y"]));
+  });
+
+  test("several entries in one insert, over several partitions", async () => {
+    const { table } = make();
+    const pks = ["alpha", "beta", "gamma", "delta"];
+    expect(new Set(pks.map(partitionOfKey)).size).toBeGreaterThan(1);
+    await table.insert(pks.flatMap((pk) => [e(pk, "a", 1), e(pk, "b", 2)]));
+    for (const pk of pks) expect((await table.range(pk, { limit: 10 })).map((x) => x.sk)).toEqual(["a", "b"]);
+  });
+
+  test("the same key twice in one insert is merged", async () => {
+    const { table } = make();
+    await table.insert([e("p", "k", 1, ["a"]), e("p", "k", 2, ["b"])]);
+    expect(await table.get("p", "k")).toEqual(e("p", "k", 2, ["a", "b"]));
+  });
+
+  test("range: sort-key order, inclusive start, exclusive end, limit, one partition key only", async () => {
+    const { table } = make();
+    const keys = ["a", "a/1", "a/2", "b", "b\u0000", "ba", "c", "z", "é"]; // sqlite BINARY = UTF-8 byte order
+    await table.insert([...keys].reverse().map((k) => e("p", k)));
+    await table.insert([e("other", "a"), e("other", "b"), e("p2", "b")]);
+    const sks = async (q: Parameters<typeof table.range>[1]) => (await table.range("p", q)).map((x) => x.sk);
+    expect(await sks({ limit: 100 })).toEqual(keys);
+    expect(await sks({ start: "a/", limit: 100 })).toEqual(["a/1", "a/2", "b", "b\u0000", "ba", "c", "z", "é"]);
+    expect(await sks({ start: "a/", end: "a0", limit: 100 })).toEqual(["a/1", "a/2"]);
+    expect(await sks({ start: "b", end: "c", limit: 100 })).toEqual(["b", "b\u0000", "ba"]);
+    expect(await sks({ start: "b", end: "c", limit: 2 })).toEqual(["b", "b\u0000"]);
+    expect(await sks({ end: "b", limit: 100 })).toEqual(["a", "a/1", "a/2"]);
+    expect(await sks({ start: "c", limit: 100 })).toEqual(["c", "z", "é"]);
+    expect(await sks({ start: "zz", limit: 100 })).toEqual(["é"]);
+    expect(await sks({ limit: 0 })).toEqual([]);
+    expect(await sks({ start: "x", end: "b", limit: 100 })).toEqual([]);
+    expect(await table.range("missing", { limit: 10 })).toEqual([]);
+  });
+
+  test("onMerge runs on every apply, with old / incoming / merged, even when nothing changed", async () => {
+    const { table, calls } = make();
+    await table.insert(e("p", "k", 1));
+    await table.insert(e("p", "k", 3));
+    await table.insert(e("p", "k", 2)); // changes nothing
+    expect(calls).toEqual([
+      { old: undefined, incoming: e("p", "k", 1), merged: e("p", "k", 1) },
+      { old: e("p", "k", 1), incoming: e("p", "k", 3), merged: e("p", "k", 3) },
+      { old: e("p", "k", 3), incoming: e("p", "k", 2), merged: e("p", "k", 3) },
+    ]);
+  });
+
+  test("hook writes (enqueue) commit in the same transaction as the entry", async () => {
+    const { table } = make();
+    await table.insert(e("p", "k", 1, ["cascade"]));
+    const rows = db.query(`SELECT tbl, v FROM insert_queue`).all() as { tbl: string; v: string }[];
+    expect(rows.map((r) => [r.tbl, JSON.parse(r.v)])).toEqual([["version", { uuid: "p/k", deleted: true, backlink: null }]]);
+  });
+
+  test("a hook that throws fails the insert and leaves nothing behind", async () => {
+    const calls: HookCall[] = [];
+    const s: TableSchema<E> = {
+      ...schema("object", "sharded", calls),
+      onMerge(_o, incoming, _m, ctx) {
+        ctx.enqueue("version", { uuid: "x", deleted: true, backlink: null });
+        if (incoming.n < 0) throw new Error("hook refused");
+      },
+    };
+    const table = new Table(new LocalStore(s, db, committer, () => 1), placement);
+    const good = table.insert(e("p", "ok", 1));
+    const bad = table.insert([e("p", "first", 1), e("p", "neg", -1)]);
+    await good;
+    await expect(bad).rejects.toThrow("hook refused");
+    expect(await table.get("p", "ok")).toEqual(e("p", "ok", 1));
+    expect(await table.get("p", "first")).toBeUndefined();
+    expect((db.query(`SELECT count(*) AS n FROM insert_queue`).get() as { n: number }).n).toBe(1);
+  });
+
+  test("full-copy table: getLocal and range read the local copy, the cache follows writes", async () => {
+    const { table, local } = make("full");
+    expect(table.getLocal("", "k")).toBeUndefined(); // caches the miss
+    await table.insert(e("", "k", 1, ["a"]));
+    expect(table.getLocal("", "k")).toEqual(e("", "k", 1, ["a"]));
+    await table.insert(e("", "k", 4, ["b"]));
+    expect(table.getLocal("", "k")).toEqual(e("", "k", 4, ["a", "b"]));
+    expect(await table.get("", "k")).toEqual(e("", "k", 4, ["a", "b"]));
+    expect(local.range("", { limit: 10 })).toEqual([e("", "k", 4, ["a", "b"])]);
+    expect(db.query(`SELECT count(*) AS n FROM t_bucket`).get()).toEqual({ n: 1 });
+  });
+
+  test("full-copy table: a rolled-back write does not leave its value in the cache", () => {
+    const { local } = make("full");
+    local.applyInTransaction([e("", "k", 1)]);
+    expect(local.get("", "k")).toEqual(e("", "k", 1));
+    expect(() =>
+      db.transaction(() => {
+        local.applyInTransaction([e("", "k", 7)]);
+        throw new Error("rollback");
+      })(),
+    ).toThrow("rollback");
+    expect(local.get("", "k")).toEqual(e("", "k", 1));
+  });
+
+  test("a node that is not self, with no RPC route, is an error", async () => {
+    const other = new LayoutPlacement("self", { ...singleNodeLayout("elsewhere") }, "consistent");
+    const local = new LocalStore(schema("object", "sharded", []), db, committer, () => 1);
+    const table = new Table(local, other);
+    await expect(table.insert(e("p", "k"))).rejects.toThrow(/no RPC route/);
+    await expect(table.get("p", "k")).rejects.toThrow(/no RPC route/);
+  });
+});
