@@ -1038,7 +1038,7 @@ describe("authentication", () => {
 
   test("a key without permission on the bucket → AccessDenied", async () => {
     const k = await server.admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", { name: "no-perms" });
-    const other = sdkClient(server, k);
+    const other = sdkClient(server, { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey });
     try {
       const e = await failure(other.send(new GetObjectCommand({ Bucket: BUCKET, Key: "meta/obj.txt" })));
       expect(e).toMatchObject({ code: "AccessDenied", status: 403 });
