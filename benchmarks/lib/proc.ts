@@ -52,6 +52,8 @@ export function cpuSeconds(pid: number): number {
 }
 
 export interface Sample {
+  /** Wall time of the window, seconds. */
+  seconds: number;
   /** Highest VmRSS seen by 50 ms sampling, MiB. */
   peakRssMiB: number;
   /** VmHWM after the window (reset to the current RSS at its start through clear_refs), MiB. */
@@ -83,6 +85,7 @@ export async function sampled<T>(pid: number | undefined, fn: () => Promise<T>):
     const wall = (performance.now() - t0) / 1000;
     const client = process.cpuUsage(client0);
     const sample: Sample = {
+      seconds: wall,
       peakRssMiB: peak / 1024,
       hwmMiB: pid ? statusKiB(pid, "VmHWM") / 1024 : 0,
       serverCores: pid ? (cpuSeconds(pid) - cpu0) / wall : 0,

@@ -7,6 +7,9 @@ import { AwsChunkedDecoder } from "./chunked";
 import { S3Error } from "./errors";
 import type { S3Request } from "./context";
 
+/** Largest body accepted without a declared length (small XML documents only). */
+const MAX_UNDECLARED_BODY = 4 * 1024 * 1024;
+
 export class PayloadReader {
   /** Payload length the client announced, when it did. */
   readonly declaredLength: number | undefined;
@@ -27,6 +30,10 @@ export class PayloadReader {
       this.declaredLength = n;
     } else if (h.get("transfer-encoding") === null && !streaming) {
       this.declaredLength = 0; // no length and not chunked: an empty body (HTTP/1.1 semantics)
+    } else if (maxSize > MAX_UNDECLARED_BODY) {
+      // Without a declared length a cut connection is indistinguishable from the end of the
+      // body, so object data must announce its size (S3 does the same).
+      throw new S3Error("MissingContentLength", "You must provide the Content-Length HTTP header");
     }
   }
 
