@@ -9,7 +9,7 @@ const server = new S3rver({
   port: Number(port),
   address: "127.0.0.1",
   directory,
-  silent: true,
+  silent: process.env.S3RVER_VERBOSE !== "1",
   configureBuckets: (buckets || "").split(",").filter(Boolean).map((name) => ({ name })),
 });
 server.run().then(

@@ -103,6 +103,9 @@ function firstSchemaError(raw: unknown): string | undefined {
   const err = Value.Errors(FileSchema, raw).First();
   if (!err) return undefined;
   const key = err.path.replace(/^\//, "").replaceAll("/", ".") || "(root)";
+  const literals = (err.schema.anyOf as { const?: unknown }[] | undefined)?.map((s) => s.const).filter((c) => c !== undefined);
+  if (literals && literals.length > 0 && literals.length === (err.schema.anyOf as unknown[]).length)
+    return `config: ${key}: expected one of ${literals.map((l) => JSON.stringify(l)).join(", ")} (got ${JSON.stringify(err.value)})`;
   return `config: ${key}: ${err.message}${err.value !== undefined ? ` (got ${JSON.stringify(err.value)})` : ""}`;
 }
 

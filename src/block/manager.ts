@@ -141,10 +141,10 @@ export class BlockManager {
         }
       } catch (err) {
         log.warn(`gc: ${(err as Error).message}`);
-      } finally {
-        this.gcRunning = undefined;
       }
-    })();
+    })().finally(() => {
+      this.gcRunning = undefined;
+    });
     return this.gcRunning;
   }
 

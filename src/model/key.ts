@@ -25,7 +25,7 @@ export const keySchema: TableSchema<KeyEntry> = {
       created: Math.min(a.created, b.created),
       deleted,
       name: mergeLww(a.name, b.name),
-      allowCreateBucket: deleted ? { ts: a.allowCreateBucket.ts, v: false } : mergeLww(a.allowCreateBucket, b.allowCreateBucket),
+      allowCreateBucket: deleted ? { ts: Math.max(a.allowCreateBucket.ts, b.allowCreateBucket.ts), v: false } : mergeLww(a.allowCreateBucket, b.allowCreateBucket),
     };
   },
 };

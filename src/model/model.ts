@@ -88,6 +88,8 @@ export class Model {
 
   /** Applies queued cascading writes (version and block-ref tombstones) through the tables. */
   drainInsertQueue(): Promise<void> {
+    // Cleared in .finally on the promise itself: a pass that finds nothing finishes
+    // synchronously, before `??=` would have stored it.
     this.draining ??= (async () => {
       try {
         for (;;) {
@@ -104,10 +106,10 @@ export class Model {
         }
       } catch (err) {
         log.warn(`insert queue: ${(err as Error).message}; will retry`);
-      } finally {
-        this.draining = undefined;
       }
-    })();
+    })().finally(() => {
+      this.draining = undefined;
+    });
     return this.draining;
   }
 
@@ -202,7 +204,7 @@ export class Model {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
-    await this.buckets.insert({ ...bucket, deleted: true, keys: {} });
+    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null } });
   }
 
   async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {

@@ -50,7 +50,8 @@ export class LocalStore<E> {
     }
     const row = this.getStmt.get(pk, sk) as { v: string } | null;
     const value = row ? (JSON.parse(row.v) as E) : undefined;
-    if (cacheKey !== undefined) this.cache!.set(cacheKey, value ?? null);
+    // Never cache what a transaction has not committed yet: it could still roll back.
+    if (cacheKey !== undefined && !this.db.inTransaction) this.cache!.set(cacheKey, value ?? null);
     return value;
   }
 

@@ -26,12 +26,13 @@ export function quorum<T>(calls: readonly (() => Promise<T>)[], need: number, ti
       settled = true;
       clearTimeout(timer);
       if (err) reject(err);
-      else resolve(results);
+      else resolve(results.slice());
     };
     if (calls.length < need) return finish(new QuorumError(need, 0, [`only ${calls.length} replicas`]));
     for (const call of calls) {
       call().then(
         (value) => {
+          if (settled) return;
           results.push(value);
           if (results.length >= need) finish();
         },

@@ -1,11 +1,15 @@
 // End to end with the minio JS client against a real server process.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as Minio from "minio";
 import { startServer, type TestServer } from "../helpers/server";
 import { KiB, MiB, hashFile, hashStream, md5Hex, writeRandomFile } from "../helpers/clients";
+
+// Real servers and real clients: bun's 5 s default is too short, and a timed-out test
+// makes bun kill every child process, the server included.
+setDefaultTimeout(60_000);
 
 let server: TestServer;
 let mc: Minio.Client;

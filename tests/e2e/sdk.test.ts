@@ -2,7 +2,7 @@
 // presigner against a real server process: buckets, objects of every size class, odd keys,
 // metadata, ranges, conditionals, checksums, copy, batch delete, listing, multipart,
 // presigned URLs and authentication errors.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -46,6 +46,10 @@ import {
   writeRandomFile,
   type RandomFile,
 } from "../helpers/clients";
+
+// Real servers and real clients: bun's 5 s default is too short, and a timed-out test
+// makes bun kill every child process, the server included.
+setDefaultTimeout(60_000);
 
 let server: TestServer;
 let s3: S3Client;

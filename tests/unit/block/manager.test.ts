@@ -1,0 +1,177 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, utimes } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
+import { openDatabase } from "../../../src/db/sqlite.ts";
+import { defaultZstd } from "../../../src/block/codec.ts";
+import { blake3Sync, hashHex } from "../../../src/block/hash.ts";
+import { BlockManager, BlockNotFoundError, ORPHAN_GRACE_MS } from "../../../src/block/manager.ts";
+import { LocalBlockStore } from "../../../src/block/store.ts";
+
+let dir: string;
+let db: Database;
+let store: LocalBlockStore;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-blockmgr-"));
+  db = openDatabase(join(dir, "meta", "db.sqlite"), { fsync: false });
+  store = new LocalBlockStore({ dataDir: join(dir, "data"), fsync: false });
+  await store.init();
+});
+afterEach(async () => {
+  db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const BLOCK_SIZE = 1024 * 1024;
+const placement = new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent");
+function manager(compressionLevel: number | null = 1): BlockManager {
+  return new BlockManager(store, placement, defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel });
+}
+
+function block(data: Uint8Array): { hash: string; data: Uint8Array } {
+  return { hash: hashHex(blake3Sync(data)), data };
+}
+const text = (n: number, seed = "") => new TextEncoder().encode((seed + "the quick brown fox jumps over the lazy dog\n").repeat(n));
+const random = (n: number) => new Uint8Array(randomBytes(n));
+const exists = (hash: string, compressed: boolean) => Bun.file(store.path(hash, compressed)).exists();
+
+describe("BlockManager put / get", () => {
+  test("compressible data is stored as .zst and reads back identical", async () => {
+    const m = manager(3);
+    const b = block(text(5000));
+    await m.put(b.hash, b.data);
+    expect(await exists(b.hash, true)).toBe(true);
+    expect(await exists(b.hash, false)).toBe(false);
+    expect(Bun.file(store.path(b.hash, true)).size).toBeLessThan(b.data.length / 10);
+    expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+  });
+
+  test("incompressible data stays plain", async () => {
+    const m = manager(3);
+    const b = block(random(256 * 1024));
+    await m.put(b.hash, b.data);
+    expect(await exists(b.hash, false)).toBe(true);
+    expect(await exists(b.hash, true)).toBe(false);
+    expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+  });
+
+  test("compression off stores even text plain", async () => {
+    const m = manager(null);
+    const b = block(text(5000, "x"));
+    await m.put(b.hash, b.data);
+    expect(await exists(b.hash, false)).toBe(true);
+    expect(await exists(b.hash, true)).toBe(false);
+    expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+  });
+
+  test("a full-size block and an empty block roundtrip", async () => {
+    const m = manager(1);
+    for (const data of [text(Math.floor(BLOCK_SIZE / 44)), new Uint8Array(0)]) {
+      const b = block(data);
+      await m.put(b.hash, b.data);
+      expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+    }
+  });
+
+  test("storing the same block twice (concurrently) keeps one file", async () => {
+    const m = manager(1);
+    const b = block(text(1000, "dup"));
+    await Promise.all([m.put(b.hash, b.data), m.put(b.hash, b.data), m.put(b.hash, b.data)]);
+    const listed: string[] = [];
+    for await (const h of store.list()) listed.push(h);
+    expect(listed).toEqual([b.hash]);
+    expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+  });
+
+  test("a block stored compressed can be read with compression now off", async () => {
+    const b = block(text(2000, "switch"));
+    await manager(3).put(b.hash, b.data);
+    expect(Buffer.from(await manager(null).get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
+  });
+
+  test("get of a missing block throws BlockNotFoundError", async () => {
+    const hash = "0".repeat(64);
+    const err = await manager().get(hash).catch((e) => e);
+    expect(err).toBeInstanceOf(BlockNotFoundError);
+    expect((err as BlockNotFoundError).hashHex).toBe(hash);
+  });
+});
+
+describe("BlockManager GC", () => {
+  const setRc = (hash: string, refs: number, deletableAt: number | null) =>
+    db.query(`INSERT OR REPLACE INTO block_rc (hash, refs, deletable_at) VALUES (?, ?, ?)`).run(hash, refs, deletableAt);
+  const rcRow = (hash: string) => db.query(`SELECT refs, deletable_at FROM block_rc WHERE hash = ?`).get(hash);
+
+  test("runGc(now) deletes only blocks with refs <= 0 and deletable_at <= now", async () => {
+    const m = manager(1);
+    const now = 10_000_000;
+    const cases = [
+      { name: "due", refs: 0, at: now - 1, gone: true },
+      { name: "due-exactly", refs: 0, at: now, gone: true },
+      { name: "negative", refs: -1, at: now - 5, gone: true },
+      { name: "not-yet", refs: 0, at: now + 1, gone: false },
+      { name: "referenced", refs: 1, at: now - 1, gone: false }, // inconsistent row: refs win
+      { name: "live", refs: 2, at: null, gone: false },
+      { name: "zero-no-date", refs: 0, at: null, gone: false },
+    ].map((c, i) => ({ ...c, ...block(text(100 + i, c.name)) }));
+    for (const c of cases) {
+      await m.put(c.hash, c.data);
+      setRc(c.hash, c.refs, c.at);
+    }
+    await m.runGc(now);
+    for (const c of cases) {
+      expect({ name: c.name, stored: await store.has(c.hash) }).toEqual({ name: c.name, stored: !c.gone });
+      if (c.gone) expect(rcRow(c.hash)).toBeNull();
+      else expect(rcRow(c.hash)).toEqual({ refs: c.refs, deletable_at: c.at });
+    }
+  });
+
+  test("runGc handles more due blocks than one batch, and a row whose file is already gone", async () => {
+    const m = manager(null);
+    const now = 5_000;
+    const hashes: string[] = [];
+    for (let i = 0; i < 150; i++) {
+      const b = block(text(1, `blk${i}-`));
+      await m.put(b.hash, b.data);
+      setRc(b.hash, 0, now - 1);
+      hashes.push(b.hash);
+    }
+    setRc("f".repeat(64), 0, now - 1); // no file
+    await m.runGc(now);
+    for (const h of hashes) expect(await store.has(h)).toBe(false);
+    expect(db.query(`SELECT count(*) AS n FROM block_rc`).get()).toEqual({ n: 0 });
+  });
+
+  test("collectOrphans deletes unreferenced files older than the grace delay, keeps the rest", async () => {
+    const m = manager(3);
+    const now = Date.now();
+    const grace = 60_000;
+    const oldOrphan = block(text(300, "old orphan")); // compressed
+    const oldOrphanPlain = block(random(4096)); // plain
+    const freshOrphan = block(text(300, "fresh orphan"));
+    const oldReferenced = block(text(300, "old referenced"));
+    const oldZeroRefs = block(text(300, "old, waiting for gc"));
+    for (const b of [oldOrphan, oldOrphanPlain, freshOrphan, oldReferenced, oldZeroRefs]) await m.put(b.hash, b.data);
+    setRc(oldReferenced.hash, 1, null);
+    setRc(oldZeroRefs.hash, 0, now + 10 * 60_000); // GC's business, not orphan collection
+    const old = new Date(now - grace - 5_000);
+    for (const b of [oldOrphan, oldReferenced, oldZeroRefs]) await utimes(store.path(b.hash, true), old, old);
+    await utimes(store.path(oldOrphanPlain.hash, false), old, old);
+
+    expect(await m.collectOrphans(now, grace)).toBe(2);
+    expect(await store.has(oldOrphan.hash)).toBe(false);
+    expect(await store.has(oldOrphanPlain.hash)).toBe(false);
+    expect(await store.has(freshOrphan.hash)).toBe(true);
+    expect(await store.has(oldReferenced.hash)).toBe(true);
+    expect(await store.has(oldZeroRefs.hash)).toBe(true);
+
+    // Once past the grace delay the fresh orphan goes too; a second pass finds nothing more.
+    expect(await m.collectOrphans(now + grace + 60_000, grace)).toBe(1);
+    expect(await m.collectOrphans(now + grace + 60_000, grace)).toBe(0);
+    expect(ORPHAN_GRACE_MS).toBeGreaterThanOrEqual(grace);
+  });
+});

@@ -1,0 +1,79 @@
+// Regression tests for bugs found by review: background passes that ran once and never
+// again, a key merge that was not commutative, a cache that kept a rolled-back value, and
+// a quorum result that kept growing after it was returned.
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout";
+import { openDatabase } from "../../../src/db/sqlite";
+import { GroupCommitter } from "../../../src/db/committer";
+import { Model } from "../../../src/model/model";
+import { keySchema, type KeyEntry } from "../../../src/model/key";
+import { LocalStore } from "../../../src/table/local-store";
+import { quorum } from "../../../src/table/quorum";
+import { BlockManager } from "../../../src/block/manager";
+import { LocalBlockStore } from "../../../src/block/store";
+import { defaultZstd } from "../../../src/block/codec";
+
+let dir: string;
+let db: Database;
+let model: Model;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-regress-"));
+  db = openDatabase(join(dir, "db.sqlite"), { fsync: false });
+  model = new Model(db, new LayoutPlacement("n", singleNodeLayout("n"), "consistent"));
+});
+afterEach(async () => {
+  await model.stop();
+  db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test("the insert queue drains again after a pass that found it empty", async () => {
+  await model.drainInsertQueue();
+  db.query(`INSERT INTO insert_queue (tbl, v) VALUES ('version', ?)`).run(JSON.stringify({ uuid: "v1", deleted: true, backlink: null }));
+  await model.drainInsertQueue();
+  expect((db.query(`SELECT count(*) AS n FROM insert_queue`).get() as { n: number }).n).toBe(0);
+  expect(model.versions.getLocal("v1", "")).toEqual({ uuid: "v1", deleted: true, backlink: null });
+});
+
+test("block GC runs again after a pass with nothing due", async () => {
+  const store = new LocalBlockStore({ dataDir: join(dir, "blocks"), fsync: false });
+  await store.init();
+  const placement = new LayoutPlacement("n", singleNodeLayout("n"), "consistent");
+  const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null });
+  const hash = "ab".repeat(32);
+  await blocks.runGc(1000);
+  await store.write(hash, new Uint8Array([1, 2, 3]), false);
+  db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 500)`).run(hash);
+  await blocks.runGc(1000);
+  expect(await store.has(hash)).toBe(false);
+});
+
+test("key merge is commutative when one copy is deleted", () => {
+  const live: KeyEntry = { id: "GK1", secret: "s", created: 1, deleted: false, name: { ts: 1, v: "n" }, allowCreateBucket: { ts: 5, v: true } };
+  const del: KeyEntry = { ...live, deleted: true, secret: "", allowCreateBucket: { ts: 1, v: false } };
+  expect(keySchema.merge(live, del)).toEqual(keySchema.merge(del, live));
+});
+
+test("a rolled-back transaction leaves nothing in the full-copy cache", () => {
+  const store = new LocalStore(keySchema, db, new GroupCommitter(db), () => 1);
+  const k: KeyEntry = { id: "GK2", secret: "s", created: 1, deleted: false, name: { ts: 1, v: "n" }, allowCreateBucket: { ts: 1, v: false } };
+  expect(() =>
+    db.transaction(() => {
+      store.applyInTransaction([k]);
+      store.applyInTransaction([k]);
+      throw new Error("rollback");
+    })(),
+  ).toThrow("rollback");
+  expect(store.get("", k.id)).toBeUndefined();
+});
+
+test("a quorum result does not change after it was returned", async () => {
+  const result = await quorum([async () => 1, () => Bun.sleep(5).then(() => 2)], 1);
+  await Bun.sleep(15);
+  expect(result).toEqual([1]);
+});
