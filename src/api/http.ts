@@ -17,6 +17,13 @@ const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 
 const rawUrls = new WeakMap<Request, string>();
 
+/** The client closed the connection before sending its whole request body. */
+export class ClientDisconnected extends Error {
+  constructor() {
+    super("the client closed the connection before the end of the request body");
+  }
+}
+
 /** The request target exactly as the client sent it (path and query, undecoded). */
 export function rawUrlOf(request: Request): string {
   const raw = rawUrls.get(request);
@@ -30,9 +37,15 @@ function bodyStream(req: http.IncomingMessage): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const { value, done } = await it.next();
-        if (done) controller.close();
-        else controller.enqueue(value instanceof Uint8Array ? value : new Uint8Array(value));
+        let step: IteratorResult<Uint8Array | Buffer>;
+        try {
+          step = await it.next();
+        } catch {
+          controller.error(new ClientDisconnected());
+          return;
+        }
+        if (step.done) controller.close();
+        else controller.enqueue(step.value instanceof Uint8Array ? step.value : new Uint8Array(step.value));
       },
       cancel() {
         req.resume();
@@ -66,6 +79,19 @@ function toRequest(req: http.IncomingMessage): Request {
   return request;
 }
 
+/** Resolves when the socket wants more data or is gone; leaves no listener behind. */
+function drained(res: http.ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
 async function sendResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((value, name) => {
@@ -86,7 +112,7 @@ async function sendResponse(res: http.ServerResponse, response: Response, isHead
     for (;;) {
       const { value, done } = await reader.read();
       if (done || closed) break;
-      if (!res.write(value)) await Promise.race([once(res, "drain"), once(res, "close")]);
+      if (!res.write(value)) await drained(res);
     }
   } catch (err) {
     // The body failed mid-stream: the status line is gone, so cut the connection to make

@@ -7,6 +7,7 @@ import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
+import http from "node:http";
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -278,6 +279,33 @@ describe("keys with special characters", () => {
       expect((await failure(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key })))).status).toBe(404);
     });
   }
+});
+
+describe("unusual keys and limits", () => {
+  // S3 keeps keys verbatim, path-like or not; these exercise the raw-URL handling.
+  const pathLike = ["a//b", "/leading-slash", "x/./y", "x/../y", "dot/.", "back\\slash", "q?x=1#frag"];
+  test("path-like keys (//, leading /, . and .. segments, \\, ?#) are kept verbatim", async () => {
+    for (const key of pathLike) await putString(`odd/${key}`, `body ${key}`);
+    const listed = await listAllV2(BUCKET, "odd/");
+    expect(listed.sort()).toEqual(pathLike.map((k) => `odd/${k}`).sort());
+    for (const key of pathLike) expect(await getText(`odd/${key}`)).toBe(`body ${key}`);
+    await s3.send(new DeleteObjectsCommand({ Bucket: BUCKET, Delete: { Objects: listed.map((Key) => ({ Key })) } }));
+    expect(await listAllV2(BUCKET, "odd/")).toEqual([]);
+  });
+
+  test("a 1024-byte key is accepted, 1025 → KeyTooLongError", async () => {
+    const ok = "k".repeat(1024);
+    await putString(ok, "long");
+    expect(await getText(ok)).toBe("long");
+    await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: ok }));
+    const e = await failure(putString("k".repeat(1025), "too long"));
+    expect(e).toMatchObject({ code: "KeyTooLongError", status: 400 });
+  });
+
+  test("more than 2 KiB of user metadata → MetadataTooLarge", async () => {
+    const e = await failure(putString("meta/too-large", "x", { Metadata: { big: "x".repeat(3000) } }));
+    expect(e).toMatchObject({ code: "MetadataTooLarge", status: 400 });
+  });
 });
 
 describe("metadata", () => {
@@ -587,6 +615,11 @@ describe("copy", () => {
     expect((await failure(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "copy/dst-cond" })))).status).toBe(404);
     await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "copy/dst-cond", CopySource: copySource(SRC), CopySourceIfMatch: srcEtag }));
     expect(await getText("copy/dst-cond")).toBe("copy me please");
+  });
+
+  test("copy onto itself without changes → InvalidRequest", async () => {
+    const e = await failure(s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: SRC, CopySource: copySource(SRC) })));
+    expect(e).toMatchObject({ code: "InvalidRequest", status: 400 });
   });
 
   test("copy of a missing source → NoSuchKey", async () => {
@@ -934,6 +967,33 @@ describe("multipart", () => {
     expect(e).toMatchObject({ code: "NoSuchUpload", status: 404 });
   });
 
+  test("multipart with SHA256 checksums gives a composite checksum", async () => {
+    const key = "mp/checksummed";
+    const create = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key, ChecksumAlgorithm: "SHA256" }));
+    expect(create.ChecksumAlgorithm).toBe("SHA256");
+    const parts = [randomBytes(5 * MiB), randomBytes(999)];
+    const uploaded = [];
+    for (const [i, body] of parts.entries()) {
+      const r = await s3.send(
+        new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId: create.UploadId, PartNumber: i + 1, Body: body, ChecksumAlgorithm: "SHA256" }),
+      );
+      expect(r.ChecksumSHA256).toBe(createHash("sha256").update(body).digest("base64"));
+      uploaded.push({ PartNumber: i + 1, ETag: r.ETag, ChecksumSHA256: r.ChecksumSHA256 });
+    }
+    const listed = await s3.send(new ListPartsCommand({ Bucket: BUCKET, Key: key, UploadId: create.UploadId }));
+    expect(listed.Parts?.map((p) => p.ChecksumSHA256)).toEqual(uploaded.map((u) => u.ChecksumSHA256));
+    const done = await s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: key, UploadId: create.UploadId, MultipartUpload: { Parts: uploaded } }),
+    );
+    const composite = createHash("sha256")
+      .update(Buffer.concat(uploaded.map((u) => Buffer.from(u.ChecksumSHA256!, "base64"))))
+      .digest("base64");
+    expect(done.ChecksumSHA256).toBe(`${composite}-2`);
+    const get = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, ChecksumMode: "ENABLED" }));
+    expect(get.ChecksumSHA256).toBe(`${composite}-2`);
+    expect((await hashStream(get.Body as AsyncIterable<Uint8Array>)).size).toBe(5 * MiB + 999);
+  });
+
   test("lib-storage Upload of ~20 MiB in 5 MiB parts", async () => {
     const file = writeRandomFile(join(tmp, "lib-storage.bin"), 20 * MiB + 333);
     try {
@@ -1009,6 +1069,66 @@ describe("presigned URLs", () => {
   });
 });
 
+describe("robustness", () => {
+  test("concurrent overwrites of one key leave exactly one whole version", async () => {
+    const bodies = Array.from({ length: 6 }, () => randomBytes(3 * MiB + 11));
+    await Promise.all(bodies.map((Body) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "race/same", Body }))));
+    const get = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "race/same" }));
+    const got = await hashStream(get.Body as AsyncIterable<Uint8Array>);
+    const winner = bodies.findIndex((b) => sha256Hex(b) === got.sha256);
+    expect(winner).toBeGreaterThanOrEqual(0);
+    expect(get.ETag).toBe(`"${md5Hex(bodies[winner]!)}"`);
+  });
+
+  test("a client that disconnects mid-PUT leaves nothing visible and no internal error", async () => {
+    const logStart = server.logs().length;
+    const url = await getSignedUrl(s3, new PutObjectCommand({ Bucket: BUCKET, Key: "aborted/put" }), { expiresIn: 60 });
+    const u = new URL(url);
+    await new Promise<void>((resolve) => {
+      const req = http.request({
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method: "PUT",
+        headers: { "content-length": String(10 * MiB) },
+      });
+      req.on("error", () => resolve());
+      req.write(randomBytes(3 * MiB));
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 300);
+    });
+    await Bun.sleep(300);
+    expect((await failure(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "aborted/put" })))).status).toBe(404);
+    await putString("aborted/after", "still serving");
+    expect(await getText("aborted/after")).toBe("still serving");
+    const logged = server.logs().slice(logStart);
+    // A client going away is not a server fault: no ERROR line, no InternalError.
+    expect(logged).not.toContain("internal error");
+    expect(logged).not.toContain("InternalError");
+  });
+
+  test("a client that abandons large GETs does not disturb later reads", async () => {
+    const file = writeRandomFile(join(tmp, "abandon.bin"), 12 * MiB);
+    try {
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "aborted/get", Body: createReadStream(file.path), ContentLength: file.size }));
+      const url = await getSignedUrl(s3, new GetObjectCommand({ Bucket: BUCKET, Key: "aborted/get" }), { expiresIn: 60 });
+      for (let i = 0; i < 5; i++) {
+        const ctrl = new AbortController();
+        const r = await fetch(url, { signal: ctrl.signal });
+        await r.body!.getReader().read();
+        ctrl.abort();
+      }
+      const r = await fetch(url);
+      expect(r.headers.get("content-length")).toBe(String(file.size));
+      expect(await hashStream(r.body!)).toEqual({ size: file.size, sha256: file.sha256 });
+    } finally {
+      rmSync(file.path, { force: true });
+    }
+  });
+});
+
 describe("authentication", () => {
   test("wrong secret → SignatureDoesNotMatch (403)", async () => {
     const bad = sdkClient(server, { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey + "x" });
@@ -1052,4 +1172,13 @@ describe("authentication", () => {
       other.destroy();
     }
   });
+});
+
+// Last: everything above ran against one server; its log must show no leak warnings
+// (e.g. listeners piling up on a response while a large GET waits for "drain").
+test("the server logged no listener leaks and no internal errors", () => {
+  const logs = server.logs();
+  expect(logs).not.toContain("MaxListenersExceededWarning");
+  const internal = logs.split("\n").filter((l) => l.includes("internal error") && !l.includes("Error: aborted"));
+  expect(internal).toEqual([]);
 });

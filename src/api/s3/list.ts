@@ -72,6 +72,8 @@ export async function walkKeys<E>(
   }
   let count = 0;
   let last: string | undefined;
+  // max-keys=0 asks for no keys: an empty, complete answer (a truncated one has no token).
+  if (p.maxKeys === 0) return { items, commonPrefixes, isTruncated: false };
   for (;;) {
     const rows = await table.range(pk, { start: cursor, end, limit: SCAN_BATCH });
     let seeked = false;

@@ -13,6 +13,7 @@ import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { writeBody } from "./object-writer";
+import { checkWriteConditions } from "./put";
 import { isoDate, xmlResponse } from "./bucket";
 import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
 import { prefixEnd, urlEncodeKey } from "./list";
@@ -114,6 +115,7 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
 export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
   const { model } = r.services;
   const upload = await getUpload(r, r.query.get("uploadId"));
+  await checkWriteConditions(r);
   const doc = parseXml(await readSmallBody(r, MAX_XML_BODY));
   if (doc.name !== "CompleteMultipartUpload") throw new S3Error("MalformedXML", "Expected a <CompleteMultipartUpload> document");
   const requested = children(doc, "Part").map((p) => {
@@ -177,7 +179,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   const location = r.services.settings.rootDomain ? `http://${r.bucketName}.${r.services.settings.rootDomain}/${urlEncodeKey(r.key)}` : `/${r.bucketName}/${urlEncodeKey(r.key)}`;
   const extra: Record<string, string> = checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
   return xmlResponse(
-    xmlDocument("CompleteMultipartUploadResult", { Location: location, Bucket: r.bucketName, Key: r.key, ETag: etagHeader(etag), ...(checksum ? { [`Checksum${checksum.algorithm}`]: checksum.value } : {}) }),
+    xmlDocument("CompleteMultipartUploadResult", { Location: location, Bucket: r.bucketName, Key: r.key, ETag: etagHeader(etag), ...(checksum ? { [`Checksum${checksum.algorithm}`]: checksum.value, ChecksumType: checksum.type } : {}) }),
     200,
     extra,
   );

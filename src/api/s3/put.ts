@@ -5,14 +5,38 @@ import { assert } from "../../util/assert";
 import { newUuid } from "../../util/ids";
 import { INLINE_THRESHOLD } from "../../util/limits";
 import { checksumHeaderName } from "../../util/checksum";
-import type { ObjectEntry, ObjectMeta } from "../../model/object";
+import { visibleVersion, type ObjectEntry, type ObjectMeta } from "../../model/object";
+import { S3Error } from "./errors";
 import type { ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
-import { declaredDigests, etagHeader, storedHeaders, verifyDigests } from "./headers";
+import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { writeBody, type WrittenBody } from "./object-writer";
+
+/**
+ * Conditional writes (If-None-Match: * / If-Match: etag), checked against a quorum read just
+ * before the write. Without consensus this is not atomic: two racing conditional writes can
+ * both pass. It does protect against the common case of overwriting by mistake.
+ */
+export async function checkWriteConditions(r: ObjectRequest): Promise<void> {
+  const ifNoneMatch = r.headers.get("if-none-match");
+  const ifMatch = r.headers.get("if-match");
+  if (ifNoneMatch === null && ifMatch === null) return;
+  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*")
+    throw new S3Error("NotImplemented", "If-None-Match on writes only supports the value *");
+  const current = visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key));
+  if (ifNoneMatch !== null && current)
+    throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  if (ifMatch !== null) {
+    if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+    const wanted = ifMatch.split(",").map(normalizeEtag);
+    if (!wanted.includes("*") && !wanted.includes(current.state.data.meta.etag))
+      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  }
+}
 
 export async function putObject(r: ObjectRequest): Promise<Response> {
   const { model } = r.services;
+  await checkWriteConditions(r);
   const headers = storedHeaders(r.headers);
   const digests = declaredDigests(r.headers);
   const payload = new PayloadReader(r);

@@ -2,7 +2,7 @@
 // SigV4, checks permissions, and dispatches to the handler of each S3 operation.
 import { Elysia } from "elysia";
 import { randomBytes } from "node:crypto";
-import { rawUrlOf } from "../http";
+import { ClientDisconnected, rawUrlOf } from "../http";
 import { logger } from "../../util/log";
 import { MAX_KEY_BYTES } from "../../util/limits";
 import { QuorumError } from "../../table/quorum";
@@ -87,6 +87,7 @@ function toS3Error(err: unknown): S3Error {
     if (err.code === "KeyExists") return new S3Error("InvalidRequest", err.message);
     return new S3Error(err.code, err.message);
   }
+  if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   log.error(`internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");
