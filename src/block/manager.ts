@@ -24,6 +24,8 @@ export class BlockNotFoundError extends Error {
   }
 }
 
+/** How long a block with no reference stays on disk before GC may delete it (Garage: 10 min). */
+export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
 /** Blocks deleted per GC round, so deletions never flood the disk (stack-limits §7: discard). */
 const GC_BATCH = 64;
 const GC_INTERVAL_MS = 30_000;
@@ -40,6 +42,7 @@ export class BlockManager {
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gcRunning: Promise<void> | undefined;
   private readonly hashLocks = new Map<string, Promise<void>>();
+  private readonly postponeGc;
 
   constructor(
     readonly store: LocalBlockStore,
@@ -48,7 +51,9 @@ export class BlockManager {
     private readonly db: Database,
     private readonly opts: BlockManagerOptions,
     private readonly remote?: RemoteBlocks,
-  ) {}
+  ) {
+    this.postponeGc = db.query(`UPDATE block_rc SET deletable_at = max(deletable_at, ?2) WHERE hash = ?1 AND deletable_at IS NOT NULL`);
+  }
 
   /** Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes. */
   async put(hashHex: string, plain: Uint8Array): Promise<void> {
@@ -102,7 +107,13 @@ export class BlockManager {
   }
 
   private putTo(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
-    if (node === this.placement.selfId) return this.withHashLock(hashHex, () => this.store.write(hashHex, data, compressed));
+    if (node === this.placement.selfId)
+      return this.withHashLock(hashHex, async () => {
+        // A block waiting for GC is about to be referenced again: push its deletion back so
+        // the reference (written right after) arrives first.
+        this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
+        await this.store.write(hashHex, data, compressed);
+      });
     return this.remoteFor(node).put(node, hashHex, data, compressed);
   }
 
@@ -133,8 +144,8 @@ export class BlockManager {
             await this.withHashLock(hash, async () => {
               // Re-check inside the lock: a new reference may have arrived meanwhile.
               const gone = this.db
-                .query(`DELETE FROM block_rc WHERE hash = ? AND refs <= 0 AND deletable_at IS NOT NULL`)
-                .run(hash);
+                .query(`DELETE FROM block_rc WHERE hash = ? AND refs <= 0 AND deletable_at IS NOT NULL AND deletable_at <= ?`)
+                .run(hash, now);
               if (gone.changes > 0) await this.store.delete(hash);
             });
           }

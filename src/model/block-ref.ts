@@ -1,6 +1,7 @@
 // Block references (sharded by block hash, next to the block itself): which versions use a
 // block. The update hook keeps the local reference count that block GC reads.
 import type { TableSchema } from "../table/schema";
+import { BLOCK_GC_DELAY_MS } from "../block/manager";
 
 export interface BlockRefEntry {
   hash: string;
@@ -8,8 +9,7 @@ export interface BlockRefEntry {
   deleted: boolean;
 }
 
-/** How long a block with no reference stays on disk before GC may delete it (Garage: 10 min). */
-export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
+export { BLOCK_GC_DELAY_MS };
 
 export const blockRefSchema: TableSchema<BlockRefEntry> = {
   name: "block_ref",

@@ -6,6 +6,7 @@ import { CryptoHasher } from "bun";
 import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
 import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
 import { hashHex } from "../../block/hash";
+import { assert } from "../../util/assert";
 import type { S3Services } from "./context";
 
 /** Free block buffers kept for reuse (first-touch memory is slow on these machines). */
@@ -30,6 +31,8 @@ export interface WrittenBody {
   /** Set when the whole body was small enough to live in the object entry. */
   inline?: Uint8Array;
   blockCount: number;
+  /** With `deferRefs`: the single block stored, whose references the caller writes. */
+  deferredBlock?: { hash: string; size: number };
 }
 
 export interface WriteBodyOptions {
@@ -39,6 +42,12 @@ export interface WriteBodyOptions {
   chunks: AsyncIterable<Uint8Array>;
   checksumAlgorithms: readonly ChecksumAlgorithm[];
   allowInline: boolean;
+  /**
+   * The body fits in one block: store the block first and let the caller record it together
+   * with the object in one metadata commit. A crash in between leaves an unreferenced block
+   * that orphan collection removes.
+   */
+  deferRefs?: boolean;
 }
 
 export async function writeBody(services: S3Services, opts: WriteBodyOptions): Promise<WrittenBody> {
@@ -52,10 +61,21 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
   let blockCount = 0;
   let buf = takeBuffer(blockSize);
   let fill = 0;
+  let deferredBlock: WrittenBody["deferredBlock"];
 
   const storeBlock = async (block: Uint8Array, offset: number) => {
     const hashed = await hasher.hash(block);
     const hash = hashHex(hashed.hash);
+    if (opts.deferRefs) {
+      assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
+      try {
+        await blocks.put(hash, hashed.buf);
+        deferredBlock = { hash, size: hashed.buf.length };
+      } finally {
+        releaseBuffer(hashed.buf);
+      }
+      return;
+    }
     try {
       // The reference is committed before the block is stored, so block GC can never
       // delete a block that a version is about to use.
@@ -114,7 +134,7 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
     await Promise.all(inFlight);
     if (failure) throw failure;
     const checksums = new Map([...sums].map(([a, s]) => [a, s.digest()] as const));
-    return { size, md5: new Uint8Array(md5.digest()), checksums, inline, blockCount };
+    return { size, md5: new Uint8Array(md5.digest()), checksums, inline, blockCount, deferredBlock };
   } catch (err) {
     // Let blocks already in flight settle so nothing writes after the caller aborts.
     await Promise.allSettled(inFlight);

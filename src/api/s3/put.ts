@@ -44,8 +44,11 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const timestamp = model.clock.now();
   const bucketId = r.bucket.id;
   const small = payload.declaredLength !== undefined && payload.declaredLength < INLINE_THRESHOLD;
+  // A body of at most one block needs no "uploading" step: its block is stored first and the
+  // whole version is recorded in one metadata write.
+  const singleBlock = !small && payload.declaredLength !== undefined && payload.declaredLength <= r.services.settings.blockSize;
 
-  if (!small) {
+  if (!small && !singleBlock) {
     await Promise.all([
       model.objects.insert({
         bucketId,
@@ -65,11 +68,12 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
       chunks: payload.chunks(),
       checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
       allowInline: true,
+      deferRefs: singleBlock,
     });
     const checksum = verifyDigests(digests, body, payload.trailers);
     meta = { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers, checksum };
   } catch (err) {
-    if (!small) await abortVersion(r, uuid, timestamp).catch(() => {});
+    if (!small && !singleBlock) await abortVersion(r, uuid, timestamp).catch(() => {});
     throw err;
   }
 
@@ -90,7 +94,17 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     ],
   };
   assert(body.inline !== undefined || !small, "a body declared below the inline threshold is stored inline");
-  await model.objects.insert(entry);
+  const deferred = body.deferredBlock;
+  await Promise.all([
+    model.objects.insert(entry),
+    ...(deferred
+      ? [
+          model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key: r.key } }),
+          model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: deferred.hash, size: deferred.size }),
+          model.blockRefs.insert({ hash: deferred.hash, version: uuid, deleted: false }),
+        ]
+      : []),
+  ]);
   const out: Record<string, string> = { etag: etagHeader(meta.etag) };
   if (meta.checksum) out[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;
   return new Response(null, { status: 200, headers: out });

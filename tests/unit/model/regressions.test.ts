@@ -77,3 +77,16 @@ test("a quorum result does not change after it was returned", async () => {
   await Bun.sleep(15);
   expect(result).toEqual([1]);
 });
+
+test("storing a block that waits for GC postpones its deletion", async () => {
+  const store = new LocalBlockStore({ dataDir: join(dir, "blocks"), fsync: false });
+  await store.init();
+  const placement = new LayoutPlacement("n", singleNodeLayout("n"), "consistent");
+  const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null });
+  const hash = "cd".repeat(32);
+  await store.write(hash, new Uint8Array([4, 5, 6]), false);
+  db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 1)`).run(hash);
+  await blocks.put(hash, new Uint8Array([4, 5, 6]));
+  await blocks.runGc(Date.now());
+  expect(await store.has(hash)).toBe(true);
+});
