@@ -14,7 +14,7 @@ import { bucketSchema, type BucketEntry } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, type ObjectEntry } from "./object";
-import { versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
+import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
 import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
 import type { Permissions } from "./crdt";
@@ -23,6 +23,8 @@ const log = logger("model");
 
 /** Rows of the cascading-insert queue applied per batch. */
 const INSERT_QUEUE_BATCH = 256;
+/** Block rows read or copied per metadata query. */
+const BLOCK_PAGE = 512;
 /** How often the cascading-insert queue is drained when idle. */
 const INSERT_QUEUE_INTERVAL_MS = 200;
 
@@ -111,6 +113,32 @@ export class Model {
       this.draining = undefined;
     });
     return this.draining;
+  }
+
+  // ---- versions ----
+
+  /** The block rows of a version in object order, a page at a time. */
+  async *blockPages(uuid: string, pageSize = BLOCK_PAGE): AsyncGenerator<VersionBlockEntry[]> {
+    let start = "";
+    for (;;) {
+      const rows = await this.versionBlocks.range(uuid, { start, limit: pageSize });
+      const complete = rows.length < pageSize;
+      if (!complete) start = blockSortKey(rows[rows.length - 1]!.part, rows[rows.length - 1]!.offset) + "\u0000";
+      // The caller owns the page (it may consume it): nothing here reads it after the yield.
+      if (rows.length > 0) yield rows;
+      if (complete) return;
+    }
+  }
+
+  /** Makes version `to` reference every block of `from` (no data copied), optionally as part `part`. */
+  async copyBlocks(from: string, to: string, part?: number): Promise<void> {
+    for await (const rows of this.blockPages(from)) {
+      const copies = rows.map((b) => ({ ...b, uuid: to, part: part ?? b.part }));
+      await Promise.all([
+        this.versionBlocks.insert(copies),
+        this.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: to, deleted: false }))),
+      ]);
+    }
   }
 
   // ---- keys ----

@@ -3,7 +3,6 @@
 // dedup still stores aligned blocks once).
 import { newUuid } from "../../util/ids";
 import { visibleVersion, type ObjectMeta } from "../../model/object";
-import { blockSortKey } from "../../model/version";
 import type { ObjectRequest } from "./context";
 import { S3Error } from "./errors";
 import { xmlResponse, isoDate } from "./bucket";
@@ -14,7 +13,6 @@ import { storePart } from "./multipart";
 import { uploadSortKey } from "../../model/upload";
 import { MAX_PUT_SIZE } from "../../util/limits";
 
-const COPY_BATCH = 512;
 
 async function resolveSource(r: ObjectRequest) {
   const raw = r.headers.get("x-amz-copy-source")!;
@@ -56,20 +54,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
       model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } }),
       model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId } }] }),
     ]);
-    let start = "";
-    for (;;) {
-      const rows = await model.versionBlocks.range(src.version.uuid, { start, limit: COPY_BATCH });
-      if (rows.length > 0) {
-        const copies = rows.map((b) => ({ ...b, uuid }));
-        await Promise.all([
-          model.versionBlocks.insert(copies),
-          model.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: uuid, deleted: false }))),
-        ]);
-      }
-      if (rows.length < COPY_BATCH) break;
-      const last = rows[rows.length - 1]!;
-      start = blockSortKey(last.part, last.offset) + "\u0000";
-    }
+    await model.copyBlocks(src.version.uuid, uuid);
   }
   await model.objects.insert({
     bucketId: r.bucket.id,

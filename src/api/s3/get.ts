@@ -2,7 +2,7 @@
 // overrides, and the body streamed block by block with a small prefetch window.
 import type { ObjectMeta } from "../../model/object";
 import { visibleVersion } from "../../model/object";
-import { blockSortKey, type VersionBlockEntry } from "../../model/version";
+import type { VersionBlockEntry } from "../../model/version";
 import { checksumHeaderName } from "../../util/checksum";
 import type { ObjectRequest, S3Services } from "./context";
 import { S3Error } from "./errors";
@@ -104,31 +104,33 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
 export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
   async function* generate(): AsyncGenerator<Uint8Array> {
-    let cursor = "";
-    let pos = 0; // object offset of the next row
-    const window: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
+    const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
     let rows: VersionBlockEntry[] = [];
-    let exhausted = false;
+    let past = false; // every needed row has been queued
+    let pos = 0; // object offset of the next row
     let sent = 0;
     let blocksSent = 0;
+    const window: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
+    const nextRow = async (): Promise<VersionBlockEntry | undefined> => {
+      while (rows.length === 0) {
+        const page = await pages.next();
+        if (page.done) return undefined;
+        rows = page.value;
+      }
+      return rows.shift();
+    };
     const refill = async () => {
-      while (window.length < PREFETCH_BLOCKS) {
-        if (rows.length === 0 && !exhausted) {
-          rows = await model.versionBlocks.range(versionUuid, { start: cursor, limit: BLOCK_ROWS_PER_QUERY });
-          if (rows.length < BLOCK_ROWS_PER_QUERY) exhausted = true;
-          if (rows.length > 0) {
-            const last = rows[rows.length - 1]!;
-            cursor = blockSortKey(last.part, last.offset) + "\u0000";
-          }
+      while (window.length < PREFETCH_BLOCKS && !past) {
+        const entry = await nextRow();
+        if (!entry) {
+          past = true;
+          return;
         }
-        const entry = rows.shift();
-        if (!entry) return;
         const at = pos;
         pos += entry.size;
         if (at + entry.size <= start) continue; // before the range
         if (at > end) {
-          exhausted = true;
-          rows = [];
+          past = true;
           return;
         }
         const data = blocks.get(entry.hash);

@@ -6,7 +6,6 @@ import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
 import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
-import { blockSortKey, type VersionBlockEntry } from "../../model/version";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
 import { S3Error } from "./errors";
@@ -20,8 +19,6 @@ import { prefixEnd, urlEncodeKey } from "./list";
 
 /** S3's minimum size of every part but the last. */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
-/** Block rows copied per write while completing an upload. */
-const COMPLETE_COPY_BATCH = 512;
 
 async function getUpload(r: ObjectRequest, uploadId: string | null): Promise<UploadEntry> {
   if (!uploadId || !/^[0-9a-f]{64}$/.test(uploadId)) throw new S3Error("NoSuchUpload", "The specified upload does not exist");
@@ -141,23 +138,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
   const finalUuid = upload.uploadId;
   await model.versions.insert({ uuid: finalUuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } });
-  for (let i = 0; i < chosen.length; i++) {
-    const p = chosen[i]!;
-    let start = "";
-    for (;;) {
-      const rows = await model.versionBlocks.range(p.version, { start, limit: COMPLETE_COPY_BATCH });
-      if (rows.length > 0) {
-        const copies: VersionBlockEntry[] = rows.map((b) => ({ ...b, uuid: finalUuid, part: i + 1 }));
-        await Promise.all([
-          model.versionBlocks.insert(copies),
-          model.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: finalUuid, deleted: false }))),
-        ]);
-      }
-      if (rows.length < COMPLETE_COPY_BATCH) break;
-      const last = rows[rows.length - 1]!;
-      start = blockSortKey(last.part, last.offset) + "\u0000";
-    }
-  }
+  for (let i = 0; i < chosen.length; i++) await model.copyBlocks(chosen[i]!.version, finalUuid, i + 1);
 
   const md5s = new CryptoHasher("md5");
   for (const p of chosen) md5s.update(Buffer.from(p.etag, "hex"));

@@ -90,3 +90,11 @@ test("storing a block that waits for GC postpones its deletion", async () => {
   await blocks.runGc(Date.now());
   expect(await store.has(hash)).toBe(true);
 });
+
+test("blockPages walks every block even when the caller consumes each page", async () => {
+  const rows = Array.from({ length: 10 }, (_, i) => ({ uuid: "v", part: 0, offset: i * 10, hash: "ef".repeat(32), size: 10 }));
+  await model.versionBlocks.insert(rows);
+  const seen: number[] = [];
+  for await (const page of model.blockPages("v", 3)) while (page.length > 0) seen.push(page.shift()!.offset);
+  expect(seen).toEqual(rows.map((r) => r.offset));
+});
