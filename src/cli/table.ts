@@ -1,6 +1,8 @@
 // Plain-text layout for the CLI's human output: aligned tables, labelled field blocks,
 // section headings and byte sizes. Widths are display widths, so CJK names line up.
 
+export { formatBytes } from "../util/format";
+
 /** Space between table columns. */
 const COLUMN_GAP = "  ";
 
@@ -36,15 +38,3 @@ export function heading(title: string): string {
   return `==== ${title} ====`;
 }
 
-const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-
-/** Binary units with one decimal above bytes: `1.5 GiB`. */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < BYTE_UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${BYTE_UNITS[unit]}`;
-}
