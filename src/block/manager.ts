@@ -107,14 +107,18 @@ export class BlockManager {
   }
 
   private putTo(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
-    if (node === this.placement.selfId)
-      return this.withHashLock(hashHex, async () => {
-        // A block waiting for GC is about to be referenced again: push its deletion back so
-        // the reference (written right after) arrives first.
-        this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
-        await this.store.write(hashHex, data, compressed);
-      });
+    if (node === this.placement.selfId) return this.storeLocal(hashHex, data, compressed);
     return this.remoteFor(node).put(node, hashHex, data, compressed);
+  }
+
+  /** Writes a block to this node's disk (for local puts and for peers' puts over RPC). */
+  storeLocal(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
+    return this.withHashLock(hashHex, async () => {
+      // A block waiting for GC is about to be referenced again: push its deletion back so
+      // the reference (written right after) arrives first.
+      this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
+      await this.store.write(hashHex, data, compressed);
+    });
   }
 
   private remoteFor(node: string): RemoteBlocks {

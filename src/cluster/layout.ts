@@ -59,6 +59,8 @@ export interface Placement {
   writeSets(partition: number): string[][];
   /** Nodes to read from, preferred first (self, same zone, lowest ping). */
   readNodes(partition: number): string[];
+  /** Every node of the layout, gateways included: where full-copy tables live. */
+  allNodes(): string[];
   readonly quorums: Quorums;
 }
 
@@ -80,6 +82,10 @@ export class LayoutPlacement implements Placement {
 
   writeSets(partition: number): string[][] {
     return [this.layout.ring[partition]!];
+  }
+
+  allNodes(): string[] {
+    return Object.keys(this.layout.roles);
   }
 
   readNodes(partition: number): string[] {

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { assert } from "../util/assert";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import type { LocalStore, RangeQuery } from "./local-store";
-import { quorum } from "./quorum";
+import { quorum, QuorumError } from "./quorum";
 import type { TableSchema } from "./schema";
 
 /** How the table reaches a copy on another node (the RPC layer provides it). */
@@ -97,11 +97,22 @@ export class Table<E> {
   }
 
   private readQuorum(nodes: string[]): number {
+    if (nodes.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     return Math.min(this.placement.quorums.read, nodes.length);
   }
 
   private async insertPartition(partition: number, entries: E[]): Promise<void> {
+    if (this.schema.replication === "full") {
+      // Full-copy tables go to every node and need a majority of them (Garage v2).
+      const nodes = this.placement.allNodes();
+      await quorum(
+        nodes.map((node) => () => this.insertTo(node, entries)),
+        Math.floor(nodes.length / 2) + 1,
+      );
+      return;
+    }
     const sets = this.placement.writeSets(partition);
+    if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     await Promise.all(
       sets.map((nodes) =>
         quorum(

@@ -1,0 +1,50 @@
+// Placement from the live layout history: which nodes an entry or a block is written to
+// (every live version, while data moves) and which nodes a read asks (the newest synced
+// version; this node first, then its zone, then the others).
+import { PARTITION_COUNT, quorumsFor, type ConsistencyMode, type Placement, type Quorums } from "./layout";
+import { readVersion, type LayoutHistory } from "./layout-history";
+
+export class HistoryPlacement implements Placement {
+  readonly quorums: Quorums;
+
+  constructor(
+    readonly selfId: string,
+    private readonly history: () => LayoutHistory,
+    replicationFactor: number,
+    mode: ConsistencyMode,
+  ) {
+    this.quorums = quorumsFor(replicationFactor, mode);
+  }
+
+  writeSets(partition: number): string[][] {
+    const seen = new Set<string>();
+    const sets: string[][] = [];
+    for (const v of this.history().versions) {
+      const nodes = v.ring[partition % PARTITION_COUNT]!;
+      const key = [...nodes].sort().join(",");
+      if (seen.has(key)) continue;
+      seen.add(key);
+      sets.push(nodes);
+    }
+    return sets;
+  }
+
+  readNodes(partition: number): string[] {
+    const h = this.history();
+    const v = readVersion(h);
+    if (!v) return [];
+    const nodes = v.ring[partition % PARTITION_COUNT]!;
+    const myZone = v.roles[this.selfId]?.zone;
+    const rank = (n: string) => (n === this.selfId ? 0 : myZone !== undefined && v.roles[n]?.zone === myZone ? 1 : 2);
+    return [...nodes].sort((a, b) => rank(a) - rank(b));
+  }
+
+  /** Every node of the current layout, gateways included: full-copy tables live there. */
+  allNodes(): string[] {
+    const versions = this.history().versions;
+    const latest = versions[versions.length - 1];
+    const nodes = new Set(latest ? Object.keys(latest.roles) : []);
+    nodes.add(this.selfId);
+    return [...nodes];
+  }
+}

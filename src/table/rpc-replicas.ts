@@ -1,0 +1,73 @@
+// Table replicas on other nodes, reached over RPC: the client side (RemoteReplicas) and the
+// handlers that serve this node's local stores to its peers. Every message carries an HLC
+// timestamp so that a node's clock never lags behind what it has seen from others.
+import { decodeJson, encodeJson, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+import type { HybridClock } from "../util/hlc";
+import type { LocalStore, RangeQuery } from "./local-store";
+import type { RemoteReplicas } from "./table";
+
+/** Time a replica has to answer a table call before the quorum counts it as failed. */
+export const TABLE_CALL_TIMEOUT_MS = 10_000;
+
+const EP_INSERT = "table/insert";
+const EP_GET = "table/get";
+const EP_RANGE = "table/range";
+
+interface Stamped {
+  ts: number;
+}
+
+export class RpcReplicas implements RemoteReplicas {
+  constructor(
+    private readonly rpc: RpcNode,
+    private readonly clock: HybridClock,
+  ) {}
+
+  private async call<T>(node: string, endpoint: string, body: object): Promise<T> {
+    const reply = await this.rpc.call(node, endpoint, encodeJson({ ...body, ts: this.clock.now() }), {
+      priority: PRIO_HIGH,
+      timeoutMs: TABLE_CALL_TIMEOUT_MS,
+    });
+    const answer = decodeJson<T & Stamped>(reply.payload);
+    this.clock.observe(answer.ts);
+    return answer;
+  }
+
+  async insert(node: string, table: string, entries: unknown[]): Promise<void> {
+    await this.call(node, EP_INSERT, { table, entries });
+  }
+
+  async get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined> {
+    return (await this.call<{ entry: unknown | null }>(node, EP_GET, { table, pk, sk })).entry ?? undefined;
+  }
+
+  async range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]> {
+    return (await this.call<{ entries: unknown[] }>(node, EP_RANGE, { table, pk, q })).entries;
+  }
+}
+
+/** Serves this node's copy of every table to its peers. */
+export function serveTables(rpc: RpcNode, clock: HybridClock, stores: ReadonlyMap<string, LocalStore<unknown>>): void {
+  const storeOf = (name: string) => {
+    const store = stores.get(name);
+    if (!store) throw new Error(`unknown table ${name}`);
+    return store;
+  };
+  const answer = (value: object) => ({ payload: encodeJson({ ...value, ts: clock.now() }) });
+  rpc.handle(EP_INSERT, async ({ payload }) => {
+    const req = decodeJson<{ table: string; entries: unknown[] } & Stamped>(payload);
+    clock.observe(req.ts);
+    await storeOf(req.table).apply(req.entries);
+    return answer({});
+  });
+  rpc.handle(EP_GET, async ({ payload }) => {
+    const req = decodeJson<{ table: string; pk: string; sk: string } & Stamped>(payload);
+    clock.observe(req.ts);
+    return answer({ entry: storeOf(req.table).get(req.pk, req.sk) ?? null });
+  });
+  rpc.handle(EP_RANGE, async ({ payload }) => {
+    const req = decodeJson<{ table: string; pk: string; q: RangeQuery } & Stamped>(payload);
+    clock.observe(req.ts);
+    return answer({ entries: storeOf(req.table).range(req.pk, req.q) });
+  });
+}
