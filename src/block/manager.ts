@@ -26,6 +26,10 @@ export class BlockNotFoundError extends Error {
 
 /** How long a block with no reference stays on disk before GC may delete it (Garage: 10 min). */
 export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
+/** Bytes sampled to decide whether a block is worth compressing. */
+const COMPRESSION_PROBE_BYTES = 32 * 1024;
+/** A sample must shrink below this ratio for the whole block to be compressed. */
+const COMPRESSION_PROBE_MAX_RATIO = 0.95;
 /** Blocks deleted per GC round, so deletions never flood the disk (stack-limits §7: discard). */
 const GC_BATCH = 64;
 const GC_INTERVAL_MS = 30_000;
@@ -43,6 +47,8 @@ export class BlockManager {
   private gcRunning: Promise<void> | undefined;
   private readonly hashLocks = new Map<string, Promise<void>>();
   private readonly postponeGc;
+  /** A read first: the update (its own commit) runs only for the rare block awaiting GC. */
+  private readonly pendingGc;
 
   constructor(
     readonly store: LocalBlockStore,
@@ -52,13 +58,14 @@ export class BlockManager {
     private readonly opts: BlockManagerOptions,
     private readonly remote?: RemoteBlocks,
   ) {
+    this.pendingGc = db.query(`SELECT 1 FROM block_rc WHERE hash = ? AND deletable_at IS NOT NULL`);
     this.postponeGc = db.query(`UPDATE block_rc SET deletable_at = max(deletable_at, ?2) WHERE hash = ?1 AND deletable_at IS NOT NULL`);
   }
 
   /** Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes. */
   async put(hashHex: string, plain: Uint8Array): Promise<void> {
     const { data, compressed } =
-      this.opts.compressionLevel === null
+      this.opts.compressionLevel === null || !(await this.looksCompressible(plain))
         ? { data: plain, compressed: false }
         : await compressIfSmaller(this.codec, plain, this.opts.compressionLevel);
     const partition = partitionOfHashHex(hashHex);
@@ -70,6 +77,18 @@ export class BlockManager {
         ),
       ),
     );
+  }
+
+  /**
+   * Media, archives and encrypted data do not compress: a sample from the middle of a large
+   * block tells, so such blocks skip the full compression that would be thrown away.
+   */
+  private async looksCompressible(plain: Uint8Array): Promise<boolean> {
+    if (plain.length < 2 * COMPRESSION_PROBE_BYTES) return true;
+    const mid = Math.floor((plain.length - COMPRESSION_PROBE_BYTES) / 2);
+    const sample = plain.subarray(mid, mid + COMPRESSION_PROBE_BYTES);
+    const packed = await this.codec.compress(sample, this.opts.compressionLevel ?? 1);
+    return packed.length < sample.length * COMPRESSION_PROBE_MAX_RATIO;
   }
 
   /** Reads a block's plaintext from the nearest node that has it. */
@@ -116,7 +135,7 @@ export class BlockManager {
     return this.withHashLock(hashHex, async () => {
       // A block waiting for GC is about to be referenced again: push its deletion back so
       // the reference (written right after) arrives first.
-      this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
+      if (this.pendingGc.get(hashHex)) this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
       await this.store.write(hashHex, data, compressed);
     });
   }

@@ -92,6 +92,6 @@ export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
             yield Buffer.from(data.base64, "base64").subarray(start, end + 1);
           })()
         : streamBlocks(r.services, src.version.uuid, start, end);
-  const entry = await storePart(r, upload, part, chunks, { checksumInTrailer: false, checksumAlgorithm: upload.checksumAlgorithm });
+  const entry = await storePart(r, upload, part, chunks, end - start + 1, { checksumInTrailer: false, checksumAlgorithm: upload.checksumAlgorithm });
   return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }));
 }

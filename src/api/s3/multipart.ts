@@ -69,7 +69,7 @@ function parsePartNumber(raw: string | null): number {
 }
 
 /** Stores one part's body as a new version and records it in the upload. */
-export async function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
+export async function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, sizeHint: number | undefined, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
   const { model } = r.services;
   const version = newUuid();
   await model.versions.insert({ uuid: version, deleted: false, backlink: { kind: "upload", uploadId: upload.uploadId, part } });
@@ -80,6 +80,7 @@ export async function storePart(r: ObjectRequest, upload: UploadEntry, part: num
       chunks,
       checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
       allowInline: false,
+      sizeHint: sizeHint,
     });
     const checksum = verifyDigests(digests, body, trailers());
     const entry: UploadPartEntry = {
@@ -103,7 +104,7 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   const part = parsePartNumber(r.query.get("partNumber"));
   const upload = await getUpload(r, r.query.get("uploadId"));
   const payload = new PayloadReader(r, MAX_PUT_SIZE);
-  const entry = await storePart(r, upload, part, payload.chunks(), undefined, () => payload.trailers);
+  const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, undefined, () => payload.trailers);
   const headers: Record<string, string> = { etag: etagHeader(entry.etag) };
   if (entry.checksum && upload.checksumAlgorithm) headers[checksumHeaderName(upload.checksumAlgorithm)] = entry.checksum;
   return new Response(null, { status: 200, headers });

@@ -17,8 +17,9 @@ function takeBuffer(size: number): Uint8Array {
   return bufferPool.get(size)?.pop() ?? new Uint8Array(size);
 }
 
-function releaseBuffer(buf: Uint8Array): void {
+function releaseBuffer(buf: Uint8Array, blockSize: number): void {
   const full = new Uint8Array(buf.buffer, 0, buf.buffer.byteLength);
+  if (full.length !== blockSize) return; // a small body's exact-size buffer: not worth keeping
   const pool = bufferPool.get(full.length) ?? [];
   if (pool.length < BUFFER_POOL_MAX) pool.push(full);
   bufferPool.set(full.length, pool);
@@ -48,6 +49,8 @@ export interface WriteBodyOptions {
    * that orphan collection removes.
    */
   deferRefs?: boolean;
+  /** The body's announced length: a small body gets a buffer of its size, not a whole block. */
+  sizeHint?: number;
 }
 
 export async function writeBody(services: S3Services, opts: WriteBodyOptions): Promise<WrittenBody> {
@@ -59,7 +62,8 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
   let failure: unknown;
   let size = 0;
   let blockCount = 0;
-  let buf = takeBuffer(blockSize);
+  const firstSize = opts.sizeHint !== undefined && opts.sizeHint < blockSize ? Math.max(opts.sizeHint, 1) : blockSize;
+  let buf = firstSize === blockSize ? takeBuffer(blockSize) : new Uint8Array(firstSize);
   let fill = 0;
   let deferredBlock: WrittenBody["deferredBlock"];
 
@@ -72,7 +76,7 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
         await blocks.put(hash, hashed.buf);
         deferredBlock = { hash, size: hashed.buf.length };
       } finally {
-        releaseBuffer(hashed.buf);
+        releaseBuffer(hashed.buf, blockSize);
       }
       return;
     }
@@ -85,7 +89,7 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
       ]);
       await blocks.put(hash, hashed.buf);
     } finally {
-      releaseBuffer(hashed.buf);
+      releaseBuffer(hashed.buf, blockSize);
     }
   };
 
@@ -110,7 +114,13 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
       for (const s of sums.values()) s.update(chunk);
       let pos = 0;
       while (pos < chunk.length) {
-        const n = Math.min(chunk.length - pos, blockSize - fill);
+        if (fill === buf.length) {
+          // Only a small first buffer can be full here: the body outgrew its hint.
+          const grown = takeBuffer(blockSize);
+          grown.set(buf.subarray(0, fill));
+          buf = grown;
+        }
+        const n = Math.min(chunk.length - pos, buf.length - fill);
         buf.set(chunk.subarray(pos, pos + n), fill);
         fill += n;
         pos += n;
@@ -125,11 +135,11 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
     let inline: Uint8Array | undefined;
     if (blockCount === 0 && opts.allowInline && size < INLINE_THRESHOLD) {
       inline = buf.slice(0, fill);
-      releaseBuffer(buf);
+      releaseBuffer(buf, blockSize);
     } else if (fill > 0) {
       await dispatch(buf.subarray(0, fill), size - fill);
     } else {
-      releaseBuffer(buf);
+      releaseBuffer(buf, blockSize);
     }
     await Promise.all(inFlight);
     if (failure) throw failure;

@@ -69,6 +69,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
       checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
       allowInline: true,
       deferRefs: singleBlock,
+      sizeHint: payload.declaredLength,
     });
     const checksum = verifyDigests(digests, body, payload.trailers);
     meta = { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers, checksum };

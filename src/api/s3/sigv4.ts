@@ -90,11 +90,26 @@ export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
-export function deriveSigningKey(secret: string, date: string, region: string, service: string): Uint8Array {
+function deriveSigningKeyUncached(secret: string, date: string, region: string, service: string): Uint8Array {
   const kDate = hmacSha256(`AWS4${secret}`, date);
   const kRegion = hmacSha256(kDate, region);
   const kService = hmacSha256(kRegion, service);
   return hmacSha256(kService, SCOPE_TERMINATOR);
+}
+
+/** Signing keys change once a day per key: caching them saves four HMACs per request. */
+const SIGNING_KEY_CACHE_MAX = 1024;
+const signingKeys = new Map<string, Uint8Array>();
+
+export function deriveSigningKey(secret: string, date: string, region: string, service: string): Uint8Array {
+  const id = `${secret}\u0000${date}\u0000${region}\u0000${service}`;
+  let key = signingKeys.get(id);
+  if (!key) {
+    key = deriveSigningKeyUncached(secret, date, region, service);
+    if (signingKeys.size >= SIGNING_KEY_CACHE_MAX) signingKeys.clear();
+    signingKeys.set(id, key);
+  }
+  return key;
 }
 
 /** Hex HMAC of a string to sign: the signature itself. */
