@@ -7,7 +7,13 @@ import type http from "node:http";
 import { ConfigError, credentialsPath, loadConfig, parseHostPort, readCredentials, type Config } from "./config";
 import { openDatabase } from "./db/sqlite";
 import { loadOrCreateNodeKey } from "./cluster/node-key";
-import { LayoutPlacement, singleNodeLayout } from "./cluster/layout";
+import { ClusterSystem } from "./cluster/system";
+import { RpcNode } from "./rpc/rpc";
+import { RpcReplicas, serveTables } from "./table/rpc-replicas";
+import { RpcBlocks, serveBlocks } from "./block/rpc-blocks";
+import { HybridClock } from "./util/hlc";
+import { existsSync, readFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { Model } from "./model/model";
 import { abortInterruptedUploads } from "./model/repair";
 import { LocalBlockStore } from "./block/store";
@@ -64,23 +70,73 @@ async function ensureFirstStartCredentials(config: Config, model: Model): Promis
   return creds.adminToken;
 }
 
+/** rpc_secret from the config, or one generated at first start and kept in metadata_dir. */
+function networkKey(config: Config): Uint8Array {
+  if (config.rpc_secret) return Buffer.from(config.rpc_secret, "hex");
+  const path = `${config.metadata_dir}/rpc_secret`;
+  if (!existsSync(path)) {
+    writeFileSync(path, randomHex(32) + "\n", { mode: 0o600 });
+    log.info(`no rpc_secret configured: generated one in ${path} (other nodes must use the same)`);
+  }
+  return Buffer.from(readFileSync(path, "utf8").trim(), "hex");
+}
+
+/** The address peers should dial: rpc_public_addr, else the bind address with a real IP. */
+function publicRpcAddr(config: Config, port: number): string {
+  if (config.rpc_public_addr) return config.rpc_public_addr;
+  const { host } = parseHostPort(config.rpc_bind_addr, "rpc_bind_addr");
+  if (host !== "::" && host !== "0.0.0.0") return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  const ip = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === "IPv4" && !i.internal)?.address;
+  return `${ip ?? "127.0.0.1"}:${port}`;
+}
+
 export async function startNode(config: Config): Promise<RunningNode> {
   const bootTime = Date.now();
   const nodeKey = loadOrCreateNodeKey(config.metadata_dir);
   const db = openDatabase(`${config.metadata_dir}/db.sqlite`, { fsync: config.metadata_fsync });
   mkdirSync(config.data_dir, { recursive: true });
-  const layout = singleNodeLayout(nodeKey.id, statfsSync(config.data_dir).blocks * statfsSync(config.data_dir).bsize);
-  const placement = new LayoutPlacement(nodeKey.id, layout, config.consistency_mode);
-  const model = new Model(db, placement);
+  const disk = (path: string) => {
+    const st = statfsSync(path);
+    return { available: st.bavail * st.bsize, total: st.blocks * st.bsize };
+  };
+  const clock = new HybridClock();
+
+  const rpcAddr = listenAddr(config.rpc_bind_addr, "rpc_bind_addr");
+  const rpc = new RpcNode({ nodeKey, networkKey: networkKey(config), bindHost: rpcAddr.host === "::" ? "0.0.0.0" : rpcAddr.host, bindPort: rpcAddr.port });
+  await rpc.listen();
+  const cluster = new ClusterSystem({
+    rpc,
+    db,
+    rpcPublicAddr: publicRpcAddr(config, rpc.port),
+    bootstrapPeers: config.bootstrap_peers,
+    replicationFactor: config.replication_factor,
+    consistencyMode: config.consistency_mode,
+    hostname: hostname(),
+    diskStats: () => ({ data: disk(config.data_dir), metadata: disk(config.metadata_dir) }),
+    now: () => clock.now(),
+  });
+  cluster.bootstrapSingleNode({ zone: "dc1", capacity: disk(config.data_dir).total, tags: [] });
+
+  const model = new Model(db, cluster.placement, new RpcReplicas(rpc, clock), clock);
+  serveTables(rpc, clock, model.localStores());
   const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });
   await store.init();
   const hasher = new Blake3Pool();
-  const blocks = new BlockManager(store, placement, defaultZstd(), db, {
-    blockSize: config.block_size,
-    compressionLevel: config.compression_level,
-  });
+  const blocks = new BlockManager(
+    store,
+    cluster.placement,
+    defaultZstd(),
+    db,
+    { blockSize: config.block_size, compressionLevel: config.compression_level },
+    new RpcBlocks(rpc),
+  );
+  serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed));
+  cluster.start();
+
   const adminToken = await ensureFirstStartCredentials(config, model);
-  await abortInterruptedUploads(model, bootTime);
+  await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
@@ -99,27 +155,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
       s3Addr,
     ),
   );
-  const disk = (path: string) => {
-    const s = statfsSync(path);
-    return { available: s.bavail * s.bsize, total: s.blocks * s.bsize };
-  };
   servers.push(
     await serveNode(
-      adminApp({
-        model,
-        adminToken,
-        nodeId: nodeKey.id,
-        hostname: hostname(),
-        rpcAddr: config.rpc_public_addr ?? config.rpc_bind_addr,
-        layoutVersion: () => layout.version,
-        zoneOf: (node) => layout.roles[node] ?? null,
-        diskStats: async () => ({ data: disk(config.data_dir), metadata: disk(config.metadata_dir) }),
-      }),
+      adminApp({ model, adminToken, cluster, replicationFactor: config.replication_factor, now: () => clock.now() }),
       adminAddr,
     ),
   );
   const port = (s: http.Server) => (s.address() as { port: number }).port;
-  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}`);
+  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}, RPC on ${config.rpc_bind_addr}`);
 
   return {
     config,
@@ -131,8 +174,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of servers) s.closeAllConnections?.();
+      cluster.stop();
       await model.stop();
       await blocks.stop();
+      await rpc.close();
       hasher.close();
       db.close();
     },

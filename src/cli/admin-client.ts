@@ -90,6 +90,102 @@ export interface BucketInfo {
   unfinishedUploads: number;
 }
 
+/** What `GetNodeInfo?node=self` says about the node the CLI talks to. */
+export interface NodeInfo {
+  nodeId: string;
+  /** The address other nodes reach it on (rpc_public_addr, else the RPC bind address). */
+  rpcAddr: string;
+  hostname: string;
+  layoutVersion: number;
+}
+
+/** One entry of ConnectClusterNodes' answer, in the order of the request. */
+export interface ConnectResult {
+  success: boolean;
+  error: string | null;
+}
+
+/** Copies of each partition in at least N zones, or in as many zones as possible. */
+export type ZoneRedundancy = "maximum" | { atLeast: number };
+
+export interface LayoutParameters {
+  zoneRedundancy: ZoneRedundancy;
+}
+
+/** A role as the administrator assigns it; capacity null is a gateway. */
+export interface AssignedRole {
+  zone: string;
+  capacity: number | null;
+  tags: string[];
+}
+
+export interface LayoutNodeRole extends AssignedRole {
+  id: string;
+  /** Results of the assignment, when the node computed them. */
+  storedPartitions?: number | null;
+  usableCapacity?: number | null;
+}
+
+/** A staged change: a removal, or the node's new role. */
+export interface StagedRoleChange {
+  id: string;
+  remove?: boolean;
+  zone?: string;
+  capacity?: number | null;
+  tags?: string[];
+}
+
+export interface ClusterLayout {
+  version: number;
+  roles: LayoutNodeRole[];
+  parameters: LayoutParameters;
+  /** Bytes per partition in this layout; 0 when nothing is stored. */
+  partitionSize: number;
+  stagedRoleChanges: StagedRoleChange[];
+  stagedParameters: LayoutParameters | null;
+}
+
+/** A role change sent with UpdateClusterLayout. */
+export type RoleChange = { id: string; remove: true } | ({ id: string } & AssignedRole);
+
+export interface LayoutUpdate {
+  roles?: RoleChange[];
+  parameters?: LayoutParameters;
+}
+
+/** The layout the staged changes would give, or why none can be computed. */
+export interface LayoutPreview {
+  error?: string;
+  message?: string[];
+  newLayout?: ClusterLayout;
+}
+
+export interface AppliedLayout {
+  message: string[];
+  layout: ClusterLayout;
+}
+
+export interface LayoutHistoryVersion {
+  version: number;
+  status: "Current" | "Draining" | "Historical";
+  storageNodes: number;
+  gatewayNodes: number;
+}
+
+export interface UpdateTracker {
+  sync: number;
+  ack?: number;
+  syncAck?: number;
+}
+
+export interface ClusterLayoutHistory {
+  currentVersion: number;
+  minAck: number;
+  versions: LayoutHistoryVersion[];
+  /** node id -> how far it got; Garage sends null when a single version is live. */
+  updateTrackers: Record<string, UpdateTracker> | null;
+}
+
 /** Exactly one way of naming the key: its id, or text the server matches. */
 export type KeySelector = { id: string } | { search: string };
 export type BucketSelector = { id: string } | { globalAlias: string } | { search: string };
@@ -195,6 +291,39 @@ export class AdminClient {
 
   getClusterHealth(): Promise<ClusterHealth> {
     return this.call("GET", "GetClusterHealth");
+  }
+
+  getNodeInfo(node = "self"): Promise<NodeInfo> {
+    return this.call("GET", "GetNodeInfo", { node });
+  }
+
+  /** Peers as `<node id>@<host>:<port>`; one result per peer. */
+  connectClusterNodes(peers: string[]): Promise<ConnectResult[]> {
+    return this.call("POST", "ConnectClusterNodes", {}, peers);
+  }
+
+  getClusterLayout(): Promise<ClusterLayout> {
+    return this.call("GET", "GetClusterLayout");
+  }
+
+  updateClusterLayout(update: LayoutUpdate): Promise<ClusterLayout> {
+    return this.call("POST", "UpdateClusterLayout", {}, update);
+  }
+
+  previewClusterLayoutChanges(): Promise<LayoutPreview> {
+    return this.call("POST", "PreviewClusterLayoutChanges");
+  }
+
+  applyClusterLayout(version: number): Promise<AppliedLayout> {
+    return this.call("POST", "ApplyClusterLayout", {}, { version });
+  }
+
+  revertClusterLayout(): Promise<ClusterLayout> {
+    return this.call("POST", "RevertClusterLayout");
+  }
+
+  getClusterLayoutHistory(): Promise<ClusterLayoutHistory> {
+    return this.call("GET", "GetClusterLayoutHistory");
   }
 
   listKeys(): Promise<KeyListItem[]> {

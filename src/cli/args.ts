@@ -1,5 +1,6 @@
 // Tiny argv parser for the CLI: long flags (`--name`, `--name=value`, `--name value`),
-// one-letter short flags (`-n value`), positionals, and `--` to end the flags.
+// one-letter short flags (`-n value`), repeatable valued flags (`-t a -t b`), positionals,
+// and `--` to end the flags.
 // Every mistake is a UsageError, which the CLI turns into exit code 2.
 
 export class UsageError extends Error {}
@@ -18,12 +19,17 @@ export interface FlagSpec {
   short?: string;
   /** Placeholder for valued flags, e.g. "FILE"; boolean flags have none. */
   value?: string;
+  /** A valued flag that may be given several times; its values come as a list, in order. */
+  repeatable?: boolean;
   help: string;
 }
 
+/** Boolean flags are true, valued flags a string, repeatable flags a list. */
+export type FlagValue = string | true | string[];
+
 export interface ParsedArgs {
   /** Boolean flags map to true, valued flags to their value; absent flags are missing. */
-  flags: Record<string, string | true>;
+  flags: Record<string, FlagValue>;
   positional: string[];
   /** With `stopAtPositional`, the arguments after the first positional, left unparsed. */
   rest: string[];
@@ -37,7 +43,7 @@ export interface ParseOptions {
 export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], options: ParseOptions = {}): ParsedArgs {
   const byLong = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short !== undefined).map((s) => [s.short!, s]));
-  const flags: Record<string, string | true> = Object.create(null);
+  const flags: Record<string, FlagValue> = Object.create(null);
   const positional: string[] = [];
   let flagsEnded = false;
 
@@ -73,14 +79,18 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
     }
     const value = inline ?? argv[++i];
     if (value === undefined) throw new UsageError(`flag --${spec.name} needs a value (${spec.value})`);
+    if (spec.repeatable) {
+      flags[spec.name] = [...((flags[spec.name] as string[] | undefined) ?? []), value];
+      continue;
+    }
     if (spec.name in flags) throw new UsageError(`flag --${spec.name} given more than once`);
     flags[spec.name] = value;
   }
   return { flags, positional, rest: [] };
 }
 
-/** How a flag is written in help text: `-n, --name NAME`. */
+/** How a flag is written in help text: `-n, --name NAME`, `-t, --tag TAG...` when repeatable. */
 export function flagSynopsis(spec: FlagSpec): string {
-  const long = `--${spec.name}${spec.value ? ` ${spec.value}` : ""}`;
+  const long = `--${spec.name}${spec.value ? ` ${spec.value}${spec.repeatable ? "..." : ""}` : ""}`;
   return spec.short ? `-${spec.short}, ${long}` : long;
 }

@@ -2,7 +2,7 @@
 // that returns both the raw API result (for --json) and the human rendering.
 
 import type { AdminClient } from "./admin-client";
-import { UsageError, type FlagSpec } from "./args";
+import { UsageError, type FlagSpec, type FlagValue } from "./args";
 
 export interface CliContext {
   /** Built on first use, so help and usage errors never need a config or a running node. */
@@ -11,7 +11,7 @@ export interface CliContext {
 
 export interface Invocation {
   positional: string[];
-  flags: Record<string, string | true>;
+  flags: Record<string, FlagValue>;
 }
 
 export interface CommandOutput {
@@ -19,6 +19,9 @@ export interface CommandOutput {
   json: unknown;
   /** Printed otherwise. */
   text: string;
+  /** Guidance for a person, printed to stderr after the text (not with --json), so that
+   * stdout stays one scriptable value (`bunker node id | cut -d@ -f1`). */
+  hint?: string;
 }
 
 export interface Command {
@@ -26,6 +29,8 @@ export interface Command {
   name: string;
   /** Names of the required positional arguments, e.g. ["KEY"]. */
   args: string[];
+  /** The last argument takes one or more values (`NODE...`). */
+  variadic?: boolean;
   flags: FlagSpec[];
   summary: string;
   run(ctx: CliContext, inv: Invocation): Promise<CommandOutput>;
@@ -42,6 +47,18 @@ export const YES_FLAG: FlagSpec = { name: "yes", help: "confirm this destructive
 /** Destructive commands refuse before sending anything unless --yes was given. */
 export function requireYes(inv: Invocation, action: string): void {
   if (inv.flags.yes !== true) throw new UsageError(`refusing to ${action} without --yes`);
+}
+
+/** A valued flag's value; undefined when it was not given. */
+export function stringFlag(inv: Invocation, name: string): string | undefined {
+  const value = inv.flags[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** A repeatable flag's values, in order; empty when it was not given. */
+export function listFlag(inv: Invocation, name: string): string[] {
+  const value = inv.flags[name];
+  return Array.isArray(value) ? value : [];
 }
 
 /** Human rendering of permissions, Garage style: `RWO`, `R--`. */

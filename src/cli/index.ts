@@ -8,6 +8,8 @@ import { UnknownFlagError, UsageError, flagSynopsis, parseArgs, type FlagSpec } 
 import type { CliContext, Command, CommandGroup } from "./command";
 import { bucketCommands } from "./commands/bucket";
 import { keyCommands } from "./commands/key";
+import { layoutCommands } from "./commands/layout";
+import { nodeCommands } from "./commands/node";
 import { statusCommand } from "./commands/status";
 import { formatColumns } from "./table";
 
@@ -58,10 +60,11 @@ const GLOBAL_ONLY_FLAGS = new Set(["-c", "--config"]);
 
 const HELP_INDENT = "  ";
 
-const GROUPS: CommandGroup[] = [keyCommands, bucketCommands];
+const GROUPS: CommandGroup[] = [nodeCommands, layoutCommands, keyCommands, bucketCommands];
 
 function synopsis(fullName: string, cmd: Command): string {
-  return ["bunker", fullName, ...cmd.args, "[options]"].join(" ");
+  const args = cmd.variadic ? [...cmd.args.slice(0, -1), `${cmd.args[cmd.args.length - 1]}...`] : cmd.args;
+  return ["bunker", fullName, ...args, "[options]"].join(" ");
 }
 
 function optionsHelp(flags: readonly FlagSpec[]): string {
@@ -167,13 +170,14 @@ async function runCommand(fullName: string, cmd: Command, argv: string[], d: Dis
   if (parsed.positional.length < cmd.args.length) {
     throw new UsageError(`missing ${cmd.args[parsed.positional.length]} ${helpHint}`);
   }
-  if (parsed.positional.length > cmd.args.length) {
+  if (parsed.positional.length > cmd.args.length && !cmd.variadic) {
     throw new UsageError(`unexpected argument '${parsed.positional[cmd.args.length]}' ${helpHint}`);
   }
 
   const result = await cmd.run(makeContext(d.configPath, d.io), { positional: parsed.positional, flags: parsed.flags });
   const json = d.json || parsed.flags.json === true;
   await d.io.stdout(json ? `${JSON.stringify(result.json, null, 2)}\n` : `${result.text}\n`);
+  if (!json && result.hint !== undefined) await d.io.stderr(`${result.hint}\n`);
   return EXIT_OK;
 }
 

@@ -38,7 +38,6 @@ export class ModelError extends Error {
 }
 
 export class Model {
-  readonly clock = new HybridClock();
   readonly committer: GroupCommitter;
   readonly buckets: Table<BucketEntry>;
   readonly aliases: Table<BucketAliasEntry>;
@@ -57,6 +56,7 @@ export class Model {
     readonly db: Database,
     readonly placement: Placement,
     remote?: RemoteReplicas,
+    readonly clock: HybridClock = new HybridClock(),
   ) {
     this.committer = new GroupCommitter(db);
     const make = <E>(schema: TableSchema<E>): Table<E> => {
@@ -77,6 +77,11 @@ export class Model {
 
   table(name: CrdtTableName): Table<unknown> {
     return this.byName.get(name)!;
+  }
+
+  /** This node's copy of every table, by name (served to peers over RPC). */
+  localStores(): Map<string, LocalStore<unknown>> {
+    return new Map([...this.byName].map(([name, t]) => [name, t.local]));
   }
 
   start(): void {

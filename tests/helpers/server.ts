@@ -26,6 +26,7 @@ export interface TestServer {
   endpoint: string;
   s3Port: number;
   adminPort: number;
+  rpcPort: number;
   adminToken: string;
   accessKeyId: string;
   secretAccessKey: string;
@@ -47,6 +48,9 @@ export interface TestServer {
 export interface ServerOptions {
   /** Extra top-level TOML lines. */
   extraToml?: string;
+  replicationFactor?: number;
+  /** Shared network key of a multi-node test cluster (64 hex). */
+  rpcSecret?: string;
   blockSize?: number;
   compression?: number | "none";
 }
@@ -64,7 +68,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     [
       `metadata_dir = "${join(dir, "meta")}"`,
       `data_dir = "${join(dir, "data")}"`,
-      `replication_factor = 1`,
+      `replication_factor = ${opts.replicationFactor ?? 1}`,
+      opts.rpcSecret ? `rpc_secret = "${opts.rpcSecret}"` : "",
       `rpc_bind_addr = "127.0.0.1:${rpcPort}"`,
       `block_size = ${opts.blockSize ?? 1024 * 1024}`,
       `compression_level = ${typeof opts.compression === "string" ? `"${opts.compression}"` : (opts.compression ?? 1)}`,
@@ -94,8 +99,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     const deadline = Date.now() + START_TIMEOUT_MS;
     for (;;) {
       try {
-        const r = await fetch(`http://127.0.0.1:${adminPort}/health`);
-        if (r.ok) break;
+        // Any answer means the node is up; a node waiting for its layout answers 503.
+        await fetch(`http://127.0.0.1:${adminPort}/health`);
+        break;
       } catch {
         // not up yet
       }
@@ -126,6 +132,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     endpoint: `http://localhost:${s3Port}`,
     s3Port,
     adminPort,
+    rpcPort,
     adminToken,
     accessKeyId: key.accessKeyId,
     secretAccessKey: key.secretAccessKey,

@@ -9,16 +9,11 @@ import { isValidBucketName } from "../../model/bucket";
 import { visibleVersion } from "../../model/object";
 import { ACCESS_KEY_ID_RE, SECRET_KEY_RE } from "../../util/ids";
 import { QuorumError } from "../../table/quorum";
+import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } from "./cluster";
 
-export interface AdminServices {
+export interface AdminServices extends ClusterAdminServices {
   model: Model;
   adminToken: string | undefined;
-  nodeId: string;
-  hostname: string;
-  rpcAddr: string;
-  layoutVersion: () => number;
-  zoneOf: (node: string) => { zone: string; capacity: number | null; tags: string[] } | null;
-  diskStats: () => Promise<{ data: { available: number; total: number }; metadata: { available: number; total: number } }>;
 }
 
 export class AdminError extends Error {
@@ -133,6 +128,7 @@ const BucketKeyBody = t.Object({ bucketId: t.String(), accessKeyId: t.String(), 
 
 export function adminApp(s: AdminServices) {
   const { model } = s;
+  const cluster = clusterAdminRoutes(s);
   const changePermissions = async (body: { bucketId: string; accessKeyId: string; permissions: { read?: boolean; write?: boolean; owner?: boolean } }, allow: boolean) => {
     const bucket = findBucket(model, { id: body.bucketId });
     const key = findKey(model, { id: body.accessKeyId });
@@ -151,6 +147,9 @@ export function adminApp(s: AdminServices) {
       if (error instanceof AdminError) {
         status = error.status;
         errCode = error.code;
+      } else if (error instanceof LayoutRequestError) {
+        status = 400;
+        errCode = "InvalidRequest";
       } else if (error instanceof ModelError) {
         status = error.code === "BucketNotEmpty" || error.code === "BucketAlreadyExists" || error.code === "KeyExists" ? 409 : 400;
         errCode = error.code;
@@ -172,7 +171,16 @@ export function adminApp(s: AdminServices) {
       }
       return new Response(JSON.stringify({ code: errCode, message, path }), { status, headers: { "content-type": "application/json" } });
     })
-    .get("/health", async () => new Response("Bunker is fully operational\n", { headers: { "content-type": "text/plain" } }))
+    .get("/health", () => {
+      const h = cluster.health();
+      if (h.status === "healthy") return new Response("Bunker is fully operational\n", { headers: { "content-type": "text/plain" } });
+      if (h.status === "degraded")
+        return new Response("Bunker is operational but some storage nodes are unavailable\n", { headers: { "content-type": "text/plain" } });
+      return new Response(`Bunker is not available: ${h.partitionsQuorum} of ${h.partitions} partitions have a write quorum\n`, {
+        status: 503,
+        headers: { "content-type": "text/plain" },
+      });
+    })
     .guard(
       {
         beforeHandle({ request }) {
@@ -183,36 +191,9 @@ export function adminApp(s: AdminServices) {
         },
       },
       (app) =>
-        app
-          .get("/v2/GetClusterStatus", async () => {
-            const disk = await s.diskStats();
-            return {
-              node: s.nodeId,
-              layoutVersion: s.layoutVersion(),
-              nodes: [
-                {
-                  id: s.nodeId,
-                  addr: s.rpcAddr,
-                  hostname: s.hostname,
-                  isUp: true,
-                  lastSeenSecsAgo: null,
-                  role: s.zoneOf(s.nodeId),
-                  dataPartition: disk.data,
-                  metadataPartition: disk.metadata,
-                },
-              ],
-            };
-          })
-          .get("/v2/GetClusterHealth", () => ({
-            status: "healthy",
-            knownNodes: 1,
-            connectedNodes: 1,
-            storageNodes: 1,
-            storageNodesOk: 1,
-            partitions: 256,
-            partitionsQuorum: 256,
-            partitionsAllOk: 256,
-          }))
+        // Added on the guarded app itself, so the token check covers them too.
+        cluster
+          .routes(app as unknown as Elysia)
           .get("/v2/ListKeys", () =>
             model.listKeys().map((k) => ({ id: k.id, name: k.name.v, created: new Date(k.created).toISOString(), expiration: null, expired: false })),
           )

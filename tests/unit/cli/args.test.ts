@@ -6,6 +6,7 @@ const SPECS: FlagSpec[] = [
   { name: "show-secret", help: "show it" },
   { name: "name", short: "n", value: "NAME", help: "a name" },
   { name: "config", short: "c", value: "FILE", help: "config" },
+  { name: "tag", short: "t", value: "TAG", repeatable: true, help: "a tag" },
 ];
 
 describe("parseArgs", () => {
@@ -58,8 +59,15 @@ describe("parseArgs", () => {
     expect({ ...parseArgs(["--yes", "--yes"], SPECS).flags }).toEqual({ yes: true });
   });
 
+  test("repeatable flags collect their values in order", () => {
+    expect({ ...parseArgs(["-t", "a", "x", "--tag=b", "-t", "a"], SPECS).flags }).toEqual({ tag: ["a", "b", "a"] });
+    expect({ ...parseArgs(["x"], SPECS).flags }).toEqual({});
+    expect(() => parseArgs(["-t"], SPECS)).toThrow(new UsageError("flag --tag needs a value (TAG)"));
+  });
+
   test("flagSynopsis", () => {
     expect(flagSynopsis(SPECS[2]!)).toBe("-n, --name NAME");
     expect(flagSynopsis(SPECS[0]!)).toBe("--yes");
+    expect(flagSynopsis(SPECS[4]!)).toBe("-t, --tag TAG...");
   });
 });

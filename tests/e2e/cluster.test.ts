@@ -1,0 +1,70 @@
+// Three real nodes in three zones with replication factor 3: what one node writes, the others
+// read; one node down leaves reads and writes working; two down makes writes fail fast.
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { randomBytes, createHash } from "node:crypto";
+import { startCluster, type TestCluster } from "../helpers/cluster";
+import type { TestServer } from "../helpers/server";
+
+setDefaultTimeout(60_000);
+let cluster: TestCluster;
+let key: { accessKeyId: string; secretAccessKey: string };
+
+function s3(node: TestServer): S3Client {
+  return new S3Client({ endpoint: node.endpoint, region: node.region, forcePathStyle: true, credentials: key, maxAttempts: 1 });
+}
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+async function read(node: TestServer, k: string): Promise<string> {
+  const r = await s3(node).send(new GetObjectCommand({ Bucket: "geo", Key: k }));
+  return sha(await r.Body!.transformToByteArray());
+}
+
+beforeAll(async () => {
+  cluster = await startCluster({ nodes: 3, replicationFactor: 3 });
+  const a = cluster.nodes[0]!;
+  const created = await a.admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", { name: "geo", allow: { createBucket: true } });
+  key = { accessKeyId: created.accessKeyId, secretAccessKey: created.secretAccessKey };
+  await s3(a).send(new CreateBucketCommand({ Bucket: "geo" }));
+}, 120_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+});
+
+test("an object written through one node reads back byte-identical through the others", async () => {
+  const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  const small = randomBytes(1000);
+  const big = randomBytes(5 * 1024 * 1024 + 77);
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "small", Body: small }));
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "dir/big", Body: big }));
+  for (const n of [a, b, c]) {
+    expect(await read(n, "small")).toBe(sha(small));
+    expect(await read(n, "dir/big")).toBe(sha(big));
+  }
+  const listed = await s3(c).send(new ListObjectsV2Command({ Bucket: "geo" }));
+  expect((listed.Contents ?? []).map((o) => o.Key)).toEqual(["dir/big", "small"]);
+});
+
+test("with one node down, reads and writes keep working", async () => {
+  const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  await c.kill();
+  const body = randomBytes(2 * 1024 * 1024);
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "while-c-down", Body: body }));
+  expect(await read(b, "while-c-down")).toBe(sha(body));
+  expect(await read(a, "small")).toHaveLength(64);
+  await c.restart();
+});
+
+test("with two nodes down, a write fails fast with 503 and loses nothing acknowledged", async () => {
+  const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  await b.kill();
+  await c.kill();
+  const t0 = Date.now();
+  const err = await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "no-quorum", Body: "x".repeat(5000) })).catch((e) => e);
+  expect(err.$metadata?.httpStatusCode).toBe(503);
+  expect(Date.now() - t0).toBeLessThan(15_000);
+  await b.restart();
+  await c.restart();
+});
