@@ -5,10 +5,12 @@
 import { CryptoHasher } from "bun";
 import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
 import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
-import { hashHex } from "../../block/hash";
+import { blake3Sync, hashHex } from "../../block/hash";
 import { assert } from "../../util/assert";
 import type { S3Services } from "./context";
 
+/** Blocks at least this large are hashed in the worker; smaller ones on this thread. */
+const HASH_IN_WORKER_MIN = 128 * 1024;
 /** Free block buffers kept for reuse (first-touch memory is slow on these machines). */
 const BUFFER_POOL_MAX = 16;
 const bufferPool = new Map<number, Uint8Array[]>();
@@ -68,7 +70,8 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
   let deferredBlock: WrittenBody["deferredBlock"];
 
   const storeBlock = async (block: Uint8Array, offset: number) => {
-    const hashed = await hasher.hash(block);
+    // A small block hashes in microseconds: a round trip to the worker would cost more.
+    const hashed = block.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(block), buf: block } : await hasher.hash(block);
     const hash = hashHex(hashed.hash);
     if (opts.deferRefs) {
       assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
