@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { randomBytes, createHash } from "node:crypto";
 import { startCluster, type TestCluster } from "../helpers/cluster";
-import type { TestServer } from "../helpers/server";
+import { startServer, type TestServer } from "../helpers/server";
 
 setDefaultTimeout(60_000);
 let cluster: TestCluster;
@@ -67,4 +67,20 @@ test("with two nodes down, a write fails fast with 503 and loses nothing acknowl
   expect(Date.now() - t0).toBeLessThan(15_000);
   await b.restart();
   await c.restart();
+});
+
+test("a node with the wrong rpc_secret is refused and never joins", async () => {
+  const a = cluster.nodes[0]!;
+  const intruder = await startServer({ replicationFactor: 3, rpcSecret: "ab".repeat(32) });
+  try {
+    const info = await a.admin<{ nodeId: string; rpcAddr: string }>("GET", "/v2/GetNodeInfo?node=self");
+    const r = await intruder.admin<{ success: boolean; error: string | null }[]>("POST", "/v2/ConnectClusterNodes", [`${info.nodeId}@${info.rpcAddr}`]);
+    expect(r[0]!.success).toBe(false);
+    const st = await a.admin<{ nodes: { id: string }[] }>("GET", "/v2/GetClusterStatus");
+    const intruderId = (await intruder.admin<{ nodeId: string }>("GET", "/v2/GetNodeInfo?node=self")).nodeId;
+    expect(st.nodes.map((n) => n.id)).not.toContain(intruderId);
+    expect(a.logs()).toContain("wrong rpc_secret");
+  } finally {
+    await intruder.stop();
+  }
 });
