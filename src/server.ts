@@ -10,6 +10,7 @@ import { loadOrCreateNodeKey } from "./cluster/node-key";
 import { ClusterSystem } from "./cluster/system";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
+import { FullTableSync } from "./table/full-sync";
 import { RpcBlocks, serveBlocks } from "./block/rpc-blocks";
 import { HybridClock } from "./util/hlc";
 import { existsSync, readFileSync } from "node:fs";
@@ -121,6 +122,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
   const model = new Model(db, cluster.placement, new RpcReplicas(rpc, clock), clock);
   serveTables(rpc, clock, model.localStores());
+  const fullSync = new FullTableSync(rpc, db, model.localStores(), () =>
+    [...new Set([...cluster.placement.allNodes(), ...rpc.peers()])].filter((n) => n !== nodeKey.id),
+  );
   const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });
   await store.init();
   const hasher = new Blake3Pool();
@@ -139,6 +143,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
+  fullSync.start();
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
   const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
@@ -175,6 +180,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of servers) s.closeAllConnections?.();
       cluster.stop();
+      await fullSync.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

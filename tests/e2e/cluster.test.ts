@@ -1,7 +1,7 @@
 // Three real nodes in three zones with replication factor 3: what one node writes, the others
 // read; one node down leaves reads and writes working; two down makes writes fail fast.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { randomBytes, createHash } from "node:crypto";
 import { startCluster, type TestCluster } from "../helpers/cluster";
 import { startServer, type TestServer } from "../helpers/server";
@@ -84,3 +84,29 @@ test("a node with the wrong rpc_secret is refused and never joins", async () => 
     await intruder.stop();
   }
 });
+
+test("a node that was down when a key was created learns it after restarting", async () => {
+  const [a, , c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  await c.kill();
+  const late = await a.admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", { name: "late" });
+  await c.restart();
+  const client = new S3Client({
+    endpoint: c.endpoint,
+    region: c.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: late.accessKeyId, secretAccessKey: late.secretAccessKey },
+    maxAttempts: 1,
+  });
+  const deadline = Date.now() + 40_000;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      await client.send(new ListBucketsCommand({}));
+      break;
+    } catch (err) {
+      lastError = err;
+      if (Date.now() > deadline) throw lastError;
+      await Bun.sleep(250);
+    }
+  }
+}, 60_000);

@@ -1,0 +1,111 @@
+// Anti-entropy for full-copy tables (keys, buckets, aliases): they are small, so every few
+// seconds each node compares a digest of each table with every peer and, when they differ,
+// pulls the peer's entries and pushes its own; CRDT merges make both sides converge. A node
+// that was down, or that joined after a key was created, catches up without operator action.
+import { createHash } from "node:crypto";
+import type { Database } from "bun:sqlite";
+import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { logger } from "../util/log";
+import type { LocalStore } from "./local-store";
+
+const log = logger("sync");
+
+/** How often full-copy tables are compared with every peer (Garage: 10 s). */
+export const FULL_SYNC_INTERVAL_MS = 10_000;
+/** Largest full-copy table exchanged in one message. */
+export const MAX_FULL_TABLE_ENTRIES = 100_000;
+const CALL_TIMEOUT_MS = 30_000;
+
+const EP_DIGEST = "table/full-digest";
+const EP_DUMP = "table/full-dump";
+const EP_PUSH = "table/full-push";
+
+function rows(db: Database, table: string): { sk: string; v: string }[] {
+  return db.query(`SELECT sk, v FROM t_${table} ORDER BY sk LIMIT ?`).all(MAX_FULL_TABLE_ENTRIES + 1) as { sk: string; v: string }[];
+}
+
+function digest(db: Database, table: string): string {
+  const h = createHash("sha256");
+  for (const r of rows(db, table)) h.update(r.sk).update("\u0000").update(r.v).update("\u0001");
+  return h.digest("hex");
+}
+
+function dump(db: Database, table: string): unknown[] {
+  const all = rows(db, table);
+  if (all.length > MAX_FULL_TABLE_ENTRIES) throw new Error(`table ${table} has more than ${MAX_FULL_TABLE_ENTRIES} entries`);
+  return all.map((r) => JSON.parse(r.v));
+}
+
+export class FullTableSync {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly rpc: RpcNode,
+    private readonly db: Database,
+    private readonly stores: ReadonlyMap<string, LocalStore<unknown>>,
+    private readonly peers: () => string[],
+  ) {
+    const storeOf = (name: string) => {
+      const s = this.stores.get(name);
+      if (!s || s.schema.replication !== "full") throw new Error(`not a full-copy table: ${name}`);
+      return s;
+    };
+    rpc.handle(EP_DIGEST, async ({ payload }) => {
+      const { table } = decodeJson<{ table: string }>(payload);
+      storeOf(table);
+      return { payload: encodeJson({ digest: digest(this.db, table) }) };
+    });
+    rpc.handle(EP_DUMP, async ({ payload }) => {
+      const { table } = decodeJson<{ table: string }>(payload);
+      storeOf(table);
+      return { payload: encodeJson({ entries: dump(this.db, table) }) };
+    });
+    rpc.handle(EP_PUSH, async ({ payload }) => {
+      const { table, entries } = decodeJson<{ table: string; entries: unknown[] }>(payload);
+      await storeOf(table).apply(entries);
+      return { payload: encodeJson({}) };
+    });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.syncAll(), FULL_SYNC_INTERVAL_MS);
+    void this.syncAll();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass over every full-copy table and every connected peer. */
+  syncAll(): Promise<void> {
+    this.running ??= (async () => {
+      const tables = [...this.stores.values()].filter((s) => s.schema.replication === "full");
+      for (const peer of this.peers()) {
+        if (!this.rpc.isConnected(peer)) continue;
+        for (const store of tables) {
+          try {
+            await this.syncWith(peer, store);
+          } catch (err) {
+            log.debug(`${store.schema.name} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
+          }
+        }
+      }
+    })().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async syncWith(peer: string, store: LocalStore<unknown>): Promise<void> {
+    const table = store.schema.name;
+    const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
+    const theirs = decodeJson<{ digest: string }>((await this.rpc.call(peer, EP_DIGEST, encodeJson({ table }), opts)).payload);
+    if (theirs.digest === digest(this.db, table)) return;
+    const { entries } = decodeJson<{ entries: unknown[] }>((await this.rpc.call(peer, EP_DUMP, encodeJson({ table }), opts)).payload);
+    await store.apply(entries);
+    await this.rpc.call(peer, EP_PUSH, encodeJson({ table, entries: dump(this.db, table) }), opts);
+    log.info(`${table}: reconciled with ${peer.slice(0, 16)}`);
+  }
+}
