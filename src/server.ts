@@ -11,6 +11,7 @@ import { ClusterSystem } from "./cluster/system";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { FullTableSync } from "./table/full-sync";
+import { ShardedTableSync } from "./table/sync";
 import { RpcBlocks, serveBlocks } from "./block/rpc-blocks";
 import { HybridClock } from "./util/hlc";
 import { existsSync, readFileSync } from "node:fs";
@@ -120,7 +121,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
   });
   cluster.bootstrapSingleNode({ zone: "dc1", capacity: disk(config.data_dir).total, tags: [] });
 
-  const model = new Model(db, cluster.placement, new RpcReplicas(rpc, clock), clock);
+  const replicas = new RpcReplicas(rpc, clock);
+  const model = new Model(db, cluster.placement, replicas, clock);
+  const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, replicas);
   serveTables(rpc, clock, model.localStores());
   const fullSync = new FullTableSync(rpc, db, model.localStores(), () =>
     [...new Set([...cluster.placement.allNodes(), ...rpc.peers()])].filter((n) => n !== nodeKey.id),
@@ -144,6 +147,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   model.start();
   blocks.start();
   fullSync.start();
+  shardedSync.start();
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
   const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
@@ -181,6 +185,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       for (const s of servers) s.closeAllConnections?.();
       cluster.stop();
       await fullSync.stop();
+      await shardedSync.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

@@ -1,9 +1,13 @@
 // The metadata schema, as an append-only list of migrations (index + 1 = schema version).
 // Never edit a released migration: add a new one.
 
-/** Columns shared by every CRDT table: partition key, sort key, JSON-encoded entry. */
+/**
+ * Columns shared by every CRDT table: partition key, sort key, JSON-encoded entry, and the
+ * sync bucket (partition << 8 | a hash byte of the whole key) that anti-entropy compares.
+ */
 const crdtTable = (name: string) =>
-  `CREATE TABLE t_${name} (pk TEXT NOT NULL, sk TEXT NOT NULL, v TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`;
+  `CREATE TABLE t_${name} (pk TEXT NOT NULL, sk TEXT NOT NULL, v TEXT NOT NULL, part INTEGER NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
+   CREATE INDEX i_${name}_sync ON t_${name} (part);`;
 
 export const CRDT_TABLES = [
   "bucket", "bucket_alias", "key", // full copy

@@ -1,9 +1,25 @@
 // One node's copy of a table in sqlite: read, and merge-then-write entries with the
 // table's CRDT join, running its update hook in the same transaction.
 import type { Database, Statement } from "bun:sqlite";
+import { createHash } from "node:crypto";
 import type { GroupCommitter } from "../db/committer";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
+
+/** Sync buckets per partition (a two-level summary: partition, then bucket). */
+export const SYNC_BUCKETS = 256;
+/** Most entries exchanged for one sync bucket in one message. */
+export const MAX_SYNC_BUCKET_ENTRIES = 50_000;
+
+/**
+ * The sync bucket of an entry: its partition (from the placement key) and a byte of the hash
+ * of its whole key, so a partition's entries spread evenly over SYNC_BUCKETS buckets.
+ */
+export function syncBucketOf(placementKey: string, pk: string, sk: string): number {
+  const partition = createHash("sha256").update(placementKey).digest()[0]!;
+  const spread = createHash("sha256").update(pk).update("\u0000").update(sk).digest()[0]!;
+  return partition * SYNC_BUCKETS + spread;
+}
 
 export interface RangeQuery {
   /** Inclusive lower bound of the sort key. */
@@ -19,6 +35,8 @@ export class LocalStore<E> {
   private readonly deleteStmt: Statement;
   private readonly rangeStmt: Statement;
   private readonly queueStmt: Statement;
+  private readonly bucketStmt: Statement;
+  private readonly partitionStmt: Statement;
   /**
    * Full-copy tables (keys, buckets, aliases) are small and read on every request: they
    * are cached whole in memory. This process is the only writer, so the cache stays exact.
@@ -33,7 +51,9 @@ export class LocalStore<E> {
   ) {
     const t = `t_${schema.name}`;
     this.getStmt = db.query(`SELECT v FROM ${t} WHERE pk = ? AND sk = ?`);
-    this.putStmt = db.query(`INSERT OR REPLACE INTO ${t} (pk, sk, v) VALUES (?, ?, ?)`);
+    this.putStmt = db.query(`INSERT OR REPLACE INTO ${t} (pk, sk, v, part) VALUES (?, ?, ?, ?)`);
+    this.bucketStmt = db.query(`SELECT pk, sk, v FROM ${t} WHERE part = ? ORDER BY pk, sk LIMIT ?`);
+    this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ? ORDER BY part, pk, sk`);
     this.deleteStmt = db.query(`DELETE FROM ${t} WHERE pk = ? AND sk = ?`);
     this.rangeStmt = db.query(
       `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
@@ -79,13 +99,31 @@ export class LocalStore<E> {
       const merged = old === undefined ? incoming : this.schema.merge(old, incoming);
       const encoded = JSON.stringify(merged);
       if (old === undefined || encoded !== JSON.stringify(old)) {
-        this.putStmt.run(pk, sk, encoded);
+        this.putStmt.run(pk, sk, encoded, syncBucketOf(this.schema.replication === "full" ? "" : pk, pk, sk));
         // Dropped rather than updated: if the transaction rolls back, the next read reloads.
         this.cache?.delete(`${pk}\u0000${sk}`);
       }
       this.schema.onMerge?.(old, incoming, merged, ctx);
       return merged;
     });
+  }
+
+  /**
+   * Digest of each of the SYNC_BUCKETS sync buckets of a partition: two replicas compare
+   * these and exchange only the buckets that differ.
+   */
+  bucketDigests(partition: number): string[] {
+    const hashers = Array.from({ length: SYNC_BUCKETS }, () => createHash("sha256"));
+    const rows = this.partitionStmt.iterate(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS) as IterableIterator<{ part: number; pk: string; sk: string; v: string }>;
+    for (const r of rows) hashers[r.part % SYNC_BUCKETS]!.update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
+    return hashers.map((h) => h.digest("hex").slice(0, 32));
+  }
+
+  /** Every entry of one sync bucket (bounded: a bucket is 1/65536 of the table). */
+  bucketEntries(bucket: number): E[] {
+    const rows = this.bucketStmt.all(bucket, MAX_SYNC_BUCKET_ENTRIES + 1) as { v: string }[];
+    if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
+    return rows.map((r) => JSON.parse(r.v) as E);
   }
 
   /** Removes an entry outright: only for garbage that no CRDT merge can resurrect. */

@@ -110,3 +110,21 @@ test("a node that was down when a key was created learns it after restarting", a
     }
   }
 }, 60_000);
+
+test("a node that missed writes while down holds them again after restarting (anti-entropy)", async () => {
+  const [a, , c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  await c.kill();
+  const keys = Array.from({ length: 20 }, (_, i) => `missed/${i}`);
+  for (const k of keys) await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: k, Body: `value of ${k}` }));
+  await c.restart();
+  const { Database } = await import("bun:sqlite");
+  const deadline = Date.now() + 40_000;
+  for (;;) {
+    const db = new Database(`${c.dir}/meta/db.sqlite`, { readonly: true });
+    const present = keys.filter((k) => db.query(`SELECT 1 FROM t_object WHERE sk = ?`).get(k)).length;
+    db.close();
+    if (present === keys.length) break;
+    if (Date.now() > deadline) throw new Error(`only ${present} of ${keys.length} entries reached the restarted node`);
+    await Bun.sleep(250);
+  }
+}, 60_000);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { CreateBucketCommand, ListObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { openDatabase } from "../../src/db/sqlite";
+import { syncBucketOf } from "../../src/table/local-store";
 import { startServer, type TestServer } from "../helpers/server";
 import type { ObjectEntry } from "../../src/model/object";
 
@@ -32,7 +33,7 @@ beforeAll(async () => {
   await server.kill();
 
   const db = openDatabase(join(server.dir, "meta", "db.sqlite"), { fsync: false });
-  const insert = db.query(`INSERT INTO t_object (pk, sk, v) VALUES (?, ?, ?)`);
+  const insert = db.query(`INSERT INTO t_object (pk, sk, v, part) VALUES (?, ?, ?, ?)`);
   const now = Date.now();
   db.transaction(() => {
     for (let d = 0; d < DIRS; d++) {
@@ -49,7 +50,7 @@ beforeAll(async () => {
             },
           ],
         };
-        insert.run(info.id, key, JSON.stringify(entry));
+        insert.run(info.id, key, JSON.stringify(entry), syncBucketOf(info.id, info.id, key));
       }
     }
   })();

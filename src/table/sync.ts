@@ -1,0 +1,125 @@
+// Anti-entropy for sharded tables: for each partition this node holds, it compares a
+// two-level summary (a digest per sync bucket) with every other replica of the partition,
+// then pulls and pushes the entries of the buckets that differ; CRDT merges do the rest.
+// It runs periodically and whenever a peer comes back, so a node that missed writes while
+// it was down converges without operator action.
+import { PARTITION_COUNT, type Placement } from "../cluster/layout";
+import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { logger } from "../util/log";
+import { SYNC_BUCKETS, type LocalStore } from "./local-store";
+import type { RemoteReplicas } from "./table";
+
+const log = logger("sync");
+
+/** How often every partition is compared with its other replicas (Garage: 10 min). */
+export const SHARDED_SYNC_INTERVAL_MS = 10 * 60 * 1000;
+/** Wait after a peer comes back before syncing, so a burst of reconnections syncs once. */
+export const PEER_UP_SYNC_DELAY_MS = 1_000;
+const CALL_TIMEOUT_MS = 60_000;
+
+const EP_DIGESTS = "table/bucket-digests";
+const EP_ENTRIES = "table/bucket-entries";
+
+export interface SyncReport {
+  partitions: number;
+  bucketsExchanged: number;
+  errors: number;
+}
+
+export class ShardedTableSync {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<SyncReport> | undefined;
+  private again = false;
+  private readonly stores: LocalStore<unknown>[];
+
+  constructor(
+    private readonly rpc: RpcNode,
+    allStores: ReadonlyMap<string, LocalStore<unknown>>,
+    private readonly placement: Placement,
+    private readonly remote: RemoteReplicas,
+  ) {
+    this.stores = [...allStores.values()].filter((s) => s.schema.replication === "sharded");
+    const storeOf = (name: string) => {
+      const s = this.stores.find((x) => x.schema.name === name);
+      if (!s) throw new Error(`not a sharded table: ${name}`);
+      return s;
+    };
+    rpc.handle(EP_DIGESTS, async ({ payload }) => {
+      const { table, partition } = decodeJson<{ table: string; partition: number }>(payload);
+      return { payload: encodeJson({ digests: storeOf(table).bucketDigests(partition) }) };
+    });
+    rpc.handle(EP_ENTRIES, async ({ payload }) => {
+      const { table, bucket } = decodeJson<{ table: string; bucket: number }>(payload);
+      return { payload: encodeJson({ entries: storeOf(table).bucketEntries(bucket) }) };
+    });
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.syncAll(), SHARDED_SYNC_INTERVAL_MS);
+    this.rpc.on("peer-up", () => setTimeout(() => void this.syncAll(), PEER_UP_SYNC_DELAY_MS));
+    void this.syncAll();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One full pass; a request during a pass schedules one more pass right after it. */
+  syncAll(): Promise<SyncReport> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.pass().finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.syncAll();
+      }
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<SyncReport> {
+    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0 };
+    const self = this.placement.selfId;
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      const replicas = new Set(this.placement.writeSets(p).flat());
+      if (!replicas.has(self)) continue;
+      report.partitions++;
+      for (const peer of replicas) {
+        if (peer === self || !this.rpc.isConnected(peer)) continue;
+        for (const store of this.stores) {
+          try {
+            report.bucketsExchanged += await this.syncPartition(peer, store, p);
+          } catch (err) {
+            report.errors++;
+            log.debug(`${store.schema.name} partition ${p} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
+          }
+        }
+      }
+    }
+    if (report.bucketsExchanged > 0) log.info(`anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions`);
+    return report;
+  }
+
+  private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number): Promise<number> {
+    const table = store.schema.name;
+    const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
+    const reply = await this.rpc.call(peer, EP_DIGESTS, encodeJson({ table, partition }), opts);
+    const theirs = decodeJson<{ digests: string[] }>(reply.payload).digests;
+    const ours = store.bucketDigests(partition);
+    let exchanged = 0;
+    for (let b = 0; b < SYNC_BUCKETS; b++) {
+      if (theirs[b] === ours[b]) continue;
+      const bucket = partition * SYNC_BUCKETS + b;
+      const r = await this.rpc.call(peer, EP_ENTRIES, encodeJson({ table, bucket }), opts);
+      await store.apply(decodeJson<{ entries: unknown[] }>(r.payload).entries);
+      const mine = store.bucketEntries(bucket);
+      if (mine.length > 0) await this.remote.insert(peer, table, mine);
+      exchanged++;
+    }
+    return exchanged;
+  }
+}
