@@ -123,7 +123,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
   const replicas = new RpcReplicas(rpc, clock);
   const model = new Model(db, cluster.placement, replicas, clock);
-  const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, replicas);
+  let onBlockRefsReceived: (refs: { hash: string; deleted: boolean }[]) => void = () => {};
+  const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, (table, entries) => {
+    if (table === "block_ref") onBlockRefsReceived(entries as { hash: string; deleted: boolean }[]);
+  });
   serveTables(rpc, clock, model.localStores());
   const fullSync = new FullTableSync(rpc, db, model.localStores(), () =>
     [...new Set([...cluster.placement.allNodes(), ...rpc.peers()])].filter((n) => n !== nodeKey.id),
@@ -140,6 +143,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     new RpcBlocks(rpc),
   );
   serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed));
+  onBlockRefsReceived = (refs) => blocks.enqueueResync(refs.filter((r) => !r.deleted).map((r) => r.hash));
   cluster.start();
 
   const adminToken = await ensureFirstStartCredentials(config, model);

@@ -30,6 +30,12 @@ export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
 const COMPRESSION_PROBE_BYTES = 32 * 1024;
 /** A sample must shrink below this ratio for the whole block to be compressed. */
 const COMPRESSION_PROBE_MAX_RATIO = 0.95;
+/** How often the resync queue is looked at, and how many entries a pass takes. */
+const RESYNC_INTERVAL_MS = 1_000;
+const RESYNC_BATCH = 32;
+/** Retry delays of a failing resync: doubling from the first to the longest. */
+const RESYNC_FIRST_BACKOFF_MS = 10_000;
+const RESYNC_MAX_BACKOFF_MS = 60 * 60 * 1000;
 /** Blocks deleted per GC round, so deletions never flood the disk (stack-limits §7: discard). */
 const GC_BATCH = 64;
 const GC_INTERVAL_MS = 30_000;
@@ -46,6 +52,8 @@ export class BlockManager {
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gcRunning: Promise<void> | undefined;
   private readonly hashLocks = new Map<string, Promise<void>>();
+  private resyncTimer: ReturnType<typeof setInterval> | undefined;
+  private resyncRunning: Promise<void> | undefined;
   private readonly postponeGc;
   /** A read first: the update (its own commit) runs only for the rare block awaiting GC. */
   private readonly pendingGc;
@@ -96,7 +104,11 @@ export class BlockManager {
     for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
       try {
         const stored = node === this.placement.selfId ? await this.store.read(hashHex) : await this.remoteFor(node).get(node, hashHex);
-        if (!stored) continue;
+        if (!stored) {
+          // This node should have had it: fetch it in the background.
+          if (node === this.placement.selfId && this.remote) this.enqueueResync([hashHex]);
+          continue;
+        }
         return stored.compressed ? await this.codec.decompress(stored.data, this.opts.blockSize) : stored.data;
       } catch (err) {
         log.warn(`block ${hashHex.slice(0, 16)} from ${node.slice(0, 16)}: ${(err as Error).message}`);
@@ -147,11 +159,82 @@ export class BlockManager {
 
   start(): void {
     this.gcTimer = setInterval(() => void this.runGc(), GC_INTERVAL_MS);
+    this.resyncTimer = setInterval(() => void this.runResync(), RESYNC_INTERVAL_MS);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.gcTimer);
+    clearInterval(this.resyncTimer);
     await this.gcRunning;
+    await this.resyncRunning;
+  }
+
+  // ---- resync: fetch blocks this node should hold but lacks ----
+
+  /** Queues blocks to check (and fetch if missing); `delayMs` lets in-flight writes land first. */
+  enqueueResync(hashes: Iterable<string>, delayMs = 0): void {
+    const at = Date.now() + delayMs;
+    const stmt = this.db.query(`INSERT INTO block_resync (hash, next_try) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING`);
+    this.db.transaction(() => {
+      for (const h of hashes) stmt.run(h, at);
+    })();
+  }
+
+  /** Blocks whose resync keeps failing, for `bunker block list-errors`. */
+  resyncErrors(): { hash: string; errors: number; nextTry: number; lastError: string | null }[] {
+    return (
+      this.db.query(`SELECT hash, errors, next_try, last_error FROM block_resync WHERE errors > 0 ORDER BY errors DESC LIMIT 1000`).all() as {
+        hash: string;
+        errors: number;
+        next_try: number;
+        last_error: string | null;
+      }[]
+    ).map((r) => ({ hash: r.hash, errors: r.errors, nextTry: r.next_try, lastError: r.last_error }));
+  }
+
+  resyncQueueLength(): number {
+    return (this.db.query(`SELECT count(*) AS n FROM block_resync`).get() as { n: number }).n;
+  }
+
+  /** One pass over the due entries of the resync queue. */
+  runResync(now = Date.now()): Promise<void> {
+    this.resyncRunning ??= (async () => {
+      const due = this.db.query(`SELECT hash, errors FROM block_resync WHERE next_try <= ? ORDER BY next_try LIMIT ?`).all(now, RESYNC_BATCH) as {
+        hash: string;
+        errors: number;
+      }[];
+      for (const { hash, errors } of due) {
+        try {
+          await this.resyncOne(hash);
+          this.db.query(`DELETE FROM block_resync WHERE hash = ?`).run(hash);
+        } catch (err) {
+          const backoff = Math.min(RESYNC_MAX_BACKOFF_MS, RESYNC_FIRST_BACKOFF_MS * 2 ** errors);
+          this.db
+            .query(`UPDATE block_resync SET errors = errors + 1, next_try = ?, last_error = ? WHERE hash = ?`)
+            .run(Date.now() + backoff, (err as Error).message.slice(0, 500), hash);
+        }
+      }
+    })().finally(() => {
+      this.resyncRunning = undefined;
+    });
+    return this.resyncRunning;
+  }
+
+  private async resyncOne(hashHex: string): Promise<void> {
+    const rc = this.db.query(`SELECT refs FROM block_rc WHERE hash = ?`).get(hashHex) as { refs: number } | null;
+    if (!rc || rc.refs <= 0) return; // no longer needed here
+    const self = this.placement.selfId;
+    const holders = new Set(this.placement.writeSets(partitionOfHashHex(hashHex)).flat());
+    if (!holders.has(self) || (await this.store.has(hashHex))) return;
+    for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
+      if (node === self) continue;
+      const got = await this.remoteFor(node).get(node, hashHex).catch(() => null);
+      if (got) {
+        await this.storeLocal(hashHex, got.data, got.compressed);
+        return;
+      }
+    }
+    throw new Error("no reachable node has this block");
   }
 
   /** One GC pass: deletes blocks whose last reference went away more than the grace delay ago. */

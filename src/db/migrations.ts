@@ -22,6 +22,9 @@ export const MIGRATIONS: readonly string[] = [
     // Local reference counts of blocks, derived from t_block_ref by its update hook.
     `CREATE TABLE block_rc (hash TEXT PRIMARY KEY, refs INTEGER NOT NULL, deletable_at INTEGER) WITHOUT ROWID;`,
     `CREATE INDEX block_rc_deletable ON block_rc (deletable_at) WHERE deletable_at IS NOT NULL;`,
+    // Blocks this node should hold but may lack: fetched from peers, with backoff on failure.
+    `CREATE TABLE block_resync (hash TEXT PRIMARY KEY, next_try INTEGER NOT NULL, errors INTEGER NOT NULL DEFAULT 0, last_error TEXT) WITHOUT ROWID;`,
+    `CREATE INDEX block_resync_due ON block_resync (next_try);`,
     // Cascading writes decided inside a transaction, applied later through the table layer.
     `CREATE TABLE insert_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, v TEXT NOT NULL);`,
     // Node-local settings: node id, first-start markers.

@@ -7,7 +7,6 @@ import { PARTITION_COUNT, type Placement } from "../cluster/layout";
 import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { SYNC_BUCKETS, type LocalStore } from "./local-store";
-import type { RemoteReplicas } from "./table";
 
 const log = logger("sync");
 
@@ -19,6 +18,7 @@ const CALL_TIMEOUT_MS = 60_000;
 
 const EP_DIGESTS = "table/bucket-digests";
 const EP_ENTRIES = "table/bucket-entries";
+const EP_PUSH = "table/bucket-push";
 
 export interface SyncReport {
   partitions: number;
@@ -36,7 +36,8 @@ export class ShardedTableSync {
     private readonly rpc: RpcNode,
     allStores: ReadonlyMap<string, LocalStore<unknown>>,
     private readonly placement: Placement,
-    private readonly remote: RemoteReplicas,
+    /** Called with the entries a peer had and this node merged (block refs start a resync). */
+    private readonly onReceived: (table: string, entries: unknown[]) => void = () => {},
   ) {
     this.stores = [...allStores.values()].filter((s) => s.schema.replication === "sharded");
     const storeOf = (name: string) => {
@@ -47,6 +48,12 @@ export class ShardedTableSync {
     rpc.handle(EP_DIGESTS, async ({ payload }) => {
       const { table, partition } = decodeJson<{ table: string; partition: number }>(payload);
       return { payload: encodeJson({ digests: storeOf(table).bucketDigests(partition) }) };
+    });
+    rpc.handle(EP_PUSH, async ({ payload }) => {
+      const { table, entries } = decodeJson<{ table: string; entries: unknown[] }>(payload);
+      await storeOf(table).apply(entries);
+      this.onReceived(table, entries);
+      return { payload: encodeJson({}) };
     });
     rpc.handle(EP_ENTRIES, async ({ payload }) => {
       const { table, bucket } = decodeJson<{ table: string; bucket: number }>(payload);
@@ -115,9 +122,11 @@ export class ShardedTableSync {
       if (theirs[b] === ours[b]) continue;
       const bucket = partition * SYNC_BUCKETS + b;
       const r = await this.rpc.call(peer, EP_ENTRIES, encodeJson({ table, bucket }), opts);
-      await store.apply(decodeJson<{ entries: unknown[] }>(r.payload).entries);
+      const received = decodeJson<{ entries: unknown[] }>(r.payload).entries;
+      await store.apply(received);
+      this.onReceived(table, received);
       const mine = store.bucketEntries(bucket);
-      if (mine.length > 0) await this.remote.insert(peer, table, mine);
+      if (mine.length > 0) await this.rpc.call(peer, EP_PUSH, encodeJson({ table, entries: mine }), opts);
       exchanged++;
     }
     return exchanged;

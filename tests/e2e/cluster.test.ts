@@ -128,3 +128,24 @@ test("a node that missed writes while down holds them again after restarting (an
     await Bun.sleep(250);
   }
 }, 60_000);
+
+test("a node that missed writes fetches their blocks after restarting (resync)", async () => {
+  const [a, , c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  await c.kill();
+  for (let i = 0; i < 3; i++) await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: `blocks/${i}`, Body: randomBytes(2 * 1024 * 1024 + i) }));
+  await c.restart();
+  const { Database } = await import("bun:sqlite");
+  const { existsSync } = await import("node:fs");
+  const adb = new Database(`${a.dir}/meta/db.sqlite`, { readonly: true });
+  const needed = (adb.query(`SELECT hash FROM block_rc WHERE refs > 0`).all() as { hash: string }[]).map((r) => r.hash);
+  adb.close();
+  expect(needed.length).toBeGreaterThanOrEqual(6);
+  const onC = (h: string) => [".zst", ""].some((ext) => existsSync(`${c.dir}/data/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}${ext}`));
+  const deadline = Date.now() + 40_000;
+  for (;;) {
+    const missing = needed.filter((h) => !onC(h));
+    if (missing.length === 0) break;
+    if (Date.now() > deadline) throw new Error(`${missing.length} of ${needed.length} blocks still missing on the restarted node`);
+    await Bun.sleep(250);
+  }
+}, 60_000);
