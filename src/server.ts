@@ -170,7 +170,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   );
   servers.push(
     await serveNode(
-      adminApp({ model, adminToken, cluster, replicationFactor: config.replication_factor, now: () => clock.now() }),
+      adminApp({ model, adminToken, blockErrors: () => blocks.resyncErrors(), cluster, replicationFactor: config.replication_factor, now: () => clock.now() }),
       adminAddr,
     ),
   );

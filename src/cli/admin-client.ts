@@ -226,6 +226,14 @@ function describeFetchFailure(err: unknown): string {
   return oneLine(e?.message ?? String(err));
 }
 
+/** A block whose resync keeps failing (`GET /v2/ListBlockErrors`). */
+export interface BlockError {
+  blockHash: string;
+  errorCount: number;
+  nextTryAt: number;
+  lastError: string | null;
+}
+
 export class AdminClient {
   constructor(
     readonly baseUrl: string,
@@ -291,6 +299,10 @@ export class AdminClient {
 
   getClusterHealth(): Promise<ClusterHealth> {
     return this.call("GET", "GetClusterHealth");
+  }
+
+  listBlockErrors(): Promise<BlockError[]> {
+    return this.call("GET", "ListBlockErrors", { node: "self" });
   }
 
   getNodeInfo(node = "self"): Promise<NodeInfo> {

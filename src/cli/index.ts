@@ -6,6 +6,7 @@ import { loadConfig, readCredentials } from "../config";
 import { AdminApiError, AdminClient, adminUrlFromConfig } from "./admin-client";
 import { UnknownFlagError, UsageError, flagSynopsis, parseArgs, type FlagSpec } from "./args";
 import type { CliContext, Command, CommandGroup } from "./command";
+import { blockCommands } from "./commands/block";
 import { bucketCommands } from "./commands/bucket";
 import { keyCommands } from "./commands/key";
 import { layoutCommands } from "./commands/layout";
@@ -60,7 +61,7 @@ const GLOBAL_ONLY_FLAGS = new Set(["-c", "--config"]);
 
 const HELP_INDENT = "  ";
 
-const GROUPS: CommandGroup[] = [nodeCommands, layoutCommands, keyCommands, bucketCommands];
+const GROUPS: CommandGroup[] = [nodeCommands, layoutCommands, keyCommands, bucketCommands, blockCommands];
 
 function synopsis(fullName: string, cmd: Command): string {
   const args = cmd.variadic ? [...cmd.args.slice(0, -1), `${cmd.args[cmd.args.length - 1]}...`] : cmd.args;

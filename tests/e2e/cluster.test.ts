@@ -144,7 +144,12 @@ test("a node that missed writes fetches their blocks after restarting (resync)",
   const deadline = Date.now() + 40_000;
   for (;;) {
     const missing = needed.filter((h) => !onC(h));
-    if (missing.length === 0) break;
+    if (missing.length === 0) {
+      const errors = await c.cli("block", "list-errors", "--json");
+      expect(errors.code).toBe(0);
+      expect(JSON.parse(errors.stdout)).toEqual([]);
+      break;
+    }
     if (Date.now() > deadline) throw new Error(`${missing.length} of ${needed.length} blocks still missing on the restarted node`);
     await Bun.sleep(250);
   }

@@ -13,6 +13,7 @@ import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } fro
 
 export interface AdminServices extends ClusterAdminServices {
   model: Model;
+  blockErrors: () => { hash: string; errors: number; nextTry: number; lastError: string | null }[];
   adminToken: string | undefined;
 }
 
@@ -194,6 +195,9 @@ export function adminApp(s: AdminServices) {
         // Added on the guarded app itself, so the token check covers them too.
         cluster
           .routes(app as unknown as Elysia)
+          .get("/v2/ListBlockErrors", () =>
+            s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),
+          )
           .get("/v2/ListKeys", () =>
             model.listKeys().map((k) => ({ id: k.id, name: k.name.v, created: new Date(k.created).toISOString(), expiration: null, expired: false })),
           )

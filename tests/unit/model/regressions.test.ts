@@ -98,3 +98,27 @@ test("blockPages walks every block even when the caller consumes each page", asy
   for await (const page of model.blockPages("v", 3)) while (page.length > 0) seen.push(page.shift()!.offset);
   expect(seen).toEqual(rows.map((r) => r.offset));
 });
+
+test("a block that cannot be fetched stays in the resync queue with its error and a backoff", async () => {
+  const store = new LocalBlockStore({ dataDir: join(dir, "blocks"), fsync: false });
+  await store.init();
+  const layout = { version: 1, replicationFactor: 2, roles: { n: { zone: "a", capacity: 1, tags: [] }, m: { zone: "b", capacity: 1, tags: [] } }, ring: Array.from({ length: 256 }, () => ["n", "m"]) };
+  const failingRemote = {
+    put: async () => {},
+    get: async () => {
+      throw new Error("peer unreachable");
+    },
+  };
+  const blocks = new BlockManager(store, new LayoutPlacement("n", layout, "consistent"), defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null }, failingRemote);
+  const hash = "9a".repeat(32);
+  db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 1, NULL)`).run(hash);
+  blocks.enqueueResync([hash]);
+  await blocks.runResync();
+  const errors = blocks.resyncErrors();
+  expect(errors.map((e) => [e.hash, e.errors])).toEqual([[hash, 1]]);
+  expect(errors[0]!.nextTry).toBeGreaterThan(Date.now());
+  // Once the block is present, the next pass drops it from the queue.
+  await store.write(hash, new Uint8Array([1]), false);
+  await blocks.runResync(Date.now() + 3_600_000);
+  expect(blocks.resyncQueueLength()).toBe(0);
+});
