@@ -8,6 +8,7 @@ import { ConfigError, credentialsPath, loadConfig, parseHostPort, readCredential
 import { openDatabase } from "./db/sqlite";
 import { loadOrCreateNodeKey } from "./cluster/node-key";
 import { ClusterSystem } from "./cluster/system";
+import { markSynced } from "./cluster/layout-history";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { FullTableSync } from "./table/full-sync";
@@ -152,6 +153,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   blocks.start();
   fullSync.start();
   shardedSync.start();
+  const syncTracker = trackSync(cluster, shardedSync, blocks);
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
   const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
@@ -188,6 +190,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of servers) s.closeAllConnections?.();
       cluster.stop();
+      clearInterval(syncTracker);
       await fullSync.stop();
       await shardedSync.stop();
       await model.stop();
@@ -197,6 +200,44 @@ export async function startNode(config: Config): Promise<RunningNode> {
       db.close();
     },
   };
+}
+
+/** How often this node checks whether it has finished syncing the current layout version. */
+const SYNC_TRACK_INTERVAL_MS = 2_000;
+
+/**
+ * Advances this node's sync tracker: once a full anti-entropy pass that started under layout
+ * version N compared every partition with every replica without error, and the block resync
+ * queue is empty, this node holds everything version N gives it. When every storage node of
+ * N says so, reads move to N and older versions retire.
+ */
+function trackSync(cluster: ClusterSystem, sync: ShardedTableSync, blocks: BlockManager): ReturnType<typeof setInterval> {
+  let passedVersion = 0;
+  let passing = false;
+  let seen = { version: 0, at: 0 };
+  return setInterval(() => {
+    const h = cluster.history();
+    if (h.current === 0 || (h.syncMap[cluster.selfId] ?? 0) >= h.current || passing) return;
+    if (seen.version !== h.current) seen = { version: h.current, at: Date.now() };
+    if (passedVersion < h.current) {
+      passing = true;
+      const { version, at } = seen;
+      void sync
+        .syncAll()
+        .then((report) => {
+          // Only a pass that started once this version was known covers its placement.
+          if (report.startedAt >= at && report.errors === 0 && report.unreachable === 0) passedVersion = version;
+        })
+        .finally(() => {
+          passing = false;
+        });
+      return;
+    }
+    if (blocks.resyncQueueLength() === 0) {
+      cluster.updateHistory((x) => markSynced(x, cluster.selfId, passedVersion));
+      log.info(`synced layout version ${passedVersion}`);
+    }
+  }, SYNC_TRACK_INTERVAL_MS);
 }
 
 /** `bunker server`: runs until SIGINT/SIGTERM. */

@@ -15,6 +15,8 @@ export const FULL_SYNC_INTERVAL_MS = 10_000;
 /** Largest full-copy table exchanged in one message. */
 export const MAX_FULL_TABLE_ENTRIES = 100_000;
 const CALL_TIMEOUT_MS = 30_000;
+/** Wait after a peer connects before comparing, so the connection settles first. */
+const PEER_UP_DELAY_MS = 500;
 
 const EP_DIGEST = "table/full-digest";
 const EP_DUMP = "table/full-dump";
@@ -70,6 +72,8 @@ export class FullTableSync {
 
   start(): void {
     this.timer = setInterval(() => void this.syncAll(), FULL_SYNC_INTERVAL_MS);
+    // A peer that (re)connects may have missed key or bucket changes: compare at once.
+    this.rpc.on("peer-up", () => setTimeout(() => void this.syncAll(), PEER_UP_DELAY_MS));
     void this.syncAll();
   }
 

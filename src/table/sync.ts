@@ -24,6 +24,10 @@ export interface SyncReport {
   partitions: number;
   bucketsExchanged: number;
   errors: number;
+  /** Replicas that were not connected, so their partitions could not be compared. */
+  unreachable: number;
+  /** When the pass started (ms): it reflects the placement of that moment. */
+  startedAt: number;
 }
 
 export class ShardedTableSync {
@@ -89,14 +93,18 @@ export class ShardedTableSync {
   }
 
   private async pass(): Promise<SyncReport> {
-    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0 };
+    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now() };
     const self = this.placement.selfId;
     for (let p = 0; p < PARTITION_COUNT; p++) {
       const replicas = new Set(this.placement.writeSets(p).flat());
       if (!replicas.has(self)) continue;
       report.partitions++;
       for (const peer of replicas) {
-        if (peer === self || !this.rpc.isConnected(peer)) continue;
+        if (peer === self) continue;
+        if (!this.rpc.isConnected(peer)) {
+          report.unreachable++;
+          continue;
+        }
         for (const store of this.stores) {
           try {
             report.bucketsExchanged += await this.syncPartition(peer, store, p);

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { CreateBucketCommand, GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { randomBytes, createHash } from "node:crypto";
-import { startCluster, type TestCluster } from "../helpers/cluster";
+import { startCluster, waitFor, type TestCluster } from "../helpers/cluster";
 import { startServer, type TestServer } from "../helpers/server";
 
 setDefaultTimeout(60_000);
@@ -154,3 +154,51 @@ test("a node that missed writes fetches their blocks after restarting (resync)",
     await Bun.sleep(250);
   }
 }, 60_000);
+
+test("a 4th node in a new zone joins, data moves, and every object stays readable; then it is removed again", async () => {
+  const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  const objects = new Map<string, string>();
+  for (let i = 0; i < 8; i++) {
+    const body = randomBytes(1024 * 1024 + i * 1000);
+    await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: `move/${i}`, Body: body }));
+    objects.set(`move/${i}`, sha(body));
+  }
+  const readAll = async (nodes: TestServer[]) => {
+    for (const n of nodes) for (const [k, h] of objects) expect(await read(n, k)).toBe(h);
+  };
+  const d = await startServer({ replicationFactor: 3, rpcSecret: cluster.rpcSecret });
+  try {
+    const info = await a.admin<{ nodeId: string; rpcAddr: string }>("GET", "/v2/GetNodeInfo?node=self");
+    await d.admin("POST", "/v2/ConnectClusterNodes", [`${info.nodeId}@${info.rpcAddr}`]);
+    const dId = (await d.admin<{ nodeId: string }>("GET", "/v2/GetNodeInfo?node=self")).nodeId;
+    await waitFor("d in the mesh", async () => {
+      const st = await a.admin<{ nodes: { id: string; isUp: boolean }[] }>("GET", "/v2/GetClusterStatus");
+      return st.nodes.some((n) => n.id === dId && n.isUp);
+    });
+    const layoutOf = () => a.admin<{ version: number }>("GET", "/v2/GetClusterLayout");
+    const historyOf = (n: TestServer) => n.admin<{ currentVersion: number; minAck: number }>("GET", "/v2/GetClusterLayoutHistory");
+
+    await a.admin("POST", "/v2/UpdateClusterLayout", { roles: [{ id: dId, zone: "zone4", capacity: 10 * 1024 ** 3, tags: [] }] });
+    const v2 = (await layoutOf()).version + 1;
+    await a.admin("POST", "/v2/ApplyClusterLayout", { version: v2 });
+    // The new node learns the access key through full-copy anti-entropy, then serves reads.
+    await waitFor("d knows the access key", async () => (await read(d, "small")).length === 64);
+    await readAll([a, d]); // readable during the move
+    await waitFor("every node synced the new layout", async () => {
+      for (const n of [a, b, c, d]) if ((await historyOf(n)).minAck < v2) return false;
+      return true;
+    }, 60_000);
+    await readAll([a, b, c, d]);
+
+    await a.admin("POST", "/v2/UpdateClusterLayout", { roles: [{ id: dId, remove: true }] });
+    await a.admin("POST", "/v2/ApplyClusterLayout", { version: v2 + 1 });
+    await waitFor("the remaining nodes synced the layout without d", async () => {
+      for (const n of [a, b, c]) if ((await historyOf(n)).minAck < v2 + 1) return false;
+      return true;
+    }, 60_000);
+    await d.kill();
+    await readAll([a, b, c]);
+  } finally {
+    await d.stop();
+  }
+}, 180_000);

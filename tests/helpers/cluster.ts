@@ -6,6 +6,7 @@ import { startServer, type TestServer } from "./server";
 export interface TestCluster {
   nodes: TestServer[];
   ids: string[];
+  rpcSecret: string;
   stop(): Promise<void>;
 }
 
@@ -55,6 +56,7 @@ export async function startCluster(opts: { nodes: number; replicationFactor: num
   return {
     nodes,
     ids,
+    rpcSecret,
     async stop() {
       await Promise.all(nodes.map((n) => n.stop()));
     },
