@@ -2,18 +2,14 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
+import { sdkClient } from "../helpers/clients";
 
 let server: TestServer;
 let s3: S3Client;
 
 beforeAll(async () => {
   server = await startServer();
-  s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
+  s3 = sdkClient(server);
   await s3.send(new CreateBucketCommand({ Bucket: "cond" }));
 });
 

@@ -15,20 +15,11 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
+import { sdkClient } from "../helpers/clients";
 
 let server: TestServer;
 let s3: S3Client;
 const BUCKET = "crash";
-
-function client(): S3Client {
-  return new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    maxAttempts: 1,
-  });
-}
 
 async function sha256Of(key: string): Promise<string> {
   const r = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
@@ -44,13 +35,13 @@ async function listKeys(): Promise<{ key: string; size: number }[]> {
 
 async function restart(): Promise<void> {
   await server.restart();
-  s3 = client();
+  s3 = sdkClient(server);
 }
 
 beforeAll(async () => {
   // Small blocks: more blocks and more metadata writes per upload, so kills land mid-way.
   server = await startServer({ blockSize: 64 * 1024, extraToml: "data_fsync = true\nmetadata_fsync = true" });
-  s3 = client();
+  s3 = sdkClient(server);
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
 });
 

@@ -8,6 +8,7 @@ import { CreateBucketCommand, ListObjectsCommand, ListObjectsV2Command, PutObjec
 import { openDatabase } from "../../src/db/sqlite";
 import { syncBucketOf } from "../../src/table/local-store";
 import { startServer, type TestServer } from "../helpers/server";
+import { sdkClient } from "../helpers/clients";
 import type { ObjectEntry } from "../../src/model/object";
 
 const DIRS = 100;
@@ -21,12 +22,7 @@ function keyFor(d: number, i: number): string {
 
 beforeAll(async () => {
   server = await startServer();
-  s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
+  s3 = sdkClient(server);
   await s3.send(new CreateBucketCommand({ Bucket: "big" }));
   await s3.send(new PutObjectCommand({ Bucket: "big", Key: "zzz-real-object", Body: "hello" }));
   const info = await server.admin<{ id: string }>("GET", "/v2/GetBucketInfo?globalAlias=big");

@@ -6,6 +6,7 @@ import { Readable } from "node:stream";
 import { createHash, randomBytes } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
+import { sdkClient } from "../helpers/clients";
 
 const SIZE = 2 * 1024 ** 3;
 const RSS_BOUND = 200 * 1024 ** 2;
@@ -36,12 +37,7 @@ function body(hash: ReturnType<typeof createHash>): Readable {
 
 beforeAll(async () => {
   server = await startServer({ compression: "none" });
-  s3 = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
+  s3 = sdkClient(server);
   await s3.send(new CreateBucketCommand({ Bucket: "mem" }));
 });
 
