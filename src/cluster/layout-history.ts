@@ -2,9 +2,8 @@
 // far each node has synced. It is a join-semilattice (merge is commutative, associative and
 // idempotent) so nodes can gossip it freely. While data moves between versions, writes go
 // to the nodes of every live version and reads to the newest version all nodes have synced.
-import { assert } from "../util/assert";
 import { computeAssignment, type AssignmentResult, type ZoneRedundancy } from "./assignment";
-import { PARTITION_COUNT, type LayoutVersion, type NodeRole } from "./layout";
+import type { LayoutVersion, NodeRole } from "./layout";
 
 /** A staged role change: a new role, or null to remove the node at the next apply. */
 export interface StagedRole {
@@ -165,8 +164,4 @@ export function mergeHistories(a: LayoutHistory, b: LayoutHistory): LayoutHistor
   // Retirement depends only on versions and syncMap, which only grow: what one side retired
   // is retired again here.
   return retireSyncedVersions(merged);
-}
-
-export function assertRingShape(v: LayoutVersion): void {
-  assert(v.ring.length === PARTITION_COUNT, "ring covers every partition");
 }

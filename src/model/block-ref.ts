@@ -9,7 +9,6 @@ export interface BlockRefEntry {
   deleted: boolean;
 }
 
-export { BLOCK_GC_DELAY_MS };
 
 export const blockRefSchema: TableSchema<BlockRefEntry> = {
   name: "block_ref",

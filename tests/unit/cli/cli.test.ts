@@ -4,7 +4,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, runCli, type CliIo } from "../../../src/cli/index";
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../../../src/cli/index";
+import { runCapturing } from "./fake-admin";
 
 const TOKEN = "test-admin-token";
 const KEY_ID = "GK31c2f218a2e44f485b94239e";
@@ -161,17 +162,7 @@ function writeConfig(name: string, adminAddr: string, token?: string): string {
   return path;
 }
 
-async function cli(args: string[], env: Record<string, string | undefined> = {}) {
-  let stdout = "";
-  let stderr = "";
-  const io: CliIo = {
-    stdout: async (t) => void (stdout += t),
-    stderr: async (t) => void (stderr += t),
-    env,
-  };
-  const code = await runCli(args, io);
-  return { code, stdout, stderr };
-}
+const cli = runCapturing;
 
 const withConfig = (...args: string[]) => cli(["-c", configPath, ...args]);
 

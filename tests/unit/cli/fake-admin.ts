@@ -26,6 +26,19 @@ export interface CliResult {
   stderr: string;
 }
 
+/** Runs the CLI in-process, capturing its output and exit code. */
+export async function runCapturing(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  let stdout = "";
+  let stderr = "";
+  const io: CliIo = {
+    stdout: async (t) => void (stdout += t),
+    stderr: async (t) => void (stderr += t),
+    env,
+  };
+  const code = await runCli(args, io);
+  return { code, stdout, stderr };
+}
+
 export class FakeAdmin {
   requests: Recorded[] = [];
   routes: Record<string, Handler>;
@@ -97,16 +110,8 @@ export class FakeAdmin {
     return found[0]!.body;
   }
 
-  async cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
-    let stdout = "";
-    let stderr = "";
-    const io: CliIo = {
-      stdout: async (t) => void (stdout += t),
-      stderr: async (t) => void (stderr += t),
-      env,
-    };
-    const code = await runCli(args, io);
-    return { code, stdout, stderr };
+  cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+    return runCapturing(args, env);
   }
 
   /** The CLI with `-c` pointing at this fake node. */

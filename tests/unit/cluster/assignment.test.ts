@@ -11,17 +11,11 @@ import {
   type ZoneRedundancy,
 } from "../../../src/cluster/assignment.ts";
 import { PARTITION_COUNT, type NodeRole } from "../../../src/cluster/layout.ts";
+import { mulberry32 } from "../../helpers/random";
 
-/** mulberry32: small seeded PRNG so a failure is reproducible. */
+/** Seeded helpers over mulberry32, so a failure is reproducible. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1));
   const pick = <T>(items: readonly T[]): T => items[int(0, items.length - 1)]!;
   return { next, int, pick };

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
-import { BLOCK_GC_DELAY_MS } from "../../../src/model/block-ref.ts";
+import { BLOCK_GC_DELAY_MS } from "../../../src/block/manager.ts";
 import { Model } from "../../../src/model/model.ts";
 import type { ObjectEntry, ObjectVersion, VersionState } from "../../../src/model/object.ts";
 import type { VersionBlockEntry, VersionEntry } from "../../../src/model/version.ts";

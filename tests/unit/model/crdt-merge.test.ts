@@ -12,19 +12,13 @@ import { objectSchema, type ObjectEntry, type ObjectVersion } from "../../../src
 import { versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "../../../src/model/version.ts";
 import { blockRefSchema, type BlockRefEntry } from "../../../src/model/block-ref.ts";
 import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "../../../src/model/upload.ts";
+import { mulberry32 } from "../../helpers/random";
 
 const ROUNDS = 300;
 
-/** mulberry32: small seeded PRNG so a failure is reproducible. */
+/** Seeded helpers over mulberry32, so a failure is reproducible. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     int: (n: number) => Math.floor(next() * n),
     bool: (p = 0.5) => next() < p,

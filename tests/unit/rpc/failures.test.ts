@@ -3,19 +3,12 @@
 // call and stream fails promptly, nothing hangs.
 import { afterEach, describe, expect, test } from "bun:test";
 import { RPC_ERR, RpcError, encodeJson, type RpcNode } from "../../../src/rpc/rpc.ts";
-import { fastBody, spawnPeer, startNode, waitFor, type PeerProcess } from "./helpers.ts";
+import { fastBody, spawnPeer, startNode, waitFor, type PeerProcess, startPair } from "./helpers.ts";
 
 const EMPTY = new Uint8Array(0);
 const nodes: RpcNode[] = [];
 const procs: PeerProcess[] = [];
-async function pair(extra: Parameters<typeof startNode>[0] = {}): Promise<[RpcNode, RpcNode]> {
-  const a = await startNode(extra);
-  const b = await startNode(extra);
-  nodes.push(a, b);
-  await a.connect(b.id, "127.0.0.1", b.port);
-  await waitFor(() => b.isConnected(a.id), 2000, "b to admit a");
-  return [a, b];
-}
+const pair = (extra: Parameters<typeof startNode>[0] = {}) => startPair(nodes, extra);
 afterEach(async () => {
   for (const p of procs.splice(0)) {
     p.proc.kill("SIGKILL");

@@ -28,11 +28,13 @@ export async function startNode(extra: Partial<RpcOptions> = {}): Promise<RpcNod
   return node;
 }
 
-/** Two listening nodes, a connected to b. */
-export async function startPair(extra: Partial<RpcOptions> = {}): Promise<[RpcNode, RpcNode]> {
+/** Two listening nodes, a connected to b and admitted by b; both are added to `track` for cleanup. */
+export async function startPair(track: RpcNode[], extra: Partial<RpcOptions> = {}): Promise<[RpcNode, RpcNode]> {
   const a = await startNode(extra);
   const b = await startNode(extra);
+  track.push(a, b);
   await a.connect(b.id, "127.0.0.1", b.port);
+  await waitFor(() => b.isConnected(a.id), 2000, "b to admit a");
   return [a, b];
 }
 

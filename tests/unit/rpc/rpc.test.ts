@@ -12,17 +12,10 @@ import {
   encodeJson,
   type RpcNode,
 } from "../../../src/rpc/rpc.ts";
-import { collect, dec, enc, hashBody, patternBody, patternHash, startNode, waitFor } from "./helpers.ts";
+import { collect, dec, enc, hashBody, patternBody, patternHash, startNode, waitFor, startPair } from "./helpers.ts";
 
 const nodes: RpcNode[] = [];
-async function pair(): Promise<[RpcNode, RpcNode]> {
-  const a = await startNode();
-  const b = await startNode();
-  nodes.push(a, b);
-  await a.connect(b.id, "127.0.0.1", b.port);
-  await waitFor(() => b.isConnected(a.id), 2000, "b to admit a");
-  return [a, b];
-}
+const pair = () => startPair(nodes);
 afterEach(async () => {
   for (const n of nodes.splice(0)) await n.close();
 });

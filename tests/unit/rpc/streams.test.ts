@@ -14,19 +14,12 @@ import {
   encodeJson,
   type RpcNode,
 } from "../../../src/rpc/rpc.ts";
-import { enc, fastBody, patternBody, patternHash, spawnPeer, startNode, waitFor, type PeerProcess } from "./helpers.ts";
+import { enc, fastBody, patternBody, patternHash, spawnPeer, startNode, waitFor, type PeerProcess, startPair } from "./helpers.ts";
 
 const EMPTY = new Uint8Array(0);
 const nodes: RpcNode[] = [];
 const procs: PeerProcess[] = [];
-async function pair(): Promise<[RpcNode, RpcNode]> {
-  const a = await startNode();
-  const b = await startNode();
-  nodes.push(a, b);
-  await a.connect(b.id, "127.0.0.1", b.port);
-  await waitFor(() => b.isConnected(a.id), 2000, "b to admit a");
-  return [a, b];
-}
+const pair = () => startPair(nodes);
 afterEach(async () => {
   for (const p of procs.splice(0)) {
     p.proc.kill("SIGCONT");
