@@ -29,7 +29,8 @@ type TargetName = keyof typeof TARGETS;
 async function build(target: TargetName, outdir: string): Promise<string> {
   const outfile = join(outdir, `bunker-${target}`);
   const result = await Bun.build({
-    entrypoints: [join(ROOT, "src/main.ts"), join(ROOT, "src/block/hash-worker.ts")],
+    // Workers are entrypoints of their own (src/util/worker-path.ts).
+    entrypoints: [join(ROOT, "src/main.ts"), join(ROOT, "src/block/hash-worker.ts"), join(ROOT, "src/db/checkpoint-worker.ts")],
     compile: { target: TARGETS[target], outfile },
     minify: true,
     plugins: [embedBlake3Wasm],

@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import type http from "node:http";
 import { ConfigError, credentialsPath, loadConfig, parseHostPort, readCredentials, type Config } from "./config";
 import { openDatabase } from "./db/sqlite";
+import { Checkpointer } from "./db/checkpointer";
 import { loadOrCreateNodeKey } from "./cluster/node-key";
 import { ClusterSystem } from "./cluster/system";
 import { markSynced } from "./cluster/layout-history";
@@ -21,7 +22,7 @@ import { Model } from "./model/model";
 import { abortInterruptedUploads } from "./model/repair";
 import { LocalBlockStore } from "./block/store";
 import { defaultZstd } from "./block/codec";
-import { Blake3Pool } from "./block/hash";
+import { HashPool } from "./block/hash";
 import { BlockManager } from "./block/manager";
 import { s3App } from "./api/s3/router";
 import { adminApp } from "./api/admin/router";
@@ -98,7 +99,10 @@ function publicRpcAddr(config: Config, port: number): string {
 export async function startNode(config: Config): Promise<RunningNode> {
   const bootTime = Date.now();
   const nodeKey = loadOrCreateNodeKey(config.metadata_dir);
-  const db = openDatabase(`${config.metadata_dir}/db.sqlite`, { fsync: config.metadata_fsync });
+  const dbPath = `${config.metadata_dir}/db.sqlite`;
+  const db = openDatabase(dbPath, { fsync: config.metadata_fsync });
+  const checkpointer = new Checkpointer(db, dbPath, config.metadata_fsync);
+  await checkpointer.start();
   mkdirSync(config.data_dir, { recursive: true });
   const disk = (path: string) => {
     const st = statfsSync(path);
@@ -134,7 +138,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   );
   const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });
   await store.init();
-  const hasher = new Blake3Pool();
+  const hasher = new HashPool();
   const blocks = new BlockManager(
     store,
     cluster.placement,
@@ -197,6 +201,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await blocks.stop();
       await rpc.close();
       hasher.close();
+      await checkpointer.stop();
       db.close();
     },
   };

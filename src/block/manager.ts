@@ -119,8 +119,9 @@ export class BlockManager {
 
   /**
    * Serialises work on one hash: GC's "no reference left, delete the file" must not
-   * interleave with a write that found the file present (a new reference is committed
-   * before every put, so GC then sees it and keeps the block).
+   * interleave with a write that found the file present. Writers store a block before
+   * committing its reference; storing postpones a pending deletion (storeLocal) and refreshes
+   * the file's mtime, which orphan collection checks under this lock.
    */
   private async withHashLock<T>(hashHex: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.hashLocks.get(hashHex);
@@ -146,7 +147,7 @@ export class BlockManager {
   storeLocal(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
     return this.withHashLock(hashHex, async () => {
       // A block waiting for GC is about to be referenced again: push its deletion back so
-      // the reference (written right after) arrives first.
+      // the reference (committed after the store) arrives first.
       if (this.pendingGc.get(hashHex)) this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
       await this.store.write(hashHex, data, compressed);
     });
@@ -276,7 +277,12 @@ export class BlockManager {
       if (known.get(hash)) continue;
       const mtime = await this.mtimeOf(hash);
       if (mtime === undefined || now - mtime < graceMs) continue;
-      const removed = await this.withHashLock(hash, async () => !known.get(hash) && (await this.store.delete(hash)));
+      // Checked again under the lock: a writer may have just stored it again (refreshing its
+      // mtime) and not yet committed the reference.
+      const removed = await this.withHashLock(hash, async () => {
+        const fresh = await this.mtimeOf(hash);
+        return !known.get(hash) && fresh !== undefined && now - fresh >= graceMs && (await this.store.delete(hash));
+      });
       if (removed) deleted++;
     }
     if (deleted > 0) log.info(`collected ${deleted} orphan blocks`);

@@ -2,7 +2,7 @@
 // A block becomes visible only by an atomic rename of a complete temp file, so a reader never sees
 // a partial block; with `fsync` the data and the directory entry are durable before write() returns.
 // The store neither hashes nor (de)compresses: it keeps the bytes it is given under the given name.
-import { mkdir, open, readdir, rename, stat, statfs, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, statfs, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { assert } from "../util/assert.ts";
 
@@ -101,11 +101,13 @@ export class LocalBlockStore {
 
   /**
    * Stores a block: temp file, write, fsync, rename, directory fsync (the syncs only with `fsync`).
-   * A block already stored in either form is left alone: same name, same content.
+   * A block already stored in either form keeps its content (same name, same bytes) but gets a
+   * fresh mtime: a writer stores blocks before referencing them, and orphan collection spares
+   * recently written files.
    */
   async write(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
     const final = this.path(hashHex, compressed);
-    if (await this.has(hashHex)) return;
+    if (await this.touch(hashHex)) return;
     const dir = join(this.dataDir, hashHex.slice(0, 2), hashHex.slice(2, 4));
     await this.ensureDir(dir);
     // pid + counter is unique among live writers; O_EXCL ("wx") catches anything else.
@@ -126,6 +128,20 @@ export class LocalBlockStore {
     }
     // The rename lives in the directory: without this a crash may forget a block we acknowledged.
     if (this.fsync) await fsyncPath(dir);
+  }
+
+  /** Sets the stored block's mtime to now; false when this node does not have it. */
+  async touch(hashHex: string): Promise<boolean> {
+    const now = new Date();
+    for (const compressed of [false, true]) {
+      try {
+        await utimes(this.path(hashHex, compressed), now, now);
+        return true;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    return false;
   }
 
   /** The stored block, or null when this node does not have it. */

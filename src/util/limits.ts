@@ -15,4 +15,4 @@ export const MAX_PART_NUMBER = 10000;
 /** Largest total size of user metadata headers (S3: 2 KiB). */
 export const MAX_USER_METADATA_BYTES = 2048;
 /** Blocks of one request in flight between hashing and disk (bounds RAM per request). */
-export const BLOCKS_IN_FLIGHT_PER_REQUEST = 4;
+export const BLOCKS_IN_FLIGHT_PER_REQUEST = 8;

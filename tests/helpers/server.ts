@@ -85,7 +85,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   let output = "";
   let proc!: Subprocess;
   const spawn = async () => {
-    proc = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "-c", configPath, "server"], {
+    // BUNKER_BUN_ARGS: extra runtime flags for the server process, e.g. "--cpu-prof-md" when profiling.
+    const bunArgs = process.env.BUNKER_BUN_ARGS?.split(" ").filter(Boolean) ?? [];
+    proc = Bun.spawn([process.execPath, ...bunArgs, join(ROOT, "src/main.ts"), "-c", configPath, "server"], {
       cwd: dir,
       stdout: "pipe",
       stderr: "pipe",

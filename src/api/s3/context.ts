@@ -1,7 +1,7 @@
 // What every S3 handler receives: the parsed request, the authenticated key, the resolved
 // bucket, and the node's services.
 import type { BlockManager } from "../../block/manager";
-import type { Blake3Pool } from "../../block/hash";
+import type { HashPool } from "../../block/hash";
 import type { Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
 import type { BucketEntry } from "../../model/bucket";
@@ -16,7 +16,7 @@ export interface S3Settings {
 export interface S3Services {
   model: Model;
   blocks: BlockManager;
-  hasher: Blake3Pool;
+  hasher: HashPool;
   settings: S3Settings;
 }
 

@@ -1,22 +1,30 @@
 // Turns a request body into stored data for one version: cuts it into block_size blocks,
-// hashes each with BLAKE3 off-thread while MD5 and the requested checksums run here, records
-// the block references, then stores the block; a bounded window of blocks is in flight.
+// hashes each with BLAKE3 and the body's MD5 off-thread (the requested checksums run here),
+// stores each block, then records the references in batches; a bounded window of blocks is in flight.
 // Bodies smaller than INLINE_THRESHOLD come back inline and write no block at all.
 import { CryptoHasher } from "bun";
 import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
 import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
-import { blake3Sync, hashHex } from "../../block/hash";
+import { blake3Sync, hashHex, sharedBytes, type Md5Stream } from "../../block/hash";
 import { assert } from "../../util/assert";
 import type { S3Services } from "./context";
 
-/** Blocks at least this large are hashed in the worker; smaller ones on this thread. */
+/**
+ * Blocks at least this large are hashed in the worker; smaller ones on this thread. A body whose
+ * first block is this large also has its MD5 computed there, block by block.
+ */
 const HASH_IN_WORKER_MIN = 128 * 1024;
 /** Free block buffers kept for reuse (first-touch memory is slow on these machines). */
 const BUFFER_POOL_MAX = 16;
+/** Block references committed together (about 2 sqlite pages per block instead of 16). */
+const REFS_PER_COMMIT = 32;
+/** Reference commits a body may have waiting before it stops reading more blocks. */
+const REF_COMMITS_IN_FLIGHT = 2;
 const bufferPool = new Map<number, Uint8Array[]>();
 
+/** Block buffers are shared memory: the BLAKE3 and MD5 workers read them in place. */
 function takeBuffer(size: number): Uint8Array {
-  return bufferPool.get(size)?.pop() ?? new Uint8Array(size);
+  return bufferPool.get(size)?.pop() ?? sharedBytes(size);
 }
 
 function releaseBuffer(buf: Uint8Array, blockSize: number): void {
@@ -46,9 +54,8 @@ export interface WriteBodyOptions {
   checksumAlgorithms: readonly ChecksumAlgorithm[];
   allowInline: boolean;
   /**
-   * The body fits in one block: store the block first and let the caller record it together
-   * with the object in one metadata commit. A crash in between leaves an unreferenced block
-   * that orphan collection removes.
+   * The body fits in one block: the caller records its references together with the object in
+   * one metadata commit.
    */
   deferRefs?: boolean;
   /** The body's announced length: a small body gets a buffer of its size, not a whole block. */
@@ -58,49 +65,64 @@ export interface WriteBodyOptions {
 export async function writeBody(services: S3Services, opts: WriteBodyOptions): Promise<WrittenBody> {
   const { model, blocks, hasher } = services;
   const blockSize = services.settings.blockSize;
-  const md5 = new CryptoHasher("md5");
+  // MD5 runs on this thread for small bodies and in the hash worker for large ones; which one is
+  // decided by the first block, as the stream's state cannot move between threads.
+  const localMd5 = new CryptoHasher("md5");
+  let workerMd5: Md5Stream | undefined;
   const sums = new Map<ChecksumAlgorithm, StreamingChecksum>(opts.checksumAlgorithms.map((a) => [a, createChecksum(a)]));
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
   let size = 0;
   let blockCount = 0;
   const firstSize = opts.sizeHint !== undefined && opts.sizeHint < blockSize ? Math.max(opts.sizeHint, 1) : blockSize;
-  let buf = firstSize === blockSize ? takeBuffer(blockSize) : new Uint8Array(firstSize);
+  let buf = firstSize === blockSize ? takeBuffer(blockSize) : firstSize >= HASH_IN_WORKER_MIN ? sharedBytes(firstSize) : new Uint8Array(firstSize);
   let fill = 0;
   let deferredBlock: WrittenBody["deferredBlock"];
 
-  const storeBlock = async (block: Uint8Array, offset: number) => {
-    // A small block hashes in microseconds: a round trip to the worker would cost more.
-    const hashed = block.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(block), buf: block } : await hasher.hash(block);
+  // References are committed in batches, after their blocks are stored: one commit per batch
+  // instead of two per block (each commit rewrote ~16 sqlite pages). A block stored but not yet
+  // referenced is safe from GC: storing postpones a pending deletion and refreshes the file's
+  // mtime, and orphan collection only removes files unreferenced for an hour. A crash before
+  // the commit leaves such orphans, and the version stays invisible.
+  let pendingRefs: { offset: number; hash: string; size: number }[] = [];
+  let refCommits = 0;
+  const commitRefs = async (refs: { offset: number; hash: string; size: number }[]) => {
+    await Promise.all([
+      model.versionBlocks.insert(refs.map((b) => ({ uuid: opts.versionUuid, part: opts.part, offset: b.offset, hash: b.hash, size: b.size }))),
+      model.blockRefs.insert(refs.map((b) => ({ hash: b.hash, version: opts.versionUuid, deleted: false }))),
+    ]);
+  };
+  const flushRefs = () => {
+    if (pendingRefs.length === 0) return;
+    const refs = pendingRefs;
+    pendingRefs = [];
+    refCommits++;
+    track(commitRefs(refs).finally(() => refCommits--));
+  };
+
+  const storeBlock = async (block: Uint8Array, offset: number, md5Read: Promise<void> | undefined) => {
+    let hashed: { hash: Uint8Array; buf: Uint8Array } = { hash: new Uint8Array(0), buf: block };
+    try {
+      // A small block hashes in microseconds: a round trip to the worker would cost more.
+      hashed = block.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(block), buf: block } : await hasher.hash(block);
+      await blocks.put(hashHex(hashed.hash), hashed.buf);
+    } finally {
+      // The MD5 worker may still be reading the buffer (its failure shows in the digest).
+      await md5Read?.catch(() => {});
+      releaseBuffer(hashed.buf, blockSize);
+    }
     const hash = hashHex(hashed.hash);
     if (opts.deferRefs) {
       assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
-      try {
-        await blocks.put(hash, hashed.buf);
-        deferredBlock = { hash, size: hashed.buf.length };
-      } finally {
-        releaseBuffer(hashed.buf, blockSize);
-      }
+      deferredBlock = { hash, size: hashed.buf.length };
       return;
     }
-    try {
-      // The reference is committed before the block is stored, so block GC can never
-      // delete a block that a version is about to use.
-      await Promise.all([
-        model.versionBlocks.insert({ uuid: opts.versionUuid, part: opts.part, offset, hash, size: hashed.buf.length }),
-        model.blockRefs.insert({ hash, version: opts.versionUuid, deleted: false }),
-      ]);
-      await blocks.put(hash, hashed.buf);
-    } finally {
-      releaseBuffer(hashed.buf, blockSize);
-    }
+    pendingRefs.push({ offset, hash, size: hashed.buf.length });
+    if (pendingRefs.length >= REFS_PER_COMMIT) flushRefs();
   };
 
-  const dispatch = async (block: Uint8Array, offset: number) => {
-    while (inFlight.size >= BLOCKS_IN_FLIGHT_PER_REQUEST) await Promise.race(inFlight);
-    if (failure) throw failure;
-    blockCount++;
-    const task: Promise<void> = storeBlock(block, offset).then(
+  const track = (work: Promise<void>) => {
+    const task: Promise<void> = work.then(
       () => void inFlight.delete(task),
       (err) => {
         inFlight.delete(task);
@@ -110,10 +132,20 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
     inFlight.add(task);
   };
 
+  const dispatch = async (block: Uint8Array, offset: number) => {
+    while (inFlight.size - refCommits >= BLOCKS_IN_FLIGHT_PER_REQUEST || refCommits > REF_COMMITS_IN_FLIGHT) await Promise.race(inFlight);
+    if (failure) throw failure;
+    if (blockCount === 0 && block.length >= HASH_IN_WORKER_MIN) workerMd5 = hasher.openMd5();
+    // Posted here, in body order; the worker handles messages in the order they arrive.
+    const md5Read = workerMd5?.update(block);
+    if (workerMd5 === undefined) localMd5.update(block);
+    blockCount++;
+    track(storeBlock(block, offset, md5Read));
+  };
+
   try {
     for await (const chunk of opts.chunks) {
       if (failure) throw failure;
-      md5.update(chunk);
       for (const s of sums.values()) s.update(chunk);
       let pos = 0;
       while (pos < chunk.length) {
@@ -138,6 +170,7 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
     let inline: Uint8Array | undefined;
     if (blockCount === 0 && opts.allowInline && size < INLINE_THRESHOLD) {
       inline = buf.slice(0, fill);
+      localMd5.update(inline);
       releaseBuffer(buf, blockSize);
     } else if (fill > 0) {
       await dispatch(buf.subarray(0, fill), size - fill);
@@ -145,10 +178,14 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
       releaseBuffer(buf, blockSize);
     }
     await Promise.all(inFlight);
+    flushRefs();
+    await Promise.all(inFlight);
     if (failure) throw failure;
     const checksums = new Map([...sums].map(([a, s]) => [a, s.digest()] as const));
-    return { size, md5: new Uint8Array(md5.digest()), checksums, inline, blockCount, deferredBlock };
+    const md5 = workerMd5 ? await workerMd5.digest() : new Uint8Array(localMd5.digest());
+    return { size, md5, checksums, inline, blockCount, deferredBlock };
   } catch (err) {
+    workerMd5?.drop();
     // Let blocks already in flight settle so nothing writes after the caller aborts.
     await Promise.allSettled(inFlight);
     throw err;

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { BLAKE3_LEN, Blake3Pool, HASH_JOBS_PER_WORKER, blake3Sync, hashHex } from "../../../src/block/hash.ts";
+import { BLAKE3_LEN, HashPool, HASH_JOBS_PER_WORKER, blake3Sync, hashHex, sharedBytes } from "../../../src/block/hash.ts";
 
 /** Official BLAKE3 vectors (BLAKE3-team/BLAKE3 test_vectors.json): input byte i is i % 251. */
 const VECTORS: [number, string][] = [
@@ -27,7 +27,7 @@ function random(len: number): Uint8Array {
   return b;
 }
 
-const pool = new Blake3Pool(2);
+const pool = new HashPool(2);
 afterAll(() => pool.close());
 
 describe("blake3Sync", () => {
@@ -40,7 +40,7 @@ describe("blake3Sync", () => {
   });
 });
 
-describe("Blake3Pool", () => {
+describe("HashPool", () => {
   test("official test vectors through the worker", async () => {
     for (const [len, hex] of VECTORS) {
       const { hash, buf } = await pool.hash(vectorInput(len));
@@ -117,7 +117,7 @@ describe("Blake3Pool", () => {
   });
 
   test("at most size × HASH_JOBS_PER_WORKER jobs are handed to workers at once", async () => {
-    const p = new Blake3Pool(2);
+    const p = new HashPool(2);
     try {
       const inputs = Array.from({ length: 3 * 2 * HASH_JOBS_PER_WORKER }, () => random(256 * 1024));
       const expected = inputs.map((d) => hashHex(blake3Sync(d)));
@@ -131,9 +131,72 @@ describe("Blake3Pool", () => {
   });
 
   test("a closed pool rejects", async () => {
-    const p = new Blake3Pool(1);
+    const p = new HashPool(1);
     expect(hashHex((await p.hash(vectorInput(0))).hash)).toBe(VECTORS[0]![1]);
     p.close();
     await expect(p.hash(new Uint8Array(10))).rejects.toThrow(/closed/);
+  });
+});
+
+describe("MD5 streams", () => {
+  const md5 = (parts: Uint8Array[]) => {
+    const h = new Bun.CryptoHasher("md5");
+    for (const p of parts) h.update(p);
+    return Buffer.from(h.digest()).toString("hex");
+  };
+  const shared = (data: Uint8Array) => {
+    const b = sharedBytes(data.length);
+    b.set(data);
+    return b;
+  };
+
+  test("blocks fed in order give the MD5 of the whole body, alongside BLAKE3 jobs", async () => {
+    const parts = [random(300_000), random(1), random(0), random(1 << 20), random(77_777)];
+    const s1 = pool.openMd5();
+    const s2 = pool.openMd5();
+    const reads: Promise<unknown>[] = [];
+    for (const p of parts) {
+      const b = shared(p);
+      reads.push(s1.update(b), pool.hash(b), s2.update(b.subarray(0, Math.min(10, b.length))));
+    }
+    await Promise.all(reads);
+    expect(Buffer.from(await s1.digest()).toString("hex")).toBe(md5(parts));
+    expect(Buffer.from(await s2.digest()).toString("hex")).toBe(md5(parts.map((p) => p.subarray(0, 10))));
+  });
+
+  test("a stream with no block is the MD5 of nothing; many streams interleave", async () => {
+    expect(Buffer.from(await pool.openMd5().digest()).toString("hex")).toBe("d41d8cd98f00b204e9800998ecf8427e");
+    const bodies = Array.from({ length: 20 }, (_, i) => [random(1000 + i), random(5000 - i)]);
+    const streams = bodies.map(() => pool.openMd5());
+    await Promise.all(bodies.flatMap((parts, i) => parts.map((p) => streams[i]!.update(shared(p)))));
+    const digests = await Promise.all(streams.map((s) => s.digest()));
+    digests.forEach((d, i) => expect(Buffer.from(d).toString("hex")).toBe(md5(bodies[i]!)));
+  });
+
+  test("blocks must be shared memory; a stream is finished once", async () => {
+    const s = pool.openMd5();
+    expect(() => s.update(random(10))).toThrow(/SharedArrayBuffer/);
+    await s.digest();
+    expect(() => s.digest()).toThrow();
+    expect(() => s.update(sharedBytes(1))).toThrow();
+    s.drop(); // no-op once finished
+  });
+
+  test("a dropped stream is forgotten by the worker", async () => {
+    const s = pool.openMd5();
+    await s.update(shared(random(100)));
+    s.drop();
+    // Same id again would start from an empty state; a fresh stream is unaffected.
+    const t = pool.openMd5();
+    const p = random(64);
+    await t.update(shared(p));
+    expect(Buffer.from(await t.digest()).toString("hex")).toBe(md5([p]));
+  });
+
+  test("a stream on a closed pool fails", async () => {
+    const own = new HashPool(1);
+    const s = own.openMd5();
+    own.close();
+    expect(() => s.update(sharedBytes(1))).toThrow(/closed/);
   });
 });

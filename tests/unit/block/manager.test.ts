@@ -174,4 +174,18 @@ describe("BlockManager GC", () => {
     expect(await m.collectOrphans(now + grace + 60_000, grace)).toBe(0);
     expect(ORPHAN_GRACE_MS).toBeGreaterThanOrEqual(grace);
   });
+
+  test("an old unreferenced block stored again (a writer about to reference it) is not collected", async () => {
+    const m = manager(3);
+    const now = Date.now();
+    const grace = 60_000;
+    const b = block(random(4096));
+    await m.put(b.hash, b.data);
+    const old = new Date(now - grace - 5_000);
+    await utimes(store.path(b.hash, false), old, old);
+    // A writer stores before it commits the reference: the store refreshes the file's mtime.
+    await m.put(b.hash, b.data);
+    expect(await m.collectOrphans(now, grace)).toBe(0);
+    expect(await store.has(b.hash)).toBe(true);
+  });
 });

@@ -3,6 +3,8 @@ import { Database } from "bun:sqlite";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { statSync } from "node:fs";
+import { Checkpointer, CHECKPOINT_INTERVAL_MS } from "../../../src/db/checkpointer.ts";
 import { GroupCommitter, MAX_WRITES_PER_COMMIT } from "../../../src/db/committer.ts";
 import { CRDT_TABLES, MIGRATIONS } from "../../../src/db/migrations.ts";
 import { openDatabase, schemaVersion } from "../../../src/db/sqlite.ts";
@@ -172,5 +174,40 @@ describe("GroupCommitter", () => {
       }),
     ).toThrow("nope");
     expect(committed()).toBe(3);
+  });
+});
+
+describe("Checkpointer", () => {
+  const autoCheckpoint = (db: Database) => (db.query("PRAGMA wal_autocheckpoint").get() as { wal_autocheckpoint: number }).wal_autocheckpoint;
+
+  test("the worker copies the WAL into the database file; the main connection never checkpoints", async () => {
+    const path = join(dir, "meta/db.sqlite");
+    const db = openDb();
+    const cp = new Checkpointer(db, path, false);
+    await cp.start();
+    try {
+      expect(autoCheckpoint(db)).toBe(0);
+      db.exec("CREATE TABLE big (v BLOB)");
+      const before = statSync(path).size;
+      const ins = db.query("INSERT INTO big VALUES (?)");
+      // 8 MiB in the WAL: far past the 1000-page threshold at which the main connection would
+      // otherwise have checkpointed by itself.
+      for (let i = 0; i < 256; i++) db.transaction(() => ins.run(new Uint8Array(32 * 1024).fill(i)))();
+      expect(statSync(path).size).toBe(before);
+      const deadline = Date.now() + 10 * CHECKPOINT_INTERVAL_MS;
+      while (statSync(path).size < before + 8 * 1024 * 1024 && Date.now() < deadline) await Bun.sleep(50);
+      expect(statSync(path).size).toBeGreaterThanOrEqual(before + 8 * 1024 * 1024);
+    } finally {
+      await cp.stop();
+    }
+    expect(autoCheckpoint(db)).toBe(1000);
+  });
+
+  test("a worker that cannot open the database hands checkpoints back to the main connection", async () => {
+    const db = openDb();
+    const cp = new Checkpointer(db, dir /* a directory, not a database */, false);
+    await cp.start();
+    expect(autoCheckpoint(db)).toBe(1000);
+    await cp.stop();
   });
 });
