@@ -1,5 +1,6 @@
 // Quick probe for iterating on one workload without the full benchmark (not part of `bun run bench`):
-//   bun benchmarks/probe.ts big|small|ceiling [sizeMiB]
+//   bun benchmarks/probe.ts big|ceiling [sizeMiB]
+//   bun benchmarks/probe.ts small [put,get,head,del]
 import { randomFillSync } from "node:crypto";
 import { writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -7,7 +8,7 @@ import { join } from "node:path";
 import { startBunker, startCeiling, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
 const MiB = 1 << 20;
 const what = process.argv[2] ?? "big";
-const sizeMiB = Number(process.argv[3] ?? 512);
+const sizeMiB = what === "small" ? 0 : Number(process.argv[3] ?? 512);
 const dir = mkdtempSync(join(tmpdir(), "probe-"));
 const RUNS = 3;
 // A fresh random file per run: the same bytes again would be deduplicated and never written.
@@ -34,8 +35,9 @@ async function small(t: Target) {
   await t.createBucket("bench");
   const body = new Uint8Array(4096);
   randomFillSync(body);
-  const N = 3000, C = 32;
-  for (const op of ["put", "get", "head", "del"] as const) {
+  const N = Number(process.env.PROBE_N ?? 3000), C = 32;
+  const ops = (process.argv[3] ?? "put,get,head,del").split(",") as ("put" | "get" | "head" | "del")[];
+  for (const op of ops) {
     let next = 0;
     const t0 = performance.now();
     await Promise.all(Array.from({ length: C }, async () => {
@@ -56,5 +58,6 @@ try {
   if (what === "small") await small(t);
   else await big(t);
 } finally {
+  if (process.env.PROBE_LOGS && "server" in t) console.error((t as any).server.logs());
   await t.stop();
 }
