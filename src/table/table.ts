@@ -2,6 +2,7 @@
 // read quorum and merge the answers. On a one-node layout every replica is the local store.
 import { createHash } from "node:crypto";
 import { assert } from "../util/assert";
+import { logger } from "../util/log";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import type { LocalStore, RangeQuery } from "./local-store";
 import { quorum, QuorumError } from "./quorum";
@@ -13,6 +14,8 @@ export interface RemoteReplicas {
   get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined>;
   range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]>;
 }
+
+const log = logger("table");
 
 export function partitionOfKey(pk: string): number {
   return partitionOfHashHex(createHash("sha256").update(pk).digest("hex"));
@@ -41,14 +44,22 @@ export class Table<E> {
     await Promise.all([...byPartition].map(([p, group]) => this.insertPartition(p, group)));
   }
 
-  /** Reads an entry from a read quorum and merges the answers. */
+  /**
+   * Reads an entry from a read quorum and merges the answers; replicas that answered with an
+   * older or missing entry get the merged one in the background (read repair).
+   */
   async get(pk: string, sk: string): Promise<E | undefined> {
     const nodes = this.readNodes(pk);
     const answers = await quorum(
-      nodes.map((node) => () => this.getFrom(node, pk, sk)),
+      nodes.map((node) => async (): Promise<{ node: string; entry: E | undefined }> => ({ node, entry: await this.getFrom(node, pk, sk) })),
       this.readQuorum(nodes),
     );
-    return this.mergeAll(answers.filter((a): a is E => a !== undefined));
+    const merged = this.mergeAll(answers.map((a) => a.entry).filter((e): e is E => e !== undefined));
+    if (merged !== undefined && answers.length > 1) {
+      const fresh = JSON.stringify(merged);
+      this.repair(answers.filter((a) => a.entry === undefined || JSON.stringify(a.entry) !== fresh).map((a) => a.node), [merged]);
+    }
+    return merged;
   }
 
   /** Full-copy tables are on every node: the request path reads them with no round trip. */
@@ -59,10 +70,11 @@ export class Table<E> {
   /** Entries of one partition key in sort-key order, merged across a read quorum. */
   async range(pk: string, q: RangeQuery): Promise<E[]> {
     const nodes = this.readNodes(pk);
-    const answers = await quorum(
-      nodes.map((node) => () => this.rangeFrom(node, pk, q)),
+    const replies = await quorum(
+      nodes.map((node) => async () => ({ node, list: await this.rangeFrom(node, pk, q) })),
       this.readQuorum(nodes),
     );
+    const answers = replies.map((r) => r.list);
     if (answers.length === 1) return answers[0]!;
     const bySortKey = new Map<string, E>();
     for (const list of answers) {
@@ -80,11 +92,37 @@ export class Table<E> {
       const last = this.schema.sortKey(list[list.length - 1]!);
       if (horizon === undefined || last < horizon) horizon = last;
     }
-    return [...bySortKey.entries()]
+    const result = [...bySortKey.entries()]
       .filter(([sk]) => horizon === undefined || sk <= horizon)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .slice(0, q.limit)
       .map(([, e]) => e);
+    // Read repair: each replica gets the merged entries it lacks or holds older, among those
+    // it was in a position to return (below its own last key when it filled its limit).
+    for (const { node, list } of replies) {
+      const held = new Map(list.map((e) => [this.schema.sortKey(e), JSON.stringify(e)]));
+      const last = list.length >= q.limit ? this.schema.sortKey(list[list.length - 1]!) : undefined;
+      const stale = result.filter((e) => {
+        const sk = this.schema.sortKey(e);
+        return (last === undefined || sk <= last) && held.get(sk) !== JSON.stringify(e);
+      });
+      if (stale.length > 0) this.repair([node], stale);
+    }
+    return result;
+  }
+
+  /** Replicas that repaired entries were sent to, in the background (for tests and status). */
+  readonly repairs = { sent: 0, failed: 0 };
+
+  /** Sends merged entries to replicas that answered a read with less; never awaited. */
+  private repair(nodes: string[], entries: E[]): void {
+    for (const node of nodes) {
+      this.repairs.sent++;
+      this.insertTo(node, entries).catch((err) => {
+        this.repairs.failed++;
+        log.debug(`read repair of ${this.schema.name} on ${node.slice(0, 16)}: ${(err as Error).message}`);
+      });
+    }
   }
 
   private partitionOf(pk: string): number {

@@ -186,3 +186,91 @@ describe("Table on a single-node layout", () => {
     await expect(table.get("p", "k")).rejects.toThrow(/no RPC route/);
   });
 });
+
+describe("read repair (three replicas, consistent mode: R = 2)", () => {
+  const nodes = ["self", "n2", "n3"];
+  const layout = {
+    version: 1,
+    replicationFactor: 3,
+    roles: Object.fromEntries(nodes.map((n, i) => [n, { zone: `z${i}`, capacity: 1, tags: [] }])),
+    ring: Array.from({ length: 256 }, () => [...nodes]),
+  };
+
+  function cluster() {
+    const stores = new Map<string, LocalStore<E>>();
+    const dbs: Database[] = [];
+    for (const n of nodes) {
+      const d = n === "self" ? db : openDatabase(join(dir, `${n}.sqlite`), { fsync: false });
+      if (n !== "self") dbs.push(d);
+      stores.set(n, new LocalStore(schema("object", "sharded", []), d, n === "self" ? committer : new GroupCommitter(d), () => 1));
+    }
+    const down = new Set<string>();
+    const remote = {
+      async insert(node: string, _t: string, entries: unknown[]) {
+        if (down.has(node)) throw new Error(`${node} is down`);
+        await stores.get(node)!.apply(entries as E[]);
+      },
+      async get(node: string, _t: string, pk: string, sk: string) {
+        if (down.has(node)) throw new Error(`${node} is down`);
+        return stores.get(node)!.get(pk, sk);
+      },
+      async range(node: string, _t: string, pk: string, q: { start?: string; end?: string; limit: number }) {
+        if (down.has(node)) throw new Error(`${node} is down`);
+        return stores.get(node)!.range(pk, q);
+      },
+    };
+    const table = new Table(stores.get("self")!, new LayoutPlacement("self", layout, "consistent"), remote);
+    const settle = async () => {
+      for (let i = 0; i < 20; i++) await Bun.sleep(1);
+    };
+    return { table, stores, down, settle, close: () => dbs.forEach((d) => d.close()) };
+  }
+
+  test("a replica that answered a get with an older or missing entry receives the merged one", async () => {
+    const c = cluster();
+    try {
+      await c.stores.get("self")!.apply([e("p", "k", 2, ["a"])]);
+      await c.stores.get("n3")!.apply([e("p", "k", 1, ["b"])]);
+      c.down.add("n2"); // so that self and n3 make the quorum
+      expect(await c.table.get("p", "k")).toEqual(e("p", "k", 2, ["a", "b"]));
+      await c.settle();
+      expect(c.stores.get("n3")!.get("p", "k")).toEqual(e("p", "k", 2, ["a", "b"]));
+      expect(c.stores.get("self")!.get("p", "k")).toEqual(e("p", "k", 2, ["a", "b"]));
+      // A missing entry is repaired too.
+      await c.stores.get("self")!.apply([e("p", "only-self", 5)]);
+      expect(await c.table.get("p", "only-self")).toEqual(e("p", "only-self", 5));
+      await c.settle();
+      expect(c.stores.get("n3")!.get("p", "only-self")).toEqual(e("p", "only-self", 5));
+    } finally {
+      c.close();
+    }
+  });
+
+  test("replicas that agree are not written to", async () => {
+    const c = cluster();
+    try {
+      await c.table.insert(e("p", "k", 3, ["x"]));
+      await c.settle();
+      const before = c.table.repairs.sent;
+      expect(await c.table.get("p", "k")).toEqual(e("p", "k", 3, ["x"]));
+      expect((await c.table.range("p", { limit: 10 })).length).toBe(1);
+      expect(c.table.repairs.sent).toBe(before);
+    } finally {
+      c.close();
+    }
+  });
+
+  test("a range repairs entries a replica lacks or holds older, within what it could return", async () => {
+    const c = cluster();
+    try {
+      await c.stores.get("self")!.apply([e("p", "a", 2), e("p", "b", 1), e("p", "c", 1)]);
+      await c.stores.get("n3")!.apply([e("p", "a", 1)]);
+      c.down.add("n2");
+      expect((await c.table.range("p", { limit: 10 })).map((x) => [x.sk, x.n])).toEqual([["a", 2], ["b", 1], ["c", 1]]);
+      await c.settle();
+      expect(c.stores.get("n3")!.range("p", { limit: 10 }).map((x) => [x.sk, x.n])).toEqual([["a", 2], ["b", 1], ["c", 1]]);
+    } finally {
+      c.close();
+    }
+  });
+});
