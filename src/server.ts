@@ -108,7 +108,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
     const st = statfsSync(path);
     return { available: st.bavail * st.bsize, total: st.blocks * st.bsize };
   };
-  const clock = new HybridClock();
+  // Fault injection for tests: a node whose wall clock is off by this many milliseconds.
+  const skewMs = Number(process.env.BUNKER_FAULT_CLOCK_SKEW_MS ?? 0);
+  const clock = new HybridClock(skewMs ? () => Date.now() + skewMs : Date.now);
 
   const rpcAddr = listenAddr(config.rpc_bind_addr, "rpc_bind_addr");
   const rpc = new RpcNode({ nodeKey, networkKey: networkKey(config), bindHost: rpcAddr.host === "::" ? "0.0.0.0" : rpcAddr.host, bindPort: rpcAddr.port });

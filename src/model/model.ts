@@ -28,6 +28,18 @@ const BLOCK_PAGE = 512;
 /** How often the cascading-insert queue is drained when idle. */
 const INSERT_QUEUE_INTERVAL_MS = 200;
 
+/** Times a write is restamped past newer versions before it is left to the race it is in. */
+const MAX_RESTAMPS = 3;
+
+/** The newest timestamp of a complete version other than `uuid` in any replica's entry. */
+function newestOtherComplete(entries: readonly ObjectEntry[], uuid: string): number {
+  let newest = -1;
+  for (const e of entries) {
+    for (const v of e.versions) if (v.uuid !== uuid && v.state.kind === "complete" && v.timestamp > newest) newest = v.timestamp;
+  }
+  return newest;
+}
+
 export class ModelError extends Error {
   constructor(
     readonly code: "NoSuchBucket" | "NoSuchKey" | "BucketAlreadyExists" | "BucketNotEmpty" | "InvalidBucketName" | "KeyExists" | "InvalidRequest",
@@ -118,6 +130,41 @@ export class Model {
       this.draining = undefined;
     });
     return this.draining;
+  }
+
+  // ---- new object versions ----
+
+  /**
+   * Writes new object versions (one per write) stamped by the hybrid clock, with no read first.
+   * A node whose clock lags, and that has not yet heard from the node that wrote the current
+   * version, would stamp an older timestamp and lose to a write that was acknowledged before
+   * it. The replicas' replies tell: every acknowledged earlier write is on at least one of the
+   * replicas that acknowledge this one (write quorums intersect), and that replica's merged
+   * entry then holds a complete version newer than ours. Such a write is redone once more under
+   * a new uuid and a timestamp past everything seen (the lost version is released by the
+   * usual cascade). The common case costs nothing extra.
+   *
+   * `build` makes the entry for a (uuid, timestamp) and may write rows tied to that uuid
+   * alongside (version, block references), in the same round trip.
+   */
+  async insertNewestVersions(writes: readonly ((uuid: string, timestamp: number) => { entry: ObjectEntry; alongside?: Promise<unknown> })[]): Promise<void> {
+    let pending = writes.map((build) => ({ build, uuid: newUuid(), timestamp: this.clock.now() }));
+    for (let round = 0; pending.length > 0; round++) {
+      const built = pending.map((p) => p.build(p.uuid, p.timestamp));
+      const [replies] = await Promise.all([this.objects.insertReporting(built.map((b) => b.entry)), ...built.map((b) => b.alongside)]);
+      const superseded: typeof pending = [];
+      pending.forEach((p, i) => {
+        const newer = newestOtherComplete(replies[i]!, p.uuid);
+        if (newer >= p.timestamp) superseded.push({ ...p, uuid: newUuid(), timestamp: this.clock.nowAfter(newer) });
+      });
+      if (superseded.length > 0 && round >= MAX_RESTAMPS) {
+        // Only truly concurrent writers can still be ahead: one of them wins, as with any race.
+        log.info(`${superseded.length} object writes still raced a newer version after ${MAX_RESTAMPS} restamps`);
+        return;
+      }
+      if (superseded.length > 0) log.info(`${superseded.length} object writes restamped past a newer version (clock skew?)`);
+      pending = superseded;
+    }
   }
 
   // ---- versions ----

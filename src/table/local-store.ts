@@ -80,9 +80,9 @@ export class LocalStore<E> {
     return rows.map((r) => JSON.parse(r.v) as E);
   }
 
-  /** Merges entries into the store; resolves once committed (group commit). */
-  async apply(entries: readonly E[]): Promise<void> {
-    await this.committer.write(() => this.applyInTransaction(entries));
+  /** Merges entries into the store; resolves, once committed (group commit), to the merged values. */
+  apply(entries: readonly E[]): Promise<E[]> {
+    return this.committer.write(() => this.applyInTransaction(entries));
   }
 
   /** Merges entries; the caller must be inside a transaction. Returns the stored values. */

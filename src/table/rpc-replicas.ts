@@ -33,8 +33,9 @@ export class RpcReplicas implements RemoteReplicas {
     return answer;
   }
 
-  async insert(node: string, table: string, entries: unknown[]): Promise<void> {
-    await this.call(node, EP_INSERT, { table, entries });
+  async insert(node: string, table: string, entries: unknown[], report = false): Promise<unknown[] | void> {
+    const reply = await this.call<{ merged?: unknown[] }>(node, EP_INSERT, { table, entries, report });
+    if (report) return reply.merged;
   }
 
   async get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined> {
@@ -55,10 +56,10 @@ export function serveTables(rpc: RpcNode, clock: HybridClock, stores: ReadonlyMa
   };
   const answer = (value: object) => ({ payload: encodeJson({ ...value, ts: clock.now() }) });
   rpc.handle(EP_INSERT, async ({ payload }) => {
-    const req = decodeJson<{ table: string; entries: unknown[] } & Stamped>(payload);
+    const req = decodeJson<{ table: string; entries: unknown[]; report?: boolean } & Stamped>(payload);
     clock.observe(req.ts);
-    await storeOf(req.table).apply(req.entries);
-    return answer({});
+    const merged = await storeOf(req.table).apply(req.entries);
+    return answer(req.report ? { merged } : {});
   });
   rpc.handle(EP_GET, async ({ payload }) => {
     const req = decodeJson<{ table: string; pk: string; sk: string } & Stamped>(payload);

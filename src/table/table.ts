@@ -10,7 +10,8 @@ import type { TableSchema } from "./schema";
 
 /** How the table reaches a copy on another node (the RPC layer provides it). */
 export interface RemoteReplicas {
-  insert(node: string, table: string, entries: unknown[]): Promise<void>;
+  /** With `report`, resolves to the replica's merged entries, in the order sent. */
+  insert(node: string, table: string, entries: unknown[], report?: boolean): Promise<unknown[] | void>;
   get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined>;
   range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]>;
 }
@@ -42,6 +43,29 @@ export class Table<E> {
       else byPartition.set(p, [e]);
     }
     await Promise.all([...byPartition].map(([p, group]) => this.insertPartition(p, group)));
+  }
+
+  /**
+   * Like insert, and tells what each entry became on the replicas that acknowledged it: for
+   * entry i, the merged entries of (at least) a write quorum of its replicas. A writer learns
+   * this way, with no extra round trip, whether a replica already held something newer.
+   */
+  async insertReporting(entries: readonly E[]): Promise<E[][]> {
+    const byPartition = new Map<number, number[]>();
+    entries.forEach((e, i) => {
+      const p = this.partitionOf(this.schema.partitionKey(e));
+      const group = byPartition.get(p);
+      if (group) group.push(i);
+      else byPartition.set(p, [i]);
+    });
+    const out: E[][] = entries.map(() => []);
+    await Promise.all(
+      [...byPartition].map(async ([p, indices]) => {
+        const replies = await this.insertPartition(p, indices.map((i) => entries[i]!), true);
+        for (const merged of replies) indices.forEach((i, j) => out[i]!.push(merged[j]!));
+      }),
+    );
+    return out;
   }
 
   /**
@@ -139,31 +163,34 @@ export class Table<E> {
     return Math.min(this.placement.quorums.read, nodes.length);
   }
 
-  private async insertPartition(partition: number, entries: E[]): Promise<void> {
+  /** Resolves to the merged entries of each acknowledging replica when `report` is set. */
+  private async insertPartition(partition: number, entries: E[], report = false): Promise<E[][]> {
     if (this.schema.replication === "full") {
       // Full-copy tables go to every node and need a majority of them (Garage v2).
       const nodes = this.placement.allNodes();
-      await quorum(
-        nodes.map((node) => () => this.insertTo(node, entries)),
+      return quorum(
+        nodes.map((node) => () => this.insertTo(node, entries, report)),
         Math.floor(nodes.length / 2) + 1,
       );
-      return;
     }
     const sets = this.placement.writeSets(partition);
     if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
-    await Promise.all(
+    const acks = await Promise.all(
       sets.map((nodes) =>
         quorum(
-          nodes.map((node) => () => this.insertTo(node, entries)),
+          nodes.map((node) => () => this.insertTo(node, entries, report)),
           Math.min(this.placement.quorums.write, nodes.length),
         ),
       ),
     );
+    return acks.flat();
   }
 
-  private insertTo(node: string, entries: E[]): Promise<void> {
+  private async insertTo(node: string, entries: E[], report = false): Promise<E[]> {
     if (node === this.placement.selfId) return this.local.apply(entries);
-    return this.remoteFor(node).insert(node, this.schema.name, entries);
+    const merged = await this.remoteFor(node).insert(node, this.schema.name, entries, report);
+    assert(!report || (Array.isArray(merged) && merged.length === entries.length), "a reporting insert returns one merged entry per entry");
+    return (merged ?? []) as E[];
   }
 
   private async getFrom(node: string, pk: string, sk: string): Promise<E | undefined> {

@@ -53,6 +53,8 @@ export interface ServerOptions {
   rpcSecret?: string;
   blockSize?: number;
   compression?: number | "none";
+  /** Extra environment variables of the server process (fault injection). */
+  env?: Record<string, string>;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<TestServer> {
@@ -91,7 +93,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       cwd: dir,
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, BUNKER_LOG: process.env.BUNKER_LOG ?? "warn" },
+      env: { ...process.env, BUNKER_LOG: process.env.BUNKER_LOG ?? "warn", ...opts.env },
     });
     for (const stream of [proc.stdout, proc.stderr] as ReadableStream<Uint8Array>[]) {
       void (async () => {

@@ -1,8 +1,6 @@
 // DeleteObject and DeleteObjects: a delete marker stamped by the hybrid clock, written in one
 // quorum write with no read first. The data is released in the background.
-import { newUuid } from "../../util/ids";
 import type { ObjectEntry } from "../../model/object";
-import type { Model } from "../../model/model";
 import type { BucketRequest, ObjectRequest } from "./context";
 import { S3Error } from "./errors";
 import { readSmallBody } from "./body";
@@ -13,16 +11,14 @@ import { CryptoHasher } from "bun";
 /** S3 accepts at most this many keys per DeleteObjects request. */
 export const MAX_DELETE_KEYS = 1000;
 
-function deleteMarker(model: Model, bucketId: string, key: string): ObjectEntry {
-  return {
-    bucketId,
-    key,
-    versions: [{ uuid: newUuid(), timestamp: model.clock.now(), state: { kind: "complete", data: { kind: "deleteMarker" } } }],
-  };
+function deleteMarker(bucketId: string, key: string) {
+  return (uuid: string, timestamp: number): { entry: ObjectEntry } => ({
+    entry: { bucketId, key, versions: [{ uuid, timestamp, state: { kind: "complete", data: { kind: "deleteMarker" } } }] },
+  });
 }
 
 export async function deleteObject(r: ObjectRequest): Promise<Response> {
-  await r.services.model.objects.insert(deleteMarker(r.services.model, r.bucket.id, r.key));
+  await r.services.model.insertNewestVersions([deleteMarker(r.bucket.id, r.key)]);
   return new Response(null, { status: 204 });
 }
 
@@ -44,7 +40,7 @@ export async function deleteObjects(r: BucketRequest): Promise<Response> {
   });
   const model = r.services.model;
   const valid = keys.filter((k) => k.length > 0 && Buffer.byteLength(k) <= 1024 && !k.includes("\u0000"));
-  await model.objects.insert(valid.map((k) => deleteMarker(model, r.bucket.id, k)));
+  await model.insertNewestVersions(valid.map((k) => deleteMarker(r.bucket.id, k)));
   const validSet = new Set(valid);
   return xmlResponse(
     xmlDocument("DeleteResult", {

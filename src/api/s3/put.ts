@@ -5,7 +5,7 @@ import { assert } from "../../util/assert";
 import { newUuid } from "../../util/ids";
 import { INLINE_THRESHOLD } from "../../util/limits";
 import { checksumHeaderName } from "../../util/checksum";
-import { visibleVersion, type ObjectEntry, type ObjectMeta } from "../../model/object";
+import { visibleVersion, type ObjectData, type ObjectEntry, type ObjectMeta } from "../../model/object";
 import { S3Error } from "./errors";
 import type { ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
@@ -78,34 +78,32 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     throw err;
   }
 
-  const entry: ObjectEntry = {
+  assert(body.inline !== undefined || !small, "a body declared below the inline threshold is stored inline");
+  const data: ObjectData = body.inline ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") } : { kind: "blocks", meta };
+  const entryOf = (uuid: string, timestamp: number): ObjectEntry => ({
     bucketId,
     key: r.key,
-    versions: [
-      {
-        uuid,
-        timestamp,
-        state: {
-          kind: "complete",
-          data: body.inline
-            ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") }
-            : { kind: "blocks", meta },
-        },
-      },
-    ],
-  };
-  assert(body.inline !== undefined || !small, "a body declared below the inline threshold is stored inline");
+    versions: [{ uuid, timestamp, state: { kind: "complete", data } }],
+  });
   const deferred = body.deferredBlock;
-  await Promise.all([
-    model.objects.insert(entry),
-    ...(deferred
-      ? [
-          model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key: r.key } }),
-          model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: deferred.hash, size: deferred.size }),
-          model.blockRefs.insert({ hash: deferred.hash, version: uuid, deleted: false }),
-        ]
-      : []),
-  ]);
+  if (!small && !singleBlock) {
+    // The version's blocks are referenced under this uuid already: it completes as it is.
+    await model.objects.insert(entryOf(uuid, timestamp));
+  } else {
+    // Nothing is tied to a uuid yet: the write may be restamped past a newer version.
+    await model.insertNewestVersions([
+      (uuid, timestamp) => ({
+        entry: entryOf(uuid, timestamp),
+        alongside: deferred
+          ? Promise.all([
+              model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key: r.key } }),
+              model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: deferred.hash, size: deferred.size }),
+              model.blockRefs.insert({ hash: deferred.hash, version: uuid, deleted: false }),
+            ])
+          : undefined,
+      }),
+    ]);
+  }
   const out: Record<string, string> = { etag: etagHeader(meta.etag) };
   if (meta.checksum) out[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;
   return new Response(null, { status: 200, headers: out });
