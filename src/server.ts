@@ -178,7 +178,22 @@ export async function startNode(config: Config): Promise<RunningNode> {
   );
   servers.push(
     await serveNode(
-      adminApp({ model, adminToken, blockErrors: () => blocks.resyncErrors(), cluster, replicationFactor: config.replication_factor, now: () => clock.now() }),
+      adminApp({
+        model,
+        adminToken,
+        blockErrors: () => blocks.resyncErrors(),
+        workers: () =>
+          [fullSync.stats, shardedSync.stats, model.queueStats, blocks.resyncStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
+        repair: (kind) => {
+          if (kind === "blocks") return { queued: blocks.queueAllForResync() };
+          void fullSync.syncAll();
+          void shardedSync.syncAll();
+          return {};
+        },
+        cluster,
+        replicationFactor: config.replication_factor,
+        now: () => clock.now(),
+      }),
       adminAddr,
     ),
   );

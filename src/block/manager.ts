@@ -9,6 +9,7 @@ import { assert } from "../util/assert";
 import { logger } from "../util/log";
 import { compressIfSmaller, type ZstdCodec } from "./codec";
 import type { LocalBlockStore } from "./store";
+import { WorkerStats } from "../util/worker-stats";
 
 const log = logger("block");
 
@@ -33,6 +34,8 @@ const COMPRESSION_PROBE_MAX_RATIO = 0.95;
 /** How often the resync queue is looked at, and how many entries a pass takes. */
 const RESYNC_INTERVAL_MS = 1_000;
 const RESYNC_BATCH = 32;
+/** Block hashes read per query when `repair blocks` queues every block. */
+const REPAIR_PAGE = 1000;
 /** Retry delays of a failing resync: doubling from the first to the longest. */
 const RESYNC_FIRST_BACKOFF_MS = 10_000;
 const RESYNC_MAX_BACKOFF_MS = 60 * 60 * 1000;
@@ -51,6 +54,9 @@ export interface BlockManagerOptions {
 export class BlockManager {
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gcRunning: Promise<void> | undefined;
+  readonly gcStats = new WorkerStats("block gc");
+  readonly orphanStats = new WorkerStats("orphan block collector");
+  readonly resyncStats = new WorkerStats("block resync", () => this.resyncQueueLength());
   private readonly hashLocks = new Map<string, Promise<void>>();
   private resyncTimer: ReturnType<typeof setInterval> | undefined;
   private resyncRunning: Promise<void> | undefined;
@@ -181,6 +187,25 @@ export class BlockManager {
     })();
   }
 
+  /**
+   * `bunker repair blocks`: queues for a check every block this node holds references to (so
+   * should store), and starts a resync pass; missing ones are fetched. Returns how many.
+   */
+  queueAllForResync(): number {
+    const page = this.db.query(`SELECT hash FROM block_rc WHERE refs > 0 AND hash > ? ORDER BY hash LIMIT ?`);
+    let after = "";
+    let queued = 0;
+    for (;;) {
+      const rows = page.all(after, REPAIR_PAGE) as { hash: string }[];
+      if (rows.length === 0) break;
+      this.enqueueResync(rows.map((r) => r.hash));
+      queued += rows.length;
+      after = rows[rows.length - 1]!.hash;
+    }
+    void this.runResync();
+    return queued;
+  }
+
   /** Blocks whose resync keeps failing, for `bunker block list-errors`. */
   resyncErrors(): { hash: string; errors: number; nextTry: number; lastError: string | null }[] {
     return (
@@ -199,7 +224,7 @@ export class BlockManager {
 
   /** One pass over the due entries of the resync queue. */
   runResync(now = Date.now()): Promise<void> {
-    this.resyncRunning ??= (async () => {
+    this.resyncRunning ??= this.resyncStats.run(async () => {
       const due = this.db.query(`SELECT hash, errors FROM block_resync WHERE next_try <= ? ORDER BY next_try LIMIT ?`).all(now, RESYNC_BATCH) as {
         hash: string;
         errors: number;
@@ -213,9 +238,10 @@ export class BlockManager {
           this.db
             .query(`UPDATE block_resync SET errors = errors + 1, next_try = ?, last_error = ? WHERE hash = ?`)
             .run(Date.now() + backoff, (err as Error).message.slice(0, 500), hash);
+          this.resyncStats.noteError(err);
         }
       }
-    })().finally(() => {
+    }).finally(() => {
       this.resyncRunning = undefined;
     });
     return this.resyncRunning;
@@ -240,7 +266,7 @@ export class BlockManager {
 
   /** One GC pass: deletes blocks whose last reference went away more than the grace delay ago. */
   runGc(now = Date.now()): Promise<void> {
-    this.gcRunning ??= (async () => {
+    this.gcRunning ??= this.gcStats.run(async () => {
       try {
         for (;;) {
           const rows = this.db
@@ -259,8 +285,9 @@ export class BlockManager {
         }
       } catch (err) {
         log.warn(`gc: ${(err as Error).message}`);
+        this.gcStats.noteError(err);
       }
-    })().finally(() => {
+    }).finally(() => {
       this.gcRunning = undefined;
     });
     return this.gcRunning;
@@ -270,7 +297,11 @@ export class BlockManager {
    * Deletes block files that no reference ever counted (an upload killed between writing a
    * block and recording it) once they are older than ORPHAN_GRACE_MS. Returns how many.
    */
-  async collectOrphans(now = Date.now(), graceMs = ORPHAN_GRACE_MS): Promise<number> {
+  collectOrphans(now = Date.now(), graceMs = ORPHAN_GRACE_MS): Promise<number> {
+    return this.orphanStats.run(() => this.collectOrphansPass(now, graceMs));
+  }
+
+  private async collectOrphansPass(now: number, graceMs: number): Promise<number> {
     const known = this.db.query(`SELECT 1 FROM block_rc WHERE hash = ?`);
     let deleted = 0;
     for await (const hash of this.store.list()) {

@@ -227,6 +227,17 @@ function describeFetchFailure(err: unknown): string {
 }
 
 /** A block whose resync keeps failing (`GET /v2/ListBlockErrors`). */
+export interface WorkerInfo {
+  name: string;
+  state: "busy" | "idle";
+  passes: number;
+  errors: number;
+  lastStartedAt: number | null;
+  lastFinishedAt: number | null;
+  lastError: string | null;
+  queueLength?: number;
+}
+
 export interface BlockError {
   blockHash: string;
   errorCount: number;
@@ -299,6 +310,14 @@ export class AdminClient {
 
   getClusterHealth(): Promise<ClusterHealth> {
     return this.call("GET", "GetClusterHealth");
+  }
+
+  listWorkers(): Promise<WorkerInfo[]> {
+    return this.call("GET", "ListWorkers", { node: "self" });
+  }
+
+  launchRepair(repairType: "tables" | "blocks"): Promise<{ queued?: number }> {
+    return this.call("POST", "LaunchRepairOperation", { node: "self" }, { repairType });
   }
 
   listBlockErrors(): Promise<BlockError[]> {

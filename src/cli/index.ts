@@ -7,6 +7,7 @@ import { AdminApiError, AdminClient, adminUrlFromConfig } from "./admin-client";
 import { UnknownFlagError, UsageError, flagSynopsis, parseArgs, type FlagSpec } from "./args";
 import type { CliContext, Command, CommandGroup } from "./command";
 import { blockCommands } from "./commands/block";
+import { repairCommands, workerCommands } from "./commands/worker";
 import { bucketCommands } from "./commands/bucket";
 import { keyCommands } from "./commands/key";
 import { layoutCommands } from "./commands/layout";
@@ -61,7 +62,7 @@ const GLOBAL_ONLY_FLAGS = new Set(["-c", "--config"]);
 
 const HELP_INDENT = "  ";
 
-const GROUPS: CommandGroup[] = [nodeCommands, layoutCommands, keyCommands, bucketCommands, blockCommands];
+const GROUPS: CommandGroup[] = [nodeCommands, layoutCommands, keyCommands, bucketCommands, blockCommands, workerCommands, repairCommands];
 
 function synopsis(fullName: string, cmd: Command): string {
   const args = cmd.variadic ? [...cmd.args.slice(0, -1), `${cmd.args[cmd.args.length - 1]}...`] : cmd.args;

@@ -7,6 +7,7 @@
 import type { Database } from "bun:sqlite";
 import { logger } from "../util/log";
 import { workerSpecifier } from "../util/worker-path";
+import { WorkerStats } from "../util/worker-stats";
 
 const log = logger("db");
 
@@ -33,6 +34,7 @@ export type CheckpointReply =
   | { id: number; ok: false; error: string };
 
 export class Checkpointer {
+  readonly stats = new WorkerStats("wal checkpointer");
   private worker: Worker | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private nextId = 1;
@@ -80,7 +82,7 @@ export class Checkpointer {
   }
 
   private async tick(): Promise<void> {
-    const reply = await this.call({ kind: "checkpoint", id: this.nextId++ });
+    const reply = await this.stats.run(() => this.call({ kind: "checkpoint", id: this.nextId++ }));
     if (this.stopped) return;
     if (!reply.ok) return this.fail(`checkpoint failed: ${reply.error}`);
     this.schedule();
@@ -103,6 +105,7 @@ export class Checkpointer {
   private fail(why: string): void {
     if (this.stopped) return;
     log.error(`${why}; the request thread checkpoints by itself from now on`);
+    this.stats.noteError(why);
     this.stopped = true;
     clearTimeout(this.timer);
     this.shutDownWorker();

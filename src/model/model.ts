@@ -18,6 +18,7 @@ import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
 import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
 import type { Permissions } from "./crdt";
+import { WorkerStats } from "../util/worker-stats";
 
 const log = logger("model");
 
@@ -63,6 +64,7 @@ export class Model {
   private readonly byName = new Map<CrdtTableName, Table<unknown>>();
   private queueTimer: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
+  readonly queueStats = new WorkerStats("cascading insert queue", () => (this.db.query(`SELECT count(*) AS n FROM insert_queue`).get() as { n: number }).n);
 
   constructor(
     readonly db: Database,
@@ -109,7 +111,7 @@ export class Model {
   drainInsertQueue(): Promise<void> {
     // Cleared in .finally on the promise itself: a pass that finds nothing finishes
     // synchronously, before `??=` would have stored it.
-    this.draining ??= (async () => {
+    this.draining ??= this.queueStats.run(async () => {
       try {
         for (;;) {
           const rows = this.db
@@ -125,8 +127,9 @@ export class Model {
         }
       } catch (err) {
         log.warn(`insert queue: ${(err as Error).message}; will retry`);
+        this.queueStats.noteError(err);
       }
-    })().finally(() => {
+    }).finally(() => {
       this.draining = undefined;
     });
     return this.draining;

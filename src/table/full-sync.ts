@@ -7,6 +7,7 @@ import type { Database } from "bun:sqlite";
 import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import type { LocalStore } from "./local-store";
+import { WorkerStats } from "../util/worker-stats";
 
 const log = logger("sync");
 
@@ -41,6 +42,7 @@ function dump(db: Database, table: string): unknown[] {
 export class FullTableSync {
   private timer: ReturnType<typeof setInterval> | undefined;
   private running: Promise<void> | undefined;
+  readonly stats = new WorkerStats("full-copy table sync");
 
   constructor(
     private readonly rpc: RpcNode,
@@ -84,7 +86,7 @@ export class FullTableSync {
 
   /** One pass over every full-copy table and every connected peer. */
   syncAll(): Promise<void> {
-    this.running ??= (async () => {
+    this.running ??= this.stats.run(async () => {
       const tables = [...this.stores.values()].filter((s) => s.schema.replication === "full");
       for (const peer of this.peers()) {
         if (!this.rpc.isConnected(peer)) continue;
@@ -93,10 +95,11 @@ export class FullTableSync {
             await this.syncWith(peer, store);
           } catch (err) {
             log.debug(`${store.schema.name} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
+            this.stats.noteError(err);
           }
         }
       }
-    })().finally(() => {
+    }).finally(() => {
       this.running = undefined;
     });
     return this.running;

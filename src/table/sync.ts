@@ -7,6 +7,7 @@ import { PARTITION_COUNT, type Placement } from "../cluster/layout";
 import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { SYNC_BUCKETS, type LocalStore } from "./local-store";
+import { WorkerStats } from "../util/worker-stats";
 
 const log = logger("sync");
 
@@ -33,6 +34,7 @@ export interface SyncReport {
 export class ShardedTableSync {
   private timer: ReturnType<typeof setInterval> | undefined;
   private running: Promise<SyncReport> | undefined;
+  readonly stats = new WorkerStats("sharded table sync");
   private again = false;
   private readonly stores: LocalStore<unknown>[];
 
@@ -82,7 +84,7 @@ export class ShardedTableSync {
       this.again = true;
       return this.running;
     }
-    this.running = this.pass().finally(() => {
+    this.running = this.stats.run(() => this.pass()).finally(() => {
       this.running = undefined;
       if (this.again) {
         this.again = false;

@@ -155,6 +155,38 @@ test("a node that missed writes fetches their blocks after restarting (resync)",
   }
 }, 60_000);
 
+test("bunker repair blocks brings back a block file lost from disk; worker list shows the resync", async () => {
+  const [a, b] = cluster.nodes as [TestServer, TestServer, TestServer];
+  const body = randomBytes(1024 * 1024 + 5);
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "repair/lost", Body: body }));
+  const { Database } = await import("bun:sqlite");
+  const { existsSync, unlinkSync } = await import("node:fs");
+  const bdb = new Database(`${b.dir}/meta/db.sqlite`, { readonly: true });
+  const hashes = (bdb.query(`SELECT hash FROM block_rc WHERE refs > 0`).all() as { hash: string }[]).map((r) => r.hash);
+  bdb.close();
+  const fileOf = (h: string) => [".zst", ""].map((ext) => `${b.dir}/data/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}${ext}`).find((p) => existsSync(p));
+  const victim = hashes.find((h) => fileOf(h) !== undefined)!;
+  unlinkSync(fileOf(victim)!);
+  expect(fileOf(victim)).toBeUndefined();
+
+  const repair = await b.cli("repair", "blocks", "--json");
+  expect(repair.code).toBe(0);
+  expect(JSON.parse(repair.stdout).queued).toBeGreaterThanOrEqual(hashes.length);
+  await waitFor("the lost block is fetched again", async () => fileOf(victim) !== undefined, 30_000);
+  expect(await read(b, "repair/lost")).toBe(sha(body));
+
+  const workers = await b.cli("worker", "list", "--json");
+  expect(workers.code).toBe(0);
+  const resync = (JSON.parse(workers.stdout) as { name: string; passes: number; queueLength?: number }[]).find((w) => w.name === "block resync")!;
+  expect(resync.passes).toBeGreaterThan(0);
+  expect(typeof resync.queueLength).toBe("number");
+  const human = await b.cli("worker", "list");
+  expect(human.stdout).toContain("sharded table sync");
+  const tables = await b.cli("repair", "tables");
+  expect(tables.code).toBe(0);
+  expect(tables.stdout).toContain("Repair of tables started");
+}, 60_000);
+
 test("a 4th node in a new zone joins, data moves, and every object stays readable; then it is removed again", async () => {
   const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
   const objects = new Map<string, string>();

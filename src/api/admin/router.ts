@@ -10,10 +10,15 @@ import { visibleVersion } from "../../model/object";
 import { ACCESS_KEY_ID_RE, SECRET_KEY_RE } from "../../util/ids";
 import { QuorumError } from "../../table/quorum";
 import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } from "./cluster";
+import type { WorkerInfo } from "../../util/worker-stats";
 
 export interface AdminServices extends ClusterAdminServices {
   model: Model;
   blockErrors: () => { hash: string; errors: number; nextTry: number; lastError: string | null }[];
+  /** The background workers of this node and what they have been doing. */
+  workers: () => WorkerInfo[];
+  /** Starts a repair: "tables" = a full anti-entropy pass, "blocks" = check every block held. */
+  repair: (kind: "tables" | "blocks") => { queued?: number };
   adminToken: string | undefined;
 }
 
@@ -195,6 +200,10 @@ export function adminApp(s: AdminServices) {
         // Added on the guarded app itself, so the token check covers them too.
         cluster
           .routes(app as unknown as Elysia)
+          .get("/v2/ListWorkers", () => s.workers())
+          .post("/v2/LaunchRepairOperation", ({ body }) => s.repair(body.repairType), {
+            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks")]) }),
+          })
           .get("/v2/ListBlockErrors", () =>
             s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),
           )
