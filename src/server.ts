@@ -183,7 +183,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         adminToken,
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, model.queueStats, blocks.resyncStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
           void fullSync.syncAll();

@@ -16,6 +16,7 @@ const log = logger("block");
 /** How a block reaches another node (the RPC layer provides it). */
 export interface RemoteBlocks {
   put(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void>;
+  has(node: string, hashHex: string): Promise<boolean>;
   get(node: string, hashHex: string): Promise<{ data: Uint8Array; compressed: boolean } | null>;
 }
 
@@ -34,6 +35,8 @@ const COMPRESSION_PROBE_MAX_RATIO = 0.95;
 /** How often the resync queue is looked at, and how many entries a pass takes. */
 const RESYNC_INTERVAL_MS = 1_000;
 const RESYNC_BATCH = 32;
+/** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
+const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
 /** Block hashes read per query when `repair blocks` queues every block. */
 const REPAIR_PAGE = 1000;
 /** Retry delays of a failing resync: doubling from the first to the longest. */
@@ -54,6 +57,9 @@ export interface BlockManagerOptions {
 export class BlockManager {
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gcRunning: Promise<void> | undefined;
+  private offloadRunning: Promise<number> | undefined;
+  private offloadTimer: ReturnType<typeof setInterval> | undefined;
+  readonly offloadStats = new WorkerStats("block offload");
   readonly gcStats = new WorkerStats("block gc");
   readonly orphanStats = new WorkerStats("orphan block collector");
   readonly resyncStats = new WorkerStats("block resync", () => this.resyncQueueLength());
@@ -167,13 +173,17 @@ export class BlockManager {
   start(): void {
     this.gcTimer = setInterval(() => void this.runGc(), GC_INTERVAL_MS);
     this.resyncTimer = setInterval(() => void this.runResync(), RESYNC_INTERVAL_MS);
+    // Offloading walks the whole store: rare, and only in a cluster.
+    if (this.remote) this.offloadTimer = setInterval(() => void this.offloadPass(), OFFLOAD_INTERVAL_MS);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.gcTimer);
     clearInterval(this.resyncTimer);
+    clearInterval(this.offloadTimer);
     await this.gcRunning;
     await this.resyncRunning;
+    await this.offloadRunning;
   }
 
   // ---- resync: fetch blocks this node should hold but lacks ----
@@ -203,7 +213,50 @@ export class BlockManager {
       after = rows[rows.length - 1]!.hash;
     }
     void this.runResync();
+    void this.offloadPass();
     return queued;
+  }
+
+  // ---- offload: blocks this node no longer holds after a layout change ----
+
+  /**
+   * One pass over the stored blocks: a block whose partition this node holds in no live layout
+   * version (the version that moved it away is retired, so its new nodes finished syncing) is
+   * sent to each of its nodes that lacks it, then deleted here. A node that cannot be reached
+   * leaves the block in place until a later pass. Returns how many blocks left this node.
+   */
+  offloadPass(): Promise<number> {
+    this.offloadRunning ??= this.offloadStats
+      .run(async () => {
+        const self = this.placement.selfId;
+        let moved = 0;
+        for await (const hash of this.store.list()) {
+          const holders = new Set(this.placement.writeSets(partitionOfHashHex(hash)).flat());
+          if (holders.size === 0 || holders.has(self)) continue;
+          try {
+            if (await this.withHashLock(hash, () => this.offloadOne(hash, holders))) moved++;
+          } catch (err) {
+            this.offloadStats.noteError(err);
+            log.debug(`offload of ${hash.slice(0, 16)}: ${(err as Error).message}`);
+          }
+        }
+        if (moved > 0) log.info(`offloaded ${moved} blocks this node no longer holds`);
+        return moved;
+      })
+      .finally(() => {
+        this.offloadRunning = undefined;
+      });
+    return this.offloadRunning;
+  }
+
+  private async offloadOne(hash: string, holders: Set<string>): Promise<boolean> {
+    const stored = await this.store.read(hash);
+    if (!stored) return false;
+    const remote = this.remoteFor([...holders][0]!);
+    for (const node of holders) {
+      if (!(await remote.has(node, hash))) await remote.put(node, hash, stored.data, stored.compressed);
+    }
+    return this.store.delete(hash);
   }
 
   /** Blocks whose resync keeps failing, for `bunker block list-errors`. */

@@ -1,6 +1,6 @@
 // Blocks on other nodes, reached over RPC: block bodies travel as streamed RPC bodies (many
 // small frames), never as one large message.
-import { decodeJson, encodeJson, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+import { decodeJson, encodeJson, PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import type { RemoteBlocks } from "./manager";
 import type { LocalBlockStore } from "./store";
 
@@ -11,6 +11,7 @@ const BLOCK_PIECE = 64 * 1024;
 
 const EP_PUT = "block/put";
 const EP_GET = "block/get";
+const EP_HAS = "block/has";
 
 async function* pieces(data: Uint8Array): AsyncGenerator<Uint8Array> {
   for (let off = 0; off < data.length; off += BLOCK_PIECE) yield data.subarray(off, Math.min(data.length, off + BLOCK_PIECE));
@@ -41,6 +42,11 @@ export class RpcBlocks implements RemoteBlocks {
     });
   }
 
+  async has(node: string, hashHex: string): Promise<boolean> {
+    const reply = await this.rpc.call(node, EP_HAS, encodeJson({ hash: hashHex }), { priority: PRIO_BACKGROUND, timeoutMs: BLOCK_CALL_TIMEOUT_MS });
+    return decodeJson<{ found: boolean }>(reply.payload).found;
+  }
+
   async get(node: string, hashHex: string): Promise<{ data: Uint8Array; compressed: boolean } | null> {
     const reply = await this.rpc.call(node, EP_GET, encodeJson({ hash: hashHex }), { priority: PRIO_HIGH, timeoutMs: BLOCK_CALL_TIMEOUT_MS });
     const head = decodeJson<{ found: boolean; compressed: boolean; size: number }>(reply.payload);
@@ -59,6 +65,10 @@ export function serveBlocks(rpc: RpcNode, store: LocalBlockStore, write: (hash: 
     if (!Number.isSafeInteger(head.size) || head.size < 0 || head.size > MAX_REMOTE_BLOCK) throw new Error(`refusing a block of ${head.size} bytes`);
     await write(head.hash, await collect(body, head.size), head.compressed);
     return { payload: encodeJson({}) };
+  });
+  rpc.handle(EP_HAS, async ({ payload }) => {
+    const { hash } = decodeJson<{ hash: string }>(payload);
+    return { payload: encodeJson({ found: await store.has(hash) }) };
   });
   rpc.handle(EP_GET, async ({ payload }) => {
     const { hash } = decodeJson<{ hash: string }>(payload);

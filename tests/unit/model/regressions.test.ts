@@ -104,6 +104,7 @@ test("a block that cannot be fetched stays in the resync queue with its error an
   await store.init();
   const layout = { version: 1, replicationFactor: 2, roles: { n: { zone: "a", capacity: 1, tags: [] }, m: { zone: "b", capacity: 1, tags: [] } }, ring: Array.from({ length: 256 }, () => ["n", "m"]) };
   const failingRemote = {
+    has: async () => false,
     put: async () => {},
     get: async () => {
       throw new Error("peer unreachable");
