@@ -3,6 +3,7 @@
 // the config, and the turning of every failure into an error with a one-line message.
 
 import { parseHostPort, type Config } from "../config";
+import type { WorkerInfo } from "../util/worker-stats";
 
 /** A node that has not answered by then is treated as unreachable. */
 export const ADMIN_REQUEST_TIMEOUT_MS = 30_000;
@@ -227,16 +228,8 @@ function describeFetchFailure(err: unknown): string {
 }
 
 /** A block whose resync keeps failing (`GET /v2/ListBlockErrors`). */
-export interface WorkerInfo {
-  name: string;
-  state: "busy" | "idle";
-  passes: number;
-  errors: number;
-  lastStartedAt: number | null;
-  lastFinishedAt: number | null;
-  lastError: string | null;
-  queueLength?: number;
-}
+/** ListWorkers returns the node's own worker records, as they are. */
+export type { WorkerInfo } from "../util/worker-stats";
 
 export interface BlockError {
   blockHash: string;
