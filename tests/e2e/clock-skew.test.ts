@@ -29,7 +29,7 @@ async function body(node: TestServer, k: string): Promise<string | null> {
 beforeAll(async () => {
   cluster = await startCluster({ nodes: 3, replicationFactor: 3 });
   const a = cluster.nodes[0]!;
-  late = await startServer({ replicationFactor: 3, rpcSecret: cluster.rpcSecret, env: { BUNKER_FAULT_CLOCK_SKEW_MS: String(SKEW_MS) } });
+  late = await startServer({ replicationFactor: 3, rpcSecret: cluster.rpcSecret, env: { BUNKER_FAULT_CLOCK_SKEW_MS: String(SKEW_MS), BUNKER_LOG: "info" } });
   const info = await late.admin<{ nodeId: string }>("GET", "/v2/GetNodeInfo?node=self");
   const aInfo = await a.admin<{ nodeId: string; rpcAddr: string }>("GET", "/v2/GetNodeInfo?node=self");
   await late.admin("POST", "/v2/ConnectClusterNodes", [`${aInfo.nodeId}@${aInfo.rpcAddr}`]);

@@ -59,7 +59,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   await model.objects.insert({
     bucketId: r.bucket.id,
     key: r.key,
-    versions: [{ uuid, timestamp, state: { kind: "complete", data: data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta } } }],
+    versions: [{ uuid, timestamp, state: { kind: "complete", data: data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) } } }],
   });
   return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(timestamp), ETag: etagHeader(meta.etag) }));
 }

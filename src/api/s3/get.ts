@@ -213,6 +213,10 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   if (data.kind === "inline") {
     return new Response(Buffer.from(data.base64, "base64").subarray(start, end + 1), { status, headers });
   }
+  if (data.singleBlock !== undefined) {
+    const bytes = await r.services.blocks.get(data.singleBlock);
+    return new Response(bytes.subarray(start, end + 1), { status, headers });
+  }
   if (meta.size <= r.services.settings.blockSize) {
     // One block: answer with its bytes directly, without the streaming machinery.
     const rows = await r.services.model.versionBlocks.range(version.uuid, { limit: 2 });

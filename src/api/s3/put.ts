@@ -79,7 +79,9 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   }
 
   assert(body.inline !== undefined || !small, "a body declared below the inline threshold is stored inline");
-  const data: ObjectData = body.inline ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") } : { kind: "blocks", meta };
+  const data: ObjectData = body.inline
+    ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") }
+    : { kind: "blocks", meta, ...(body.deferredBlock ? { singleBlock: body.deferredBlock.hash } : {}) };
   const entryOf = (uuid: string, timestamp: number): ObjectEntry => ({
     bucketId,
     key: r.key,
