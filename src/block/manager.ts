@@ -35,6 +35,8 @@ const COMPRESSION_PROBE_MAX_RATIO = 0.95;
 /** How often the resync queue is looked at, and how many entries a pass takes. */
 const RESYNC_INTERVAL_MS = 1_000;
 const RESYNC_BATCH = 32;
+/** Bytes of block copies that may still be written after their put returned (Garage: block_ram_buffer_max). */
+const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
 const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
 /** Block hashes read per query when `repair blocks` queues every block. */
@@ -58,6 +60,8 @@ export class BlockManager {
   private gcTimer: ReturnType<typeof setInterval> | undefined;
   private gcRunning: Promise<void> | undefined;
   private offloadRunning: Promise<number> | undefined;
+  /** Bytes held by block copies still being written after their put returned. */
+  private backgroundBytes = 0;
   private offloadTimer: ReturnType<typeof setInterval> | undefined;
   readonly offloadStats = new WorkerStats("block offload");
   readonly gcStats = new WorkerStats("block gc");
@@ -82,21 +86,50 @@ export class BlockManager {
     this.postponeGc = db.query(`UPDATE block_rc SET deletable_at = max(deletable_at, ?2) WHERE hash = ?1 AND deletable_at IS NOT NULL`);
   }
 
-  /** Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes. */
-  async put(hashHex: string, plain: Uint8Array): Promise<void> {
+  /**
+   * Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes and
+   * resolves then; the other copies go on in the background. Those still read `plain` (or its
+   * compressed form): the caller must leave `plain` untouched until `settled` resolves (it
+   * never rejects). Background copies hold at most BACKGROUND_WRITE_BYTES_MAX; beyond that a
+   * put waits for all its copies. A put that fails has no write left in flight.
+   */
+  async put(hashHex: string, plain: Uint8Array): Promise<{ settled: Promise<void> }> {
     const { data, compressed } =
       this.opts.compressionLevel === null || !(await this.looksCompressible(plain))
         ? { data: plain, compressed: false }
         : await compressIfSmaller(this.codec, plain, this.opts.compressionLevel);
     const partition = partitionOfHashHex(hashHex);
-    await Promise.all(
-      this.placement.writeSets(partition).map((nodes) =>
-        quorum(
-          nodes.map((node) => () => this.putTo(node, hashHex, data, compressed)),
-          Math.min(this.placement.quorums.write, nodes.length),
+    const writes: Promise<void>[] = [];
+    let running = 0;
+    const write = (node: string) => {
+      running++;
+      const w = this.putTo(node, hashHex, data, compressed).finally(() => running--);
+      writes.push(w);
+      return w;
+    };
+    try {
+      await Promise.all(
+        this.placement.writeSets(partition).map((nodes) =>
+          quorum(
+            nodes.map((node) => () => write(node)),
+            Math.min(this.placement.quorums.write, nodes.length),
+          ),
         ),
-      ),
-    );
+      );
+    } catch (err) {
+      // A write still streaming would read the caller's buffer after it is reused.
+      await Promise.allSettled(writes);
+      throw err;
+    }
+    const settled = Promise.allSettled(writes).then(() => {});
+    if (running === 0) return { settled };
+    if (this.backgroundBytes + data.length > BACKGROUND_WRITE_BYTES_MAX) {
+      await settled;
+      return { settled };
+    }
+    this.backgroundBytes += data.length;
+    void settled.then(() => (this.backgroundBytes -= data.length));
+    return { settled };
   }
 
   /**

@@ -102,14 +102,18 @@ export async function writeBody(services: S3Services, opts: WriteBodyOptions): P
 
   const storeBlock = async (block: Uint8Array, offset: number, md5Read: Promise<void> | undefined) => {
     let hashed: { hash: Uint8Array; buf: Uint8Array } = { hash: new Uint8Array(0), buf: block };
+    let settled: Promise<void> | undefined;
     try {
       // A small block hashes in microseconds: a round trip to the worker would cost more.
       hashed = block.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(block), buf: block } : await hasher.hash(block);
-      await blocks.put(hashHex(hashed.hash), hashed.buf);
+      ({ settled } = await blocks.put(hashHex(hashed.hash), hashed.buf));
     } finally {
-      // The MD5 worker may still be reading the buffer (its failure shows in the digest).
+      // The MD5 worker may still be reading the buffer (its failure shows in the digest), and
+      // so may the copies of the block that finish after the write quorum.
       await md5Read?.catch(() => {});
-      releaseBuffer(hashed.buf, blockSize);
+      const buf = hashed.buf;
+      if (settled) void settled.then(() => releaseBuffer(buf, blockSize));
+      else releaseBuffer(buf, blockSize);
     }
     const hash = hashHex(hashed.hash);
     if (opts.deferRefs) {

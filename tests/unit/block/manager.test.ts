@@ -189,3 +189,58 @@ describe("BlockManager GC", () => {
     expect(await store.has(b.hash)).toBe(true);
   });
 });
+
+describe("copies written after the write quorum", () => {
+  const layout = {
+    version: 1,
+    replicationFactor: 3,
+    roles: { node1: { zone: "a", capacity: 1, tags: [] }, fast: { zone: "b", capacity: 1, tags: [] }, slow: { zone: "c", capacity: 1, tags: [] } },
+    ring: Array.from({ length: 256 }, () => ["node1", "fast", "slow"]),
+  };
+
+  test("put resolves at the quorum; `settled` covers the slow copy, which still reads the caller's buffer", async () => {
+    const received = new Map<string, Uint8Array>();
+    let releaseSlow!: () => void;
+    const slowGate = new Promise<void>((r) => (releaseSlow = r));
+    const remote = {
+      has: async () => false,
+      get: async () => null,
+      put: async (node: string, _hash: string, data: Uint8Array) => {
+        // The slow replica reads the bytes only later, as a streamed RPC body does.
+        if (node === "slow") await slowGate;
+        received.set(node, data.slice());
+      },
+    };
+    const m = new BlockManager(store, new LayoutPlacement("node1", layout, "consistent"), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+    const buf = new Uint8Array(randomBytes(4096));
+    const original = buf.slice();
+    const { settled } = await m.put(hashHex(blake3Sync(buf)), buf);
+    let done = false;
+    void settled.then(() => (done = true));
+    await Bun.sleep(20);
+    expect(done).toBe(false); // the slow copy has not read the buffer yet
+    releaseSlow();
+    await settled;
+    buf.fill(0); // only now may the caller reuse it
+    expect(received.get("slow")).toEqual(original);
+    expect(received.get("fast")).toEqual(original);
+  });
+
+  test("a failed put leaves no copy in flight", async () => {
+    let inFlight = 0;
+    const remote = {
+      has: async () => false,
+      get: async () => null,
+      put: async (node: string) => {
+        inFlight++;
+        await Bun.sleep(node === "slow" ? 50 : 1);
+        inFlight--;
+        throw new Error(`${node} refuses`);
+      },
+    };
+    const m = new BlockManager(store, new LayoutPlacement("node1", layout, "consistent"), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+    const buf = new Uint8Array(randomBytes(4096));
+    await expect(m.put(hashHex(blake3Sync(buf)), buf)).rejects.toThrow(/refuses/);
+    expect(inFlight).toBe(0);
+  });
+});
