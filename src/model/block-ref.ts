@@ -13,6 +13,7 @@ export interface BlockRefEntry {
 export const blockRefSchema: TableSchema<BlockRefEntry> = {
   name: "block_ref",
   replication: "sharded",
+  placement: "block-hash",
   partitionKey: (r) => r.hash,
   sortKey: (r) => r.version,
   merge: (a, b) => ({ hash: a.hash, version: a.version, deleted: a.deleted || b.deleted }),

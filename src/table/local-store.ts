@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import type { GroupCommitter } from "../db/committer";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
+import { partitionOfEntry } from "./partition";
 
 /** Sync buckets per partition (a two-level summary: partition, then bucket). */
 export const SYNC_BUCKETS = 256;
@@ -12,11 +13,10 @@ export const SYNC_BUCKETS = 256;
 export const MAX_SYNC_BUCKET_ENTRIES = 50_000;
 
 /**
- * The sync bucket of an entry: its partition (from the placement key) and a byte of the hash
- * of its whole key, so a partition's entries spread evenly over SYNC_BUCKETS buckets.
+ * The sync bucket of an entry: its partition and a byte of the hash of its whole key, so a
+ * partition's entries spread evenly over SYNC_BUCKETS buckets.
  */
-export function syncBucketOf(placementKey: string, pk: string, sk: string): number {
-  const partition = createHash("sha256").update(placementKey).digest()[0]!;
+export function syncBucketOf(partition: number, pk: string, sk: string): number {
   const spread = createHash("sha256").update(pk).update("\u0000").update(sk).digest()[0]!;
   return partition * SYNC_BUCKETS + spread;
 }
@@ -99,7 +99,7 @@ export class LocalStore<E> {
       const merged = old === undefined ? incoming : this.schema.merge(old, incoming);
       const encoded = JSON.stringify(merged);
       if (old === undefined || encoded !== JSON.stringify(old)) {
-        this.putStmt.run(pk, sk, encoded, syncBucketOf(this.schema.replication === "full" ? "" : pk, pk, sk));
+        this.putStmt.run(pk, sk, encoded, syncBucketOf(partitionOfEntry(this.schema, pk), pk, sk));
         // Dropped rather than updated: if the transaction rolls back, the next read reloads.
         this.cache?.delete(`${pk}\u0000${sk}`);
       }

@@ -15,6 +15,11 @@ export interface TableSchema<E> {
   readonly name: CrdtTableName;
   /** sharded: on the nodes of hash(partition key); full: on every node, read locally. */
   readonly replication: "sharded" | "full";
+  /**
+   * "block-hash": the partition key is a block's BLAKE3 hash (hex) and the entry goes to that
+   * block's partition (block references); otherwise it goes to the partition of a hash of it.
+   */
+  readonly placement?: "block-hash";
   partitionKey(entry: E): string;
   sortKey(entry: E): string;
   /** CRDT join: commutative, associative, idempotent. */

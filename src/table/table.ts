@@ -1,12 +1,12 @@
 // A replicated CRDT table: inserts reach a write quorum on the entry's nodes, reads ask a
 // read quorum and merge the answers. On a one-node layout every replica is the local store.
-import { createHash } from "node:crypto";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
-import { partitionOfHashHex, type Placement } from "../cluster/layout";
+import type { Placement } from "../cluster/layout";
 import type { LocalStore, RangeQuery } from "./local-store";
 import { quorum, QuorumError } from "./quorum";
 import type { TableSchema } from "./schema";
+import { partitionOfEntry } from "./partition";
 
 /** How the table reaches a copy on another node (the RPC layer provides it). */
 export interface RemoteReplicas {
@@ -18,9 +18,6 @@ export interface RemoteReplicas {
 
 const log = logger("table");
 
-export function partitionOfKey(pk: string): number {
-  return partitionOfHashHex(createHash("sha256").update(pk).digest("hex"));
-}
 
 export class Table<E> {
   readonly schema: TableSchema<E>;
@@ -150,7 +147,7 @@ export class Table<E> {
   }
 
   private partitionOf(pk: string): number {
-    return this.schema.replication === "full" ? 0 : partitionOfKey(pk);
+    return partitionOfEntry(this.schema, pk);
   }
 
   private readNodes(pk: string): string[] {

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { CreateBucketCommand, ListObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { openDatabase } from "../../src/db/sqlite";
 import { syncBucketOf } from "../../src/table/local-store";
+import { partitionOfKey } from "../../src/table/partition";
 import { startServer, type TestServer } from "../helpers/server";
 import { sdkClient } from "../helpers/clients";
 import type { ObjectEntry } from "../../src/model/object";
@@ -46,7 +47,7 @@ beforeAll(async () => {
             },
           ],
         };
-        insert.run(info.id, key, JSON.stringify(entry), syncBucketOf(info.id, info.id, key));
+        insert.run(info.id, key, JSON.stringify(entry), syncBucketOf(partitionOfKey(info.id), info.id, key));
       }
     }
   })();

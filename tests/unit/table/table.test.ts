@@ -8,7 +8,8 @@ import { GroupCommitter } from "../../../src/db/committer.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { LocalStore } from "../../../src/table/local-store.ts";
 import type { HookContext, TableSchema } from "../../../src/table/schema.ts";
-import { partitionOfKey, Table } from "../../../src/table/table.ts";
+import { Table } from "../../../src/table/table.ts";
+import { partitionOfKey } from "../../../src/table/partition.ts";
 
 /** A test CRDT: a grow-only max counter plus a set of tags. */
 interface E {
@@ -273,4 +274,16 @@ describe("read repair (three replicas, consistent mode: R = 2)", () => {
       c.close();
     }
   });
+});
+
+test("block references are placed in their block's partition, other sharded tables by a hash of the key", async () => {
+  const { blockRefSchema } = await import("../../../src/model/block-ref.ts");
+  const { objectSchema } = await import("../../../src/model/object.ts");
+  const { partitionOfEntry } = await import("../../../src/table/partition.ts");
+  const { partitionOfHashHex } = await import("../../../src/cluster/layout.ts");
+  for (let i = 0; i < 50; i++) {
+    const hash = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    expect(partitionOfEntry(blockRefSchema, hash)).toBe(partitionOfHashHex(hash));
+    expect(partitionOfEntry(objectSchema, hash)).toBe(partitionOfKey(hash));
+  }
 });
