@@ -2,7 +2,7 @@
 //   bun benchmarks/probe.ts big|ceiling [sizeMiB]
 //   bun benchmarks/probe.ts small [put,get,head,del]
 import { randomFillSync } from "node:crypto";
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBunker, startCeiling, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
@@ -60,4 +60,5 @@ try {
 } finally {
   if (process.env.PROBE_LOGS && "server" in t) console.error((t as any).server.logs());
   await t.stop();
+  rmSync(dir, { recursive: true, force: true }); // the random source files are GiBs
 }
