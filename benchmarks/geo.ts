@@ -29,6 +29,7 @@ import { S3Client } from "./lib/client.ts";
 import { ZoneProxies, uniformMatrix, type HostPort } from "./lib/latency-proxy.ts";
 import { MiB, median, percentile } from "./lib/stats.ts";
 import { ownPids, sampled, type Sample } from "./lib/proc.ts";
+import { stampSource } from "./lib/source.ts";
 
 const num = (name: string, dflt: number) => {
   const v = Number(process.env[name] ?? dflt);
@@ -337,18 +338,6 @@ async function latencyPhase() {
 
 // ------------------------------------------------------------------ 2. throughput
 
-/** Rewrites the first 16 bytes of every MiB, so no block equals one of an earlier run (no dedup). */
-let stampSeq = 0;
-function stamp(fd: number, size: number): void {
-  const b = Buffer.alloc(16);
-  const seq = ++stampSeq;
-  for (let off = 0; off < size; off += MiB) {
-    b.writeUInt32LE(seq, 0);
-    b.writeUInt32LE(off / MiB, 4);
-    b.writeDoubleLE(performance.now(), 8);
-    writeSync(fd, b, 0, 16, off);
-  }
-}
 
 /** Writes back dirty pages outside the timed window (RF 3 writes three copies on one disk). */
 function flushDirtyPages(): void {
@@ -415,7 +404,7 @@ async function throughputPhase() {
       }
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) {
-        stamp(fd, size);
+        stampSource(fd, size);
         const want = await sha256Of(Bun.file(src).stream());
         flushDirtyPages();
         const put = await sampled(t.node.proc.pid, () => t.c.ok("PUT", "big", `big-${r}`, { body: Bun.file(src), timeoutMs: BIG_TIMEOUT_MS }));

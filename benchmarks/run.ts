@@ -20,6 +20,7 @@ import { Database } from "bun:sqlite";
 import { median, percentile, MiB, GiB } from "./lib/stats.ts";
 import { sampled, type Sample } from "./lib/proc.ts";
 import { startBunker, startCeiling, startS3rver, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
+import { stampSource } from "./lib/source.ts";
 
 // ---------------------------------------------------------------- configuration (all bounds named)
 
@@ -164,22 +165,9 @@ async function throughputRun<T>(
 // ---------------------------------------------------------------- source data
 
 /**
- * The large bodies come from one random file (in the page cache, sent with sendfile). Before
- * each PUT the first 16 bytes of every 1 MiB are rewritten with a fresh sequence number, so no
- * block of any run equals a block of an earlier run: Bunker's content-addressed dedup never helps.
+ * The large bodies come from one random file (in the page cache, sent with sendfile); before
+ * each PUT, stampSource (lib/source.ts) makes every block of it new.
  */
-let stampSeq = 0;
-function stampSource(fd: number, size: number): void {
-  const b = Buffer.alloc(16);
-  const seq = ++stampSeq;
-  for (let off = 0; off < size; off += MiB) {
-    b.writeUInt32LE(seq, 0);
-    b.writeUInt32LE(off / MiB, 4);
-    b.writeDoubleLE(performance.now(), 8);
-    writeSync(fd, b, 0, 16, off);
-  }
-}
-
 function makeRandomFile(path: string, size: number): void {
   const buf = Buffer.alloc(MiB);
   const fd = openSync(path, "w");
