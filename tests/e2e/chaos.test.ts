@@ -28,10 +28,10 @@ import { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { waitFor } from "../helpers/cluster";
+import { startCluster, waitFor } from "../helpers/cluster";
 import { KiB, MiB, md5Hex, sha256Hex } from "../helpers/clients";
 import { mulberry32 } from "../helpers/random";
-import { startServer, type TestServer } from "../helpers/server";
+import type { TestServer } from "../helpers/server";
 
 setDefaultTimeout(170_000);
 
@@ -83,33 +83,9 @@ process.on("exit", () => {
 });
 
 beforeAll(async () => {
-  // Like helpers/cluster.startCluster, but with consistency_mode written out and every node
-  // registered for clean-up as soon as it runs.
-  const rpcSecret = randomBytes(32).toString("hex");
-  for (let i = 0; i < ZONES.length; i++) {
-    nodes.push(await startServer({ replicationFactor: REPLICATION, rpcSecret, extraToml: `consistency_mode = "consistent"` }));
-  }
-  const infos = await Promise.all(nodes.map((n) => n.admin<{ nodeId: string; rpcAddr: string }>("GET", "/v2/GetNodeInfo?node=self")));
-  nodeIds = infos.map((x) => x.nodeId);
-  for (let i = 1; i < nodes.length; i++) {
-    const r = await nodes[i]!.admin<{ success: boolean; error: string | null }[]>("POST", "/v2/ConnectClusterNodes", [`${infos[0]!.nodeId}@${infos[0]!.rpcAddr}`]);
-    if (!r[0]!.success) throw new Error(`node ${i} cannot connect: ${r[0]!.error}`);
-  }
-  await waitFor("full mesh", async () => {
-    for (const n of nodes) {
-      const st = await n.admin<{ nodes: { isUp: boolean }[] }>("GET", "/v2/GetClusterStatus");
-      if (st.nodes.filter((x) => x.isUp).length < nodes.length) return false;
-    }
-    return true;
-  });
-  await nodes[0]!.admin("POST", "/v2/UpdateClusterLayout", {
-    roles: infos.map((info, i) => ({ id: info.nodeId, zone: ZONES[i]!, capacity: 10 * 1024 ** 3, tags: [] })),
-  });
-  await nodes[0]!.admin("POST", "/v2/ApplyClusterLayout", { version: 1 });
-  await waitFor("layout on every node", async () => {
-    for (const n of nodes) if ((await n.admin<{ version: number }>("GET", "/v2/GetClusterLayout")).version < 1) return false;
-    return true;
-  });
+  const cluster = await startCluster({ nodes: ZONES.length, replicationFactor: REPLICATION, zones: [...ZONES], extraToml: `consistency_mode = "consistent"` });
+  nodes.push(...cluster.nodes);
+  nodeIds = cluster.ids;
   const key = await nodes[0]!.admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", { name: "chaos", allow: { createBucket: true } });
   creds = { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey };
   clients = nodes.map(makeClient);

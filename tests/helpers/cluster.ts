@@ -23,10 +23,20 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
   }
 }
 
-export async function startCluster(opts: { nodes: number; replicationFactor: number; zones?: string[] }): Promise<TestCluster> {
+export async function startCluster(opts: { nodes: number; replicationFactor: number; zones?: string[]; extraToml?: string }): Promise<TestCluster> {
   const rpcSecret = randomBytes(32).toString("hex");
   const nodes: TestServer[] = [];
-  for (let i = 0; i < opts.nodes; i++) nodes.push(await startServer({ replicationFactor: opts.replicationFactor, rpcSecret }));
+  try {
+    for (let i = 0; i < opts.nodes; i++) nodes.push(await startServer({ replicationFactor: opts.replicationFactor, rpcSecret, extraToml: opts.extraToml }));
+    return await formCluster(nodes, rpcSecret, opts.zones);
+  } catch (err) {
+    // Nothing is left running when the cluster cannot be formed.
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    throw err;
+  }
+}
+
+async function formCluster(nodes: TestServer[], rpcSecret: string, zonesOpt?: string[]): Promise<TestCluster> {
   const infos = await Promise.all(nodes.map((n) => n.admin<{ nodeId: string; rpcAddr: string }>("GET", "/v2/GetNodeInfo?node=self")));
   const ids = infos.map((i) => i.nodeId);
   for (let i = 1; i < nodes.length; i++) {
@@ -41,7 +51,7 @@ export async function startCluster(opts: { nodes: number; replicationFactor: num
     }
     return true;
   });
-  const zones = opts.zones ?? nodes.map((_, i) => `zone${i + 1}`);
+  const zones = zonesOpt ?? nodes.map((_, i) => `zone${i + 1}`);
   await nodes[0]!.admin("POST", "/v2/UpdateClusterLayout", {
     roles: ids.map((id, i) => ({ id, zone: zones[i % zones.length]!, capacity: 10 * 1024 ** 3, tags: [] })),
   });

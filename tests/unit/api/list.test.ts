@@ -1,20 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { decodeContinuationToken, encodeContinuationToken, prefixEnd, urlEncodeKey } from "../../../src/api/s3/list.ts";
 import { S3Error } from "../../../src/api/s3/errors.ts";
+import { mulberry32 } from "../../helpers/random.ts";
 
 /** Order of keys in the object table: sqlite BINARY collation = UTF-8 bytes = code points. */
 const cmp = (a: string, b: string) => Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
 
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 const ALPHABET = ["a", "b", "z", "/", "\u0000", "\u007f", "é", "\uD7FF", "\uE000", "\uFFFF", "😀", "\u{10FFFF}"];
 function randomKey(next: () => number, max = 5): string {
   return Array.from({ length: Math.floor(next() * (max + 1)) }, () => ALPHABET[Math.floor(next() * ALPHABET.length)]!).join("");
