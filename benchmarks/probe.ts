@@ -2,7 +2,7 @@
 //   bun benchmarks/probe.ts big|ceiling [sizeMiB]
 //   bun benchmarks/probe.ts small [put,get,head,del]
 import { randomFillSync } from "node:crypto";
-import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { writeFileSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startBunker, startCeiling, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
@@ -31,26 +31,36 @@ async function big(t: Target) {
     console.log(`${t.name} PUT ${put.toFixed(0)} MiB/s  GET ${get.toFixed(0)} MiB/s`);
   }
 }
+/** User + system CPU seconds of a process, from /proc (Linux). */
+function serverCpuSeconds(pid: number): { user: number; sys: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 }; // clock ticks (USER_HZ = 100)
+}
 async function small(t: Target) {
   await t.createBucket("bench");
-  const body = new Uint8Array(4096);
+  const body = new Uint8Array(Number(process.env.PROBE_SIZE ?? 4096));
   randomFillSync(body);
   const N = Number(process.env.PROBE_N ?? 3000), C = 32;
   const ops = (process.argv[3] ?? "put,get,head,del").split(",") as ("put" | "get" | "head" | "del")[];
   for (const op of ops) {
     let next = 0;
+    const pid = t.pid()!;
+    const cpu0 = serverCpuSeconds(pid);
     const t0 = performance.now();
     await Promise.all(Array.from({ length: C }, async () => {
       while (next < N) {
         const i = next++;
         const k = `k${i}`;
-        if (op === "put") { body[0] = i & 255; await t.put("bench", k, body.slice()); }
+        // Unique bodies: repeated ones would be deduplicated and never written.
+        if (op === "put") { const b = body.slice(); new DataView(b.buffer).setUint32(0, i); await t.put("bench", k, b); }
         else if (op === "get") await t.get("bench", k);
         else if (op === "head") await t.head("bench", k);
         else await t.del("bench", k);
       }
     }));
-    console.log(`${t.name} ${op} ${(N / ((performance.now() - t0) / 1000)).toFixed(0)}/s`);
+    const cpu1 = serverCpuSeconds(pid);
+    const us = (s: number) => ((s / N) * 1e6).toFixed(0);
+    console.log(`${t.name} ${op} ${(N / ((performance.now() - t0) / 1000)).toFixed(0)}/s, server CPU per op: user ${us(cpu1.user - cpu0.user)} µs, system ${us(cpu1.sys - cpu0.sys)} µs`);
   }
 }
 const t = what === "ceiling" ? await startCeiling("ceiling-bun", "bun", dir) : await startBunker("bunker", "none");

@@ -31,6 +31,7 @@ import { join } from "node:path";
 import { startCluster, waitFor } from "../helpers/cluster";
 import { KiB, MiB, md5Hex, sha256Hex } from "../helpers/clients";
 import { mulberry32 } from "../helpers/random";
+import { INLINE_THRESHOLD } from "../../src/util/limits";
 import type { TestServer } from "../helpers/server";
 
 setDefaultTimeout(170_000);
@@ -204,10 +205,10 @@ function makeBody(size: number, seed: number, compressible: boolean, opId: numbe
   return new Uint8Array(words.buffer, 0, size);
 }
 
-/** Body sizes: inline (< 3 KiB), one block (64-512 KiB), several blocks (1-2.25 MiB). */
+/** Body sizes: inline (below INLINE_THRESHOLD), one block (64-512 KiB), several blocks (1-2.25 MiB). */
 function pickSize(rng: () => number): { size: number; desc: string } {
   const r = rng();
-  if (r < 0.35) return { size: between(rng, [8, 3000]), desc: "inline" };
+  if (r < 0.35) return { size: between(rng, [8, INLINE_THRESHOLD - 1]), desc: "inline" };
   if (r < 0.82) return { size: between(rng, [64 * KiB, 512 * KiB]), desc: "1 block" };
   return { size: between(rng, [MiB + 1, 2 * MiB + MiB / 4]), desc: "multi-block" };
 }
@@ -433,7 +434,7 @@ function checkBlocks(expected: Map<string, string>): { problems: string[]; block
       continue;
     }
     if (v.kind === "inline") {
-      if (info.size >= 3072) problems.push(`${k}: a ${info.size}-byte body is stored inline`);
+      if (info.size >= INLINE_THRESHOLD) problems.push(`${k}: a ${info.size}-byte body is stored inline`);
       continue;
     }
     const blockRows = new Map<string, { offset: number; hash: string; size: number }>();
