@@ -14,6 +14,7 @@ import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { FullTableSync } from "./table/full-sync";
 import { ShardedTableSync } from "./table/sync";
+import { TableGc } from "./table/gc";
 import { RpcBlocks, serveBlocks } from "./block/rpc-blocks";
 import { HybridClock } from "./util/hlc";
 import { existsSync, readFileSync } from "node:fs";
@@ -135,6 +136,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     if (table === "block_ref") onBlockRefsReceived(entries as { hash: string; deleted: boolean }[]);
   });
   serveTables(rpc, clock, model.localStores());
+  const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
   const fullSync = new FullTableSync(rpc, db, model.localStores(), () =>
     [...new Set([...cluster.placement.allNodes(), ...rpc.peers()])].filter((n) => n !== nodeKey.id),
   );
@@ -159,6 +161,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   blocks.start();
   fullSync.start();
   shardedSync.start();
+  tableGc.start();
   const syncTracker = trackSync(cluster, shardedSync, blocks);
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
@@ -183,7 +186,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         adminToken,
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, tableGc.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
           void fullSync.syncAll();
@@ -214,6 +217,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       clearInterval(syncTracker);
       await fullSync.stop();
       await shardedSync.stop();
+      await tableGc.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

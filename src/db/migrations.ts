@@ -30,4 +30,10 @@ export const MIGRATIONS: readonly string[] = [
     // Node-local settings: node id, first-start markers.
     `CREATE TABLE node_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;`,
   ].join("\n"),
+  // 2: tombstones waiting for table GC (table/gc.ts): one row per entry whose stored value is a
+  // tombstone, with a hash of that value and when to try next.
+  [
+    `CREATE TABLE table_gc_todo (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, vhash TEXT NOT NULL, due INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;`,
+    `CREATE INDEX table_gc_todo_due ON table_gc_todo (due);`,
+  ].join("\n"),
 ];

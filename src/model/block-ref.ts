@@ -17,6 +17,8 @@ export const blockRefSchema: TableSchema<BlockRefEntry> = {
   partitionKey: (r) => r.hash,
   sortKey: (r) => r.version,
   merge: (a, b) => ({ hash: a.hash, version: a.version, deleted: a.deleted || b.deleted }),
+  // A deleted reference is no longer counted in block_rc: removing it changes no count.
+  isTombstone: (r) => r.deleted,
   onMerge(old, _incoming, merged, ctx) {
     const wasLive = old !== undefined && !old.deleted;
     const isLive = !merged.deleted;

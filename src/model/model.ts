@@ -50,6 +50,11 @@ export class ModelError extends Error {
   }
 }
 
+export interface ModelOptions {
+  /** Tombstone GC delay of the sharded tables (default: table/gc.ts tableGcDelayMs()). */
+  tableGcDelayMs?: number;
+}
+
 export class Model {
   readonly committer: GroupCommitter;
   readonly buckets: Table<BucketEntry>;
@@ -71,10 +76,12 @@ export class Model {
     readonly placement: Placement,
     remote?: RemoteReplicas,
     readonly clock: HybridClock = new HybridClock(),
+    options: ModelOptions = {},
   ) {
     this.committer = new GroupCommitter(db);
+    const storeOptions = { gcDelayMs: options.tableGcDelayMs };
     const make = <E>(schema: TableSchema<E>): Table<E> => {
-      const t = new Table(new LocalStore(schema, db, this.committer, () => this.clock.now()), placement, remote);
+      const t = new Table(new LocalStore(schema, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
       this.byName.set(schema.name, t as Table<unknown>);
       return t;
     };

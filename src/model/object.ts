@@ -3,6 +3,7 @@
 // anything newer still uploading, and drops the rest (their data is then released).
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
+import { uploadSortKey, type UploadEntry } from "./upload";
 
 /** Stored response headers: content-type, cache-control, ..., x-amz-meta-*. Lowercase names. */
 export type HeaderList = [string, string][];
@@ -65,6 +66,11 @@ function compareVersions(a: ObjectVersion, b: ObjectVersion): number {
   return a.timestamp - b.timestamp || (a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0);
 }
 
+/** A version that shows no data and can never become visible again. */
+function isDeletion(v: ObjectVersion): boolean {
+  return v.state.kind === "aborted" || (v.state.kind === "complete" && v.state.data.kind === "deleteMarker");
+}
+
 /** Keeps the newest complete version and every newer version; drops older ones. */
 export function pruneVersions(versions: ObjectVersion[]): ObjectVersion[] {
   const sorted = [...versions].sort(compareVersions);
@@ -90,6 +96,17 @@ export const objectSchema: TableSchema<ObjectEntry> = {
       byUuid.set(v.uuid, prev ? mergeVersion(prev, v) : v);
     }
     return { bucketId: a.bucketId, key: a.key, versions: pruneVersions([...byUuid.values()]) };
+  },
+  // Only delete markers and aborted versions: nothing visible, nothing still uploading. (An
+  // entry that still holds an upload is live: collecting it could drop the upload's result.)
+  isTombstone: (o) => o.versions.every(isDeletion),
+  holdTombstone(o, db) {
+    // A delete marker dropped any older multipart upload of the key from the entry; while such
+    // an upload is open, the marker must stay to hide what its completion would write.
+    const rows = db
+      .query(`SELECT v FROM t_mpu WHERE pk = ? AND sk >= ? AND sk < ?`)
+      .all(o.bucketId, uploadSortKey(o.key, ""), `${o.key}\u0001`) as { v: string }[];
+    return rows.some((r) => !(JSON.parse(r.v) as UploadEntry).deleted);
   },
   onMerge(old, incoming, merged, ctx) {
     // Versions that left the entry or were aborted no longer need their data.

@@ -43,6 +43,8 @@ export const uploadSchema: TableSchema<UploadEntry> = {
   partitionKey: (u) => u.bucketId,
   sortKey: (u) => uploadSortKey(u.key, u.uploadId),
   merge: (a, b) => ({ ...a, deleted: a.deleted || b.deleted }),
+  // Completed or aborted: its part versions were released when it was closed.
+  isTombstone: (u) => u.deleted,
 };
 
 export const uploadPartSchema: TableSchema<UploadPartEntry> = {

@@ -43,6 +43,8 @@ export const versionSchema: TableSchema<VersionEntry> = {
   partitionKey: (v) => v.uuid,
   sortKey: () => "",
   merge: (a, b) => ({ uuid: a.uuid, deleted: a.deleted || b.deleted, backlink: a.backlink ?? b.backlink }),
+  // Its block rows and references were released when it was deleted.
+  isTombstone: (v) => v.deleted,
   onMerge(old, _incoming, merged, ctx) {
     if (merged.deleted && !old?.deleted) tombstoneBlocks(ctx.db, merged.uuid, ctx.enqueue);
   },

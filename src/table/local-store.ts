@@ -6,6 +6,7 @@ import type { GroupCommitter } from "../db/committer";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
+import { GcTodo, tableGcDelayMs } from "./gc";
 
 /** Sync buckets per partition (a two-level summary: partition, then bucket). */
 export const SYNC_BUCKETS = 256;
@@ -19,6 +20,25 @@ export const MAX_SYNC_BUCKET_ENTRIES = 50_000;
 export function syncBucketOf(partition: number, pk: string, sk: string): number {
   const spread = createHash("sha256").update(pk).update("\u0000").update(sk).digest()[0]!;
   return partition * SYNC_BUCKETS + spread;
+}
+
+/** A tombstone as one replica holds it: its key and its exact stored encoding. */
+export interface TombstoneRef {
+  pk: string;
+  sk: string;
+  /** The stored JSON encoding; a replica deletes only a byte-identical value. */
+  v: string;
+}
+
+/**
+ * What a replica did with a delete-if-equal request: deleted it, had nothing, kept it because
+ * local state still needs it (or it is not a tombstone here), or holds a different value.
+ */
+export type DeleteOutcome = "deleted" | "absent" | "held" | { current: unknown };
+
+export interface LocalStoreOptions {
+  /** How long a tombstone waits before GC may collect it (default: tableGcDelayMs()). */
+  gcDelayMs?: number;
 }
 
 export interface RangeQuery {
@@ -42,12 +62,16 @@ export class LocalStore<E> {
    * are cached whole in memory. This process is the only writer, so the cache stays exact.
    */
   private readonly cache: Map<string, E | null> | undefined;
+  /** Set for sharded tables whose schema knows its tombstones: they are queued for table GC. */
+  private readonly gcTodo: GcTodo | undefined;
+  private readonly gcDelayMs: number;
 
   constructor(
     readonly schema: TableSchema<E>,
     private readonly db: Database,
     private readonly committer: GroupCommitter,
     private readonly now: () => number,
+    options: LocalStoreOptions = {},
   ) {
     const t = `t_${schema.name}`;
     this.getStmt = db.query(`SELECT v FROM ${t} WHERE pk = ? AND sk = ?`);
@@ -60,6 +84,13 @@ export class LocalStore<E> {
     );
     this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v) VALUES (?, ?)`);
     if (schema.replication === "full") this.cache = new Map();
+    this.gcTodo = schema.replication === "sharded" && schema.isTombstone ? new GcTodo(db) : undefined;
+    this.gcDelayMs = options.gcDelayMs ?? tableGcDelayMs();
+  }
+
+  /** The stored JSON encoding of an entry, as delete-if-equal compares it. */
+  getEncoded(pk: string, sk: string): string | undefined {
+    return (this.getStmt.get(pk, sk) as { v: string } | null)?.v;
   }
 
   get(pk: string, sk: string): E | undefined {
@@ -102,6 +133,8 @@ export class LocalStore<E> {
         this.putStmt.run(pk, sk, encoded, syncBucketOf(partitionOfEntry(this.schema, pk), pk, sk));
         // Dropped rather than updated: if the transaction rolls back, the next read reloads.
         this.cache?.delete(`${pk}\u0000${sk}`);
+        // Only a changed value is (re)queued: a repeated tombstone keeps its original due time.
+        if (this.gcTodo && this.schema.isTombstone!(merged)) this.gcTodo.arm(this.schema.name, pk, sk, encoded, this.now() + this.gcDelayMs);
       }
       this.schema.onMerge?.(old, incoming, merged, ctx);
       return merged;
@@ -130,5 +163,33 @@ export class LocalStore<E> {
   deleteInTransaction(pk: string, sk: string): void {
     this.deleteStmt.run(pk, sk);
     this.cache?.delete(`${pk}\u0000${sk}`);
+    this.gcTodo?.remove(this.schema.name, pk, sk);
+  }
+
+  /** True while other local state still needs this tombstone (schema.holdTombstone). */
+  holdsTombstone(entry: E): boolean {
+    return this.schema.holdTombstone?.(entry, this.db) ?? false;
+  }
+
+  /** Table GC on this replica: removes each tombstone only if it is stored exactly as given. */
+  deleteIfEqual(items: readonly TombstoneRef[]): Promise<DeleteOutcome[]> {
+    return this.committer.write(() => items.map((t) => this.deleteIfEqualInTransaction(t)));
+  }
+
+  /** As deleteIfEqual; the caller must be inside a transaction. */
+  deleteIfEqualInTransaction(t: TombstoneRef): DeleteOutcome {
+    const stored = this.getEncoded(t.pk, t.sk);
+    if (stored === undefined) {
+      this.gcTodo?.remove(this.schema.name, t.pk, t.sk);
+      return "absent";
+    }
+    // A different value (something merged in since the sender read it) stays.
+    if (stored !== t.v) return { current: JSON.parse(stored) };
+    const entry = JSON.parse(stored) as E;
+    // Never trust the sender alone to say that a value is garbage.
+    if (this.schema.replication !== "sharded" || !this.schema.isTombstone?.(entry)) return "held";
+    if (this.holdsTombstone(entry)) return "held";
+    this.deleteInTransaction(t.pk, t.sk);
+    return "deleted";
   }
 }

@@ -1,10 +1,11 @@
 // Table replicas on other nodes, reached over RPC: the client side (RemoteReplicas) and the
 // handlers that serve this node's local stores to its peers. Every message carries an HLC
 // timestamp so that a node's clock never lags behind what it has seen from others.
-import { decodeJson, encodeJson, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+import { decodeJson, encodeJson, PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import type { HybridClock } from "../util/hlc";
-import type { LocalStore, RangeQuery } from "./local-store";
+import type { DeleteOutcome, LocalStore, RangeQuery, TombstoneRef } from "./local-store";
 import type { RemoteReplicas } from "./table";
+import type { GcReplicas } from "./gc";
 
 /** Time a replica has to answer a table call before the quorum counts it as failed. */
 export const TABLE_CALL_TIMEOUT_MS = 10_000;
@@ -12,20 +13,22 @@ export const TABLE_CALL_TIMEOUT_MS = 10_000;
 const EP_INSERT = "table/insert";
 const EP_GET = "table/get";
 const EP_RANGE = "table/range";
+/** Table GC: remove tombstones stored exactly as sent (table/gc.ts). */
+const EP_DELETE_IF_EQUAL = "table/delete-if-equal";
 
 interface Stamped {
   ts: number;
 }
 
-export class RpcReplicas implements RemoteReplicas {
+export class RpcReplicas implements RemoteReplicas, GcReplicas {
   constructor(
     private readonly rpc: RpcNode,
     private readonly clock: HybridClock,
   ) {}
 
-  private async call<T>(node: string, endpoint: string, body: object): Promise<T> {
+  private async call<T>(node: string, endpoint: string, body: object, priority = PRIO_HIGH): Promise<T> {
     const reply = await this.rpc.call(node, endpoint, encodeJson({ ...body, ts: this.clock.now() }), {
-      priority: PRIO_HIGH,
+      priority,
       timeoutMs: TABLE_CALL_TIMEOUT_MS,
     });
     const answer = decodeJson<T & Stamped>(reply.payload);
@@ -44,6 +47,10 @@ export class RpcReplicas implements RemoteReplicas {
 
   async range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]> {
     return (await this.call<{ entries: unknown[] }>(node, EP_RANGE, { table, pk, q })).entries;
+  }
+
+  async deleteIfEqual(node: string, table: string, items: TombstoneRef[]): Promise<DeleteOutcome[]> {
+    return (await this.call<{ outcomes: DeleteOutcome[] }>(node, EP_DELETE_IF_EQUAL, { table, items }, PRIO_BACKGROUND)).outcomes;
   }
 }
 
@@ -70,5 +77,10 @@ export function serveTables(rpc: RpcNode, clock: HybridClock, stores: ReadonlyMa
     const req = decodeJson<{ table: string; pk: string; q: RangeQuery } & Stamped>(payload);
     clock.observe(req.ts);
     return answer({ entries: storeOf(req.table).range(req.pk, req.q) });
+  });
+  rpc.handle(EP_DELETE_IF_EQUAL, async ({ payload }) => {
+    const req = decodeJson<{ table: string; items: TombstoneRef[] } & Stamped>(payload);
+    clock.observe(req.ts);
+    return answer({ outcomes: await storeOf(req.table).deleteIfEqual(req.items) });
   });
 }

@@ -29,4 +29,14 @@ export interface TableSchema<E> {
    * some cascades depend on what the incoming entry carried (a version the merge dropped).
    */
   onMerge?(old: E | undefined, incoming: E, merged: E, ctx: HookContext): void;
+  /**
+   * Sharded tables only: true when the entry records nothing but a deletion, so that once every
+   * replica holds it (and TABLE_GC_DELAY_MS has passed) removing it can bring nothing back.
+   */
+  isTombstone?(entry: E): boolean;
+  /**
+   * Checked by each replica just before it removes a tombstone: true while other local state
+   * still needs it (the tombstone stays and GC retries later).
+   */
+  holdTombstone?(entry: E, db: Database): boolean;
 }
