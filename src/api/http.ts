@@ -7,6 +7,7 @@ import http from "node:http";
 import { once } from "node:events";
 import type { Elysia } from "elysia";
 import { logger } from "../util/log";
+import { chunkDone } from "../util/buffer-pool";
 
 const log = logger("http");
 
@@ -112,7 +113,8 @@ async function sendResponse(res: http.ServerResponse, response: Response, isHead
     for (;;) {
       const { value, done } = await reader.read();
       if (done || closed) break;
-      if (!res.write(value)) await drained(res);
+      // Lent block buffers (util/buffer-pool) go back to their pool once written out.
+      if (!res.write(value, () => chunkDone(value))) await drained(res);
     }
   } catch (err) {
     // The body failed mid-stream: the status line is gone, so cut the connection to make

@@ -8,8 +8,9 @@ import { quorum } from "../table/quorum";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
 import { compressIfSmaller, type ZstdCodec } from "./codec";
-import type { LocalBlockStore } from "./store";
+import type { LocalBlockStore, StoredBlock } from "./store";
 import { WorkerStats } from "../util/worker-stats";
+import { BufferPool, lend } from "../util/buffer-pool";
 
 const log = logger("block");
 
@@ -39,6 +40,8 @@ const RESYNC_BATCH = 32;
 const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
 const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
+/** Free block-sized buffers kept for reads streamed to clients (16 MiB with 1 MiB blocks). */
+const READ_BUFFERS_KEPT = 16;
 /** Block hashes read per query when `repair blocks` queues every block. */
 const REPAIR_PAGE = 1000;
 /** Retry delays of a failing resync: doubling from the first to the longest. */
@@ -71,6 +74,7 @@ export class BlockManager {
   private resyncTimer: ReturnType<typeof setInterval> | undefined;
   private resyncRunning: Promise<void> | undefined;
   private readonly postponeGc;
+  private readonly readBuffers: BufferPool;
   /** A read first: the update (its own commit) runs only for the rare block awaiting GC. */
   private readonly pendingGc;
 
@@ -82,6 +86,7 @@ export class BlockManager {
     private readonly opts: BlockManagerOptions,
     private readonly remote?: RemoteBlocks,
   ) {
+    this.readBuffers = new BufferPool(opts.blockSize, READ_BUFFERS_KEPT);
     this.pendingGc = db.query(`SELECT 1 FROM block_rc WHERE hash = ? AND deletable_at IS NOT NULL`);
     this.postponeGc = db.query(`UPDATE block_rc SET deletable_at = max(deletable_at, ?2) WHERE hash = ?1 AND deletable_at IS NOT NULL`);
   }
@@ -145,16 +150,39 @@ export class BlockManager {
   }
 
   /** Reads a block's plaintext from the nearest node that has it. */
-  async get(hashHex: string): Promise<Uint8Array> {
+  get(hashHex: string): Promise<Uint8Array> {
+    return this.read(hashHex, false);
+  }
+
+  /**
+   * Like get, for bytes on their way out to a client: a block read from this node's disk comes in
+   * a reused buffer, lent (util/buffer-pool) until the consumer calls chunkDone on it.
+   */
+  getLent(hashHex: string): Promise<Uint8Array> {
+    return this.read(hashHex, true);
+  }
+
+  private async read(hashHex: string, lendPooled: boolean): Promise<Uint8Array> {
     for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
       try {
-        const stored = node === this.placement.selfId ? await this.store.read(hashHex) : await this.remoteFor(node).get(node, hashHex);
+        const stored: (StoredBlock & { buffer?: Uint8Array }) | null =
+          node !== this.placement.selfId
+            ? await this.remoteFor(node).get(node, hashHex)
+            : lendPooled
+              ? this.store.readPooled(hashHex, this.readBuffers)
+              : await this.store.read(hashHex);
         if (!stored) {
           // This node should have had it: fetch it in the background.
           if (node === this.placement.selfId && this.remote) this.enqueueResync([hashHex]);
           continue;
         }
-        return stored.compressed ? await this.codec.decompress(stored.data, this.opts.blockSize) : stored.data;
+        const buffer = stored.buffer;
+        if (!stored.compressed) return buffer ? lend(stored.data, () => this.readBuffers.give(buffer)) : stored.data;
+        try {
+          return await this.codec.decompress(stored.data, this.opts.blockSize);
+        } finally {
+          if (buffer) this.readBuffers.give(buffer);
+        }
       } catch (err) {
         log.warn(`block ${hashHex.slice(0, 16)} from ${node.slice(0, 16)}: ${(err as Error).message}`);
       }

@@ -133,7 +133,7 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
           past = true;
           return;
         }
-        const data = blocks.get(entry.hash);
+        const data = blocks.getLent(entry.hash);
         data.catch(() => {}); // awaited below; avoid an unhandled rejection while queued
         window.push({ entry, data, at });
       }
