@@ -6,6 +6,7 @@ import type { GroupCommitter } from "../db/committer";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
+import { PARTITION_COUNT } from "../cluster/layout";
 import { GcTodo, tableGcDelayMs } from "./gc";
 
 /** Sync buckets per partition (a two-level summary: partition, then bucket). */
@@ -57,6 +58,10 @@ export class LocalStore<E> {
   private readonly queueStmt: Statement;
   private readonly bucketStmt: Statement;
   private readonly partitionStmt: Statement;
+  private readonly tableStmt: Statement;
+  /** Bumped by every stored change: partition digests computed at the same count are reused. */
+  private changes = 0;
+  private digestCache: { changes: number; digests: string[] } | undefined;
   /**
    * Full-copy tables (keys, buckets, aliases) are small and read on every request: they
    * are cached whole in memory. This process is the only writer, so the cache stays exact.
@@ -78,6 +83,7 @@ export class LocalStore<E> {
     this.putStmt = db.query(`INSERT OR REPLACE INTO ${t} (pk, sk, v, part) VALUES (?, ?, ?, ?)`);
     this.bucketStmt = db.query(`SELECT pk, sk, v FROM ${t} WHERE part = ? ORDER BY pk, sk LIMIT ?`);
     this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ? ORDER BY part, pk, sk`);
+    this.tableStmt = db.query(`SELECT part, pk, sk, v FROM ${t} ORDER BY part, pk, sk`);
     this.deleteStmt = db.query(`DELETE FROM ${t} WHERE pk = ? AND sk = ?`);
     this.rangeStmt = db.query(
       `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
@@ -131,6 +137,7 @@ export class LocalStore<E> {
       const encoded = JSON.stringify(merged);
       if (old === undefined || encoded !== JSON.stringify(old)) {
         this.putStmt.run(pk, sk, encoded, syncBucketOf(partitionOfEntry(this.schema, pk), pk, sk));
+        this.changes++;
         // Dropped rather than updated: if the transaction rolls back, the next read reloads.
         this.cache?.delete(`${pk}\u0000${sk}`);
         // Only a changed value is (re)queued: a repeated tombstone keeps its original due time.
@@ -142,14 +149,44 @@ export class LocalStore<E> {
   }
 
   /**
+   * One digest per partition ("" for an empty one), the first level of anti-entropy: replicas
+   * compare these with one call per table and go down to sync buckets only where they differ.
+   * One scan of the table, reused until something changes (an idle cluster scans nothing).
+   */
+  partitionDigests(): string[] {
+    // Counted before the scan: a change committed during it makes the next call scan again.
+    const changes = this.changes;
+    if (this.digestCache?.changes === changes) return this.digestCache.digests;
+    const digests = new Array<string>(PARTITION_COUNT).fill("");
+    let current = -1;
+    let hasher: ReturnType<typeof createHash> | undefined;
+    const close = () => {
+      if (hasher) digests[current] = hasher.digest("hex").slice(0, 32);
+    };
+    for (const r of this.tableStmt.iterate() as IterableIterator<{ part: number; pk: string; sk: string; v: string }>) {
+      const partition = Math.floor(r.part / SYNC_BUCKETS);
+      if (partition !== current) {
+        close();
+        current = partition;
+        hasher = createHash("sha256");
+      }
+      hasher!.update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
+    }
+    close();
+    this.digestCache = { changes, digests };
+    return digests;
+  }
+
+  /**
    * Digest of each of the SYNC_BUCKETS sync buckets of a partition: two replicas compare
    * these and exchange only the buckets that differ.
    */
   bucketDigests(partition: number): string[] {
-    const hashers = Array.from({ length: SYNC_BUCKETS }, () => createHash("sha256"));
+    // Hashers only for buckets that hold something: most buckets of a small table are empty.
+    const hashers: (ReturnType<typeof createHash> | undefined)[] = new Array(SYNC_BUCKETS);
     const rows = this.partitionStmt.iterate(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS) as IterableIterator<{ part: number; pk: string; sk: string; v: string }>;
-    for (const r of rows) hashers[r.part % SYNC_BUCKETS]!.update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
-    return hashers.map((h) => h.digest("hex").slice(0, 32));
+    for (const r of rows) (hashers[r.part % SYNC_BUCKETS] ??= createHash("sha256")).update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
+    return Array.from({ length: SYNC_BUCKETS }, (_, b) => hashers[b]?.digest("hex").slice(0, 32) ?? "");
   }
 
   /** Every entry of one sync bucket (bounded: a bucket is 1/65536 of the table). */
@@ -162,6 +199,7 @@ export class LocalStore<E> {
   /** Removes an entry outright: only for garbage that no CRDT merge can resurrect. */
   deleteInTransaction(pk: string, sk: string): void {
     this.deleteStmt.run(pk, sk);
+    this.changes++;
     this.cache?.delete(`${pk}\u0000${sk}`);
     this.gcTodo?.remove(this.schema.name, pk, sk);
   }

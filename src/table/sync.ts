@@ -1,6 +1,7 @@
-// Anti-entropy for sharded tables: for each partition this node holds, it compares a
-// two-level summary (a digest per sync bucket) with every other replica of the partition,
-// then pulls and pushes the entries of the buckets that differ; CRDT merges do the rest.
+// Anti-entropy for sharded tables: with every other replica of the partitions this node holds,
+// it compares a digest per partition (one call per table and peer), then, for a partition that
+// differs, a digest per sync bucket, then pulls and pushes the entries of the buckets that
+// differ; CRDT merges do the rest.
 // It runs periodically and whenever a peer comes back, so a node that missed writes while
 // it was down converges without operator action.
 import { PARTITION_COUNT, type Placement } from "../cluster/layout";
@@ -17,6 +18,7 @@ export const SHARDED_SYNC_INTERVAL_MS = 10 * 60 * 1000;
 export const PEER_UP_SYNC_DELAY_MS = 1_000;
 const CALL_TIMEOUT_MS = 60_000;
 
+const EP_PARTITION_DIGESTS = "table/partition-digests";
 const EP_DIGESTS = "table/bucket-digests";
 const EP_ENTRIES = "table/bucket-entries";
 const EP_PUSH = "table/bucket-push";
@@ -51,6 +53,10 @@ export class ShardedTableSync {
       if (!s) throw new Error(`not a sharded table: ${name}`);
       return s;
     };
+    rpc.handle(EP_PARTITION_DIGESTS, async ({ payload }) => {
+      const { table } = decodeJson<{ table: string }>(payload);
+      return { payload: encodeJson({ digests: storeOf(table).partitionDigests() }) };
+    });
     rpc.handle(EP_DIGESTS, async ({ payload }) => {
       const { table, partition } = decodeJson<{ table: string; partition: number }>(payload);
       return { payload: encodeJson({ digests: storeOf(table).bucketDigests(partition) }) };
@@ -97,17 +103,29 @@ export class ShardedTableSync {
   private async pass(): Promise<SyncReport> {
     const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now() };
     const self = this.placement.selfId;
+    // The partitions this node shares with each other replica.
+    const shared = new Map<string, number[]>();
     for (let p = 0; p < PARTITION_COUNT; p++) {
       const replicas = new Set(this.placement.writeSets(p).flat());
       if (!replicas.has(self)) continue;
       report.partitions++;
-      for (const peer of replicas) {
-        if (peer === self) continue;
-        if (!this.rpc.isConnected(peer)) {
-          report.unreachable++;
+      for (const peer of replicas) if (peer !== self) shared.set(peer, [...(shared.get(peer) ?? []), p]);
+    }
+    for (const [peer, partitions] of shared) {
+      if (!this.rpc.isConnected(peer)) {
+        report.unreachable += partitions.length;
+        continue;
+      }
+      for (const store of this.stores) {
+        let differing: number[];
+        try {
+          differing = await this.differingPartitions(peer, store, partitions);
+        } catch (err) {
+          report.errors++;
+          log.debug(`${store.schema.name} partition digests with ${peer.slice(0, 16)}: ${(err as Error).message}`);
           continue;
         }
-        for (const store of this.stores) {
+        for (const p of differing) {
           try {
             report.bucketsExchanged += await this.syncPartition(peer, store, p);
           } catch (err) {
@@ -119,6 +137,14 @@ export class ShardedTableSync {
     }
     if (report.bucketsExchanged > 0) log.info(`anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions`);
     return report;
+  }
+
+  /** Of `partitions`, those whose digest differs between this node and `peer`. */
+  private async differingPartitions(peer: string, store: LocalStore<unknown>, partitions: number[]): Promise<number[]> {
+    const reply = await this.rpc.call(peer, EP_PARTITION_DIGESTS, encodeJson({ table: store.schema.name }), { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS });
+    const theirs = decodeJson<{ digests: string[] }>(reply.payload).digests;
+    const ours = store.partitionDigests();
+    return partitions.filter((p) => theirs[p] !== ours[p]);
   }
 
   private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number): Promise<number> {
