@@ -151,7 +151,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     { blockSize: config.block_size, compressionLevel: config.compression_level },
     new RpcBlocks(rpc),
   );
-  serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed));
+  serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed), config.block_size);
   onBlockRefsReceived = (refs) => blocks.enqueueResync(refs.filter((r) => !r.deleted).map((r) => r.hash));
   cluster.start();
 

@@ -3,6 +3,7 @@
 import { decodeJson, encodeJson, PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import type { RemoteBlocks } from "./manager";
 import type { LocalBlockStore } from "./store";
+import { BufferPool } from "../util/buffer-pool";
 
 /** Time to store or fetch one block on a peer. */
 export const BLOCK_CALL_TIMEOUT_MS = 60_000;
@@ -17,8 +18,8 @@ async function* pieces(data: Uint8Array): AsyncGenerator<Uint8Array> {
   for (let off = 0; off < data.length; off += BLOCK_PIECE) yield data.subarray(off, Math.min(data.length, off + BLOCK_PIECE));
 }
 
-async function collect(body: AsyncIterable<Uint8Array> | undefined, size: number): Promise<Uint8Array> {
-  const out = new Uint8Array(size);
+async function collect(body: AsyncIterable<Uint8Array> | undefined, size: number, into?: Uint8Array): Promise<Uint8Array> {
+  const out = into ? into.subarray(0, size) : new Uint8Array(size);
   let fill = 0;
   if (body) {
     for await (const chunk of body) {
@@ -55,15 +56,32 @@ export class RpcBlocks implements RemoteBlocks {
   }
 }
 
+/** Free block buffers kept for blocks received from peers. */
+const RECEIVE_BUFFERS_KEPT = 16;
+
 /** Largest block body a peer may send (bounds the memory of one put). */
 export const MAX_REMOTE_BLOCK = 64 * 1024 * 1024 + 1024;
 
 /** Serves this node's block store to its peers; `write` is the manager's locked local write. */
-export function serveBlocks(rpc: RpcNode, store: LocalBlockStore, write: (hash: string, data: Uint8Array, compressed: boolean) => Promise<void>): void {
+export function serveBlocks(
+  rpc: RpcNode,
+  store: LocalBlockStore,
+  write: (hash: string, data: Uint8Array, compressed: boolean) => Promise<void>,
+  blockSize: number,
+): void {
+  // Received blocks land in reused buffers: fresh memory for every block (page faults, zeroing)
+  // cost more than receiving it.
+  const buffers = new BufferPool(blockSize, RECEIVE_BUFFERS_KEPT);
   rpc.handle(EP_PUT, async ({ payload, body }) => {
     const head = decodeJson<{ hash: string; compressed: boolean; size: number }>(payload);
     if (!Number.isSafeInteger(head.size) || head.size < 0 || head.size > MAX_REMOTE_BLOCK) throw new Error(`refusing a block of ${head.size} bytes`);
-    await write(head.hash, await collect(body, head.size), head.compressed);
+    const buffer = head.size <= buffers.size ? buffers.take() : undefined;
+    try {
+      // The store has written (or refused) the bytes once write() settles: the buffer is free.
+      await write(head.hash, await collect(body, head.size, buffer), head.compressed);
+    } finally {
+      if (buffer) buffers.give(buffer);
+    }
     return { payload: encodeJson({}) };
   });
   rpc.handle(EP_HAS, async ({ payload }) => {
