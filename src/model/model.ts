@@ -13,7 +13,7 @@ import type { TableSchema } from "../table/schema";
 import { bucketSchema, type BucketEntry } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
-import { objectSchema, type ObjectEntry } from "./object";
+import { objectSchema, type ObjectEntry, type VersionState } from "./object";
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
 import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
@@ -174,6 +174,34 @@ export class Model {
       }
       if (superseded.length > 0) log.info(`${superseded.length} object writes restamped past a newer version (clock skew?)`);
       pending = superseded;
+    }
+  }
+
+  /**
+   * Announces a new version of (bucketId, key) as uploading (invisible) before anything is tied
+   * to it, and returns its uuid and timestamp: the blocks and references written next use them,
+   * and so does the completion. As with insertNewestVersions, the replicas' replies reveal a
+   * complete version newer than our timestamp (a lagging clock): the attempt is then aborted
+   * (nothing refers to it yet) and made again past that version, before any data is written.
+   */
+  async startVersion(bucketId: string, key: string, state: Extract<VersionState, { kind: "uploading" }>): Promise<{ uuid: string; timestamp: number }> {
+    let uuid = newUuid();
+    let timestamp = this.clock.now();
+    for (let round = 0; ; round++) {
+      const [replies] = await Promise.all([
+        this.objects.insertReporting([{ bucketId, key, versions: [{ uuid, timestamp, state }] }]),
+        this.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key } }),
+      ]);
+      const newer = newestOtherComplete(replies[0]!, uuid);
+      if (newer < timestamp) return { uuid, timestamp };
+      if (round >= MAX_RESTAMPS) {
+        log.info(`an upload still raced a newer version after ${MAX_RESTAMPS} restamps`);
+        return { uuid, timestamp };
+      }
+      log.info(`an upload restamped past a newer version (clock skew?)`);
+      await this.objects.insert({ bucketId, key, versions: [{ uuid, timestamp, state: { kind: "aborted" } }] });
+      uuid = newUuid();
+      timestamp = this.clock.nowAfter(newer);
     }
   }
 

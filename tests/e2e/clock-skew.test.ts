@@ -49,7 +49,8 @@ afterAll(async () => {
 
 test("a PUT through a late node right after a PUT through another wins", async () => {
   const a = cluster.nodes[0]!;
-  for (const [k, size] of [["inline", 100], ["one-block", 200_000]] as const) {
+  // Sizes in hex characters: inline, one block, several blocks (announced as uploading first).
+  for (const [k, size] of [["inline", 100], ["one-block", 200_000], ["multi-block", 1_300_000]] as const) {
     const first = `first ${randomBytes(size).toString("hex")}`;
     const second = `second ${randomBytes(size).toString("hex")}`;
     await s3(a).send(new PutObjectCommand({ Bucket: "skew", Key: k, Body: first }));

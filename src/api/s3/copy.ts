@@ -1,8 +1,8 @@
 // CopyObject and UploadPartCopy. CopyObject never rewrites data: the new version references
 // the source's blocks. UploadPartCopy streams the chosen byte range into a new part (block
 // dedup still stores aligned blocks once).
-import { newUuid } from "../../util/ids";
-import { visibleVersion, type ObjectMeta } from "../../model/object";
+import { visibleVersion, type ObjectData, type ObjectMeta } from "../../model/object";
+import { assert } from "../../util/assert";
 import type { ObjectRequest } from "./context";
 import { S3Error } from "./errors";
 import { xmlResponse, isoDate } from "./bucket";
@@ -47,21 +47,27 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
     throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   const data = src.version.state.data;
   const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
-  const uuid = newUuid();
-  const timestamp = model.clock.now();
+  const complete: ObjectData = data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) };
+  let written: { uuid: string; timestamp: number } | undefined;
   if (data.kind === "blocks") {
-    await Promise.all([
-      model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } }),
-      model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId } }] }),
-    ]);
+    // The copy references the source's blocks under its own version: announced first, completed
+    // last. (Reading the source already advanced this node's clock past what its replicas had
+    // seen; startVersion also covers a newer write to the destination.)
+    const { uuid, timestamp } = await model.startVersion(r.bucket.id, r.key, { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId });
     await model.copyBlocks(src.version.uuid, uuid);
+    await model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "complete", data: complete } }] });
+    written = { uuid, timestamp };
+  } else {
+    // Nothing tied to a uuid: one write, restamped like a small PUT.
+    await model.insertNewestVersions([
+      (uuid, timestamp) => {
+        written = { uuid, timestamp };
+        return { entry: { bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "complete", data: complete } }] } };
+      },
+    ]);
   }
-  await model.objects.insert({
-    bucketId: r.bucket.id,
-    key: r.key,
-    versions: [{ uuid, timestamp, state: { kind: "complete", data: data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) } } }],
-  });
-  return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(timestamp), ETag: etagHeader(meta.etag) }));
+  assert(written !== undefined, "the copy was written");
+  return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(meta.etag) }));
 }
 
 export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {

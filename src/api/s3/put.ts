@@ -40,8 +40,8 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const headers = storedHeaders(r.headers);
   const digests = declaredDigests(r.headers);
   const payload = new PayloadReader(r);
-  const uuid = newUuid();
-  const timestamp = model.clock.now();
+  let uuid = newUuid();
+  let timestamp = model.clock.now();
   const bucketId = r.bucket.id;
   const small = payload.declaredLength !== undefined && payload.declaredLength < INLINE_THRESHOLD;
   // A body of at most one block needs no "uploading" step: its block is stored first and the
@@ -49,14 +49,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const singleBlock = !small && payload.declaredLength !== undefined && payload.declaredLength <= r.services.settings.blockSize;
 
   if (!small && !singleBlock) {
-    await Promise.all([
-      model.objects.insert({
-        bucketId,
-        key: r.key,
-        versions: [{ uuid, timestamp, state: { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId } }],
-      }),
-      model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key: r.key } }),
-    ]);
+    ({ uuid, timestamp } = await model.startVersion(bucketId, r.key, { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId }));
   }
 
   let body: WrittenBody;
