@@ -1,6 +1,13 @@
 // Multipart uploads: the upload header (sharded by bucket id, listed by key) and its parts
 // (sharded by upload id). Each part is a version of its own; re-uploading a part number
 // replaces it (newest timestamp wins).
+//
+// Closing an upload (complete or abort) tombstones its part rows so that table GC collects
+// them. The header and the parts live in different partitions (bucket id vs upload id), so the
+// header's replicas cannot see the parts: each of them writes a "closed" marker row (part 0)
+// into the upload's part partition, and each replica of that partition tombstones the parts it
+// holds when the marker arrives, and any part that arrives after it.
+import type { Database } from "bun:sqlite";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
 import type { HeaderList } from "./object";
@@ -26,6 +33,18 @@ export interface UploadPartEntry {
   size: number;
   /** base64 checksum of the part, when the upload declared an algorithm. */
   checksum?: string;
+  /**
+   * Its upload was closed: a tombstone for table GC. Absent in rows stored before the flag
+   * existed, which read as live (see isLivePart).
+   */
+  deleted?: boolean;
+}
+
+/** Part number of the row that marks an upload closed (real parts are 1..10000). */
+export const CLOSED_MARKER_PART = 0;
+
+export function isLivePart(p: UploadPartEntry): boolean {
+  return p.deleted !== true;
 }
 
 /** Keys never contain NUL (refused at the API), so it separates key and upload id in order. */
@@ -37,6 +56,19 @@ export function partSortKey(part: number): string {
   return String(part).padStart(5, "0");
 }
 
+/** The same part row, deleted. `deleted` goes last so every replica stores one encoding. */
+function partTombstone(p: UploadPartEntry): UploadPartEntry {
+  const { deleted: _old, ...rest } = p;
+  return { ...rest, deleted: true };
+}
+
+/** The marker every replica of a closed upload's header writes; identical on all of them. */
+export function closedMarker(u: UploadEntry): UploadPartEntry {
+  return { uploadId: u.uploadId, part: CLOSED_MARKER_PART, timestamp: u.timestamp, version: "", etag: "", size: 0, deleted: true };
+}
+
+const MARKER_SK = partSortKey(CLOSED_MARKER_PART);
+
 export const uploadSchema: TableSchema<UploadEntry> = {
   name: "mpu",
   replication: "sharded",
@@ -45,7 +77,26 @@ export const uploadSchema: TableSchema<UploadEntry> = {
   merge: (a, b) => ({ ...a, deleted: a.deleted || b.deleted }),
   // Completed or aborted: its part versions were released when it was closed.
   isTombstone: (u) => u.deleted,
+  onMerge(old, _incoming, merged, ctx) {
+    // Queued only once closed: Complete has read the parts (and copied their blocks) by then.
+    if (merged.deleted && !old?.deleted) ctx.enqueue("mpu_part", closedMarker(merged));
+  },
 };
+
+/** absent < false < true: a join of the flag in which an absent one (old rows) means live. */
+function joinDeleted(a: boolean | undefined, b: boolean | undefined): boolean | undefined {
+  if (a === true || b === true) return true;
+  if (a === false || b === false) return false;
+  return undefined;
+}
+
+function tombstoneLiveParts(db: Database, uploadId: string, enqueue: (t: "mpu_part", e: unknown) => void): void {
+  const rows = db.query(`SELECT v FROM t_mpu_part WHERE pk = ? AND sk > ?`).all(uploadId, MARKER_SK) as { v: string }[];
+  for (const r of rows) {
+    const p = JSON.parse(r.v) as UploadPartEntry;
+    if (isLivePart(p)) enqueue("mpu_part", partTombstone(p));
+  }
+}
 
 export const uploadPartSchema: TableSchema<UploadPartEntry> = {
   name: "mpu_part",
@@ -53,13 +104,30 @@ export const uploadPartSchema: TableSchema<UploadPartEntry> = {
   partitionKey: (p) => p.uploadId,
   sortKey: (p) => partSortKey(p.part),
   merge(a, b) {
-    if (a.timestamp !== b.timestamp) return a.timestamp > b.timestamp ? a : b;
-    return a.version >= b.version ? a : b;
+    // The newest upload of the part number wins; the deletion flag is joined on its own.
+    const newest = a.timestamp !== b.timestamp ? (a.timestamp > b.timestamp ? a : b) : a.version >= b.version ? a : b;
+    const deleted = joinDeleted(a.deleted, b.deleted);
+    if (newest.deleted === deleted) return newest;
+    const { deleted: _old, ...rest } = newest;
+    return { ...rest, deleted };
   },
+  isTombstone: (p) => p.deleted === true,
   onMerge(old, incoming, merged, ctx) {
+    if (merged.part === CLOSED_MARKER_PART) {
+      if (old === undefined) tombstoneLiveParts(ctx.db, merged.uploadId, ctx.enqueue);
+      return;
+    }
     // The part a re-upload replaced no longer needs its data.
     for (const p of [old, incoming]) {
       if (p && p.version !== merged.version) ctx.enqueue("version", { uuid: p.version, deleted: true, backlink: null });
+    }
+    if (!isLivePart(merged)) {
+      // Closed: its data goes too. finishUpload releases it as well, but not if its node died,
+      // nor for a part stored after the close (an UploadPart racing with it).
+      if (old === undefined || isLivePart(old)) ctx.enqueue("version", { uuid: merged.version, deleted: true, backlink: null });
+    } else if (ctx.db.query(`SELECT 1 FROM t_mpu_part WHERE pk = ? AND sk = ?`).get(merged.uploadId, MARKER_SK)) {
+      // Arrived after its upload was closed.
+      ctx.enqueue("mpu_part", partTombstone(merged));
     }
   },
 };

@@ -5,7 +5,7 @@ import { CryptoHasher } from "bun";
 import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
-import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
+import { isLivePart, uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
 import { S3Error } from "./errors";
@@ -27,15 +27,26 @@ async function getUpload(r: ObjectRequest, uploadId: string | null): Promise<Upl
   return upload;
 }
 
-async function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]> {
+/**
+ * The upload's live part rows from sort key `start` on, at most `limit`. Tombstones (the parts
+ * of a closed upload, and its closed marker) are skipped.
+ */
+async function liveParts(r: ObjectRequest, uploadId: string, start: string, limit: number): Promise<UploadPartEntry[]> {
   const out: UploadPartEntry[] = [];
-  let start = "";
   for (;;) {
     const page = await r.services.model.uploadParts.range(uploadId, { start, limit: 1000 });
-    out.push(...page);
+    for (const p of page) {
+      if (!isLivePart(p)) continue;
+      out.push(p);
+      if (out.length === limit) return out;
+    }
     if (page.length < 1000) return out;
     start = partSortKey(page[page.length - 1]!.part) + "\u0000";
   }
+}
+
+function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]> {
+  return liveParts(r, uploadId, "", Infinity);
 }
 
 export async function createMultipartUpload(r: ObjectRequest): Promise<Response> {
@@ -91,6 +102,7 @@ export async function storePart(r: ObjectRequest, upload: UploadEntry, part: num
       etag: Buffer.from(body.md5).toString("hex"),
       size: body.size,
       checksum: checksum?.value,
+      deleted: false, // last, as in the tombstone the close makes of it (one encoding)
     };
     await model.uploadParts.insert(entry);
     return entry;
@@ -167,7 +179,11 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   );
 }
 
-/** Closes an upload and releases every part version (the final version holds its own refs). */
+/**
+ * Closes an upload and releases every part version (the final version holds its own refs).
+ * Closing it makes its replicas tombstone the part rows (uploadSchema.onMerge): Complete must
+ * have read the parts and copied their blocks before.
+ */
 async function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
   const { model } = r.services;
   await model.uploads.insert({ ...upload, deleted: true });
@@ -189,7 +205,7 @@ export async function listParts(r: ObjectRequest): Promise<Response> {
   const upload = await getUpload(r, r.query.get("uploadId"));
   const maxParts = Math.min(Number(r.query.get("max-parts") ?? 1000) || 1000, 1000);
   const marker = Number(r.query.get("part-number-marker") ?? 0) || 0;
-  const parts = await r.services.model.uploadParts.range(upload.uploadId, { start: partSortKey(marker) + "\u0000", limit: maxParts + 1 });
+  const parts = await liveParts(r, upload.uploadId, partSortKey(marker) + "\u0000", maxParts + 1);
   const page = parts.slice(0, maxParts);
   const truncated = parts.length > maxParts;
   const algo = upload.checksumAlgorithm;
