@@ -1,6 +1,6 @@
 // Block references (sharded by block hash, next to the block itself): which versions use a
 // block. The update hook keeps the local reference count that block GC reads.
-import type { TableSchema } from "../table/schema";
+import type { HookContext, TableSchema } from "../table/schema";
 import { BLOCK_GC_DELAY_MS } from "../block/manager";
 
 export interface BlockRefEntry {
@@ -9,6 +9,16 @@ export interface BlockRefEntry {
   deleted: boolean;
 }
 
+
+/** One reference fewer; at zero the block may be deleted after the GC delay. */
+function releaseRef(hash: string, ctx: HookContext): void {
+  ctx.db
+    .query(
+      `UPDATE block_rc SET refs = refs - 1,
+         deletable_at = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE NULL END WHERE hash = ?1`,
+    )
+    .run(hash, ctx.now() + BLOCK_GC_DELAY_MS);
+}
 
 export const blockRefSchema: TableSchema<BlockRefEntry> = {
   name: "block_ref",
@@ -30,13 +40,10 @@ export const blockRefSchema: TableSchema<BlockRefEntry> = {
            ON CONFLICT(hash) DO UPDATE SET refs = refs + 1, deletable_at = NULL`,
         )
         .run(merged.hash);
-    } else {
-      ctx.db
-        .query(
-          `UPDATE block_rc SET refs = refs - 1,
-             deletable_at = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE NULL END WHERE hash = ?1`,
-        )
-        .run(merged.hash, ctx.now() + BLOCK_GC_DELAY_MS);
-    }
+    } else releaseRef(merged.hash, ctx);
+  },
+  // A live reference handed to its new holders (table offload) no longer counts here.
+  onRemove(stored, ctx) {
+    if (!stored.deleted) releaseRef(stored.hash, ctx);
   },
 };

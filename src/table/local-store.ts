@@ -42,6 +42,18 @@ export interface LocalStoreOptions {
   gcDelayMs?: number;
 }
 
+/** A row as stored, with its sync bucket: what offloading reads, pushes and then removes. */
+export interface StoredRow {
+  part: number;
+  pk: string;
+  sk: string;
+  /** The stored JSON encoding. */
+  v: string;
+}
+
+/** Where a page of a partition's rows ends: the next page starts after it. */
+export type RowCursor = Pick<StoredRow, "part" | "pk" | "sk">;
+
 export interface RangeQuery {
   /** Inclusive lower bound of the sort key. */
   start?: string;
@@ -59,6 +71,8 @@ export class LocalStore<E> {
   private readonly bucketStmt: Statement;
   private readonly partitionStmt: Statement;
   private readonly tableStmt: Statement;
+  private readonly pageStmt: Statement;
+  private readonly anyInPartitionStmt: Statement;
   /** Bumped by every stored change: partition digests computed at the same count are reused. */
   private changes = 0;
   private digestCache: { changes: number; digests: string[] } | undefined;
@@ -85,6 +99,12 @@ export class LocalStore<E> {
     this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ? ORDER BY part, pk, sk`);
     this.tableStmt = db.query(`SELECT part, pk, sk, v FROM ${t} ORDER BY part, pk, sk`);
     this.deleteStmt = db.query(`DELETE FROM ${t} WHERE pk = ? AND sk = ?`);
+    // Both walk the (part) index, which also holds (pk, sk): no scan of other partitions. A page
+    // starts its range at the cursor's sync bucket, so only rows of that one bucket are skipped.
+    this.pageStmt = db.query(
+      `SELECT part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, pk, sk) > (?3, ?4, ?5) ORDER BY part, pk, sk LIMIT ?6`,
+    );
+    this.anyInPartitionStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
     this.rangeStmt = db.query(
       `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
     );
@@ -124,11 +144,7 @@ export class LocalStore<E> {
 
   /** Merges entries; the caller must be inside a transaction. Returns the stored values. */
   applyInTransaction(entries: readonly E[]): E[] {
-    const ctx: HookContext = {
-      db: this.db,
-      enqueue: (table: CrdtTableName, entry: unknown) => this.queueStmt.run(table, JSON.stringify(entry)),
-      now: this.now,
-    };
+    const ctx = this.hookContext();
     return entries.map((incoming) => {
       const pk = this.schema.partitionKey(incoming);
       const sk = this.schema.sortKey(incoming);
@@ -196,8 +212,51 @@ export class LocalStore<E> {
     return rows.map((r) => JSON.parse(r.v) as E);
   }
 
-  /** Removes an entry outright: only for garbage that no CRDT merge can resurrect. */
+  /** True when this node stores at least one entry of `partition`. */
+  hasRowsInPartition(partition: number): boolean {
+    return this.anyInPartitionStmt.get(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS) !== null;
+  }
+
+  /**
+   * Up to `limit` stored rows of `partition` in (part, pk, sk) order, starting after `after`
+   * (from the first row when undefined): table offload reads a partition page by page.
+   */
+  partitionPage(partition: number, after: RowCursor | undefined, limit: number): StoredRow[] {
+    const lo = partition * SYNC_BUCKETS;
+    const from = after ? Math.max(lo, after.part) : lo;
+    return this.pageStmt.all(from, lo + SYNC_BUCKETS, after?.part ?? -1, after?.pk ?? "", after?.sk ?? "", limit) as StoredRow[];
+  }
+
+  /**
+   * Removes an entry only if it is still stored exactly as `v` (table offload: a value merged in
+   * since it was read and pushed may not be on the new holders yet, so it stays for a later
+   * pass). The caller must be inside a transaction.
+   */
+  deleteIfUnchangedInTransaction(pk: string, sk: string, v: string): "deleted" | "absent" | "changed" {
+    const stored = this.getEncoded(pk, sk);
+    if (stored === undefined) return "absent";
+    if (stored !== v) return "changed";
+    this.deleteInTransaction(pk, sk);
+    return "deleted";
+  }
+
+  private hookContext(): HookContext {
+    return {
+      db: this.db,
+      enqueue: (table: CrdtTableName, entry: unknown) => this.queueStmt.run(table, JSON.stringify(entry)),
+      now: this.now,
+    };
+  }
+
+  /**
+   * Removes an entry outright: only for garbage that no CRDT merge can resurrect, or for an
+   * entry every node now responsible for it holds (table offload).
+   */
   deleteInTransaction(pk: string, sk: string): void {
+    if (this.schema.onRemove) {
+      const stored = this.get(pk, sk);
+      if (stored !== undefined) this.schema.onRemove(stored, this.hookContext());
+    }
     this.deleteStmt.run(pk, sk);
     this.changes++;
     this.cache?.delete(`${pk}\u0000${sk}`);

@@ -30,6 +30,11 @@ export interface TableSchema<E> {
    */
   onMerge?(old: E | undefined, incoming: E, merged: E, ctx: HookContext): void;
   /**
+   * Runs inside the transaction that removes a stored entry outright (table GC of a tombstone,
+   * offload of a partition this node no longer holds): local state derived from the entry goes.
+   */
+  onRemove?(stored: E, ctx: HookContext): void;
+  /**
    * Sharded tables only: true when the entry records nothing but a deletion, so that once every
    * replica holds it (and TABLE_GC_DELAY_MS has passed) removing it can bring nothing back.
    */

@@ -4,6 +4,8 @@
 // differ; CRDT merges do the rest.
 // It runs periodically and whenever a peer comes back, so a node that missed writes while
 // it was down converges without operator action.
+// Partitions this node no longer holds are not compared here: table offload (offload.ts) hands
+// their entries over, and runs after each pass (onPass).
 import { PARTITION_COUNT, type Placement } from "../cluster/layout";
 import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
@@ -22,6 +24,11 @@ const EP_PARTITION_DIGESTS = "table/partition-digests";
 const EP_DIGESTS = "table/bucket-digests";
 const EP_ENTRIES = "table/bucket-entries";
 const EP_PUSH = "table/bucket-push";
+/**
+ * Merges the entries sent into the receiver's copy of a sharded table (as a sync push does,
+ * block references included): table offload (offload.ts) hands entries over through it.
+ */
+export const SYNC_PUSH_ENDPOINT = EP_PUSH;
 
 export interface SyncReport {
   partitions: number;
@@ -39,6 +46,7 @@ export class ShardedTableSync {
   readonly stats = new WorkerStats("sharded table sync");
   private again = false;
   private readonly stores: LocalStore<unknown>[];
+  private readonly passListeners: ((report: SyncReport) => void)[] = [];
 
   constructor(
     private readonly rpc: RpcNode,
@@ -84,13 +92,30 @@ export class ShardedTableSync {
     await this.running;
   }
 
+  /**
+   * Calls `fn` after every finished pass: table offload runs then, since a pass follows layout
+   * changes and peers coming back, the moments when partitions may have left this node.
+   */
+  onPass(fn: (report: SyncReport) => void): void {
+    this.passListeners.push(fn);
+  }
+
   /** One full pass; a request during a pass schedules one more pass right after it. */
   syncAll(): Promise<SyncReport> {
     if (this.running) {
       this.again = true;
       return this.running;
     }
-    this.running = this.stats.run(() => this.pass()).finally(() => {
+    this.running = this.stats.run(() => this.pass()).then((report) => {
+      for (const fn of this.passListeners) {
+        try {
+          fn(report);
+        } catch (err) {
+          log.warn(`after a sync pass: ${(err as Error).message}`);
+        }
+      }
+      return report;
+    }).finally(() => {
       this.running = undefined;
       if (this.again) {
         this.again = false;

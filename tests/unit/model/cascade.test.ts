@@ -33,6 +33,19 @@ const queueLength = () => (db.query(`SELECT count(*) AS n FROM insert_queue`).ge
 const ref = (hash: string, version: string, deleted = false) => ({ hash, version, deleted });
 
 describe("block_ref hook: local reference counts", () => {
+  test("removing a live reference outright (offload) releases it; removing a tombstone changes nothing", async () => {
+    const h = H("d");
+    await model.blockRefs.insert([ref(h, "v1"), ref(h, "v2")]);
+    expect(rc(h)).toEqual({ refs: 2, deletable_at: null });
+    model.committer.writeNow(() => model.blockRefs.local.deleteInTransaction(h, "v1"));
+    expect(rc(h)).toEqual({ refs: 1, deletable_at: null });
+    await model.blockRefs.insert(ref(h, "v2", true));
+    expect(rc(h)!.refs).toBe(0);
+    const deletableAt = rc(h)!.deletable_at;
+    model.committer.writeNow(() => model.blockRefs.local.deleteInTransaction(h, "v2"));
+    expect(rc(h)).toEqual({ refs: 0, deletable_at: deletableAt });
+  });
+
   test("counts live references up and down; reaching 0 sets deletable_at = now + GC delay", async () => {
     const h = H("a");
     await model.blockRefs.insert(ref(h, "v1"));

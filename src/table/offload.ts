@@ -1,0 +1,309 @@
+// Table offload (Garage: the "offload" branch of table sync): the entries of sharded tables in
+// partitions this node holds in no live layout version. After a layout change moved a partition
+// away and the version that gave it to this node retired, nothing reads or writes those rows
+// here any more, yet they would stay forever. This module owns the worker that hands them over:
+// for each such partition, a bounded page at a time,
+//   1. push the page to every node of the partition in every live layout version (the sync push
+//      endpoint merges it with the CRDT join, so a holder that already has newer data loses
+//      nothing);
+//   2. once every one of them acknowledged it, delete those rows here, each only if it is still
+//      stored exactly as read (a value merged in meanwhile may not be on the holders yet).
+// A holder that cannot be reached leaves the rows in place for a later pass. A partition this
+// node holds in any live version is never touched; nor is anything before a layout exists.
+// Blocks have their own offload (block/manager.ts offloadPass).
+import { PARTITION_COUNT, type Placement } from "../cluster/layout";
+import type { GroupCommitter } from "../db/committer";
+import { encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { logger } from "../util/log";
+import { WorkerStats } from "../util/worker-stats";
+import type { LocalStore, RowCursor, StoredRow } from "./local-store";
+import { SYNC_PUSH_ENDPOINT } from "./sync";
+
+const log = logger("offload");
+
+/** How often a node looks for rows of partitions it no longer holds (Garage syncs every 10 min). */
+export const TABLE_OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
+/**
+ * How often the placement is checked for partitions newly released (an old layout version
+ * retired): a retirement arrives by gossip, with no sync pass after it, and waiting for the
+ * next periodic pass would keep the rows up to TABLE_OFFLOAD_INTERVAL_MS longer. The check
+ * reads only the layout in memory.
+ */
+export const TABLE_OFFLOAD_LAYOUT_CHECK_MS = 5_000;
+/** Most rows pushed in one message (and deleted in one transaction). */
+export const TABLE_OFFLOAD_PAGE_ROWS = 500;
+/** Most stored bytes in one page, so a message stays far below the RPC's 16 MiB head limit. */
+export const TABLE_OFFLOAD_PAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * Pages handed over in one pass; a pass that stops there is followed by another soon. A page
+ * covers one table and one partition, so a node that left the layout has up to 6 x 256 of
+ * them, most small: this drains a small node in a few passes.
+ */
+export const TABLE_OFFLOAD_PAGES_PER_PASS = 256;
+/** Wait before the next pass when the last one stopped at the page bound, so requests get the writer too. */
+export const TABLE_OFFLOAD_BUSY_PAUSE_MS = 100;
+/** Wait before retrying rows a pass had to keep (a holder unreachable, a row changed meanwhile). */
+export const TABLE_OFFLOAD_RETRY_MS = 60_000;
+/** Time a holder has to merge one page. */
+export const TABLE_OFFLOAD_CALL_TIMEOUT_MS = 30_000;
+
+/** How pages reach the holders (RpcOffloadRemote over RPC; fakes in tests). */
+export interface OffloadRemote {
+  /** Resolves once `node` has merged `entries` into its copy of `table`. */
+  push(node: string, table: string, entries: unknown[]): Promise<void>;
+}
+
+/** Pushes through the sharded sync's push endpoint, which also starts a block resync on the holder for block references. */
+export class RpcOffloadRemote implements OffloadRemote {
+  constructor(
+    private readonly rpc: RpcNode,
+    private readonly timeoutMs = TABLE_OFFLOAD_CALL_TIMEOUT_MS,
+  ) {}
+
+  async push(node: string, table: string, entries: unknown[]): Promise<void> {
+    await this.rpc.call(node, SYNC_PUSH_ENDPOINT, encodeJson({ table, entries }), { priority: PRIO_BACKGROUND, timeoutMs: this.timeoutMs });
+  }
+}
+
+export interface OffloadReport {
+  /** Partitions this node holds in no live layout version (whether it has rows there or not). */
+  released: number;
+  /** Pages read and pushed. */
+  pages: number;
+  /** Rows every holder acknowledged. */
+  pushed: number;
+  /** Rows deleted here after that. */
+  offloaded: number;
+  /** Rows kept because they changed between read and delete (a later pass pushes the new value). */
+  changed: number;
+  /** Rows of pushed pages kept because a holder failed or the layout moved meanwhile. */
+  kept: number;
+  /** (table, partition) pairs with rows left for a later pass because a holder failed earlier in this one. */
+  deferred: number;
+  /** True when the pass stopped at the page bound with rows left. */
+  more: boolean;
+}
+
+export interface TableOffloadOptions {
+  pageRows?: number;
+  pageBytes?: number;
+  pagesPerPass?: number;
+  intervalMs?: number;
+  layoutCheckMs?: number;
+  retryMs?: number;
+  busyPauseMs?: number;
+}
+
+interface Released {
+  partition: number;
+  /** Every node of the partition over all live layout versions, sorted. */
+  holders: string[];
+}
+
+export class TableOffload {
+  readonly stats: WorkerStats;
+  private readonly stores: LocalStore<unknown>[];
+  private readonly pageRows: number;
+  private readonly pageBytes: number;
+  private readonly pagesPerPass: number;
+  private readonly intervalMs: number;
+  private readonly layoutCheckMs: number;
+  private readonly retryMs: number;
+  private readonly busyPauseMs: number;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private layoutTimer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<OffloadReport> | undefined;
+  private again = false;
+  private stopped = true;
+  /** The released partitions (and their holders) the last pass started from. */
+  private lastReleased: string | undefined;
+
+  constructor(
+    allStores: ReadonlyMap<string, LocalStore<unknown>>,
+    private readonly placement: Placement,
+    private readonly committer: GroupCommitter,
+    private readonly remote: OffloadRemote,
+    options: TableOffloadOptions = {},
+  ) {
+    this.stores = [...allStores.values()].filter((s) => s.schema.replication === "sharded");
+    this.pageRows = options.pageRows ?? TABLE_OFFLOAD_PAGE_ROWS;
+    this.pageBytes = options.pageBytes ?? TABLE_OFFLOAD_PAGE_BYTES;
+    this.pagesPerPass = options.pagesPerPass ?? TABLE_OFFLOAD_PAGES_PER_PASS;
+    this.intervalMs = options.intervalMs ?? TABLE_OFFLOAD_INTERVAL_MS;
+    this.layoutCheckMs = options.layoutCheckMs ?? TABLE_OFFLOAD_LAYOUT_CHECK_MS;
+    this.retryMs = options.retryMs ?? TABLE_OFFLOAD_RETRY_MS;
+    this.busyPauseMs = options.busyPauseMs ?? TABLE_OFFLOAD_BUSY_PAUSE_MS;
+    this.stats = new WorkerStats("table offload", () => this.waiting());
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.layoutTimer = setInterval(() => this.checkLayout(), this.layoutCheckMs);
+    this.layoutTimer.unref?.();
+    this.schedule(this.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.layoutTimer);
+    await this.running?.catch(() => {});
+  }
+
+  /**
+   * Starts a pass without waiting for it (sync passes, `repair tables`, timers) once started,
+   * and not after stop; errors are logged.
+   */
+  trigger(): void {
+    if (this.stopped) return;
+    this.runOnce().catch((err) => log.warn(`table offload: ${(err as Error).message}`));
+  }
+
+  /** One bounded pass; a request during a pass schedules one more right after it. */
+  runOnce(): Promise<OffloadReport> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.stats
+      .run(() => this.pass())
+      .then(
+        (report) => {
+          this.schedule(report.more ? this.busyPauseMs : report.kept + report.changed + report.deferred > 0 ? this.retryMs : this.intervalMs);
+          return report;
+        },
+        (err) => {
+          this.schedule(this.retryMs);
+          throw err;
+        },
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          this.trigger();
+        }
+      });
+    return this.running;
+  }
+
+  /** The partitions this node holds in no live layout version (none before a layout exists). */
+  private released(): Released[] {
+    const self = this.placement.selfId;
+    const out: Released[] = [];
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      const holders = [...new Set(this.placement.writeSets(p).flat())];
+      if (holders.length === 0 || holders.includes(self)) continue;
+      out.push({ partition: p, holders: holders.sort() });
+    }
+    return out;
+  }
+
+  private checkLayout(): void {
+    const released = this.released();
+    if (released.length > 0 && signature(released) !== this.lastReleased) this.trigger();
+  }
+
+  /** (table, partition) pairs with rows this node should hand over: the worker's queue. */
+  private waiting(): number {
+    let n = 0;
+    for (const { partition } of this.released()) for (const store of this.stores) if (store.hasRowsInPartition(partition)) n++;
+    return n;
+  }
+
+  private schedule(ms: number): void {
+    clearTimeout(this.timer);
+    if (this.stopped) return;
+    this.timer = setTimeout(() => this.trigger(), ms);
+    this.timer.unref?.();
+  }
+
+  private async pass(): Promise<OffloadReport> {
+    const report: OffloadReport = { released: 0, pages: 0, pushed: 0, offloaded: 0, changed: 0, kept: 0, deferred: 0, more: false };
+    const released = this.released();
+    this.lastReleased = signature(released);
+    report.released = released.length;
+    // Holders that failed during this pass: their other partitions wait for the next one
+    // rather than each waiting out a timeout.
+    const failed = new Set<string>();
+    let pagesLeft = this.pagesPerPass;
+    walk: for (const { partition, holders } of released) {
+      for (const store of this.stores) {
+        let after: RowCursor | undefined;
+        for (;;) {
+          const page = this.readPage(store, partition, after);
+          if (page.length === 0) break;
+          if (holders.some((n) => failed.has(n))) {
+            report.deferred++;
+            break;
+          }
+          if (pagesLeft === 0) {
+            report.more = true;
+            break walk;
+          }
+          pagesLeft--;
+          report.pages++;
+          after = page[page.length - 1]!;
+          if (!(await this.handOver(store, partition, holders, page, failed, report))) break;
+        }
+      }
+    }
+    if (report.offloaded > 0) log.info(`offloaded ${report.offloaded} table entries of partitions this node no longer holds`);
+    return report;
+  }
+
+  /** The next page of a partition: at most pageRows rows and (beyond its first row) pageBytes bytes. */
+  private readPage(store: LocalStore<unknown>, partition: number, after: RowCursor | undefined): StoredRow[] {
+    const rows = store.partitionPage(partition, after, this.pageRows);
+    let bytes = 0;
+    for (let i = 0; i < rows.length; i++) {
+      bytes += rows[i]!.pk.length + rows[i]!.sk.length + rows[i]!.v.length;
+      if (bytes > this.pageBytes && i > 0) return rows.slice(0, i);
+    }
+    return rows;
+  }
+
+  /** Pushes one page to every holder, then deletes it here; false when the partition must wait. */
+  private async handOver(store: LocalStore<unknown>, partition: number, holders: string[], page: StoredRow[], failed: Set<string>, report: OffloadReport): Promise<boolean> {
+    const table = store.schema.name;
+    const entries = page.map((r) => JSON.parse(r.v) as unknown);
+    const results = await Promise.allSettled(holders.map((node) => this.remote.push(node, table, entries)));
+    const errors = results.flatMap((r, i) => (r.status === "rejected" ? [{ node: holders[i]!, err: r.reason as Error }] : []));
+    if (errors.length > 0) {
+      for (const { node, err } of errors) {
+        failed.add(node);
+        this.stats.noteError(err);
+        log.debug(`offload of ${table} partition ${partition} to ${node.slice(0, 16)}: ${err?.message ?? err}`);
+      }
+      report.kept += page.length;
+      return false;
+    }
+    report.pushed += page.length;
+    // The committer may replay this callback: it only counts into its own result.
+    const done = await this.committer.write(() => {
+      // Checked again at the moment of deleting: the layout may have changed during the push.
+      // The partition may have come back to this node, or gone to a node that was not sent
+      // this page.
+      const now = new Set(this.placement.writeSets(partition).flat());
+      if (now.size === 0 || now.has(this.placement.selfId) || [...now].some((n) => !holders.includes(n))) return undefined;
+      const r = { offloaded: 0, changed: 0 };
+      for (const row of page) {
+        const outcome = store.deleteIfUnchangedInTransaction(row.pk, row.sk, row.v);
+        if (outcome === "deleted") r.offloaded++;
+        else if (outcome === "changed") r.changed++;
+      }
+      return r;
+    });
+    if (!done) {
+      report.kept += page.length;
+      return false;
+    }
+    report.offloaded += done.offloaded;
+    report.changed += done.changed;
+    return true;
+  }
+}
+
+function signature(released: Released[]): string {
+  return released.map((r) => `${r.partition}:${r.holders.join(",")}`).join(";");
+}
