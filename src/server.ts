@@ -15,6 +15,7 @@ import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { FullTableSync } from "./table/full-sync";
 import { ShardedTableSync } from "./table/sync";
 import { TableGc } from "./table/gc";
+import { RpcOffloadRemote, TableOffload } from "./table/offload";
 import { RpcBlocks, serveBlocks } from "./block/rpc-blocks";
 import { HybridClock } from "./util/hlc";
 import { existsSync, readFileSync } from "node:fs";
@@ -24,6 +25,7 @@ import { abortInterruptedUploads } from "./model/repair";
 import { LocalBlockStore } from "./block/store";
 import { defaultZstd } from "./block/codec";
 import { HashPool } from "./block/hash";
+import { BlockScrub } from "./block/scrub";
 import { BlockManager } from "./block/manager";
 import { s3App } from "./api/s3/router";
 import { adminApp } from "./api/admin/router";
@@ -137,6 +139,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
   });
   serveTables(rpc, clock, model.localStores());
   const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
+  const tableOffload = new TableOffload(model.localStores(), cluster.placement, model.committer, new RpcOffloadRemote(rpc));
+  // A sync pass follows layout changes and returning peers: partitions may have left this node.
+  shardedSync.onPass(() => tableOffload.trigger());
   const fullSync = new FullTableSync(rpc, db, model.localStores(), () =>
     [...new Set([...cluster.placement.allNodes(), ...rpc.peers()])].filter((n) => n !== nodeKey.id),
   );
@@ -152,6 +157,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
     new RpcBlocks(rpc),
   );
   serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed), config.block_size);
+  const scrub = new BlockScrub({
+    store,
+    codec: defaultZstd(),
+    hash: async (data) => (await hasher.hash(data)).hash,
+    resync: (hashes) => blocks.enqueueResync(hashes),
+    db,
+    blockSize: config.block_size,
+  });
   onBlockRefsReceived = (refs) => blocks.enqueueResync(refs.filter((r) => !r.deleted).map((r) => r.hash));
   cluster.start();
 
@@ -162,6 +175,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
   fullSync.start();
   shardedSync.start();
   tableGc.start();
+  tableOffload.start();
+  scrub.start();
   const syncTracker = trackSync(cluster, shardedSync, blocks);
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
@@ -186,11 +201,16 @@ export async function startNode(config: Config): Promise<RunningNode> {
         adminToken,
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, tableGc.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
+          if (kind === "scrub") {
+            void scrub.run();
+            return {};
+          }
           void fullSync.syncAll();
           void shardedSync.syncAll();
+          tableOffload.trigger();
           return {};
         },
         cluster,
@@ -218,6 +238,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await fullSync.stop();
       await shardedSync.stop();
       await tableGc.stop();
+      await tableOffload.stop();
+      await scrub.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

@@ -15,6 +15,8 @@ export interface StoredBlock {
 
 /** Suffix of a compressed block's file. */
 export const COMPRESSED_SUFFIX = ".zst";
+/** Suffix of a block file found corrupted by scrub: kept for inspection, never listed or read. */
+export const CORRUPTED_SUFFIX = ".corrupted";
 /** Suffix of in-progress writes; such files are never listed or read. */
 export const TEMP_SUFFIX = ".tmp";
 /** At init, temp files older than this are leftovers of a crash and are removed. */
@@ -219,6 +221,18 @@ export class LocalBlockStore {
       }
     }
     return null;
+  }
+
+  /** Moves both forms of a corrupted block aside (CORRUPTED_SUFFIX): it is then absent here. */
+  async quarantine(hashHex: string): Promise<void> {
+    for (const compressed of [false, true]) {
+      const path = this.path(hashHex, compressed);
+      try {
+        await rename(path, path + CORRUPTED_SUFFIX);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
   }
 
   /**

@@ -309,7 +309,7 @@ export class AdminClient {
     return this.call("GET", "ListWorkers", { node: "self" });
   }
 
-  launchRepair(repairType: "tables" | "blocks"): Promise<{ queued?: number }> {
+  launchRepair(repairType: "tables" | "blocks" | "scrub"): Promise<{ queued?: number }> {
     return this.call("POST", "LaunchRepairOperation", { node: "self" }, { repairType });
   }
 

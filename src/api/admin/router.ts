@@ -12,13 +12,18 @@ import { QuorumError } from "../../table/quorum";
 import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } from "./cluster";
 import type { WorkerInfo } from "../../util/worker-stats";
 
+export type RepairKind = "tables" | "blocks" | "scrub";
+
 export interface AdminServices extends ClusterAdminServices {
   model: Model;
   blockErrors: () => { hash: string; errors: number; nextTry: number; lastError: string | null }[];
   /** The background workers of this node and what they have been doing. */
   workers: () => WorkerInfo[];
-  /** Starts a repair: "tables" = a full anti-entropy pass, "blocks" = check every block held. */
-  repair: (kind: "tables" | "blocks") => { queued?: number };
+  /**
+   * Starts a repair: "tables" = a full anti-entropy pass, "blocks" = check every block held,
+   * "scrub" = read every stored block and check it against its hash.
+   */
+  repair: (kind: RepairKind) => { queued?: number };
   adminToken: string | undefined;
 }
 
@@ -202,7 +207,7 @@ export function adminApp(s: AdminServices) {
           .routes(app as unknown as Elysia)
           .get("/v2/ListWorkers", () => s.workers())
           .post("/v2/LaunchRepairOperation", ({ body }) => s.repair(body.repairType), {
-            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks")]) }),
+            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks"), t.Literal("scrub")]) }),
           })
           .get("/v2/ListBlockErrors", () =>
             s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),

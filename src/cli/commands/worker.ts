@@ -1,4 +1,4 @@
-// `bunker worker list` and `bunker repair tables|blocks`: what this node's background workers
+// `bunker worker list` and `bunker repair tables|blocks|scrub`: what this node's background workers
 // (anti-entropy, resync, GC, ...) are doing, and starting a repair pass by hand.
 
 import type { Command, CommandGroup } from "../command";
@@ -35,6 +35,7 @@ export const workerCommands: CommandGroup = {
 const REPAIRS = {
   tables: "a full anti-entropy pass over every table, with every replica",
   blocks: "a check of every block this node should hold; missing ones are fetched",
+  scrub: "a scrub: every stored block is read and checked against its hash; corrupted ones are fetched again",
 } as const;
 
 const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
@@ -47,7 +48,9 @@ const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
     const text =
       result.queued !== undefined
         ? `Repair of blocks started: ${result.queued} blocks queued for a check (see \`bunker worker list\`).`
-        : `Repair of tables started (see \`bunker worker list\`).`;
+        : kind === "scrub"
+          ? `Scrub started: every stored block is read and checked (see \`bunker worker list\`).`
+          : `Repair of tables started (see \`bunker worker list\`).`;
     return { json: result, text };
   },
 });
@@ -55,5 +58,5 @@ const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
 export const repairCommands: CommandGroup = {
   name: "repair",
   summary: "start a repair pass on this node",
-  commands: [repairCommand("tables"), repairCommand("blocks")],
+  commands: [repairCommand("tables"), repairCommand("blocks"), repairCommand("scrub")],
 };
