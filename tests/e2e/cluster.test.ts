@@ -207,6 +207,32 @@ test("bunker repair blocks brings back a block file lost from disk; worker list 
   expect(tables.stdout).toContain("Repair of tables started");
 }, 60_000);
 
+test("bunker repair scrub finds a block whose bytes rotted on disk, moves it aside and fetches a good copy", async () => {
+  const [a, b] = cluster.nodes as [TestServer, TestServer, TestServer];
+  const body = randomBytes(300_000);
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "scrub/rot", Body: body }));
+  const { existsSync, readFileSync, writeFileSync } = await import("node:fs");
+  const { hash: blake3 } = await import("blake3-wasm/dist/index.js");
+  const { blake3Sync, hashHex } = await import("../../src/block/hash");
+  const name = hashHex(blake3Sync(new Uint8Array(body)));
+  const path = `${b.dir}/data/${name.slice(0, 2)}/${name.slice(2, 4)}/${name}`;
+  await waitFor("node b stores the block", async () => existsSync(path), 20_000);
+  const rotten = readFileSync(path);
+  rotten[1000] = rotten[1000]! ^ 0x55;
+  writeFileSync(path, rotten);
+
+  const scrub = await b.cli("repair", "scrub");
+  expect(scrub.code).toBe(0);
+  expect(scrub.stdout).toContain("Scrub started");
+  await waitFor("the rotten copy is moved aside", async () => existsSync(`${path}.corrupted`), 30_000);
+  await waitFor("a good copy is fetched again", async () => existsSync(path) && Buffer.from(blake3(readFileSync(path)) as Buffer).toString("hex") === name, 30_000);
+  const workers = JSON.parse((await b.cli("worker", "list", "--json")).stdout) as { name: string; passes: number; errors: number }[];
+  const scrubWorker = workers.find((w) => w.name === "block scrub")!;
+  expect(scrubWorker.passes).toBeGreaterThan(0);
+  expect(scrubWorker.errors).toBeGreaterThan(0);
+  expect(await read(b, "scrub/rot")).toBe(sha(body));
+}, 60_000);
+
 test("a 4th node in a new zone joins, data moves, and every object stays readable; then it is removed again", async () => {
   const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
   const objects = new Map<string, string>();
