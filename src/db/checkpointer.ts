@@ -19,6 +19,8 @@ export const CHECKPOINT_INTERVAL_MS = 1000;
  * measured here it stalled the request thread's commits for seconds.
  */
 export const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
+/** A completely checkpointed WAL of at least this many frames (4 KiB each) is emptied. */
+export const WAL_TRUNCATE_MIN_FRAMES = 1024;
 /** The worker's connection never waits for a lock longer than this. */
 const WORKER_BUSY_TIMEOUT_MS = 200;
 /** SQLite's default automatic checkpoint threshold, restored when the worker fails. */
@@ -28,7 +30,7 @@ const CHECKPOINT_TIMEOUT_MS = 60_000;
 
 export type CheckpointRequest =
   | { kind: "open"; id: number; path: string; fsync: boolean; busyTimeoutMs: number }
-  | { kind: "checkpoint"; id: number };
+  | { kind: "checkpoint"; id: number; truncateMinFrames: number };
 export type CheckpointReply =
   | { id: number; ok: true }
   | { id: number; ok: false; error: string };
@@ -82,7 +84,7 @@ export class Checkpointer {
   }
 
   private async tick(): Promise<void> {
-    const reply = await this.stats.run(() => this.call({ kind: "checkpoint", id: this.nextId++ }));
+    const reply = await this.stats.run(() => this.call({ kind: "checkpoint", id: this.nextId++, truncateMinFrames: WAL_TRUNCATE_MIN_FRAMES }));
     if (this.stopped) return;
     if (!reply.ok) return this.fail(`checkpoint failed: ${reply.error}`);
     this.schedule();

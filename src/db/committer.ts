@@ -1,6 +1,9 @@
 // Group commit: writes requested by concurrent requests within one event-loop turn share
 // one sqlite transaction (one WAL append, one fsync with metadata_fsync) instead of one
 // each. Each write runs in its own savepoint, so one failing write fails alone.
+// Transactions start IMMEDIATE: they take the write lock first, waiting (busy_timeout) while
+// the checkpoint worker empties the WAL, where a read-then-write transaction whose snapshot the
+// WAL reset made stale would fail at once with "database is locked".
 import type { Database } from "bun:sqlite";
 
 /** Most writes grouped in one transaction; more wait for the next turn. */
@@ -31,7 +34,7 @@ export class GroupCommitter {
 
   /** Runs `fn` in its own transaction right now (start-up, tests, admin paths). */
   writeNow<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.db.transaction(fn).immediate();
   }
 
   private flush(): void {
@@ -46,7 +49,7 @@ export class GroupCommitter {
     try {
       this.db.transaction(() => {
         for (const w of batch) values.push(w.run());
-      })();
+      }).immediate();
       batch.forEach((w, i) => w.resolve(values[i]));
       return;
     } catch {
@@ -62,7 +65,7 @@ export class GroupCommitter {
             outcomes.push({ ok: false, value: err });
           }
         }
-      })();
+      }).immediate();
     } catch (err) {
       // The commit itself failed (disk full, I/O error): nothing of this batch is durable.
       for (const w of batch) w.reject(err);
