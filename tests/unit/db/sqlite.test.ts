@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { statSync } from "node:fs";
-import { Checkpointer, CHECKPOINT_INTERVAL_MS } from "../../../src/db/checkpointer.ts";
+import { Checkpointer, CHECKPOINT_INTERVAL_MS, WAL_TRUNCATE_MIN_FRAMES } from "../../../src/db/checkpointer.ts";
 import { GroupCommitter, MAX_WRITES_PER_COMMIT } from "../../../src/db/committer.ts";
 import { CRDT_TABLES, MIGRATIONS } from "../../../src/db/migrations.ts";
 import { openDatabase, schemaVersion } from "../../../src/db/sqlite.ts";
@@ -202,6 +202,32 @@ describe("Checkpointer", () => {
     }
     expect(autoCheckpoint(db)).toBe(1000);
   });
+
+  test("once writes stop, a large WAL copied in full is emptied; a write waiting meanwhile succeeds", async () => {
+    const path = join(dir, "meta/db.sqlite");
+    const db = openDb();
+    const cp = new Checkpointer(db, path, false);
+    await cp.start();
+    try {
+      db.exec("CREATE TABLE big (v BLOB)");
+      const committer = new GroupCommitter(db);
+      const ins = db.query("INSERT INTO big VALUES (?)");
+      const count = db.query("SELECT count(*) AS n FROM big");
+      // 8 MiB of frames, well past WAL_TRUNCATE_MIN_FRAMES; each write reads, then writes.
+      for (let i = 0; i < 256; i++) await committer.write(() => (count.get(), ins.run(new Uint8Array(32 * 1024).fill(i))));
+      expect(statSync(`${path}-wal`).size).toBeGreaterThan(WAL_TRUNCATE_MIN_FRAMES * 4096);
+      const deadline = Date.now() + 10 * CHECKPOINT_INTERVAL_MS;
+      while (statSync(`${path}-wal`).size > WAL_TRUNCATE_MIN_FRAMES * 4096 && Date.now() < deadline) {
+        // Writes keep coming while the worker may be truncating: none may fail.
+        await committer.write(() => (count.get(), ins.run(new Uint8Array(16))));
+        await Bun.sleep(20);
+      }
+      expect(statSync(`${path}-wal`).size).toBeLessThan(WAL_TRUNCATE_MIN_FRAMES * 4096);
+      expect((count.get() as { n: number }).n).toBeGreaterThan(256);
+    } finally {
+      await cp.stop();
+    }
+  }, 30_000);
 
   test("a worker that cannot open the database hands checkpoints back to the main connection", async () => {
     const db = openDb();
