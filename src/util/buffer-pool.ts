@@ -5,6 +5,8 @@ import { assert } from "./assert";
 
 export class BufferPool {
   private readonly free: Uint8Array[] = [];
+  /** Memory this pool allocated: only that comes back into it. */
+  private readonly own = new WeakSet<ArrayBufferLike>();
 
   constructor(
     readonly size: number,
@@ -16,13 +18,20 @@ export class BufferPool {
   }
 
   take(): Uint8Array {
-    return this.free.pop() ?? this.alloc(this.size);
+    const reused = this.free.pop();
+    if (reused) return reused;
+    const fresh = this.alloc(this.size);
+    this.own.add(fresh.buffer);
+    return fresh;
   }
 
-  /** Returns a buffer taken from this pool; nothing may use it afterwards. */
+  /**
+   * Returns a buffer taken from this pool, or any view of one (a block shorter than the buffer):
+   * the whole buffer goes back, and nothing may use it afterwards. Other memory is ignored.
+   */
   give(buf: Uint8Array): void {
-    if (buf.byteOffset !== 0 || buf.byteLength !== this.size) return;
-    if (this.free.length < this.maxFree) this.free.push(buf);
+    if (!this.own.has(buf.buffer)) return;
+    if (this.free.length < this.maxFree) this.free.push(new Uint8Array(buf.buffer, 0, this.size));
   }
 }
 

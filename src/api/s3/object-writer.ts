@@ -7,6 +7,7 @@ import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "
 import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
 import { blake3Sync, hashHex, sharedBytes, type Md5Stream } from "../../block/hash";
 import { assert } from "../../util/assert";
+import { BufferPool } from "../../util/buffer-pool";
 import type { S3Services } from "./context";
 
 /**
@@ -20,19 +21,18 @@ const BUFFER_POOL_MAX = 16;
 const REFS_PER_COMMIT = 32;
 /** Reference commits a body may have waiting before it stops reading more blocks. */
 const REF_COMMITS_IN_FLIGHT = 2;
-const bufferPool = new Map<number, Uint8Array[]>();
+/** One pool per block size (a server has one); block buffers are shared memory, which the BLAKE3 and MD5 workers read in place. */
+const bufferPools = new Map<number, BufferPool>();
 
-/** Block buffers are shared memory: the BLAKE3 and MD5 workers read them in place. */
-function takeBuffer(size: number): Uint8Array {
-  return bufferPool.get(size)?.pop() ?? sharedBytes(size);
+function takeBuffer(blockSize: number): Uint8Array {
+  let pool = bufferPools.get(blockSize);
+  if (!pool) bufferPools.set(blockSize, (pool = new BufferPool(blockSize, BUFFER_POOL_MAX, sharedBytes)));
+  return pool.take();
 }
 
+/** A small body's exact-size buffer is not the pool's: it is left to the garbage collector. */
 function releaseBuffer(buf: Uint8Array, blockSize: number): void {
-  const full = new Uint8Array(buf.buffer, 0, buf.buffer.byteLength);
-  if (full.length !== blockSize) return; // a small body's exact-size buffer: not worth keeping
-  const pool = bufferPool.get(full.length) ?? [];
-  if (pool.length < BUFFER_POOL_MAX) pool.push(full);
-  bufferPool.set(full.length, pool);
+  bufferPools.get(blockSize)?.give(buf);
 }
 
 export interface WrittenBody {
