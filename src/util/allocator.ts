@@ -13,5 +13,10 @@ export function applyAllocatorSettings(): void {
   // A `bun build --compile` binary inserts its embedded script path itself.
   const compiled = process.argv[1]?.startsWith("/$bunfs/") === true;
   const args = process.argv.slice(compiled ? 2 : 1);
-  process.execve(process.execPath, [process.execPath, ...args], { ...process.env, ...ALLOCATOR_ENV });
+  try {
+    process.execve(process.execPath, [process.execPath, ...args], { ...process.env, ...ALLOCATOR_ENV });
+  } catch (err) {
+    // Only speed is at stake: run on with the allocator's defaults.
+    process.stderr.write(`bunker: could not restart with allocator settings (${(err as Error).message}); going on without them\n`);
+  }
 }
