@@ -31,6 +31,8 @@ export class BufferPool {
    */
   give(buf: Uint8Array): void {
     if (!this.own.has(buf.buffer)) return;
+    // Given twice, one buffer would be handed to two takers at once.
+    assert(!this.free.some((f) => f.buffer === buf.buffer), "a pooled buffer is given back once");
     if (this.free.length < this.maxFree) this.free.push(new Uint8Array(buf.buffer, 0, this.size));
   }
 }
