@@ -2,9 +2,10 @@
 //   bun benchmarks/probe.ts big|ceiling [sizeMiB]
 //   bun benchmarks/probe.ts small [put,get,head,del]
 import { randomFillSync } from "node:crypto";
-import { writeFileSync, mkdtempSync, rmSync, readFileSync } from "node:fs";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { cpuTimes } from "./lib/proc.ts";
 import { startBunker, startCeiling, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
 const MiB = 1 << 20;
 const what = process.argv[2] ?? "big";
@@ -31,11 +32,6 @@ async function big(t: Target) {
     console.log(`${t.name} PUT ${put.toFixed(0)} MiB/s  GET ${get.toFixed(0)} MiB/s`);
   }
 }
-/** User + system CPU seconds of a process, from /proc (Linux). */
-function serverCpuSeconds(pid: number): { user: number; sys: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 }; // clock ticks (USER_HZ = 100)
-}
 async function small(t: Target) {
   await t.createBucket("bench");
   const body = new Uint8Array(Number(process.env.PROBE_SIZE ?? 4096));
@@ -45,7 +41,7 @@ async function small(t: Target) {
   for (const op of ops) {
     let next = 0;
     const pid = t.pid()!;
-    const cpu0 = serverCpuSeconds(pid);
+    const cpu0 = cpuTimes(pid);
     const t0 = performance.now();
     await Promise.all(Array.from({ length: C }, async () => {
       while (next < N) {
@@ -58,7 +54,7 @@ async function small(t: Target) {
         else await t.del("bench", k);
       }
     }));
-    const cpu1 = serverCpuSeconds(pid);
+    const cpu1 = cpuTimes(pid);
     const us = (s: number) => ((s / N) * 1e6).toFixed(0);
     console.log(`${t.name} ${op} ${(N / ((performance.now() - t0) / 1000)).toFixed(0)}/s, server CPU per op: user ${us(cpu1.user - cpu0.user)} µs, system ${us(cpu1.sys - cpu0.sys)} µs`);
   }
