@@ -37,7 +37,7 @@ const COMPRESSION_PROBE_MAX_RATIO = 0.95;
 const RESYNC_INTERVAL_MS = 1_000;
 const RESYNC_BATCH = 32;
 /** Bytes of block copies that may still be written after their put returned (Garage: block_ram_buffer_max). */
-const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
+export const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
 const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
 /** Free block-sized buffers kept for reads streamed to clients (16 MiB with 1 MiB blocks). */

@@ -6,6 +6,7 @@ import { CryptoHasher } from "bun";
 import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
 import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
 import { blake3Sync, hashHex, sharedBytes, type Md5Stream } from "../../block/hash";
+import { BACKGROUND_WRITE_BYTES_MAX } from "../../block/manager";
 import { assert } from "../../util/assert";
 import { BufferPool } from "../../util/buffer-pool";
 import type { S3Services } from "./context";
@@ -15,8 +16,14 @@ import type { S3Services } from "./context";
  * first block is this large also has its MD5 computed there, block by block.
  */
 const HASH_IN_WORKER_MIN = 128 * 1024;
-/** Free block buffers kept for reuse (first-touch memory is slow on these machines). */
-const BUFFER_POOL_MAX = 16;
+/**
+ * Free block buffers kept for reuse (first-touch memory is slow on these machines): as many as
+ * a body can have in use, its blocks in flight plus the copies that finish after the write
+ * quorum (at 16, a 3-node RF 3 PUT allocated a fresh zeroed SharedArrayBuffer for most blocks).
+ */
+function bufferPoolMax(blockSize: number): number {
+  return BLOCKS_IN_FLIGHT_PER_REQUEST + Math.ceil(BACKGROUND_WRITE_BYTES_MAX / blockSize);
+}
 /** Block references committed together (about 2 sqlite pages per block instead of 16). */
 const REFS_PER_COMMIT = 32;
 /** Reference commits a body may have waiting before it stops reading more blocks. */
@@ -26,7 +33,7 @@ const bufferPools = new Map<number, BufferPool>();
 
 function takeBuffer(blockSize: number): Uint8Array {
   let pool = bufferPools.get(blockSize);
-  if (!pool) bufferPools.set(blockSize, (pool = new BufferPool(blockSize, BUFFER_POOL_MAX, sharedBytes)));
+  if (!pool) bufferPools.set(blockSize, (pool = new BufferPool(blockSize, bufferPoolMax(blockSize), sharedBytes)));
   return pool.take();
 }
 
