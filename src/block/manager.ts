@@ -3,7 +3,7 @@
 // count has stayed at zero past the grace delay.
 import type { Database } from "bun:sqlite";
 import { stat } from "node:fs/promises";
-import { partitionOfHashHex, type Placement } from "../cluster/layout";
+import { PARTITION_COUNT, partitionOfHashHex, type Placement } from "../cluster/layout";
 import { quorum } from "../table/quorum";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
@@ -40,6 +40,11 @@ const RESYNC_BATCH = 32;
 export const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
 /** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
 const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
+/**
+ * How often a node checks whether the layout took partitions away from it; when the set of such
+ * partitions changes, an offload pass starts at once instead of at the next interval.
+ */
+export const OFFLOAD_LAYOUT_CHECK_MS = 5_000;
 /** Free block-sized buffers kept for reads streamed to clients (16 MiB with 1 MiB blocks). */
 const READ_BUFFERS_KEPT = 16;
 /** Block hashes read per query when `repair blocks` queues every block. */
@@ -66,6 +71,9 @@ export class BlockManager {
   /** Bytes held by block copies still being written after their put returned. */
   private backgroundBytes = 0;
   private offloadTimer: ReturnType<typeof setInterval> | undefined;
+  private layoutTimer: ReturnType<typeof setInterval> | undefined;
+  /** The partitions this node held in no live layout version at the last check, as a key. */
+  private lastReleased = "";
   readonly offloadStats = new WorkerStats("block offload");
   readonly gcStats = new WorkerStats("block gc");
   readonly orphanStats = new WorkerStats("orphan block collector");
@@ -235,13 +243,17 @@ export class BlockManager {
     this.gcTimer = setInterval(() => void this.runGc(), GC_INTERVAL_MS);
     this.resyncTimer = setInterval(() => void this.runResync(), RESYNC_INTERVAL_MS);
     // Offloading walks the whole store: rare, and only in a cluster.
-    if (this.remote) this.offloadTimer = setInterval(() => void this.offloadPass(), OFFLOAD_INTERVAL_MS);
+    if (this.remote) {
+      this.offloadTimer = setInterval(() => void this.offloadPass(), OFFLOAD_INTERVAL_MS);
+      this.layoutTimer = setInterval(() => this.offloadOnLayoutChange(), OFFLOAD_LAYOUT_CHECK_MS);
+    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.gcTimer);
     clearInterval(this.resyncTimer);
     clearInterval(this.offloadTimer);
+    clearInterval(this.layoutTimer);
     await this.gcRunning;
     await this.resyncRunning;
     await this.offloadRunning;
@@ -308,6 +320,24 @@ export class BlockManager {
         this.offloadRunning = undefined;
       });
     return this.offloadRunning;
+  }
+
+  /** Starts an offload pass when the partitions this node no longer holds are not those of the last check. */
+  private offloadOnLayoutChange(): void {
+    const self = this.placement.selfId;
+    const released: number[] = [];
+    for (let p = 0; p < PARTITION_COUNT; p++) {
+      const holders = this.placement.writeSets(p).flat();
+      if (holders.length > 0 && !holders.includes(self)) released.push(p);
+    }
+    const key = released.join(",");
+    if (key === this.lastReleased) return;
+    if (released.length > 0) {
+      // A pass under way may have gone past blocks of the newly released partitions: look again later.
+      if (this.offloadRunning) return;
+      void this.offloadPass();
+    }
+    this.lastReleased = key;
   }
 
   private async offloadOne(hash: string, holders: Set<string>): Promise<boolean> {
