@@ -3,7 +3,7 @@
 // count has stayed at zero past the grace delay.
 import type { Database } from "bun:sqlite";
 import { stat } from "node:fs/promises";
-import { PARTITION_COUNT, partitionOfHashHex, type Placement } from "../cluster/layout";
+import { partitionOfHashHex, releasedPartitions, type Placement } from "../cluster/layout";
 import { quorum } from "../table/quorum";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
@@ -324,13 +324,8 @@ export class BlockManager {
 
   /** Starts an offload pass when the partitions this node no longer holds are not those of the last check. */
   private offloadOnLayoutChange(): void {
-    const self = this.placement.selfId;
-    const released: number[] = [];
-    for (let p = 0; p < PARTITION_COUNT; p++) {
-      const holders = this.placement.writeSets(p).flat();
-      if (holders.length > 0 && !holders.includes(self)) released.push(p);
-    }
-    const key = released.join(",");
+    const released = releasedPartitions(this.placement);
+    const key = released.map((r) => r.partition).join(",");
     if (key === this.lastReleased) return;
     if (released.length > 0) {
       // A pass under way may have gone past blocks of the newly released partitions: look again later.

@@ -64,6 +64,27 @@ export interface Placement {
   readonly quorums: Quorums;
 }
 
+/** A partition this node holds in no live layout version, and the nodes that do. */
+export interface ReleasedPartition {
+  partition: number;
+  /** Every node of the partition over all live layout versions, sorted. */
+  holders: string[];
+}
+
+/**
+ * The partitions the node of `placement` holds in no live layout version (none before a layout
+ * exists): what its offload workers hand over to the holders, then delete.
+ */
+export function releasedPartitions(placement: Placement): ReleasedPartition[] {
+  const out: ReleasedPartition[] = [];
+  for (let p = 0; p < PARTITION_COUNT; p++) {
+    const holders = [...new Set(placement.writeSets(p).flat())];
+    if (holders.length === 0 || holders.includes(placement.selfId)) continue;
+    out.push({ partition: p, holders: holders.sort() });
+  }
+  return out;
+}
+
 export class LayoutPlacement implements Placement {
   readonly quorums: Quorums;
 

@@ -11,7 +11,7 @@
 // A holder that cannot be reached leaves the rows in place for a later pass. A partition this
 // node holds in any live version is never touched; nor is anything before a layout exists.
 // Blocks have their own offload (block/manager.ts offloadPass).
-import { PARTITION_COUNT, type Placement } from "../cluster/layout";
+import { releasedPartitions, type Placement, type ReleasedPartition } from "../cluster/layout";
 import type { GroupCommitter } from "../db/committer";
 import { encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
@@ -94,11 +94,7 @@ export interface TableOffloadOptions {
   busyPauseMs?: number;
 }
 
-interface Released {
-  partition: number;
-  /** Every node of the partition over all live layout versions, sorted. */
-  holders: string[];
-}
+type Released = ReleasedPartition;
 
 export class TableOffload {
   readonly stats: WorkerStats;
@@ -187,16 +183,8 @@ export class TableOffload {
     return this.running;
   }
 
-  /** The partitions this node holds in no live layout version (none before a layout exists). */
   private released(): Released[] {
-    const self = this.placement.selfId;
-    const out: Released[] = [];
-    for (let p = 0; p < PARTITION_COUNT; p++) {
-      const holders = [...new Set(this.placement.writeSets(p).flat())];
-      if (holders.length === 0 || holders.includes(self)) continue;
-      out.push({ partition: p, holders: holders.sort() });
-    }
-    return out;
+    return releasedPartitions(this.placement);
   }
 
   private checkLayout(): void {
