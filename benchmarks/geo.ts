@@ -33,7 +33,7 @@ import { waitFor } from "../tests/helpers/cluster.ts";
 import { S3Client } from "./lib/client.ts";
 import { ZoneProxies, uniformMatrix, type HostPort } from "./lib/latency-proxy.ts";
 import { MiB, median, percentile } from "./lib/stats.ts";
-import { ownPids, sampled, type Sample } from "./lib/proc.ts";
+import { cpuSeconds, ownPids, sampled, type Sample } from "./lib/proc.ts";
 import { stampSource } from "./lib/source.ts";
 import { canDropPageCache, dropCleanPageCache, newFileWriteCeiling, type FileWriteCeiling } from "./lib/page-cache.ts";
 
@@ -357,7 +357,15 @@ function flushDirtyPages(): void {
 interface Run {
   mibs: number;
   sample: Sample;
+  /**
+   * PUT only: CPU ms per MiB stored, per node of the setup (node A first), from the start of the
+   * PUT until its background copies had a second to land.
+   */
+  nodeCpuMsPerMiB?: number[];
 }
+
+/** After a PUT, untimed: copies that finish after the write quorum are still being written. */
+const BACKGROUND_SETTLE_MS = 1_000;
 
 /** The machine as it is, or with the clean page cache dropped right before the timed transfer. */
 type PageCacheCondition = "as-is" | "dropped";
@@ -404,8 +412,8 @@ async function throughputPhase() {
     const single = await node({ rf: 1 });
     const three = await cluster(3);
     const targets = [
-      { name: "single" as const, node: single, c: clientOf(single) },
-      { name: "rf3" as const, node: three[0]!, c: clientOf(three[0]!) },
+      { name: "single" as const, node: single, c: clientOf(single), pids: [single.proc.pid] },
+      { name: "rf3" as const, node: three[0]!, c: clientOf(three[0]!), pids: three.map((n) => n.proc.pid) },
     ];
     for (const t of targets) await createBucket(t.c, "big");
     const canDrop = canDropPageCache();
@@ -439,8 +447,11 @@ async function throughputPhase() {
           const want = await sha256Of(Bun.file(src).stream());
           if (cond === "dropped") dropCleanPageCache();
           else flushDirtyPages();
+          const cpu0 = t.pids.map(cpuSeconds);
           const put = await sampled(t.node.proc.pid, () => t.c.ok("PUT", "big", key, { body: Bun.file(src), timeoutMs: BIG_TIMEOUT_MS }));
-          runs[t.name].put.push({ mibs: size / MiB / put.sample.seconds, sample: put.sample });
+          await Bun.sleep(BACKGROUND_SETTLE_MS);
+          const nodeCpuMsPerMiB = t.pids.map((pid, i) => ((cpuSeconds(pid) - cpu0[i]!) * 1000) / CFG.bigMiB);
+          runs[t.name].put.push({ mibs: size / MiB / put.sample.seconds, sample: put.sample, nodeCpuMsPerMiB });
           flushDirtyPages();
           const get = await sampled(t.node.proc.pid, () => t.c.ok("GET", "big", key, { timeoutMs: BIG_TIMEOUT_MS }));
           if (get.value.bytes !== size) throw new Error(`GET ${key} from ${t.name}: ${get.value.bytes} bytes, expected ${size}`);
@@ -467,12 +478,21 @@ async function throughputPhase() {
     for (const [name, scan] of Object.entries(blockScan))
       if (scan.mismatched.length > 0) log(`throughput: ${name}: ${scan.mismatched.length} of ${scan.files} block files do not match their BLAKE3 name`);
     const med = (xs: Run[]) => median(xs.map((x) => x.mibs));
-    const summary = (runs: ReturnType<typeof emptyRuns>) => ({
-      single: { putMiBs: med(runs.single.put), getMiBs: med(runs.single.get) },
-      rf3: { putMiBs: med(runs.rf3.put), getMiBs: med(runs.rf3.get) },
-      putRatio: med(runs.rf3.put) / med(runs.single.put),
-      getRatio: med(runs.rf3.get) / med(runs.single.get),
-    });
+    // Median over runs of each node's CPU per MiB stored.
+    const cpuPerNode = (xs: Run[]) => xs[0]!.nodeCpuMsPerMiB!.map((_, i) => median(xs.map((x) => x.nodeCpuMsPerMiB![i]!)));
+    const summary = (runs: ReturnType<typeof emptyRuns>) => {
+      const singleCpu = cpuPerNode(runs.single.put)[0]!;
+      const rf3Cpu = cpuPerNode(runs.rf3.put);
+      return {
+        single: { putMiBs: med(runs.single.put), getMiBs: med(runs.single.get), putCpuMsPerMiB: singleCpu },
+        rf3: { putMiBs: med(runs.rf3.put), getMiBs: med(runs.rf3.get), putCpuMsPerMiBByNode: rf3Cpu },
+        putRatio: med(runs.rf3.put) / med(runs.single.put),
+        getRatio: med(runs.rf3.get) / med(runs.single.get),
+        // An estimate, not a measurement: with a machine per node and every node CPU-bound, RF 3
+        // runs at the pace of its busiest node.
+        putRatioOneMachinePerNode: singleCpu / Math.max(...rf3Cpu),
+      };
+    };
     const allRuns = conditions.flatMap((c) => [runsBy[c].single, runsBy[c].rf3]).flatMap((x) => [...x.put, ...x.get]);
     const out = {
       ...summary(runsBy["as-is"]),
@@ -531,6 +551,16 @@ async function main() {
     thrRows.push(["PUT " + CFG.bigMiB + " MiB", cond, `${t.single.putMiBs.toFixed(0)} MiB/s`, `${t.rf3.putMiBs.toFixed(0)} MiB/s`, f2(t.putRatio), `≥ ${TARGET_PUT_RATIO} ${t.putRatio >= TARGET_PUT_RATIO ? "met" : "NOT met"}`]);
     thrRows.push(["GET " + CFG.bigMiB + " MiB", cond, `${t.single.getMiBs.toFixed(0)} MiB/s`, `${t.rf3.getMiBs.toFixed(0)} MiB/s`, f2(t.getRatio), ""]);
   }
+  const cpuLines = ([["as is", thr], ["page cache dropped", thr.pageCacheDropped]] as const)
+    .filter(([, t]) => t !== null)
+    .map(
+      ([cond, t]) =>
+        `  ${cond}: single node ${f1(t!.single.putCpuMsPerMiB)}; RF 3 node A ${f1(t!.rf3.putCpuMsPerMiBByNode[0]!)}, ` +
+        `replicas ${t!.rf3.putCpuMsPerMiBByNode.slice(1).map(f1).join(" and ")}, all nodes ${f1(t!.rf3.putCpuMsPerMiBByNode.reduce((a, b) => a + b, 0))} ` +
+        `(${f2(t!.rf3.putCpuMsPerMiBByNode.reduce((a, b) => a + b, 0) / t!.single.putCpuMsPerMiB)}x single); ` +
+        `with a machine per node (estimate: single / busiest node) the ratio would be ${f2(t!.putRatioOneMachinePerNode)}`,
+    )
+    .join("\n");
   const ceilingLine = Object.entries(thr.newFileCeiling)
     .map(([cond, c]) => `${cond === "as-is" ? "as is" : "page cache dropped"} ${c.mibs.toFixed(0)} MiB/s (${f2(c.sysMsPerMiB)} ms sys per MiB)`)
     .join(", ");
@@ -545,6 +575,7 @@ async function main() {
       `other processes used up to ${f2(thr.maxForeignCores)} cores during a timed transfer.\n` +
       `Physical ceiling, ${3 * CFG.bigMiB} new 1 MiB files (RF 3's volume) on the same disk: ${ceilingLine}.\n\n` +
       table(thrRows) +
+      `\n\nServer CPU per MiB stored by a PUT, in ms (medians; until its background copies landed):\n${cpuLines}` +
       "\n\nIntegrity (untimed checks): " +
       (contentMismatches.length === 0 ? "every GET returned the bytes written" : `${contentMismatches.length} GETs returned OTHER bytes than written:\n  ${contentMismatches.slice(0, 10).join("\n  ")}`) +
       "\nBlock files whose BLAKE3 does not match their name (mismatched/files): " +
