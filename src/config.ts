@@ -69,13 +69,15 @@ export interface Config {
   rpc_secret?: string;
   bootstrap_peers: string[];
   s3_api: { api_bind_addr: string; s3_region: string; root_domain?: string };
-  s3_web?: { bind_addr: string; root_domain?: string; index: string };
+  /** Absent when the config file has no `[s3_web] bind_addr`: no web endpoint then. */
+  s3_web?: { bind_addr: string; root_domain?: string };
   admin: { api_bind_addr: string; admin_token?: string };
   /** True when no config file was given: the server then creates credentials on first start. */
   embedded_defaults: boolean;
 }
 
 export const DEFAULT_DATA_ROOT = "data";
+export const DEFAULT_WEB_ROOT_DOMAIN = "web.localhost";
 export const MIN_BLOCK_SIZE = 64 * 1024;
 export const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
 
@@ -115,6 +117,13 @@ function readSecretFile(path: string, key: string): string {
   } catch (e) {
     throw new ConfigError(`config: ${key}: cannot read ${path}: ${(e as Error).message}`);
   }
+}
+
+/** Garage's examples write root domains with a leading dot (".s3.garage"); hosts are matched
+ * against "<bucket>." + the domain, so the dot is dropped here once. */
+function rootDomain(raw: string | undefined): string | undefined {
+  const domain = raw?.trim().replace(/^\.+/, "").toLowerCase();
+  return domain === "" ? undefined : domain;
 }
 
 /** Loads and validates a config; `path` undefined means the embedded defaults. */
@@ -171,11 +180,15 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
     s3_api: {
       api_bind_addr: raw.s3_api?.api_bind_addr ?? "[::]:3900",
       s3_region: raw.s3_api?.s3_region ?? "garage",
-      root_domain: raw.s3_api?.root_domain,
+      root_domain: rootDomain(raw.s3_api?.root_domain),
     },
+    // Without a config file the web endpoint is on, under "web.localhost": browsers send
+    // *.localhost to this machine, so http://<bucket>.web.localhost:3902/ works as is.
     s3_web: raw.s3_web?.bind_addr
-      ? { bind_addr: raw.s3_web.bind_addr, root_domain: raw.s3_web.root_domain, index: raw.s3_web.index ?? "index.html" }
-      : undefined,
+      ? { bind_addr: raw.s3_web.bind_addr, root_domain: rootDomain(raw.s3_web.root_domain) }
+      : path === undefined
+        ? { bind_addr: "[::]:3902", root_domain: DEFAULT_WEB_ROOT_DOMAIN }
+        : undefined,
     admin: { api_bind_addr: raw.admin?.api_bind_addr ?? "[::]:3903", admin_token: adminToken },
     embedded_defaults: path === undefined,
   };

@@ -29,6 +29,7 @@ import { BlockScrub } from "./block/scrub";
 import { BlockManager } from "./block/manager";
 import { s3App } from "./api/s3/router";
 import { adminApp } from "./api/admin/router";
+import { webApp } from "./web/router";
 import { serveNode } from "./api/http";
 import { logger } from "./util/log";
 import { randomHex } from "./util/ids";
@@ -42,6 +43,8 @@ export interface RunningNode {
   blocks: BlockManager;
   s3Port: number;
   adminPort: number;
+  /** Undefined when the config serves no website endpoint. */
+  webPort?: number;
   stop(): Promise<void>;
 }
 
@@ -182,23 +185,22 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
   const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
   const adminAddr = listenAddr(config.admin.api_bind_addr, "admin.api_bind_addr");
+  const s3Services = {
+    model,
+    blocks,
+    hasher,
+    settings: { region: config.s3_api.s3_region, rootDomain: config.s3_api.root_domain, blockSize: config.block_size },
+  };
   const servers: http.Server[] = [];
   servers.push(
-    await serveNode(
-      s3App({
-        model,
-        blocks,
-        hasher,
-        settings: { region: config.s3_api.s3_region, rootDomain: config.s3_api.root_domain, blockSize: config.block_size },
-      }),
-      s3Addr,
-    ),
+    await serveNode(s3App(s3Services), s3Addr),
   );
   servers.push(
     await serveNode(
       adminApp({
         model,
         adminToken,
+        domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
           [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
@@ -220,8 +222,14 @@ export async function startNode(config: Config): Promise<RunningNode> {
       adminAddr,
     ),
   );
+  let webServer: http.Server | undefined;
+  if (config.s3_web) {
+    webServer = await serveNode(webApp(s3Services, { rootDomain: config.s3_web.root_domain }), listenAddr(config.s3_web.bind_addr, "s3_web.bind_addr"));
+    servers.push(webServer);
+  }
   const port = (s: http.Server) => (s.address() as { port: number }).port;
-  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}, RPC on ${config.rpc_bind_addr}`);
+  const web = config.s3_web ? `, web on ${config.s3_web.bind_addr} (${config.s3_web.root_domain ? `<bucket>.${config.s3_web.root_domain}` : "host = bucket"})` : "";
+  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}${web}, RPC on ${config.rpc_bind_addr}`);
 
   return {
     config,
@@ -230,6 +238,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     blocks,
     s3Port: port(servers[0]!),
     adminPort: port(servers[1]!),
+    webPort: webServer ? port(webServer) : undefined,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of servers) s.closeAllConnections?.();

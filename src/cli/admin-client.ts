@@ -80,11 +80,19 @@ export interface BucketListItem {
   localAliases: BucketLocalAlias[];
 }
 
+/** How a bucket is served as a website: the index suffix and the optional error page key. */
+export interface BucketWebsiteConfig {
+  indexDocument: string;
+  errorDocument: string | null;
+}
+
 export interface BucketInfo {
   id: string;
   created: string | null;
   globalAliases: string[];
   websiteAccess: boolean;
+  /** Null when website access is off. */
+  websiteConfig: BucketWebsiteConfig | null;
   keys: { accessKeyId: string; name: string; permissions: BucketPermissions; bucketLocalAliases: string[] }[];
   objects: number;
   bytes: number;
@@ -185,6 +193,17 @@ export interface ClusterLayoutHistory {
   versions: LayoutHistoryVersion[];
   /** node id -> how far it got; Garage sends null when a single version is live. */
   updateTrackers: Record<string, UpdateTracker> | null;
+}
+
+/** Website access as UpdateBucket takes it: the documents only count when enabling. */
+export interface UpdateBucketWebsiteAccess {
+  enabled: boolean;
+  indexDocument?: string;
+  errorDocument?: string;
+}
+
+export interface UpdateBucketRequest {
+  websiteAccess?: UpdateBucketWebsiteAccess;
 }
 
 /** Exactly one way of naming the key: its id, or text the server matches. */
@@ -389,6 +408,10 @@ export class AdminClient {
 
   createBucket(globalAlias: string): Promise<BucketInfo> {
     return this.call("POST", "CreateBucket", {}, { globalAlias });
+  }
+
+  updateBucket(id: string, update: UpdateBucketRequest): Promise<BucketInfo> {
+    return this.call("POST", "UpdateBucket", { id }, update);
   }
 
   deleteBucket(id: string): Promise<unknown> {

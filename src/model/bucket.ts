@@ -3,8 +3,24 @@ import type { TableSchema } from "../table/schema";
 import { mergePermissions, mergeRecords, mergeLww, type Lww, type Permissions } from "./crdt";
 
 export interface WebsiteConfig {
+  /** Appended to a path that ends in "/" (S3's IndexDocument Suffix), e.g. "index.html". */
   indexDocument: string;
+  /** Key of the object served, with the original status, for a 4xx on GET. */
   errorDocument: string | null;
+}
+
+/** Longest index or error document name, as S3 keys. */
+export const WEBSITE_DOCUMENT_MAX_BYTES = 1024;
+
+/** S3's rules: the index suffix is non-empty and has no "/"; the error document is a key.
+ * Returns the reason a config is refused, or undefined when it is valid. */
+export function websiteConfigProblem(w: WebsiteConfig): string | undefined {
+  if (w.indexDocument === "" || w.indexDocument.includes("/"))
+    return "The index document suffix must be non-empty and may not contain a slash";
+  if (Buffer.byteLength(w.indexDocument) > WEBSITE_DOCUMENT_MAX_BYTES || (w.errorDocument !== null && Buffer.byteLength(w.errorDocument) > WEBSITE_DOCUMENT_MAX_BYTES))
+    return `Website document names are at most ${WEBSITE_DOCUMENT_MAX_BYTES} bytes`;
+  if (w.errorDocument === "") return "The error document key may not be empty";
+  return undefined;
 }
 
 export interface BucketEntry {

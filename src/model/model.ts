@@ -10,7 +10,7 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, type BucketEntry } from "./bucket";
+import { bucketSchema, websiteConfigProblem, type BucketEntry, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, type ObjectEntry, type VersionState } from "./object";
@@ -43,7 +43,7 @@ function newestOtherComplete(entries: readonly ObjectEntry[], uuid: string): num
 
 export class ModelError extends Error {
   constructor(
-    readonly code: "NoSuchBucket" | "NoSuchKey" | "BucketAlreadyExists" | "BucketNotEmpty" | "InvalidBucketName" | "KeyExists" | "InvalidRequest",
+    readonly code: "NoSuchBucket" | "NoSuchKey" | "BucketAlreadyExists" | "BucketNotEmpty" | "InvalidBucketName" | "KeyExists" | "InvalidRequest" | "InvalidArgument",
     message: string,
   ) {
     super(message);
@@ -327,6 +327,14 @@ export class Model {
 
   async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {
     await this.buckets.insert({ ...bucket, keys: { [keyId]: { ts: this.clock.now(), ...perms } } });
+    return this.getBucket(bucket.id)!;
+  }
+
+  /** Turns website serving on (with its documents) or off (null); newest setting wins. */
+  async setWebsite(bucket: BucketEntry, website: WebsiteConfig | null): Promise<BucketEntry> {
+    const problem = website ? websiteConfigProblem(website) : undefined;
+    if (problem) throw new ModelError("InvalidArgument", problem);
+    await this.buckets.insert({ ...bucket, website: { ts: this.clock.now(), v: website } });
     return this.getBucket(bucket.id)!;
   }
 

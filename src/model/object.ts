@@ -120,13 +120,16 @@ export const objectSchema: TableSchema<ObjectEntry> = {
 };
 
 /** The version a GET sees: the newest complete one, unless it is a delete marker. */
-export function visibleVersion(o: ObjectEntry | undefined): (ObjectVersion & { state: { kind: "complete"; data: Exclude<ObjectData, { kind: "deleteMarker" }> } }) | undefined {
+/** A complete version that holds data: what GET and HEAD serve. */
+export type VisibleVersion = ObjectVersion & { state: { kind: "complete"; data: Exclude<ObjectData, { kind: "deleteMarker" }> } };
+
+export function visibleVersion(o: ObjectEntry | undefined): VisibleVersion | undefined {
   if (!o) return undefined;
   for (let i = o.versions.length - 1; i >= 0; i--) {
     const v = o.versions[i]!;
     if (v.state.kind !== "complete") continue;
     if (v.state.data.kind === "deleteMarker") return undefined;
-    return v as ReturnType<typeof visibleVersion> & object;
+    return v as VisibleVersion;
   }
   return undefined;
 }

@@ -8,6 +8,8 @@ import type { Subprocess } from "bun";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const START_TIMEOUT_MS = 20_000;
+/** `[s3_web] root_domain` of test servers. */
+export const WEB_ROOT_DOMAIN = "web.bunker.test";
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -27,6 +29,8 @@ export interface TestServer {
   s3Port: number;
   adminPort: number;
   rpcPort: number;
+  /** The web endpoint: `<bucket>.${WEB_ROOT_DOMAIN}` serves a bucket with website access. */
+  webPort: number;
   adminToken: string;
   accessKeyId: string;
   secretAccessKey: string;
@@ -62,6 +66,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   const s3Port = await freePort();
   const adminPort = await freePort();
   const rpcPort = await freePort();
+  const webPort = await freePort();
   const adminToken = "test-admin-token-" + Math.random().toString(36).slice(2);
   const region = "garage";
   const configPath = join(dir, "bunker.toml");
@@ -79,6 +84,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       `[s3_api]`,
       `api_bind_addr = "127.0.0.1:${s3Port}"`,
       `s3_region = "${region}"`,
+      `[s3_web]`,
+      `bind_addr = "127.0.0.1:${webPort}"`,
+      `root_domain = "${WEB_ROOT_DOMAIN}"`,
       `[admin]`,
       `api_bind_addr = "127.0.0.1:${adminPort}"`,
       `admin_token = "${adminToken}"`,
@@ -137,6 +145,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
     s3Port,
     adminPort,
     rpcPort,
+    webPort,
     adminToken,
     accessKeyId: key.accessKeyId,
     secretAccessKey: key.secretAccessKey,

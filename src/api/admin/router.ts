@@ -4,7 +4,7 @@ import { Elysia, t } from "elysia";
 import { timingSafeEqual } from "node:crypto";
 import { ModelError, type Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
-import type { BucketEntry } from "../../model/bucket";
+import type { BucketEntry, WebsiteConfig } from "../../model/bucket";
 import { isValidBucketName } from "../../model/bucket";
 import { visibleVersion } from "../../model/object";
 import { ACCESS_KEY_ID_RE, SECRET_KEY_RE } from "../../util/ids";
@@ -25,6 +25,25 @@ export interface AdminServices extends ClusterAdminServices {
    */
   repair: (kind: RepairKind) => { queued?: number };
   adminToken: string | undefined;
+  /** Root domains of the S3 and web endpoints (no leading dot); webEnabled: [s3_web] is served. */
+  domains: { s3RootDomain?: string; webRootDomain?: string; webEnabled: boolean };
+}
+
+/** The bucket a domain stands for on an endpoint: `<bucket>.<root>`, or the whole domain. */
+function bucketOfDomain(domain: string, root: string | undefined, wholeDomainToo: boolean): string | undefined {
+  if (root && domain.endsWith("." + root)) return domain.slice(0, -(root.length + 1));
+  return wholeDomainToo ? domain : undefined;
+}
+
+/** True when this node answers for `domain`: a bucket on the S3 endpoint's root domain, or a
+ * bucket with website access on the web endpoint (by its root domain or its whole name). */
+function servesDomain(model: Model, domains: AdminServices["domains"], rawDomain: string): boolean {
+  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
+  const s3Bucket = bucketOfDomain(domain, domains.s3RootDomain, false);
+  if (s3Bucket !== undefined && model.resolveBucket(s3Bucket)) return true;
+  if (!domains.webEnabled) return false;
+  const webBucket = bucketOfDomain(domain, domains.webRootDomain, true)!;
+  return (model.resolveBucket(webBucket)?.website.v ?? null) !== null;
 }
 
 export class AdminError extends Error {
@@ -86,6 +105,7 @@ async function bucketInfo(model: Model, b: BucketEntry) {
     created: new Date(b.created).toISOString(),
     globalAliases: model.aliasesOf(b.id),
     websiteAccess: b.website.v !== null,
+    websiteConfig: b.website.v ? { indexDocument: b.website.v.indexDocument, errorDocument: b.website.v.errorDocument } : null,
     keys: Object.entries(b.keys)
       .filter(([, p]) => p.read || p.write || p.owner)
       .map(([id, p]) => ({
@@ -136,6 +156,34 @@ function findBucket(model: Model, q: { id?: string; globalAlias?: string; search
 
 const PermissionsBody = t.Object({ read: t.Optional(t.Boolean()), write: t.Optional(t.Boolean()), owner: t.Optional(t.Boolean()) });
 const BucketKeyBody = t.Object({ bucketId: t.String(), accessKeyId: t.String(), permissions: PermissionsBody });
+
+/** Garage's default index document; Garage makes it mandatory when enabling, we fill it in. */
+const DEFAULT_INDEX_DOCUMENT = "index.html";
+
+// Garage sends absent optionals as JSON null, so null is accepted wherever a field is optional.
+const UpdateBucketBody = t.Object({
+  websiteAccess: t.Optional(
+    t.Union([
+      t.Object({
+        enabled: t.Boolean(),
+        indexDocument: t.Optional(t.Union([t.String(), t.Null()])),
+        errorDocument: t.Optional(t.Union([t.String(), t.Null()])),
+      }),
+      t.Null(),
+    ]),
+  ),
+  // Any shape: it is refused with a clear message instead of a schema error.
+  quotas: t.Optional(t.Unknown()),
+});
+
+/** The website setting an UpdateBucket `websiteAccess` asks for (null = serving off). */
+function requestedWebsite(wa: { enabled: boolean; indexDocument?: string | null; errorDocument?: string | null }): WebsiteConfig | null {
+  if (wa.enabled) return { indexDocument: wa.indexDocument ?? DEFAULT_INDEX_DOCUMENT, errorDocument: wa.errorDocument ?? null };
+  // As Garage: documents given with enabled=false are most likely a mistake, not something to drop.
+  if (wa.indexDocument != null || wa.errorDocument != null)
+    throw new AdminError(400, "InvalidRequest", "cannot give indexDocument or errorDocument when disabling website access");
+  return null;
+}
 
 export function adminApp(s: AdminServices) {
   const { model } = s;
@@ -192,6 +240,17 @@ export function adminApp(s: AdminServices) {
         headers: { "content-type": "text/plain" },
       });
     })
+    // Public, like /health: a TLS proxy (Caddy's on-demand `ask`) checks a domain before it
+    // requests a certificate for it, so that nobody can make it fetch certificates at will.
+    .get(
+      "/check",
+      ({ query }) => {
+        if (!query.domain) throw new AdminError(400, "InvalidRequest", "give ?domain=<name>");
+        if (!servesDomain(model, s.domains, query.domain)) throw new AdminError(404, "NoSuchBucket", `domain ${query.domain} is not served by this cluster`);
+        return new Response(`Domain '${query.domain}' is managed by Bunker\n`, { headers: { "content-type": "text/plain" } });
+      },
+      { query: t.Object({ domain: t.Optional(t.String()) }) },
+    )
     .guard(
       {
         beforeHandle({ request }) {
@@ -275,6 +334,16 @@ export function adminApp(s: AdminServices) {
               return bucketInfo(model, await model.createBucket(body.globalAlias));
             },
             { body: t.Object({ globalAlias: t.String() }) },
+          )
+          .post(
+            "/v2/UpdateBucket",
+            async ({ query, body }) => {
+              let bucket = findBucket(model, { id: query.id });
+              if (body.quotas != null) throw new AdminError(400, "InvalidRequest", "quotas are not supported by Bunker");
+              if (body.websiteAccess) bucket = await model.setWebsite(bucket, requestedWebsite(body.websiteAccess));
+              return bucketInfo(model, bucket);
+            },
+            { query: t.Object({ id: t.String() }), body: UpdateBucketBody },
           )
           .post(
             "/v2/DeleteBucket",

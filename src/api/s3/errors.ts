@@ -30,6 +30,7 @@ export const S3_ERRORS = {
   NoSuchBucket: 404,
   NoSuchKey: 404,
   NoSuchUpload: 404,
+  NoSuchWebsiteConfiguration: 404,
   NotImplemented: 501,
   NotModified: 304,
   PreconditionFailed: 412,

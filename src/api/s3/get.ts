@@ -1,7 +1,7 @@
 // GetObject and HeadObject: conditional requests, single ranges, partNumber, response-*
 // overrides, and the body streamed block by block with a small prefetch window.
 import type { ObjectMeta } from "../../model/object";
-import { visibleVersion } from "../../model/object";
+import { visibleVersion, type VisibleVersion } from "../../model/object";
 import type { VersionBlockEntry } from "../../model/version";
 import { checksumHeaderName } from "../../util/checksum";
 import type { ObjectRequest, S3Services } from "./context";
@@ -174,6 +174,17 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   const entry = await r.services.model.objects.get(r.bucket.id, r.key);
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+  return objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead);
+}
+
+/** What of the request shapes an object response: conditions, Range, partNumber, response-*. */
+export interface ObjectRequestShape {
+  headers: Headers;
+  query: URLSearchParams;
+}
+
+/** The response to GET or HEAD of a visible version (the S3 and web endpoints share it). */
+export async function objectResponse(services: S3Services, version: VisibleVersion, r: ObjectRequestShape, isHead: boolean): Promise<Response> {
   const data = version.state.data;
   const meta = data.meta;
   checkConditions(r.headers, meta.etag, version.timestamp);
@@ -214,16 +225,16 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
     return new Response(Buffer.from(data.base64, "base64").subarray(start, end + 1), { status, headers });
   }
   if (data.singleBlock !== undefined) {
-    const bytes = await r.services.blocks.get(data.singleBlock);
+    const bytes = await services.blocks.get(data.singleBlock);
     return new Response(bytes.subarray(start, end + 1), { status, headers });
   }
-  if (meta.size <= r.services.settings.blockSize) {
+  if (meta.size <= services.settings.blockSize) {
     // One block: answer with its bytes directly, without the streaming machinery.
-    const rows = await r.services.model.versionBlocks.range(version.uuid, { limit: 2 });
+    const rows = await services.model.versionBlocks.range(version.uuid, { limit: 2 });
     if (rows.length === 1 && rows[0]!.size === meta.size) {
-      const bytes = await r.services.blocks.get(rows[0]!.hash);
+      const bytes = await services.blocks.get(rows[0]!.hash);
       return new Response(bytes.subarray(start, end + 1), { status, headers });
     }
   }
-  return new Response(streamBlocks(r.services, version.uuid, start, end), { status, headers });
+  return new Response(streamBlocks(services, version.uuid, start, end), { status, headers });
 }

@@ -18,12 +18,13 @@ import * as deleteOps from "./delete";
 import * as copyOps from "./copy";
 import * as listOps from "./list";
 import * as multipartOps from "./multipart";
+import * as websiteOps from "./website";
 
 const log = logger("s3");
 
 /** Sub-resources we route but do not implement: they answer 501 NotImplemented. */
 const UNSUPPORTED_SUBRESOURCES = [
-  "acl", "policy", "policyStatus", "tagging", "cors", "website", "lifecycle", "replication", "notification",
+  "acl", "policy", "policyStatus", "tagging", "cors", "lifecycle", "replication", "notification",
   "logging", "encryption", "object-lock", "retention", "legal-hold", "analytics", "inventory", "metrics",
   "intelligent-tiering", "ownershipControls", "publicAccessBlock", "accelerate", "requestPayment", "torrent",
   "select", "restore", "versions", "attributes",
@@ -109,12 +110,21 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return bucketOps.listBuckets(r);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
-  if (r.key === undefined && m === "PUT" && !hasSubresource(q)) return bucketOps.createBucket(r as S3Request & { bucketName: string });
+  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
 
   const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
   const br = { ...r, bucket } as BucketRequest;
   const unsupported = hasSubresource(q);
+
+  if (r.key === undefined && q.has("website") && !unsupported) {
+    // Only an owner may publish a bucket or change how it is published (as Garage).
+    requirePermission(br, "owner");
+    if (m === "GET") return websiteOps.getBucketWebsite(br);
+    if (m === "PUT") return websiteOps.putBucketWebsite(br);
+    if (m === "DELETE") return websiteOps.deleteBucketWebsite(br);
+    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  }
 
   if (r.key === undefined) {
     switch (m) {

@@ -1,7 +1,13 @@
 // `bunker bucket ...`: buckets and the permissions keys hold on them. A BUCKET argument
 // is a global alias (name), a full id, or an id prefix as printed by `bucket list`.
 
-import { AdminApiError, type AdminClient, type BucketInfo, type BucketPermissions } from "../admin-client";
+import {
+  AdminApiError,
+  type AdminClient,
+  type BucketInfo,
+  type BucketPermissions,
+  type UpdateBucketWebsiteAccess,
+} from "../admin-client";
 import { UsageError, type FlagSpec } from "../args";
 import {
   YES_FLAG,
@@ -9,6 +15,7 @@ import {
   permissionLetters,
   requireYes,
   shortId,
+  stringFlag,
   type Command,
   type CommandGroup,
   type CommandOutput,
@@ -37,12 +44,23 @@ function bucketLabel(info: BucketInfo): string {
   return info.globalAliases[0] ?? shortId(info.id);
 }
 
+/** The website lines of `bucket info`; the documents only when serving is on, as Garage. */
+function websiteFields(info: BucketInfo): [string, string][] {
+  const fields: [string, string][] = [["Website access", String(info.websiteAccess)]];
+  // A node older than websiteConfig sends no such field: then only the boolean is shown.
+  const config = info.websiteConfig;
+  if (info.websiteAccess && config) {
+    fields.push(["  index document", config.indexDocument], ["  error document", config.errorDocument ?? "(not defined)"]);
+  }
+  return fields;
+}
+
 function renderBucketInfo(info: BucketInfo): string {
   const fields = formatFields([
     ["Bucket", info.id],
     ["Created", dateOrDash(info.created)],
     ["Global aliases", info.globalAliases.join(", ") || "(none)"],
-    ["Website access", String(info.websiteAccess)],
+    ...websiteFields(info),
     ["Size", `${formatBytes(info.bytes)} (${info.bytes} B)`],
     ["Objects", String(info.objects)],
     ["Unfinished uploads", String(info.unfinishedUploads)],
@@ -163,8 +181,66 @@ function permissionChange(verb: "allow" | "deny"): Command {
   };
 }
 
+/** Garage's default for `bucket website --allow`. */
+const DEFAULT_INDEX_DOCUMENT = "index.html";
+
+const WEBSITE_FLAGS: FlagSpec[] = [
+  { name: "allow", help: "serve the bucket as a website on the web endpoint" },
+  { name: "deny", help: "stop serving the bucket as a website" },
+  {
+    name: "index-document",
+    short: "i",
+    value: "NAME",
+    help: `appended to request paths ending in '/' (default: ${DEFAULT_INDEX_DOCUMENT}); with --allow`,
+  },
+  { name: "error-document", short: "e", value: "KEY", help: "object served for a missing page; with --allow" },
+];
+
+/** The UpdateBucket change the flags ask for; `current` keeps an error document already set,
+ * as Garage does, so re-allowing to change the index does not silently drop it. */
+function requestedWebsiteAccess(inv: Invocation, current: BucketInfo): UpdateBucketWebsiteAccess {
+  if (inv.flags.deny === true) return { enabled: false };
+  const access: UpdateBucketWebsiteAccess = {
+    enabled: true,
+    indexDocument: stringFlag(inv, "index-document") ?? DEFAULT_INDEX_DOCUMENT,
+  };
+  const errorDocument = stringFlag(inv, "error-document") ?? current.websiteConfig?.errorDocument;
+  if (errorDocument != null) access.errorDocument = errorDocument;
+  return access;
+}
+
+/** Checked before any request, so a wrong invocation changes nothing. */
+function checkWebsiteFlags(inv: Invocation): void {
+  if ((inv.flags.allow === true) === (inv.flags.deny === true)) throw new UsageError("give exactly one of --allow or --deny");
+  if (inv.flags.deny === true && (inv.flags["index-document"] !== undefined || inv.flags["error-document"] !== undefined)) {
+    throw new UsageError("--index-document and --error-document only go with --allow");
+  }
+}
+
+/** Where the web endpoint finds the bucket: it maps the request's host name to a global alias. */
+function websiteLocation(info: BucketInfo): string {
+  const name = info.globalAliases[0];
+  if (name === undefined) return "This bucket has no global alias, so the web endpoint (s3_web) cannot serve it yet.";
+  return `Website served by the web endpoint (s3_web) for host ${name} (or ${name}.<root_domain> with s3_web.root_domain).`;
+}
+
+const website: Command = {
+  name: "website",
+  args: ["BUCKET"],
+  flags: WEBSITE_FLAGS,
+  summary: "allow or deny serving a bucket as a website",
+  run: async (ctx, inv) => {
+    checkWebsiteFlags(inv);
+    const client = ctx.client();
+    const bucket = await resolveBucket(client, inv.positional[0]!);
+    const updated = await client.updateBucket(bucket.id, { websiteAccess: requestedWebsiteAccess(inv, bucket) });
+    const text = renderBucketInfo(updated);
+    return { json: updated, text: inv.flags.allow === true ? `${text}\n\n${websiteLocation(updated)}` : text };
+  },
+};
+
 export const bucketCommands: CommandGroup = {
   name: "bucket",
   summary: "manage buckets and key permissions",
-  commands: [create, list, info, del, permissionChange("allow"), permissionChange("deny")],
+  commands: [create, list, info, del, permissionChange("allow"), permissionChange("deny"), website],
 };

@@ -28,6 +28,7 @@ const bucketInfo = (perms = { read: true, write: true, owner: false }) => ({
   created: "2025-01-02T03:04:05.000Z",
   globalAliases: ["photos"],
   websiteAccess: false,
+  websiteConfig: null as { indexDocument: string; errorDocument: string | null } | null,
   keys: [{ accessKeyId: KEY_ID, name: "alice", permissions: perms, bucketLocalAliases: [] }],
   objects: 3,
   bytes: 1536 * 1024,
@@ -112,6 +113,12 @@ const ROUTES: Record<string, Handler> = {
   DeleteBucket: () => json({}),
   AllowBucketKey: (_q, body) => json(bucketInfo({ read: true, write: true, owner: body.permissions.owner })),
   DenyBucketKey: () => json(bucketInfo({ read: false, write: false, owner: false })),
+  // Echoes the requested website setting the way the node stores it.
+  UpdateBucket: (_q, body) => {
+    const wa = body.websiteAccess;
+    const websiteConfig = wa?.enabled ? { indexDocument: wa.indexDocument ?? "index.html", errorDocument: wa.errorDocument ?? null } : null;
+    return json({ ...bucketInfo(), websiteAccess: websiteConfig !== null, websiteConfig });
+  },
 };
 
 let server: ReturnType<typeof Bun.serve>;
@@ -342,6 +349,89 @@ describe("buckets", () => {
     expect(r.code).toBe(EXIT_USAGE);
     expect(r.stderr).toBe("error: missing --key KEY\n");
     expect(requests).toEqual([]);
+  });
+});
+
+describe("bucket website", () => {
+  test("--allow resolves the bucket, sends index.html by default and says where it is served", async () => {
+    const r = await withConfig("bucket", "website", "--allow", "photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "photos" }],
+      ["POST", "UpdateBucket", { id: BUCKET_ID }],
+    ]);
+    expect(requests[1]!.body).toEqual({ websiteAccess: { enabled: true, indexDocument: "index.html" } });
+    expect(r.stdout).toMatch(/Website access:\s+true\n\s+index document:\s+index.html\n\s+error document:\s+\(not defined\)/);
+    const last = r.stdout.trimEnd().split("\n").at(-1)!;
+    expect(last).toContain("web endpoint");
+    expect(last).toContain("host photos");
+  });
+
+  test("-i and -e set the documents; --json prints the bucket", async () => {
+    const r = await withConfig("bucket", "website", "photos", "--allow", "-i", "home.html", "--error-document", "errors/404.html", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]!.body).toEqual({ websiteAccess: { enabled: true, indexDocument: "home.html", errorDocument: "errors/404.html" } });
+    const out = JSON.parse(r.stdout);
+    expect(out.websiteAccess).toBe(true);
+    expect(out.websiteConfig).toEqual({ indexDocument: "home.html", errorDocument: "errors/404.html" });
+  });
+
+  test("--allow without -e keeps the error document already set, as Garage", async () => {
+    const original = ROUTES.GetBucketInfo!;
+    ROUTES.GetBucketInfo = () =>
+      json({ ...bucketInfo(), websiteAccess: true, websiteConfig: { indexDocument: "index.html", errorDocument: "oops.html" } });
+    try {
+      const r = await withConfig("bucket", "website", "--allow", "photos", "-i", "start.html");
+      expect(r.code).toBe(EXIT_OK);
+      expect(requests[1]!.body).toEqual({ websiteAccess: { enabled: true, indexDocument: "start.html", errorDocument: "oops.html" } });
+    } finally {
+      ROUTES.GetBucketInfo = original;
+    }
+  });
+
+  test("--deny turns website access off and prints no web endpoint line", async () => {
+    const r = await withConfig("bucket", "website", "--deny", "photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]).toMatchObject({ endpoint: "UpdateBucket", query: { id: BUCKET_ID }, body: { websiteAccess: { enabled: false } } });
+    expect(r.stdout).toMatch(/Website access:\s+false\n/);
+    expect(r.stdout).not.toContain("index document");
+    expect(r.stdout).not.toContain("web endpoint");
+  });
+
+  test("bucket info shows the documents when website access is on", async () => {
+    const original = ROUTES.GetBucketInfo!;
+    ROUTES.GetBucketInfo = () =>
+      json({ ...bucketInfo(), websiteAccess: true, websiteConfig: { indexDocument: "home.html", errorDocument: "404.html" } });
+    try {
+      const r = await withConfig("bucket", "info", "photos");
+      expect(r.stdout).toMatch(/index document:\s+home.html\n\s+error document:\s+404.html/);
+    } finally {
+      ROUTES.GetBucketInfo = original;
+    }
+  });
+
+  const refused: [string[], string][] = [
+    [["bucket", "website", "photos"], "error: give exactly one of --allow or --deny\n"],
+    [["bucket", "website", "--allow", "--deny", "photos"], "error: give exactly one of --allow or --deny\n"],
+    [["bucket", "website", "--deny", "photos", "-i", "a.html"], "error: --index-document and --error-document only go with --allow\n"],
+    [["bucket", "website", "--allow"], "error: missing BUCKET (see 'bunker bucket website --help')\n"],
+  ];
+  for (const [args, message] of refused) {
+    test(`bunker ${args.join(" ")} is a usage error before any request`, async () => {
+      const r = await withConfig(...args);
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+      expect(requests).toEqual([]);
+    });
+  }
+
+  test("help lists the flags", async () => {
+    const r = await cli(["bucket", "website", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("Usage: bunker bucket website BUCKET [options]");
+    expect(r.stdout).toMatch(/-i, --index-document NAME\s+appended/);
+    expect(r.stdout).toMatch(/-e, --error-document KEY\s+object served/);
   });
 });
 

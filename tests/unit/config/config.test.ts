@@ -59,7 +59,7 @@ describe("loadConfig", () => {
     expect(c.rpc_secret).toBeUndefined();
     expect(c.bootstrap_peers).toEqual([]);
     expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: undefined });
-    expect(c.s3_web).toBeUndefined();
+    expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.localhost" });
     expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: undefined });
   });
 
@@ -126,8 +126,9 @@ metrics_token = "some-metrics-token"
     expect(c.rpc_secret).toBe(SECRET);
     expect(c.rpc_public_addr).toBe("192.168.1.10:3901");
     expect(c.bootstrap_peers).toHaveLength(1);
-    expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: ".s3.garage.localhost" });
-    expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: ".web.garage.localhost", index: "index.html" });
+    // The leading dot of Garage's examples is dropped: hosts are matched as "<bucket>." + domain.
+    expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: "s3.garage.localhost" });
+    expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.garage.localhost" });
     expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: "some-admin-token" });
   });
 

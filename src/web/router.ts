@@ -1,0 +1,139 @@
+// The web endpoint ([s3_web], port 3902): serves buckets with website access to anyone,
+// without signatures. The bucket comes from the Host header (`<bucket>.<root_domain>`, or the
+// whole host name, so a bucket called `example.com` serves `example.com`); a path ending in
+// "/" gets the bucket's index document; a 4xx on GET shows its error document.
+// Objects are answered by the same code as S3 GetObject (Range, conditional requests).
+import { Elysia } from "elysia";
+import { visibleVersion } from "../model/object";
+import type { WebsiteConfig } from "../model/bucket";
+import { QuorumError } from "../table/quorum";
+import { MAX_KEY_BYTES } from "../util/limits";
+import { logger } from "../util/log";
+import { rawUrlOf } from "../api/http";
+import { S3Error } from "../api/s3/errors";
+import { objectResponse } from "../api/s3/get";
+import type { S3Services } from "../api/s3/context";
+import { xmlEscape } from "../api/s3/xml";
+
+const log = logger("web");
+
+/** The web endpoint ignores S3's query parameters (partNumber, response-*): a page is a page. */
+const NO_QUERY = new URLSearchParams();
+const REDIRECT_HEADER = "x-amz-website-redirect-location";
+
+export interface WebSettings {
+  /** `[s3_web] root_domain`: `<bucket>.<root_domain>` serves `<bucket>`. */
+  rootDomain?: string;
+}
+
+/** The bucket a Host header names: without its port, without the root domain if it ends so. */
+export function bucketNameOfHost(host: string | null, rootDomain: string | undefined): string | undefined {
+  if (!host) return undefined;
+  let name = host.toLowerCase();
+  if (name.startsWith("[")) return undefined; // an IPv6 literal names no bucket
+  name = name.replace(/:\d+$/, "").replace(/\.$/, "");
+  const root = rootDomain?.toLowerCase().replace(/^\./, "");
+  if (root && name.endsWith("." + root)) name = name.slice(0, -(root.length + 1));
+  return name === "" ? undefined : name;
+}
+
+/** The object key a request path asks for: "/" and "/dir/" mean their index document. */
+export function keyOfPath(path: string, indexDocument: string): string {
+  const key = path.slice(1);
+  return key === "" || key.endsWith("/") ? key + indexDocument : key;
+}
+
+function decodePath(rawPath: string): string {
+  let path: string;
+  try {
+    path = decodeURIComponent(rawPath);
+  } catch {
+    throw new S3Error("InvalidArgument", "The path is not valid percent-encoded UTF-8");
+  }
+  if (!path.startsWith("/")) throw new S3Error("InvalidArgument", "The path must start with /");
+  if (path.includes("\u0000")) throw new S3Error("InvalidArgument", "The path may not contain NUL");
+  if (Buffer.byteLength(path) > MAX_KEY_BYTES) throw new S3Error("KeyTooLongError", "The path is too long");
+  return path;
+}
+
+/** A small page for browsers; the S3 code and message also travel as headers, as AWS does. */
+function errorPage(err: S3Error, isHead: boolean): Response {
+  const headers: Record<string, string> = { "x-amz-error-code": err.code, "x-amz-error-message": err.message.replace(/[^\x20-\x7e]/g, "?"), ...err.headers };
+  if (isHead || err.status === 304) return new Response(null, { status: err.status, headers });
+  headers["content-type"] = "text/html; charset=utf-8";
+  const title = `${err.status} ${err.code}`;
+  const body = `<!DOCTYPE html>\n<html><head><title>${xmlEscape(title)}</title></head><body><h1>${xmlEscape(title)}</h1><p>${xmlEscape(err.message)}</p></body></html>\n`;
+  return new Response(body, { status: err.status, headers });
+}
+
+function toS3Error(err: unknown): S3Error {
+  if (err instanceof S3Error) return err;
+  if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
+  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
+  return new S3Error("InternalError", "We encountered an internal error. Please try again.");
+}
+
+/** The bucket's error document with the original status, or undefined if it has none. */
+async function errorDocumentResponse(services: S3Services, bucketId: string, website: WebsiteConfig, status: number): Promise<Response | undefined> {
+  if (website.errorDocument === null) return undefined;
+  const version = visibleVersion(await services.model.objects.get(bucketId, website.errorDocument));
+  if (!version) return undefined;
+  // No conditions and no Range: the client asked for another object, not this one.
+  const page = await objectResponse(services, version, { headers: new Headers(), query: NO_QUERY }, false);
+  return new Response(page.body, { status, headers: page.headers });
+}
+
+async function serve(request: Request, services: S3Services, settings: WebSettings, rawPath: string, isHead: boolean): Promise<Response> {
+  const name = bucketNameOfHost(request.headers.get("host"), settings.rootDomain);
+  const bucket = name === undefined ? undefined : services.model.resolveBucket(name);
+  const website = bucket?.website.v;
+  if (!bucket || !website) throw new S3Error("NoSuchBucket", `No website is published at ${name ?? "this address"}`);
+
+  try {
+    const key = keyOfPath(decodePath(rawPath), website.indexDocument);
+    const version = visibleVersion(await services.model.objects.get(bucket.id, key));
+    if (!version) {
+      // "/docs" where "docs/index.html" exists: send the browser to "/docs/" so that the
+      // page's relative links resolve inside the directory.
+      // ("//host" would read as another site to the browser: never redirect there.)
+      if (!rawPath.endsWith("/") && !rawPath.startsWith("//") && visibleVersion(await services.model.objects.get(bucket.id, `${key}/${website.indexDocument}`)))
+        return new Response(null, { status: 302, headers: { location: `${rawPath}/` } });
+      throw new S3Error("NoSuchKey", `The specified key does not exist: ${key}`);
+    }
+    const redirect = version.state.data.meta.headers.find(([n]) => n === REDIRECT_HEADER);
+    if (redirect) return new Response(null, { status: 301, headers: { location: redirect[1] } });
+    return await objectResponse(services, version, { headers: request.headers, query: NO_QUERY }, isHead);
+  } catch (err) {
+    const s3err = toS3Error(err);
+    if (!isHead && request.method === "GET" && s3err.status >= 400 && s3err.status < 500 && s3err.code !== "InvalidRange") {
+      const page = await errorDocumentResponse(services, bucket.id, website, s3err.status);
+      if (page) return page;
+    }
+    return errorPage(s3err, isHead);
+  }
+}
+
+export async function handleWeb(request: Request, services: S3Services, settings: WebSettings): Promise<Response> {
+  const isHead = request.method === "HEAD";
+  if (request.method !== "GET" && !isHead) {
+    const err = new S3Error("MethodNotAllowed", "A website answers GET and HEAD only", { allow: "GET, HEAD" });
+    return errorPage(err, false);
+  }
+  const raw = rawUrlOf(request);
+  const qi = raw.indexOf("?");
+  const rawPath = qi < 0 ? raw : raw.slice(0, qi);
+  try {
+    return await serve(request, services, settings, rawPath, isHead);
+  } catch (err) {
+    const s3err = toS3Error(err);
+    if (s3err.status >= 500) log.warn(`${request.method} ${rawPath}: ${s3err.code} ${s3err.message}`);
+    return errorPage(s3err, isHead);
+  }
+}
+
+export function webApp(services: S3Services, settings: WebSettings) {
+  const handler = ({ request }: { request: Request }) => handleWeb(request, services, settings);
+  return new Elysia({ normalize: false })
+    .all("/", handler, { parse: "none" })
+    .all("/*", handler, { parse: "none" });
+}
