@@ -9,6 +9,18 @@ export interface WebsiteConfig {
   errorDocument: string | null;
 }
 
+/** One CORS rule, as S3's CORSRule; origins and headers may hold "*" wildcards. */
+export interface CorsRule {
+  id: string | null;
+  allowedOrigins: string[];
+  /** GET, PUT, POST, DELETE or HEAD. */
+  allowedMethods: string[];
+  /** Lower case. */
+  allowedHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds: number | null;
+}
+
 /** Longest index or error document name, as S3 keys. */
 export const WEBSITE_DOCUMENT_MAX_BYTES = 1024;
 
@@ -30,7 +42,11 @@ export interface BucketEntry {
   /** accessKeyId -> permissions */
   keys: Record<string, Permissions>;
   website: Lww<WebsiteConfig | null>;
+  /** CORS rules (null: none). Absent in entries written before CORS existed. */
+  cors?: Lww<CorsRule[] | null>;
 }
+
+const NO_CORS: Lww<CorsRule[] | null> = { ts: 0, v: null };
 
 export const bucketSchema: TableSchema<BucketEntry> = {
   name: "bucket",
@@ -46,6 +62,7 @@ export const bucketSchema: TableSchema<BucketEntry> = {
       // A deleted bucket absorbs everything: no permission can resurrect it.
       keys: deleted ? {} : mergeRecords(a.keys, b.keys, mergePermissions),
       website: deleted ? { ts: Math.max(a.website.ts, b.website.ts), v: null } : mergeLww(a.website, b.website),
+      cors: deleted ? { ts: Math.max(a.cors?.ts ?? 0, b.cors?.ts ?? 0), v: null } : mergeLww(a.cors ?? NO_CORS, b.cors ?? NO_CORS),
     };
   },
 };

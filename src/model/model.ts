@@ -10,7 +10,7 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, websiteConfigProblem, type BucketEntry, type WebsiteConfig } from "./bucket";
+import { bucketSchema, websiteConfigProblem, type BucketEntry, type CorsRule, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, type ObjectEntry, type VersionState } from "./object";
@@ -312,6 +312,7 @@ export class Model {
       deleted: false,
       keys: owner ? { [owner.id]: { ts, read: true, write: true, owner: true } } : {},
       website: { ts: 0, v: null },
+      cors: { ts: 0, v: null },
     };
     await this.buckets.insert(bucket);
     await this.aliases.insert({ name, bucketId: bucket.id, ts });
@@ -322,7 +323,7 @@ export class Model {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
-    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null } });
+    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null } });
   }
 
   async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {
@@ -335,6 +336,12 @@ export class Model {
     const problem = website ? websiteConfigProblem(website) : undefined;
     if (problem) throw new ModelError("InvalidArgument", problem);
     await this.buckets.insert({ ...bucket, website: { ts: this.clock.now(), v: website } });
+    return this.getBucket(bucket.id)!;
+  }
+
+  /** Sets the bucket's CORS rules (null: none); newest setting wins. */
+  async setCors(bucket: BucketEntry, rules: CorsRule[] | null): Promise<BucketEntry> {
+    await this.buckets.insert({ ...bucket, cors: { ts: this.clock.now(), v: rules } });
     return this.getBucket(bucket.id)!;
   }
 

@@ -2,7 +2,8 @@
 // without signatures. The bucket comes from the Host header (`<bucket>.<root_domain>`, or the
 // whole host name, so a bucket called `example.com` serves `example.com`); a path ending in
 // "/" gets the bucket's index document; a 4xx on GET shows its error document.
-// Objects are answered by the same code as S3 GetObject (Range, conditional requests).
+// Objects are answered by the same code as S3 GetObject (Range, conditional requests), and
+// the bucket's CORS rules apply as on the S3 endpoint (e.g. fonts used by another site).
 import { Elysia } from "elysia";
 import { visibleVersion } from "../model/object";
 import type { WebsiteConfig } from "../model/bucket";
@@ -12,6 +13,7 @@ import { logger } from "../util/log";
 import { rawUrlOf } from "../api/http";
 import { S3Error } from "../api/s3/errors";
 import { objectResponse } from "../api/s3/get";
+import { addCorsHeaders, preflightResponse } from "../api/s3/cors";
 import type { S3Services } from "../api/s3/context";
 import { xmlEscape } from "../api/s3/xml";
 
@@ -88,15 +90,26 @@ async function serve(request: Request, services: S3Services, settings: WebSettin
   const bucket = name === undefined ? undefined : services.model.resolveBucket(name);
   const website = bucket?.website.v;
   if (!bucket || !website) throw new S3Error("NoSuchBucket", `No website is published at ${name ?? "this address"}`);
+  const cors = bucket.cors?.v ?? null;
+  if (request.method === "OPTIONS") {
+    try {
+      return preflightResponse(cors, request.headers);
+    } catch (err) {
+      return errorPage(toS3Error(err), true);
+    }
+  }
+  return addCorsHeaders(await servePage(request, services, bucket.id, website, rawPath, isHead), cors, request.headers, request.method);
+}
 
+async function servePage(request: Request, services: S3Services, bucketId: string, website: WebsiteConfig, rawPath: string, isHead: boolean): Promise<Response> {
   try {
     const key = keyOfPath(decodePath(rawPath), website.indexDocument);
-    const version = visibleVersion(await services.model.objects.get(bucket.id, key));
+    const version = visibleVersion(await services.model.objects.get(bucketId, key));
     if (!version) {
       // "/docs" where "docs/index.html" exists: send the browser to "/docs/" so that the
       // page's relative links resolve inside the directory.
       // ("//host" would read as another site to the browser: never redirect there.)
-      if (!rawPath.endsWith("/") && !rawPath.startsWith("//") && visibleVersion(await services.model.objects.get(bucket.id, `${key}/${website.indexDocument}`)))
+      if (!rawPath.endsWith("/") && !rawPath.startsWith("//") && visibleVersion(await services.model.objects.get(bucketId, `${key}/${website.indexDocument}`)))
         return new Response(null, { status: 302, headers: { location: `${rawPath}/` } });
       throw new S3Error("NoSuchKey", `The specified key does not exist: ${key}`);
     }
@@ -106,7 +119,7 @@ async function serve(request: Request, services: S3Services, settings: WebSettin
   } catch (err) {
     const s3err = toS3Error(err);
     if (!isHead && request.method === "GET" && s3err.status >= 400 && s3err.status < 500 && s3err.code !== "InvalidRange") {
-      const page = await errorDocumentResponse(services, bucket.id, website, s3err.status);
+      const page = await errorDocumentResponse(services, bucketId, website, s3err.status);
       if (page) return page;
     }
     return errorPage(s3err, isHead);
@@ -115,8 +128,8 @@ async function serve(request: Request, services: S3Services, settings: WebSettin
 
 export async function handleWeb(request: Request, services: S3Services, settings: WebSettings): Promise<Response> {
   const isHead = request.method === "HEAD";
-  if (request.method !== "GET" && !isHead) {
-    const err = new S3Error("MethodNotAllowed", "A website answers GET and HEAD only", { allow: "GET, HEAD" });
+  if (request.method !== "GET" && !isHead && request.method !== "OPTIONS") {
+    const err = new S3Error("MethodNotAllowed", "A website answers GET, HEAD and OPTIONS only", { allow: "GET, HEAD, OPTIONS" });
     return errorPage(err, false);
   }
   const raw = rawUrlOf(request);

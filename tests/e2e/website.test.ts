@@ -166,11 +166,11 @@ test("an object with a website redirect location answers 301", async () => {
   expect(r.headers.get("location")).toBe("/docs/");
 });
 
-test("only GET and HEAD; no signature is needed but nothing can be written", async () => {
+test("only GET, HEAD and OPTIONS; no signature is needed but nothing can be written", async () => {
   for (const method of ["PUT", "POST", "DELETE"]) {
     const r = await web("/index.html", { method });
     expect(r.status).toBe(405);
-    expect(r.headers.get("allow")).toBe("GET, HEAD");
+    expect(r.headers.get("allow")).toBe("GET, HEAD, OPTIONS");
   }
   expect(await (await web("/index.html")).text()).toBe("<h1>home</h1>");
 });

@@ -3,6 +3,8 @@
 
 export const S3_ERRORS = {
   AccessDenied: 403,
+  AccessForbidden: 403,
+  BadRequest: 400,
   AuthorizationHeaderMalformed: 400,
   BadDigest: 400,
   BucketAlreadyExists: 409,
@@ -28,6 +30,7 @@ export const S3_ERRORS = {
   MethodNotAllowed: 405,
   MissingContentLength: 411,
   NoSuchBucket: 404,
+  NoSuchCORSConfiguration: 404,
   NoSuchKey: 404,
   NoSuchUpload: 404,
   NoSuchWebsiteConfiguration: 404,

@@ -11,6 +11,7 @@ import { S3Error } from "./errors";
 import { verifyRequest } from "./sigv4";
 import { xmlDocument } from "./xml";
 import type { BucketRequest, ObjectRequest, S3Request, S3Services } from "./context";
+import type { CorsRule } from "../../model/bucket";
 import * as bucketOps from "./bucket";
 import * as getOps from "./get";
 import * as putOps from "./put";
@@ -19,12 +20,13 @@ import * as copyOps from "./copy";
 import * as listOps from "./list";
 import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
+import * as corsOps from "./cors";
 
 const log = logger("s3");
 
 /** Sub-resources we route but do not implement: they answer 501 NotImplemented. */
 const UNSUPPORTED_SUBRESOURCES = [
-  "acl", "policy", "policyStatus", "tagging", "cors", "lifecycle", "replication", "notification",
+  "acl", "policy", "policyStatus", "tagging", "lifecycle", "replication", "notification",
   "logging", "encryption", "object-lock", "retention", "legal-hold", "analytics", "inventory", "metrics",
   "intelligent-tiering", "ownershipControls", "publicAccessBlock", "accelerate", "requestPayment", "torrent",
   "select", "restore", "versions", "attributes",
@@ -110,7 +112,7 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return bucketOps.listBuckets(r);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
-  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
+  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website") && !q.has("cors")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
 
   const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
@@ -123,6 +125,13 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return websiteOps.getBucketWebsite(br);
     if (m === "PUT") return websiteOps.putBucketWebsite(br);
     if (m === "DELETE") return websiteOps.deleteBucketWebsite(br);
+    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  }
+  if (r.key === undefined && q.has("cors") && !unsupported) {
+    requirePermission(br, "owner");
+    if (m === "GET") return corsOps.getBucketCors(br);
+    if (m === "PUT") return corsOps.putBucketCors(br);
+    if (m === "DELETE") return corsOps.deleteBucketCors(br);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
 
@@ -208,8 +217,24 @@ export async function handleS3(request: Request, services: S3Services): Promise<
   const rawPath = qi < 0 ? raw : raw.slice(0, qi);
   const rawQuery = qi < 0 ? "" : raw.slice(qi + 1);
   const isHead = request.method === "HEAD";
+  // The bucket's CORS rules, read locally (full-copy table) once the target is known.
+  let corsRules: CorsRule[] | null = null;
+  const withCors = (response: Response) => corsOps.addCorsHeaders(response, corsRules, request.headers, request.method);
   try {
     const target = parseTarget(rawPath, request.headers.get("host"), services.settings.rootDomain);
+    if (target.bucketName !== undefined) corsRules = services.model.resolveBucket(target.bucketName)?.cors?.v ?? null;
+    if (request.method === "OPTIONS") {
+      // A browser's preflight carries no signature: it is answered from the rules alone.
+      await discardBody(request);
+      let rules: CorsRule[] | null | undefined;
+      if (target.bucketName !== undefined) {
+        if (!services.model.resolveBucket(target.bucketName)) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
+        rules = corsRules;
+      }
+      const preflight = corsOps.preflightResponse(rules, request.headers);
+      preflight.headers.set("x-amz-request-id", requestId);
+      return preflight;
+    }
     const auth = verifyRequest(
       { method: request.method, rawPath, rawQuery, headers: request.headers },
       (id) => services.model.getKey(id)?.secret,
@@ -232,12 +257,13 @@ export async function handleS3(request: Request, services: S3Services): Promise<
       services,
     });
     response.headers.set("x-amz-request-id", requestId);
-    return response;
+    return withCors(response);
   } catch (err) {
     await discardBody(request);
     const s3err = toS3Error(err);
     if (s3err.status >= 500) log.warn(`${request.method} ${rawPath}: ${s3err.code} ${s3err.message}`);
-    return errorResponse(s3err, rawPath, requestId, isHead);
+    // Errors carry the CORS headers too, so that a browser page can read why it failed.
+    return withCors(errorResponse(s3err, rawPath, requestId, isHead));
   }
 }
 

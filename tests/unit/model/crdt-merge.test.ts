@@ -104,6 +104,17 @@ checkJoin<BucketEntry>(
         ? {}
         : Object.fromEntries(r.subset(KEY_IDS).map((k) => [k, { ts: r.pick(TS), read: r.bool(), write: r.bool(), owner: r.bool() }])),
       website: { ts: r.pick([0, ...TS]), v: r.bool() ? null : { indexDocument: r.pick(["index.html", "i.htm"]), errorDocument: r.pick([null, "err.html"]) } },
+      // Entries written before CORS existed have no cors field at all.
+      ...(r.bool(0.2)
+        ? {}
+        : {
+            cors: {
+              ts: r.pick([0, ...TS]),
+              v: r.bool()
+                ? null
+                : [{ id: null, allowedOrigins: [r.pick(["*", "https://a.example"])], allowedMethods: ["GET"], allowedHeaders: [], exposeHeaders: [], maxAgeSeconds: r.pick([null, 60]) }],
+            },
+          }),
     };
   },
   // A deleted bucket as deleteBucket writes it still carries its website; the merge nulls it.

@@ -1,0 +1,120 @@
+// CORS rule matching, the preflight answer and the headers of actual responses, as AWS
+// evaluates them; and what PutBucketCors accepts.
+import { describe, expect, test } from "bun:test";
+import { addCorsHeaders, matchingRule, parseCorsConfiguration, preflightResponse, wildcardMatch } from "../../../src/api/s3/cors";
+import { S3Error } from "../../../src/api/s3/errors";
+import type { CorsRule } from "../../../src/model/bucket";
+
+const rule = (r: Partial<CorsRule>): CorsRule => ({
+  id: null,
+  allowedOrigins: ["*"],
+  allowedMethods: ["GET"],
+  allowedHeaders: [],
+  exposeHeaders: [],
+  maxAgeSeconds: null,
+  ...r,
+});
+
+function codeOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return (e as S3Error).code;
+  }
+  return "ok";
+}
+
+describe("wildcardMatch", () => {
+  test("exact, one wildcard anywhere, regex characters taken literally", () => {
+    expect(wildcardMatch("https://a.example", "https://a.example")).toBe(true);
+    expect(wildcardMatch("https://a.example", "https://b.example")).toBe(false);
+    expect(wildcardMatch("https://*.example.com", "https://app.example.com")).toBe(true);
+    expect(wildcardMatch("https://*.example.com", "https://example.com")).toBe(false);
+    expect(wildcardMatch("https://*.example.com", "https://app.exampleXcom")).toBe(false);
+    expect(wildcardMatch("*", "anything at all")).toBe(true);
+    expect(wildcardMatch("x-amz-*", "X-Amz-Date", true)).toBe(true);
+    expect(wildcardMatch("x-amz-*", "X-Amz-Date")).toBe(false);
+  });
+});
+
+describe("matchingRule", () => {
+  const rules = [
+    rule({ id: "uploads", allowedOrigins: ["https://app.example"], allowedMethods: ["PUT", "POST"], allowedHeaders: ["content-type", "x-amz-*"] }),
+    rule({ id: "reads", allowedOrigins: ["*"], allowedMethods: ["GET", "HEAD"] }),
+  ];
+  test("first rule matching origin, method and every requested header", () => {
+    expect(matchingRule(rules, "https://app.example", "PUT", ["content-type", "x-amz-date"])?.id).toBe("uploads");
+    expect(matchingRule(rules, "https://app.example", "PUT", ["authorization"])).toBeUndefined();
+    expect(matchingRule(rules, "https://other.example", "PUT")).toBeUndefined();
+    expect(matchingRule(rules, "https://other.example", "GET")?.id).toBe("reads");
+    expect(matchingRule(rules, "https://app.example", "DELETE")).toBeUndefined();
+  });
+});
+
+describe("preflightResponse", () => {
+  const headers = (h: Record<string, string>) => new Headers(h);
+  const rules = [rule({ allowedOrigins: ["https://app.example"], allowedMethods: ["PUT"], allowedHeaders: ["*"], exposeHeaders: ["ETag"], maxAgeSeconds: 600 })];
+  test("a matching preflight gets the grant, echoing the origin and the requested headers", () => {
+    const r = preflightResponse(rules, headers({ origin: "https://app.example", "access-control-request-method": "PUT", "access-control-request-headers": "Content-Type, X-Amz-Date" }));
+    expect(r.status).toBe(200);
+    expect(r.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(r.headers.get("access-control-allow-methods")).toBe("PUT");
+    expect(r.headers.get("access-control-allow-headers")).toBe("content-type, x-amz-date");
+    expect(r.headers.get("access-control-allow-credentials")).toBe("true");
+    expect(r.headers.get("access-control-expose-headers")).toBe("ETag");
+    expect(r.headers.get("access-control-max-age")).toBe("600");
+  });
+  test("no match, no rules, or missing headers are refused", () => {
+    expect(codeOf(() => preflightResponse(rules, headers({ origin: "https://evil.example", "access-control-request-method": "PUT" })))).toBe("AccessForbidden");
+    expect(codeOf(() => preflightResponse(null, headers({ origin: "https://app.example", "access-control-request-method": "PUT" })))).toBe("AccessForbidden");
+    expect(codeOf(() => preflightResponse(rules, headers({ "access-control-request-method": "PUT" })))).toBe("BadRequest");
+    expect(codeOf(() => preflightResponse(rules, headers({ origin: "https://app.example" })))).toBe("BadRequest");
+  });
+  test("\"*\" origin answers \"*\" and never allows credentials", () => {
+    const r = preflightResponse([rule({})], headers({ origin: "https://x.example", "access-control-request-method": "GET" }));
+    expect(r.headers.get("access-control-allow-origin")).toBe("*");
+    expect(r.headers.has("access-control-allow-credentials")).toBe(false);
+  });
+});
+
+describe("addCorsHeaders", () => {
+  test("adds the grant of the matching rule; Vary whenever the bucket has rules", () => {
+    const rules = [rule({ allowedOrigins: ["https://app.example"], exposeHeaders: ["ETag", "x-amz-request-id"] })];
+    const ok = addCorsHeaders(new Response("x"), rules, new Headers({ origin: "https://app.example" }), "GET");
+    expect(ok.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(ok.headers.get("access-control-expose-headers")).toBe("ETag, x-amz-request-id");
+    const other = addCorsHeaders(new Response("x"), rules, new Headers({ origin: "https://evil.example" }), "GET");
+    expect(other.headers.has("access-control-allow-origin")).toBe(false);
+    expect(other.headers.get("vary")).toBe("Origin");
+    const none = addCorsHeaders(new Response("x"), null, new Headers({ origin: "https://app.example" }), "GET");
+    expect(none.headers.has("vary")).toBe(false);
+  });
+});
+
+describe("parseCorsConfiguration", () => {
+  const xml = (rules: string) => `<CORSConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">${rules}</CORSConfiguration>`;
+  test("rules with every field", () => {
+    const parsed = parseCorsConfiguration(
+      xml(
+        "<CORSRule><ID>r1</ID><AllowedOrigin>https://*.example.com</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedMethod>PUT</AllowedMethod>" +
+          "<AllowedHeader>Content-Type</AllowedHeader><ExposeHeader>ETag</ExposeHeader><MaxAgeSeconds>3000</MaxAgeSeconds></CORSRule>" +
+          "<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>HEAD</AllowedMethod></CORSRule>",
+      ),
+    );
+    expect(parsed).toEqual([
+      { id: "r1", allowedOrigins: ["https://*.example.com"], allowedMethods: ["GET", "PUT"], allowedHeaders: ["content-type"], exposeHeaders: ["ETag"], maxAgeSeconds: 3000 },
+      { id: null, allowedOrigins: ["*"], allowedMethods: ["HEAD"], allowedHeaders: [], exposeHeaders: [], maxAgeSeconds: null },
+    ]);
+  });
+  test("refusals", () => {
+    const one = (inner: string) => xml(`<CORSRule>${inner}</CORSRule>`);
+    expect(codeOf(() => parseCorsConfiguration(""))).toBe("MalformedXML");
+    expect(codeOf(() => parseCorsConfiguration(xml("")))).toBe("MalformedXML");
+    expect(codeOf(() => parseCorsConfiguration(one("<AllowedMethod>GET</AllowedMethod>")))).toBe("MalformedXML");
+    expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>PATCH</AllowedMethod>")))).toBe("InvalidRequest");
+    expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>https://*.*.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod>")))).toBe("InvalidRequest");
+    expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>-1</MaxAgeSeconds>")))).toBe("MalformedXML");
+    const many = xml("<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>".repeat(101));
+    expect(codeOf(() => parseCorsConfiguration(many))).toBe("InvalidRequest");
+  });
+});
