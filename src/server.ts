@@ -203,7 +203,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
         domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
           if (kind === "scrub") {

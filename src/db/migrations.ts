@@ -9,16 +9,22 @@ const crdtTable = (name: string) =>
   `CREATE TABLE t_${name} (pk TEXT NOT NULL, sk TEXT NOT NULL, v TEXT NOT NULL, part INTEGER NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
    CREATE INDEX i_${name}_sync ON t_${name} (part);`;
 
-export const CRDT_TABLES = [
+/** The CRDT tables of migration 1; frozen, as that migration is released. */
+const FIRST_RELEASE_TABLES = [
   "bucket", "bucket_alias", "key", // full copy
   "object", "version", "version_block", "block_ref", "mpu", "mpu_part", // sharded
+] as const;
+
+export const CRDT_TABLES = [
+  ...FIRST_RELEASE_TABLES,
+  "bucket_counter", // sharded, migration 3
 ] as const;
 export type CrdtTableName = (typeof CRDT_TABLES)[number];
 
 export const MIGRATIONS: readonly string[] = [
   // 1: first release
   [
-    ...CRDT_TABLES.map(crdtTable),
+    ...FIRST_RELEASE_TABLES.map(crdtTable),
     // Local reference counts of blocks, derived from t_block_ref by its update hook.
     `CREATE TABLE block_rc (hash TEXT PRIMARY KEY, refs INTEGER NOT NULL, deletable_at INTEGER) WITHOUT ROWID;`,
     `CREATE INDEX block_rc_deletable ON block_rc (deletable_at) WHERE deletable_at IS NOT NULL;`,
@@ -35,5 +41,13 @@ export const MIGRATIONS: readonly string[] = [
   [
     `CREATE TABLE table_gc_todo (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, vhash TEXT NOT NULL, due INTEGER NOT NULL, tries INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tbl, pk, sk)) WITHOUT ROWID;`,
     `CREATE INDEX table_gc_todo_due ON table_gc_todo (due);`,
+  ].join("\n"),
+  // 3: per-bucket counts. bucket_counts is this node's own count of the objects, bytes and
+  // open multipart uploads it stores, kept by the object and upload update hooks (filled from
+  // the tables once, at first start after the upgrade); t_bucket_counter holds every storage
+  // node's published counts, a sharded CRDT table read by `bucket info` and quotas.
+  [
+    crdtTable("bucket_counter"),
+    `CREATE TABLE bucket_counts (bucket_id TEXT PRIMARY KEY, objects INTEGER NOT NULL, bytes INTEGER NOT NULL, uploads INTEGER NOT NULL) WITHOUT ROWID;`,
   ].join("\n"),
 ];

@@ -13,10 +13,12 @@ import type { TableSchema } from "../table/schema";
 import { bucketSchema, websiteConfigProblem, type BucketEntry, type CorsRule, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
-import { objectSchema, type ObjectEntry, type VersionState } from "./object";
+import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
-import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
+import { openCount, uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
+import { adjustLocalCounts, bucketCounterSchema, countsOf, localCounts, ZERO_COUNTS, type BucketCounterEntry, type BucketCounts } from "./counter";
+import { partitionOfEntry } from "../table/partition";
 import type { Permissions } from "./crdt";
 import { WorkerStats } from "../util/worker-stats";
 
@@ -28,6 +30,12 @@ const INSERT_QUEUE_BATCH = 256;
 const BLOCK_PAGE = 512;
 /** How often the cascading-insert queue is drained when idle. */
 const INSERT_QUEUE_INTERVAL_MS = 200;
+/** How often a node publishes the bucket counts that changed (what other nodes read). */
+const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
+/** Most buckets published in one insert. */
+const COUNTS_PUBLISH_BATCH = 256;
+/** node_meta key set once bucket_counts has been filled from the stored tables. */
+const COUNTS_READY_KEY = "bucket_counts_ready";
 
 /** Times a write is restamped past newer versions before it is left to the race it is in. */
 const MAX_RESTAMPS = 3;
@@ -66,6 +74,12 @@ export class Model {
   readonly blockRefs: Table<BlockRefEntry>;
   readonly uploads: Table<UploadEntry>;
   readonly uploadParts: Table<UploadPartEntry>;
+  readonly counters: Table<BucketCounterEntry>;
+  /** What this node last published of each bucket's counts (JSON), to publish only changes. */
+  private readonly publishedCounts = new Map<string, string>();
+  private countsTimer: ReturnType<typeof setInterval> | undefined;
+  private publishing: Promise<void> | undefined;
+  readonly countsStats = new WorkerStats("bucket counts publisher");
   private readonly byName = new Map<CrdtTableName, Table<unknown>>();
   private queueTimer: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
@@ -94,6 +108,73 @@ export class Model {
     this.blockRefs = make(blockRefSchema);
     this.uploads = make(uploadSchema);
     this.uploadParts = make(uploadPartSchema);
+    this.counters = make(bucketCounterSchema);
+    this.ensureLocalCounts();
+  }
+
+  /**
+   * Fills bucket_counts from the stored objects and uploads once, for data written before
+   * counts existed; from then on the update hooks keep it exact.
+   */
+  private ensureLocalCounts(): void {
+    if (this.db.query(`SELECT 1 FROM node_meta WHERE k = ?`).get(COUNTS_READY_KEY)) return;
+    this.db.transaction(() => {
+      this.db.run(`DELETE FROM bucket_counts`);
+      for (const row of this.db.query(`SELECT v FROM t_object`).iterate() as IterableIterator<{ v: string }>) {
+        const o = JSON.parse(row.v) as ObjectEntry;
+        adjustLocalCounts(this.db, o.bucketId, visibleDelta(undefined, o));
+      }
+      for (const row of this.db.query(`SELECT v FROM t_mpu`).iterate() as IterableIterator<{ v: string }>) {
+        const u = JSON.parse(row.v) as UploadEntry;
+        adjustLocalCounts(this.db, u.bucketId, { ...ZERO_COUNTS, uploads: openCount(u) });
+      }
+      this.db.query(`INSERT INTO node_meta (k, v) VALUES (?, '1')`).run(COUNTS_READY_KEY);
+    })();
+  }
+
+  /**
+   * A bucket's objects, bytes and open uploads: the largest count among the nodes that serve
+   * reads of its partition (this node's own count read live, the others as last published).
+   */
+  async bucketCounts(bucketId: string): Promise<BucketCounts> {
+    const trusted = this.placement.readNodes(partitionOfEntry(bucketCounterSchema, bucketId));
+    const others = trusted.filter((n) => n !== this.placement.selfId);
+    const published = others.length > 0 ? await this.counters.get(bucketId, "") : undefined;
+    const counts = countsOf(published, others);
+    if (trusted.includes(this.placement.selfId)) {
+      const own = localCounts(this.db, bucketId).get(bucketId) ?? ZERO_COUNTS;
+      counts.objects = Math.max(counts.objects, own.objects);
+      counts.bytes = Math.max(counts.bytes, own.bytes);
+      counts.uploads = Math.max(counts.uploads, own.uploads);
+    }
+    return counts;
+  }
+
+  /** Publishes this node's counts of the buckets whose partition it holds, when they changed. */
+  publishCounts(): Promise<void> {
+    this.publishing ??= this.countsStats
+      .run(async () => {
+        const ts = this.clock.now();
+        const entries: BucketCounterEntry[] = [];
+        const sent: [string, string][] = [];
+        for (const [bucketId, counts] of localCounts(this.db)) {
+          const json = JSON.stringify(counts);
+          if (this.publishedCounts.get(bucketId) === json) continue;
+          const holders = this.placement.writeSets(partitionOfEntry(bucketCounterSchema, bucketId)).flat();
+          if (!holders.includes(this.placement.selfId)) continue;
+          entries.push({ bucketId, nodes: { [this.placement.selfId]: { ts, ...counts } } });
+          sent.push([bucketId, json]);
+          if (entries.length >= COUNTS_PUBLISH_BATCH) break;
+        }
+        if (entries.length === 0) return;
+        await this.counters.insert(entries);
+        for (const [bucketId, json] of sent) this.publishedCounts.set(bucketId, json);
+      })
+      .catch((err) => log.warn(`publishing bucket counts: ${(err as Error).message}; will retry`))
+      .finally(() => {
+        this.publishing = undefined;
+      });
+    return this.publishing;
   }
 
   table(name: CrdtTableName): Table<unknown> {
@@ -107,11 +188,14 @@ export class Model {
 
   start(): void {
     this.queueTimer = setInterval(() => void this.drainInsertQueue(), INSERT_QUEUE_INTERVAL_MS);
+    this.countsTimer = setInterval(() => void this.publishCounts(), COUNTS_PUBLISH_INTERVAL_MS);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.queueTimer);
+    clearInterval(this.countsTimer);
     await this.draining;
+    await this.publishing;
   }
 
   /** Applies queued cascading writes (version and block-ref tombstones) through the tables. */

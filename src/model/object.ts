@@ -1,6 +1,7 @@
 // Objects (sharded by bucket id): each key holds a list of versions. A version becomes
 // visible only in the `complete` state; the merge keeps the newest complete version and
 // anything newer still uploading, and drops the rest (their data is then released).
+import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
 import { uploadSortKey, type UploadEntry } from "./upload";
@@ -116,8 +117,23 @@ export const objectSchema: TableSchema<ObjectEntry> = {
       const state = live.get(uuid);
       if (state === undefined || state === "aborted") ctx.enqueue("version", { uuid, deleted: true, backlink: null });
     }
+    adjustLocalCounts(ctx.db, merged.bucketId, visibleDelta(old, merged));
+  },
+  onRemove(stored, ctx) {
+    adjustLocalCounts(ctx.db, stored.bucketId, visibleDelta(stored, undefined));
   },
 };
+
+/** What a change of an entry does to its bucket's object and byte counts. */
+export function visibleDelta(before: ObjectEntry | undefined, after: ObjectEntry | undefined): BucketCounts {
+  const b = visibleVersion(before);
+  const a = visibleVersion(after);
+  return {
+    objects: (a ? 1 : 0) - (b ? 1 : 0),
+    bytes: (a?.state.data.meta.size ?? 0) - (b?.state.data.meta.size ?? 0),
+    uploads: 0,
+  };
+}
 
 /** The version a GET sees: the newest complete one, unless it is a delete marker. */
 /** A complete version that holds data: what GET and HEAD serve. */

@@ -7,6 +7,7 @@
 // header's replicas cannot see the parts: each of them writes a "closed" marker row (part 0)
 // into the upload's part partition, and each replica of that partition tombstones the parts it
 // holds when the marker arrives, and any part that arrives after it.
+import { adjustLocalCounts } from "./counter";
 import type { Database } from "bun:sqlite";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
@@ -80,8 +81,17 @@ export const uploadSchema: TableSchema<UploadEntry> = {
   onMerge(old, _incoming, merged, ctx) {
     // Queued only once closed: Complete has read the parts (and copied their blocks) by then.
     if (merged.deleted && !old?.deleted) ctx.enqueue("mpu_part", closedMarker(merged));
+    adjustLocalCounts(ctx.db, merged.bucketId, { objects: 0, bytes: 0, uploads: openCount(merged) - openCount(old) });
+  },
+  onRemove(stored, ctx) {
+    adjustLocalCounts(ctx.db, stored.bucketId, { objects: 0, bytes: 0, uploads: -openCount(stored) });
   },
 };
+
+/** 1 for an upload that is still open, else 0: its weight in the bucket's upload count. */
+export function openCount(u: UploadEntry | undefined): number {
+  return u !== undefined && !u.deleted ? 1 : 0;
+}
 
 /** absent < false < true: a join of the flag in which an absent one (old rows) means live. */
 function joinDeleted(a: boolean | undefined, b: boolean | undefined): boolean | undefined {

@@ -580,6 +580,18 @@ test("acknowledged writes survive random node kills: read-after-write during the
     }
     expect(blockCheck.problems).toEqual([]);
     const live = [...finalValue.values()].filter((v) => v !== ABSENT).length;
+
+    // ---- bucket counts: every node reports the bucket's objects and bytes, even the nodes
+    // that do not hold its partition (published counts, read from the partition's nodes) ----
+    const liveBytes = [...finalValue.values()].filter((v) => v !== ABSENT).reduce((sum, v) => sum + bodies.get(v)!.size, 0);
+    const countsSeen = () =>
+      Promise.all(nodes.map((n) => n.admin<{ objects: number; bytes: number; unfinishedUploads: number }>("GET", `/v2/GetBucketInfo?globalAlias=${BUCKET}`)));
+    try {
+      await waitFor("bucket counts on every node", async () => (await countsSeen()).every((c) => c.objects === live && c.bytes === liveBytes && c.unfinishedUploads === 0), Math.max(5_000, settleDeadline - Date.now()));
+    } catch (err) {
+      const seen = (await countsSeen()).map((c, i) => `node ${i}: ${c.objects} objects, ${c.bytes} B, ${c.unfinishedUploads} uploads`);
+      throw new Error(`${(err as Error).message}: expected ${live} objects, ${liveBytes} B; ${seen.join("; ")}`);
+    }
     console.log(`[${elapsed()}] ${live} live objects (${keys.length - live} deleted), ${blockCheck.blocks} blocks, each on ${REPLICATION} nodes; test body took ${((Date.now() - startedAt) / 1000).toFixed(1)}s`);
   } catch (err) {
     console.log(`FAILED with seed ${SEED} (replay with CHAOS_SEED=${SEED})\n${summary()}\n${logTails()}`);

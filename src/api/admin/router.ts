@@ -6,7 +6,6 @@ import { ModelError, type Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
 import type { BucketEntry, WebsiteConfig } from "../../model/bucket";
 import { isValidBucketName } from "../../model/bucket";
-import { visibleVersion } from "../../model/object";
 import { ACCESS_KEY_ID_RE, SECRET_KEY_RE } from "../../util/ids";
 import { QuorumError } from "../../table/quorum";
 import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } from "./cluster";
@@ -84,22 +83,7 @@ function keyInfo(model: Model, key: KeyEntry, showSecret: boolean) {
 }
 
 async function bucketInfo(model: Model, b: BucketEntry) {
-  let objects = 0;
-  let bytes = 0;
-  let start = "";
-  for (;;) {
-    const page = model.objects.local.range(b.id, { start, limit: 1000 });
-    for (const o of page) {
-      const v = visibleVersion(o);
-      if (v) {
-        objects++;
-        bytes += v.state.data.meta.size;
-      }
-    }
-    if (page.length < 1000) break;
-    start = page[page.length - 1]!.key + "\u0000";
-  }
-  const uploads = model.uploads.local.range(b.id, { limit: 100_000 }).filter((u) => !u.deleted).length;
+  const counts = await model.bucketCounts(b.id);
   return {
     id: b.id,
     created: new Date(b.created).toISOString(),
@@ -114,9 +98,9 @@ async function bucketInfo(model: Model, b: BucketEntry) {
         permissions: { read: p.read, write: p.write, owner: p.owner },
         bucketLocalAliases: [],
       })),
-    objects,
-    bytes,
-    unfinishedUploads: uploads,
+    objects: counts.objects,
+    bytes: counts.bytes,
+    unfinishedUploads: counts.uploads,
   };
 }
 

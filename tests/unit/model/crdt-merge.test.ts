@@ -12,6 +12,7 @@ import { objectSchema, type ObjectEntry, type ObjectVersion } from "../../../src
 import { versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "../../../src/model/version.ts";
 import { blockRefSchema, type BlockRefEntry } from "../../../src/model/block-ref.ts";
 import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "../../../src/model/upload.ts";
+import { bucketCounterSchema, type BucketCounterEntry } from "../../../src/model/counter.ts";
 import { mulberry32 } from "../../helpers/random";
 
 const ROUNDS = 300;
@@ -125,6 +126,22 @@ checkJoin<BucketAliasEntry>(
   "bucket_alias",
   bucketAliasSchema,
   (r) => ({ name: "photos", bucketId: r.pick([null, "a".repeat(64), "c".repeat(64)]), ts: r.pick(TS) }),
+  { rawIdempotent: true },
+);
+
+checkJoin<BucketCounterEntry>(
+  "bucket_counter",
+  bucketCounterSchema,
+  (r) => ({
+    bucketId: "b".repeat(64),
+    // A node's publications differ only when their timestamps do (one publisher per node id).
+    nodes: Object.fromEntries(
+      r.subset(["n1", "n2", "n3"]).map((n) => {
+        const ts = r.pick(TS);
+        return [n, { ts, objects: ts % 7, bytes: ts * 10, uploads: ts % 2 }];
+      }),
+    ),
+  }),
   { rawIdempotent: true },
 );
 
