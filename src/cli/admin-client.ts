@@ -86,6 +86,12 @@ export interface BucketWebsiteConfig {
   errorDocument: string | null;
 }
 
+/** Limits on a bucket's contents; null is no limit. */
+export interface BucketQuotas {
+  maxSize: number | null;
+  maxObjects: number | null;
+}
+
 export interface BucketInfo {
   id: string;
   created: string | null;
@@ -93,6 +99,8 @@ export interface BucketInfo {
   websiteAccess: boolean;
   /** Null when website access is off. */
   websiteConfig: BucketWebsiteConfig | null;
+  /** Absent from nodes older than quotas: read as no limits. */
+  quotas?: BucketQuotas;
   keys: { accessKeyId: string; name: string; permissions: BucketPermissions; bucketLocalAliases: string[] }[];
   objects: number;
   bytes: number;
@@ -204,6 +212,8 @@ export interface UpdateBucketWebsiteAccess {
 
 export interface UpdateBucketRequest {
   websiteAccess?: UpdateBucketWebsiteAccess;
+  /** Replaces the quotas as a whole: both fields are always sent. */
+  quotas?: BucketQuotas;
 }
 
 /** Exactly one way of naming the key: its id, or text the server matches. */

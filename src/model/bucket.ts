@@ -21,8 +21,25 @@ export interface CorsRule {
   maxAgeSeconds: number | null;
 }
 
+/** Limits on a bucket's contents (null: no limit), checked on writes against its counts. */
+export interface BucketQuotas {
+  /** Total bytes of the visible objects. */
+  maxSize: number | null;
+  maxObjects: number | null;
+}
+
+export const NO_QUOTAS: BucketQuotas = { maxSize: null, maxObjects: null };
+
 /** Longest index or error document name, as S3 keys. */
 export const WEBSITE_DOCUMENT_MAX_BYTES = 1024;
+
+/** The reason quotas are refused, or undefined: each limit is null or a non-negative integer. */
+export function quotasProblem(q: BucketQuotas): string | undefined {
+  for (const [name, v] of Object.entries(q)) {
+    if (v !== null && (!Number.isSafeInteger(v) || v < 0)) return `${name} must be a non-negative integer or null (got ${v})`;
+  }
+  return undefined;
+}
 
 /** S3's rules: the index suffix is non-empty and has no "/"; the error document is a key.
  * Returns the reason a config is refused, or undefined when it is valid. */
@@ -44,9 +61,12 @@ export interface BucketEntry {
   website: Lww<WebsiteConfig | null>;
   /** CORS rules (null: none). Absent in entries written before CORS existed. */
   cors?: Lww<CorsRule[] | null>;
+  /** Absent in entries written before quotas existed. */
+  quotas?: Lww<BucketQuotas>;
 }
 
 const NO_CORS: Lww<CorsRule[] | null> = { ts: 0, v: null };
+const NO_QUOTAS_LWW: Lww<BucketQuotas> = { ts: 0, v: NO_QUOTAS };
 
 export const bucketSchema: TableSchema<BucketEntry> = {
   name: "bucket",
@@ -63,6 +83,7 @@ export const bucketSchema: TableSchema<BucketEntry> = {
       keys: deleted ? {} : mergeRecords(a.keys, b.keys, mergePermissions),
       website: deleted ? { ts: Math.max(a.website.ts, b.website.ts), v: null } : mergeLww(a.website, b.website),
       cors: deleted ? { ts: Math.max(a.cors?.ts ?? 0, b.cors?.ts ?? 0), v: null } : mergeLww(a.cors ?? NO_CORS, b.cors ?? NO_CORS),
+      quotas: deleted ? { ts: Math.max(a.quotas?.ts ?? 0, b.quotas?.ts ?? 0), v: NO_QUOTAS } : mergeLww(a.quotas ?? NO_QUOTAS_LWW, b.quotas ?? NO_QUOTAS_LWW),
     };
   },
 };

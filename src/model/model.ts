@@ -10,7 +10,7 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, websiteConfigProblem, type BucketEntry, type CorsRule, type WebsiteConfig } from "./bucket";
+import { bucketSchema, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
@@ -397,6 +397,7 @@ export class Model {
       keys: owner ? { [owner.id]: { ts, read: true, write: true, owner: true } } : {},
       website: { ts: 0, v: null },
       cors: { ts: 0, v: null },
+      quotas: { ts: 0, v: NO_QUOTAS },
     };
     await this.buckets.insert(bucket);
     await this.aliases.insert({ name, bucketId: bucket.id, ts });
@@ -407,7 +408,7 @@ export class Model {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
-    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null } });
+    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null }, quotas: { ts, v: NO_QUOTAS } });
   }
 
   async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {
@@ -420,6 +421,14 @@ export class Model {
     const problem = website ? websiteConfigProblem(website) : undefined;
     if (problem) throw new ModelError("InvalidArgument", problem);
     await this.buckets.insert({ ...bucket, website: { ts: this.clock.now(), v: website } });
+    return this.getBucket(bucket.id)!;
+  }
+
+  /** Sets the bucket's quotas (a whole new setting; newest wins). */
+  async setQuotas(bucket: BucketEntry, quotas: BucketQuotas): Promise<BucketEntry> {
+    const problem = quotasProblem(quotas);
+    if (problem) throw new ModelError("InvalidArgument", problem);
+    await this.buckets.insert({ ...bucket, quotas: { ts: this.clock.now(), v: quotas } });
     return this.getBucket(bucket.id)!;
   }
 

@@ -66,13 +66,6 @@ test("an index document with a slash is refused with InvalidArgument, nothing ch
   expect(await bucketInfo()).toEqual(before);
 });
 
-test("quotas are refused with a clear message", async () => {
-  const r = await updateBucket({ quotas: { maxSize: 1024, maxObjects: null } });
-  expect(r.status).toBe(400);
-  expect(r.json.code).toBe("InvalidRequest");
-  expect(r.json.message).toBe("quotas are not supported by Bunker");
-});
-
 test("documents given while disabling are refused", async () => {
   const r = await updateBucket({ websiteAccess: { enabled: false, indexDocument: "index.html" } });
   expect(r.status).toBe(400);

@@ -4,7 +4,7 @@ import { Elysia, t } from "elysia";
 import { timingSafeEqual } from "node:crypto";
 import { ModelError, type Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
-import type { BucketEntry, WebsiteConfig } from "../../model/bucket";
+import { NO_QUOTAS, type BucketEntry, type WebsiteConfig } from "../../model/bucket";
 import { isValidBucketName } from "../../model/bucket";
 import { ACCESS_KEY_ID_RE, SECRET_KEY_RE } from "../../util/ids";
 import { QuorumError } from "../../table/quorum";
@@ -90,6 +90,7 @@ async function bucketInfo(model: Model, b: BucketEntry) {
     globalAliases: model.aliasesOf(b.id),
     websiteAccess: b.website.v !== null,
     websiteConfig: b.website.v ? { indexDocument: b.website.v.indexDocument, errorDocument: b.website.v.errorDocument } : null,
+    quotas: b.quotas?.v ?? NO_QUOTAS,
     keys: Object.entries(b.keys)
       .filter(([, p]) => p.read || p.write || p.owner)
       .map(([id, p]) => ({
@@ -156,8 +157,15 @@ const UpdateBucketBody = t.Object({
       t.Null(),
     ]),
   ),
-  // Any shape: it is refused with a clear message instead of a schema error.
-  quotas: t.Optional(t.Unknown()),
+  quotas: t.Optional(
+    t.Union([
+      t.Object({
+        maxSize: t.Optional(t.Union([t.Number(), t.Null()])),
+        maxObjects: t.Optional(t.Union([t.Number(), t.Null()])),
+      }),
+      t.Null(),
+    ]),
+  ),
 });
 
 /** The website setting an UpdateBucket `websiteAccess` asks for (null = serving off). */
@@ -323,8 +331,9 @@ export function adminApp(s: AdminServices) {
             "/v2/UpdateBucket",
             async ({ query, body }) => {
               let bucket = findBucket(model, { id: query.id });
-              if (body.quotas != null) throw new AdminError(400, "InvalidRequest", "quotas are not supported by Bunker");
               if (body.websiteAccess) bucket = await model.setWebsite(bucket, requestedWebsite(body.websiteAccess));
+              // As Garage: the quotas given replace the previous ones; a missing limit is none.
+              if (body.quotas) bucket = await model.setQuotas(bucket, { maxSize: body.quotas.maxSize ?? null, maxObjects: body.quotas.maxObjects ?? null });
               return bucketInfo(model, bucket);
             },
             { query: t.Object({ id: t.String() }), body: UpdateBucketBody },

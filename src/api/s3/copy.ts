@@ -4,6 +4,7 @@
 import { visibleVersion, type ObjectData, type ObjectMeta } from "../../model/object";
 import { assert } from "../../util/assert";
 import type { ObjectRequest } from "./context";
+import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
 import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
@@ -46,6 +47,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   if (sameObject && directive === "COPY")
     throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   const data = src.version.state.data;
+  await checkQuotas(r, data.meta.size);
   const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
   const complete: ObjectData = data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) };
   let written: { uuid: string; timestamp: number } | undefined;

@@ -8,6 +8,7 @@ import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, t
 import { isLivePart, uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
+import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
@@ -147,6 +148,8 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
       throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed object size (part ${num} has ${p.size} bytes; every part but the last needs ${MIN_PART_SIZE})`);
     return p;
   });
+
+  await checkQuotas(r, chosen.reduce((a, p) => a + p.size, 0));
 
   // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
   const finalUuid = upload.uploadId;

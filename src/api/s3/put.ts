@@ -11,6 +11,7 @@ import type { ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { writeBody, type WrittenBody } from "./object-writer";
+import { checkQuotas } from "./quota";
 
 /**
  * Conditional writes (If-None-Match: * / If-Match: etag), checked against a quorum read just
@@ -40,6 +41,10 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const headers = storedHeaders(r.headers);
   const digests = declaredDigests(r.headers);
   const payload = new PayloadReader(r);
+  // An object body always declares its length (PayloadReader refuses it otherwise) and must
+  // match it: the quota check can run before anything is stored.
+  assert(payload.declaredLength !== undefined, "a PutObject body declares its length");
+  await checkQuotas(r, payload.declaredLength);
   let uuid = newUuid();
   let timestamp = model.clock.now();
   const bucketId = r.bucket.id;

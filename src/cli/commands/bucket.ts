@@ -6,6 +6,7 @@ import {
   type AdminClient,
   type BucketInfo,
   type BucketPermissions,
+  type BucketQuotas,
   type UpdateBucketWebsiteAccess,
 } from "../admin-client";
 import { UsageError, type FlagSpec } from "../args";
@@ -55,6 +56,17 @@ function websiteFields(info: BucketInfo): [string, string][] {
   return fields;
 }
 
+/** The quota lines of `bucket info`, only when a limit is set: most buckets have none. */
+function quotaFields(info: BucketInfo): [string, string][] {
+  const quotas = info.quotas;
+  if (!quotas || (quotas.maxSize === null && quotas.maxObjects === null)) return [];
+  return [
+    ["Quotas", ""],
+    ["  max size", quotas.maxSize === null ? "none" : `${formatBytes(quotas.maxSize)} (${quotas.maxSize} B)`],
+    ["  max objects", quotas.maxObjects === null ? "none" : String(quotas.maxObjects)],
+  ];
+}
+
 function renderBucketInfo(info: BucketInfo): string {
   const fields = formatFields([
     ["Bucket", info.id],
@@ -64,6 +76,7 @@ function renderBucketInfo(info: BucketInfo): string {
     ["Size", `${formatBytes(info.bytes)} (${info.bytes} B)`],
     ["Objects", String(info.objects)],
     ["Unfinished uploads", String(info.unfinishedUploads)],
+    ...quotaFields(info),
   ]);
   const keys =
     info.keys.length === 0
@@ -239,8 +252,87 @@ const website: Command = {
   },
 };
 
+/** The value that lifts a limit, as in Garage. */
+const NO_LIMIT = "none";
+
+const QUOTA_FLAGS: FlagSpec[] = [
+  {
+    name: "max-size",
+    value: "SIZE",
+    help: `total size of the objects: bytes, or 10G, 500M, 1.5T (decimal), 2GiB, 100Ki (binary); ${NO_LIMIT} for no limit`,
+  },
+  { name: "max-objects", value: "N", help: `number of objects; ${NO_LIMIT} for no limit` },
+];
+
+/** Garage reads --max-size with the bytesize crate, as `layout assign -c`: K, M, G, T, P are
+ * decimal, Ki..Pi binary, with an optional B. Not config.ts's parseSize, where a bare "G" is
+ * binary: a quota set from a Garage script must come out the same size here. */
+const SIZE_PATTERN = /^(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(i?)b?|b)?$/i;
+const SIZE_PREFIXES = "kmgtp";
+const SIZE_EXAMPLES = "e.g. 10G, 500M, 1.5T, 100KiB or a number of bytes";
+
+/** "10G" -> 10e9, "100KiB" -> 102400; a count without a unit is whole bytes. */
+export function parseQuotaSize(text: string): number {
+  const m = SIZE_PATTERN.exec(text.trim());
+  const unit = m?.[2];
+  if (!m || (unit === undefined && !/^\d+$/.test(m[1]!))) {
+    throw new UsageError(`--max-size: cannot read size '${text}' (${SIZE_EXAMPLES}, or ${NO_LIMIT})`);
+  }
+  const power = unit === undefined ? 0 : SIZE_PREFIXES.indexOf(unit.toLowerCase()) + 1;
+  const bytes = Math.round(Number(m[1]) * (m[3] ? 1024 : 1000) ** power);
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`--max-size: '${text}' is too large`);
+  return bytes;
+}
+
+/** A whole number of objects, as Garage's u64. */
+export function parseQuotaObjects(text: string): number {
+  const count = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(count)) {
+    throw new UsageError(`--max-objects: cannot read '${text}' (a whole number of objects, or ${NO_LIMIT})`);
+  }
+  return count;
+}
+
+/** A quota flag as a limit, null to lift it, or undefined when not given (the current one stays). */
+function quotaFlag(inv: Invocation, name: string, parse: (text: string) => number): number | null | undefined {
+  const text = stringFlag(inv, name);
+  if (text === undefined) return undefined;
+  // Said apart from a mistyped value: "-5" reaches us as a value, not as a flag.
+  if (text.trim().startsWith("-")) throw new UsageError(`--${name} cannot be negative`);
+  return text.trim() === NO_LIMIT ? null : parse(text);
+}
+
+/** Both flags read before any request, so a wrong invocation changes nothing. */
+function requestedQuotas(inv: Invocation): { maxSize: number | null | undefined; maxObjects: number | null | undefined } {
+  const maxSize = quotaFlag(inv, "max-size", parseQuotaSize);
+  const maxObjects = quotaFlag(inv, "max-objects", parseQuotaObjects);
+  if (maxSize === undefined && maxObjects === undefined) {
+    throw new UsageError("nothing to set: give --max-size and/or --max-objects");
+  }
+  return { maxSize, maxObjects };
+}
+
+const setQuotas: Command = {
+  name: "set-quotas",
+  args: ["BUCKET"],
+  flags: QUOTA_FLAGS,
+  summary: "limit the total size and number of objects of a bucket",
+  run: async (ctx, inv) => {
+    const requested = requestedQuotas(inv);
+    const client = ctx.client();
+    const bucket = await resolveBucket(client, inv.positional[0]!);
+    // UpdateBucket replaces the quotas as a whole: a flag not given sends the current value.
+    const current = bucket.quotas;
+    const quotas: BucketQuotas = {
+      maxSize: requested.maxSize !== undefined ? requested.maxSize : (current?.maxSize ?? null),
+      maxObjects: requested.maxObjects !== undefined ? requested.maxObjects : (current?.maxObjects ?? null),
+    };
+    return bucketOutput(await client.updateBucket(bucket.id, { quotas }));
+  },
+};
+
 export const bucketCommands: CommandGroup = {
   name: "bucket",
   summary: "manage buckets and key permissions",
-  commands: [create, list, info, del, permissionChange("allow"), permissionChange("deny"), website],
+  commands: [create, list, info, del, permissionChange("allow"), permissionChange("deny"), website, setQuotas],
 };

@@ -113,11 +113,13 @@ const ROUTES: Record<string, Handler> = {
   DeleteBucket: () => json({}),
   AllowBucketKey: (_q, body) => json(bucketInfo({ read: true, write: true, owner: body.permissions.owner })),
   DenyBucketKey: () => json(bucketInfo({ read: false, write: false, owner: false })),
-  // Echoes the requested website setting the way the node stores it.
+  // Echoes the requested website setting and quotas the way the node stores them.
   UpdateBucket: (_q, body) => {
+    const info = body.quotas === undefined ? bucketInfo() : { ...bucketInfo(), quotas: body.quotas };
     const wa = body.websiteAccess;
-    const websiteConfig = wa?.enabled ? { indexDocument: wa.indexDocument ?? "index.html", errorDocument: wa.errorDocument ?? null } : null;
-    return json({ ...bucketInfo(), websiteAccess: websiteConfig !== null, websiteConfig });
+    if (wa === undefined) return json(info);
+    const websiteConfig = wa.enabled ? { indexDocument: wa.indexDocument ?? "index.html", errorDocument: wa.errorDocument ?? null } : null;
+    return json({ ...info, websiteAccess: websiteConfig !== null, websiteConfig });
   },
 };
 
@@ -432,6 +434,142 @@ describe("bucket website", () => {
     expect(r.stdout).toContain("Usage: bunker bucket website BUCKET [options]");
     expect(r.stdout).toMatch(/-i, --index-document NAME\s+appended/);
     expect(r.stdout).toMatch(/-e, --error-document KEY\s+object served/);
+  });
+});
+
+describe("bucket set-quotas", () => {
+  /** Runs with GetBucketInfo answering these current quotas (none: a node older than quotas). */
+  async function withQuotas(quotas: { maxSize: number | null; maxObjects: number | null } | undefined, ...args: string[]) {
+    const original = ROUTES.GetBucketInfo!;
+    ROUTES.GetBucketInfo = () => json(quotas === undefined ? bucketInfo() : { ...bucketInfo(), quotas });
+    try {
+      return await withConfig(...args);
+    } finally {
+      ROUTES.GetBucketInfo = original;
+    }
+  }
+
+  test("both flags: reads the bucket, then sends both limits; Garage's decimal G", async () => {
+    const r = await withConfig("bucket", "set-quotas", "photos", "--max-size", "10G", "--max-objects", "1000");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "photos" }],
+      ["POST", "UpdateBucket", { id: BUCKET_ID }],
+    ]);
+    expect(requests[1]!.body).toEqual({ quotas: { maxSize: 10_000_000_000, maxObjects: 1000 } });
+    expect(r.stdout).toMatch(/Quotas:\n\s+max size:\s+9\.3 GiB \(10000000000 B\)\n\s+max objects:\s+1000\n/);
+  });
+
+  test("none lifts a limit and keeps the other one", async () => {
+    const r = await withQuotas({ maxSize: 5_000_000, maxObjects: 10 }, "bucket", "set-quotas", "photos", "--max-size", "none");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]!.body).toEqual({ quotas: { maxSize: null, maxObjects: 10 } });
+    expect(r.stdout).toMatch(/max size:\s+none\n\s+max objects:\s+10\n/);
+  });
+
+  test("a flag not given keeps the current value", async () => {
+    const r = await withQuotas({ maxSize: 5_000_000, maxObjects: 10 }, "bucket", "set-quotas", "photos", "--max-objects", "20");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]!.body).toEqual({ quotas: { maxSize: 5_000_000, maxObjects: 20 } });
+  });
+
+  test("a node that sends no quotas has none: the other field goes as null", async () => {
+    const r = await withQuotas(undefined, "bucket", "set-quotas", "photos", "--max-size", "1M");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]!.body).toEqual({ quotas: { maxSize: 1_000_000, maxObjects: null } });
+  });
+
+  test("both none clears the quotas, and bucket info then shows no Quotas lines", async () => {
+    const r = await withQuotas({ maxSize: 1, maxObjects: 1 }, "bucket", "set-quotas", "photos", "--max-size", "none", "--max-objects", "none");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests[1]!.body).toEqual({ quotas: { maxSize: null, maxObjects: null } });
+    expect(r.stdout).not.toContain("Quotas");
+  });
+
+  const sizes: [string, number][] = [
+    ["1048576", 1_048_576],
+    ["0", 0],
+    ["500M", 500_000_000],
+    ["1.5T", 1_500_000_000_000],
+    ["100KB", 100_000],
+    ["100KiB", 102_400],
+    ["2Gi", 2 * 1024 ** 3],
+    ["10 gb", 10_000_000_000],
+    ["512B", 512],
+  ];
+  for (const [text, bytes] of sizes) {
+    test(`--max-size ${text} sends ${bytes}`, async () => {
+      const r = await withConfig("bucket", "set-quotas", "photos", "--max-size", text);
+      expect(r.code).toBe(EXIT_OK);
+      expect(requests[1]!.body).toEqual({ quotas: { maxSize: bytes, maxObjects: null } });
+    });
+  }
+
+  test("--json prints the updated bucket", async () => {
+    const r = await withConfig("bucket", "set-quotas", "photos", "--max-size", "2GiB", "--max-objects", "5", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    const out = JSON.parse(r.stdout);
+    expect(out.id).toBe(BUCKET_ID);
+    expect(out.quotas).toEqual({ maxSize: 2 * 1024 ** 3, maxObjects: 5 });
+  });
+
+  test("bucket info shows the quotas, with none for an unset limit", async () => {
+    const r = await withQuotas({ maxSize: null, maxObjects: 250 }, "bucket", "info", "photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toMatch(/Quotas:\n\s+max size:\s+none\n\s+max objects:\s+250\n/);
+  });
+
+  test("bucket info has no Quotas lines without limits, or from a node that sends none", async () => {
+    for (const quotas of [{ maxSize: null, maxObjects: null }, undefined]) {
+      const r = await withQuotas(quotas, "bucket", "info", "photos");
+      expect(r.code).toBe(EXIT_OK);
+      expect(r.stdout).not.toContain("Quotas");
+      expect(r.stdout).not.toContain("max size");
+    }
+  });
+
+  const refused: [string[], string][] = [
+    [["photos"], "error: nothing to set: give --max-size and/or --max-objects\n"],
+    [["photos", "--max-size", "-5"], "error: --max-size cannot be negative\n"],
+    [["photos", "--max-objects", "-1"], "error: --max-objects cannot be negative\n"],
+    [["photos", "--max-size", "10X"], "error: --max-size: cannot read size '10X' (e.g. 10G, 500M, 1.5T, 100KiB or a number of bytes, or none)\n"],
+    [["photos", "--max-size", "1.5"], "error: --max-size: cannot read size '1.5' (e.g. 10G, 500M, 1.5T, 100KiB or a number of bytes, or none)\n"],
+    [["photos", "--max-size", "99999P"], "error: --max-size: '99999P' is too large\n"],
+    [["photos", "--max-objects", "1.5"], "error: --max-objects: cannot read '1.5' (a whole number of objects, or none)\n"],
+    [["photos", "--max-objects", "10k"], "error: --max-objects: cannot read '10k' (a whole number of objects, or none)\n"],
+    // A valid flag does not carry an invalid one through.
+    [["photos", "--max-size", "1G", "--max-objects", "lots"], "error: --max-objects: cannot read 'lots' (a whole number of objects, or none)\n"],
+    [["--max-size", "1G"], "error: missing BUCKET (see 'bunker bucket set-quotas --help')\n"],
+  ];
+  for (const [args, message] of refused) {
+    test(`bunker bucket set-quotas ${args.join(" ")} is a usage error before any request`, async () => {
+      const r = await withConfig("bucket", "set-quotas", ...args);
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+      expect(requests).toEqual([]);
+    });
+  }
+
+  test("an API error is one line, exit 1", async () => {
+    const original = ROUTES.UpdateBucket!;
+    ROUTES.UpdateBucket = () => apiError(400, "InvalidRequest", "maxSize must be a non-negative integer");
+    try {
+      const r = await withConfig("bucket", "set-quotas", "photos", "--max-objects", "1");
+      expect(r.code).toBe(EXIT_FAILURE);
+      expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+      expect(r.stderr).toContain("maxSize must be a non-negative integer");
+    } finally {
+      ROUTES.UpdateBucket = original;
+    }
+  });
+
+  test("help lists the flags", async () => {
+    const r = await cli(["bucket", "set-quotas", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("Usage: bunker bucket set-quotas BUCKET [options]");
+    expect(r.stdout).toMatch(/--max-size SIZE\s+total size/);
+    expect(r.stdout).toMatch(/--max-objects N\s+number of objects/);
   });
 });
 
