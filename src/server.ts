@@ -26,6 +26,7 @@ import { LocalBlockStore } from "./block/store";
 import { defaultZstd } from "./block/codec";
 import { HashPool } from "./block/hash";
 import { BlockScrub } from "./block/scrub";
+import { LifecycleWorker } from "./model/lifecycle";
 import { BlockManager } from "./block/manager";
 import { s3App } from "./api/s3/router";
 import { adminApp } from "./api/admin/router";
@@ -180,6 +181,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
   tableGc.start();
   tableOffload.start();
   scrub.start();
+  const lifecycle = new LifecycleWorker(model);
+  lifecycle.start();
   const syncTracker = trackSync(cluster, shardedSync, blocks);
   void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
@@ -203,9 +206,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
         domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
+          if (kind === "lifecycle") {
+            void lifecycle.run().catch(() => {}); // errors are in `worker list`
+            return {};
+          }
           if (kind === "scrub") {
             void scrub.run();
             return {};
@@ -249,6 +256,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await tableGc.stop();
       await tableOffload.stop();
       await scrub.stop();
+      await lifecycle.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

@@ -338,7 +338,7 @@ export class AdminClient {
     return this.call("GET", "ListWorkers", { node: "self" });
   }
 
-  launchRepair(repairType: "tables" | "blocks" | "scrub"): Promise<{ queued?: number }> {
+  launchRepair(repairType: "tables" | "blocks" | "scrub" | "lifecycle"): Promise<{ queued?: number }> {
     return this.call("POST", "LaunchRepairOperation", { node: "self" }, { repairType });
   }
 

@@ -21,6 +21,20 @@ export interface CorsRule {
   maxAgeSeconds: number | null;
 }
 
+/** When objects a lifecycle rule matches expire: days after their last write, or from a date. */
+export type LifecycleExpiration = { days: number } | { date: string };
+
+/** One lifecycle rule, as S3's (the subset Garage has): expiration and stale upload cleanup. */
+export interface LifecycleRule {
+  id: string | null;
+  enabled: boolean;
+  /** Key prefix ("" for all) and optional object size bounds (exclusive), as S3's Filter. */
+  filter: { prefix: string; sizeGreaterThan: number | null; sizeLessThan: number | null };
+  expiration: LifecycleExpiration | null;
+  /** Multipart uploads still open this many days after they began are aborted. */
+  abortIncompleteUploadDays: number | null;
+}
+
 /** Limits on a bucket's contents (null: no limit), checked on writes against its counts. */
 export interface BucketQuotas {
   /** Total bytes of the visible objects. */
@@ -63,10 +77,13 @@ export interface BucketEntry {
   cors?: Lww<CorsRule[] | null>;
   /** Absent in entries written before quotas existed. */
   quotas?: Lww<BucketQuotas>;
+  /** Lifecycle rules (null: none). Absent in entries written before lifecycle existed. */
+  lifecycle?: Lww<LifecycleRule[] | null>;
 }
 
 const NO_CORS: Lww<CorsRule[] | null> = { ts: 0, v: null };
 const NO_QUOTAS_LWW: Lww<BucketQuotas> = { ts: 0, v: NO_QUOTAS };
+const NO_LIFECYCLE: Lww<LifecycleRule[] | null> = { ts: 0, v: null };
 
 export const bucketSchema: TableSchema<BucketEntry> = {
   name: "bucket",
@@ -84,6 +101,7 @@ export const bucketSchema: TableSchema<BucketEntry> = {
       website: deleted ? { ts: Math.max(a.website.ts, b.website.ts), v: null } : mergeLww(a.website, b.website),
       cors: deleted ? { ts: Math.max(a.cors?.ts ?? 0, b.cors?.ts ?? 0), v: null } : mergeLww(a.cors ?? NO_CORS, b.cors ?? NO_CORS),
       quotas: deleted ? { ts: Math.max(a.quotas?.ts ?? 0, b.quotas?.ts ?? 0), v: NO_QUOTAS } : mergeLww(a.quotas ?? NO_QUOTAS_LWW, b.quotas ?? NO_QUOTAS_LWW),
+      lifecycle: deleted ? { ts: Math.max(a.lifecycle?.ts ?? 0, b.lifecycle?.ts ?? 0), v: null } : mergeLww(a.lifecycle ?? NO_LIFECYCLE, b.lifecycle ?? NO_LIFECYCLE),
     };
   },
 };

@@ -10,13 +10,13 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type WebsiteConfig } from "./bucket";
+import { bucketSchema, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
-import { openCount, uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
+import { isLivePart, openCount, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
 import { adjustLocalCounts, bucketCounterSchema, countsOf, localCounts, ZERO_COUNTS, type BucketCounterEntry, type BucketCounts } from "./counter";
 import { partitionOfEntry } from "../table/partition";
 import type { Permissions } from "./crdt";
@@ -32,6 +32,8 @@ const BLOCK_PAGE = 512;
 const INSERT_QUEUE_INTERVAL_MS = 200;
 /** How often a node publishes the bucket counts that changed (what other nodes read). */
 const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
+/** Part rows read per page when listing an upload's parts. */
+const PARTS_PAGE = 1000;
 /** Most buckets published in one insert. */
 const COUNTS_PUBLISH_BATCH = 256;
 /** node_meta key set once bucket_counts has been filled from the stored tables. */
@@ -398,6 +400,7 @@ export class Model {
       website: { ts: 0, v: null },
       cors: { ts: 0, v: null },
       quotas: { ts: 0, v: NO_QUOTAS },
+      lifecycle: { ts: 0, v: null },
     };
     await this.buckets.insert(bucket);
     await this.aliases.insert({ name, bucketId: bucket.id, ts });
@@ -408,7 +411,7 @@ export class Model {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
-    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null }, quotas: { ts, v: NO_QUOTAS } });
+    await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null }, quotas: { ts, v: NO_QUOTAS }, lifecycle: { ts, v: null } });
   }
 
   async setPermissions(bucket: BucketEntry, keyId: string, perms: Omit<Permissions, "ts">): Promise<BucketEntry> {
@@ -430,6 +433,42 @@ export class Model {
     if (problem) throw new ModelError("InvalidArgument", problem);
     await this.buckets.insert({ ...bucket, quotas: { ts: this.clock.now(), v: quotas } });
     return this.getBucket(bucket.id)!;
+  }
+
+  /** Sets the bucket's lifecycle rules (null: none); newest setting wins. */
+  async setLifecycle(bucket: BucketEntry, rules: LifecycleRule[] | null): Promise<BucketEntry> {
+    await this.buckets.insert({ ...bucket, lifecycle: { ts: this.clock.now(), v: rules } });
+    return this.getBucket(bucket.id)!;
+  }
+
+  /**
+   * The upload's live part rows from sort key `start` on, at most `limit`. Tombstones (the
+   * parts of a closed upload, and its closed marker) are skipped.
+   */
+  async liveParts(uploadId: string, start: string, limit: number): Promise<UploadPartEntry[]> {
+    const out: UploadPartEntry[] = [];
+    for (;;) {
+      const page = await this.uploadParts.range(uploadId, { start, limit: PARTS_PAGE });
+      for (const p of page) {
+        if (!isLivePart(p)) continue;
+        out.push(p);
+        if (out.length === limit) return out;
+      }
+      if (page.length < PARTS_PAGE) return out;
+      start = partSortKey(page[page.length - 1]!.part) + "\u0000";
+    }
+  }
+
+  /** Closes an upload: it will accept no more parts, and the data of its parts is released. */
+  async closeUpload(upload: UploadEntry, parts: readonly UploadPartEntry[]): Promise<void> {
+    await this.uploads.insert({ ...upload, deleted: true });
+    if (parts.length > 0) await this.versions.insert(parts.map((p) => ({ uuid: p.version, deleted: true, backlink: null })));
+  }
+
+  /** Aborts an open upload: its version will never complete, and its parts are released. */
+  async abortUpload(upload: UploadEntry): Promise<void> {
+    await this.objects.insert({ bucketId: upload.bucketId, key: upload.key, versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "aborted" } }] });
+    await this.closeUpload(upload, await this.liveParts(upload.uploadId, "", Infinity));
   }
 
   /** Sets the bucket's CORS rules (null: none); newest setting wins. */

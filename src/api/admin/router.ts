@@ -11,7 +11,7 @@ import { QuorumError } from "../../table/quorum";
 import { clusterAdminRoutes, LayoutRequestError, type ClusterAdminServices } from "./cluster";
 import type { WorkerInfo } from "../../util/worker-stats";
 
-export type RepairKind = "tables" | "blocks" | "scrub";
+export type RepairKind = "tables" | "blocks" | "scrub" | "lifecycle";
 
 export interface AdminServices extends ClusterAdminServices {
   model: Model;
@@ -20,7 +20,8 @@ export interface AdminServices extends ClusterAdminServices {
   workers: () => WorkerInfo[];
   /**
    * Starts a repair: "tables" = a full anti-entropy pass, "blocks" = check every block held,
-   * "scrub" = read every stored block and check it against its hash.
+   * "scrub" = read every stored block and check it against its hash, "lifecycle" = apply the
+   * buckets' lifecycle rules now rather than at the day's pass.
    */
   repair: (kind: RepairKind) => { queued?: number };
   adminToken: string | undefined;
@@ -258,7 +259,7 @@ export function adminApp(s: AdminServices) {
           .routes(app as unknown as Elysia)
           .get("/v2/ListWorkers", () => s.workers())
           .post("/v2/LaunchRepairOperation", ({ body }) => s.repair(body.repairType), {
-            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks"), t.Literal("scrub")]) }),
+            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks"), t.Literal("scrub"), t.Literal("lifecycle")]) }),
           })
           .get("/v2/ListBlockErrors", () =>
             s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),

@@ -32,6 +32,7 @@ export const S3_ERRORS = {
   NoSuchBucket: 404,
   NoSuchCORSConfiguration: 404,
   NoSuchKey: 404,
+  NoSuchLifecycleConfiguration: 404,
   NoSuchUpload: 404,
   NoSuchWebsiteConfiguration: 404,
   NotImplemented: 501,

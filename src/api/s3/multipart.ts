@@ -5,7 +5,7 @@ import { CryptoHasher } from "bun";
 import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
-import { isLivePart, uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
+import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
@@ -28,22 +28,8 @@ async function getUpload(r: ObjectRequest, uploadId: string | null): Promise<Upl
   return upload;
 }
 
-/**
- * The upload's live part rows from sort key `start` on, at most `limit`. Tombstones (the parts
- * of a closed upload, and its closed marker) are skipped.
- */
-async function liveParts(r: ObjectRequest, uploadId: string, start: string, limit: number): Promise<UploadPartEntry[]> {
-  const out: UploadPartEntry[] = [];
-  for (;;) {
-    const page = await r.services.model.uploadParts.range(uploadId, { start, limit: 1000 });
-    for (const p of page) {
-      if (!isLivePart(p)) continue;
-      out.push(p);
-      if (out.length === limit) return out;
-    }
-    if (page.length < 1000) return out;
-    start = partSortKey(page[page.length - 1]!.part) + "\u0000";
-  }
+function liveParts(r: ObjectRequest, uploadId: string, start: string, limit: number): Promise<UploadPartEntry[]> {
+  return r.services.model.liveParts(uploadId, start, limit);
 }
 
 function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]> {
@@ -187,20 +173,12 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
  * Closing it makes its replicas tombstone the part rows (uploadSchema.onMerge): Complete must
  * have read the parts and copied their blocks before.
  */
-async function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
-  const { model } = r.services;
-  await model.uploads.insert({ ...upload, deleted: true });
-  if (parts.length > 0) await model.versions.insert(parts.map((p) => ({ uuid: p.version, deleted: true, backlink: null })));
+function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
+  return r.services.model.closeUpload(upload, parts);
 }
 
 export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> {
-  const upload = await getUpload(r, r.query.get("uploadId"));
-  await r.services.model.objects.insert({
-    bucketId: r.bucket.id,
-    key: r.key,
-    versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "aborted" } }],
-  });
-  await finishUpload(r, upload, await allParts(r, upload.uploadId));
+  await r.services.model.abortUpload(await getUpload(r, r.query.get("uploadId")));
   return new Response(null, { status: 204 });
 }
 

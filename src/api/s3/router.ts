@@ -21,12 +21,13 @@ import * as listOps from "./list";
 import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
 import * as corsOps from "./cors";
+import * as lifecycleOps from "./lifecycle";
 
 const log = logger("s3");
 
 /** Sub-resources we route but do not implement: they answer 501 NotImplemented. */
 const UNSUPPORTED_SUBRESOURCES = [
-  "acl", "policy", "policyStatus", "tagging", "lifecycle", "replication", "notification",
+  "acl", "policy", "policyStatus", "tagging", "replication", "notification",
   "logging", "encryption", "object-lock", "retention", "legal-hold", "analytics", "inventory", "metrics",
   "intelligent-tiering", "ownershipControls", "publicAccessBlock", "accelerate", "requestPayment", "torrent",
   "select", "restore", "versions", "attributes",
@@ -112,7 +113,7 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return bucketOps.listBuckets(r);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
-  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website") && !q.has("cors")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
+  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website") && !q.has("cors") && !q.has("lifecycle")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
 
   const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
@@ -125,6 +126,14 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return websiteOps.getBucketWebsite(br);
     if (m === "PUT") return websiteOps.putBucketWebsite(br);
     if (m === "DELETE") return websiteOps.deleteBucketWebsite(br);
+    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  }
+  if (r.key === undefined && q.has("lifecycle") && !unsupported) {
+    // As Garage: reading the rules needs read, changing them write.
+    requirePermission(br, m === "GET" ? "read" : "write");
+    if (m === "GET") return lifecycleOps.getBucketLifecycle(br);
+    if (m === "PUT") return lifecycleOps.putBucketLifecycle(br);
+    if (m === "DELETE") return lifecycleOps.deleteBucketLifecycle(br);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
   if (r.key === undefined && q.has("cors") && !unsupported) {

@@ -36,6 +36,7 @@ const REPAIRS = {
   tables: "a full anti-entropy pass over every table, with every replica",
   blocks: "a check of every block this node should hold; missing ones are fetched",
   scrub: "a scrub: every stored block is read and checked against its hash; corrupted ones are fetched again",
+  lifecycle: "a lifecycle pass: expired objects are deleted and stale multipart uploads aborted, as the buckets' rules say",
 } as const;
 
 const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
@@ -50,7 +51,9 @@ const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
         ? `Repair of blocks started: ${result.queued} blocks queued for a check (see \`bunker worker list\`).`
         : kind === "scrub"
           ? `Scrub started: every stored block is read and checked (see \`bunker worker list\`).`
-          : `Repair of tables started (see \`bunker worker list\`).`;
+          : kind === "lifecycle"
+            ? `Lifecycle pass started: the buckets' rules are applied now (see \`bunker worker list\`).`
+            : `Repair of tables started (see \`bunker worker list\`).`;
     return { json: result, text };
   },
 });
@@ -58,5 +61,5 @@ const repairCommand = (kind: keyof typeof REPAIRS): Command => ({
 export const repairCommands: CommandGroup = {
   name: "repair",
   summary: "start a repair pass on this node",
-  commands: [repairCommand("tables"), repairCommand("blocks"), repairCommand("scrub")],
+  commands: [repairCommand("tables"), repairCommand("blocks"), repairCommand("scrub"), repairCommand("lifecycle")],
 };

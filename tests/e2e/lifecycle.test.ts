@@ -1,0 +1,119 @@
+// Lifecycle rules on a real server: set with awscli and the AWS SDK, read back, refused when
+// unsupported; a rule with a past expiry date deletes the objects it matches at the next pass
+// (`bunker repair lifecycle`), and only those.
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  CreateBucketCommand,
+  DeleteBucketLifecycleCommand,
+  GetBucketLifecycleConfigurationCommand,
+  ListObjectsV2Command,
+  PutBucketLifecycleConfigurationCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+} from "@aws-sdk/client-s3";
+import { startServer, type TestServer } from "../helpers/server";
+import { waitFor } from "../helpers/cluster";
+import { run, sdkClient } from "../helpers/clients";
+
+setDefaultTimeout(60_000);
+
+const BUCKET = "lifecycle-bucket";
+let server: TestServer;
+let s3: S3Client;
+let tmp: string;
+
+async function s3Error(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof S3ServiceException) return err.name;
+    throw err;
+  }
+  throw new Error("expected an S3 error");
+}
+
+async function keys(): Promise<string[]> {
+  const r = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }));
+  return (r.Contents ?? []).map((o) => o.Key!);
+}
+
+beforeAll(async () => {
+  server = await startServer();
+  s3 = sdkClient(server);
+  tmp = mkdtempSync(join(tmpdir(), "bunker-lifecycle-"));
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  for (const k of ["logs/a.log", "logs/b.log", "logs/big.log", "data/keep.bin"])
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: k, Body: k === "logs/big.log" ? new Uint8Array(20_000) : "x" }));
+});
+
+afterAll(async () => {
+  await server?.stop();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+test("without rules: NoSuchLifecycleConfiguration; unsupported rules are refused", async () => {
+  expect(await s3Error(s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))).toBe("NoSuchLifecycleConfiguration");
+  const transition = s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket: BUCKET,
+      LifecycleConfiguration: { Rules: [{ ID: "t", Status: "Enabled", Filter: { Prefix: "" }, Transitions: [{ Days: 30, StorageClass: "GLACIER" }] }] },
+    }),
+  );
+  expect(await s3Error(transition)).toBe("NotImplemented");
+  expect(await s3Error(s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))).toBe("NoSuchLifecycleConfiguration");
+});
+
+test("awscli sets rules; a past expiry date deletes what the rule matches at the next pass", async () => {
+  writeFileSync(join(tmp, "aws-config"), ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
+  const rules = {
+    Rules: [
+      { ID: "old-logs", Status: "Enabled", Filter: { And: { Prefix: "logs/", ObjectSizeLessThan: 10_000 } }, Expiration: { Date: "2020-01-01T00:00:00Z" } },
+      { ID: "stale-uploads", Status: "Enabled", Filter: { Prefix: "" }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } },
+    ],
+  };
+  writeFileSync(join(tmp, "lifecycle.json"), JSON.stringify(rules));
+  const env = {
+    PATH: "/usr/bin:/bin",
+    HOME: tmp,
+    AWS_ACCESS_KEY_ID: server.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_DEFAULT_REGION: server.region,
+    AWS_CONFIG_FILE: join(tmp, "aws-config"),
+    AWS_SHARED_CREDENTIALS_FILE: join(tmp, "none"),
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PAGER: "",
+  };
+  const aws = (...args: string[]) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+  const put = await aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", BUCKET, "--lifecycle-configuration", `file://${join(tmp, "lifecycle.json")}`);
+  expect(put.stderr).toBe("");
+  expect(put.code).toBe(0);
+  const got = JSON.parse((await aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", BUCKET)).stdout);
+  expect(got.Rules).toEqual([
+    { ID: "old-logs", Status: "Enabled", Filter: { And: { Prefix: "logs/", ObjectSizeLessThan: 10_000 } }, Expiration: { Date: "2020-01-01T00:00:00+00:00" } },
+    { ID: "stale-uploads", Status: "Enabled", Filter: { Prefix: "" }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 } },
+  ]);
+
+  expect(await keys()).toEqual(["data/keep.bin", "logs/a.log", "logs/b.log", "logs/big.log"]);
+  const repair = await server.cli("repair", "lifecycle");
+  expect(repair.code).toBe(0);
+  await waitFor("expired logs deleted", async () => JSON.stringify(await keys()) === JSON.stringify(["data/keep.bin", "logs/big.log"]), 10_000);
+  const workers = JSON.parse((await server.cli("worker", "list", "--json")).stdout) as { name: string; passes: number }[];
+  expect(workers.find((w) => w.name === "lifecycle")?.passes).toBeGreaterThanOrEqual(1);
+});
+
+test("the SDK round-trips rules; DeleteBucketLifecycle removes them", async () => {
+  await s3.send(
+    new PutBucketLifecycleConfigurationCommand({
+      Bucket: BUCKET,
+      LifecycleConfiguration: { Rules: [{ ID: "thirty-days", Status: "Disabled", Filter: { Prefix: "tmp/" }, Expiration: { Days: 30 } }] },
+    }),
+  );
+  const got = await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET }));
+  expect(got.Rules).toEqual([{ ID: "thirty-days", Status: "Disabled", Filter: { Prefix: "tmp/" }, Expiration: { Days: 30 } }]);
+  await s3.send(new DeleteBucketLifecycleCommand({ Bucket: BUCKET }));
+  expect(await s3Error(s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))).toBe("NoSuchLifecycleConfiguration");
+});
