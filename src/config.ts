@@ -47,7 +47,8 @@ const FileSchema = Type.Object({
       api_bind_addr: Type.Optional(BindAddrSchema),
       admin_token: Type.Optional(Type.String({ minLength: 1 })),
       admin_token_file: Type.Optional(Type.String()),
-      metrics_token: Type.Optional(Type.String()),
+      metrics_token: Type.Optional(Type.String({ minLength: 1 })),
+      metrics_token_file: Type.Optional(Type.String()),
     }),
   ),
 });
@@ -71,7 +72,8 @@ export interface Config {
   s3_api: { api_bind_addr: string; s3_region: string; root_domain?: string };
   /** Absent when the config file has no `[s3_web] bind_addr`: no web endpoint then. */
   s3_web?: { bind_addr: string; root_domain?: string };
-  admin: { api_bind_addr: string; admin_token?: string };
+  /** metrics_token: when set, /metrics asks for it as a bearer token; else /metrics is public. */
+  admin: { api_bind_addr: string; admin_token?: string; metrics_token?: string };
   /** True when no config file was given: the server then creates credentials on first start. */
   embedded_defaults: boolean;
 }
@@ -159,6 +161,10 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
   if (rpcSecret !== undefined && !/^[0-9a-fA-F]{64}$/.test(rpcSecret))
     throw new ConfigError("config: rpc_secret: must be 64 hex characters (32 bytes)");
 
+  let metricsToken = raw.admin?.metrics_token ?? process.env.BUNKER_METRICS_TOKEN;
+  if (metricsToken === undefined && raw.admin?.metrics_token_file !== undefined)
+    metricsToken = readSecretFile(resolve(baseDir, raw.admin.metrics_token_file), "admin.metrics_token_file");
+
   let adminToken = raw.admin?.admin_token ?? process.env.BUNKER_ADMIN_TOKEN;
   if (adminToken === undefined && raw.admin?.admin_token_file !== undefined)
     adminToken = readSecretFile(resolve(baseDir, raw.admin.admin_token_file), "admin.admin_token_file");
@@ -189,7 +195,7 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
       : path === undefined
         ? { bind_addr: "[::]:3902", root_domain: DEFAULT_WEB_ROOT_DOMAIN }
         : undefined,
-    admin: { api_bind_addr: raw.admin?.api_bind_addr ?? "[::]:3903", admin_token: adminToken },
+    admin: { api_bind_addr: raw.admin?.api_bind_addr ?? "[::]:3903", admin_token: adminToken, ...(metricsToken !== undefined ? { metrics_token: metricsToken } : {}) },
     embedded_defaults: path === undefined,
   };
 }

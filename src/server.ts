@@ -203,6 +203,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       adminApp({
         model,
         adminToken,
+        metricsToken: config.admin.metrics_token,
         domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
         blockErrors: () => blocks.resyncErrors(),
         workers: () =>

@@ -2,6 +2,7 @@
 // A block becomes visible only by an atomic rename of a complete temp file, so a reader never sees
 // a partial block; with `fsync` the data and the directory entry are durable before write() returns.
 // The store neither hashes nor (de)compresses: it keeps the bytes it is given under the given name.
+import { metrics } from "../util/metrics";
 import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { mkdir, open, readdir, rename, stat, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
@@ -55,6 +56,9 @@ async function subdirs(dir: string): Promise<string[]> {
     throw err;
   }
 }
+
+const bytesWritten = metrics.counter("block_bytes_written", "Bytes of block files written to this node's disk (as stored: compressed or not)");
+const bytesRead = metrics.counter("block_bytes_read", "Bytes of block files read from this node's disk");
 
 export class LocalBlockStore {
   readonly dataDir: string;
@@ -117,6 +121,7 @@ export class LocalBlockStore {
   async write(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
     const final = this.path(hashHex, compressed);
     if (this.touch(hashHex)) return;
+    bytesWritten.inc({}, data.length);
     const dir = join(this.dataDir, hashHex.slice(0, 2), hashHex.slice(2, 4));
     await this.ensureDir(dir);
     // pid + counter is unique among live writers; O_EXCL ("wx") catches anything else.
@@ -177,7 +182,9 @@ export class LocalBlockStore {
   async read(hashHex: string): Promise<StoredBlock | null> {
     for (const compressed of [false, true]) {
       try {
-        return { data: await Bun.file(this.path(hashHex, compressed)).bytes(), compressed };
+        const data = await Bun.file(this.path(hashHex, compressed)).bytes();
+        bytesRead.inc({}, data.length);
+        return { data, compressed };
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
@@ -215,6 +222,7 @@ export class LocalBlockStore {
           if (buffer) pool.give(buffer);
           throw err;
         }
+        bytesRead.inc({}, size);
         return { data, compressed, ...(buffer ? { buffer } : {}) };
       } finally {
         closeSync(fd);

@@ -10,6 +10,7 @@ import type { WebsiteConfig } from "../model/bucket";
 import { QuorumError } from "../table/quorum";
 import { MAX_KEY_BYTES } from "../util/limits";
 import { logger } from "../util/log";
+import { metrics, secondsSince } from "../util/metrics";
 import { rawUrlOf } from "../api/http";
 import { S3Error } from "../api/s3/errors";
 import { objectResponse } from "../api/s3/get";
@@ -126,7 +127,22 @@ async function servePage(request: Request, services: S3Services, bucketId: strin
   }
 }
 
+const requestCounter = metrics.counter("web_request_counter", "Requests to the web endpoint, by method");
+const errorCounter = metrics.counter("web_error_counter", "Web endpoint requests answered with an error status, by method and status");
+const requestDuration = metrics.histogram("web_request_duration_seconds", "Time to answer a web endpoint request (until the response starts), by method");
+const METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
 export async function handleWeb(request: Request, services: S3Services, settings: WebSettings): Promise<Response> {
+  const startedNs = Bun.nanoseconds();
+  const response = await answerWeb(request, services, settings);
+  const labels = { method: METHODS.has(request.method) ? request.method : "other" };
+  requestCounter.inc(labels);
+  requestDuration.observe(labels, secondsSince(startedNs));
+  if (response.status >= 400) errorCounter.inc({ ...labels, status_code: String(response.status) });
+  return response;
+}
+
+async function answerWeb(request: Request, services: S3Services, settings: WebSettings): Promise<Response> {
   const isHead = request.method === "HEAD";
   if (request.method !== "GET" && !isHead && request.method !== "OPTIONS") {
     const err = new S3Error("MethodNotAllowed", "A website answers GET, HEAD and OPTIONS only", { allow: "GET, HEAD, OPTIONS" });

@@ -1,6 +1,7 @@
 // The admin API (Garage v2 names, JSON, bearer token): keys, buckets, permissions, status,
 // health. The CLI is its main client.
 import { Elysia, t } from "elysia";
+import { metrics } from "../../util/metrics";
 import { timingSafeEqual } from "node:crypto";
 import { ModelError, type Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
@@ -25,6 +26,8 @@ export interface AdminServices extends ClusterAdminServices {
    */
   repair: (kind: RepairKind) => { queued?: number };
   adminToken: string | undefined;
+  /** When set, /metrics asks for it as a bearer token; else /metrics is public (as Garage). */
+  metricsToken?: string;
   /** Root domains of the S3 and web endpoints (no leading dot); webEnabled: [s3_web] is served. */
   domains: { s3RootDomain?: string; webRootDomain?: string; webEnabled: boolean };
 }
@@ -178,9 +181,35 @@ function requestedWebsite(wa: { enabled: boolean; indexDocument?: string | null;
   return null;
 }
 
+/** Gauges read from this node's state at each scrape (counters live where things happen). */
+function registerNodeGauges(s: AdminServices, health: () => ReturnType<ReturnType<typeof clusterAdminRoutes>["health"]>): void {
+  const startedAtS = Date.now() / 1000;
+  metrics.gauge("cluster_healthy", "1 when every partition has all its nodes up", () => (health().status === "healthy" ? 1 : 0));
+  metrics.gauge("cluster_available", "1 when every partition has a write quorum", () => (health().status === "unavailable" ? 0 : 1));
+  metrics.gauge("cluster_known_nodes", "Nodes this node knows of, itself included", () => health().knownNodes);
+  metrics.gauge("cluster_connected_nodes", "Nodes this node is connected to, itself included", () => health().connectedNodes);
+  metrics.gauge("cluster_storage_nodes", "Nodes with a storage role in the current layout", () => health().storageNodes);
+  metrics.gauge("cluster_storage_nodes_ok", "Storage nodes that are up", () => health().storageNodesOk);
+  metrics.gauge("cluster_partitions", "Partitions of the layout", () => health().partitions);
+  metrics.gauge("cluster_partitions_quorum", "Partitions with a write quorum of nodes up", () => health().partitionsQuorum);
+  metrics.gauge("cluster_partitions_all_ok", "Partitions with all their nodes up", () => health().partitionsAllOk);
+  const byWorker = (pick: (w: WorkerInfo) => number | undefined) => () =>
+    s.workers().flatMap((w) => {
+      const v = pick(w);
+      return v === undefined ? [] : [[{ worker: w.name }, v] as const];
+    });
+  metrics.gauge("worker_queue_length", "Items waiting in a background worker's queue", byWorker((w) => w.queueLength));
+  metrics.gauge("worker_passes", "Passes a background worker has finished", byWorker((w) => w.passes));
+  metrics.gauge("worker_errors", "Passes of a background worker that ended in an error", byWorker((w) => w.errors));
+  metrics.gauge("block_resync_errored_blocks", "Blocks whose last fetch failed", () => s.blockErrors().length);
+  metrics.gauge("process_resident_memory_bytes", "Resident memory of this process", () => process.memoryUsage.rss());
+  metrics.gauge("process_start_time_seconds", "When this process started (Unix time)", () => startedAtS);
+}
+
 export function adminApp(s: AdminServices) {
   const { model } = s;
   const cluster = clusterAdminRoutes(s);
+  registerNodeGauges(s, cluster.health);
   const changePermissions = async (body: { bucketId: string; accessKeyId: string; permissions: { read?: boolean; write?: boolean; owner?: boolean } }, allow: boolean) => {
     const bucket = findBucket(model, { id: body.bucketId });
     const key = findKey(model, { id: body.accessKeyId });
@@ -232,6 +261,14 @@ export function adminApp(s: AdminServices) {
         status: 503,
         headers: { "content-type": "text/plain" },
       });
+    })
+    .get("/metrics", ({ request }) => {
+      if (s.metricsToken !== undefined) {
+        const auth = request.headers.get("authorization") ?? "";
+        if (!auth.startsWith("Bearer ") || !tokenMatches(auth.slice(7).trim(), s.metricsToken))
+          throw new AdminError(401, "Unauthorized", "this node's metrics need its metrics_token (Authorization: Bearer <metrics_token>)");
+      }
+      return new Response(metrics.render(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
     })
     // Public, like /health: a TLS proxy (Caddy's on-demand `ask`) checks a domain before it
     // requests a certificate for it, so that nobody can make it fetch certificates at will.

@@ -4,6 +4,7 @@ import { Elysia } from "elysia";
 import { randomBytes } from "node:crypto";
 import { ClientDisconnected, rawUrlOf } from "../http";
 import { logger } from "../../util/log";
+import { metrics, secondsSince } from "../../util/metrics";
 import { MAX_KEY_BYTES } from "../../util/limits";
 import { QuorumError } from "../../table/quorum";
 import { ModelError } from "../../model/model";
@@ -219,7 +220,73 @@ async function discardBody(request: Request): Promise<void> {
   }
 }
 
+const requestCounter = metrics.counter("api_s3_request_counter", "S3 API requests, by endpoint");
+const errorCounter = metrics.counter("api_s3_error_counter", "S3 API requests answered with an error status, by endpoint and status");
+const requestDuration = metrics.histogram("api_s3_request_duration_seconds", "Time to answer an S3 API request (until the response starts), by endpoint");
+
+/** The S3 operation a request names, for metrics (a fixed set of names). */
+export function s3EndpointName(method: string, target: Target, q: URLSearchParams, headers: Headers): string {
+  if (method === "OPTIONS") return "Options";
+  if (target.bucketName === undefined) return method === "GET" ? "ListBuckets" : "Unknown";
+  if (hasSubresource(q)) return "NotImplemented";
+  const verb = method === "GET" ? "Get" : method === "PUT" ? "Put" : method === "DELETE" ? "Delete" : undefined;
+  if (target.key === undefined) {
+    if (verb && q.has("website")) return `${verb}BucketWebsite`;
+    if (verb && q.has("cors")) return `${verb}BucketCors`;
+    if (verb && q.has("lifecycle")) return `${verb}BucketLifecycleConfiguration`;
+    if (method === "HEAD") return "HeadBucket";
+    if (method === "PUT") return "CreateBucket";
+    if (method === "DELETE") return "DeleteBucket";
+    if (method === "POST") return q.has("delete") ? "DeleteObjects" : "Unknown";
+    if (method !== "GET") return "Unknown";
+    if (q.has("location")) return "GetBucketLocation";
+    if (q.has("versioning")) return "GetBucketVersioning";
+    if (q.has("uploads")) return "ListMultipartUploads";
+    return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
+  }
+  const copy = headers.has("x-amz-copy-source");
+  switch (method) {
+    case "HEAD":
+      return "HeadObject";
+    case "GET":
+      return q.has("uploadId") ? "ListParts" : "GetObject";
+    case "PUT":
+      if (q.has("uploadId") || q.has("partNumber")) return copy ? "UploadPartCopy" : "UploadPart";
+      return copy ? "CopyObject" : "PutObject";
+    case "DELETE":
+      return q.has("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
+    case "POST":
+      return q.has("uploads") ? "CreateMultipartUpload" : q.has("uploadId") ? "CompleteMultipartUpload" : "Unknown";
+    default:
+      return "Unknown";
+  }
+}
+
+/** Counts a request under its endpoint name; a request too malformed to name counts as Unknown. */
+function recordS3Request(request: Request, services: S3Services, status: number, startedNs: number): void {
+  let endpoint = "Unknown";
+  try {
+    const raw = rawUrlOf(request);
+    const qi = raw.indexOf("?");
+    const target = parseTarget(qi < 0 ? raw : raw.slice(0, qi), request.headers.get("host"), services.settings.rootDomain);
+    endpoint = s3EndpointName(request.method, target, new URLSearchParams(qi < 0 ? "" : raw.slice(qi + 1)), request.headers);
+  } catch {
+    // keeps "Unknown"
+  }
+  const labels = { api_endpoint: endpoint };
+  requestCounter.inc(labels);
+  requestDuration.observe(labels, secondsSince(startedNs));
+  if (status >= 400) errorCounter.inc({ api_endpoint: endpoint, status_code: String(status) });
+}
+
 export async function handleS3(request: Request, services: S3Services): Promise<Response> {
+  const startedNs = Bun.nanoseconds();
+  const response = await answerS3(request, services);
+  recordS3Request(request, services, response.status, startedNs);
+  return response;
+}
+
+async function answerS3(request: Request, services: S3Services): Promise<Response> {
   const requestId = randomBytes(8).toString("hex").toUpperCase();
   const raw = rawUrlOf(request);
   const qi = raw.indexOf("?");

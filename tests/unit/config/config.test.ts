@@ -129,7 +129,7 @@ metrics_token = "some-metrics-token"
     // The leading dot of Garage's examples is dropped: hosts are matched as "<bucket>." + domain.
     expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: "s3.garage.localhost" });
     expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.garage.localhost" });
-    expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: "some-admin-token" });
+    expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: "some-admin-token", metrics_token: "some-metrics-token" });
   });
 
   test("a wrong type is refused in one line naming the key", async () => {
