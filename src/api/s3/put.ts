@@ -110,6 +110,6 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
 }
 
 /** Marks an unfinished version aborted so its blocks are released. */
-export async function abortVersion(r: ObjectRequest, uuid: string, timestamp: number): Promise<void> {
+export async function abortVersion(r: Pick<ObjectRequest, "bucket" | "key" | "services">, uuid: string, timestamp: number): Promise<void> {
   await r.services.model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "aborted" } }] });
 }

@@ -6,7 +6,7 @@ import type { ObjectRequest } from "./context";
 import { S3Error } from "./errors";
 
 /** Refuses a write of `size` bytes to the request's key when it would pass a quota. */
-export async function checkQuotas(r: ObjectRequest, size: number): Promise<void> {
+export async function checkQuotas(r: Pick<ObjectRequest, "bucket" | "key" | "services">, size: number): Promise<void> {
   const q = r.bucket.quotas?.v;
   if (!q || (q.maxSize === null && q.maxObjects === null)) return;
   const { model } = r.services;

@@ -23,6 +23,7 @@ import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
 import * as corsOps from "./cors";
 import * as lifecycleOps from "./lifecycle";
+import { postObject } from "./post-object";
 
 const log = logger("s3");
 
@@ -224,6 +225,10 @@ const requestCounter = metrics.counter("api_s3_request_counter", "S3 API request
 const errorCounter = metrics.counter("api_s3_error_counter", "S3 API requests answered with an error status, by endpoint and status");
 const requestDuration = metrics.histogram("api_s3_request_duration_seconds", "Time to answer an S3 API request (until the response starts), by endpoint");
 
+function isForm(headers: Headers): boolean {
+  return /^multipart\/form-data\b/i.test(headers.get("content-type") ?? "");
+}
+
 /** The S3 operation a request names, for metrics (a fixed set of names). */
 export function s3EndpointName(method: string, target: Target, q: URLSearchParams, headers: Headers): string {
   if (method === "OPTIONS") return "Options";
@@ -237,7 +242,7 @@ export function s3EndpointName(method: string, target: Target, q: URLSearchParam
     if (method === "HEAD") return "HeadBucket";
     if (method === "PUT") return "CreateBucket";
     if (method === "DELETE") return "DeleteBucket";
-    if (method === "POST") return q.has("delete") ? "DeleteObjects" : "Unknown";
+    if (method === "POST") return q.has("delete") ? "DeleteObjects" : isForm(headers) ? "PostObject" : "Unknown";
     if (method !== "GET") return "Unknown";
     if (q.has("location")) return "GetBucketLocation";
     if (q.has("versioning")) return "GetBucketVersioning";
@@ -310,6 +315,12 @@ async function answerS3(request: Request, services: S3Services): Promise<Respons
       const preflight = corsOps.preflightResponse(rules, request.headers);
       preflight.headers.set("x-amz-request-id", requestId);
       return preflight;
+    }
+    if (request.method === "POST" && target.bucketName !== undefined && target.key === undefined && isForm(request.headers)) {
+      // A browser form: authenticated by the signed policy it carries, not by SigV4 headers.
+      const response = await postObject(request, services, target.bucketName, (name) => services.model.resolveBucket(name));
+      response.headers.set("x-amz-request-id", requestId);
+      return withCors(response);
     }
     const auth = verifyRequest(
       { method: request.method, rawPath, rawQuery, headers: request.headers },

@@ -1,0 +1,198 @@
+// PostObject: an upload from an HTML form (`POST /<bucket>`, multipart/form-data), as browsers
+// send it after a server signed a policy (e.g. the AWS SDK's createPresignedPost). There is no
+// signed request: the form carries a base64 policy (expiry and conditions on every field) and
+// a SigV4 signature of that policy. The file part is streamed into blocks like a PUT body.
+import { MAX_KEY_BYTES, MAX_PUT_SIZE } from "../../util/limits";
+import type { BucketEntry } from "../../model/bucket";
+import type { ObjectData, ObjectMeta } from "../../model/object";
+import type { S3Services } from "./context";
+import { S3Error } from "./errors";
+import { readPostForm } from "./form-data";
+import { etagHeader, storedHeaders } from "./headers";
+import { writeBody } from "./object-writer";
+import { abortVersion } from "./put";
+import { checkQuotas } from "./quota";
+import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
+import { xmlDocument } from "./xml";
+
+/** Fields that need no policy condition (AWS's rule; `x-ignore-*` too). */
+const EXEMPT_FIELDS = new Set(["x-amz-signature", "file", "policy"]);
+/** Form fields that become object metadata, as the same-named headers do on PutObject. */
+const METADATA_FIELDS = ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "x-amz-website-redirect-location"];
+
+type Condition =
+  | { kind: "eq"; field: string; value: string }
+  | { kind: "starts-with"; field: string; prefix: string }
+  | { kind: "content-length-range"; min: number; max: number };
+
+function denied(why: string): S3Error {
+  return new S3Error("AccessDenied", `Invalid according to Policy: ${why}`);
+}
+
+/** `$field` or `field` (as in `{"bucket": ...}`), lowercased as form field names are. */
+function fieldName(raw: unknown): string {
+  if (typeof raw !== "string") throw new S3Error("InvalidPolicyDocument", "A policy condition names its field with a string");
+  return (raw.startsWith("$") ? raw.slice(1) : raw).toLowerCase();
+}
+
+function asInt(raw: unknown, what: string): number {
+  const n = typeof raw === "string" ? Number(raw) : raw;
+  if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw new S3Error("InvalidPolicyDocument", `${what} must be a non-negative integer`);
+  return n;
+}
+
+/** The policy document's expiry and conditions; anything unreadable is refused. */
+export function parsePolicy(base64: string): { expiration: number; conditions: Condition[] } {
+  let doc: { expiration?: unknown; conditions?: unknown };
+  try {
+    doc = JSON.parse(Buffer.from(base64, "base64").toString("utf8"));
+  } catch {
+    throw new S3Error("InvalidPolicyDocument", "The policy is not base64-encoded JSON");
+  }
+  const expiration = typeof doc.expiration === "string" ? Date.parse(doc.expiration) : NaN;
+  if (Number.isNaN(expiration)) throw new S3Error("InvalidPolicyDocument", "The policy needs an ISO 8601 expiration");
+  if (!Array.isArray(doc.conditions)) throw new S3Error("InvalidPolicyDocument", "The policy needs a conditions array");
+  const conditions = doc.conditions.map((c): Condition => {
+    if (Array.isArray(c)) {
+      const op = typeof c[0] === "string" ? c[0].toLowerCase() : "";
+      if (op === "eq" && c.length === 3 && typeof c[2] === "string") return { kind: "eq", field: fieldName(c[1]), value: c[2] };
+      if (op === "starts-with" && c.length === 3 && typeof c[2] === "string") return { kind: "starts-with", field: fieldName(c[1]), prefix: c[2] };
+      if (op === "content-length-range" && c.length === 3) return { kind: "content-length-range", min: asInt(c[1], "content-length-range min"), max: asInt(c[2], "content-length-range max") };
+    } else if (c !== null && typeof c === "object" && Object.keys(c).length === 1) {
+      const [name, value] = Object.entries(c)[0]!;
+      if (typeof value === "string") return { kind: "eq", field: fieldName(name), value };
+    }
+    throw new S3Error("InvalidPolicyDocument", `Unsupported policy condition: ${JSON.stringify(c)}`);
+  });
+  return { expiration, conditions };
+}
+
+/** Checks every condition against the form (and the bucket), and that no field is left uncovered. */
+export function checkPolicyConditions(conditions: readonly Condition[], fields: ReadonlyMap<string, string>, bucketName: string): void {
+  const valueOf = (field: string) => (field === "bucket" ? bucketName : (fields.get(field) ?? ""));
+  for (const c of conditions) {
+    if (c.kind === "eq" && valueOf(c.field) !== c.value) throw denied(`Policy Condition failed: ["eq", "$${c.field}", "${c.value}"]`);
+    if (c.kind === "starts-with" && !valueOf(c.field).startsWith(c.prefix)) throw denied(`Policy Condition failed: ["starts-with", "$${c.field}", "${c.prefix}"]`);
+  }
+  const covered = new Set(conditions.flatMap((c) => (c.kind === "content-length-range" ? [] : [c.field])));
+  const extra = [...fields.keys()].filter((f) => !EXEMPT_FIELDS.has(f) && !f.startsWith("x-ignore-") && !covered.has(f));
+  if (extra.length > 0) throw denied(`Extra input fields: ${extra.join(", ")}`);
+}
+
+/** The form's signature of its policy, checked like a SigV4 request's; returns the key id. */
+function verifyPolicySignature(fields: ReadonlyMap<string, string>, policy: string, services: S3Services): string {
+  if (fields.get("x-amz-algorithm") !== SIGV4_ALGORITHM) throw new S3Error("InvalidArgument", `POST requires x-amz-algorithm = ${SIGV4_ALGORITHM}`);
+  const credential = fields.get("x-amz-credential");
+  const signature = fields.get("x-amz-signature");
+  if (!credential || !signature || !fields.get("x-amz-date")) throw new S3Error("InvalidArgument", "POST requires x-amz-credential, x-amz-date and x-amz-signature");
+  const parts = credential.split("/");
+  if (parts.length !== 5 || parts[3] !== S3_SERVICE || parts[4] !== SCOPE_TERMINATOR || !/^\d{8}$/.test(parts[1]!))
+    throw new S3Error("AuthorizationQueryParametersError", `Malformed x-amz-credential: ${credential}`);
+  const [accessKeyId, date, region] = parts as [string, string, string];
+  if (region !== services.settings.region) throw new S3Error("AuthorizationQueryParametersError", `The credential names region ${region}; this server is ${services.settings.region}`);
+  const key = services.model.getKey(accessKeyId);
+  if (!key) throw new S3Error("InvalidAccessKeyId", "The access key ID you provided does not exist");
+  const expected = signatureHex(deriveSigningKey(key.secret, date, region, S3_SERVICE), policy);
+  if (!signaturesEqual(expected, signature.toLowerCase())) throw new S3Error("SignatureDoesNotMatch", "The policy signature does not match");
+  return accessKeyId;
+}
+
+/** Counts the file's bytes as they stream, cutting it off past `max`. */
+async function* bounded(chunks: AsyncIterable<Uint8Array>, max: number): AsyncGenerator<Uint8Array> {
+  let size = 0;
+  for await (const c of chunks) {
+    size += c.length;
+    if (size > max) throw new S3Error("EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${max} bytes)`);
+    yield c;
+  }
+}
+
+function redirectLocation(target: string, bucket: string, key: string, etag: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  url.searchParams.set("bucket", bucket);
+  url.searchParams.set("key", key);
+  url.searchParams.set("etag", etagHeader(etag));
+  return url.toString();
+}
+
+export async function postObject(request: Request, services: S3Services, bucketName: string, resolveBucket: (name: string) => BucketEntry | undefined): Promise<Response> {
+  const contentType = request.headers.get("content-type") ?? "";
+  if (!request.body) throw new S3Error("MalformedPOSTRequest", "The body of your POST request is empty");
+  const { fields, file } = await readPostForm(request.body, contentType);
+  let consumed = false;
+  // A refused form's file is still read (not stored) so the connection stays usable.
+  const drain = async () => {
+    if (file && !consumed) for await (const _ of file.chunks);
+  };
+  try {
+    const policy = fields.get("policy");
+    if (!policy) throw new S3Error("AccessDenied", "Anonymous uploads are not allowed: the form needs a signed policy");
+    const now = Date.now();
+    const accessKeyId = verifyPolicySignature(fields, policy, services);
+    const { expiration, conditions } = parsePolicy(policy);
+    if (now > expiration) throw denied("Policy expired.");
+    checkPolicyConditions(conditions, fields, bucketName);
+    const bucket = resolveBucket(bucketName);
+    if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
+    const perms = bucket.keys[accessKeyId];
+    if (!perms?.write) throw new S3Error("AccessDenied", `This key does not have write permission on bucket ${bucketName}`);
+    if (!file) throw new S3Error("InvalidArgument", "POST requires exactly one file upload per request");
+    const rawKey = fields.get("key");
+    if (rawKey === undefined || rawKey === "") throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'");
+    const key = rawKey.replaceAll("${filename}", file.filename);
+    if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error("KeyTooLongError", "Your key is too long");
+    if (key.includes("\u0000")) throw new S3Error("InvalidArgument", "Object keys may not contain NUL");
+
+    const metadata = new Headers();
+    for (const [name, value] of fields) if (METADATA_FIELDS.includes(name) || name.startsWith("x-amz-meta-")) metadata.set(name, value);
+    if (!metadata.has("content-type") && file.contentType) metadata.set("content-type", file.contentType);
+    const headers = storedHeaders(metadata);
+    const range = conditions.find((c): c is Extract<Condition, { kind: "content-length-range" }> => c.kind === "content-length-range");
+    const target = { bucket, key, services };
+
+    const { model } = services;
+    const { uuid, timestamp } = await model.startVersion(bucket.id, key, { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId });
+    let meta: ObjectMeta;
+    let data: ObjectData;
+    consumed = true;
+    try {
+      const body = await writeBody(services, {
+        versionUuid: uuid,
+        part: 0,
+        chunks: bounded(file.chunks, Math.min(range?.max ?? MAX_PUT_SIZE, MAX_PUT_SIZE)),
+        checksumAlgorithms: [],
+        allowInline: true,
+        deferRefs: false,
+        sizeHint: undefined,
+      });
+      if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
+      await checkQuotas(target, body.size);
+      meta = { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers };
+      data = body.inline ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") } : { kind: "blocks", meta };
+    } catch (err) {
+      await abortVersion(target, uuid, timestamp).catch(() => {});
+      throw err;
+    }
+    await model.objects.insert({ bucketId: bucket.id, key, versions: [{ uuid, timestamp, state: { kind: "complete", data } }] });
+
+    const etag = etagHeader(meta.etag);
+    const location = `${new URL(request.url).origin}/${encodeURIComponent(bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;
+    const redirectTo = fields.get("success_action_redirect") ?? fields.get("redirect");
+    const redirect = redirectTo ? redirectLocation(redirectTo, bucketName, key, meta.etag) : undefined;
+    if (redirect) return new Response(null, { status: 303, headers: { location: redirect, etag } });
+    const status = fields.get("success_action_status");
+    if (status === "201") {
+      const xml = xmlDocument("PostResponse", { Location: location, Bucket: bucketName, Key: key, ETag: etag }, { xmlns: undefined });
+      return new Response(xml, { status: 201, headers: { "content-type": "application/xml", etag, location } });
+    }
+    return new Response(null, { status: status === "200" ? 200 : 204, headers: { etag, location } });
+  } finally {
+    await drain().catch(() => {});
+  }
+}

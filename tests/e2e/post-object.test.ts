@@ -1,0 +1,117 @@
+// PostObject (browser form uploads) on a real server, with forms signed by the AWS SDK's
+// createPresignedPost and sent as a browser would (multipart/form-data): the object lands
+// byte-identical with its metadata; policy conditions, expiry, signature, size range,
+// permissions and quotas are enforced, and a refused form stores nothing.
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { randomBytes } from "node:crypto";
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
+import { startServer, type TestServer } from "../helpers/server";
+import { MiB, sdkClient, sha256Hex } from "../helpers/clients";
+
+setDefaultTimeout(60_000);
+
+const BUCKET = "uploads";
+let server: TestServer;
+let s3: S3Client;
+
+type PresignedOptions = Parameters<typeof createPresignedPost>[1];
+
+async function presign(opts: Partial<PresignedOptions> = {}) {
+  return createPresignedPost(s3, { Bucket: BUCKET, Key: "user/${filename}", Expires: 60, ...opts } as PresignedOptions);
+}
+
+/** Sends the form as a browser does: the signed fields, extra fields, then the file last. */
+async function submit(post: { url: string; fields: Record<string, string> }, file: Uint8Array, extra: Record<string, string> = {}, filename = "photo.jpg"): Promise<Response> {
+  const form = new FormData();
+  for (const [k, v] of Object.entries({ ...post.fields, ...extra })) form.append(k, v);
+  form.append("file", new File([file], filename, { type: "image/jpeg" }));
+  // The SDK's URL is virtual-host or path style depending on the client: post to the bucket path.
+  return fetch(`${server.endpoint}/${BUCKET}`, { method: "POST", body: form, redirect: "manual" });
+}
+
+async function exists(key: string): Promise<boolean> {
+  try {
+    await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  server = await startServer();
+  s3 = sdkClient(server);
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+test("a signed form uploads a multi-block file under ${filename}, with its metadata (204 by default)", async () => {
+  const body = randomBytes(3 * MiB + 777);
+  const post = await presign({
+    Conditions: [["starts-with", "$key", "user/"], ["starts-with", "$Content-Type", "image/"], ["content-length-range", 1, 10 * MiB], { "x-amz-meta-owner": "alice" }],
+    Fields: { "x-amz-meta-owner": "alice", "Content-Type": "image/jpeg" },
+  });
+  const r = await submit(post, body);
+  expect(r.status).toBe(204);
+  const etag = r.headers.get("etag");
+  const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "user/photo.jpg" }));
+  const bytes = await got.Body!.transformToByteArray();
+  expect(sha256Hex(bytes)).toBe(sha256Hex(body));
+  expect(got.ContentType).toBe("image/jpeg");
+  expect(got.Metadata).toEqual({ owner: "alice" });
+  expect(got.ETag).toBe(etag!);
+});
+
+test("success_action_status 201 answers PostResponse XML; success_action_redirect answers 303 with bucket, key and etag", async () => {
+  const created = await submit(await presign({ Fields: { success_action_status: "201" }, Conditions: [{ success_action_status: "201" }] }), Buffer.from("tiny"), {}, "a.txt");
+  expect(created.status).toBe(201);
+  const xml = await created.text();
+  expect(xml).toContain("<Bucket>uploads</Bucket>");
+  expect(xml).toContain("<Key>user/a.txt</Key>");
+  expect(xml).toContain("<ETag>");
+
+  const back = "https://app.example/done?from=upload";
+  const redirected = await submit(await presign({ Fields: { success_action_redirect: back }, Conditions: [{ success_action_redirect: back }] }), Buffer.from("x"), {}, "b.txt");
+  expect(redirected.status).toBe(303);
+  const location = new URL(redirected.headers.get("location")!);
+  expect(location.origin + location.pathname).toBe("https://app.example/done");
+  expect(location.searchParams.get("from")).toBe("upload");
+  expect(location.searchParams.get("key")).toBe("user/b.txt");
+  expect(location.searchParams.get("bucket")).toBe(BUCKET);
+  expect(await exists("user/b.txt")).toBe(true);
+});
+
+test("refused: a field the policy does not cover, a failed condition, a size out of range, a bad signature, an expired policy, no policy", async () => {
+  const refused = async (r: Response, status: number, text: string) => {
+    expect(r.status).toBe(status);
+    expect(await r.text()).toContain(text);
+  };
+  const post = await presign({ Conditions: [["content-length-range", 10, 100]] });
+  await refused(await submit(post, Buffer.alloc(50), { "x-amz-meta-sneaky": "1" }, "c1.txt"), 403, "Extra input fields: x-amz-meta-sneaky");
+  await refused(await submit(post, Buffer.alloc(5), {}, "c2.txt"), 400, "EntityTooSmall");
+  await refused(await submit(post, Buffer.alloc(101), {}, "c3.txt"), 400, "EntityTooLarge");
+  const other = await presign({ Key: "elsewhere/x", Conditions: [["eq", "$key", "elsewhere/x"]] });
+  await refused(await submit({ url: other.url, fields: { ...other.fields, key: "user/evil" } }, Buffer.alloc(1)), 403, "Policy Condition failed");
+  await refused(await submit({ url: post.url, fields: { ...post.fields, "X-Amz-Signature": "0".repeat(64) } }, Buffer.alloc(50), {}, "c4.txt"), 403, "SignatureDoesNotMatch");
+  const expired = await presign({ Expires: -10 });
+  await refused(await submit(expired, Buffer.alloc(1), {}, "c5.txt"), 403, "Policy expired");
+  const { Policy: _p, ...noPolicy } = post.fields;
+  await refused(await submit({ url: post.url, fields: noPolicy }, Buffer.alloc(50), {}, "c6.txt"), 403, "AccessDenied");
+  for (const k of ["c1.txt", "c2.txt", "c3.txt", "c4.txt", "c5.txt", "c6.txt"]) expect(await exists(`user/${k}`)).toBe(false);
+  expect(await exists("user/evil")).toBe(false);
+});
+
+test("a key without write permission on the bucket is refused", async () => {
+  const reader = await server.admin<{ accessKeyId: string; secretAccessKey: string }>("POST", "/v2/CreateKey", { name: "reader" });
+  const bucket = await server.admin<{ id: string }>("GET", `/v2/GetBucketInfo?globalAlias=${BUCKET}`);
+  await server.admin("POST", "/v2/AllowBucketKey", { bucketId: bucket.id, accessKeyId: reader.accessKeyId, permissions: { read: true } });
+  const readerClient = sdkClient(server, { accessKeyId: reader.accessKeyId, secretAccessKey: reader.secretAccessKey });
+  const post = await createPresignedPost(readerClient, { Bucket: BUCKET, Key: "user/r.txt", Expires: 60 });
+  const r = await submit(post, Buffer.from("r"), {}, "r.txt");
+  expect(r.status).toBe(403);
+  expect(await exists("user/r.txt")).toBe(false);
+});
