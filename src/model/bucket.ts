@@ -7,6 +7,44 @@ export interface WebsiteConfig {
   indexDocument: string;
   /** Key of the object served, with the original status, for a 4xx on GET. */
   errorDocument: string | null;
+  /** S3's RoutingRules, in order. Absent (no rules) in entries written before they existed. */
+  routingRules?: WebsiteRoutingRule[];
+}
+
+/** A redirect the web endpoint answers instead of an object, as S3's RoutingRule. */
+export interface WebsiteRoutingRule {
+  /** null: applies to every request. */
+  condition: {
+    /** The requested key starts with this (null: any key). */
+    keyPrefixEquals: string | null;
+    /** Applies only once the object lookup failed with this status (null: before any lookup). */
+    httpErrorCodeReturnedEquals: number | null;
+  } | null;
+  redirect: {
+    protocol: "http" | "https" | null;
+    /** null: the request's own host (a relative redirect). */
+    hostName: string | null;
+    /** Replaces the matched prefix (exclusive with replaceKeyWith). */
+    replaceKeyPrefixWith: string | null;
+    replaceKeyWith: string | null;
+    /** 301 (S3's default), 302, 303, 307 or 308. */
+    httpRedirectCode: number | null;
+  };
+}
+
+/** AWS's limit on routing rules per website configuration. */
+export const WEBSITE_ROUTING_RULES_MAX = 50;
+const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
+
+function routingRuleProblem(r: WebsiteRoutingRule): string | undefined {
+  const { redirect, condition } = r;
+  if (redirect.replaceKeyPrefixWith !== null && redirect.replaceKeyWith !== null) return "A Redirect may have ReplaceKeyPrefixWith or ReplaceKeyWith, not both";
+  if (redirect.httpRedirectCode !== null && !REDIRECT_CODES.has(redirect.httpRedirectCode)) return `HttpRedirectCode ${redirect.httpRedirectCode} is not a redirect (301, 302, 303, 307 or 308)`;
+  if (Object.values(redirect).every((v) => v === null)) return "A Redirect needs at least one element";
+  const code = condition?.httpErrorCodeReturnedEquals;
+  if (code !== null && code !== undefined && (code < 400 || code > 599)) return "HttpErrorCodeReturnedEquals must be a 4xx or 5xx status";
+  if (condition && condition.keyPrefixEquals === null && condition.httpErrorCodeReturnedEquals === null) return "A Condition needs KeyPrefixEquals or HttpErrorCodeReturnedEquals";
+  return undefined;
 }
 
 /** One CORS rule, as S3's CORSRule; origins and headers may hold "*" wildcards. */
@@ -63,6 +101,12 @@ export function websiteConfigProblem(w: WebsiteConfig): string | undefined {
   if (Buffer.byteLength(w.indexDocument) > WEBSITE_DOCUMENT_MAX_BYTES || (w.errorDocument !== null && Buffer.byteLength(w.errorDocument) > WEBSITE_DOCUMENT_MAX_BYTES))
     return `Website document names are at most ${WEBSITE_DOCUMENT_MAX_BYTES} bytes`;
   if (w.errorDocument === "") return "The error document key may not be empty";
+  const rules = w.routingRules ?? [];
+  if (rules.length > WEBSITE_ROUTING_RULES_MAX) return `A website configuration may have at most ${WEBSITE_ROUTING_RULES_MAX} routing rules`;
+  for (const r of rules) {
+    const problem = routingRuleProblem(r);
+    if (problem) return problem;
+  }
   return undefined;
 }
 

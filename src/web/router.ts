@@ -6,7 +6,7 @@
 // the bucket's CORS rules apply as on the S3 endpoint (e.g. fonts used by another site).
 import { Elysia } from "elysia";
 import { visibleVersion } from "../model/object";
-import type { WebsiteConfig } from "../model/bucket";
+import type { WebsiteConfig, WebsiteRoutingRule } from "../model/bucket";
 import { QuorumError } from "../table/quorum";
 import { MAX_KEY_BYTES } from "../util/limits";
 import { logger } from "../util/log";
@@ -102,9 +102,34 @@ async function serve(request: Request, services: S3Services, settings: WebSettin
   return addCorsHeaders(await servePage(request, services, bucket.id, website, rawPath, isHead), cors, request.headers, request.method);
 }
 
+/**
+ * The redirect of the first routing rule that applies to `key` (the requested key, before the
+ * index document), as S3 evaluates them: rules without an error condition before the object is
+ * looked up (errorStatus undefined), rules for an error status once the lookup failed with it.
+ */
+export function routingRedirect(rules: readonly WebsiteRoutingRule[] | undefined, key: string, errorStatus: number | undefined, host: string | null): Response | undefined {
+  for (const { condition, redirect } of rules ?? []) {
+    const onError = condition?.httpErrorCodeReturnedEquals ?? null;
+    if (errorStatus === undefined ? onError !== null : onError !== errorStatus) continue;
+    const prefix = condition?.keyPrefixEquals ?? "";
+    if (!key.startsWith(prefix)) continue;
+    const newKey = redirect.replaceKeyWith ?? (redirect.replaceKeyPrefixWith !== null ? redirect.replaceKeyPrefixWith + key.slice(prefix.length) : key);
+    const path = "/" + newKey.split("/").map(encodeURIComponent).join("/");
+    const toHost = redirect.hostName ?? (redirect.protocol !== null ? host : null);
+    const location = toHost ? `${redirect.protocol ?? "http"}://${toHost}${path}` : path;
+    return new Response(null, { status: redirect.httpRedirectCode ?? 301, headers: { location } });
+  }
+  return undefined;
+}
+
 async function servePage(request: Request, services: S3Services, bucketId: string, website: WebsiteConfig, rawPath: string, isHead: boolean): Promise<Response> {
+  let requested: string | undefined;
   try {
-    const key = keyOfPath(decodePath(rawPath), website.indexDocument);
+    const path = decodePath(rawPath);
+    requested = path.slice(1);
+    const early = routingRedirect(website.routingRules, requested, undefined, request.headers.get("host"));
+    if (early) return early;
+    const key = keyOfPath(path, website.indexDocument);
     const version = visibleVersion(await services.model.objects.get(bucketId, key));
     if (!version) {
       // "/docs" where "docs/index.html" exists: send the browser to "/docs/" so that the
@@ -119,6 +144,8 @@ async function servePage(request: Request, services: S3Services, bucketId: strin
     return await objectResponse(services, version, { headers: request.headers, query: NO_QUERY }, isHead);
   } catch (err) {
     const s3err = toS3Error(err);
+    const late = requested === undefined ? undefined : routingRedirect(website.routingRules, requested, s3err.status, request.headers.get("host"));
+    if (late) return late;
     if (!isHead && request.method === "GET" && s3err.status >= 400 && s3err.status < 500 && s3err.code !== "InvalidRange") {
       const page = await errorDocumentResponse(services, bucketId, website, s3err.status);
       if (page) return page;

@@ -175,6 +175,34 @@ test("only GET, HEAD and OPTIONS; no signature is needed but nothing can be writ
   expect(await (await web("/index.html")).text()).toBe("<h1>home</h1>");
 });
 
+test("routing rules: prefix redirects, redirects on a missing object, read back by GetBucketWebsite", async () => {
+  await s3.send(
+    new PutBucketWebsiteCommand({
+      Bucket: SITE,
+      WebsiteConfiguration: {
+        IndexDocument: { Suffix: "index.html" },
+        ErrorDocument: { Key: "404.html" },
+        RoutingRules: [
+          { Condition: { KeyPrefixEquals: "old-docs/" }, Redirect: { ReplaceKeyPrefixWith: "docs/" } },
+          { Condition: { KeyPrefixEquals: "assets/", HttpErrorCodeReturnedEquals: "404" }, Redirect: { HostName: "cdn.example", Protocol: "https", HttpRedirectCode: "302" } },
+        ],
+      },
+    }),
+  );
+  const moved = await web("/old-docs/page%20one.html");
+  expect(moved.status).toBe(301);
+  expect(moved.headers.get("location")).toBe("/docs/page%20one.html");
+  expect((await web(moved.headers.get("location")!)).status).toBe(200);
+  const missing = await web("/assets/gone.png");
+  expect(missing.status).toBe(302);
+  expect(missing.headers.get("location")).toBe("https://cdn.example/assets/gone.png");
+  expect((await web("/assets/video.bin", { method: "HEAD" })).status).toBe(200); // present: served
+  expect((await web("/elsewhere.html")).status).toBe(404); // no rule: the error document
+  const got = await s3.send(new GetBucketWebsiteCommand({ Bucket: SITE }));
+  expect(got.RoutingRules).toHaveLength(2);
+  expect(got.RoutingRules![1]).toMatchObject({ Condition: { KeyPrefixEquals: "assets/", HttpErrorCodeReturnedEquals: "404" }, Redirect: { HostName: "cdn.example", Protocol: "https", HttpRedirectCode: "302" } });
+});
+
 test("PutBucketWebsite: invalid documents and unsupported rules are refused; only an owner may change it", async () => {
   const bad = (IndexDocument: { Suffix: string }) => s3.send(new PutBucketWebsiteCommand({ Bucket: SITE, WebsiteConfiguration: { IndexDocument } }));
   expect(await s3Error(bad({ Suffix: "a/b.html" }))).toEqual({ name: "InvalidArgument", status: 400 });

@@ -369,7 +369,12 @@ export function adminApp(s: AdminServices) {
             "/v2/UpdateBucket",
             async ({ query, body }) => {
               let bucket = findBucket(model, { id: query.id });
-              if (body.websiteAccess) bucket = await model.setWebsite(bucket, requestedWebsite(body.websiteAccess));
+              if (body.websiteAccess) {
+                // Routing rules are set through S3 only: changing the documents keeps them.
+                const website = requestedWebsite(body.websiteAccess);
+                const rules = bucket.website.v?.routingRules;
+                bucket = await model.setWebsite(bucket, website && rules ? { ...website, routingRules: rules } : website);
+              }
               // As Garage: the quotas given replace the previous ones; a missing limit is none.
               if (body.quotas) bucket = await model.setQuotas(bucket, { maxSize: body.quotas.maxSize ?? null, maxObjects: body.quotas.maxObjects ?? null });
               return bucketInfo(model, bucket);

@@ -1,12 +1,52 @@
 // PutBucketWebsite, GetBucketWebsite, DeleteBucketWebsite: the switch that makes a bucket
-// public on the web endpoint, with its index and error documents. Routing rules and
-// RedirectAllRequestsTo are refused (501) rather than stored and ignored.
-import type { WebsiteConfig } from "../../model/bucket";
+// public on the web endpoint, with its index and error documents and routing rules (redirects).
+// RedirectAllRequestsTo is refused (501) rather than stored and ignored.
+import { websiteConfigProblem, type WebsiteConfig, type WebsiteRoutingRule } from "../../model/bucket";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
-import { child, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
+import { child, children, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement, type XmlNode } from "./xml";
+
+function optionalInt(el: XmlElement, name: string): number | null {
+  const text = childText(el, name)?.trim();
+  if (text === undefined) return null;
+  if (!/^\d+$/.test(text)) throw new S3Error("InvalidArgument", `${name} must be a number, got "${text}"`);
+  return Number(text);
+}
+
+function parseRoutingRule(el: XmlElement): WebsiteRoutingRule {
+  const cond = child(el, "Condition");
+  const redirect = child(el, "Redirect");
+  if (!redirect) throw new S3Error("MalformedXML", "A RoutingRule needs a Redirect");
+  const protocol = childText(redirect, "Protocol") ?? null;
+  if (protocol !== null && protocol !== "http" && protocol !== "https") throw new S3Error("InvalidArgument", `Protocol must be http or https, got "${protocol}"`);
+  return {
+    condition: cond ? { keyPrefixEquals: childText(cond, "KeyPrefixEquals") ?? null, httpErrorCodeReturnedEquals: optionalInt(cond, "HttpErrorCodeReturnedEquals") } : null,
+    redirect: {
+      protocol,
+      hostName: childText(redirect, "HostName") ?? null,
+      replaceKeyPrefixWith: childText(redirect, "ReplaceKeyPrefixWith") ?? null,
+      replaceKeyWith: childText(redirect, "ReplaceKeyWith") ?? null,
+      httpRedirectCode: optionalInt(redirect, "HttpRedirectCode"),
+    },
+  };
+}
+
+function routingRuleXml(r: WebsiteRoutingRule): XmlNode {
+  const c = r.condition;
+  const d = r.redirect;
+  return {
+    Condition: c ? { KeyPrefixEquals: c.keyPrefixEquals ?? undefined, HttpErrorCodeReturnedEquals: c.httpErrorCodeReturnedEquals ?? undefined } : undefined,
+    Redirect: {
+      Protocol: d.protocol ?? undefined,
+      HostName: d.hostName ?? undefined,
+      ReplaceKeyPrefixWith: d.replaceKeyPrefixWith ?? undefined,
+      ReplaceKeyWith: d.replaceKeyWith ?? undefined,
+      HttpRedirectCode: d.httpRedirectCode ?? undefined,
+    },
+  };
+}
 
 /** Parses a WebsiteConfiguration document; the model checks the names themselves. */
 export function parseWebsiteConfiguration(text: string): WebsiteConfig {
@@ -14,14 +54,19 @@ export function parseWebsiteConfiguration(text: string): WebsiteConfig {
   const doc = parseXml(text);
   if (doc.name !== "WebsiteConfiguration") throw new S3Error("MalformedXML", `Expected a WebsiteConfiguration, got ${doc.name}`);
   if (child(doc, "RedirectAllRequestsTo")) throw new S3Error("NotImplemented", "RedirectAllRequestsTo is not implemented by Bunker");
-  if (child(doc, "RoutingRules")) throw new S3Error("NotImplemented", "RoutingRules are not implemented by Bunker");
   const indexEl = child(doc, "IndexDocument");
   const indexDocument = indexEl ? childText(indexEl, "Suffix") : undefined;
   if (indexDocument === undefined) throw new S3Error("InvalidArgument", "A website configuration must have an IndexDocument with a Suffix");
   const errorEl = child(doc, "ErrorDocument");
   const errorDocument = errorEl ? childText(errorEl, "Key") : undefined;
   if (errorEl && errorDocument === undefined) throw new S3Error("InvalidArgument", "An ErrorDocument must have a Key");
-  return { indexDocument, errorDocument: errorDocument ?? null };
+  const rulesEl = child(doc, "RoutingRules");
+  const config: WebsiteConfig = { indexDocument, errorDocument: errorDocument ?? null };
+  if (rulesEl) config.routingRules = children(rulesEl, "RoutingRule").map(parseRoutingRule);
+  // Checked here as well as by the model, so a bad rule is a 400 naming it.
+  const problem = websiteConfigProblem(config);
+  if (problem) throw new S3Error("InvalidArgument", problem);
+  return config;
 }
 
 export async function putBucketWebsite(r: BucketRequest): Promise<Response> {
@@ -37,6 +82,7 @@ export function getBucketWebsite(r: BucketRequest): Response {
     xmlDocument("WebsiteConfiguration", {
       IndexDocument: { Suffix: config.indexDocument },
       ...(config.errorDocument !== null ? { ErrorDocument: { Key: config.errorDocument } } : {}),
+      ...(config.routingRules?.length ? { RoutingRules: { RoutingRule: config.routingRules.map(routingRuleXml) } } : {}),
     }),
   );
 }

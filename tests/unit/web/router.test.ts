@@ -1,7 +1,8 @@
 // The web endpoint's pure parts: which bucket a Host names, which key a path asks for, and
 // what PutBucketWebsite accepts.
 import { describe, expect, test } from "bun:test";
-import { bucketNameOfHost, keyOfPath } from "../../../src/web/router";
+import { bucketNameOfHost, keyOfPath, routingRedirect } from "../../../src/web/router";
+import type { WebsiteRoutingRule } from "../../../src/model/bucket";
 import { parseWebsiteConfiguration } from "../../../src/api/s3/website";
 import { S3Error } from "../../../src/api/s3/errors";
 
@@ -53,8 +54,43 @@ describe("parseWebsiteConfiguration", () => {
     expect(code(() => parseWebsiteConfiguration(xml("")))).toBe("InvalidArgument");
     expect(code(() => parseWebsiteConfiguration(xml("<IndexDocument><Suffix>i.html</Suffix></IndexDocument><ErrorDocument></ErrorDocument>")))).toBe("InvalidArgument");
     expect(code(() => parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><HostName>x.org</HostName></RedirectAllRequestsTo>")))).toBe("NotImplemented");
-    expect(
-      code(() => parseWebsiteConfiguration(xml("<IndexDocument><Suffix>i.html</Suffix></IndexDocument><RoutingRules><RoutingRule/></RoutingRules>"))),
-    ).toBe("NotImplemented");
+    const idx = "<IndexDocument><Suffix>i.html</Suffix></IndexDocument>";
+    const rules = (r: string) => xml(`${idx}<RoutingRules>${r}</RoutingRules>`);
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule/>")))).toBe("MalformedXML"); // no Redirect
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Redirect/></RoutingRule>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Redirect><ReplaceKeyWith>a</ReplaceKeyWith><ReplaceKeyPrefixWith>b</ReplaceKeyPrefixWith></Redirect></RoutingRule>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Redirect><HttpRedirectCode>200</HttpRedirectCode></Redirect></RoutingRule>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Redirect><Protocol>ftp</Protocol></Redirect></RoutingRule>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Condition/><Redirect><HostName>x</HostName></Redirect></RoutingRule>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule><Redirect><HostName>x</HostName></Redirect></RoutingRule>".repeat(51))))).toBe("InvalidArgument");
+  });
+});
+
+describe("routing rules", () => {
+  const rule = (condition: WebsiteRoutingRule["condition"], redirect: Partial<WebsiteRoutingRule["redirect"]>): WebsiteRoutingRule => ({
+    condition,
+    redirect: { protocol: null, hostName: null, replaceKeyPrefixWith: null, replaceKeyWith: null, httpRedirectCode: null, ...redirect },
+  });
+  const rules = [
+    rule({ keyPrefixEquals: "old/", httpErrorCodeReturnedEquals: null }, { replaceKeyPrefixWith: "docs/" }),
+    rule({ keyPrefixEquals: "img/", httpErrorCodeReturnedEquals: 404 }, { hostName: "cdn.example", protocol: "https", httpRedirectCode: 302 }),
+    rule({ keyPrefixEquals: null, httpErrorCodeReturnedEquals: 404 }, { replaceKeyWith: "not found.html", httpRedirectCode: 307 }),
+  ];
+  const at = (key: string, status?: number) => {
+    const r = routingRedirect(rules, key, status, "site.example");
+    return r && `${r.status} ${r.headers.get("location")}`;
+  };
+  test("prefix rules apply before the lookup; error rules once it failed with their status", () => {
+    expect(at("old/a/b c.html")).toBe("301 /docs/a/b%20c.html");
+    expect(at("img/x.png")).toBeUndefined();
+    expect(at("img/x.png", 404)).toBe("302 https://cdn.example/img/x.png");
+    expect(at("other", 404)).toBe("307 /not%20found.html");
+    expect(at("other", 403)).toBeUndefined();
+    expect(at("other")).toBeUndefined();
+    expect(routingRedirect(undefined, "x", 404, null)).toBeUndefined();
+  });
+  test("a protocol alone keeps the request's host", () => {
+    const r = routingRedirect([rule(null, { protocol: "https" })], "a", undefined, "site.example:8080");
+    expect(r?.headers.get("location")).toBe("https://site.example:8080/a");
   });
 });
