@@ -42,8 +42,15 @@ export const bucketCounterSchema: TableSchema<BucketCounterEntry> = {
   partitionKey: (c) => c.bucketId,
   sortKey: () => "",
   merge(a, b) {
-    const nodes: Record<string, PublishedCounts> = { ...a.nodes };
-    for (const [id, c] of Object.entries(b.nodes)) nodes[id] = nodes[id] ? newerCounts(nodes[id]!, c) : c;
+    // Keys in sorted order: replicas that merged in different orders store the same bytes,
+    // which read repair and anti-entropy compare.
+    const ids = [...new Set([...Object.keys(a.nodes), ...Object.keys(b.nodes)])].sort();
+    const nodes: Record<string, PublishedCounts> = {};
+    for (const id of ids) {
+      const x = a.nodes[id];
+      const y = b.nodes[id];
+      nodes[id] = x && y ? newerCounts(x, y) : (x ?? y)!;
+    }
     return { bucketId: a.bucketId, nodes };
   },
 };

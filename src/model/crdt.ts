@@ -29,7 +29,13 @@ export function mergePermissions(a: Permissions, b: Permissions): Permissions {
 }
 
 export function mergeRecords<T>(a: Record<string, T>, b: Record<string, T>, mergeValue: (x: T, y: T) => T): Record<string, T> {
-  const out: Record<string, T> = { ...a };
-  for (const [k, v] of Object.entries(b)) out[k] = k in out ? mergeValue(out[k]!, v) : v;
+  // Keys in sorted order: replicas that merged in different orders must store the same bytes
+  // (read repair and anti-entropy compare encodings).
+  const out: Record<string, T> = {};
+  for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+    const x = a[k];
+    const y = b[k];
+    out[k] = x !== undefined && y !== undefined ? mergeValue(x, y) : (x ?? y)!;
+  }
   return out;
 }

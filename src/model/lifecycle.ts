@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import type { LifecycleRule } from "./bucket";
 import type { Model } from "./model";
 import { objectSchema, visibleVersion, type ObjectEntry } from "./object";
+import type { UploadEntry } from "./upload";
 import { partitionOfEntry } from "../table/partition";
 import { WorkerStats } from "../util/worker-stats";
 import { logger } from "../util/log";
@@ -144,6 +145,21 @@ export class LifecycleWorker {
     }
   }
 
+  /**
+   * This node's copy may be stale (it was down when the upload completed): an abort written
+   * then would beat the completed version (aborted absorbs complete). So the upload and its
+   * version are read again from a quorum, and only a still-open upload is aborted.
+   */
+  private async stillOpen(u: UploadEntry): Promise<boolean> {
+    const [upload, object] = await Promise.all([
+      this.model.uploads.get(u.bucketId, this.model.uploads.local.schema.sortKey(u)),
+      this.model.objects.get(u.bucketId, u.key),
+    ]);
+    if (!upload || upload.deleted) return false;
+    const version = object?.versions.find((v) => v.uuid === u.uploadId);
+    return version !== undefined && version.state.kind === "uploading";
+  }
+
   private async abortUploads(bucketId: string, rules: LifecycleRule[], now: number): Promise<number> {
     if (!rules.some((r) => r.abortIncompleteUploadDays !== null)) return 0;
     let aborted = 0;
@@ -153,6 +169,7 @@ export class LifecycleWorker {
       for (const u of page) {
         if (u.deleted) continue;
         if (!rules.some((r) => ruleMatches(r, u.key) && uploadExpired(r, u.timestamp, now))) continue;
+        if (!(await this.stillOpen(u))) continue;
         await this.model.abortUpload(u);
         aborted++;
       }

@@ -144,12 +144,17 @@ export class Model {
     const published = others.length > 0 ? await this.counters.get(bucketId, "") : undefined;
     const counts = countsOf(published, others);
     if (trusted.includes(this.placement.selfId)) {
-      const own = localCounts(this.db, bucketId).get(bucketId) ?? ZERO_COUNTS;
+      const own = this.localBucketCounts(bucketId);
       counts.objects = Math.max(counts.objects, own.objects);
       counts.bytes = Math.max(counts.bytes, own.bytes);
       counts.uploads = Math.max(counts.uploads, own.uploads);
     }
     return counts;
+  }
+
+  /** This node's own counts of a bucket (exact for what it stores; no network). */
+  localBucketCounts(bucketId: string): BucketCounts {
+    return localCounts(this.db, bucketId).get(bucketId) ?? { ...ZERO_COUNTS };
   }
 
   /** Publishes this node's counts of the buckets whose partition it holds, when they changed. */

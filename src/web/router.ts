@@ -134,9 +134,10 @@ async function servePage(request: Request, services: S3Services, bucketId: strin
     if (!version) {
       // "/docs" where "docs/index.html" exists: send the browser to "/docs/" so that the
       // page's relative links resolve inside the directory.
-      // ("//host" would read as another site to the browser: never redirect there.)
-      if (!rawPath.endsWith("/") && !rawPath.startsWith("//") && visibleVersion(await services.model.objects.get(bucketId, `${key}/${website.indexDocument}`)))
-        return new Response(null, { status: 302, headers: { location: `${rawPath}/` } });
+      // The Location is built from the decoded key, re-encoded (a raw "/\evil.com" would read
+      // as another site to the browser), and never for a key starting with "/" ("//evil.com").
+      if (!rawPath.endsWith("/") && !key.startsWith("/") && visibleVersion(await services.model.objects.get(bucketId, `${key}/${website.indexDocument}`)))
+        return new Response(null, { status: 302, headers: { location: `/${key.split("/").map(encodeURIComponent).join("/")}/` } });
       throw new S3Error("NoSuchKey", `The specified key does not exist: ${key}`);
     }
     const redirect = version.state.data.meta.headers.find(([n]) => n === REDIRECT_HEADER);

@@ -101,7 +101,9 @@ test("refused: a field the policy does not cover, a failed condition, a size out
   await refused(await submit(expired, Buffer.alloc(1), {}, "c5.txt"), 403, "Policy expired");
   const { Policy: _p, ...noPolicy } = post.fields;
   await refused(await submit({ url: post.url, fields: noPolicy }, Buffer.alloc(50), {}, "c6.txt"), 403, "AccessDenied");
-  for (const k of ["c1.txt", "c2.txt", "c3.txt", "c4.txt", "c5.txt", "c6.txt"]) expect(await exists(`user/${k}`)).toBe(false);
+  const withNote = await presign({ Conditions: [["starts-with", "$x-amz-meta-note", ""]] });
+  await refused(await submit(withNote, Buffer.alloc(5), { "x-amz-meta-note": "two\r\nlines" }, "c7.txt"), 400, "InvalidArgument");
+  for (const k of ["c1.txt", "c2.txt", "c3.txt", "c4.txt", "c5.txt", "c6.txt", "c7.txt"]) expect(await exists(`user/${k}`)).toBe(false);
   expect(await exists("user/evil")).toBe(false);
 });
 

@@ -94,14 +94,20 @@ test("max size: bodies, copies and multipart completions past it are refused", a
   // Replacing "one" by a smaller body always passes.
   await put("one", 512 * KiB);
 
+  // The parts go in while no size quota is set (a part past the quota is refused: below).
+  await setQuotas({ maxSize: null, maxObjects: null });
   const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "mpu" }));
   const parts = [];
   for (let n = 1; n <= 2; n++) {
     const r = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mpu", UploadId, PartNumber: n, Body: new Uint8Array(n === 1 ? 5 * MiB : KiB) }));
     parts.push({ PartNumber: n, ETag: r.ETag });
   }
+  await setQuotas({ maxSize: 2 * MiB, maxObjects: null });
   const completed = s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mpu", UploadId, MultipartUpload: { Parts: parts } }));
   expect((await refusal(completed)).status).toBe(403);
+  // A part bigger than what is left of the size quota is refused too.
+  const tooBig = s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mpu", UploadId, PartNumber: 3, Body: new Uint8Array(2 * MiB) }));
+  expect((await refusal(tooBig)).status).toBe(403);
   expect(await info()).toMatchObject({ objects: 4, bytes: 40 + 512 * KiB });
 
   // Lifting the quota lets the same completion through.

@@ -87,7 +87,12 @@ function keyInfo(model: Model, key: KeyEntry, showSecret: boolean) {
 }
 
 async function bucketInfo(model: Model, b: BucketEntry) {
-  const counts = await model.bucketCounts(b.id);
+  // Without a read quorum the answer still goes out (a change just made must not look
+  // failed), with this node's own counts.
+  const counts = await model.bucketCounts(b.id).catch((err) => {
+    if (err instanceof QuorumError) return model.localBucketCounts(b.id);
+    throw err;
+  });
   return {
     id: b.id,
     created: new Date(b.created).toISOString(),

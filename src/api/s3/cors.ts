@@ -17,25 +17,34 @@ const CORS_RULE_ID_MAX = 255;
 const CORS_REQUEST_HEADERS_MAX = 100;
 const CORS_METHODS = new Set(["GET", "PUT", "POST", "DELETE", "HEAD"]);
 
-const patternCache = new Map<string, RegExp>();
-/** Patterns kept compiled; rules change rarely and are few. */
-const PATTERN_CACHE_MAX = 1024;
-
-/** True when `value` matches `pattern`, where "*" stands for any run of characters. */
+/**
+ * True when `value` matches `pattern`, where "*" stands for any run of characters. Greedy
+ * two-pointer matching, at worst pattern length x value length steps: never a backtracking
+ * regex, which a crafted rule could make take minutes on an unauthenticated preflight.
+ */
 export function wildcardMatch(pattern: string, value: string, ignoreCase = false): boolean {
-  if (!pattern.includes("*")) return ignoreCase ? pattern.toLowerCase() === value.toLowerCase() : pattern === value;
-  const cacheKey = (ignoreCase ? "i" : "s") + pattern;
-  let re = patternCache.get(cacheKey);
-  if (!re) {
-    const body = pattern
-      .split("*")
-      .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
-      .join(".*");
-    re = new RegExp(`^${body}$`, ignoreCase ? "si" : "s");
-    if (patternCache.size >= PATTERN_CACHE_MAX) patternCache.clear();
-    patternCache.set(cacheKey, re);
+  const p = ignoreCase ? pattern.toLowerCase() : pattern;
+  const v = ignoreCase ? value.toLowerCase() : value;
+  let pi = 0;
+  let vi = 0;
+  let star = -1; // position in p just after the last "*" seen
+  let mark = 0; // position in v that the last "*" has swallowed up to
+  while (vi < v.length) {
+    if (pi < p.length && p[pi] !== "*" && p[pi] === v[vi]) {
+      pi++;
+      vi++;
+    } else if (pi < p.length && p[pi] === "*") {
+      star = ++pi;
+      mark = vi;
+    } else if (star >= 0) {
+      pi = star;
+      vi = ++mark;
+    } else {
+      return false;
+    }
   }
-  return re.test(value);
+  while (pi < p.length && p[pi] === "*") pi++;
+  return pi === p.length;
 }
 
 /** The first rule allowing `origin` to use `method` with every header of `requestHeaders`. */
@@ -125,8 +134,9 @@ export function parseCorsConfiguration(text: string): CorsRule[] {
     const allowedOrigins = texts("AllowedOrigin");
     const allowedMethods = texts("AllowedMethod");
     if (allowedOrigins.length === 0 || allowedMethods.length === 0) throw new S3Error("MalformedXML", "Each CORSRule needs an AllowedOrigin and an AllowedMethod");
-    for (const o of allowedOrigins) {
-      if ((o.match(/\*/g)?.length ?? 0) > 1) throw new S3Error("InvalidRequest", `AllowedOrigin "${o}" can not have more than one wildcard.`);
+    const allowedHeaders = texts("AllowedHeader").map((h) => h.toLowerCase());
+    for (const [what, values] of [["AllowedOrigin", allowedOrigins], ["AllowedHeader", allowedHeaders]] as const) {
+      for (const o of values) if ((o.match(/\*/g)?.length ?? 0) > 1) throw new S3Error("InvalidRequest", `${what} "${o}" can not have more than one wildcard.`);
     }
     for (const m of allowedMethods) {
       if (!CORS_METHODS.has(m)) throw new S3Error("InvalidRequest", `Found unsupported HTTP method in CORS config. Unsupported method is ${m}`);
@@ -141,7 +151,7 @@ export function parseCorsConfiguration(text: string): CorsRule[] {
       id,
       allowedOrigins,
       allowedMethods,
-      allowedHeaders: texts("AllowedHeader").map((h) => h.toLowerCase()),
+      allowedHeaders,
       exposeHeaders: texts("ExposeHeader"),
       maxAgeSeconds,
     };

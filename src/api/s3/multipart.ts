@@ -103,6 +103,8 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   const part = parsePartNumber(r.query.get("partNumber"));
   const upload = await getUpload(r, r.query.get("uploadId"));
   const payload = new PayloadReader(r, MAX_PUT_SIZE);
+  // A part is no object yet, but a bucket full to its size quota takes no more data.
+  await checkQuotas(r, payload.declaredLength ?? 0, { replacesKey: false });
   const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, undefined, () => payload.trailers);
   const headers: Record<string, string> = { etag: etagHeader(entry.etag) };
   if (entry.checksum && upload.checksumAlgorithm) headers[checksumHeaderName(upload.checksumAlgorithm)] = entry.checksum;

@@ -8,17 +8,17 @@ import type { ObjectData, ObjectMeta } from "../../model/object";
 import type { S3Services } from "./context";
 import { S3Error } from "./errors";
 import { readPostForm } from "./form-data";
-import { etagHeader, storedHeaders } from "./headers";
+import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
 import { writeBody } from "./object-writer";
 import { abortVersion } from "./put";
 import { checkQuotas } from "./quota";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
 import { xmlDocument } from "./xml";
 
+/** Most bytes of a refused form's file read (and dropped) before the answer. */
+const REFUSED_BODY_DRAIN_MAX = 1024 * 1024;
 /** Fields that need no policy condition (AWS's rule; `x-ignore-*` too). */
 const EXEMPT_FIELDS = new Set(["x-amz-signature", "file", "policy"]);
-/** Form fields that become object metadata, as the same-named headers do on PutObject. */
-const METADATA_FIELDS = ["content-type", "cache-control", "content-disposition", "content-encoding", "expires", "x-amz-website-redirect-location"];
 
 type Condition =
   | { kind: "eq"; field: string; value: string }
@@ -126,10 +126,6 @@ export async function postObject(request: Request, services: S3Services, bucketN
   if (!request.body) throw new S3Error("MalformedPOSTRequest", "The body of your POST request is empty");
   const { fields, file } = await readPostForm(request.body, contentType);
   let consumed = false;
-  // A refused form's file is still read (not stored) so the connection stays usable.
-  const drain = async () => {
-    if (file && !consumed) for await (const _ of file.chunks);
-  };
   try {
     const policy = fields.get("policy");
     if (!policy) throw new S3Error("AccessDenied", "Anonymous uploads are not allowed: the form needs a signed policy");
@@ -150,12 +146,23 @@ export async function postObject(request: Request, services: S3Services, bucketN
     if (key.includes("\u0000")) throw new S3Error("InvalidArgument", "Object keys may not contain NUL");
 
     const metadata = new Headers();
-    for (const [name, value] of fields) if (METADATA_FIELDS.includes(name) || name.startsWith("x-amz-meta-")) metadata.set(name, value);
+    // Form fields become metadata as the same-named headers do on PutObject.
+    for (const [name, value] of fields) {
+      if (!STORED_HEADERS.includes(name) && !name.startsWith("x-amz-meta-")) continue;
+      try {
+        metadata.set(name, value);
+      } catch {
+        throw new S3Error("InvalidArgument", `The form field ${name} is not a valid header value (line breaks?)`);
+      }
+    }
     if (!metadata.has("content-type") && file.contentType) metadata.set("content-type", file.contentType);
     const headers = storedHeaders(metadata);
     const range = conditions.find((c): c is Extract<Condition, { kind: "content-length-range" }> => c.kind === "content-length-range");
     const target = { bucket, key, services };
 
+    // A bucket already at a quota refuses before any byte is stored; the real size is
+    // checked again once known.
+    await checkQuotas(target, 1);
     const { model } = services;
     const { uuid, timestamp } = await model.startVersion(bucket.id, key, { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId });
     let meta: ObjectMeta;
@@ -192,7 +199,22 @@ export async function postObject(request: Request, services: S3Services, bucketN
       return new Response(xml, { status: 201, headers: { "content-type": "application/xml", etag, location } });
     }
     return new Response(null, { status: status === "200" ? 200 : 204, headers: { etag, location } });
-  } finally {
-    await drain().catch(() => {});
+  } catch (err) {
+    // A refused form's file is read (not stored) so the client sees the answer rather than a
+    // reset connection, but only so far: past that the connection is closed after the answer.
+    // (A file cut off midway, e.g. past its size range, has left unread bytes behind.)
+    const drained = !file || (!consumed && (await drainAtMost(file.chunks, REFUSED_BODY_DRAIN_MAX).catch(() => false)));
+    if (!drained && err instanceof S3Error) throw new S3Error(err.code, err.message, { ...err.headers, connection: "close" });
+    throw err;
   }
+}
+
+/** Reads and drops up to `max` bytes; true when the stream ended within them. */
+async function drainAtMost(chunks: AsyncIterable<Uint8Array>, max: number): Promise<boolean> {
+  let seen = 0;
+  for await (const c of chunks) {
+    seen += c.length;
+    if (seen > max) return false; // leaving the loop cancels the rest of the body
+  }
+  return true;
 }

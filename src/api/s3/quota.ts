@@ -1,15 +1,27 @@
 // Bucket quotas (max total size, max objects), checked before a write makes a new version
-// visible. Counts are eventually consistent (model/counter.ts), as in Garage: writes racing
-// on several nodes can pass a limit by what they add together, never by more.
+// visible. Counts are eventually consistent (model/counter.ts), as in Garage: writes racing on
+// several nodes can pass a limit by what they add together, and a node that does not hold the
+// bucket's partition sees counts published up to 2 s ago. Parts of unfinished uploads are not
+// counted (as Garage): a part is refused only once the bucket's objects fill the size quota.
 import { visibleVersion } from "../../model/object";
 import type { ObjectRequest } from "./context";
 import { S3Error } from "./errors";
 
-/** Refuses a write of `size` bytes to the request's key when it would pass a quota. */
-export async function checkQuotas(r: Pick<ObjectRequest, "bucket" | "key" | "services">, size: number): Promise<void> {
+/**
+ * Refuses a write of `size` bytes to the request's key when it would pass a quota; with
+ * replacesKey false (a part) the write adds bytes but no object and replaces nothing.
+ */
+export async function checkQuotas(r: Pick<ObjectRequest, "bucket" | "key" | "services">, size: number, opts: { replacesKey: boolean } = { replacesKey: true }): Promise<void> {
   const q = r.bucket.quotas?.v;
   if (!q || (q.maxSize === null && q.maxObjects === null)) return;
   const { model } = r.services;
+  if (!opts.replacesKey) {
+    if (q.maxSize === null) return;
+    const counts = await model.bucketCounts(r.bucket.id);
+    if (counts.bytes + size > q.maxSize)
+      throw new S3Error("AccessDenied", `Bucket size quota is reached: this bucket may hold at most ${q.maxSize} bytes; it holds ${counts.bytes}`);
+    return;
+  }
   const [counts, current] = await Promise.all([model.bucketCounts(r.bucket.id), model.objects.get(r.bucket.id, r.key)]);
   const replaced = visibleVersion(current);
   const replacedSize = replaced?.state.data.meta.size ?? 0;

@@ -104,6 +104,9 @@ function requirePermission(r: S3Request & { bucket: { keys: Record<string, { rea
   if (!p || !p[perm]) throw new S3Error("AccessDenied", `This key does not have ${perm} permission on bucket ${r.bucketName}`);
 }
 
+/** Bucket configurations: handled on a bucket, meaningless (501) on an object. */
+const BUCKET_CONFIG_SUBRESOURCES = ["website", "cors", "lifecycle"];
+
 function hasSubresource(q: URLSearchParams): string | undefined {
   return UNSUPPORTED_SUBRESOURCES.find((s) => q.has(s));
 }
@@ -179,6 +182,8 @@ async function dispatch(r: S3Request): Promise<Response> {
   }
 
   const or = br as ObjectRequest;
+  const bucketConfig = BUCKET_CONFIG_SUBRESOURCES.find((s) => q.has(s));
+  if (bucketConfig) throw new S3Error("NotImplemented", `?${bucketConfig} applies to a bucket, not to an object`);
   switch (m) {
     case "HEAD":
     case "GET":

@@ -34,6 +34,16 @@ describe("wildcardMatch", () => {
     expect(wildcardMatch("*", "anything at all")).toBe(true);
     expect(wildcardMatch("x-amz-*", "X-Amz-Date", true)).toBe(true);
     expect(wildcardMatch("x-amz-*", "X-Amz-Date")).toBe(false);
+    expect(wildcardMatch("*a", "ba")).toBe(true);
+    expect(wildcardMatch("a*b*c", "aXbYbZc")).toBe(true);
+    expect(wildcardMatch("a*b*c", "aXbYbZ")).toBe(false);
+    expect(wildcardMatch("**", "")).toBe(true);
+  });
+  test("a pattern built to make a backtracking matcher explode answers at once", () => {
+    const started = performance.now();
+    expect(wildcardMatch("*a*a*a*a*a*a*a*b", "a".repeat(5000))).toBe(false);
+    // generous bound: a backtracking regex takes seconds at 100 characters, this is linear-ish
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 });
 
@@ -113,6 +123,7 @@ describe("parseCorsConfiguration", () => {
     expect(codeOf(() => parseCorsConfiguration(one("<AllowedMethod>GET</AllowedMethod>")))).toBe("MalformedXML");
     expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>PATCH</AllowedMethod>")))).toBe("InvalidRequest");
     expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>https://*.*.example</AllowedOrigin><AllowedMethod>GET</AllowedMethod>")))).toBe("InvalidRequest");
+    expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><AllowedHeader>*a*b</AllowedHeader>")))).toBe("InvalidRequest");
     expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>-1</MaxAgeSeconds>")))).toBe("MalformedXML");
     const many = xml("<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>".repeat(101));
     expect(codeOf(() => parseCorsConfiguration(many))).toBe("InvalidRequest");

@@ -14,6 +14,7 @@ import { bucketCounterSchema, countsOf, localCounts, type BucketCounterEntry } f
 import { visibleVersion, type ObjectEntry, type VersionState } from "../../../src/model/object.ts";
 import type { UploadEntry } from "../../../src/model/upload.ts";
 import { mulberry32 } from "../../helpers/random.ts";
+import { mergeRecords } from "../../../src/model/crdt.ts";
 
 class Rng {
   private readonly next: () => number;
@@ -150,11 +151,24 @@ describe("counter entries", () => {
     const m = bucketCounterSchema.merge(a, b);
     expect(m.nodes).toEqual({ n1: b.nodes.n1!, n2: a.nodes.n2!, n3: b.nodes.n3! });
     expect(bucketCounterSchema.merge(b, a)).toEqual(m);
+    // byte-identical whatever the order, since replicas compare encodings
+    expect(JSON.stringify(bucketCounterSchema.merge(b, a))).toBe(JSON.stringify(m));
+    expect(JSON.stringify(bucketCounterSchema.merge(bucketCounterSchema.merge(a, entry({})), b))).toBe(JSON.stringify(m));
   });
   test("readers keep the largest value among trusted nodes only", () => {
     const e = entry({ n1: { ts: 1, objects: 3, bytes: 30, uploads: 1 }, n2: { ts: 1, objects: 4, bytes: 20, uploads: 0 }, gone: { ts: 1, objects: 99, bytes: 99, uploads: 9 } });
     expect(countsOf(e, ["n1", "n2"])).toEqual({ objects: 4, bytes: 30, uploads: 1 });
     expect(countsOf(e, ["n3"])).toEqual({ objects: 0, bytes: 0, uploads: 0 });
     expect(countsOf(undefined, ["n1"])).toEqual({ objects: 0, bytes: 0, uploads: 0 });
+  });
+});
+
+describe("mergeRecords", () => {
+  test("stores keys in one order whatever the merge order (replicas compare encodings)", () => {
+    const max = (x: number, y: number) => Math.max(x, y);
+    const a = { k2: 1, k1: 5 };
+    const b = { k3: 2, k1: 3 };
+    expect(JSON.stringify(mergeRecords(a, b, max))).toBe(JSON.stringify(mergeRecords(b, a, max)));
+    expect(mergeRecords(a, b, max)).toEqual({ k1: 5, k2: 1, k3: 2 });
   });
 });

@@ -98,6 +98,16 @@ describe("a pass", () => {
     expect(await model.bucketCounts(bucket.id)).toMatchObject({ objects: 3, uploads: 0 });
   });
 
+  test("an upload this node still sees open is not aborted once its version completed (a stale replica)", async () => {
+    const uploadId = "w".repeat(64);
+    await model.uploads.insert({ bucketId: bucket.id, key: "done", uploadId, timestamp: T0, deleted: false, headers: [] });
+    // Completed elsewhere: the version is complete; the upload's close has not reached us.
+    await model.objects.insert({ bucketId: bucket.id, key: "done", versions: [{ uuid: uploadId, timestamp: T0, state: { kind: "complete", data: blocks(7) } }] });
+    bucket = await model.setLifecycle(bucket, [rule({ abortIncompleteUploadDays: 1 })]);
+    expect(await new LifecycleWorker(model, () => T0 + 5 * DAY_MS).run()).toEqual({ expired: 0, aborted: 0 });
+    expect((await visible("done"))?.uuid).toBe(uploadId);
+  });
+
   test("a version written after the one that expired survives the marker", async () => {
     await putAt("logs/x", T0);
     bucket = await model.setLifecycle(bucket, [rule({ expiration: { days: 1 } })]);
