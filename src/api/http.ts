@@ -149,3 +149,20 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
   await once(server, "listening");
   return server;
 }
+
+/**
+ * The bucket a Host header (or a domain) names: without its port and trailing dot, the label(s)
+ * before `.<rootDomain>`; otherwise the whole name when `wholeHostIsBucket` (the web endpoint,
+ * where a bucket called "example.com" serves example.com), else none. One function for the S3
+ * endpoint, the web endpoint and the admin /check, so that they always agree.
+ */
+export function bucketOfHost(host: string | null, rootDomain: string | undefined, wholeHostIsBucket: boolean): string | undefined {
+  if (!host) return undefined;
+  let name = host.toLowerCase();
+  if (name.startsWith("[")) return undefined; // an IPv6 literal names no bucket
+  name = name.replace(/:\d+$/, "").replace(/\.$/, "");
+  const root = rootDomain?.toLowerCase().replace(/^\./, "");
+  if (root && name.endsWith("." + root)) name = name.slice(0, -(root.length + 1));
+  else if (!wholeHostIsBucket) return undefined;
+  return name === "" ? undefined : name;
+}

@@ -7,12 +7,11 @@
 import { Elysia } from "elysia";
 import { visibleVersion } from "../model/object";
 import type { WebsiteConfig, WebsiteRoutingRule } from "../model/bucket";
-import { QuorumError } from "../table/quorum";
 import { MAX_KEY_BYTES } from "../util/limits";
 import { logger } from "../util/log";
 import { metrics, secondsSince } from "../util/metrics";
-import { rawUrlOf } from "../api/http";
-import { S3Error } from "../api/s3/errors";
+import { bucketOfHost, rawUrlOf } from "../api/http";
+import { S3Error, toS3Error } from "../api/s3/errors";
 import { objectResponse } from "../api/s3/get";
 import { addCorsHeaders, preflightResponse } from "../api/s3/cors";
 import type { S3Services } from "../api/s3/context";
@@ -29,16 +28,6 @@ export interface WebSettings {
   rootDomain?: string;
 }
 
-/** The bucket a Host header names: without its port, without the root domain if it ends so. */
-export function bucketNameOfHost(host: string | null, rootDomain: string | undefined): string | undefined {
-  if (!host) return undefined;
-  let name = host.toLowerCase();
-  if (name.startsWith("[")) return undefined; // an IPv6 literal names no bucket
-  name = name.replace(/:\d+$/, "").replace(/\.$/, "");
-  const root = rootDomain?.toLowerCase().replace(/^\./, "");
-  if (root && name.endsWith("." + root)) name = name.slice(0, -(root.length + 1));
-  return name === "" ? undefined : name;
-}
 
 /** The object key a request path asks for: "/" and "/dir/" mean their index document. */
 export function keyOfPath(path: string, indexDocument: string): string {
@@ -69,12 +58,6 @@ function errorPage(err: S3Error, isHead: boolean): Response {
   return new Response(body, { status: err.status, headers });
 }
 
-function toS3Error(err: unknown): S3Error {
-  if (err instanceof S3Error) return err;
-  if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
-  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
-  return new S3Error("InternalError", "We encountered an internal error. Please try again.");
-}
 
 /** The bucket's error document with the original status, or undefined if it has none. */
 async function errorDocumentResponse(services: S3Services, bucketId: string, website: WebsiteConfig, status: number): Promise<Response | undefined> {
@@ -87,7 +70,7 @@ async function errorDocumentResponse(services: S3Services, bucketId: string, web
 }
 
 async function serve(request: Request, services: S3Services, settings: WebSettings, rawPath: string, isHead: boolean): Promise<Response> {
-  const name = bucketNameOfHost(request.headers.get("host"), settings.rootDomain);
+  const name = bucketOfHost(request.headers.get("host"), settings.rootDomain, true);
   const bucket = name === undefined ? undefined : services.model.resolveBucket(name);
   const website = bucket?.website.v;
   if (!bucket || !website) throw new S3Error("NoSuchBucket", `No website is published at ${name ?? "this address"}`);

@@ -1,6 +1,7 @@
 // The admin API (Garage v2 names, JSON, bearer token): keys, buckets, permissions, status,
 // health. The CLI is its main client.
 import { Elysia, t } from "elysia";
+import { bucketOfHost } from "../http";
 import { metrics } from "../../util/metrics";
 import { timingSafeEqual } from "node:crypto";
 import { ModelError, type Model } from "../../model/model";
@@ -32,21 +33,14 @@ export interface AdminServices extends ClusterAdminServices {
   domains: { s3RootDomain?: string; webRootDomain?: string; webEnabled: boolean };
 }
 
-/** The bucket a domain stands for on an endpoint: `<bucket>.<root>`, or the whole domain. */
-function bucketOfDomain(domain: string, root: string | undefined, wholeDomainToo: boolean): string | undefined {
-  if (root && domain.endsWith("." + root)) return domain.slice(0, -(root.length + 1));
-  return wholeDomainToo ? domain : undefined;
-}
-
 /** True when this node answers for `domain`: a bucket on the S3 endpoint's root domain, or a
  * bucket with website access on the web endpoint (by its root domain or its whole name). */
-function servesDomain(model: Model, domains: AdminServices["domains"], rawDomain: string): boolean {
-  const domain = rawDomain.toLowerCase().replace(/\.$/, "");
-  const s3Bucket = bucketOfDomain(domain, domains.s3RootDomain, false);
+function servesDomain(model: Model, domains: AdminServices["domains"], domain: string): boolean {
+  const s3Bucket = bucketOfHost(domain, domains.s3RootDomain, false);
   if (s3Bucket !== undefined && model.resolveBucket(s3Bucket)) return true;
   if (!domains.webEnabled) return false;
-  const webBucket = bucketOfDomain(domain, domains.webRootDomain, true)!;
-  return (model.resolveBucket(webBucket)?.website.v ?? null) !== null;
+  const webBucket = bucketOfHost(domain, domains.webRootDomain, true);
+  return webBucket !== undefined && (model.resolveBucket(webBucket)?.website.v ?? null) !== null;
 }
 
 export class AdminError extends Error {

@@ -1,5 +1,11 @@
 // S3 error codes and the S3Error exception every S3 handler throws.
 // The router turns an S3Error into the XML error body; anything else becomes InternalError.
+import { ModelError } from "../../model/model";
+import { QuorumError } from "../../table/quorum";
+import { logger } from "../../util/log";
+import { ClientDisconnected } from "../http";
+
+const log = logger("s3");
 
 export const S3_ERRORS = {
   AccessDenied: 403,
@@ -61,4 +67,17 @@ export class S3Error extends Error {
     this.status = S3_ERRORS[code];
     this.headers = headers;
   }
+}
+
+/** What any error means to an S3 client (the S3 and web endpoints answer the same way). */
+export function toS3Error(err: unknown): S3Error {
+  if (err instanceof S3Error) return err;
+  if (err instanceof ModelError) {
+    if (err.code === "KeyExists") return new S3Error("InvalidRequest", err.message);
+    return new S3Error(err.code, err.message);
+  }
+  if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
+  if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
+  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
+  return new S3Error("InternalError", "We encountered an internal error. Please try again.");
 }

@@ -2,13 +2,11 @@
 // SigV4, checks permissions, and dispatches to the handler of each S3 operation.
 import { Elysia } from "elysia";
 import { randomBytes } from "node:crypto";
-import { ClientDisconnected, rawUrlOf } from "../http";
+import { bucketOfHost, rawUrlOf } from "../http";
 import { logger } from "../../util/log";
 import { metrics, secondsSince } from "../../util/metrics";
 import { MAX_KEY_BYTES } from "../../util/limits";
-import { QuorumError } from "../../table/quorum";
-import { ModelError } from "../../model/model";
-import { S3Error } from "./errors";
+import { S3Error, toS3Error } from "./errors";
 import { verifyRequest } from "./sigv4";
 import { xmlDocument } from "./xml";
 import type { BucketRequest, ObjectRequest, S3Request, S3Services } from "./context";
@@ -55,9 +53,9 @@ function decodeKey(raw: string): string {
 }
 
 function parseTarget(rawPath: string, host: string | null, rootDomain: string | undefined): Target {
-  const hostname = (host ?? "").replace(/:\d+$/, "").toLowerCase();
-  if (rootDomain && hostname.endsWith("." + rootDomain.toLowerCase())) {
-    const bucketName = hostname.slice(0, -(rootDomain.length + 1));
+  const vhostBucket = bucketOfHost(host, rootDomain, false);
+  if (vhostBucket !== undefined) {
+    const bucketName = vhostBucket;
     const rest = rawPath.slice(1);
     return { bucketName, key: rest === "" ? undefined : decodeKey(rest) };
   }
@@ -85,18 +83,6 @@ function errorResponse(err: S3Error, resource: string, requestId: string, isHead
     { xmlns: undefined },
   );
   return new Response(body, { status: err.status, headers });
-}
-
-function toS3Error(err: unknown): S3Error {
-  if (err instanceof S3Error) return err;
-  if (err instanceof ModelError) {
-    if (err.code === "KeyExists") return new S3Error("InvalidRequest", err.message);
-    return new S3Error(err.code, err.message);
-  }
-  if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
-  if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
-  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
-  return new S3Error("InternalError", "We encountered an internal error. Please try again.");
 }
 
 function requirePermission(r: S3Request & { bucket: { keys: Record<string, { read: boolean; write: boolean; owner: boolean }> } }, perm: Permission): void {

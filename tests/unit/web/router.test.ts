@@ -1,12 +1,16 @@
 // The web endpoint's pure parts: which bucket a Host names, which key a path asks for, and
 // what PutBucketWebsite accepts.
 import { describe, expect, test } from "bun:test";
-import { bucketNameOfHost, keyOfPath, routingRedirect } from "../../../src/web/router";
+import { keyOfPath, routingRedirect } from "../../../src/web/router";
+import { bucketOfHost } from "../../../src/api/http";
 import type { WebsiteRoutingRule } from "../../../src/model/bucket";
 import { parseWebsiteConfiguration } from "../../../src/api/s3/website";
 import { S3Error } from "../../../src/api/s3/errors";
 
-describe("bucketNameOfHost", () => {
+/** As the web endpoint reads a Host: a bucket named like the whole host counts too. */
+const bucketNameOfHost = (host: string | null, root: string | undefined) => bucketOfHost(host, root, true);
+
+describe("bucketOfHost", () => {
   test("strips the port and the root domain; otherwise the whole host is the bucket", () => {
     expect(bucketNameOfHost("blog.web.example.com", "web.example.com")).toBe("blog");
     expect(bucketNameOfHost("Blog.Web.Example.com:3902", "web.example.com")).toBe("blog");
@@ -20,6 +24,12 @@ describe("bucketNameOfHost", () => {
     expect(bucketNameOfHost("[::1]:3902", undefined)).toBeUndefined();
     // the root domain itself is not "<bucket>.<root>": it is looked up as a whole name
     expect(bucketNameOfHost("web.example.com", "web.example.com")).toBe("web.example.com");
+  });
+  test("on the S3 endpoint only <bucket>.<root> names a bucket", () => {
+    expect(bucketOfHost("photos.s3.example.com:3900", "s3.example.com", false)).toBe("photos");
+    expect(bucketOfHost("s3.example.com", "s3.example.com", false)).toBeUndefined();
+    expect(bucketOfHost("localhost:3900", "s3.example.com", false)).toBeUndefined();
+    expect(bucketOfHost("photos.s3.example.com", undefined, false)).toBeUndefined();
   });
 });
 
