@@ -18,7 +18,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { startServer, WEB_ROOT_DOMAIN, type TestServer } from "../helpers/server";
-import { run, sdkClient } from "../helpers/clients";
+import { awsCli, sdkClient } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -152,20 +152,8 @@ test("awscli put-bucket-cors and delete-bucket-cors; only an owner may change th
   const writer = sdkClient(server, { accessKeyId: other.accessKeyId, secretAccessKey: other.secretAccessKey });
   expect(await s3Error(writer.send(new DeleteBucketCorsCommand({ Bucket: BUCKET })))).toBe("AccessDenied");
 
-  writeFileSync(join(tmp, "aws-config"), ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
   writeFileSync(join(tmp, "cors.json"), JSON.stringify({ CORSRules: [{ AllowedOrigins: ["https://*.example.net"], AllowedMethods: ["GET"] }] }));
-  const env = {
-    PATH: "/usr/bin:/bin",
-    HOME: tmp,
-    AWS_ACCESS_KEY_ID: server.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
-    AWS_DEFAULT_REGION: server.region,
-    AWS_CONFIG_FILE: join(tmp, "aws-config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(tmp, "none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-  };
-  const aws = (...args: string[]) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+  const aws = awsCli(server, tmp);
   const put = await aws("s3api", "put-bucket-cors", "--bucket", BUCKET, "--cors-configuration", `file://${join(tmp, "cors.json")}`);
   expect(put.stderr).toBe("");
   expect(put.code).toBe(0);

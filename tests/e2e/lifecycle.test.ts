@@ -17,7 +17,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
 import { waitFor } from "../helpers/cluster";
-import { run, sdkClient } from "../helpers/clients";
+import { awsCli, sdkClient } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -68,7 +68,6 @@ test("without rules: NoSuchLifecycleConfiguration; unsupported rules are refused
 });
 
 test("awscli sets rules; a past expiry date deletes what the rule matches at the next pass", async () => {
-  writeFileSync(join(tmp, "aws-config"), ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
   const rules = {
     Rules: [
       { ID: "old-logs", Status: "Enabled", Filter: { And: { Prefix: "logs/", ObjectSizeLessThan: 10_000 } }, Expiration: { Date: "2020-01-01T00:00:00Z" } },
@@ -76,18 +75,7 @@ test("awscli sets rules; a past expiry date deletes what the rule matches at the
     ],
   };
   writeFileSync(join(tmp, "lifecycle.json"), JSON.stringify(rules));
-  const env = {
-    PATH: "/usr/bin:/bin",
-    HOME: tmp,
-    AWS_ACCESS_KEY_ID: server.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
-    AWS_DEFAULT_REGION: server.region,
-    AWS_CONFIG_FILE: join(tmp, "aws-config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(tmp, "none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-  };
-  const aws = (...args: string[]) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+  const aws = awsCli(server, tmp);
   const put = await aws("s3api", "put-bucket-lifecycle-configuration", "--bucket", BUCKET, "--lifecycle-configuration", `file://${join(tmp, "lifecycle.json")}`);
   expect(put.stderr).toBe("");
   expect(put.code).toBe(0);

@@ -17,11 +17,10 @@ import {
   S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { startServer, WEB_ROOT_DOMAIN, type TestServer } from "../helpers/server";
-import { MiB, run, sdkClient, sha256Hex } from "../helpers/clients";
+import { awsCli, MiB, sdkClient, sha256Hex } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
-const AWS = "/usr/bin/aws";
 const SITE = "my-site";
 let server: TestServer;
 let s3: S3Client;
@@ -44,19 +43,7 @@ async function check(domain?: string): Promise<number> {
 }
 
 async function aws(...args: string[]) {
-  const env = {
-    PATH: "/usr/bin:/bin",
-    HOME: tmp,
-    LANG: "C.UTF-8",
-    AWS_ACCESS_KEY_ID: server.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
-    AWS_DEFAULT_REGION: server.region,
-    AWS_CONFIG_FILE: join(tmp, "aws-config"),
-    AWS_SHARED_CREDENTIALS_FILE: join(tmp, "aws-credentials-none"),
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-  };
-  const r = await run([AWS, "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+  const r = await awsCli(server, tmp)(...args);
   if (r.code !== 0) throw new Error(`aws ${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
   return r;
 }
@@ -75,7 +62,6 @@ beforeAll(async () => {
   server = await startServer();
   s3 = sdkClient(server);
   tmp = mkdtempSync(join(tmpdir(), "bunker-website-"));
-  writeFileSync(join(tmp, "aws-config"), ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
   const site = join(tmp, "site");
   mkdirSync(join(site, "docs"), { recursive: true });
   mkdirSync(join(site, "assets"), { recursive: true });

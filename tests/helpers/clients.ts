@@ -1,8 +1,8 @@
 // Helpers shared by the end-to-end tests that drive real S3 clients: random files written
 // and hashed in one streaming pass, stream hashing, an SDK client for a test server, and
 // a bounded child-process runner.
-import { closeSync, createReadStream, mkdirSync, openSync, writeSync } from "node:fs";
-import { dirname } from "node:path";
+import { closeSync, createReadStream, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { S3Client } from "@aws-sdk/client-s3";
 import type { TestServer } from "./server";
@@ -148,4 +148,26 @@ export function expectOk(r: RunResult, what: string): RunResult {
     );
   }
   return r;
+}
+
+/**
+ * Debian's awscli against a test server: path-style, the server's key and region, no other
+ * configuration read from the machine. `home` is a scratch directory (config files go there).
+ */
+export function awsCli(server: TestServer, home: string): (...args: string[]) => Promise<RunResult> {
+  const configFile = join(home, "aws-config");
+  writeFileSync(configFile, ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
+  const env = {
+    PATH: "/usr/bin:/bin",
+    HOME: home,
+    LANG: "C.UTF-8",
+    AWS_ACCESS_KEY_ID: server.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_DEFAULT_REGION: server.region,
+    AWS_CONFIG_FILE: configFile,
+    AWS_SHARED_CREDENTIALS_FILE: join(home, "aws-credentials-none"),
+    AWS_EC2_METADATA_DISABLED: "true",
+    AWS_PAGER: "",
+  };
+  return (...args) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
 }

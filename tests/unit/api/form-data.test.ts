@@ -6,22 +6,14 @@ import { describe, expect, test } from "bun:test";
 import { CryptoHasher } from "bun";
 import { S3Error } from "../../../src/api/s3/errors";
 import { MAX_FORM_FIELDS_BYTES, MAX_PART_HEADER_BYTES, readPostForm } from "../../../src/api/s3/form-data";
+import { mulberry32 } from "../../helpers/random";
 
 const enc = new TextEncoder();
 const BOUNDARY = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
 const CT = `multipart/form-data; boundary=${BOUNDARY}`;
 
-/** Deterministic PRNG (mulberry32), so random splits and data are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so random splits and data are reproducible. */
+const prng = mulberry32;
 
 function bytes(...parts: (string | Uint8Array)[]): Uint8Array {
   const arrays = parts.map((p) => (typeof p === "string" ? enc.encode(p) : p));
