@@ -428,6 +428,21 @@ export class AdminClient {
     return this.call("POST", "DeleteBucket", { id });
   }
 
+  /** Gives the bucket one more global alias; 409 BucketAlreadyExists when another bucket has it. */
+  addBucketAlias(bucketId: string, globalAlias: string): Promise<BucketInfo> {
+    return this.call("POST", "AddBucketAlias", {}, { bucketId, globalAlias });
+  }
+
+  /** Takes a global alias off the bucket; 400 when it has no such alias, or no other. */
+  removeBucketAlias(bucketId: string, globalAlias: string): Promise<BucketInfo> {
+    return this.call("POST", "RemoveBucketAlias", {}, { bucketId, globalAlias });
+  }
+
+  /** Aborts the bucket's multipart uploads started more than `olderThanSecs` seconds ago. */
+  cleanupIncompleteUploads(bucketId: string, olderThanSecs: number): Promise<{ uploadsDeleted: number }> {
+    return this.call("POST", "CleanupIncompleteUploads", {}, { bucketId, olderThanSecs });
+  }
+
   allowBucketKey(bucketId: string, accessKeyId: string, permissions: BucketPermissions): Promise<BucketInfo> {
     return this.call("POST", "AllowBucketKey", {}, { bucketId, accessKeyId, permissions });
   }

@@ -10,7 +10,7 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type WebsiteConfig } from "./bucket";
+import { bucketSchema, isValidBucketName, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
@@ -32,6 +32,8 @@ const BLOCK_PAGE = 512;
 const INSERT_QUEUE_INTERVAL_MS = 200;
 /** How often a node publishes the bucket counts that changed (what other nodes read). */
 const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
+/** Upload rows read per page when cleaning up a bucket's uploads. */
+const CLEANUP_PAGE = 1000;
 /** Part rows read per page when listing an upload's parts. */
 const PARTS_PAGE = 1000;
 /** Most buckets published in one insert. */
@@ -410,6 +412,39 @@ export class Model {
     await this.buckets.insert(bucket);
     await this.aliases.insert({ name, bucketId: bucket.id, ts });
     return bucket;
+  }
+
+  /** Gives the bucket one more global name (a rename without copying, another website domain). */
+  async addAlias(bucket: BucketEntry, name: string): Promise<void> {
+    if (!isValidBucketName(name)) throw new ModelError("InvalidBucketName", `invalid bucket name "${name}"`);
+    const holder = this.resolveBucket(name);
+    if (holder && holder.id !== bucket.id) throw new ModelError("BucketAlreadyExists", `the name ${name} belongs to another bucket`);
+    if (holder) return;
+    await this.aliases.insert({ name, bucketId: bucket.id, ts: this.clock.now() });
+  }
+
+  /** Takes a global name off the bucket; its last name stays (a bucket without one is unreachable). */
+  async removeAlias(bucket: BucketEntry, name: string): Promise<void> {
+    const names = this.aliasesOf(bucket.id);
+    if (!names.includes(name)) throw new ModelError("InvalidRequest", `the bucket has no name ${name}`);
+    if (names.length === 1) throw new ModelError("InvalidRequest", `${name} is the bucket's only name: give it another one first, or delete the bucket`);
+    await this.aliases.insert({ name, bucketId: null, ts: this.clock.now() });
+  }
+
+  /** Aborts the bucket's multipart uploads begun before `olderThan` (ms); returns how many. */
+  async cleanupUploads(bucket: BucketEntry, olderThan: number): Promise<number> {
+    let aborted = 0;
+    let start = "";
+    for (;;) {
+      const page = await this.uploads.range(bucket.id, { start, limit: CLEANUP_PAGE });
+      for (const u of page) {
+        if (u.deleted || u.timestamp >= olderThan) continue;
+        await this.abortUpload(u);
+        aborted++;
+      }
+      if (page.length < CLEANUP_PAGE) return aborted;
+      start = this.uploads.local.schema.sortKey(page[page.length - 1]!) + "\u0000";
+    }
   }
 
   async deleteBucket(bucket: BucketEntry): Promise<void> {

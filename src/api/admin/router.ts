@@ -143,6 +143,8 @@ function findBucket(model: Model, q: { id?: string; globalAlias?: string; search
 }
 
 const PermissionsBody = t.Object({ read: t.Optional(t.Boolean()), write: t.Optional(t.Boolean()), owner: t.Optional(t.Boolean()) });
+// Local aliases (per key, Garage) do not exist here: every name is global.
+const BucketAliasBody = t.Object({ bucketId: t.String(), globalAlias: t.String() });
 const BucketKeyBody = t.Object({ bucketId: t.String(), accessKeyId: t.String(), permissions: PermissionsBody });
 
 /** Garage's default index document; Garage makes it mandatory when enabling, we fill it in. */
@@ -387,6 +389,32 @@ export function adminApp(s: AdminServices) {
               return {};
             },
             { query: t.Object({ id: t.String() }) },
+          )
+          .post(
+            "/v2/AddBucketAlias",
+            async ({ body }) => {
+              const bucket = findBucket(model, { id: body.bucketId });
+              await model.addAlias(bucket, body.globalAlias);
+              return bucketInfo(model, model.getBucket(bucket.id)!);
+            },
+            { body: BucketAliasBody },
+          )
+          .post(
+            "/v2/RemoveBucketAlias",
+            async ({ body }) => {
+              const bucket = findBucket(model, { id: body.bucketId });
+              await model.removeAlias(bucket, body.globalAlias);
+              return bucketInfo(model, model.getBucket(bucket.id)!);
+            },
+            { body: BucketAliasBody },
+          )
+          .post(
+            "/v2/CleanupIncompleteUploads",
+            async ({ body }) => {
+              const bucket = findBucket(model, { id: body.bucketId });
+              return { uploadsDeleted: await model.cleanupUploads(bucket, s.now() - body.olderThanSecs * 1000) };
+            },
+            { body: t.Object({ bucketId: t.String(), olderThanSecs: t.Integer({ minimum: 0 }) }) },
           )
           .post("/v2/AllowBucketKey", ({ body }) => changePermissions(body, true), { body: BucketKeyBody })
           .post("/v2/DenyBucketKey", ({ body }) => changePermissions(body, false), { body: BucketKeyBody }),

@@ -331,8 +331,95 @@ const setQuotas: Command = {
   },
 };
 
+const alias: Command = {
+  name: "alias",
+  args: ["BUCKET", "NEW_NAME"],
+  flags: [],
+  summary: "give a bucket another global alias (name)",
+  run: async (ctx, inv) => {
+    const client = ctx.client();
+    const bucket = await resolveBucket(client, inv.positional[0]!);
+    return bucketOutput(await client.addBucketAlias(bucket.id, inv.positional[1]!));
+  },
+};
+
+const unalias: Command = {
+  name: "unalias",
+  args: ["NAME"],
+  flags: [],
+  summary: "remove a global alias from its bucket (not its only one)",
+  run: async (ctx, inv) => {
+    const name = inv.positional[0]!;
+    const client = ctx.client();
+    // NAME is an alias, never an id: the bucket is looked up by that name only.
+    const bucket = await client.getBucketInfo({ globalAlias: name });
+    return bucketOutput(await client.removeBucketAlias(bucket.id, name));
+  },
+};
+
+/** Garage's default for `bucket cleanup-incomplete-uploads --older-than`. */
+const DEFAULT_OLDER_THAN = "1d";
+const DURATION_PATTERN = /^(\d+)([smhdw]?)$/;
+const DURATION_UNIT_SECS: Record<string, number> = { "": 1, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+const DURATION_EXAMPLES = "e.g. 30m, 12h, 1d, 2w or a number of seconds";
+
+/** "30m" -> 1800, "2w" -> 1209600; a count without a unit is seconds. */
+export function parseDurationSecs(text: string): number {
+  const trimmed = text.trim();
+  if (trimmed.startsWith("-")) throw new UsageError("--older-than cannot be negative");
+  const m = DURATION_PATTERN.exec(trimmed);
+  if (!m) throw new UsageError(`--older-than: cannot read duration '${text}' (${DURATION_EXAMPLES})`);
+  const secs = Number(m[1]) * DURATION_UNIT_SECS[m[2]!]!;
+  if (!Number.isSafeInteger(secs)) throw new UsageError(`--older-than: '${text}' is too large`);
+  return secs;
+}
+
+const cleanupIncompleteUploads: Command = {
+  name: "cleanup-incomplete-uploads",
+  args: ["BUCKET"],
+  variadic: true,
+  flags: [
+    {
+      name: "older-than",
+      value: "DURATION",
+      help: `abort multipart uploads started longer ago than this: ${DURATION_EXAMPLES} (default: ${DEFAULT_OLDER_THAN})`,
+    },
+  ],
+  summary: "abort a bucket's multipart uploads that were never completed",
+  run: async (ctx, inv) => {
+    const olderThanSecs = parseDurationSecs(stringFlag(inv, "older-than") ?? DEFAULT_OLDER_THAN);
+    const client = ctx.client();
+    // Every bucket resolved first, so a mistyped one aborts nothing; one named twice is cleaned once.
+    const buckets = new Map<string, BucketInfo>();
+    for (const ref of inv.positional) {
+      const bucket = await resolveBucket(client, ref);
+      if (!buckets.has(bucket.id)) buckets.set(bucket.id, bucket);
+    }
+    const results: { bucket: string; name: string | null; uploadsDeleted: number }[] = [];
+    const lines: string[] = [];
+    for (const bucket of buckets.values()) {
+      const { uploadsDeleted } = await client.cleanupIncompleteUploads(bucket.id, olderThanSecs);
+      results.push({ bucket: bucket.id, name: bucket.globalAliases[0] ?? null, uploadsDeleted });
+      lines.push(`${bucketLabel(bucket)}: ${uploadsDeleted} incomplete uploads aborted`);
+    }
+    return { json: results, text: lines.join("\n") };
+  },
+};
+
 export const bucketCommands: CommandGroup = {
   name: "bucket",
   summary: "manage buckets and key permissions",
-  commands: [create, list, info, del, permissionChange("allow"), permissionChange("deny"), website, setQuotas],
+  commands: [
+    create,
+    list,
+    info,
+    del,
+    permissionChange("allow"),
+    permissionChange("deny"),
+    website,
+    setQuotas,
+    alias,
+    unalias,
+    cleanupIncompleteUploads,
+  ],
 };

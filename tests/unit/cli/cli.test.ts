@@ -123,6 +123,16 @@ const ROUTES: Record<string, Handler> = {
   },
 };
 
+/** The routes as they start, for handlers that answer some requests and defer the others. */
+const ROUTES_DEFAULT: Readonly<Record<string, Handler>> = { ...ROUTES };
+
+/** The body of the one request made to `endpoint`. */
+function fakeBody(endpoint: string): unknown {
+  const found = requests.filter((r) => r.endpoint === endpoint);
+  if (found.length !== 1) throw new Error(`expected one ${endpoint} request, got ${found.length}`);
+  return found[0]!.body;
+}
+
 let server: ReturnType<typeof Bun.serve>;
 let requests: Recorded[] = [];
 let dir: string;
@@ -570,6 +580,292 @@ describe("bucket set-quotas", () => {
     expect(r.stdout).toContain("Usage: bunker bucket set-quotas BUCKET [options]");
     expect(r.stdout).toMatch(/--max-size SIZE\s+total size/);
     expect(r.stdout).toMatch(/--max-objects N\s+number of objects/);
+  });
+});
+
+/** Runs `fn` with some routes replaced, restoring them afterwards. */
+async function withRoutes<T>(replaced: Record<string, Handler>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(replaced).map((name) => [name, ROUTES[name]]));
+  Object.assign(ROUTES, replaced);
+  try {
+    return await fn();
+  } finally {
+    for (const [name, handler] of Object.entries(saved)) {
+      if (handler === undefined) delete ROUTES[name];
+      else ROUTES[name] = handler;
+    }
+  }
+}
+
+describe("bucket alias and unalias", () => {
+  /** A node where BUCKET_ID is called photos and pics, and "taken" belongs to another bucket. */
+  const aliasRoutes: Record<string, Handler> = {
+    GetBucketInfo: (q) => {
+      if (q.globalAlias === "pics") return json({ ...bucketInfo(), globalAliases: ["photos", "pics"] });
+      return ROUTES_DEFAULT.GetBucketInfo!(q, undefined);
+    },
+    AddBucketAlias: (_q, body) => {
+      if (body.globalAlias === "taken") return apiError(409, "BucketAlreadyExists", "Bucket already exists: taken");
+      if (body.globalAlias === "Bad_Name") return apiError(400, "InvalidBucketName", "Invalid bucket name: Bad_Name");
+      return json({ ...bucketInfo(), globalAliases: ["photos", body.globalAlias] });
+    },
+    RemoveBucketAlias: (_q, body) => {
+      if (body.globalAlias === "photos") {
+        return apiError(400, "InvalidRequest", "Bucket photos has no other global alias; it would have none left");
+      }
+      return json(bucketInfo());
+    },
+  };
+  const run = (...args: string[]) => withRoutes(aliasRoutes, () => withConfig(...args));
+
+  test("alias resolves the bucket by name, adds the alias by id and prints the bucket", async () => {
+    const r = await run("bucket", "alias", "photos", "pics");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "photos" }],
+      ["POST", "AddBucketAlias", {}],
+    ]);
+    expect(requests[1]!.body).toEqual({ bucketId: BUCKET_ID, globalAlias: "pics" });
+    expect(r.stdout).toContain("==== BUCKET INFORMATION ====");
+    expect(r.stdout).toMatch(/Global aliases:\s+photos, pics\n/);
+  });
+
+  test("alias takes an id prefix; --json prints the bucket", async () => {
+    const r = await run("bucket", "alias", "e6a14cd6a27f4868", "pics", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => q.query)).toEqual([{ globalAlias: "e6a14cd6a27f4868" }, { search: "e6a14cd6a27f4868" }, {}]);
+    expect(fakeBody("AddBucketAlias")).toEqual({ bucketId: BUCKET_ID, globalAlias: "pics" });
+    const out = JSON.parse(r.stdout);
+    expect(out.id).toBe(BUCKET_ID);
+    expect(out.globalAliases).toEqual(["photos", "pics"]);
+  });
+
+  const aliasErrors: [string, string][] = [
+    ["taken", "error: Bucket already exists: taken (BucketAlreadyExists)\n"],
+    ["Bad_Name", "error: Invalid bucket name: Bad_Name (InvalidBucketName)\n"],
+  ];
+  for (const [name, message] of aliasErrors) {
+    test(`alias to ${name}: the API error is one line, exit 1`, async () => {
+      const r = await run("bucket", "alias", "photos", name);
+      expect(r.code).toBe(EXIT_FAILURE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+    });
+  }
+
+  test("alias of an unknown bucket sends no AddBucketAlias", async () => {
+    const r = await run("bucket", "alias", "nope", "pics");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Bucket not found (NoSuchBucket)\n");
+    expect(requests.map((q) => q.endpoint)).toEqual(["GetBucketInfo"]);
+  });
+
+  test("unalias finds the bucket by that name, removes it and prints the bucket", async () => {
+    const r = await run("bucket", "unalias", "pics");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "pics" }],
+      ["POST", "RemoveBucketAlias", {}],
+    ]);
+    expect(requests[1]!.body).toEqual({ bucketId: BUCKET_ID, globalAlias: "pics" });
+    expect(r.stdout).toMatch(/Global aliases:\s+photos\n/);
+  });
+
+  test("unalias --json prints the bucket", async () => {
+    const r = await run("bucket", "unalias", "pics", "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(JSON.parse(r.stdout).globalAliases).toEqual(["photos"]);
+  });
+
+  test("unalias of a bucket's only name: the API error is one line, exit 1", async () => {
+    const r = await run("bucket", "unalias", "photos");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Bucket photos has no other global alias; it would have none left (InvalidRequest)\n");
+    expect(r.stdout).toBe("");
+  });
+
+  test("unalias takes a name only: an unknown one is not retried as an id prefix", async () => {
+    const r = await run("bucket", "unalias", "e6a14cd6a27f4868");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Bucket not found (NoSuchBucket)\n");
+    expect(requests.map((q) => [q.endpoint, q.query])).toEqual([["GetBucketInfo", { globalAlias: "e6a14cd6a27f4868" }]]);
+  });
+
+  const refused: [string[], string][] = [
+    [["bucket", "alias", "photos"], "error: missing NEW_NAME (see 'bunker bucket alias --help')\n"],
+    [["bucket", "alias"], "error: missing BUCKET (see 'bunker bucket alias --help')\n"],
+    [["bucket", "alias", "photos", "pics", "more"], "error: unexpected argument 'more' (see 'bunker bucket alias --help')\n"],
+    [["bucket", "unalias"], "error: missing NAME (see 'bunker bucket unalias --help')\n"],
+    [["bucket", "unalias", "pics", "photos"], "error: unexpected argument 'photos' (see 'bunker bucket unalias --help')\n"],
+  ];
+  for (const [args, message] of refused) {
+    test(`bunker ${args.join(" ")} is a usage error before any request`, async () => {
+      const r = await run(...args);
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+      expect(requests).toEqual([]);
+    });
+  }
+
+  test("help shows the arguments", async () => {
+    let r = await cli(["bucket", "alias", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("Usage: bunker bucket alias BUCKET NEW_NAME [options]");
+    r = await cli(["help", "bucket", "unalias"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("Usage: bunker bucket unalias NAME [options]");
+  });
+});
+
+describe("bucket cleanup-incomplete-uploads", () => {
+  const VIDEOS_ID = "7c".repeat(32);
+  /** A bucket with no global alias, reachable by id only. */
+  const UNNAMED_ID = "0123456789abcdef".repeat(4);
+  const DELETED: Record<string, number> = { [BUCKET_ID]: 3, [VIDEOS_ID]: 0, [UNNAMED_ID]: 1 };
+
+  const cleanupRoutes: Record<string, Handler> = {
+    GetBucketInfo: (q) => {
+      if (q.globalAlias === "videos" || q.id === VIDEOS_ID) return json({ ...bucketInfo(), id: VIDEOS_ID, globalAliases: ["videos"] });
+      if (q.id === UNNAMED_ID) return json({ ...bucketInfo(), id: UNNAMED_ID, globalAliases: [] });
+      return ROUTES_DEFAULT.GetBucketInfo!(q, undefined);
+    },
+    CleanupIncompleteUploads: (_q, body) => json({ uploadsDeleted: DELETED[body.bucketId] ?? 0 }),
+  };
+  const run = (...args: string[]) => withRoutes(cleanupRoutes, () => withConfig("bucket", "cleanup-incomplete-uploads", ...args));
+
+  test("by default aborts uploads older than a day (Garage's 1d)", async () => {
+    const r = await run("photos");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => [q.method, q.endpoint, q.query])).toEqual([
+      ["GET", "GetBucketInfo", { globalAlias: "photos" }],
+      ["POST", "CleanupIncompleteUploads", {}],
+    ]);
+    expect(requests[1]!.body).toEqual({ bucketId: BUCKET_ID, olderThanSecs: 86_400 });
+    expect(r.stdout).toBe("photos: 3 incomplete uploads aborted\n");
+  });
+
+  const durations: [string, number][] = [
+    ["30m", 1800],
+    ["12h", 43_200],
+    ["1d", 86_400],
+    ["2w", 1_209_600],
+    ["90s", 90],
+    ["3600", 3600],
+    ["0", 0],
+    ["0s", 0],
+  ];
+  for (const [text, secs] of durations) {
+    test(`--older-than ${text} sends ${secs} seconds`, async () => {
+      const r = await run("--older-than", text, "photos");
+      expect(r.code).toBe(EXIT_OK);
+      expect(fakeBody("CleanupIncompleteUploads")).toEqual({ bucketId: BUCKET_ID, olderThanSecs: secs });
+    });
+  }
+
+  test("--older-than=VALUE after the bucket", async () => {
+    const r = await run("photos", "--older-than=45m");
+    expect(r.code).toBe(EXIT_OK);
+    expect(fakeBody("CleanupIncompleteUploads")).toEqual({ bucketId: BUCKET_ID, olderThanSecs: 2700 });
+  });
+
+  test("several buckets: all resolved first, then one cleanup and one line each", async () => {
+    const r = await run("photos", "videos", UNNAMED_ID, "--older-than", "1h");
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.map((q) => q.endpoint)).toEqual([
+      "GetBucketInfo",
+      "GetBucketInfo",
+      "GetBucketInfo",
+      "CleanupIncompleteUploads",
+      "CleanupIncompleteUploads",
+      "CleanupIncompleteUploads",
+    ]);
+    expect(requests.slice(3).map((q) => q.body)).toEqual([
+      { bucketId: BUCKET_ID, olderThanSecs: 3600 },
+      { bucketId: VIDEOS_ID, olderThanSecs: 3600 },
+      { bucketId: UNNAMED_ID, olderThanSecs: 3600 },
+    ]);
+    expect(r.stdout).toBe(
+      ["photos: 3 incomplete uploads aborted", "videos: 0 incomplete uploads aborted", "0123456789abcdef: 1 incomplete uploads aborted", ""].join(
+        "\n",
+      ),
+    );
+  });
+
+  test("--json prints one entry per bucket, name null without a global alias", async () => {
+    const r = await run("photos", UNNAMED_ID, "--json");
+    expect(r.code).toBe(EXIT_OK);
+    expect(JSON.parse(r.stdout)).toEqual([
+      { bucket: BUCKET_ID, name: "photos", uploadsDeleted: 3 },
+      { bucket: UNNAMED_ID, name: null, uploadsDeleted: 1 },
+    ]);
+  });
+
+  test("a bucket named twice (by name and by id) is cleaned once", async () => {
+    const r = await run("photos", BUCKET_ID);
+    expect(r.code).toBe(EXIT_OK);
+    expect(requests.filter((q) => q.endpoint === "CleanupIncompleteUploads")).toHaveLength(1);
+    expect(r.stdout).toBe("photos: 3 incomplete uploads aborted\n");
+  });
+
+  test("an unknown bucket among several fails before any cleanup", async () => {
+    const r = await run("photos", "nope", "videos");
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: Bucket not found (NoSuchBucket)\n");
+    expect(r.stdout).toBe("");
+    expect(requests.map((q) => q.endpoint)).toEqual(["GetBucketInfo", "GetBucketInfo"]);
+  });
+
+  test("an API error on cleanup is one line, exit 1", async () => {
+    const r = await withRoutes(
+      { CleanupIncompleteUploads: () => apiError(400, "InvalidRequest", "olderThanSecs must be\nan integer") },
+      () => withConfig("bucket", "cleanup-incomplete-uploads", "photos"),
+    );
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: olderThanSecs must be an integer (InvalidRequest)\n");
+  });
+
+  const examples = "(e.g. 30m, 12h, 1d, 2w or a number of seconds)";
+  const refused: [string[], string][] = [
+    [["--older-than", "1y", "photos"], `error: --older-than: cannot read duration '1y' ${examples}\n`],
+    [["--older-than", "1.5h", "photos"], `error: --older-than: cannot read duration '1.5h' ${examples}\n`],
+    [["--older-than", "1d12h", "photos"], `error: --older-than: cannot read duration '1d12h' ${examples}\n`],
+    [["--older-than", "h", "photos"], `error: --older-than: cannot read duration 'h' ${examples}\n`],
+    [["--older-than", "soon", "photos"], `error: --older-than: cannot read duration 'soon' ${examples}\n`],
+    [["--older-than", "", "photos"], `error: --older-than: cannot read duration '' ${examples}\n`],
+    [["--older-than", "-5m", "photos"], "error: --older-than cannot be negative\n"],
+    [["--older-than", "99999999999999w", "photos"], "error: --older-than: '99999999999999w' is too large\n"],
+    // Checked before the buckets are looked up: an unknown one changes nothing here.
+    [["--older-than", "1x", "photos", "nope"], `error: --older-than: cannot read duration '1x' ${examples}\n`],
+    [[], "error: missing BUCKET (see 'bunker bucket cleanup-incomplete-uploads --help')\n"],
+    [["--older-than", "1d"], "error: missing BUCKET (see 'bunker bucket cleanup-incomplete-uploads --help')\n"],
+    [["--older-than"], "error: flag --older-than needs a value (DURATION) (see 'bunker bucket cleanup-incomplete-uploads --help')\n"],
+  ];
+  for (const [args, message] of refused) {
+    test(`bunker bucket cleanup-incomplete-uploads ${args.join(" ")} is a usage error before any request`, async () => {
+      const r = await run(...args);
+      expect(r.code).toBe(EXIT_USAGE);
+      expect(r.stderr).toBe(message);
+      expect(r.stdout).toBe("");
+      expect(requests).toEqual([]);
+    });
+  }
+
+  test("help shows the variadic argument and the default", async () => {
+    const r = await cli(["bucket", "cleanup-incomplete-uploads", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toContain("Usage: bunker bucket cleanup-incomplete-uploads BUCKET... [options]");
+    expect(r.stdout).toMatch(/--older-than DURATION\s+abort multipart uploads .*\(default: 1d\)/);
+  });
+
+  test("bucket --help lists the new commands", async () => {
+    const r = await cli(["bucket", "--help"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stdout).toMatch(/bunker bucket alias BUCKET NEW_NAME \[options\]\s+give a bucket another global alias/);
+    expect(r.stdout).toMatch(/bunker bucket unalias NAME \[options\]\s+remove a global alias/);
+    expect(r.stdout).toMatch(/bunker bucket cleanup-incomplete-uploads BUCKET\.\.\. \[options\]\s+abort/);
+    const top = await cli(["--help"]);
+    expect(top.stdout).toMatch(/set-quotas, alias, unalias, cleanup-incomplete-uploads\)/);
   });
 });
 
