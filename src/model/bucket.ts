@@ -9,6 +9,11 @@ export interface WebsiteConfig {
   errorDocument: string | null;
   /** S3's RoutingRules, in order. Absent (no rules) in entries written before they existed. */
   routingRules?: WebsiteRoutingRule[];
+  /**
+   * S3's RedirectAllRequestsTo: every request is sent to this host (same path), and nothing of
+   * the bucket is served; the documents and rules are then unused.
+   */
+  redirectAllRequestsTo?: { hostName: string; protocol: "http" | "https" | null };
 }
 
 /** A redirect the web endpoint answers instead of an object, as S3's RoutingRule. */
@@ -101,6 +106,7 @@ export function websiteConfigProblem(w: WebsiteConfig): string | undefined {
   if (Buffer.byteLength(w.indexDocument) > WEBSITE_DOCUMENT_MAX_BYTES || (w.errorDocument !== null && Buffer.byteLength(w.errorDocument) > WEBSITE_DOCUMENT_MAX_BYTES))
     return `Website document names are at most ${WEBSITE_DOCUMENT_MAX_BYTES} bytes`;
   if (w.errorDocument === "") return "The error document key may not be empty";
+  if (w.redirectAllRequestsTo && !/^[a-z0-9.-]+(:\d+)?$/i.test(w.redirectAllRequestsTo.hostName)) return `"${w.redirectAllRequestsTo.hostName}" is not a host name`;
   const rules = w.routingRules ?? [];
   if (rules.length > WEBSITE_ROUTING_RULES_MAX) return `A website configuration may have at most ${WEBSITE_ROUTING_RULES_MAX} routing rules`;
   for (const r of rules) {

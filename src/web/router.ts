@@ -82,6 +82,12 @@ async function serve(request: Request, services: S3Services, settings: WebSettin
       return errorPage(toS3Error(err), true);
     }
   }
+  const all = website.redirectAllRequestsTo;
+  if (all) {
+    // The same path (and query) on the other host: S3's RedirectAllRequestsTo.
+    const raw = rawUrlOf(request);
+    return new Response(null, { status: 301, headers: { location: `${all.protocol ?? "http"}://${all.hostName}${raw.startsWith("/") ? raw : "/"}` } });
+  }
   return addCorsHeaders(await servePage(request, services, bucket.id, website, rawPath, isHead), cors, request.headers, request.method);
 }
 

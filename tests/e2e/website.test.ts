@@ -193,8 +193,10 @@ test("PutBucketWebsite: invalid documents and unsupported rules are refused; onl
   const bad = (IndexDocument: { Suffix: string }) => s3.send(new PutBucketWebsiteCommand({ Bucket: SITE, WebsiteConfiguration: { IndexDocument } }));
   expect(await s3Error(bad({ Suffix: "a/b.html" }))).toEqual({ name: "InvalidArgument", status: 400 });
   expect(await s3Error(bad({ Suffix: "" }))).toMatchObject({ status: 400 });
-  const redirectAll = s3.send(new PutBucketWebsiteCommand({ Bucket: SITE, WebsiteConfiguration: { RedirectAllRequestsTo: { HostName: "example.com" } } }));
-  expect(await s3Error(redirectAll)).toEqual({ name: "NotImplemented", status: 501 });
+  const redirectAll = s3.send(
+    new PutBucketWebsiteCommand({ Bucket: SITE, WebsiteConfiguration: { RedirectAllRequestsTo: { HostName: "example.com" }, IndexDocument: { Suffix: "index.html" } } }),
+  );
+  expect(await s3Error(redirectAll)).toEqual({ name: "InvalidArgument", status: 400 });
   // The refused configs changed nothing.
   expect((await s3.send(new GetBucketWebsiteCommand({ Bucket: SITE }))).IndexDocument?.Suffix).toBe("index.html");
 
@@ -225,4 +227,13 @@ test("a second site on a bucket named like a domain; DeleteBucketWebsite takes a
   expect(await check(`${SITE}.${WEB_ROOT_DOMAIN}`)).toBe(404);
   expect((await web("/", { host: "www.example.org" })).status).toBe(200);
   expect(await check("www.example.org")).toBe(200);
+
+  // RedirectAllRequestsTo: the whole bucket answers with a redirect to another host.
+  await s3.send(new PutBucketWebsiteCommand({ Bucket: "www.example.org", WebsiteConfiguration: { RedirectAllRequestsTo: { HostName: "example.org", Protocol: "https" } } }));
+  const moved = await web("/blog/post.html?ref=1", { host: "www.example.org" });
+  expect(moved.status).toBe(301);
+  expect(moved.headers.get("location")).toBe("https://example.org/blog/post.html?ref=1");
+  const got = await s3.send(new GetBucketWebsiteCommand({ Bucket: "www.example.org" }));
+  expect(got.RedirectAllRequestsTo).toEqual({ HostName: "example.org", Protocol: "https" });
+  expect(got.IndexDocument).toBeUndefined();
 });

@@ -1,6 +1,6 @@
 // PutBucketWebsite, GetBucketWebsite, DeleteBucketWebsite: the switch that makes a bucket
 // public on the web endpoint, with its index and error documents and routing rules (redirects).
-// RedirectAllRequestsTo is refused (501) rather than stored and ignored.
+// or a redirect of every request to another host (RedirectAllRequestsTo).
 import { websiteConfigProblem, type WebsiteConfig, type WebsiteRoutingRule } from "../../model/bucket";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
@@ -53,7 +53,20 @@ export function parseWebsiteConfiguration(text: string): WebsiteConfig {
   if (text.trim() === "") throw new S3Error("MalformedXML", "The request body is empty: a WebsiteConfiguration is required");
   const doc = parseXml(text);
   if (doc.name !== "WebsiteConfiguration") throw new S3Error("MalformedXML", `Expected a WebsiteConfiguration, got ${doc.name}`);
-  if (child(doc, "RedirectAllRequestsTo")) throw new S3Error("NotImplemented", "RedirectAllRequestsTo is not implemented by Bunker");
+  const redirectAll = child(doc, "RedirectAllRequestsTo");
+  if (redirectAll) {
+    if (doc.children.length > 1) throw new S3Error("InvalidArgument", "RedirectAllRequestsTo may not be combined with other website settings");
+    const hostName = childText(redirectAll, "HostName");
+    if (!hostName) throw new S3Error("InvalidArgument", "RedirectAllRequestsTo needs a HostName");
+    const protocol = childText(redirectAll, "Protocol") ?? null;
+    if (protocol !== null && protocol !== "http" && protocol !== "https") throw new S3Error("InvalidArgument", `Protocol must be http or https, got "${protocol}"`);
+    // The index document is never used while everything is redirected; S3's default is kept
+    // so that the type stays one shape.
+    const config: WebsiteConfig = { indexDocument: "index.html", errorDocument: null, redirectAllRequestsTo: { hostName, protocol } };
+    const problem = websiteConfigProblem(config);
+    if (problem) throw new S3Error("InvalidArgument", problem);
+    return config;
+  }
   const indexEl = child(doc, "IndexDocument");
   const indexDocument = indexEl ? childText(indexEl, "Suffix") : undefined;
   if (indexDocument === undefined) throw new S3Error("InvalidArgument", "A website configuration must have an IndexDocument with a Suffix");
@@ -78,6 +91,8 @@ export async function putBucketWebsite(r: BucketRequest): Promise<Response> {
 export function getBucketWebsite(r: BucketRequest): Response {
   const config = r.bucket.website.v;
   if (!config) throw new S3Error("NoSuchWebsiteConfiguration", "The specified bucket does not have a website configuration");
+  const all = config.redirectAllRequestsTo;
+  if (all) return xmlResponse(xmlDocument("WebsiteConfiguration", { RedirectAllRequestsTo: { HostName: all.hostName, Protocol: all.protocol ?? undefined } }));
   return xmlResponse(
     xmlDocument("WebsiteConfiguration", {
       IndexDocument: { Suffix: config.indexDocument },

@@ -63,7 +63,12 @@ describe("parseWebsiteConfiguration", () => {
     expect(code(() => parseWebsiteConfiguration("<Other/>"))).toBe("MalformedXML");
     expect(code(() => parseWebsiteConfiguration(xml("")))).toBe("InvalidArgument");
     expect(code(() => parseWebsiteConfiguration(xml("<IndexDocument><Suffix>i.html</Suffix></IndexDocument><ErrorDocument></ErrorDocument>")))).toBe("InvalidArgument");
-    expect(code(() => parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><HostName>x.org</HostName></RedirectAllRequestsTo>")))).toBe("NotImplemented");
+    expect(parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><HostName>x.org</HostName><Protocol>https</Protocol></RedirectAllRequestsTo>"))).toMatchObject({
+      redirectAllRequestsTo: { hostName: "x.org", protocol: "https" },
+    });
+    expect(code(() => parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><HostName>x.org</HostName></RedirectAllRequestsTo><IndexDocument><Suffix>i</Suffix></IndexDocument>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><Protocol>https</Protocol></RedirectAllRequestsTo>")))).toBe("InvalidArgument");
+    expect(code(() => parseWebsiteConfiguration(xml("<RedirectAllRequestsTo><HostName>a b/c</HostName></RedirectAllRequestsTo>")))).toBe("InvalidArgument");
     const idx = "<IndexDocument><Suffix>i.html</Suffix></IndexDocument>";
     const rules = (r: string) => xml(`${idx}<RoutingRules>${r}</RoutingRules>`);
     expect(code(() => parseWebsiteConfiguration(rules("<RoutingRule/>")))).toBe("MalformedXML"); // no Redirect
