@@ -75,6 +75,13 @@ async function ensureFirstStartCredentials(config: Config, model: Model): Promis
       `  secret access key: ${key.secret}`,
       "Try it:",
       `  AWS_ACCESS_KEY_ID=${key.id} AWS_SECRET_ACCESS_KEY=${key.secret} AWS_DEFAULT_REGION=${config.s3_api.s3_region} aws --endpoint-url ${endpoint} s3 mb s3://my-first-bucket`,
+      ...(config.s3_web?.root_domain
+        ? [
+            "Publish a bucket as a website (then open it in a browser):",
+            `  ... aws --endpoint-url ${endpoint} s3 website s3://my-first-bucket --index-document index.html`,
+            `  http://my-first-bucket.${config.s3_web.root_domain}:${parseHostPort(config.s3_web.bind_addr, "s3_web.bind_addr").port}/`,
+          ]
+        : []),
       "",
     ].join("\n"),
   );
