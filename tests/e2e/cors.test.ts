@@ -14,11 +14,10 @@ import {
   PutBucketWebsiteCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { startServer, WEB_ROOT_DOMAIN, type TestServer } from "../helpers/server";
-import { awsCli, sdkClient } from "../helpers/clients";
+import { awsCli, s3Failure, sdkClient } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -37,15 +36,8 @@ function preflight(path: string, origin: string | undefined, method: string | un
   return fetch(`http://127.0.0.1:${port}${path}`, { method: "OPTIONS", headers });
 }
 
-async function s3Error(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return err.name;
-    throw err;
-  }
-  throw new Error("expected an S3 error");
-}
+/** The name of the S3 error a request fails with. */
+const s3Error = async (p: Promise<unknown>) => (await s3Failure(p)).name;
 
 beforeAll(async () => {
   server = await startServer();

@@ -13,11 +13,10 @@ import {
   PutBucketLifecycleConfigurationCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
 import { waitFor } from "../helpers/cluster";
-import { awsCli, sdkClient } from "../helpers/clients";
+import { awsCli, s3Failure, sdkClient } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -26,15 +25,8 @@ let server: TestServer;
 let s3: S3Client;
 let tmp: string;
 
-async function s3Error(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return err.name;
-    throw err;
-  }
-  throw new Error("expected an S3 error");
-}
+/** The name of the S3 error a request fails with. */
+const s3Error = async (p: Promise<unknown>) => (await s3Failure(p)).name;
 
 async function keys(): Promise<string[]> {
   const r = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }));

@@ -10,11 +10,10 @@ import {
   GetObjectCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
-import { KiB, MiB, sdkClient } from "../helpers/clients";
+import { KiB, MiB, s3Failure, sdkClient } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -32,15 +31,7 @@ interface Info {
 const info = () => server.admin<Info>("GET", `/v2/GetBucketInfo?id=${bucketId}`);
 const setQuotas = (quotas: { maxSize: number | null; maxObjects: number | null }) => server.admin<Info>("POST", `/v2/UpdateBucket?id=${bucketId}`, { quotas });
 
-async function refusal(p: Promise<unknown>): Promise<{ name: string; status: number; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return { name: err.name, status: err.$metadata.httpStatusCode ?? 0, message: err.message };
-    throw err;
-  }
-  throw new Error("expected the write to be refused");
-}
+const refusal = s3Failure;
 
 const put = (Key: string, size: number) => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key, Body: new Uint8Array(size).fill(7) }));
 

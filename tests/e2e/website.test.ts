@@ -14,10 +14,9 @@ import {
   PutBucketWebsiteCommand,
   PutObjectCommand,
   S3Client,
-  S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { startServer, WEB_ROOT_DOMAIN, type TestServer } from "../helpers/server";
-import { awsCli, MiB, sdkClient, sha256Hex } from "../helpers/clients";
+import { awsCli, MiB, s3Failure, sdkClient, sha256Hex } from "../helpers/clients";
 
 setDefaultTimeout(60_000);
 
@@ -48,15 +47,11 @@ async function aws(...args: string[]) {
   return r;
 }
 
-async function s3Error(p: Promise<unknown>): Promise<{ name: string; status: number }> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof S3ServiceException) return { name: err.name, status: err.$metadata.httpStatusCode ?? 0 };
-    throw err;
-  }
-  throw new Error("expected an S3 error");
-}
+/** The name and status of the S3 error a request fails with. */
+const s3Error = async (p: Promise<unknown>) => {
+  const { name, status } = await s3Failure(p);
+  return { name, status };
+};
 
 beforeAll(async () => {
   server = await startServer();

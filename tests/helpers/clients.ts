@@ -4,7 +4,7 @@
 import { closeSync, createReadStream, mkdirSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createHash, randomBytes } from "node:crypto";
-import { S3Client } from "@aws-sdk/client-s3";
+import { S3Client, S3ServiceException } from "@aws-sdk/client-s3";
 import type { TestServer } from "./server";
 
 export const KiB = 1024;
@@ -170,4 +170,21 @@ export function awsCli(server: TestServer, home: string): (...args: string[]) =>
     AWS_PAGER: "",
   };
   return (...args) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+}
+
+export interface S3Failure {
+  name: string;
+  status: number;
+  message: string;
+}
+
+/** The S3 error a request fails with (an error of any other kind, or success, fails the test). */
+export async function s3Failure(p: Promise<unknown>): Promise<S3Failure> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof S3ServiceException) return { name: err.name, status: err.$metadata.httpStatusCode ?? 0, message: err.message };
+    throw err;
+  }
+  throw new Error("expected the request to fail with an S3 error");
 }
