@@ -81,6 +81,24 @@ export interface BucketListItem {
 }
 
 /** How a bucket is served as a website: the index suffix and the optional error page key. */
+/** InspectObject's answer (Garage v2 field names). */
+export interface InspectedObject {
+  bucketId: string;
+  key: string;
+  versions: {
+    uuid: string;
+    timestamp: string;
+    uploading: boolean;
+    aborted: boolean;
+    deleteMarker: boolean;
+    inline: boolean;
+    size: number | null;
+    etag: string | null;
+    headers: [string, string][];
+    blocks: { partNumber: number; offset: number; hash: string; size: number }[];
+  }[];
+}
+
 export interface BucketWebsiteConfig {
   indexDocument: string;
   errorDocument: string | null;
@@ -441,6 +459,11 @@ export class AdminClient {
   /** Aborts the bucket's multipart uploads started more than `olderThanSecs` seconds ago. */
   cleanupIncompleteUploads(bucketId: string, olderThanSecs: number): Promise<{ uploadsDeleted: number }> {
     return this.call("POST", "CleanupIncompleteUploads", {}, { bucketId, olderThanSecs });
+  }
+
+  /** Every stored version of an object, with its blocks (debugging). */
+  inspectObject(bucketId: string, key: string): Promise<InspectedObject> {
+    return this.call("GET", "InspectObject", { bucketId, key });
   }
 
   allowBucketKey(bucketId: string, accessKeyId: string, permissions: BucketPermissions): Promise<BucketInfo> {

@@ -1,6 +1,6 @@
 // Admin bucket operations on a real server: global aliases (a second name reaches the same
-// objects through S3 and the web endpoint; the last name cannot be removed) and the cleanup of
-// incomplete multipart uploads by age.
+// objects through S3 and the web endpoint; the last name cannot be removed), the cleanup of
+// incomplete multipart uploads by age, and InspectObject.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import {
   CreateBucketCommand,
@@ -107,4 +107,29 @@ test("the CLI: bucket alias, unalias and cleanup-incomplete-uploads", async () =
   const cleaned = await server.cli("bucket", "cleanup-incomplete-uploads", "--older-than", "0s", "other", "--json");
   expect(cleaned.code).toBe(0);
   expect(JSON.parse(cleaned.stdout)).toMatchObject([{ name: "other", uploadsDeleted: 1 }]);
+});
+
+test("InspectObject shows every stored version and its blocks; the CLI prints and --json them", async () => {
+  const body = new Uint8Array(2 * 1024 * 1024 + 5).fill(3);
+  await s3.send(new PutObjectCommand({ Bucket: "other", Key: "big", Body: body }));
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "other", Key: "big" }));
+  const otherId = (await server.admin<Info>("GET", "/v2/GetBucketInfo?globalAlias=other")).id;
+  type Inspected = { key: string; versions: { uuid: string; uploading: boolean; size: number | null; blocks: { offset: number; size: number; hash: string }[] }[] };
+  const got = await server.admin<Inspected>("GET", `/v2/InspectObject?bucketId=${otherId}&key=big`);
+  expect(got.key).toBe("big");
+  const complete = got.versions.find((v) => !v.uploading)!;
+  expect(complete.size).toBe(body.length);
+  expect(complete.blocks.map((b) => [b.offset, b.size])).toEqual([
+    [0, 1024 * 1024],
+    [1024 * 1024, 1024 * 1024],
+    [2 * 1024 * 1024, 5],
+  ]);
+  expect(got.versions.find((v) => v.uploading)?.uuid).toBe(UploadId);
+  const cli = await server.cli("bucket", "inspect-object", "other", "big");
+  expect(cli.code).toBe(0);
+  expect(cli.stdout).toContain(complete.blocks[0]!.hash);
+  expect(cli.stdout).toContain("uploading");
+  const missing = await server.cli("bucket", "inspect-object", "other", "no-such-key");
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain("no entry");
 });

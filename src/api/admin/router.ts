@@ -108,6 +108,41 @@ async function bucketInfo(model: Model, b: BucketEntry) {
   };
 }
 
+/** Most block rows InspectObject lists per version (a 10 GiB object at 1 MiB blocks). */
+const INSPECT_BLOCKS_MAX = 10_000;
+
+/** Every version of an object as stored (merged from a read quorum), with its blocks: for debugging. */
+async function inspectObject(model: Model, bucket: BucketEntry, key: string) {
+  const entry = await model.objects.get(bucket.id, key);
+  if (!entry) throw new AdminError(404, "NoSuchKey", `bucket ${bucket.id} has no entry for key ${key}`);
+  const versions = [];
+  for (const v of entry.versions) {
+    const data = v.state.kind === "complete" ? v.state.data : undefined;
+    const meta = data && data.kind !== "deleteMarker" ? data.meta : undefined;
+    const blocks: { partNumber: number; offset: number; hash: string; size: number }[] = [];
+    if (data?.kind === "blocks" || (v.state.kind === "uploading" && !v.state.multipart)) {
+      for await (const page of model.blockPages(v.uuid)) {
+        for (const b of page) if (blocks.length < INSPECT_BLOCKS_MAX) blocks.push({ partNumber: b.part, offset: b.offset, hash: b.hash, size: b.size });
+        if (blocks.length >= INSPECT_BLOCKS_MAX) break;
+      }
+    }
+    versions.push({
+      uuid: v.uuid,
+      timestamp: new Date(v.timestamp).toISOString(),
+      encrypted: false,
+      uploading: v.state.kind === "uploading",
+      aborted: v.state.kind === "aborted",
+      deleteMarker: data?.kind === "deleteMarker",
+      inline: data?.kind === "inline",
+      size: meta?.size ?? null,
+      etag: meta?.etag ?? null,
+      headers: meta?.headers ?? (v.state.kind === "uploading" ? v.state.headers : []),
+      blocks,
+    });
+  }
+  return { bucketId: bucket.id, key, versions };
+}
+
 function findKey(model: Model, q: { id?: string; search?: string }): KeyEntry {
   if (q.id) {
     const k = model.getKey(q.id);
@@ -390,6 +425,9 @@ export function adminApp(s: AdminServices) {
             },
             { query: t.Object({ id: t.String() }) },
           )
+          .get("/v2/InspectObject", ({ query }) => inspectObject(model, findBucket(model, { id: query.bucketId }), query.key), {
+            query: t.Object({ bucketId: t.String(), key: t.String() }),
+          })
           .post(
             "/v2/AddBucketAlias",
             async ({ body }) => {

@@ -6,6 +6,7 @@ import {
   type AdminClient,
   type BucketInfo,
   type BucketPermissions,
+  type InspectedObject,
   type BucketQuotas,
   type UpdateBucketWebsiteAccess,
 } from "../admin-client";
@@ -406,6 +407,38 @@ const cleanupIncompleteUploads: Command = {
   },
 };
 
+/** One line per version, newest last, then its blocks: what `inspect-object` prints. */
+export function renderInspectedObject(o: InspectedObject): string {
+  const state = (v: InspectedObject["versions"][number]) =>
+    v.uploading ? "uploading" : v.aborted ? "aborted" : v.deleteMarker ? "delete marker" : v.inline ? "complete (inline)" : "complete";
+  const out = [heading(`OBJECT ${o.key} IN BUCKET ${shortId(o.bucketId)}`)];
+  out.push(
+    formatTable(
+      ["Version", "Timestamp", "State", "Size", "ETag", "Blocks"],
+      o.versions.map((v) => [shortId(v.uuid), v.timestamp, state(v), v.size === null ? "-" : String(v.size), v.etag ?? "-", String(v.blocks.length)]),
+    ),
+  );
+  for (const v of o.versions) {
+    if (v.blocks.length === 0) continue;
+    out.push("", heading(`BLOCKS OF VERSION ${shortId(v.uuid)}`));
+    out.push(formatTable(["Part", "Offset", "Size", "Hash"], v.blocks.map((b) => [String(b.partNumber), String(b.offset), String(b.size), b.hash])));
+  }
+  return out.join("\n");
+}
+
+const inspectObject: Command = {
+  name: "inspect-object",
+  args: ["BUCKET", "KEY"],
+  flags: [],
+  summary: "show every stored version of an object and its blocks (debugging)",
+  run: async (ctx, inv) => {
+    const client = ctx.client();
+    const bucket = await resolveBucket(client, inv.positional[0]!);
+    const inspected = await client.inspectObject(bucket.id, inv.positional[1]!);
+    return { json: inspected, text: renderInspectedObject(inspected) };
+  },
+};
+
 export const bucketCommands: CommandGroup = {
   name: "bucket",
   summary: "manage buckets and key permissions",
@@ -421,5 +454,6 @@ export const bucketCommands: CommandGroup = {
     alias,
     unalias,
     cleanupIncompleteUploads,
+    inspectObject,
   ],
 };

@@ -865,7 +865,7 @@ describe("bucket cleanup-incomplete-uploads", () => {
     expect(r.stdout).toMatch(/bunker bucket unalias NAME \[options\]\s+remove a global alias/);
     expect(r.stdout).toMatch(/bunker bucket cleanup-incomplete-uploads BUCKET\.\.\. \[options\]\s+abort/);
     const top = await cli(["--help"]);
-    expect(top.stdout).toMatch(/set-quotas, alias, unalias, cleanup-incomplete-uploads\)/);
+    expect(top.stdout).toMatch(/set-quotas, alias, unalias, cleanup-incomplete-uploads, inspect-object\)/);
   });
 });
 
