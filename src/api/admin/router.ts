@@ -255,6 +255,12 @@ export function adminApp(s: AdminServices) {
     return bucketInfo(model, updated);
   };
 
+  const changeAlias = async (body: { bucketId: string; globalAlias: string }, change: (bucket: BucketEntry, name: string) => Promise<void>) => {
+    const bucket = findBucket(model, { id: body.bucketId });
+    await change(bucket, body.globalAlias);
+    return bucketInfo(model, model.getBucket(bucket.id)!);
+  };
+
   return new Elysia({ normalize: false })
     .error({ AdminError })
     .onError(({ code, error, path }) => {
@@ -428,24 +434,8 @@ export function adminApp(s: AdminServices) {
           .get("/v2/InspectObject", ({ query }) => inspectObject(model, findBucket(model, { id: query.bucketId }), query.key), {
             query: t.Object({ bucketId: t.String(), key: t.String() }),
           })
-          .post(
-            "/v2/AddBucketAlias",
-            async ({ body }) => {
-              const bucket = findBucket(model, { id: body.bucketId });
-              await model.addAlias(bucket, body.globalAlias);
-              return bucketInfo(model, model.getBucket(bucket.id)!);
-            },
-            { body: BucketAliasBody },
-          )
-          .post(
-            "/v2/RemoveBucketAlias",
-            async ({ body }) => {
-              const bucket = findBucket(model, { id: body.bucketId });
-              await model.removeAlias(bucket, body.globalAlias);
-              return bucketInfo(model, model.getBucket(bucket.id)!);
-            },
-            { body: BucketAliasBody },
-          )
+          .post("/v2/AddBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.addAlias(b, name)), { body: BucketAliasBody })
+          .post("/v2/RemoveBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.removeAlias(b, name)), { body: BucketAliasBody })
           .post(
             "/v2/CleanupIncompleteUploads",
             async ({ body }) => {

@@ -90,8 +90,19 @@ function requirePermission(r: S3Request & { bucket: { keys: Record<string, { rea
   if (!p || !p[perm]) throw new S3Error("AccessDenied", `This key does not have ${perm} permission on bucket ${r.bucketName}`);
 }
 
-/** Bucket configurations: handled on a bucket, meaningless (501) on an object. */
-const BUCKET_CONFIG_SUBRESOURCES = ["website", "cors", "lifecycle"];
+type ConfigHandler = (r: BucketRequest) => Response | Promise<Response>;
+
+/**
+ * Bucket configurations (`?website`, `?cors`, `?lifecycle`): their handlers and the permission
+ * reading and changing each needs (as Garage: only an owner publishes a bucket or sets its CORS;
+ * lifecycle rules are read with read and changed with write). Meaningless (501) on an object.
+ */
+const BUCKET_CONFIGS: Record<string, { read: Permission; change: Permission; GET: ConfigHandler; PUT: ConfigHandler; DELETE: ConfigHandler }> = {
+  website: { read: "owner", change: "owner", GET: websiteOps.getBucketWebsite, PUT: websiteOps.putBucketWebsite, DELETE: websiteOps.deleteBucketWebsite },
+  cors: { read: "owner", change: "owner", GET: corsOps.getBucketCors, PUT: corsOps.putBucketCors, DELETE: corsOps.deleteBucketCors },
+  lifecycle: { read: "read", change: "write", GET: lifecycleOps.getBucketLifecycle, PUT: lifecycleOps.putBucketLifecycle, DELETE: lifecycleOps.deleteBucketLifecycle },
+};
+const BUCKET_CONFIG_SUBRESOURCES = Object.keys(BUCKET_CONFIGS);
 
 function hasSubresource(q: URLSearchParams): string | undefined {
   return UNSUPPORTED_SUBRESOURCES.find((s) => q.has(s));
@@ -104,35 +115,19 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (m === "GET") return bucketOps.listBuckets(r);
     throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   }
-  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && !q.has("website") && !q.has("cors") && !q.has("lifecycle")) return bucketOps.createBucket(r as S3Request & { bucketName: string });
+  const configName = BUCKET_CONFIG_SUBRESOURCES.find((c) => q.has(c));
+  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && configName === undefined) return bucketOps.createBucket(r as S3Request & { bucketName: string });
 
   const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
   const br = { ...r, bucket } as BucketRequest;
   const unsupported = hasSubresource(q);
 
-  if (r.key === undefined && q.has("website") && !unsupported) {
-    // Only an owner may publish a bucket or change how it is published (as Garage).
-    requirePermission(br, "owner");
-    if (m === "GET") return websiteOps.getBucketWebsite(br);
-    if (m === "PUT") return websiteOps.putBucketWebsite(br);
-    if (m === "DELETE") return websiteOps.deleteBucketWebsite(br);
-    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
-  }
-  if (r.key === undefined && q.has("lifecycle") && !unsupported) {
-    // As Garage: reading the rules needs read, changing them write.
-    requirePermission(br, m === "GET" ? "read" : "write");
-    if (m === "GET") return lifecycleOps.getBucketLifecycle(br);
-    if (m === "PUT") return lifecycleOps.putBucketLifecycle(br);
-    if (m === "DELETE") return lifecycleOps.deleteBucketLifecycle(br);
-    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
-  }
-  if (r.key === undefined && q.has("cors") && !unsupported) {
-    requirePermission(br, "owner");
-    if (m === "GET") return corsOps.getBucketCors(br);
-    if (m === "PUT") return corsOps.putBucketCors(br);
-    if (m === "DELETE") return corsOps.deleteBucketCors(br);
-    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  if (r.key === undefined && configName !== undefined && !unsupported) {
+    const config = BUCKET_CONFIGS[configName]!;
+    requirePermission(br, m === "GET" ? config.read : config.change);
+    if (m !== "GET" && m !== "PUT" && m !== "DELETE") throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+    return config[m](br);
   }
 
   if (r.key === undefined) {
@@ -168,8 +163,7 @@ async function dispatch(r: S3Request): Promise<Response> {
   }
 
   const or = br as ObjectRequest;
-  const bucketConfig = BUCKET_CONFIG_SUBRESOURCES.find((s) => q.has(s));
-  if (bucketConfig) throw new S3Error("NotImplemented", `?${bucketConfig} applies to a bucket, not to an object`);
+  if (configName) throw new S3Error("NotImplemented", `?${configName} applies to a bucket, not to an object`);
   switch (m) {
     case "HEAD":
     case "GET":
