@@ -50,4 +50,10 @@ export const MIGRATIONS: readonly string[] = [
     crdtTable("bucket_counter"),
     `CREATE TABLE bucket_counts (bucket_id TEXT PRIMARY KEY, objects INTEGER NOT NULL, bytes INTEGER NOT NULL, uploads INTEGER NOT NULL) WITHOUT ROWID;`,
   ].join("\n"),
+  // 4: a cascading write may wait (a superseded version's block list is kept for the reads
+  // that already resolved it): `due` is when it may be applied, 0 = at once.
+  [
+    `ALTER TABLE insert_queue ADD COLUMN due INTEGER NOT NULL DEFAULT 0;`,
+    `CREATE INDEX insert_queue_due ON insert_queue (due, id);`,
+  ].join("\n"),
 ];

@@ -65,6 +65,8 @@ export class ModelError extends Error {
 export interface ModelOptions {
   /** Tombstone GC delay of the sharded tables (default: table/gc.ts tableGcDelayMs()). */
   tableGcDelayMs?: number;
+  /** How long a superseded version's block list stays readable (default: table/read-grace.ts). */
+  readGraceMs?: number;
 }
 
 export class Model {
@@ -87,7 +89,8 @@ export class Model {
   private readonly byName = new Map<CrdtTableName, Table<unknown>>();
   private queueTimer: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
-  readonly queueStats = new WorkerStats("cascading insert queue", () => (this.db.query(`SELECT count(*) AS n FROM insert_queue`).get() as { n: number }).n);
+  /** Its queue length counts the rows that are due (not those waiting for their read grace). */
+  readonly queueStats = new WorkerStats("cascading insert queue", () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n);
 
   constructor(
     readonly db: Database,
@@ -97,7 +100,7 @@ export class Model {
     options: ModelOptions = {},
   ) {
     this.committer = new GroupCommitter(db);
-    const storeOptions = { gcDelayMs: options.tableGcDelayMs };
+    const storeOptions = { gcDelayMs: options.tableGcDelayMs, readGraceMs: options.readGraceMs };
     const make = <E>(schema: TableSchema<E>): Table<E> => {
       const t = new Table(new LocalStore(schema, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
       this.byName.set(schema.name, t as Table<unknown>);
@@ -207,23 +210,25 @@ export class Model {
     await this.publishing;
   }
 
-  /** Applies queued cascading writes (version and block-ref tombstones) through the tables. */
+  /** Applies the queued cascading writes that are due (version and block-ref tombstones) through the tables. */
   drainInsertQueue(): Promise<void> {
     // Cleared in .finally on the promise itself: a pass that finds nothing finishes
     // synchronously, before `??=` would have stored it.
     this.draining ??= this.queueStats.run(async () => {
       try {
         for (;;) {
+          // Rows waiting for their read grace stay behind rows queued after them.
           const rows = this.db
-            .query(`SELECT id, tbl, v FROM insert_queue ORDER BY id LIMIT ?`)
-            .all(INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
+            .query(`SELECT id, tbl, v FROM insert_queue WHERE due <= ? ORDER BY due, id LIMIT ?`)
+            .all(this.clock.now(), INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
           if (rows.length === 0) break;
           const byTable = new Map<CrdtTableName, unknown[]>();
           for (const r of rows) byTable.set(r.tbl, [...(byTable.get(r.tbl) ?? []), JSON.parse(r.v)]);
           await Promise.all([...byTable].map(([tbl, entries]) => this.table(tbl).insert(entries)));
-          await this.committer.write(() =>
-            this.db.query(`DELETE FROM insert_queue WHERE id <= ?`).run(rows[rows.length - 1]!.id),
-          );
+          const done = this.db.query(`DELETE FROM insert_queue WHERE id = ?`);
+          await this.committer.write(() => {
+            for (const r of rows) done.run(r.id);
+          });
         }
       } catch (err) {
         log.warn(`insert queue: ${(err as Error).message}; will retry`);

@@ -110,12 +110,16 @@ export const objectSchema: TableSchema<ObjectEntry> = {
     return rows.some((r) => !(JSON.parse(r.v) as UploadEntry).deleted);
   },
   onMerge(old, incoming, merged, ctx) {
-    // Versions that left the entry or were aborted no longer need their data.
+    // Versions that left the entry or were aborted no longer need their data. One that left
+    // may have been read as the visible version somewhere (on any replica, whatever this one
+    // last saw of it), so its block list outlives it by the read grace; an aborted version was
+    // never served and goes at once.
     const live = new Map(merged.versions.map((v) => [v.uuid, v.state.kind]));
     const seen = new Set([...(old?.versions ?? []), ...incoming.versions].map((v) => v.uuid));
     for (const uuid of seen) {
       const state = live.get(uuid);
-      if (state === undefined || state === "aborted") ctx.enqueue("version", { uuid, deleted: true, backlink: null });
+      if (state === undefined) ctx.enqueue("version", { uuid, deleted: true, backlink: null }, "after-read-grace");
+      else if (state === "aborted") ctx.enqueue("version", { uuid, deleted: true, backlink: null });
     }
     adjustLocalCounts(ctx.db, merged.bucketId, visibleDelta(old, merged));
   },

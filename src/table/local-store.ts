@@ -8,6 +8,7 @@ import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
 import { PARTITION_COUNT } from "../cluster/layout";
 import { GcTodo, tableGcDelayMs } from "./gc";
+import { readGraceMs } from "./read-grace";
 
 /** Sync buckets per partition (a two-level summary: partition, then bucket). */
 export const SYNC_BUCKETS = 256;
@@ -40,6 +41,8 @@ export type DeleteOutcome = "deleted" | "absent" | "held" | { current: unknown }
 export interface LocalStoreOptions {
   /** How long a tombstone waits before GC may collect it (default: tableGcDelayMs()). */
   gcDelayMs?: number;
+  /** How long an "after-read-grace" cascade waits (default: readGraceMs()). */
+  readGraceMs?: number;
 }
 
 /** A row as stored, with its sync bucket: what offloading reads, pushes and then removes. */
@@ -84,6 +87,7 @@ export class LocalStore<E> {
   /** Set for sharded tables whose schema knows its tombstones: they are queued for table GC. */
   private readonly gcTodo: GcTodo | undefined;
   private readonly gcDelayMs: number;
+  private readonly readGraceMs: number;
 
   constructor(
     readonly schema: TableSchema<E>,
@@ -108,10 +112,11 @@ export class LocalStore<E> {
     this.rangeStmt = db.query(
       `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
     );
-    this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v) VALUES (?, ?)`);
+    this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v, due) VALUES (?, ?, ?)`);
     if (schema.replication === "full") this.cache = new Map();
     this.gcTodo = schema.replication === "sharded" && schema.isTombstone ? new GcTodo(db) : undefined;
     this.gcDelayMs = options.gcDelayMs ?? tableGcDelayMs();
+    this.readGraceMs = options.readGraceMs ?? readGraceMs();
   }
 
   /** The stored JSON encoding of an entry, as delete-if-equal compares it. */
@@ -243,7 +248,8 @@ export class LocalStore<E> {
   private hookContext(): HookContext {
     return {
       db: this.db,
-      enqueue: (table: CrdtTableName, entry: unknown) => this.queueStmt.run(table, JSON.stringify(entry)),
+      enqueue: (table: CrdtTableName, entry: unknown, when = "now") =>
+        this.queueStmt.run(table, JSON.stringify(entry), when === "now" ? 0 : this.now() + this.readGraceMs),
       now: this.now,
     };
   }

@@ -5,8 +5,12 @@ import type { CrdtTableName } from "../db/migrations";
 /** Lets an update hook decide further writes inside the same transaction. */
 export interface HookContext {
   readonly db: Database;
-  /** Queues an insert into another table; applied after commit through the table layer (quorum). */
-  enqueue(table: CrdtTableName, entry: unknown): void;
+  /**
+   * Queues an insert into another table; applied after commit through the table layer (quorum),
+   * at once or, with "after-read-grace", once the reads that may still use what it releases
+   * are over (LocalStoreOptions.readGraceMs).
+   */
+  enqueue(table: CrdtTableName, entry: unknown, when?: "now" | "after-read-grace"): void;
   /** Timestamp source for derived writes. */
   now(): number;
 }

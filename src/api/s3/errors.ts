@@ -2,6 +2,7 @@
 // The router turns an S3Error into the XML error body; anything else becomes InternalError.
 import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
+import { BlockNotFoundError } from "../../block/manager";
 import { logger } from "../../util/log";
 import { ClientDisconnected } from "../http";
 
@@ -81,6 +82,8 @@ export function toS3Error(err: unknown): S3Error {
   }
   if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
+  // No reachable node could give the block: it may come back (a node returning, a resync).
+  if (err instanceof BlockNotFoundError) return new S3Error("ServiceUnavailable", "The object's data could not be read from any node; please try again.");
   log.error(`internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");
 }

@@ -100,7 +100,10 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
   return out;
 }
 
-/** Streams plaintext bytes [start, end] of a version made of blocks. */
+/**
+ * Streams plaintext bytes [start, end] of a version made of blocks. A failure (a block or the
+ * block list out of reach) fails the stream: the caller decides what the client then sees.
+ */
 export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
   async function* generate(): AsyncGenerator<Uint8Array> {
@@ -236,5 +239,35 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
       return new Response(bytes.subarray(start, end + 1), { status, headers });
     }
   }
-  return new Response(streamBlocks(services, version.uuid, start, end), { status, headers });
+  return new Response(await withFirstChunkRead(streamBlocks(services, version.uuid, start, end)), { status, headers });
+}
+
+/**
+ * Reads the first chunk of a body before the response exists, so that a failure to reach the
+ * version's block list or first block is an S3 error (503/500 with its XML) rather than a
+ * committed 200 with nothing after it. Later failures cut the connection short of the
+ * Content-Length, which every client sees as a truncated transfer.
+ */
+export async function withFirstChunkRead(body: ReadableStream<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+  const reader = body.getReader();
+  const first = await reader.read();
+  let head = first.done ? undefined : first.value;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (head !== undefined) {
+          controller.enqueue(head);
+          head = undefined;
+          return;
+        }
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }

@@ -323,7 +323,7 @@ describe("object tombstones (single-node model, no RPC)", () => {
     db = openDatabase(join(dir, "model.sqlite"), { fsync: false });
     open.push(db);
     const placement = new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent");
-    model = new Model(db, placement, undefined, new HybridClock(), { tableGcDelayMs: DELAY });
+    model = new Model(db, placement, undefined, new HybridClock(), { tableGcDelayMs: DELAY, readGraceMs: 0 });
     later = Date.now() + 10 * DELAY;
     gc = new TableGc(model.localStores(), placement, db, model.committer, undefined, { now: () => later });
   });
