@@ -318,15 +318,21 @@ export class Model {
     }
   }
 
-  /** Makes version `to` reference every block of `from` (no data copied), optionally as part `part`. */
-  async copyBlocks(from: string, to: string, part?: number): Promise<void> {
+  /**
+   * Makes version `to` reference every block of `from` (no data copied), optionally as part
+   * `part`. Returns the plaintext bytes referenced, for the caller to check against the size.
+   */
+  async copyBlocks(from: string, to: string, part?: number): Promise<number> {
+    let bytes = 0;
     for await (const rows of this.blockPages(from)) {
+      for (const b of rows) bytes += b.size;
       const copies = rows.map((b) => ({ ...b, uuid: to, part: part ?? b.part }));
       await Promise.all([
         this.versionBlocks.insert(copies),
         this.blockRefs.insert(copies.map((b) => ({ hash: b.hash, version: to, deleted: false }))),
       ]);
     }
+    return bytes;
   }
 
   // ---- keys ----

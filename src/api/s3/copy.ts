@@ -56,7 +56,9 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
     // last. (Reading the source already advanced this node's clock past what its replicas had
     // seen; startVersion also covers a newer write to the destination.)
     const { uuid, timestamp } = await model.startVersion(r.bucket.id, r.key, { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId });
-    await model.copyBlocks(src.version.uuid, uuid);
+    // Never complete a copy with less than its source (a block list out of reach).
+    if ((await model.copyBlocks(src.version.uuid, uuid)) !== data.meta.size)
+      throw new S3Error("ServiceUnavailable", "The source object's block list could not be read whole; please try again");
     await model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "complete", data: complete } }] });
     written = { uuid, timestamp };
   } else {
