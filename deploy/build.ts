@@ -1,6 +1,6 @@
 // Builds the single `bunker` binary with `bun build --compile` for x64 and arm64.
 // Usage: bun deploy/build.ts [linux-x64|linux-arm64|all] [outdir]
-// Two things need care (research/stack-limits.md §6): blake3-wasm reads its .wasm from
+// Two things need care (docs/stack-facts.md#compile): blake3-wasm reads its .wasm from
 // __dirname at run time, so the file is embedded by a loader plugin; and the hashing Worker
 // is a separate entry point that the compiled binary must contain.
 import type { BunPlugin } from "bun";

@@ -1,5 +1,5 @@
 // Serves an Elysia app through node:http instead of Bun.serve, for two measured reasons
-// (research/stack-limits.md §3.3-3.4): Bun.serve sends every streamed response chunked even
+// (docs/stack-facts.md#streamed-responses, #raw-url): Bun.serve sends every streamed response chunked even
 // when Content-Length is set (S3 clients such as s3cmd need the length on GetObject), and it
 // normalises the request path ("." / ".." segments, "\") which breaks SigV4. node:http keeps
 // both; the raw request target is handed to handlers through rawUrlOf().

@@ -52,7 +52,7 @@ const REPAIR_PAGE = 1000;
 /** Retry delays of a failing resync: doubling from the first to the longest. */
 const RESYNC_FIRST_BACKOFF_MS = 10_000;
 const RESYNC_MAX_BACKOFF_MS = 60 * 60 * 1000;
-/** Blocks deleted per GC round, so deletions never flood the disk (stack-limits §7: discard). */
+/** Blocks deleted per GC round, so deletions never flood the disk (docs/stack-facts.md#other: discard). */
 const GC_BATCH = 64;
 const GC_INTERVAL_MS = 30_000;
 /** A block file with no reference row is an orphan of a crashed upload once this old. */

@@ -54,7 +54,7 @@ export class Transport {
   }
 
   private writeOut(bytes: Uint8Array): boolean {
-    // Always pass the length: Bun's write(buf, off) without it throws (stack-limits §4.2).
+    // Always pass the length: Bun's write(buf, off) without it throws (docs/stack-facts.md#tcp-write).
     const n = this.socket!.write(bytes, 0, bytes.length);
     if (n < 0) {
       this.handleClose(new RpcError(`connection to ${this.remote} closed while writing`, RPC_ERR.connectionLost));

@@ -1,6 +1,6 @@
 // Reusable byte buffers of one size, and the lending of such a buffer to a consumer that gives it
 // back when done. First-touch memory is slow on these machines: reading a block into a fresh
-// allocation costs page faults and zeroing several times the copy itself (DESIGN §9).
+// allocation costs page faults and zeroing several times the copy itself (docs/stack-facts.md#variance).
 import { assert } from "./assert";
 
 export class BufferPool {

@@ -4,7 +4,7 @@
 //
 // Bun has CRC-32/IEEE natively (Bun.hash.crc32, chainable through its seed)
 // and SHA via BoringSSL, but no CRC32C or CRC64: those two are table-driven
-// slicing-by-8 in plain JS (~2 GiB/s for CRC32C here; see stack-limits §1).
+// slicing-by-8 in plain JS (~2 GiB/s for CRC32C here; see docs/stack-facts.md#hashing).
 
 export type ChecksumAlgorithm = "CRC32" | "CRC32C" | "CRC64NVME" | "SHA1" | "SHA256";
 

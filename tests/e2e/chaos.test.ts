@@ -392,7 +392,7 @@ const blockOnDisk = (n: TestServer, h: string) => [".zst", ""].some((ext) => exi
 /**
  * The nodes (indexes) that should hold each of the 256 partitions, from the layout node 0 stored
  * (node_meta.layout_history, newest version's ring of node ids). A block lives on the partition
- * named by the first byte of its hash (DESIGN §4).
+ * named by the first byte of its hash (docs/architecture.md#placement).
  */
 function ringOfLayout(): number[][] | undefined {
   try {

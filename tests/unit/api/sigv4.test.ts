@@ -565,7 +565,7 @@ describe("requests signed by the AWS SDK for JavaScript v3", () => {
     server.stop(true);
   });
 
-  // Keys with "." or ".." segments or "\" are out: Bun rewrites those paths (DESIGN §9).
+  // Keys with "." or ".." segments or "\" are out: Bun rewrites those paths (docs/stack-facts.md#raw-url).
   const KEYS = [
     "plain.txt",
     "a b+c/~x",
