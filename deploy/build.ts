@@ -1,5 +1,6 @@
 // Builds the single `bunker` binary with `bun build --compile` for x64 and arm64.
 // Usage: bun deploy/build.ts [linux-x64|linux-arm64|all] [outdir]
+// The binary's `bunker --version` names the git commit it was built from (BUNKER_BUILD to override).
 // Two things need care (docs/stack-facts.md#compile): blake3-wasm reads its .wasm from
 // __dirname at run time, so the file is embedded by a loader plugin; and the hashing Worker
 // is a separate entry point that the compiled binary must contain.
@@ -23,16 +24,30 @@ const embedBlake3Wasm: BunPlugin = {
   },
 };
 
+/** The commit being built, "-dirty" when the work tree has changes: what `bunker --version` calls the build. */
+function buildId(): string {
+  if (process.env.BUNKER_BUILD) return process.env.BUNKER_BUILD;
+  const git = Bun.spawnSync(["git", "describe", "--always", "--dirty", "--abbrev=12", "--exclude=*"], { cwd: ROOT, stderr: "pipe" });
+  const id = git.stdout.toString().trim();
+  if (git.exitCode !== 0 || id === "") {
+    console.error(`error: cannot read the git commit (${git.stderr.toString().trim() || "git failed"}); set BUNKER_BUILD to name this build`);
+    process.exit(1);
+  }
+  return id;
+}
+
 const TARGETS = { "linux-x64": "bun-linux-x64-baseline", "linux-arm64": "bun-linux-arm64" } as const;
 type TargetName = keyof typeof TARGETS;
 
-async function build(target: TargetName, outdir: string): Promise<string> {
+async function build(target: TargetName, outdir: string, build: string): Promise<string> {
   const outfile = join(outdir, `bunker-${target}`);
   const result = await Bun.build({
     // Workers are entrypoints of their own (src/util/worker-path.ts).
     entrypoints: [join(ROOT, "src/main.ts"), join(ROOT, "src/block/hash-worker.ts"), join(ROOT, "src/db/checkpoint-worker.ts")],
     compile: { target: TARGETS[target], outfile },
     minify: true,
+    // src/util/version.ts reads it; undefined when run from source ("dev").
+    define: { BUNKER_BUILD: JSON.stringify(build) },
     plugins: [embedBlake3Wasm],
   });
   if (!result.success) {
@@ -45,10 +60,11 @@ async function build(target: TargetName, outdir: string): Promise<string> {
 const which = (process.argv[2] ?? "linux-x64") as TargetName | "all";
 const outdir = process.argv[3] ?? join(ROOT, "dist");
 const targets: TargetName[] = which === "all" ? ["linux-x64", "linux-arm64"] : [which];
+const id = buildId();
 for (const t of targets) {
   if (!(t in TARGETS)) {
     console.error(`error: unknown target ${t} (use linux-x64, linux-arm64 or all)`);
     process.exit(2);
   }
-  console.log(`built ${await build(t, outdir)}`);
+  console.log(`built ${await build(t, outdir, id)} (build ${id})`);
 }

@@ -1,32 +1,38 @@
-// Configuration: Garage-compatible TOML keys, validated with typebox, with embedded
-// defaults so `bunker server` works with no file at all.
-import { Type, type Static } from "@sinclair/typebox";
+// Configuration: Garage-compatible TOML keys with embedded defaults, so `bunker server` works
+// with no file at all. Owns which keys exist (Bunker's, and the Garage ones Bunker ignores
+// with a warning), the check of every value before anything is written to disk, and the
+// reading of secret files. Every mistake is one `config: <key>: ...` line.
+import { Type, type Static, type TObject } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
 import { dirname, join, resolve } from "node:path";
+import { parsePeerAddress, PeerAddressError } from "./cluster/system";
+import { nearestWord } from "./util/edit-distance";
+import { GROUP_OTHER_BITS } from "./util/private-files";
 
 export class ConfigError extends Error {}
 
 const SizeSchema = Type.Union([Type.Integer({ minimum: 1 }), Type.String()]);
 const BindAddrSchema = Type.String({ minLength: 1 });
 
+/** The keys Bunker implements. Every other key is either in GARAGE_ONLY or refused. */
 const FileSchema = Type.Object({
   metadata_dir: Type.Optional(Type.String({ minLength: 1 })),
   data_dir: Type.Optional(Type.String({ minLength: 1 })),
-  db_engine: Type.Optional(Type.Union([Type.Literal("sqlite"), Type.Literal("lmdb")])),
   replication_factor: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 })),
   consistency_mode: Type.Optional(
     Type.Union([Type.Literal("consistent"), Type.Literal("degraded"), Type.Literal("dangerous")]),
   ),
   block_size: Type.Optional(SizeSchema),
-  block_ram_buffer_max: Type.Optional(SizeSchema),
   compression_level: Type.Optional(Type.Union([Type.Integer({ minimum: -99, maximum: 22 }), Type.Literal("none")])),
   metadata_fsync: Type.Optional(Type.Boolean()),
   data_fsync: Type.Optional(Type.Boolean()),
+  allow_world_readable_secrets: Type.Optional(Type.Boolean()),
   rpc_bind_addr: Type.Optional(BindAddrSchema),
   rpc_public_addr: Type.Optional(BindAddrSchema),
   rpc_secret: Type.Optional(Type.String({ pattern: "^[0-9a-fA-F]{64}$" })),
-  rpc_secret_file: Type.Optional(Type.String()),
+  rpc_secret_file: Type.Optional(Type.String({ minLength: 1 })),
   bootstrap_peers: Type.Optional(Type.Array(Type.String())),
   s3_api: Type.Optional(
     Type.Object({
@@ -39,20 +45,62 @@ const FileSchema = Type.Object({
     Type.Object({
       bind_addr: Type.Optional(BindAddrSchema),
       root_domain: Type.Optional(Type.String()),
-      index: Type.Optional(Type.String()),
     }),
   ),
   admin: Type.Optional(
     Type.Object({
       api_bind_addr: Type.Optional(BindAddrSchema),
       admin_token: Type.Optional(Type.String({ minLength: 1 })),
-      admin_token_file: Type.Optional(Type.String()),
+      admin_token_file: Type.Optional(Type.String({ minLength: 1 })),
       metrics_token: Type.Optional(Type.String({ minLength: 1 })),
-      metrics_token_file: Type.Optional(Type.String()),
+      metrics_token_file: Type.Optional(Type.String({ minLength: 1 })),
+      metrics_require_token: Type.Optional(Type.Boolean()),
     }),
   ),
 });
 type FileConfig = Static<typeof FileSchema>;
+
+/** Sections of the file Bunker reads keys from. */
+const BUNKER_SECTIONS = ["s3_api", "s3_web", "admin"] as const;
+
+/**
+ * Garage's configuration keys (v2.0: doc/book/reference-manual/configuration.md and
+ * src/util/config.rs) that Bunker does not use, per section ("" is the top level), with why
+ * when it helps. They are accepted, so that a Garage file starts Bunker, with one warning each.
+ * None of them weakens what Bunker does: the ones that would are refused (REFUSED_GARAGE_KEYS)
+ * or implemented (allow_world_readable_secrets, metrics_require_token).
+ */
+const GARAGE_ONLY: Record<string, Record<string, string>> = {
+  "": {
+    metadata_snapshots_dir: "no metadata snapshots are taken",
+    metadata_auto_snapshot_interval: "no metadata snapshots are taken",
+    disable_scrub: "blocks are always scrubbed",
+    use_local_tz: "",
+    db_engine: "metadata is always in SQLite",
+    lmdb_map_size: "metadata is always in SQLite",
+    block_ram_buffer_max: "background block copies have a fixed bound",
+    rpc_bind_outgoing: "",
+    rpc_public_addr_subnet: "set rpc_public_addr",
+    rpc_ping_timeout_msec: "",
+    rpc_timeout_msec: "",
+    allow_punycode: "",
+  },
+  s3_web: { add_host_to_metrics: "" },
+  admin: { trace_sink: "no traces are exported" },
+  k2v_api: { api_bind_addr: "no K2V API is served" },
+  consul_discovery: Object.fromEntries(
+    ["api", "consul_http_addr", "service_name", "ca_cert", "client_cert", "client_key", "token", "tls_skip_verify", "tags", "meta"].map((k) => [k, "use bootstrap_peers"]),
+  ),
+  kubernetes_discovery: Object.fromEntries(["namespace", "service_name", "skip_crd"].map((k) => [k, "use bootstrap_peers"])),
+};
+/** Whole sections of Garage that Bunker does not serve. */
+const GARAGE_ONLY_SECTIONS = new Set(["k2v_api", "consul_discovery", "kubernetes_discovery"]);
+
+/** Garage keys whose silent omission would weaken the node: start-up stops on them. */
+const REFUSED_GARAGE_KEYS: Record<string, string> = {
+  // Garage v2 refuses it too; ignoring it would run "3" as replication_factor 1.
+  replication_mode: "legacy Garage setting, no longer supported: use replication_factor and consistency_mode",
+};
 
 export interface Config {
   metadata_dir: string;
@@ -60,7 +108,6 @@ export interface Config {
   replication_factor: number;
   consistency_mode: "consistent" | "degraded" | "dangerous";
   block_size: number;
-  block_ram_buffer_max: number;
   /** zstd level, or null when compression is off. */
   compression_level: number | null;
   metadata_fsync: boolean;
@@ -70,7 +117,7 @@ export interface Config {
   rpc_secret?: string;
   bootstrap_peers: string[];
   s3_api: { api_bind_addr: string; s3_region: string; root_domain?: string };
-  /** Absent when the config file has no `[s3_web] bind_addr`: no web endpoint then. */
+  /** Absent when the config file has no `[s3_web]` section: no web endpoint then. */
   s3_web?: { bind_addr: string; root_domain?: string };
   /** metrics_token: when set, /metrics asks for it as a bearer token; else /metrics is public. */
   admin: { api_bind_addr: string; admin_token?: string; metrics_token?: string };
@@ -80,16 +127,11 @@ export interface Config {
 
 export const DEFAULT_DATA_ROOT = "data";
 export const DEFAULT_WEB_ROOT_DOMAIN = "web.localhost";
+/** The admin API can change everything and serves /metrics: only this machine reaches it
+ * unless `[admin] api_bind_addr` says otherwise. */
+export const DEFAULT_ADMIN_BIND_ADDR = "127.0.0.1:3903";
 export const MIN_BLOCK_SIZE = 64 * 1024;
 export const MAX_BLOCK_SIZE = 64 * 1024 * 1024;
-
-const KNOWN_TOP_KEYS = new Set([
-  ...Object.keys(FileSchema.properties),
-  // Garage keys we accept and do not use (yet): they must not stop a Garage user's start-up.
-  "metadata_snapshots_dir", "metadata_auto_snapshot_interval", "disable_scrub", "use_local_tz",
-  "lmdb_map_size", "rpc_bind_outgoing", "rpc_public_addr_subnet", "rpc_ping_timeout_msec", "rpc_timeout_msec",
-  "allow_world_readable_secrets", "allow_punycode", "consul_discovery", "kubernetes_discovery", "k2v_api",
-]);
 
 /** Parses "1M", "10MiB", "256k", "2G" or a plain number of bytes. */
 export function parseSize(value: number | string, key: string): number {
@@ -103,6 +145,47 @@ export function parseSize(value: number | string, key: string): number {
   return Math.round(Number(m[1]) * base ** power);
 }
 
+function isTable(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function unknownKey(key: string, what: "key" | "section", candidates: Iterable<string>, section?: string): ConfigError {
+  const near = nearestWord(key, candidates);
+  return new ConfigError(`config: ${section ? `${section}.` : ""}${key}: unknown ${what}${near ? ` (did you mean ${near}?)` : ""}`);
+}
+
+function garageOnly(name: string, reason: string, warn: (msg: string) => void): void {
+  warn(`config: ${name}: Garage setting not used by Bunker, ignored${reason ? ` (${reason})` : ""}`);
+}
+
+const bunkerSectionKeys = (section: string): string[] =>
+  Object.keys((FileSchema.properties[section as keyof typeof FileSchema.properties] as unknown as TObject).properties);
+
+/** Every key is Bunker's, or Garage's (warned about), or a mistake (refused, naming the nearest known key). */
+function checkKeys(raw: Record<string, unknown>, warn: (msg: string) => void): void {
+  const topKeys = [...Object.keys(FileSchema.properties), ...Object.keys(GARAGE_ONLY[""]!), ...GARAGE_ONLY_SECTIONS, ...Object.keys(REFUSED_GARAGE_KEYS)];
+  for (const [key, value] of Object.entries(raw)) {
+    if (key in REFUSED_GARAGE_KEYS) throw new ConfigError(`config: ${key}: ${REFUSED_GARAGE_KEYS[key]}`);
+    const section = (BUNKER_SECTIONS as readonly string[]).includes(key) || GARAGE_ONLY_SECTIONS.has(key);
+    if (section && isTable(value)) {
+      const own = GARAGE_ONLY_SECTIONS.has(key) ? [] : bunkerSectionKeys(key);
+      const garage = GARAGE_ONLY[key] ?? {};
+      for (const sub of Object.keys(value)) {
+        if (own.includes(sub)) continue;
+        if (sub in garage) garageOnly(`${key}.${sub}`, garage[sub]!, warn);
+        else throw unknownKey(sub, "key", [...own, ...Object.keys(garage)], key);
+      }
+      if (GARAGE_ONLY_SECTIONS.has(key) && Object.keys(value).length === 0) garageOnly(key, "", warn);
+    } else if (GARAGE_ONLY_SECTIONS.has(key)) {
+      garageOnly(key, "", warn);
+    } else if (key in GARAGE_ONLY[""]!) {
+      garageOnly(key, GARAGE_ONLY[""]![key]!, warn);
+    } else if (!(key in FileSchema.properties)) {
+      throw unknownKey(key, isTable(value) ? "section" : "key", topKeys);
+    }
+  }
+}
+
 function firstSchemaError(raw: unknown): string | undefined {
   const err = Value.Errors(FileSchema, raw).First();
   if (!err) return undefined;
@@ -113,11 +196,86 @@ function firstSchemaError(raw: unknown): string | undefined {
   return `config: ${key}: ${err.message}${err.value !== undefined ? ` (got ${JSON.stringify(err.value)})` : ""}`;
 }
 
-function readSecretFile(path: string, key: string): string {
+/** An IPv4 address, a host name, or (between brackets) an IPv6 address. */
+function validHost(host: string, bracketed: boolean): boolean {
+  if (bracketed) return isIPv6(host);
+  if (/^[0-9.]+$/.test(host)) return isIPv4(host);
+  return /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/.test(host);
+}
+
+/** Splits "host:port", "[::]:3900" or ":3900" (every interface) into parts for listen()/connect(). */
+export function parseHostPort(addr: string, key: string): { host: string; port: number } {
+  const trimmed = addr.trim();
+  if (trimmed.startsWith("/")) throw new ConfigError(`config: ${key}: unix sockets are not supported by Bunker, give host:port (got "${addr}")`);
+  const m = /^(?:\[([^\]]*)\]|([^:]*)):(\d+)$/.exec(trimmed);
+  if (!m) throw new ConfigError(`config: ${key}: expected host:port, got "${addr}"`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ConfigError(`config: ${key}: port out of range (0..65535) in "${addr}"`);
+  const host = m[1] ?? m[2]!;
+  const bracketed = m[1] !== undefined;
+  if ((host !== "" || bracketed) && !validHost(host, bracketed)) throw new ConfigError(`config: ${key}: not an IP address or host name: "${host}" in "${addr}"`);
+  return { host: host || "0.0.0.0", port };
+}
+
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::"]);
+
+/** An address other nodes dial: a real host and a real port. */
+function checkDialAddr(addr: string, key: string): void {
+  const { host, port } = parseHostPort(addr, key);
+  if (WILDCARD_HOSTS.has(host)) throw new ConfigError(`config: ${key}: "${addr}" is not an address other nodes can dial (give this node's IP or name)`);
+  if (port === 0) throw new ConfigError(`config: ${key}: port 0 cannot be dialled in "${addr}"`);
+}
+
+function checkPeer(spec: string, key: string): void {
+  let peer;
   try {
+    peer = parsePeerAddress(spec);
+  } catch (e) {
+    if (e instanceof PeerAddressError) throw new ConfigError(`config: ${key}: ${e.message}`);
+    throw e;
+  }
+  const addr = peer.host.includes(":") ? `[${peer.host}]:${peer.port}` : `${peer.host}:${peer.port}`;
+  checkDialAddr(addr, key);
+}
+
+function envFlag(names: string[]): boolean | undefined {
+  for (const name of names) {
+    const v = process.env[name];
+    if (v === undefined || v === "") continue;
+    if (/^(true|1)$/i.test(v)) return true;
+    if (/^(false|0)$/i.test(v)) return false;
+    throw new ConfigError(`config: ${name}: expected true or false (got "${v}")`);
+  }
+  return undefined;
+}
+
+interface SecretSource {
+  /** Config key of the value, e.g. "admin.admin_token"; the file's key is this + "_file". */
+  key: string;
+  value: string | undefined;
+  file: string | undefined;
+  /** Environment variables that override the file. */
+  env: string[];
+}
+
+/** A secret from the config, the environment or a file; the file must be the owner's only
+ * (no group/other bits, Garage's rule) unless allow_world_readable_secrets. */
+function readSecret(s: SecretSource, baseDir: string, allowWorldReadable: boolean): string | undefined {
+  if (s.value !== undefined && s.file !== undefined) throw new ConfigError(`config: ${s.key}_file: only one of ${s.key} and ${s.key}_file can be set`);
+  if (s.value !== undefined) return s.value;
+  for (const name of s.env) if (process.env[name]) return process.env[name];
+  if (s.file === undefined) return undefined;
+  const path = resolve(baseDir, s.file);
+  try {
+    const mode = statSync(path).mode;
+    if (!allowWorldReadable && (mode & GROUP_OTHER_BITS) !== 0)
+      throw new ConfigError(
+        `config: ${s.key}_file: ${path} is accessible by group or others (mode 0${(mode & 0o777).toString(8)}, expected 0600): chmod 600 it, or set allow_world_readable_secrets = true`,
+      );
     return readFileSync(path, "utf8").trim();
   } catch (e) {
-    throw new ConfigError(`config: ${key}: cannot read ${path}: ${(e as Error).message}`);
+    if (e instanceof ConfigError) throw e;
+    throw new ConfigError(`config: ${s.key}_file: cannot read ${path}: ${(e as Error).message}`);
   }
 }
 
@@ -128,26 +286,34 @@ function rootDomain(raw: string | undefined): string | undefined {
   return domain === "" ? undefined : domain;
 }
 
-/** Loads and validates a config; `path` undefined means the embedded defaults. */
-export function loadConfig(path?: string, warn: (msg: string) => void = (m) => console.error(m)): Config {
-  let raw: FileConfig = {};
-  let baseDir = process.cwd();
-  if (path !== undefined) {
-    if (!existsSync(path)) throw new ConfigError(`config: file not found: ${path}`);
-    try {
-      raw = Bun.TOML.parse(readFileSync(path, "utf8")) as FileConfig;
-    } catch (e) {
-      throw new ConfigError(`config: ${path} is not valid TOML: ${(e as Error).message.split("\n")[0]}`);
-    }
-    baseDir = dirname(resolve(path));
-    const schemaError = firstSchemaError(raw);
-    if (schemaError) throw new ConfigError(schemaError);
-    for (const key of Object.keys(raw)) {
-      if (!KNOWN_TOP_KEYS.has(key)) warn(`config: unknown key "${key}" ignored`);
-    }
-    if (raw.metadata_dir === undefined) throw new ConfigError("config: metadata_dir: required");
-    if (raw.data_dir === undefined) throw new ConfigError("config: data_dir: required");
+function readFile(path: string, warn: (msg: string) => void): FileConfig {
+  if (!existsSync(path)) throw new ConfigError(`config: file not found: ${path}`);
+  let raw: unknown;
+  try {
+    raw = Bun.TOML.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ConfigError(`config: ${path} is not valid TOML: ${(e as Error).message.split("\n")[0]}`);
   }
+  const table = raw as Record<string, unknown>;
+  checkKeys(table, warn);
+  if (Array.isArray(table.data_dir)) throw new ConfigError("config: data_dir: several data directories are not supported by Bunker; give one path");
+  const schemaError = firstSchemaError(raw);
+  if (schemaError) throw new ConfigError(schemaError);
+  const file = raw as FileConfig;
+  if (file.metadata_dir === undefined) throw new ConfigError("config: metadata_dir: required");
+  if (file.data_dir === undefined) throw new ConfigError("config: data_dir: required");
+  if (file.s3_web !== undefined && file.s3_web.bind_addr === undefined) throw new ConfigError("config: s3_web.bind_addr: required in [s3_web]");
+  return file;
+}
+
+/**
+ * Loads and checks a config; `path` undefined means the embedded defaults. Reads files (the
+ * config, secret files) and writes nothing: a config that passes here only fails later for
+ * reasons of the machine (a port in use, a full disk).
+ */
+export function loadConfig(path?: string, warn: (msg: string) => void = (m) => console.error(m)): Config {
+  const raw: FileConfig = path === undefined ? {} : readFile(path, warn);
+  const baseDir = path === undefined ? process.cwd() : dirname(resolve(path));
   const dir = (p: string | undefined, fallback: string) => resolve(baseDir, p ?? fallback);
 
   const blockSize = parseSize(raw.block_size ?? 1024 * 1024, "block_size");
@@ -155,19 +321,46 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
     throw new ConfigError(`config: block_size: must be between ${MIN_BLOCK_SIZE} and ${MAX_BLOCK_SIZE} bytes (got ${blockSize})`);
   const compression = raw.compression_level ?? 1;
 
-  let rpcSecret = raw.rpc_secret ?? process.env.BUNKER_RPC_SECRET ?? process.env.GARAGE_RPC_SECRET;
-  if (rpcSecret === undefined && raw.rpc_secret_file !== undefined)
-    rpcSecret = readSecretFile(resolve(baseDir, raw.rpc_secret_file), "rpc_secret_file");
+  const rpcBindAddr = raw.rpc_bind_addr ?? "[::]:3901";
+  parseHostPort(rpcBindAddr, "rpc_bind_addr");
+  if (raw.rpc_public_addr !== undefined) checkDialAddr(raw.rpc_public_addr, "rpc_public_addr");
+  (raw.bootstrap_peers ?? []).forEach((spec, i) => checkPeer(spec, `bootstrap_peers[${i}]`));
+  const s3Addr = raw.s3_api?.api_bind_addr ?? "[::]:3900";
+  parseHostPort(s3Addr, "s3_api.api_bind_addr");
+  // Without a config file the web endpoint is on, under "web.localhost": browsers send
+  // *.localhost to this machine, so http://<bucket>.web.localhost:3902/ works as is.
+  const web = raw.s3_web
+    ? { bind_addr: raw.s3_web.bind_addr!, root_domain: rootDomain(raw.s3_web.root_domain) }
+    : path === undefined
+      ? { bind_addr: "[::]:3902", root_domain: DEFAULT_WEB_ROOT_DOMAIN }
+      : undefined;
+  if (web) parseHostPort(web.bind_addr, "s3_web.bind_addr");
+  const adminAddr = raw.admin?.api_bind_addr ?? DEFAULT_ADMIN_BIND_ADDR;
+  parseHostPort(adminAddr, "admin.api_bind_addr");
+
+  const allowWorldReadable =
+    envFlag(["BUNKER_ALLOW_WORLD_READABLE_SECRETS", "GARAGE_ALLOW_WORLD_READABLE_SECRETS"]) ?? raw.allow_world_readable_secrets ?? false;
+  const rpcSecret = readSecret(
+    { key: "rpc_secret", value: raw.rpc_secret, file: raw.rpc_secret_file, env: ["BUNKER_RPC_SECRET", "GARAGE_RPC_SECRET"] },
+    baseDir,
+    allowWorldReadable,
+  );
   if (rpcSecret !== undefined && !/^[0-9a-fA-F]{64}$/.test(rpcSecret))
     throw new ConfigError("config: rpc_secret: must be 64 hex characters (32 bytes)");
-
-  let metricsToken = raw.admin?.metrics_token ?? process.env.BUNKER_METRICS_TOKEN;
-  if (metricsToken === undefined && raw.admin?.metrics_token_file !== undefined)
-    metricsToken = readSecretFile(resolve(baseDir, raw.admin.metrics_token_file), "admin.metrics_token_file");
-
-  let adminToken = raw.admin?.admin_token ?? process.env.BUNKER_ADMIN_TOKEN;
-  if (adminToken === undefined && raw.admin?.admin_token_file !== undefined)
-    adminToken = readSecretFile(resolve(baseDir, raw.admin.admin_token_file), "admin.admin_token_file");
+  const metricsToken = readSecret(
+    { key: "admin.metrics_token", value: raw.admin?.metrics_token, file: raw.admin?.metrics_token_file, env: ["BUNKER_METRICS_TOKEN"] },
+    baseDir,
+    allowWorldReadable,
+  );
+  // Garage v2 then also takes admin tokens created through its API; Bunker has none, so
+  // without a metrics_token /metrics would be public, the opposite of what was asked for.
+  if (raw.admin?.metrics_require_token && metricsToken === undefined)
+    throw new ConfigError("config: admin.metrics_require_token: needs admin.metrics_token (or metrics_token_file, or BUNKER_METRICS_TOKEN)");
+  const adminToken = readSecret(
+    { key: "admin.admin_token", value: raw.admin?.admin_token, file: raw.admin?.admin_token_file, env: ["BUNKER_ADMIN_TOKEN"] },
+    baseDir,
+    allowWorldReadable,
+  );
 
   return {
     metadata_dir: dir(raw.metadata_dir, join(DEFAULT_DATA_ROOT, "meta")),
@@ -175,27 +368,16 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
     replication_factor: raw.replication_factor ?? 1,
     consistency_mode: raw.consistency_mode ?? "consistent",
     block_size: blockSize,
-    block_ram_buffer_max: parseSize(raw.block_ram_buffer_max ?? 256 * 1024 * 1024, "block_ram_buffer_max"),
     compression_level: compression === "none" ? null : compression,
     metadata_fsync: raw.metadata_fsync ?? false,
     data_fsync: raw.data_fsync ?? false,
-    rpc_bind_addr: raw.rpc_bind_addr ?? "[::]:3901",
+    rpc_bind_addr: rpcBindAddr,
     rpc_public_addr: raw.rpc_public_addr,
     rpc_secret: rpcSecret,
     bootstrap_peers: raw.bootstrap_peers ?? [],
-    s3_api: {
-      api_bind_addr: raw.s3_api?.api_bind_addr ?? "[::]:3900",
-      s3_region: raw.s3_api?.s3_region ?? "garage",
-      root_domain: rootDomain(raw.s3_api?.root_domain),
-    },
-    // Without a config file the web endpoint is on, under "web.localhost": browsers send
-    // *.localhost to this machine, so http://<bucket>.web.localhost:3902/ works as is.
-    s3_web: raw.s3_web?.bind_addr
-      ? { bind_addr: raw.s3_web.bind_addr, root_domain: rootDomain(raw.s3_web.root_domain) }
-      : path === undefined
-        ? { bind_addr: "[::]:3902", root_domain: DEFAULT_WEB_ROOT_DOMAIN }
-        : undefined,
-    admin: { api_bind_addr: raw.admin?.api_bind_addr ?? "[::]:3903", admin_token: adminToken, ...(metricsToken !== undefined ? { metrics_token: metricsToken } : {}) },
+    s3_api: { api_bind_addr: s3Addr, s3_region: raw.s3_api?.s3_region ?? "garage", root_domain: rootDomain(raw.s3_api?.root_domain) },
+    s3_web: web,
+    admin: { api_bind_addr: adminAddr, admin_token: adminToken, ...(metricsToken !== undefined ? { metrics_token: metricsToken } : {}) },
     embedded_defaults: path === undefined,
   };
 }
@@ -219,13 +401,4 @@ export function readCredentials(config: Config): Credentials | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Splits "host:port", "[::]:3900" or ":3900" into parts for listen()/connect(). */
-export function parseHostPort(addr: string, key: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(addr.trim());
-  if (!m) throw new ConfigError(`config: ${key}: expected host:port, got "${addr}"`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new ConfigError(`config: ${key}: port out of range in "${addr}"`);
-  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }

@@ -1,6 +1,6 @@
 // Builds a node from its config, layer by layer (db -> cluster -> tables -> blocks -> model
 // -> APIs), and runs it until SIGINT/SIGTERM.
-import { chmodSync, mkdirSync, statfsSync, writeFileSync } from "node:fs";
+import { chmodSync, statfsSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { hostname } from "node:os";
 import type http from "node:http";
@@ -34,6 +34,8 @@ import { webApp } from "./web/router";
 import { serveNode } from "./api/http";
 import { logger } from "./util/log";
 import { randomHex } from "./util/ids";
+import { describeChange, makePrivateDir, PRIVATE_FILE_MODE, tightenModes } from "./util/private-files";
+import { VERSION_LINE } from "./util/version";
 
 const log = logger("server");
 
@@ -62,9 +64,9 @@ async function ensureFirstStartCredentials(config: Config, model: Model): Promis
   const key = await model.createKey("default", true);
   const creds = { adminToken: randomHex(32), accessKeyId: key.id, secretAccessKey: key.secret };
   const path = credentialsPath(config);
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, JSON.stringify(creds, null, 2) + "\n", { mode: 0o600 });
-  chmodSync(path, 0o600);
+  makePrivateDir(dirname(path));
+  writeFileSync(path, JSON.stringify(creds, null, 2) + "\n", { mode: PRIVATE_FILE_MODE });
+  chmodSync(path, PRIVATE_FILE_MODE);
   const endpoint = `http://localhost:${parseHostPort(config.s3_api.api_bind_addr, "s3_api.api_bind_addr").port}`;
   process.stdout.write(
     [
@@ -93,10 +95,26 @@ function networkKey(config: Config): Uint8Array {
   if (config.rpc_secret) return Buffer.from(config.rpc_secret, "hex");
   const path = `${config.metadata_dir}/rpc_secret`;
   if (!existsSync(path)) {
-    writeFileSync(path, randomHex(32) + "\n", { mode: 0o600 });
+    writeFileSync(path, randomHex(32) + "\n", { mode: PRIVATE_FILE_MODE });
     log.info(`no rpc_secret configured: generated one in ${path} (other nodes must use the same)`);
   }
   return Buffer.from(readFileSync(path, "utf8").trim(), "hex");
+}
+
+/**
+ * metadata_dir (every S3 secret key, the node key) and data_dir (users' objects) are the
+ * owner's only: created 0700, or, when an older release or a hand left them open, closed with
+ * one log line naming each change. The first-start credentials file is checked with them.
+ */
+function securePrivateDirs(config: Config): void {
+  const changes = [
+    ...tightenModes(config.metadata_dir, { entries: true }),
+    ...tightenModes(config.data_dir, { entries: false }),
+    ...tightenModes(credentialsPath(config), { entries: false }),
+  ];
+  makePrivateDir(config.metadata_dir);
+  makePrivateDir(config.data_dir);
+  if (changes.length > 0) log.warn(`removed group/other access (it holds secrets or object data): ${changes.map(describeChange).join(", ")}`);
 }
 
 /** The address peers should dial: rpc_public_addr, else the bind address with a real IP. */
@@ -112,12 +130,12 @@ function publicRpcAddr(config: Config, port: number): string {
 
 export async function startNode(config: Config): Promise<RunningNode> {
   const bootTime = Date.now();
+  securePrivateDirs(config);
   const nodeKey = loadOrCreateNodeKey(config.metadata_dir);
   const dbPath = `${config.metadata_dir}/db.sqlite`;
   const db = openDatabase(dbPath, { fsync: config.metadata_fsync });
   const checkpointer = new Checkpointer(db, dbPath, config.metadata_fsync);
   await checkpointer.start();
-  mkdirSync(config.data_dir, { recursive: true });
   const disk = (path: string) => {
     const st = statfsSync(path);
     return { available: st.bavail * st.bsize, total: st.blocks * st.bsize };
@@ -180,6 +198,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
   cluster.start();
 
   const adminToken = await ensureFirstStartCredentials(config, model);
+  if (!adminToken)
+    log.warn(`admin API disabled: no admin token configured (admin.admin_token, admin.admin_token_file or BUNKER_ADMIN_TOKEN); ${config.admin.api_bind_addr} serves only /health, /metrics and /check`);
   await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
@@ -244,7 +264,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   }
   const port = (s: http.Server) => (s.address() as { port: number }).port;
   const web = config.s3_web ? `, web on ${config.s3_web.bind_addr} (${config.s3_web.root_domain ? `<bucket>.${config.s3_web.root_domain}` : "host = bucket"})` : "";
-  log.info(`node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}${web}, RPC on ${config.rpc_bind_addr}`);
+  log.info(`${VERSION_LINE}, node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}${web}, RPC on ${config.rpc_bind_addr}`);
 
   return {
     config,

@@ -23,6 +23,8 @@ export interface FreeSpace {
 
 export interface NodeStatus {
   id: string;
+  /** The node's Bunker version ("0.1.0+<build>"); null when it did not say (peers). */
+  garageVersion?: string | null;
   addr: string | null;
   hostname: string | null;
   isUp: boolean;
@@ -128,6 +130,8 @@ export interface BucketInfo {
 /** What `GetNodeInfo?node=self` says about the node the CLI talks to. */
 export interface NodeInfo {
   nodeId: string;
+  /** The node's Bunker version, "<package version>+<build>". */
+  garageVersion?: string;
   /** The address other nodes reach it on (rpc_public_addr, else the RPC bind address). */
   rpcAddr: string;
   hostname: string;

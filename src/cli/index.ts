@@ -15,6 +15,7 @@ import { layoutCommands } from "./commands/layout";
 import { nodeCommands } from "./commands/node";
 import { statusCommand } from "./commands/status";
 import { formatColumns } from "./table";
+import { VERSION_LINE } from "../util/version";
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -54,8 +55,9 @@ const CONFIG_FLAG: FlagSpec = {
 };
 const HELP_FLAG: FlagSpec = { name: "help", short: "h", help: "show this help" };
 const JSON_FLAG: FlagSpec = { name: "json", help: "print the raw JSON result" };
+const VERSION_FLAG: FlagSpec = { name: "version", short: "V", help: "print the version and build" };
 
-const GLOBAL_FLAGS = [CONFIG_FLAG, HELP_FLAG, JSON_FLAG];
+const GLOBAL_FLAGS = [CONFIG_FLAG, HELP_FLAG, JSON_FLAG, VERSION_FLAG];
 /** Accepted by every command after its name. */
 const COMMAND_FLAGS = [JSON_FLAG, HELP_FLAG];
 /** Only meaningful before the command; named in the error when given after it. */
@@ -81,6 +83,7 @@ function topHelp(): string {
   const rows = [
     ["server", "run a node"],
     [statusCommand.name, statusCommand.summary],
+    ["version", "print the version and build of this bunker"],
     ...GROUPS.map((g) => [g.name, `${g.summary} (${g.commands.map((c) => c.name).join(", ")})`]),
     ["help [COMMAND]", "show help for a command"],
   ];
@@ -127,6 +130,13 @@ function commandHelp(fullName: string, cmd: Command): string {
     optionsHelp([...cmd.flags, ...COMMAND_FLAGS]),
   ].join("\n");
 }
+
+const VERSION_HELP = [
+  "Usage: bunker version",
+  "",
+  "Print the version of this bunker and its build (the git commit of a built binary, dev from source).",
+  "The version of a running node is in GetNodeInfo and GetClusterStatus (garageVersion).",
+].join("\n");
 
 const SERVER_HELP = [
   "Usage: bunker [-c FILE] server",
@@ -205,6 +215,7 @@ async function printHelp(words: string[], io: CliIo): Promise<number> {
   let text: string;
   if (first === undefined) text = topHelp();
   else if (first === "server") text = SERVER_HELP;
+  else if (first === "version") text = VERSION_HELP;
   else if (first === statusCommand.name) text = commandHelp(first, statusCommand);
   else if (group && second === undefined) text = groupHelp(group);
   else {
@@ -213,6 +224,18 @@ async function printHelp(words: string[], io: CliIo): Promise<number> {
     text = commandHelp(`${group!.name} ${cmd.name}`, cmd);
   }
   await io.stdout(`${text}\n`);
+  return EXIT_OK;
+}
+
+/** `bunker version` and `bunker --version`: what this binary is, without reading any config. */
+async function printVersion(argv: string[], io: CliIo): Promise<number> {
+  const parsed = parseArgs(argv, [HELP_FLAG]);
+  if (parsed.flags.help === true) {
+    await io.stdout(`${VERSION_HELP}\n`);
+    return EXIT_OK;
+  }
+  if (parsed.positional.length > 0) throw new UsageError(`unexpected argument '${parsed.positional[0]}' (see 'bunker version --help')`);
+  await io.stdout(`${VERSION_LINE}\n`);
   return EXIT_OK;
 }
 
@@ -225,6 +248,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     throw err;
   }
   const word = global.positional[0];
+  if (word === undefined && global.flags.version === true) return printVersion([], io);
   if (word === "help") return printHelp(global.rest, io);
   if (global.flags.help === true) return printHelp(word === undefined ? [] : [word, ...global.rest], io);
   if (word === undefined) throw new UsageError("missing command (see 'bunker --help')");
@@ -236,6 +260,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
     json: global.flags.json === true,
   };
   if (word === "server") return runServer(global.rest, d);
+  if (word === "version") return printVersion(global.rest, io);
   if (word === statusCommand.name) return runCommand(word, statusCommand, global.rest, d);
 
   const group = GROUPS.find((g) => g.name === word);

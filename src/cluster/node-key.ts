@@ -1,7 +1,8 @@
 // Node identity: an ed25519 key pair kept in metadata_dir; the node id is the public key in hex.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { makePrivateDir, PRIVATE_FILE_MODE } from "../util/private-files";
 
 export interface NodeKey {
   id: string;
@@ -19,18 +20,19 @@ function rawPublicKeyHex(pub: KeyObject): string {
 }
 
 export function loadOrCreateNodeKey(metadataDir: string): NodeKey {
-  mkdirSync(metadataDir, { recursive: true });
+  makePrivateDir(metadataDir);
   const privPath = join(metadataDir, PRIVATE_FILE);
   let privateKey: KeyObject;
   if (existsSync(privPath)) {
     privateKey = createPrivateKey({ key: readFileSync(privPath), format: "der", type: "pkcs8" });
   } else {
     privateKey = generateKeyPairSync("ed25519").privateKey;
-    writeFileSync(privPath, privateKey.export({ format: "der", type: "pkcs8" }), { mode: 0o600 });
-    chmodSync(privPath, 0o600);
+    writeFileSync(privPath, privateKey.export({ format: "der", type: "pkcs8" }), { mode: PRIVATE_FILE_MODE });
+    chmodSync(privPath, PRIVATE_FILE_MODE);
   }
   const publicKey = createPublicKey(privateKey);
   const id = rawPublicKeyHex(publicKey);
-  writeFileSync(join(metadataDir, PUBLIC_FILE), id + "\n");
+  // Not secret, but every file in metadata_dir is the owner's only: one rule to check.
+  writeFileSync(join(metadataDir, PUBLIC_FILE), id + "\n", { mode: PRIVATE_FILE_MODE });
   return { id, privateKey, publicKey };
 }

@@ -2,8 +2,8 @@
 // Every table of every layer is created here, in numbered migrations, so a data
 // directory written by an older release can be upgraded in place.
 import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { createPrivateFile, makePrivateDir } from "../util/private-files";
 import { MIGRATIONS } from "./migrations";
 
 export interface OpenOptions {
@@ -12,7 +12,11 @@ export interface OpenOptions {
 }
 
 export function openDatabase(path: string, opts: OpenOptions): Database {
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") {
+    makePrivateDir(dirname(path));
+    // It holds every S3 secret key in clear; SQLite gives -wal and -shm the main file's mode.
+    createPrivateFile(path);
+  }
   const db = new Database(path, { create: true, strict: true });
   db.exec("PRAGMA journal_mode = WAL");
   // NORMAL in WAL mode never corrupts and loses nothing on a process crash; FULL also

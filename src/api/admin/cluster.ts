@@ -18,6 +18,7 @@ import {
   type LayoutHistory,
 } from "../../cluster/layout-history";
 import { computeAssignment } from "../../cluster/assignment";
+import { VERSION_WITH_BUILD } from "../../util/version";
 
 export interface ClusterAdminServices {
   cluster: ClusterSystem;
@@ -88,9 +89,11 @@ export function clusterAdminRoutes(s: ClusterAdminServices) {
     const self = cluster.localStatus();
     const roles = currentVersion(cluster.history())?.roles ?? {};
     const nodes = [
-      { id: cluster.selfId, addr: self.rpcAddr, hostname: self.hostname, isUp: true, lastSeenSecsAgo: null, role: roles[cluster.selfId] ?? null, dataPartition: self.data, metadataPartition: self.metadata },
+      { id: cluster.selfId, garageVersion: VERSION_WITH_BUILD as string | null, addr: self.rpcAddr, hostname: self.hostname, isUp: true, lastSeenSecsAgo: null, role: roles[cluster.selfId] ?? null, dataPartition: self.data, metadataPartition: self.metadata },
       ...cluster.peers().map((p) => ({
         id: p.id,
+        // Peers do not tell their version in their status (Garage's field is optional).
+        garageVersion: null,
         addr: p.addr,
         hostname: p.status?.hostname ?? null,
         isUp: p.isUp,
@@ -101,7 +104,7 @@ export function clusterAdminRoutes(s: ClusterAdminServices) {
       })),
     ];
     // Nodes in the layout this node has never heard of are listed too, as down.
-    for (const id of Object.keys(roles)) if (!nodes.some((n) => n.id === id)) nodes.push({ id, addr: null, hostname: null, isUp: false, lastSeenSecsAgo: null, role: roles[id]!, dataPartition: undefined, metadataPartition: undefined });
+    for (const id of Object.keys(roles)) if (!nodes.some((n) => n.id === id)) nodes.push({ id, garageVersion: null, addr: null, hostname: null, isUp: false, lastSeenSecsAgo: null, role: roles[id]!, dataPartition: undefined, metadataPartition: undefined });
     return { node: cluster.selfId, layoutVersion: cluster.history().current, nodes };
   };
   const health = () => {
@@ -139,7 +142,7 @@ export function clusterAdminRoutes(s: ClusterAdminServices) {
         .get("/v2/GetClusterHealth", health)
         .get("/v2/GetNodeInfo", () => {
           const self = cluster.localStatus();
-          return { nodeId: cluster.selfId, rpcAddr: self.rpcAddr, hostname: self.hostname, layoutVersion: cluster.history().current };
+          return { nodeId: cluster.selfId, garageVersion: VERSION_WITH_BUILD, dbEngine: "sqlite", rpcAddr: self.rpcAddr, hostname: self.hostname, layoutVersion: cluster.history().current };
         })
         .post(
           "/v2/ConnectClusterNodes",

@@ -43,8 +43,8 @@ function renderStatus(status: ClusterStatus, health: ClusterHealth): string {
   const sections = [
     summary,
     `${heading("HEALTHY NODES")}\n${formatTable(
-      [...columns, "DataAvail"],
-      up.map((n) => [...nodeCells(n, status.node), dataAvailable(n)]),
+      [...columns, "DataAvail", "Version"],
+      up.map((n) => [...nodeCells(n, status.node), dataAvailable(n), n.garageVersion ?? ""]),
     )}`,
   ];
   if (down.length > 0) {

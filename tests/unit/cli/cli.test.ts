@@ -5,6 +5,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from "../../../src/cli/index";
+import { adminUrlFromConfig } from "../../../src/cli/admin-client";
+import { loadConfig } from "../../../src/config";
+import pkg from "../../../package.json" with { type: "json" };
 import { runCapturing } from "./fake-admin";
 
 const TOKEN = "test-admin-token";
@@ -41,6 +44,7 @@ const clusterStatus = {
   nodes: [
     {
       id: "a".repeat(64),
+      garageVersion: "0.1.0+abc123",
       addr: "127.0.0.1:3901",
       hostname: "node1",
       isUp: true,
@@ -875,7 +879,8 @@ describe("status", () => {
     expect(r.code).toBe(EXIT_OK);
     expect(r.stdout).toMatch(/Cluster health:\s+degraded/);
     expect(r.stdout).toContain("==== HEALTHY NODES ====");
-    expect(r.stdout).toMatch(/aaaaaaaaaaaaaaaa \(this node\)\s+node1\s+127.0.0.1:3901\s+ssd\s+dc1\s+1.0 GiB\s+512.0 MiB \(50.0%\)/);
+    expect(r.stdout).toMatch(/ID\s+Hostname\s+Address\s+Tags\s+Zone\s+Capacity\s+DataAvail\s+Version\n/);
+    expect(r.stdout).toMatch(/aaaaaaaaaaaaaaaa \(this node\)\s+node1\s+127.0.0.1:3901\s+ssd\s+dc1\s+1.0 GiB\s+512.0 MiB \(50.0%\)\s+0.1.0\+abc123\n/);
     expect(r.stdout).toContain("==== FAILED NODES ====");
     expect(r.stdout).toMatch(/bbbbbbbbbbbbbbbb\s+node2\s+10.0.0.2:3901\s+dc2\s+gateway\s+42s ago/);
   });
@@ -942,7 +947,56 @@ describe("help", () => {
   });
 });
 
+describe("version", () => {
+  test("--version, -V and `version` print the package version and the build, read no config, call no node", async () => {
+    for (const args of [["--version"], ["-V"], ["version"], ["-c", join(dir, "missing.toml"), "--version"], ["-c", join(dir, "missing.toml"), "version"]]) {
+      const r = await cli(args);
+      expect(r.code).toBe(EXIT_OK);
+      // Run from source: no build was stamped in.
+      expect(r.stdout).toBe(`bunker ${pkg.version} (build dev)\n`);
+      expect(r.stderr).toBe("");
+    }
+    expect(requests).toEqual([]);
+  });
+
+  test("`version` takes no argument; its help says where a node's version is", async () => {
+    const r = await cli(["version", "now"]);
+    expect(r.code).toBe(EXIT_USAGE);
+    expect(r.stderr).toBe("error: unexpected argument 'now' (see 'bunker version --help')\n");
+    expect((await cli(["version", "--help"])).stdout).toContain("garageVersion");
+    expect((await cli(["--help"])).stdout).toMatch(/version\s+print the version and build of this bunker/);
+    expect((await cli(["--help"])).stdout).toMatch(/-V, --version\s+print the version and build/);
+  });
+});
+
 describe("connection and configuration", () => {
+  test("without [admin] api_bind_addr the CLI talks to the loopback default the server listens on", () => {
+    const path = join(dir, "noadmin.toml");
+    writeFileSync(path, `metadata_dir = "${join(dir, "meta")}"\ndata_dir = "${join(dir, "data")}"\n`);
+    expect(adminUrlFromConfig(loadConfig(path, () => {}))).toBe("http://127.0.0.1:3903");
+    expect(adminUrlFromConfig(loadConfig(undefined, () => {}))).toBe("http://127.0.0.1:3903");
+  });
+
+  test("a config mistake is one line naming the key, exit 1, before any request", async () => {
+    const path = join(dir, "typo.toml");
+    writeFileSync(path, `metadata_dir = "${join(dir, "meta")}"\ndata_dir = "${join(dir, "data")}"\n[admin]\napi_bind_adr = "127.0.0.1:${server.port}"\n`);
+    const r = await cli(["-c", path, "key", "list"]);
+    expect(r.code).toBe(EXIT_FAILURE);
+    expect(r.stderr).toBe("error: config: admin.api_bind_adr: unknown key (did you mean api_bind_addr?)\n");
+    expect(requests).toEqual([]);
+  });
+
+  test("a Garage-only key is a warning on stderr; the command still runs", async () => {
+    const path = join(dir, "garage.toml");
+    writeFileSync(
+      path,
+      `metadata_dir = "${join(dir, "meta")}"\ndata_dir = "${join(dir, "data")}"\ndb_engine = "lmdb"\n[admin]\napi_bind_addr = "127.0.0.1:${server.port}"\nadmin_token = "${TOKEN}"\n`,
+    );
+    const r = await cli(["-c", path, "key", "list"]);
+    expect(r.code).toBe(EXIT_OK);
+    expect(r.stderr).toBe("warning: config: db_engine: Garage setting not used by Bunker, ignored (metadata is always in SQLite)\n");
+  });
+
   test("an unreachable node gives the one-line hint, exit 1", async () => {
     const probe = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
     const port = probe.port;

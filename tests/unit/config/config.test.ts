@@ -1,10 +1,17 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, credentialsPath, loadConfig, parseHostPort, parseSize } from "../../../src/config.ts";
 
-const ENV_KEYS = ["BUNKER_RPC_SECRET", "GARAGE_RPC_SECRET", "BUNKER_ADMIN_TOKEN"];
+const ENV_KEYS = [
+  "BUNKER_RPC_SECRET",
+  "GARAGE_RPC_SECRET",
+  "BUNKER_ADMIN_TOKEN",
+  "BUNKER_METRICS_TOKEN",
+  "BUNKER_ALLOW_WORLD_READABLE_SECRETS",
+  "GARAGE_ALLOW_WORLD_READABLE_SECRETS",
+];
 let dir: string;
 let savedEnv: Record<string, string | undefined>;
 
@@ -51,7 +58,6 @@ describe("loadConfig", () => {
     expect(c.replication_factor).toBe(1);
     expect(c.consistency_mode).toBe("consistent");
     expect(c.block_size).toBe(1024 * 1024);
-    expect(c.block_ram_buffer_max).toBe(256 * 1024 * 1024);
     expect(c.compression_level).toBe(1);
     expect(c.metadata_fsync).toBe(false);
     expect(c.data_fsync).toBe(false);
@@ -60,7 +66,8 @@ describe("loadConfig", () => {
     expect(c.bootstrap_peers).toEqual([]);
     expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: undefined });
     expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.localhost" });
-    expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: undefined });
+    // The admin API can do everything and serves /metrics: this machine only, by default.
+    expect(c.admin).toEqual({ api_bind_addr: "127.0.0.1:3903", admin_token: undefined });
   });
 
   test("minimal file: defaults for everything but the directories", async () => {
@@ -71,6 +78,8 @@ describe("loadConfig", () => {
     expect(c.block_size).toBe(1048576);
     expect(c.compression_level).toBe(1);
     expect(credentialsPath(c)).toBe("/var/lib/bunker/credentials");
+    expect(c.admin.api_bind_addr).toBe("127.0.0.1:3903");
+    expect(c.s3_web).toBeUndefined();
   });
 
   test("relative directories resolve against the config file's directory", async () => {
@@ -79,57 +88,120 @@ describe("loadConfig", () => {
     expect(c.data_dir).toBe(join(dir, "blocks"));
   });
 
-  test("a Garage-style configuration file is accepted", async () => {
+  test("Garage's full example file (v2 configuration reference) is accepted, with one warning per unused key", async () => {
     const warnings: string[] = [];
+    await writeFile(join(dir, "metrics_token"), "some-metrics-token\n", { mode: 0o600 });
     const c = await load(
-      `metadata_dir = "/var/lib/garage/meta"
+      `replication_factor = 3
+consistency_mode = "consistent"
+
+metadata_dir = "/var/lib/garage/meta"
 data_dir = "/var/lib/garage/data"
-db_engine = "lmdb"
-metadata_auto_snapshot_interval = "6h"
+metadata_snapshots_dir = "/var/lib/garage/snapshots"
 metadata_fsync = true
 data_fsync = false
 disable_scrub = false
+use_local_tz = false
+metadata_auto_snapshot_interval = "6h"
+
+db_engine = "lmdb"
+
 block_size = "1M"
-replication_factor = 3
-consistency_mode = "degraded"
-compression_level = 2
-rpc_bind_addr = "[::]:3901"
-rpc_public_addr = "192.168.1.10:3901"
+block_ram_buffer_max = "256MiB"
+
+lmdb_map_size = "1T"
+
+compression_level = 1
+
 rpc_secret = "${SECRET}"
-bootstrap_peers = ["563e1ac825ee3323aa441e72c26d1030d6d4414aeb3dd25287c531e7fc2bc95d@[fc00:1::1]:3901"]
+rpc_bind_addr = "[::]:3901"
+rpc_bind_outgoing = false
+rpc_public_addr = "[fc00:1::1]:3901"
+
+allow_world_readable_secrets = false
+
+bootstrap_peers = [
+    "563e1ac825ee3323aa441e72c26d1030d6d4414aeb3dd25287c531e7fc2bc95d@[fc00:1::1]:3901",
+    "86f0f26ae4afbd59aaf9cfb059eefac844951efd5b8caeec0d53f4ed6c85f332@[fc00:1::2]:3901",
+    "681456ab91350f92242e80a531a3ec9392cb7c974f72640112f90a600d7921a4@[fc00:B::1]:3901",
+    "212fd62eeaca72c122b45a7f4fa0f55e012aa5e24ac384a72a3016413fa724ff@[fc00:F::1]:3901",
+]
+
+allow_punycode = false
+
+[consul_discovery]
+api = "catalog"
+consul_http_addr = "http://127.0.0.1:8500"
+service_name = "garage-daemon"
+ca_cert = "/etc/consul/consul-ca.crt"
+client_cert = "/etc/consul/consul-client.crt"
+client_key = "/etc/consul/consul-key.crt"
+tls_skip_verify = false
+tags = [ "dns-enabled" ]
+meta = { dns-acl = "allow trusted" }
+
+[kubernetes_discovery]
+namespace = "garage"
+service_name = "garage-daemon"
+skip_crd = false
 
 [s3_api]
-s3_region = "garage"
 api_bind_addr = "[::]:3900"
-root_domain = ".s3.garage.localhost"
+s3_region = "garage"
+root_domain = ".s3.garage"
 
 [s3_web]
 bind_addr = "[::]:3902"
-root_domain = ".web.garage.localhost"
-index = "index.html"
+root_domain = ".web.garage"
+add_host_to_metrics = true
 
 [k2v_api]
 api_bind_addr = "[::]:3904"
 
 [admin]
-api_bind_addr = "[::]:3903"
-admin_token = "some-admin-token"
-metrics_token = "some-metrics-token"
+api_bind_addr = "0.0.0.0:3903"
+metrics_token_file = "metrics_token"
+metrics_require_token = true
+admin_token = "UkLeGWEvHnXBqnueR3ISEMWpOnm40jH2tM2HnnL/0F4="
+trace_sink = "http://localhost:4317"
 `,
       warnings,
     );
-    expect(warnings).toEqual([]);
+    const ignored = [
+      "metadata_snapshots_dir",
+      "disable_scrub",
+      "use_local_tz",
+      "metadata_auto_snapshot_interval",
+      "db_engine",
+      "block_ram_buffer_max",
+      "lmdb_map_size",
+      "rpc_bind_outgoing",
+      "allow_punycode",
+      ...["api", "consul_http_addr", "service_name", "ca_cert", "client_cert", "client_key", "tls_skip_verify", "tags", "meta"].map((k) => `consul_discovery.${k}`),
+      ...["namespace", "service_name", "skip_crd"].map((k) => `kubernetes_discovery.${k}`),
+      "s3_web.add_host_to_metrics",
+      "k2v_api.api_bind_addr",
+      "admin.trace_sink",
+    ];
+    expect(warnings.map((w) => w.split(":")[1]!.trim())).toEqual(ignored);
+    for (const w of warnings) expect(w).toMatch(/^config: [a-z0-9_.]+: Garage setting not used by Bunker, ignored( \(.+\))?$/);
+    expect(warnings).toContain("config: metadata_auto_snapshot_interval: Garage setting not used by Bunker, ignored (no metadata snapshots are taken)");
     expect(c.replication_factor).toBe(3);
-    expect(c.consistency_mode).toBe("degraded");
-    expect(c.compression_level).toBe(2);
+    expect(c.consistency_mode).toBe("consistent");
     expect(c.metadata_fsync).toBe(true);
     expect(c.rpc_secret).toBe(SECRET);
-    expect(c.rpc_public_addr).toBe("192.168.1.10:3901");
-    expect(c.bootstrap_peers).toHaveLength(1);
+    expect(c.rpc_public_addr).toBe("[fc00:1::1]:3901");
+    expect(c.bootstrap_peers).toHaveLength(4);
     // The leading dot of Garage's examples is dropped: hosts are matched as "<bucket>." + domain.
-    expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: "s3.garage.localhost" });
-    expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.garage.localhost" });
-    expect(c.admin).toEqual({ api_bind_addr: "[::]:3903", admin_token: "some-admin-token", metrics_token: "some-metrics-token" });
+    expect(c.s3_api).toEqual({ api_bind_addr: "[::]:3900", s3_region: "garage", root_domain: "s3.garage" });
+    expect(c.s3_web).toEqual({ bind_addr: "[::]:3902", root_domain: "web.garage" });
+    expect(c.admin).toEqual({ api_bind_addr: "0.0.0.0:3903", admin_token: "UkLeGWEvHnXBqnueR3ISEMWpOnm40jH2tM2HnnL/0F4=", metrics_token: "some-metrics-token" });
+  });
+
+  test("an empty Garage-only section is warned about by name", async () => {
+    const warnings: string[] = [];
+    await load(BASE + `[k2v_api]\n`, warnings);
+    expect(warnings).toEqual(["config: k2v_api: Garage setting not used by Bunker, ignored"]);
   });
 
   test("a wrong type is refused in one line naming the key", async () => {
@@ -164,15 +236,52 @@ metrics_token = "some-metrics-token"
     expect((await load(BASE + `block_size = "1M"\n`)).block_size).toBe(1048576);
     expect((await load(BASE + `block_size = "10MiB"\n`)).block_size).toBe(10 * 1048576);
     expect((await load(BASE + `block_size = 262144\n`)).block_size).toBe(262144);
-    expect((await load(BASE + `block_ram_buffer_max = "1GiB"\n`)).block_ram_buffer_max).toBe(1 << 30);
   });
 
-  test("an unknown top-level key only warns", async () => {
-    const warnings: string[] = [];
-    const c = await load(BASE + `no_such_option = 42\n`, warnings);
-    expect(c.metadata_dir).toBe("/var/lib/bunker/meta");
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toContain("no_such_option");
+  test("an unknown key stops start-up in one line naming it, its section and the nearest known key", async () => {
+    expect(await refused(BASE + `[s3_api]\napi_bind_adr = "127.0.0.1:19300"\n`)).toBe(
+      "config: s3_api.api_bind_adr: unknown key (did you mean api_bind_addr?)",
+    );
+    expect(await refused(BASE + `[admn]\nadmin_token = "x"\n`)).toBe("config: admn: unknown section (did you mean admin?)");
+    expect(await refused(BASE + `metadata_fsnyc = true\n`)).toBe("config: metadata_fsnyc: unknown key (did you mean metadata_fsync?)");
+    expect(await refused(BASE + `[admin]\nmetrics_tokn = "x"\n`)).toBe("config: admin.metrics_tokn: unknown key (did you mean metrics_token?)");
+    expect(await refused(BASE + `[s3_web]\nbind_addr = "[::]:3902"\nindex = "index.html"\n`)).toBe("config: s3_web.index: unknown key");
+    // Inside a Garage-only section too: the key is checked against Garage's list.
+    expect(await refused(BASE + `[k2v_api]\napi_bind_adr = "[::]:3904"\n`)).toBe("config: k2v_api.api_bind_adr: unknown key (did you mean api_bind_addr?)");
+    expect(await refused(BASE + `no_such_option = 42\n`)).toBe("config: no_such_option: unknown key");
+  });
+
+  test("Garage keys that would weaken the node are refused, not ignored", async () => {
+    expect(await refused(BASE + `replication_mode = "3"\n`)).toContain("config: replication_mode: ");
+    expect(await refused(`metadata_dir = "/m"\ndata_dir = [{ path = "/d1", capacity = "1T" }, { path = "/d2", capacity = "1T" }]\n`)).toContain(
+      "config: data_dir: several data directories",
+    );
+    // Garage v2 would still take API-created tokens; Bunker has none, so /metrics would be public.
+    expect(await refused(BASE + `[admin]\nmetrics_require_token = true\n`)).toContain("config: admin.metrics_require_token: ");
+    expect((await load(BASE + `[admin]\nmetrics_require_token = true\nmetrics_token = "m"\n`)).admin.metrics_token).toBe("m");
+  });
+
+  test("[s3_web] without bind_addr is refused rather than serving no website", async () => {
+    expect(await refused(BASE + `[s3_web]\nroot_domain = ".web.example.com"\n`)).toBe("config: s3_web.bind_addr: required in [s3_web]");
+  });
+
+  test("every address is checked before anything is started", async () => {
+    expect(await refused(BASE + `[admin]\napi_bind_addr = "127.0.0.1:99999"\n`)).toContain("config: admin.api_bind_addr: port out of range");
+    expect(await refused(BASE + `[s3_api]\napi_bind_addr = "[::]:70000"\n`)).toContain("config: s3_api.api_bind_addr: ");
+    expect(await refused(BASE + `[s3_web]\nbind_addr = "web:port"\n`)).toContain("config: s3_web.bind_addr: ");
+    expect(await refused(BASE + `rpc_bind_addr = "[not-ipv6]:3901"\n`)).toContain("config: rpc_bind_addr: ");
+    expect(await refused(BASE + `rpc_bind_addr = "my host:3901"\n`)).toContain("config: rpc_bind_addr: ");
+    expect(await refused(BASE + `[s3_api]\napi_bind_addr = "/run/bunker.sock"\n`)).toContain("unix sockets are not supported");
+    expect(await refused(BASE + `rpc_public_addr = "[::]:3901"\n`)).toContain("config: rpc_public_addr: ");
+    expect(await refused(BASE + `rpc_public_addr = "192.0.2.1:0"\n`)).toContain("config: rpc_public_addr: ");
+    expect(await refused(BASE + `rpc_public_addr = "192.0.2.1:65536"\n`)).toContain("config: rpc_public_addr: ");
+    expect(await refused(BASE + `rpc_public_addr = "300.0.2.1:3901"\n`)).toContain("config: rpc_public_addr: ");
+    const id = "563e1ac825ee3323aa441e72c26d1030d6d4414aeb3dd25287c531e7fc2bc95d";
+    expect(await refused(BASE + `bootstrap_peers = ["${id}@10.0.0.1:3901", "abc@10.0.0.2:3901"]\n`)).toContain("config: bootstrap_peers[1]: expected <node id (64 hex)>@<host>:<port>");
+    expect(await refused(BASE + `bootstrap_peers = ["${id}@10.0.0.1:99999"]\n`)).toContain("config: bootstrap_peers[0]: port out of range");
+    expect(await refused(BASE + `bootstrap_peers = ["${id}@0.0.0.0:3901"]\n`)).toContain("config: bootstrap_peers[0]: ");
+    // Port 0 (any free port) is fine to listen on.
+    expect((await load(BASE + `rpc_bind_addr = "127.0.0.1:0"\n`)).rpc_bind_addr).toBe("127.0.0.1:0");
   });
 
   test("missing metadata_dir or data_dir is refused", async () => {
@@ -187,9 +296,12 @@ metrics_token = "some-metrics-token"
 
   test("rpc_secret: must be 64 hex; may come from a file or the environment", async () => {
     expect(await refused(BASE + `rpc_secret = "abc"\n`)).toContain("rpc_secret");
-    await writeFile(join(dir, "secret"), SECRET + "\n");
+    await writeFile(join(dir, "secret"), SECRET + "\n", { mode: 0o600 });
     expect((await load(BASE + `rpc_secret_file = "secret"\n`)).rpc_secret).toBe(SECRET);
     expect(await refused(BASE + `rpc_secret_file = "missing"\n`)).toContain("rpc_secret_file");
+    expect(await refused(BASE + `rpc_secret = "${SECRET}"\nrpc_secret_file = "secret"\n`)).toBe(
+      "config: rpc_secret_file: only one of rpc_secret and rpc_secret_file can be set",
+    );
     process.env.GARAGE_RPC_SECRET = SECRET.toUpperCase();
     expect((await load(BASE)).rpc_secret).toBe(SECRET.toUpperCase());
     process.env.GARAGE_RPC_SECRET = "short";
@@ -197,8 +309,36 @@ metrics_token = "some-metrics-token"
   });
 
   test("admin token from a file", async () => {
-    await writeFile(join(dir, "token"), "tok-from-file\n");
+    await writeFile(join(dir, "token"), "tok-from-file\n", { mode: 0o600 });
     expect((await load(BASE + `[admin]\nadmin_token_file = "token"\n`)).admin.admin_token).toBe("tok-from-file");
+  });
+
+  test.each([
+    ["rpc_secret_file", "", SECRET],
+    ["admin_token_file", "[admin]\n", "tok"],
+    ["metrics_token_file", "[admin]\n", "tok"],
+  ])("%s open to group or others is refused unless allow_world_readable_secrets", async (key, section, value) => {
+    const file = join(dir, "secret-file");
+    await writeFile(file, value + "\n");
+    const body = (top: string) => BASE + top + section + `${key} = "secret-file"\n`;
+    const name = section ? `admin.${key}` : key;
+    for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+      await chmod(file, mode);
+      expect(await refused(body(""))).toBe(
+        `config: ${name}: ${file} is accessible by group or others (mode 0${mode.toString(8)}, expected 0600): chmod 600 it, or set allow_world_readable_secrets = true`,
+      );
+    }
+    await chmod(file, 0o644);
+    await load(body("allow_world_readable_secrets = true\n"));
+    process.env.GARAGE_ALLOW_WORLD_READABLE_SECRETS = "true";
+    await load(body(""));
+    process.env.GARAGE_ALLOW_WORLD_READABLE_SECRETS = "false";
+    expect(await refused(body("allow_world_readable_secrets = true\n"))).toContain(name);
+    delete process.env.GARAGE_ALLOW_WORLD_READABLE_SECRETS;
+    for (const mode of [0o600, 0o400]) {
+      await chmod(file, mode);
+      await load(body(""));
+    }
   });
 });
 
@@ -235,7 +375,7 @@ describe("parseHostPort", () => {
   ] as const)("%p", (addr, host, port) => {
     expect(parseHostPort(addr, "k")).toEqual({ host, port });
   });
-  test.each(["3900", "host", "host:", "::1:3900", "host:port", "host:65536", "[::1]3900"])("%p is refused", (addr) => {
+  test.each(["3900", "host", "host:", "::1:3900", "host:port", "host:65536", "[::1]3900", "[nothex]:1", "[]:1", "my host:1", "999.1.1.1:80", "/run/bunker.sock"])("%p is refused", (addr) => {
     expect(() => parseHostPort(addr, "s3_api.api_bind_addr")).toThrow(ConfigError);
     expect(() => parseHostPort(addr, "s3_api.api_bind_addr")).toThrow(/s3_api\.api_bind_addr/);
   });
