@@ -1,12 +1,15 @@
 // Bad input is a 4xx, never a 500, and nothing bad is stored: CORS documents holding values
 // that could not go back out in a response header, response-* overrides and metadata that are
-// no valid header value, integers that are not plain decimal. Requests whose bytes the SDK would
+// no valid header value, integers that are not plain decimal; and a retried
+// CompleteMultipartUpload answers as the first one did. Requests whose bytes the SDK would
 // refuse to send go over a raw socket, signed with SigV4.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import { createHash, createHmac } from "node:crypto";
 import { SignatureV4 } from "@smithy/signature-v4";
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetBucketCorsCommand,
@@ -366,5 +369,56 @@ describe("integers are plain decimal", () => {
     const ok = await raw("POST", `/${BUCKET}/mpu-int`, { query: { uploadId }, body });
     expect(ok.status).toBe(200);
     expect(ok.body).toContain("CompleteMultipartUploadResult");
+  });
+});
+
+describe("a retried CompleteMultipartUpload", () => {
+  async function upload(key: string, body: string) {
+    const { UploadId, ChecksumAlgorithm } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: key, ChecksumAlgorithm: "CRC32" }));
+    const part = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: key, UploadId, PartNumber: 1, Body: body, ChecksumAlgorithm }));
+    return { uploadId: UploadId!, parts: [{ PartNumber: 1, ETag: part.ETag!, ChecksumCRC32: part.ChecksumCRC32 }] };
+  }
+
+  test("with the same parts answers 200 with the same result and changes nothing", async () => {
+    const { uploadId, parts } = await upload("retry.bin", "retried content");
+    const complete = () => s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "retry.bin", UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    const first = await complete();
+    const before = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "retry.bin" }));
+    const again = await complete();
+    expect({ ETag: again.ETag, ChecksumCRC32: again.ChecksumCRC32, Key: again.Key, Bucket: again.Bucket, Location: again.Location }).toEqual({
+      ETag: first.ETag,
+      ChecksumCRC32: first.ChecksumCRC32,
+      Key: first.Key,
+      Bucket: first.Bucket,
+      Location: first.Location,
+    });
+    expect(first.ChecksumCRC32).toMatch(/-1$/);
+    const after = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "retry.bin" }));
+    expect({ etag: after.ETag, modified: after.LastModified }).toEqual({ etag: before.ETag, modified: before.LastModified });
+
+    // Overwritten since: the retry still reports the completion and leaves the new object alone.
+    const newer = await putString("retry.bin", "newer");
+    expect((await complete()).ETag).toBe(first.ETag);
+    const now = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "retry.bin" }));
+    expect(now.ETag).toBe(newer);
+    expect(await now.Body!.transformToString()).toBe("newer");
+  });
+
+  test("with other parts, or of an aborted upload, is NoSuchUpload", async () => {
+    const { uploadId, parts } = await upload("retry-other.bin", "some content");
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "retry-other.bin", UploadId: uploadId, MultipartUpload: { Parts: parts } }));
+    const otherEtag = `"${"0".repeat(32)}"`;
+    const other = s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "retry-other.bin", UploadId: uploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: otherEtag }] } }),
+    );
+    expect(await s3Failure(other)).toMatchObject({ name: "NoSuchUpload", status: 404 });
+
+    const aborted = await upload("retry-aborted.bin", "aborted content");
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: "retry-aborted.bin", UploadId: aborted.uploadId }));
+    const afterAbort = s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "retry-aborted.bin", UploadId: aborted.uploadId, MultipartUpload: { Parts: aborted.parts } }),
+    );
+    expect(await s3Failure(afterAbort)).toMatchObject({ name: "NoSuchUpload", status: 404 });
+    expect((await s3Failure(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "retry-aborted.bin" })))).status).toBe(404);
   });
 });

@@ -5,7 +5,7 @@ import { CryptoHasher } from "bun";
 import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
-import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
+import { uploadSortKey, partSortKey, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../model/upload";
 import { parseDecimal } from "../../util/decimal";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
@@ -153,7 +153,9 @@ function multipartEtag(partEtags: readonly string[]): string {
 
 export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
   const { model } = r.services;
-  const upload = await getUpload(r, r.query.get("uploadId"));
+  const upload = await findUpload(r, r.query.get("uploadId"));
+  if (upload?.deleted) return repeatCompletion(r, upload);
+  if (!upload) throw noSuchUpload();
   await checkWriteConditions(r);
   const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
   const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
@@ -185,8 +187,24 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     key: r.key,
     versions: [{ uuid: finalUuid, timestamp: upload.timestamp, state: { kind: "complete", data: { kind: "blocks", meta } } }],
   });
-  await finishUpload(r, upload, [...stored.values()]);
+  await finishUpload(r, upload, [...stored.values()], { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
   return completionResponse(r, etag, checksum);
+}
+
+/**
+ * A Complete of an upload already closed. A client retries one whose answer it lost (a
+ * timeout): with the same parts it gets the same answer, as from AWS, and nothing changes (the
+ * retry may come after a newer write of the key). Other parts, or an aborted upload: there is
+ * no upload left to complete.
+ */
+async function repeatCompletion(r: ObjectRequest, upload: UploadEntry): Promise<Response> {
+  const outcome = upload.outcome;
+  if (outcome?.kind !== "completed") throw noSuchUpload();
+  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
+  if (multipartEtag(requested.map((p) => p.etag)) !== outcome.etag) throw noSuchUpload();
+  const checksum: ObjectMeta["checksum"] =
+    outcome.checksum !== undefined && upload.checksumAlgorithm ? { algorithm: upload.checksumAlgorithm, value: outcome.checksum, type: "COMPOSITE" } : undefined;
+  return completionResponse(r, outcome.etag, checksum);
 }
 
 function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectMeta["checksum"]): Response {
@@ -204,8 +222,8 @@ function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectMeta
  * Closing it makes its replicas tombstone the part rows (uploadSchema.onMerge): Complete must
  * have read the parts and copied their blocks before.
  */
-function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
-  return r.services.model.closeUpload(upload, parts);
+function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[], outcome: UploadOutcome): Promise<void> {
+  return r.services.model.closeUpload(upload, parts, outcome);
 }
 
 export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> {
