@@ -40,9 +40,12 @@ export interface WebsiteRoutingRule {
 /** AWS's limit on routing rules per website configuration. */
 export const WEBSITE_ROUTING_RULES_MAX = 50;
 const REDIRECT_CODES = new Set([301, 302, 303, 307, 308]);
+/** A redirect's host (and port): it goes out in a Location header as it is. */
+const HOST_NAME = /^[a-z0-9.-]+(:\d+)?$/i;
 
 function routingRuleProblem(r: WebsiteRoutingRule): string | undefined {
   const { redirect, condition } = r;
+  if (redirect.hostName !== null && !HOST_NAME.test(redirect.hostName)) return `${JSON.stringify(redirect.hostName)} is not a host name`;
   if (redirect.replaceKeyPrefixWith !== null && redirect.replaceKeyWith !== null) return "A Redirect may have ReplaceKeyPrefixWith or ReplaceKeyWith, not both";
   if (redirect.httpRedirectCode !== null && !REDIRECT_CODES.has(redirect.httpRedirectCode)) return `HttpRedirectCode ${redirect.httpRedirectCode} is not a redirect (301, 302, 303, 307 or 308)`;
   if (Object.values(redirect).every((v) => v === null)) return "A Redirect needs at least one element";
@@ -106,7 +109,7 @@ export function websiteConfigProblem(w: WebsiteConfig): string | undefined {
   if (Buffer.byteLength(w.indexDocument) > WEBSITE_DOCUMENT_MAX_BYTES || (w.errorDocument !== null && Buffer.byteLength(w.errorDocument) > WEBSITE_DOCUMENT_MAX_BYTES))
     return `Website document names are at most ${WEBSITE_DOCUMENT_MAX_BYTES} bytes`;
   if (w.errorDocument === "") return "The error document key may not be empty";
-  if (w.redirectAllRequestsTo && !/^[a-z0-9.-]+(:\d+)?$/i.test(w.redirectAllRequestsTo.hostName)) return `"${w.redirectAllRequestsTo.hostName}" is not a host name`;
+  if (w.redirectAllRequestsTo && !HOST_NAME.test(w.redirectAllRequestsTo.hostName)) return `${JSON.stringify(w.redirectAllRequestsTo.hostName)} is not a host name`;
   const rules = w.routingRules ?? [];
   if (rules.length > WEBSITE_ROUTING_RULES_MAX) return `A website configuration may have at most ${WEBSITE_ROUTING_RULES_MAX} routing rules`;
   for (const r of rules) {

@@ -16,7 +16,7 @@ import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
-import { isLivePart, openCount, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "./upload";
+import { isLivePart, openCount, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "./upload";
 import { adjustLocalCounts, bucketCounterSchema, countsOf, localCounts, ZERO_COUNTS, type BucketCounterEntry, type BucketCounts } from "./counter";
 import { partitionOfEntry } from "../table/partition";
 import type { Permissions } from "./crdt";
@@ -510,16 +510,19 @@ export class Model {
     }
   }
 
-  /** Closes an upload: it will accept no more parts, and the data of its parts is released. */
-  async closeUpload(upload: UploadEntry, parts: readonly UploadPartEntry[]): Promise<void> {
-    await this.uploads.insert({ ...upload, deleted: true });
+  /**
+   * Closes an upload: it will accept no more parts, the data of its parts is released, and how
+   * it ended is kept with it.
+   */
+  async closeUpload(upload: UploadEntry, parts: readonly UploadPartEntry[], outcome: UploadOutcome): Promise<void> {
+    await this.uploads.insert({ ...upload, deleted: true, outcome });
     if (parts.length > 0) await this.versions.insert(parts.map((p) => ({ uuid: p.version, deleted: true, backlink: null })));
   }
 
   /** Aborts an open upload: its version will never complete, and its parts are released. */
   async abortUpload(upload: UploadEntry): Promise<void> {
     await this.objects.insert({ bucketId: upload.bucketId, key: upload.key, versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "aborted" } }] });
-    await this.closeUpload(upload, await this.liveParts(upload.uploadId, "", Infinity));
+    await this.closeUpload(upload, await this.liveParts(upload.uploadId, "", Infinity), { kind: "aborted" });
   }
 
   /** Sets the bucket's CORS rules (null: none); newest setting wins. */

@@ -2,9 +2,10 @@
 // (sharded by upload id). Each part is a version of its own; re-uploading a part number
 // replaces it (newest timestamp wins).
 //
-// Closing an upload (complete or abort) tombstones its part rows so that table GC collects
-// them. The header and the parts live in different partitions (bucket id vs upload id), so the
-// header's replicas cannot see the parts: each of them writes a "closed" marker row (part 0)
+// Closing an upload (complete or abort) records how it ended in its header (a retried Complete
+// answers from it) and tombstones its part rows so that table GC collects them. The header and
+// the parts live in different partitions (bucket id vs upload id), so the header's replicas
+// cannot see the parts: each of them writes a "closed" marker row (part 0)
 // into the upload's part partition, and each replica of that partition tombstones the parts it
 // holds when the marker arrives, and any part that arrives after it.
 import { adjustLocalCounts } from "./counter";
@@ -23,6 +24,29 @@ export interface UploadEntry {
   deleted: boolean;
   headers: HeaderList;
   checksumAlgorithm?: ChecksumAlgorithm;
+  /**
+   * How a closed upload ended, so that a retried CompleteMultipartUpload (a client whose first
+   * answer was lost) gets the same answer for as long as the closed row is kept (table GC delay).
+   * Absent while open, and in rows closed before it was recorded. Always the last field.
+   */
+  outcome?: UploadOutcome;
+}
+
+/** A completed upload's ETag (hex, "-N") and composite checksum (base64, "-N"), or an abort. */
+export type UploadOutcome = { kind: "completed"; etag: string; checksum?: string } | { kind: "aborted" };
+
+/**
+ * Join of two outcomes of one upload. An abort wins, as the aborted object version absorbs a
+ * complete one (object.ts); two Completes racing with different part lists leave the greater
+ * ETag, an arbitrary but deterministic choice, the same on every replica.
+ */
+export function joinOutcome(a: UploadOutcome | undefined, b: UploadOutcome | undefined): UploadOutcome | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  if (a.kind === "aborted") return a;
+  if (b.kind === "aborted") return b;
+  const ka = `${a.etag}/${a.checksum ?? ""}`;
+  const kb = `${b.etag}/${b.checksum ?? ""}`;
+  return ka >= kb ? a : b;
 }
 
 export interface UploadPartEntry {
@@ -75,7 +99,14 @@ export const uploadSchema: TableSchema<UploadEntry> = {
   replication: "sharded",
   partitionKey: (u) => u.bucketId,
   sortKey: (u) => uploadSortKey(u.key, u.uploadId),
-  merge: (a, b) => ({ ...a, deleted: a.deleted || b.deleted }),
+  merge(a, b) {
+    const outcome = joinOutcome(a.outcome, b.outcome);
+    // `outcome` goes last, so that every replica stores one encoding (table GC compares them).
+    const { outcome: _old, ...rest } = a;
+    const merged: UploadEntry = { ...rest, deleted: a.deleted || b.deleted };
+    if (outcome !== undefined) merged.outcome = outcome;
+    return merged;
+  },
   // Completed or aborted: its part versions were released when it was closed.
   isTombstone: (u) => u.deleted,
   onMerge(old, _incoming, merged, ctx) {

@@ -10,7 +10,8 @@ import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
 import { checkConditions, streamBlocks } from "./get";
 import { etagHeader, storedHeaders } from "./headers";
-import { storePart } from "./multipart";
+import { parsePartNumber, storePart } from "./multipart";
+import { parseDecimal } from "../../util/decimal";
 import { uploadSortKey } from "../../model/upload";
 import { MAX_PUT_SIZE } from "../../util/limits";
 
@@ -75,8 +76,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
 }
 
 export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
-  const part = Number(r.query.get("partNumber"));
-  if (!Number.isInteger(part) || part < 1 || part > 10000) throw new S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
+  const part = parsePartNumber(r.query.get("partNumber"));
   const uploadId = r.query.get("uploadId") ?? "";
   const upload = await r.services.model.uploads.get(r.bucket.id, uploadSortKey(r.key, uploadId));
   if (!upload || upload.deleted) throw new S3Error("NoSuchUpload", "The specified upload does not exist");
@@ -88,10 +88,14 @@ export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
   const rangeHeader = r.headers.get("x-amz-copy-source-range");
   if (rangeHeader !== null) {
     const m = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader.trim());
-    if (!m) throw new S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last");
-    start = Number(m[1]);
-    end = Number(m[2]);
-    if (start > end || end >= size) throw new S3Error("InvalidRange", "The requested range is not satisfiable", { "content-range": `bytes */${size}` });
+    const first = parseDecimal(m?.[1], 0, Number.MAX_SAFE_INTEGER);
+    const last = parseDecimal(m?.[2], 0, Number.MAX_SAFE_INTEGER);
+    if (first === undefined || last === undefined)
+      throw new S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
+    // AWS answers a range outside the source with InvalidArgument, not GET's InvalidRange.
+    if (first > last || last >= size) throw new S3Error("InvalidArgument", `Range specified is not valid for source object of size: ${size}`);
+    start = first;
+    end = last;
   }
   if (end - start + 1 > MAX_PUT_SIZE) throw new S3Error("EntityTooLarge", "A part may not exceed 5 GiB");
   const chunks: AsyncIterable<Uint8Array> =

@@ -2,11 +2,15 @@
 // OPTIONS, and the headers added to actual responses. The S3 and web endpoints share it.
 // Rules are evaluated as AWS does: the first rule whose origin, method and (for a preflight)
 // every requested header match wins; "*" in a pattern matches any run of characters.
+// Values of a rule go out in response headers, so PutBucketCors refuses any that could not;
+// rules stored before that check are sent without such values.
 import type { CorsRule } from "../../model/bucket";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
+import { isHeaderName } from "./headers";
+import { parseDecimal } from "../../util/decimal";
 import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
 
 /** AWS's limit on rules per bucket. */
@@ -16,6 +20,27 @@ const CORS_RULE_ID_MAX = 255;
 /** Longest preflight or CORS header list we look at; a browser sends a handful. */
 const CORS_REQUEST_HEADERS_MAX = 100;
 const CORS_METHODS = new Set(["GET", "PUT", "POST", "DELETE", "HEAD"]);
+/** MaxAgeSeconds is an Integer in AWS's schema (32-bit signed). */
+const CORS_MAX_AGE_MAX = 2 ** 31 - 1;
+/**
+ * An origin as a browser sends it is ASCII (scheme, punycode host, port) with no space; a
+ * pattern with any other character could match none, and is refused as a likely mistake.
+ */
+const ORIGIN_PATTERN = /^[\x21-\x7e]+$/;
+
+/** An ExposeHeader value that can be sent: a header name, without AWS's refused wildcard. */
+function isExposableHeader(h: string): boolean {
+  return isHeaderName(h) && !h.includes("*");
+}
+
+/** A value for an error message, control characters escaped: they must not reach the error XML. */
+function shown(v: string): string {
+  return /^[\x20-\x7e]*$/.test(v) ? v : JSON.stringify(v).slice(1, -1);
+}
+
+function isMaxAge(n: number | null): n is number {
+  return n !== null && Number.isSafeInteger(n) && n >= 0 && n <= CORS_MAX_AGE_MAX;
+}
 
 /**
  * True when `value` matches `pattern`, where "*" stands for any run of characters. Greedy
@@ -69,15 +94,18 @@ function headerList(value: string | null): string[] {
 /** The Access-Control-* headers a matching rule grants (shared by preflight and actual). */
 function grantHeaders(rule: CorsRule, origin: string): Record<string, string> {
   const anyOrigin = rule.allowedOrigins.includes("*");
+  // The filters only matter for rules stored before PutBucketCors checked them: a value that
+  // cannot be sent is left out rather than failing every request with an Origin.
   const out: Record<string, string> = {
     "access-control-allow-origin": anyOrigin ? "*" : origin,
-    "access-control-allow-methods": rule.allowedMethods.join(", "),
+    "access-control-allow-methods": rule.allowedMethods.filter((m) => CORS_METHODS.has(m)).join(", "),
     vary: "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
   };
   // Credentials may only go with an echoed origin, never with "*" (Fetch standard).
   if (!anyOrigin) out["access-control-allow-credentials"] = "true";
-  if (rule.exposeHeaders.length > 0) out["access-control-expose-headers"] = rule.exposeHeaders.join(", ");
-  if (rule.maxAgeSeconds !== null) out["access-control-max-age"] = String(rule.maxAgeSeconds);
+  const expose = rule.exposeHeaders.filter(isExposableHeader);
+  if (expose.length > 0) out["access-control-expose-headers"] = expose.join(", ");
+  if (isMaxAge(rule.maxAgeSeconds)) out["access-control-max-age"] = String(rule.maxAgeSeconds);
   return out;
 }
 
@@ -135,26 +163,31 @@ export function parseCorsConfiguration(text: string): CorsRule[] {
     const allowedMethods = texts("AllowedMethod");
     if (allowedOrigins.length === 0 || allowedMethods.length === 0) throw new S3Error("MalformedXML", "Each CORSRule needs an AllowedOrigin and an AllowedMethod");
     const allowedHeaders = texts("AllowedHeader").map((h) => h.toLowerCase());
+    const exposeHeaders = texts("ExposeHeader");
+    for (const o of allowedOrigins) {
+      if (!ORIGIN_PATTERN.test(o)) throw new S3Error("InvalidRequest", `AllowedOrigin "${shown(o)}" holds a character no origin has (origins are ASCII, without spaces)`);
+    }
+    for (const h of allowedHeaders) {
+      if (!isHeaderName(h)) throw new S3Error("InvalidRequest", `AllowedHeader "${shown(h)}" is not a header name`);
+    }
     for (const [what, values] of [["AllowedOrigin", allowedOrigins], ["AllowedHeader", allowedHeaders]] as const) {
       for (const o of values) if ((o.match(/\*/g)?.length ?? 0) > 1) throw new S3Error("InvalidRequest", `${what} "${o}" can not have more than one wildcard.`);
     }
+    for (const h of exposeHeaders) {
+      if (h.includes("*")) throw new S3Error("InvalidRequest", `ExposeHeader "${shown(h)}" contains wildcard. We currently do not support wildcard for ExposeHeader.`);
+      if (!isHeaderName(h)) throw new S3Error("InvalidRequest", `ExposeHeader "${shown(h)}" is not a header name`);
+    }
     for (const m of allowedMethods) {
-      if (!CORS_METHODS.has(m)) throw new S3Error("InvalidRequest", `Found unsupported HTTP method in CORS config. Unsupported method is ${m}`);
+      if (!CORS_METHODS.has(m)) throw new S3Error("InvalidRequest", `Found unsupported HTTP method in CORS config. Unsupported method is ${shown(m)}`);
     }
     const maxAgeText = childText(el, "MaxAgeSeconds")?.trim();
     let maxAgeSeconds: number | null = null;
     if (maxAgeText !== undefined) {
-      maxAgeSeconds = Number(maxAgeText);
-      if (!/^\d+$/.test(maxAgeText) || !Number.isSafeInteger(maxAgeSeconds)) throw new S3Error("MalformedXML", `MaxAgeSeconds must be a non-negative integer, got "${maxAgeText}"`);
+      const n = parseDecimal(maxAgeText, 0, CORS_MAX_AGE_MAX);
+      if (n === undefined) throw new S3Error("MalformedXML", `MaxAgeSeconds must be an integer between 0 and ${CORS_MAX_AGE_MAX}, got "${shown(maxAgeText)}"`);
+      maxAgeSeconds = n;
     }
-    return {
-      id,
-      allowedOrigins,
-      allowedMethods,
-      allowedHeaders,
-      exposeHeaders: texts("ExposeHeader"),
-      maxAgeSeconds,
-    };
+    return { id, allowedOrigins, allowedMethods, allowedHeaders, exposeHeaders, maxAgeSeconds };
   });
 }
 

@@ -6,7 +6,8 @@ import type { VersionBlockEntry } from "../../model/version";
 import { checksumHeaderName } from "../../util/checksum";
 import type { ObjectRequest, S3Services } from "./context";
 import { S3Error } from "./errors";
-import { etagHeader, normalizeEtag } from "./headers";
+import { etagHeader, headerValueFromText, normalizeEtag } from "./headers";
+import { parsePartNumber } from "./multipart";
 
 /** Blocks fetched ahead of the one being sent. */
 const PREFETCH_BLOCKS = 3;
@@ -196,10 +197,8 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   let range: ByteRange | undefined;
   const partNumberRaw = r.query.get("partNumber");
   if (partNumberRaw !== null) {
-    const partNumber = Number(partNumberRaw);
+    const partNumber = parsePartNumber(partNumberRaw);
     const parts = meta.parts ?? [meta.size];
-    if (!Number.isInteger(partNumber) || partNumber < 1 || partNumber > 10000)
-      throw new S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive");
     if (r.headers.has("range")) throw new S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
     if (partNumber > parts.length) throw new S3Error("InvalidPart", "The requested partnumber is not satisfiable");
     const start = parts.slice(0, partNumber - 1).reduce((a, b) => a + b, 0);
@@ -211,7 +210,7 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   }
   for (const [param, header] of Object.entries(RESPONSE_OVERRIDES)) {
     const v = r.query.get(param);
-    if (v !== null) headers[header] = v;
+    if (v !== null) headers[header] = headerValueFromText(param, v);
   }
   if (meta.checksum && r.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED" && !range) {
     headers[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;

@@ -1,10 +1,42 @@
 // Object metadata carried in HTTP headers: which request headers are stored with an
-// object, how checksums and Content-MD5 are declared and verified, and ETags.
+// object, what a header value may hold, how checksums and Content-MD5 are declared and
+// verified, and ETags.
 import { MAX_USER_METADATA_BYTES } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, toBase64, type ChecksumAlgorithm, CHECKSUM_ALGORITHMS } from "../../util/checksum";
 import type { HeaderList, ObjectChecksum } from "../../model/object";
 import { S3Error } from "./errors";
 import type { WrittenBody } from "./object-writer";
+
+/**
+ * What an HTTP field value may hold (RFC 9110 §5.5): tab, space, visible ASCII, and obs-text
+ * (bytes 0x80-0xFF, which Bun reads and writes as the Latin-1 characters of those codes).
+ * Anything else cannot go back out: Bun throws on CR, LF, NUL and characters beyond Latin-1,
+ * and Node's HTTP parser (so every JS client) refuses a response with any other control or DEL.
+ */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** RFC 9110 token: the characters of a header name. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** True when `value` can be sent as an HTTP header value. */
+export function isHeaderValue(value: string): boolean {
+  return HEADER_VALUE.test(value);
+}
+
+/** True when `name` is a valid HTTP header name. */
+export function isHeaderName(name: string): boolean {
+  return HEADER_NAME.test(name);
+}
+
+/**
+ * The header value for text that arrived as Unicode (a percent-decoded query parameter): its
+ * UTF-8 bytes, as the client encoded them. Refused (InvalidArgument) when it holds a character
+ * no header value may hold, such as a line break that would start a header of its own.
+ */
+export function headerValueFromText(what: string, text: string): string {
+  const bytes = Buffer.from(text, "utf8").toString("latin1");
+  if (!isHeaderValue(bytes)) throw new S3Error("InvalidArgument", `${what} holds a character that an HTTP header value may not hold (a control character or line break): ${JSON.stringify(text)}`);
+  return bytes;
+}
 
 /** Standard headers stored with an object and returned on GET/HEAD. */
 export const STORED_HEADERS = ["content-type", "content-encoding", "content-disposition", "content-language", "cache-control", "expires", "x-amz-website-redirect-location"];
@@ -14,6 +46,9 @@ export function storedHeaders(h: Headers): HeaderList {
   let userBytes = 0;
   h.forEach((value, name) => {
     const n = name.toLowerCase();
+    const stored = STORED_HEADERS.includes(n) || n.startsWith("x-amz-meta-");
+    // Refused here rather than stored: every later GET or HEAD would have to send it back.
+    if (stored && !isHeaderValue(value)) throw new S3Error("InvalidArgument", `The value of ${n} holds a character that an HTTP header value may not hold (a control character or line break)`);
     if (STORED_HEADERS.includes(n)) {
       // aws-chunked is transfer framing, not a property of the object.
       if (n === "content-encoding") {

@@ -7,6 +7,7 @@ import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
+import { parseDecimal } from "../../util/decimal";
 import { child, children, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement, type XmlNode } from "./xml";
 
 /** AWS's limit on rules per bucket. */
@@ -14,16 +15,20 @@ export const LIFECYCLE_RULES_MAX = 1000;
 const RULE_ID_MAX = 255;
 const UNSUPPORTED_ACTIONS = ["Transition", "Transitions", "NoncurrentVersionTransition", "NoncurrentVersionExpiration"];
 
+/** Days are an Integer in AWS's schema (32-bit signed). */
+const DAYS_MAX = 2 ** 31 - 1;
+
+// Spaces around an XML integer are the schema's; inside, only decimal digits.
 function positiveDays(text: string | undefined, what: string): number {
-  const n = Number(text);
-  if (text === undefined || !/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1) throw new S3Error("InvalidArgument", `${what} must be a positive integer`);
+  const n = parseDecimal(text?.trim(), 1, DAYS_MAX);
+  if (n === undefined) throw new S3Error("InvalidArgument", `${what} must be an integer between 1 and ${DAYS_MAX}`);
   return n;
 }
 
 function size(text: string | undefined, what: string): number | null {
   if (text === undefined) return null;
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) throw new S3Error("InvalidArgument", `${what} must be a non-negative integer`);
+  const n = parseDecimal(text.trim(), 0, Number.MAX_SAFE_INTEGER);
+  if (n === undefined) throw new S3Error("InvalidArgument", `${what} must be a non-negative integer`);
   return n;
 }
 

@@ -2,6 +2,7 @@
 // object table; each common prefix is skipped with one seek past it, so a page costs the
 // same at the end of a 100 000-key bucket as at its start.
 import { MAX_LIST_KEYS } from "../../util/limits";
+import { parseDecimal } from "../../util/decimal";
 import { visibleVersion, type ObjectEntry } from "../../model/object";
 import type { Table } from "../../table/table";
 import type { BucketRequest } from "./context";
@@ -12,6 +13,20 @@ import { etagHeader } from "./headers";
 
 /** Rows fetched per table query while filling a page. */
 const SCAN_BATCH = 256;
+/** S3's integer query parameters are 32-bit signed: AWS refuses anything larger. */
+const MAX_QUERY_INTEGER = 2 ** 31 - 1;
+
+/**
+ * An integer query parameter (max-keys, max-parts, ...), undefined when absent. Plain decimal
+ * in [0, 2^31-1], or InvalidArgument, as AWS answers.
+ */
+export function queryInteger(q: URLSearchParams, name: string): number | undefined {
+  const raw = q.get(name);
+  if (raw === null) return undefined;
+  const n = parseDecimal(raw, 0, MAX_QUERY_INTEGER);
+  if (n === undefined) throw new S3Error("InvalidArgument", `${name} must be an integer between 0 and ${MAX_QUERY_INTEGER}, got ${JSON.stringify(raw)}`);
+  return n;
+}
 
 /** The smallest string greater than every string starting with `prefix` (code point order). */
 export function prefixEnd(prefix: string): string | undefined {
@@ -107,9 +122,8 @@ export async function walkKeys<E>(
 
 function listParams(r: BucketRequest, after: string | undefined): ListParams & { encodeUrl: boolean } {
   const q = r.query;
-  const maxKeysRaw = q.get("max-keys");
-  const maxKeys = maxKeysRaw === null ? MAX_LIST_KEYS : Number(maxKeysRaw);
-  if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error("InvalidArgument", "max-keys must be a non-negative integer");
+  // More than a page holds is clamped, as AWS does.
+  const maxKeys = queryInteger(q, "max-keys") ?? MAX_LIST_KEYS;
   const encoding = q.get("encoding-type");
   if (encoding !== null && encoding !== "url") throw new S3Error("InvalidArgument", "Invalid Encoding Method specified in Request");
   const delimiter = q.get("delimiter") || undefined;

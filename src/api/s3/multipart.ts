@@ -5,7 +5,8 @@ import { CryptoHasher } from "bun";
 import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
-import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
+import { uploadSortKey, partSortKey, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../model/upload";
+import { parseDecimal } from "../../util/decimal";
 import type { ObjectMeta } from "../../model/object";
 import type { BucketRequest, ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
@@ -16,15 +17,27 @@ import { writeBody } from "./object-writer";
 import { checkWriteConditions } from "./put";
 import { isoDate, xmlResponse } from "./bucket";
 import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
-import { prefixEnd, urlEncodeKey } from "./list";
+import { prefixEnd, queryInteger, urlEncodeKey } from "./list";
 
 /** S3's minimum size of every part but the last. */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
+/** Most parts in one ListParts page (S3's limit). */
+const MAX_LIST_PARTS = 1000;
 
+function noSuchUpload(): S3Error {
+  return new S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+}
+
+/** The upload's row, open or closed; undefined when there is none. */
+async function findUpload(r: ObjectRequest, uploadId: string | null): Promise<UploadEntry | undefined> {
+  if (!uploadId || !/^[0-9a-f]{64}$/.test(uploadId)) return undefined;
+  return r.services.model.uploads.get(r.bucket.id, uploadSortKey(r.key, uploadId));
+}
+
+/** The open upload the request names. */
 async function getUpload(r: ObjectRequest, uploadId: string | null): Promise<UploadEntry> {
-  if (!uploadId || !/^[0-9a-f]{64}$/.test(uploadId)) throw new S3Error("NoSuchUpload", "The specified upload does not exist");
-  const upload = await r.services.model.uploads.get(r.bucket.id, uploadSortKey(r.key, uploadId));
-  if (!upload || upload.deleted) throw new S3Error("NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.");
+  const upload = await findUpload(r, uploadId);
+  if (!upload || upload.deleted) throw noSuchUpload();
   return upload;
 }
 
@@ -59,10 +72,10 @@ export async function createMultipartUpload(r: ObjectRequest): Promise<Response>
   return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: uploadId }), 200, extra);
 }
 
-function parsePartNumber(raw: string | null): number {
-  const n = Number(raw);
-  if (raw === null || !Number.isInteger(n) || n < 1 || n > MAX_PART_NUMBER)
-    throw new S3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`);
+/** The partNumber query parameter (UploadPart, UploadPartCopy, GET and HEAD of one part). */
+export function parsePartNumber(raw: string | null): number {
+  const n = parseDecimal(raw, 1, MAX_PART_NUMBER);
+  if (n === undefined) throw new S3Error("InvalidArgument", `Part number must be an integer between 1 and ${MAX_PART_NUMBER}, inclusive`);
   return n;
 }
 
@@ -111,16 +124,16 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   return new Response(null, { status: 200, headers });
 }
 
-export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
-  const { model } = r.services;
-  const upload = await getUpload(r, r.query.get("uploadId"));
-  await checkWriteConditions(r);
-  const doc = parseXml(await readSmallBody(r, MAX_XML_BODY));
+/** The part list of a CompleteMultipartUpload body, checked for form and order. */
+function parseCompleteRequest(text: string): { num: number; etag: string }[] {
+  const doc = parseXml(text);
   if (doc.name !== "CompleteMultipartUpload") throw new S3Error("MalformedXML", "Expected a <CompleteMultipartUpload> document");
   const requested = children(doc, "Part").map((p) => {
-    const num = Number(childText(p, "PartNumber"));
+    // Spaces around an XML integer are the schema's; anything but decimal digits is malformed.
+    // A number beyond 10000 is well-formed, and names no uploaded part (InvalidPart below).
+    const num = parseDecimal(childText(p, "PartNumber")?.trim(), 0, Number.MAX_SAFE_INTEGER);
     const etag = childText(p, "ETag");
-    if (!Number.isInteger(num) || etag === undefined) throw new S3Error("MalformedXML", "Each <Part> needs a <PartNumber> and an <ETag>");
+    if (num === undefined || etag === undefined) throw new S3Error("MalformedXML", "Each <Part> needs a <PartNumber> (a decimal integer) and an <ETag>");
     return { num, etag: normalizeEtag(etag) };
   });
   if (requested.length === 0) throw new S3Error("MalformedXML", "You must specify at least one part");
@@ -128,6 +141,23 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     if (requested[i]!.num <= requested[i - 1]!.num)
       throw new S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be specified in order by part number.");
   }
+  return requested;
+}
+
+/** S3's ETag of a multipart object: the MD5 of the parts' binary MD5s, and their count. */
+function multipartEtag(partEtags: readonly string[]): string {
+  const md5s = new CryptoHasher("md5");
+  for (const e of partEtags) md5s.update(Buffer.from(e, "hex"));
+  return `${md5s.digest("hex")}-${partEtags.length}`;
+}
+
+export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
+  const { model } = r.services;
+  const upload = await findUpload(r, r.query.get("uploadId"));
+  if (upload?.deleted) return repeatCompletion(r, upload);
+  if (!upload) throw noSuchUpload();
+  await checkWriteConditions(r);
+  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
   const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
   const chosen = requested.map(({ num, etag }, i) => {
     const p = stored.get(num);
@@ -144,9 +174,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   await model.versions.insert({ uuid: finalUuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } });
   for (let i = 0; i < chosen.length; i++) await model.copyBlocks(chosen[i]!.version, finalUuid, i + 1);
 
-  const md5s = new CryptoHasher("md5");
-  for (const p of chosen) md5s.update(Buffer.from(p.etag, "hex"));
-  const etag = `${md5s.digest("hex")}-${chosen.length}`;
+  const etag = multipartEtag(chosen.map((p) => p.etag));
   let checksum: ObjectMeta["checksum"];
   if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
     const composite = createChecksum(upload.checksumAlgorithm);
@@ -159,8 +187,27 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     key: r.key,
     versions: [{ uuid: finalUuid, timestamp: upload.timestamp, state: { kind: "complete", data: { kind: "blocks", meta } } }],
   });
-  await finishUpload(r, upload, [...stored.values()]);
+  await finishUpload(r, upload, [...stored.values()], { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
+  return completionResponse(r, etag, checksum);
+}
 
+/**
+ * A Complete of an upload already closed. A client retries one whose answer it lost (a
+ * timeout): with the same parts it gets the same answer, as from AWS, and nothing changes (the
+ * retry may come after a newer write of the key). Other parts, or an aborted upload: there is
+ * no upload left to complete.
+ */
+async function repeatCompletion(r: ObjectRequest, upload: UploadEntry): Promise<Response> {
+  const outcome = upload.outcome;
+  if (outcome?.kind !== "completed") throw noSuchUpload();
+  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
+  if (multipartEtag(requested.map((p) => p.etag)) !== outcome.etag) throw noSuchUpload();
+  const checksum: ObjectMeta["checksum"] =
+    outcome.checksum !== undefined && upload.checksumAlgorithm ? { algorithm: upload.checksumAlgorithm, value: outcome.checksum, type: "COMPOSITE" } : undefined;
+  return completionResponse(r, outcome.etag, checksum);
+}
+
+function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectMeta["checksum"]): Response {
   const location = r.services.settings.rootDomain ? `http://${r.bucketName}.${r.services.settings.rootDomain}/${urlEncodeKey(r.key)}` : `/${r.bucketName}/${urlEncodeKey(r.key)}`;
   const extra: Record<string, string> = checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
   return xmlResponse(
@@ -175,8 +222,8 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
  * Closing it makes its replicas tombstone the part rows (uploadSchema.onMerge): Complete must
  * have read the parts and copied their blocks before.
  */
-function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[]): Promise<void> {
-  return r.services.model.closeUpload(upload, parts);
+function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[], outcome: UploadOutcome): Promise<void> {
+  return r.services.model.closeUpload(upload, parts, outcome);
 }
 
 export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> {
@@ -186,8 +233,9 @@ export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> 
 
 export async function listParts(r: ObjectRequest): Promise<Response> {
   const upload = await getUpload(r, r.query.get("uploadId"));
-  const maxParts = Math.min(Number(r.query.get("max-parts") ?? 1000) || 1000, 1000);
-  const marker = Number(r.query.get("part-number-marker") ?? 0) || 0;
+  // 0 or absent: the default page; more than a page holds is clamped, as AWS does.
+  const maxParts = Math.min(queryInteger(r.query, "max-parts") || MAX_LIST_PARTS, MAX_LIST_PARTS);
+  const marker = queryInteger(r.query, "part-number-marker") ?? 0;
   const parts = await liveParts(r, upload.uploadId, partSortKey(marker) + "\u0000", maxParts + 1);
   const page = parts.slice(0, maxParts);
   const truncated = parts.length > maxParts;
@@ -220,7 +268,8 @@ export async function listMultipartUploads(r: BucketRequest): Promise<Response> 
   const q = r.query;
   const prefix = q.get("prefix") ?? "";
   const delimiter = q.get("delimiter") || undefined;
-  const maxUploads = Math.max(1, Math.min(Number(q.get("max-uploads") ?? MAX_LIST_KEYS) || MAX_LIST_KEYS, MAX_LIST_KEYS));
+  // 0 or absent: the default page; more than a page holds is clamped, as AWS does.
+  const maxUploads = Math.min(queryInteger(q, "max-uploads") || MAX_LIST_KEYS, MAX_LIST_KEYS);
   const keyMarker = q.get("key-marker") ?? "";
   const uploadIdMarker = q.get("upload-id-marker") ?? "";
   const enc = q.get("encoding-type") === "url" ? urlEncodeKey : (s: string) => s;

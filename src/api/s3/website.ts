@@ -6,13 +6,18 @@ import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
+import { parseDecimal } from "../../util/decimal";
 import { child, children, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement, type XmlNode } from "./xml";
+
+/** The status codes of routing rules: three digits (the model checks which ones). */
+const STATUS_CODE_MAX = 999;
 
 function optionalInt(el: XmlElement, name: string): number | null {
   const text = childText(el, name)?.trim();
   if (text === undefined) return null;
-  if (!/^\d+$/.test(text)) throw new S3Error("InvalidArgument", `${name} must be a number, got "${text}"`);
-  return Number(text);
+  const n = parseDecimal(text, 0, STATUS_CODE_MAX);
+  if (n === undefined) throw new S3Error("InvalidArgument", `${name} must be an HTTP status code, got ${JSON.stringify(text)}`);
+  return n;
 }
 
 function parseRoutingRule(el: XmlElement): WebsiteRoutingRule {

@@ -99,6 +99,23 @@ describe("addCorsHeaders", () => {
     const none = addCorsHeaders(new Response("x"), null, new Headers({ origin: "https://app.example" }), "GET");
     expect(none.headers.has("vary")).toBe(false);
   });
+  test("rules stored before PutBucketCors checked them: values that cannot be sent are left out, nothing throws", () => {
+    const stored = [
+      rule({
+        allowedMethods: ["GET", "PATCH\n"],
+        exposeHeaders: ["ETag", "x-a\r\nx-b", "x-中", "x a", "*", "x-amz-request-id"],
+        maxAgeSeconds: 1e300,
+      }),
+    ];
+    const actual = addCorsHeaders(new Response("x"), stored, new Headers({ origin: "https://app.example" }), "GET");
+    expect(actual.headers.get("access-control-allow-origin")).toBe("*");
+    expect(actual.headers.get("access-control-allow-methods")).toBe("GET");
+    expect(actual.headers.get("access-control-expose-headers")).toBe("ETag, x-amz-request-id");
+    expect(actual.headers.has("access-control-max-age")).toBe(false);
+    const preflight = preflightResponse(stored, new Headers({ origin: "https://app.example", "access-control-request-method": "GET" }));
+    expect(preflight.status).toBe(200);
+    expect(preflight.headers.get("access-control-expose-headers")).toBe("ETag, x-amz-request-id");
+  });
 });
 
 describe("parseCorsConfiguration", () => {
@@ -127,5 +144,24 @@ describe("parseCorsConfiguration", () => {
     expect(codeOf(() => parseCorsConfiguration(one("<AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod><MaxAgeSeconds>-1</MaxAgeSeconds>")))).toBe("MalformedXML");
     const many = xml("<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>".repeat(101));
     expect(codeOf(() => parseCorsConfiguration(many))).toBe("InvalidRequest");
+  });
+  test("values that could not go out in a response header, and integers that are not decimal", () => {
+    const with_ = (inner: string) => xml(`<CORSRule><AllowedOrigin>*</AllowedOrigin><AllowedMethod>GET</AllowedMethod>${inner}</CORSRule>`);
+    for (const bad of ["x-a&#10;x-b", "x-a&#13;b", "x-中", "x a", "a:b", "", "*", "x-amz-*"]) {
+      expect({ bad, code: codeOf(() => parseCorsConfiguration(with_(`<ExposeHeader>${bad}</ExposeHeader>`))) }).toEqual({ bad, code: "InvalidRequest" });
+    }
+    for (const bad of ["x-a&#1;", "x-中", "x a", ""]) {
+      expect({ bad, code: codeOf(() => parseCorsConfiguration(with_(`<AllowedHeader>${bad}</AllowedHeader>`))) }).toEqual({ bad, code: "InvalidRequest" });
+    }
+    for (const bad of ["https://a&#10;.example", "https://ü.example", "https://a .example", "&#127;"]) {
+      const doc = xml(`<CORSRule><AllowedOrigin>${bad}</AllowedOrigin><AllowedMethod>GET</AllowedMethod></CORSRule>`);
+      expect({ bad, code: codeOf(() => parseCorsConfiguration(doc)) }).toEqual({ bad, code: "InvalidRequest" });
+    }
+    for (const bad of ["0x10", "1e3", " ", "+5", "2147483648", "99999999999999999999"]) {
+      expect({ bad, code: codeOf(() => parseCorsConfiguration(with_(`<MaxAgeSeconds>${bad}</MaxAgeSeconds>`))) }).toEqual({ bad, code: "MalformedXML" });
+    }
+    // Whitespace around a value is the document's layout, not part of the value.
+    const [ok] = parseCorsConfiguration(with_("<AllowedHeader> x-amz-* </AllowedHeader><ExposeHeader>\n  ETag\n</ExposeHeader><MaxAgeSeconds> 2147483647 </MaxAgeSeconds>"));
+    expect(ok).toMatchObject({ allowedHeaders: ["x-amz-*"], exposeHeaders: ["ETag"], maxAgeSeconds: 2147483647 });
   });
 });

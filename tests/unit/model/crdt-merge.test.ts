@@ -11,7 +11,7 @@ import { keySchema, type KeyEntry } from "../../../src/model/key.ts";
 import { objectSchema, type ObjectEntry, type ObjectVersion } from "../../../src/model/object.ts";
 import { versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "../../../src/model/version.ts";
 import { blockRefSchema, type BlockRefEntry } from "../../../src/model/block-ref.ts";
-import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadPartEntry } from "../../../src/model/upload.ts";
+import { uploadPartSchema, uploadSchema, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../../src/model/upload.ts";
 import { bucketCounterSchema, type BucketCounterEntry } from "../../../src/model/counter.ts";
 import { mulberry32 } from "../../helpers/random";
 
@@ -178,18 +178,25 @@ checkJoin<BlockRefEntry>("block_ref", blockRefSchema, (r) => ({ hash: "cd".repea
   rawIdempotent: true,
 });
 
+/** How copies of one upload may have seen it closed: not recorded (older rows), completed (racing Completes), aborted. */
+const UPLOAD_OUTCOMES: (UploadOutcome | undefined)[] = [undefined, { kind: "completed", etag: "e1-1" }, { kind: "completed", etag: "e2-2", checksum: "AAAA-2" }, { kind: "aborted" }];
 checkJoin<UploadEntry>(
   "mpu",
   uploadSchema,
-  (r) => ({
-    bucketId: "b1",
-    key: "big.bin",
-    uploadId: "u1",
-    timestamp: 500,
-    deleted: r.bool(),
-    headers: [["content-type", "application/x-test"]],
-    checksumAlgorithm: "CRC32",
-  }),
+  (r) => {
+    const open: UploadEntry = {
+      bucketId: "b1",
+      key: "big.bin",
+      uploadId: "u1",
+      timestamp: 500,
+      deleted: false,
+      headers: [["content-type", "application/x-test"]],
+      checksumAlgorithm: "CRC32",
+    };
+    if (r.bool()) return open;
+    const outcome = r.pick(UPLOAD_OUTCOMES);
+    return outcome ? { ...open, deleted: true, outcome: structuredClone(outcome) } : { ...open, deleted: true };
+  },
   { rawIdempotent: true },
 );
 

@@ -14,7 +14,7 @@ import { Model } from "../../../src/model/model.ts";
 import type { BucketEntry } from "../../../src/model/bucket.ts";
 import type { KeyEntry } from "../../../src/model/key.ts";
 import type { ObjectEntry } from "../../../src/model/object.ts";
-import { CLOSED_MARKER_PART, isLivePart, partSortKey, uploadPartSchema, type UploadEntry, type UploadPartEntry } from "../../../src/model/upload.ts";
+import { CLOSED_MARKER_PART, isLivePart, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../../src/model/upload.ts";
 import { abortMultipartUpload, completeMultipartUpload, createMultipartUpload, listParts, MIN_PART_SIZE } from "../../../src/api/s3/multipart.ts";
 import type { ObjectRequest, S3Services } from "../../../src/api/s3/context.ts";
 import type { AuthContext } from "../../../src/api/s3/sigv4.ts";
@@ -280,6 +280,66 @@ describe("mpu_part merge with the deletion flag", () => {
     expect(m({ ...c, deleted: false }, { ...c, deleted: true }).deleted).toBe(true);
     expect(uploadPartSchema.isTombstone!({ ...a, deleted: true })).toBe(true);
     expect(uploadPartSchema.isTombstone!({ ...a, deleted: false })).toBe(false);
+  });
+});
+
+describe("the outcome of a closed upload", () => {
+  const open: UploadEntry = { bucketId: BUCKET, key: "k", uploadId: "u1", timestamp: 5, deleted: false, headers: [["content-type", "text/plain"]], checksumAlgorithm: "CRC32" };
+  const outcomes: (UploadOutcome | undefined)[] = [
+    undefined,
+    { kind: "completed", etag: "aa-1" },
+    { kind: "completed", etag: "aa-1", checksum: "Q1==-1" },
+    { kind: "completed", etag: "bb-2" },
+    { kind: "aborted" },
+  ];
+  // Open, closed before outcomes were recorded, and closed with each outcome (as closeUpload writes them).
+  const variants: UploadEntry[] = [open, ...outcomes.map((outcome) => (outcome ? { ...open, deleted: true, outcome } : { ...open, deleted: true }))];
+  const m = (a: UploadEntry, b: UploadEntry) => uploadSchema.merge(structuredClone(a), structuredClone(b));
+  const enc = (u: UploadEntry) => JSON.stringify(u);
+
+  test("merge is commutative, associative and idempotent, to the byte", () => {
+    for (const a of variants) {
+      expect(enc(m(a, a))).toBe(enc(a));
+      for (const b of variants) {
+        const ab = m(a, b);
+        expect(enc(ab)).toBe(enc(m(b, a)));
+        expect(enc(m(ab, a))).toBe(enc(ab));
+        for (const c of variants) expect(enc(m(m(a, b), c))).toBe(enc(m(a, m(b, c))));
+      }
+    }
+  });
+
+  test("an abort absorbs a completion (as its object version does); a closed row keeps what it learns", () => {
+    const completed = variants[2]!;
+    const aborted = variants[5]!;
+    expect(m(completed, aborted).outcome).toEqual({ kind: "aborted" });
+    expect(m(open, completed)).toEqual(completed);
+    expect(m({ ...open, deleted: true }, completed)).toEqual(completed);
+    expect(m(variants[2]!, variants[4]!).outcome).toEqual({ kind: "completed", etag: "bb-2" });
+  });
+
+  test("Complete records its ETag, Abort records the abort; a retried Complete answers from it", async () => {
+    const u = await create("rec");
+    const p1 = await putPart(u, 1, 4);
+    const first = await completeMultipartUpload(req("rec", { uploadId: u }, completeBody([p1])));
+    const firstXml = await first.text();
+    const row = (await model.uploads.get(BUCKET, `rec\u0000${u}`))!;
+    const etag = /<ETag>&quot;([^&]+)&quot;<\/ETag>/.exec(firstXml)![1]!;
+    expect(row.outcome).toEqual({ kind: "completed", etag });
+    expect(row.deleted).toBe(true);
+
+    const again = await completeMultipartUpload(req("rec", { uploadId: u }, completeBody([p1])));
+    expect(again.status).toBe(200);
+    expect(await again.text()).toBe(firstXml);
+    const other = completeMultipartUpload(req("rec", { uploadId: u }, completeBody([{ ...p1, etag: "f".repeat(32) }])));
+    expect(await other.catch((e: { code: string }) => e.code)).toBe("NoSuchUpload");
+
+    const a = await create("abo");
+    const q1 = await putPart(a, 1, 4);
+    await abortMultipartUpload(req("abo", { uploadId: a }));
+    expect((await model.uploads.get(BUCKET, `abo\u0000${a}`))!.outcome).toEqual({ kind: "aborted" });
+    const afterAbort = completeMultipartUpload(req("abo", { uploadId: a }, completeBody([q1])));
+    expect(await afterAbort.catch((e: { code: string }) => e.code)).toBe("NoSuchUpload");
   });
 });
 
