@@ -172,7 +172,11 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
   const finalUuid = upload.uploadId;
   await model.versions.insert({ uuid: finalUuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } });
-  for (let i = 0; i < chosen.length; i++) await model.copyBlocks(chosen[i]!.version, finalUuid, i + 1);
+  for (let i = 0; i < chosen.length; i++) {
+    // Never complete an object with less than its parts (a part's block list out of reach).
+    if ((await model.copyBlocks(chosen[i]!.version, finalUuid, i + 1)) !== chosen[i]!.size)
+      throw new S3Error("ServiceUnavailable", `The block list of part ${chosen[i]!.part} could not be read whole; please try again`);
+  }
 
   const etag = multipartEtag(chosen.map((p) => p.etag));
   let checksum: ObjectMeta["checksum"];
