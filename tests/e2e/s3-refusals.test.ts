@@ -178,10 +178,12 @@ describe("sub-resources", () => {
     expect(await body("subject")).toBe("unchanged");
   });
 
-  test("garbage: a method S3 does not have is 405, two sub-resources are 400", async () => {
+  test("garbage: a method S3 does not have is 405, two sub-resources are 400; ListDirectoryBuckets is 501", async () => {
     expect(await answer("PATCH", `/${BUCKET}/subject`, {}, "x")).toMatchObject({ status: 405, code: "MethodNotAllowed" });
     expect(await answer("POST", `/${BUCKET}/subject`, {}, "x")).toMatchObject({ status: 405, code: "MethodNotAllowed" });
     expect(await answer("PUT", `/${BUCKET}?cors&website`, {}, "<x/>")).toMatchObject({ status: 400, code: "InvalidRequest" });
+    // Directory buckets do not exist: their listing is not the list of buckets.
+    expect(await answer("GET", "/?x-id=ListDirectoryBuckets")).toMatchObject({ status: 501, code: "NotImplemented" });
     expect(await body("subject")).toBe("unchanged");
   });
 });

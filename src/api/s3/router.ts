@@ -207,8 +207,10 @@ function isImplemented(op: string): op is RoutedOperation {
 function operationOf(method: string, target: Target, q: URLSearchParams, headers: Headers): string {
   const notAllowed = () => new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
   if (target.bucketName === undefined) {
-    if (method === "GET") return "ListBuckets";
-    throw notAllowed();
+    if (method !== "GET") throw notAllowed();
+    // The same request as ListBuckets but for directory buckets, which Bunker does not have:
+    // only the SDK's operation hint tells them apart.
+    return q.get("x-id") === "ListDirectoryBuckets" ? "ListDirectoryBuckets" : "ListBuckets";
   }
   const subs = [...new Set(q.keys())].filter((k) => SUBRESOURCES.has(k));
   if (subs.length > 1) throw new S3Error("InvalidRequest", `A request names one sub-resource at most (got ${subs.join(", ")})`);
@@ -251,7 +253,8 @@ async function dispatch(r: S3Request): Promise<Response> {
     refuseUnsupported(op, r.headers, r.query);
     return bucketOps.createBucket(r as S3Request & { bucketName: string });
   }
-  const bucket = r.services.model.resolveBucket(r.bucketName!);
+  if (r.bucketName === undefined) throw new S3Error("NotImplemented", `${op} is not implemented by Bunker`);
+  const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
   const br = { ...r, bucket } as BucketRequest;
   if (!isImplemented(op)) {
