@@ -83,19 +83,6 @@ function requirePermission(r: S3Request & { bucket: { keys: Record<string, { rea
   if (!p || !p[perm]) throw new S3Error("AccessDenied", `This key does not have ${perm} permission on bucket ${r.bucketName}`);
 }
 
-type ConfigHandler = (r: BucketRequest) => Response | Promise<Response>;
-
-/**
- * Bucket configurations (`?website`, `?cors`, `?lifecycle`): their handlers and the permission
- * reading and changing each needs (as Garage: only an owner publishes a bucket or sets its CORS;
- * lifecycle rules are read with read and changed with write).
- */
-const BUCKET_CONFIGS: Record<string, { read: Permission; change: Permission; GET: ConfigHandler; PUT: ConfigHandler; DELETE: ConfigHandler }> = {
-  website: { read: "owner", change: "owner", GET: websiteOps.getBucketWebsite, PUT: websiteOps.putBucketWebsite, DELETE: websiteOps.deleteBucketWebsite },
-  cors: { read: "owner", change: "owner", GET: corsOps.getBucketCors, PUT: corsOps.putBucketCors, DELETE: corsOps.deleteBucketCors },
-  lifecycle: { read: "read", change: "write", GET: lifecycleOps.getBucketLifecycle, PUT: lifecycleOps.putBucketLifecycle, DELETE: lifecycleOps.deleteBucketLifecycle },
-};
-
 type MethodOps = Partial<Record<"GET" | "HEAD" | "PUT" | "POST" | "DELETE", string>>;
 const configOps = (get: string, put: string, del: string): MethodOps => ({ GET: get, PUT: put, DELETE: del });
 
@@ -159,43 +146,59 @@ const OBJECT_OPERATIONS: Record<string, MethodOps> = {
 
 const SUBRESOURCES = new Set([...Object.keys(BUCKET_OPERATIONS), ...Object.keys(OBJECT_OPERATIONS)].filter((s) => s !== ""));
 
-/** Each operation Bunker implements, with the permission it needs on its bucket. */
-const IMPLEMENTED: Record<RoutedOperation, Permission | "none"> = {
-  ListBuckets: "none",
-  CreateBucket: "none", // checked by createBucket: the bucket does not exist yet
-  PostObject: "none", // a form is authorized by its signed policy (answerS3)
-  HeadBucket: "read",
-  GetBucketLocation: "read",
-  GetBucketVersioning: "read",
-  ListObjects: "read",
-  ListObjectsV2: "read",
-  ListMultipartUploads: "read",
-  DeleteBucket: "owner",
-  DeleteObjects: "write",
-  GetObject: "read",
-  HeadObject: "read",
-  ListParts: "read",
-  PutObject: "write",
-  CopyObject: "write",
-  DeleteObject: "write",
-  CreateMultipartUpload: "write",
-  UploadPart: "write",
-  UploadPartCopy: "write",
-  CompleteMultipartUpload: "write",
-  AbortMultipartUpload: "write",
-  GetBucketWebsite: BUCKET_CONFIGS.website!.read,
-  PutBucketWebsite: BUCKET_CONFIGS.website!.change,
-  DeleteBucketWebsite: BUCKET_CONFIGS.website!.change,
-  GetBucketCors: BUCKET_CONFIGS.cors!.read,
-  PutBucketCors: BUCKET_CONFIGS.cors!.change,
-  DeleteBucketCors: BUCKET_CONFIGS.cors!.change,
-  GetBucketLifecycleConfiguration: BUCKET_CONFIGS.lifecycle!.read,
-  PutBucketLifecycleConfiguration: BUCKET_CONFIGS.lifecycle!.change,
-  DeleteBucketLifecycle: BUCKET_CONFIGS.lifecycle!.change,
+/** An operation on a bucket Bunker implements: the permission it needs there, and its handler
+ * (given an ObjectRequest whose key is only set for object operations). */
+interface Implemented {
+  permission: Permission | "none";
+  handle: (r: ObjectRequest) => Response | Promise<Response>;
+}
+
+/**
+ * Every operation Bunker implements on a bucket (ListBuckets and CreateBucket come before there
+ * is one). As Garage: only an owner deletes a bucket, publishes it or sets its CORS rules;
+ * lifecycle rules are read with read and changed with write.
+ */
+const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket">, Implemented> = {
+  // A form is authorized by its signed policy and answered before SigV4 (answerS3): a POST
+  // on a bucket reaching dispatch is not a form.
+  PostObject: { permission: "none", handle: () => { throw new S3Error("PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data"); } },
+  HeadBucket: { permission: "read", handle: (r) => new Response(null, { status: 200, headers: { "x-amz-bucket-region": r.services.settings.region } }) },
+  GetBucketLocation: { permission: "read", handle: bucketOps.getBucketLocation },
+  GetBucketVersioning: { permission: "read", handle: bucketOps.getBucketVersioning },
+  ListObjects: { permission: "read", handle: listObjectsV1 },
+  ListObjectsV2: { permission: "read", handle: listOps.listObjectsV2 },
+  ListMultipartUploads: { permission: "read", handle: multipartOps.listMultipartUploads },
+  DeleteBucket: { permission: "owner", handle: bucketOps.deleteBucket },
+  DeleteObjects: { permission: "write", handle: deleteOps.deleteObjects },
+  GetObject: { permission: "read", handle: (r) => getOps.getObject(r, false) },
+  HeadObject: { permission: "read", handle: (r) => getOps.getObject(r, true) },
+  ListParts: { permission: "read", handle: multipartOps.listParts },
+  PutObject: { permission: "write", handle: putOps.putObject },
+  CopyObject: { permission: "write", handle: copyOps.copyObject },
+  DeleteObject: { permission: "write", handle: deleteOps.deleteObject },
+  CreateMultipartUpload: { permission: "write", handle: multipartOps.createMultipartUpload },
+  UploadPart: { permission: "write", handle: multipartOps.uploadPart },
+  UploadPartCopy: { permission: "write", handle: copyOps.uploadPartCopy },
+  CompleteMultipartUpload: { permission: "write", handle: multipartOps.completeMultipartUpload },
+  AbortMultipartUpload: { permission: "write", handle: multipartOps.abortMultipartUpload },
+  GetBucketWebsite: { permission: "owner", handle: websiteOps.getBucketWebsite },
+  PutBucketWebsite: { permission: "owner", handle: websiteOps.putBucketWebsite },
+  DeleteBucketWebsite: { permission: "owner", handle: websiteOps.deleteBucketWebsite },
+  GetBucketCors: { permission: "owner", handle: corsOps.getBucketCors },
+  PutBucketCors: { permission: "owner", handle: corsOps.putBucketCors },
+  DeleteBucketCors: { permission: "owner", handle: corsOps.deleteBucketCors },
+  GetBucketLifecycleConfiguration: { permission: "read", handle: lifecycleOps.getBucketLifecycle },
+  PutBucketLifecycleConfiguration: { permission: "write", handle: lifecycleOps.putBucketLifecycle },
+  DeleteBucketLifecycle: { permission: "write", handle: lifecycleOps.deleteBucketLifecycle },
 };
 
+function listObjectsV1(r: BucketRequest): Promise<Response> | Response {
+  if (r.query.has("list-type")) throw new S3Error("InvalidArgument", "Invalid list-type: only 2 is supported");
+  return listOps.listObjectsV1(r);
+}
+
 function isImplemented(op: string): op is RoutedOperation {
-  return Object.hasOwn(IMPLEMENTED, op);
+  return op === "ListBuckets" || op === "CreateBucket" || Object.hasOwn(IMPLEMENTED, op);
 }
 
 /**
@@ -261,74 +264,10 @@ async function dispatch(r: S3Request): Promise<Response> {
     if (!hasAnyPermission(br)) throw new S3Error("AccessDenied", `This key has no permission on bucket ${r.bucketName}`);
     throw new S3Error("NotImplemented", `${op} is not implemented by Bunker`);
   }
-  const permission = IMPLEMENTED[op];
+  const { permission, handle } = IMPLEMENTED[op as keyof typeof IMPLEMENTED];
   if (permission !== "none") requirePermission(br, permission);
   refuseUnsupported(op, r.headers, r.query);
-  const or = br as ObjectRequest;
-  switch (op) {
-    case "HeadBucket":
-      return new Response(null, { status: 200, headers: { "x-amz-bucket-region": r.services.settings.region } });
-    case "GetBucketLocation":
-      return bucketOps.getBucketLocation(br);
-    case "GetBucketVersioning":
-      return bucketOps.getBucketVersioning(br);
-    case "ListMultipartUploads":
-      return multipartOps.listMultipartUploads(br);
-    case "ListObjectsV2":
-      return listOps.listObjectsV2(br);
-    case "ListObjects":
-      if (r.query.has("list-type")) throw new S3Error("InvalidArgument", "Invalid list-type: only 2 is supported");
-      return listOps.listObjectsV1(br);
-    case "DeleteBucket":
-      return bucketOps.deleteBucket(br);
-    case "DeleteObjects":
-      return deleteOps.deleteObjects(br);
-    case "PostObject":
-      // A form is answered before authentication (answerS3): this POST is not one.
-      throw new S3Error("PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data");
-    case "GetBucketWebsite":
-    case "GetBucketCors":
-    case "GetBucketLifecycleConfiguration":
-      return BUCKET_CONFIGS[configOf(op)]!.GET(br);
-    case "PutBucketWebsite":
-    case "PutBucketCors":
-    case "PutBucketLifecycleConfiguration":
-      return BUCKET_CONFIGS[configOf(op)]!.PUT(br);
-    case "DeleteBucketWebsite":
-    case "DeleteBucketCors":
-    case "DeleteBucketLifecycle":
-      return BUCKET_CONFIGS[configOf(op)]!.DELETE(br);
-    case "GetObject":
-      return getOps.getObject(or, false);
-    case "HeadObject":
-      return getOps.getObject(or, true);
-    case "ListParts":
-      return multipartOps.listParts(or);
-    case "PutObject":
-      return putOps.putObject(or);
-    case "CopyObject":
-      return copyOps.copyObject(or);
-    case "UploadPart":
-      return multipartOps.uploadPart(or);
-    case "UploadPartCopy":
-      return copyOps.uploadPartCopy(or);
-    case "DeleteObject":
-      return deleteOps.deleteObject(or);
-    case "CreateMultipartUpload":
-      return multipartOps.createMultipartUpload(or);
-    case "CompleteMultipartUpload":
-      return multipartOps.completeMultipartUpload(or);
-    case "AbortMultipartUpload":
-      return multipartOps.abortMultipartUpload(or);
-    case "ListBuckets":
-    case "CreateBucket":
-      throw new Error(`${op} is dispatched before its bucket is resolved`);
-  }
-}
-
-/** `website`, `cors` or `lifecycle`: the configuration a bucket configuration operation names. */
-function configOf(op: RoutedOperation): string {
-  return op.includes("Website") ? "website" : op.includes("Cors") ? "cors" : "lifecycle";
+  return handle(br as ObjectRequest);
 }
 
 /** Drains what is left of a request body so the connection can be reused after an error. */
