@@ -58,9 +58,10 @@ interface Rule {
   check: Check;
 }
 
+/** Refuses every value; the message names the header, never its value (an SSE-C key is secret). */
 function refuse(code: "NotImplemented" | "InvalidRequest" | "InvalidArgument", why: string): Check {
-  return (value, name) => {
-    throw new S3Error(code, `${name}: ${value}: ${why}`);
+  return (_value, name) => {
+    throw new S3Error(code, `${name}: ${why}`);
   };
 }
 
@@ -68,7 +69,7 @@ function refuse(code: "NotImplemented" | "InvalidRequest" | "InvalidArgument", w
 function only(accepted: readonly string[], why: string): Check {
   const lower = accepted.map((a) => a.toLowerCase());
   return (value, name) => {
-    if (!lower.includes(value.trim().toLowerCase())) refuse("NotImplemented", why)(value, name);
+    if (!lower.includes(value.trim().toLowerCase())) throw new S3Error("NotImplemented", `${name}: ${value}: ${why}`);
   };
 }
 
@@ -97,7 +98,6 @@ const NO_TAGS = "Bunker does not implement object tags";
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
 const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
-const NO_VERSIONS = "Bunker keeps one version per object (versionId=null)";
 
 /**
  * The table. A rule applies to a request when its operation is listed and the header (or query

@@ -43,6 +43,17 @@ describe("headers", () => {
     expect(request("PutObject", { "x-amz-copy-source-server-side-encryption-customer-key": "k" })).toBe("ok");
   });
 
+  test("a refusal names the header, never an SSE-C key", () => {
+    const key = "c2VjcmV0LWtleS1vZi0zMi1ieXRlcy0xMjM0NTY3OA==";
+    try {
+      refuseUnsupported("PutObject", new Headers({ "x-amz-server-side-encryption-customer-key": key }), new URLSearchParams());
+      throw new Error("not refused");
+    } catch (e) {
+      expect((e as S3Error).message).toContain("x-amz-server-side-encryption-customer-key");
+      expect((e as S3Error).message).not.toContain(key);
+    }
+  });
+
   test("accepted values are the ones that describe what Bunker does", () => {
     expect(request("PutObject", { "x-amz-acl": "bucket-owner-full-control" })).toBe("ok");
     expect(request("PutObject", { "x-amz-acl": "public-read" })).toBe("501 NotImplemented");
