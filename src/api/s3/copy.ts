@@ -6,6 +6,7 @@ import { assert } from "../../util/assert";
 import type { ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
+import { checkVersionId } from "./version-id";
 import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
 import { checkConditions, streamBlocks } from "./get";
@@ -18,9 +19,12 @@ import { MAX_PUT_SIZE } from "../../util/limits";
 
 async function resolveSource(r: ObjectRequest) {
   const raw = r.headers.get("x-amz-copy-source")!;
+  // `bucket/key?versionId=...`: the key is percent-encoded, so a raw '?' starts the query.
+  const qi = raw.indexOf("?");
+  const sourceVersionId = new URLSearchParams(qi < 0 ? "" : raw.slice(qi + 1)).get("versionId");
   let decoded: string;
   try {
-    decoded = decodeURIComponent(raw.split("?")[0]!);
+    decoded = decodeURIComponent(qi < 0 ? raw : raw.slice(0, qi));
   } catch {
     throw new S3Error("InvalidArgument", "Invalid copy source encoding");
   }
@@ -32,6 +36,7 @@ async function resolveSource(r: ObjectRequest) {
   const bucket = r.services.model.resolveBucket(bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified source bucket does not exist");
   if (!bucket.keys[r.apiKey.id]?.read) throw new S3Error("AccessDenied", `This key does not have read permission on bucket ${bucketName}`);
+  checkVersionId(sourceVersionId);
   const entry = await r.services.model.objects.get(bucket.id, key);
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified source key does not exist.");

@@ -73,8 +73,12 @@ export class S3Error extends Error {
   }
 }
 
-/** What any error means to an S3 client (the S3 and web endpoints answer the same way). */
-export function toS3Error(err: unknown): S3Error {
+/**
+ * What any error means to an S3 client (the S3 and web endpoints answer the same way). An
+ * error of no known kind is a bug: it is logged once, with its stack and `context` (the
+ * request id and target, when the caller knows them), and answered as InternalError.
+ */
+export function toS3Error(err: unknown, context?: string): S3Error {
   if (err instanceof S3Error) return err;
   if (err instanceof ModelError) {
     if (err.code === "KeyExists") return new S3Error("InvalidRequest", err.message);
@@ -84,6 +88,6 @@ export function toS3Error(err: unknown): S3Error {
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   // No reachable node could give the block: it may come back (a node returning, a resync).
   if (err instanceof BlockNotFoundError) return new S3Error("ServiceUnavailable", "The object's data could not be read from any node; please try again.");
-  log.error(`internal error: ${(err as Error)?.stack ?? err}`);
+  log.error(`${context === undefined ? "" : `${context}: `}internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");
 }

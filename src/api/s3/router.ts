@@ -9,6 +9,7 @@ import { MAX_KEY_BYTES } from "../../util/limits";
 import { S3Error, toS3Error } from "./errors";
 import { verifyRequest } from "./sigv4";
 import { xmlDocument } from "./xml";
+import { refuseUnsupported, type RoutedOperation } from "./unsupported";
 import type { BucketRequest, ObjectRequest, S3Request, S3Services } from "./context";
 import type { CorsRule } from "../../model/bucket";
 import * as bucketOps from "./bucket";
@@ -24,14 +25,6 @@ import * as lifecycleOps from "./lifecycle";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
-
-/** Sub-resources we route but do not implement: they answer 501 NotImplemented. */
-const UNSUPPORTED_SUBRESOURCES = [
-  "acl", "policy", "policyStatus", "tagging", "replication", "notification",
-  "logging", "encryption", "object-lock", "retention", "legal-hold", "analytics", "inventory", "metrics",
-  "intelligent-tiering", "ownershipControls", "publicAccessBlock", "accelerate", "requestPayment", "torrent",
-  "select", "restore", "versions", "attributes",
-];
 
 type Permission = "read" | "write" | "owner";
 
@@ -90,110 +83,191 @@ function requirePermission(r: S3Request & { bucket: { keys: Record<string, { rea
   if (!p || !p[perm]) throw new S3Error("AccessDenied", `This key does not have ${perm} permission on bucket ${r.bucketName}`);
 }
 
-type ConfigHandler = (r: BucketRequest) => Response | Promise<Response>;
+type MethodOps = Partial<Record<"GET" | "HEAD" | "PUT" | "POST" | "DELETE", string>>;
+const configOps = (get: string, put: string, del: string): MethodOps => ({ GET: get, PUT: put, DELETE: del });
 
 /**
- * Bucket configurations (`?website`, `?cors`, `?lifecycle`): their handlers and the permission
- * reading and changing each needs (as Garage: only an owner publishes a bucket or sets its CORS;
- * lifecycle rules are read with read and changed with write). Meaningless (501) on an object.
+ * Every S3 sub-resource (a query key that names an operation: AWS S3 API reference) and the
+ * operation it names on a bucket, by method. A request on a bucket with no sub-resource is one
+ * of the plain bucket operations (""): CreateBucket is only ever a PUT with no sub-resource.
  */
-const BUCKET_CONFIGS: Record<string, { read: Permission; change: Permission; GET: ConfigHandler; PUT: ConfigHandler; DELETE: ConfigHandler }> = {
-  website: { read: "owner", change: "owner", GET: websiteOps.getBucketWebsite, PUT: websiteOps.putBucketWebsite, DELETE: websiteOps.deleteBucketWebsite },
-  cors: { read: "owner", change: "owner", GET: corsOps.getBucketCors, PUT: corsOps.putBucketCors, DELETE: corsOps.deleteBucketCors },
-  lifecycle: { read: "read", change: "write", GET: lifecycleOps.getBucketLifecycle, PUT: lifecycleOps.putBucketLifecycle, DELETE: lifecycleOps.deleteBucketLifecycle },
+const BUCKET_OPERATIONS: Record<string, MethodOps> = {
+  "": { GET: "ListObjects", HEAD: "HeadBucket", PUT: "CreateBucket", DELETE: "DeleteBucket", POST: "PostObject" },
+  abac: { GET: "GetBucketAbac", PUT: "PutBucketAbac" },
+  accelerate: { GET: "GetBucketAccelerateConfiguration", PUT: "PutBucketAccelerateConfiguration" },
+  acl: { GET: "GetBucketAcl", PUT: "PutBucketAcl" },
+  analytics: configOps("GetBucketAnalyticsConfiguration", "PutBucketAnalyticsConfiguration", "DeleteBucketAnalyticsConfiguration"),
+  cors: configOps("GetBucketCors", "PutBucketCors", "DeleteBucketCors"),
+  delete: { POST: "DeleteObjects" },
+  encryption: configOps("GetBucketEncryption", "PutBucketEncryption", "DeleteBucketEncryption"),
+  "intelligent-tiering": configOps("GetBucketIntelligentTieringConfiguration", "PutBucketIntelligentTieringConfiguration", "DeleteBucketIntelligentTieringConfiguration"),
+  inventory: configOps("GetBucketInventoryConfiguration", "PutBucketInventoryConfiguration", "DeleteBucketInventoryConfiguration"),
+  lifecycle: configOps("GetBucketLifecycleConfiguration", "PutBucketLifecycleConfiguration", "DeleteBucketLifecycle"),
+  location: { GET: "GetBucketLocation" },
+  logging: { GET: "GetBucketLogging", PUT: "PutBucketLogging" },
+  metadataAnnotationTable: { PUT: "UpdateBucketMetadataAnnotationTableConfiguration" },
+  metadataConfiguration: { GET: "GetBucketMetadataConfiguration", POST: "CreateBucketMetadataConfiguration", DELETE: "DeleteBucketMetadataConfiguration" },
+  metadataInventoryTable: { PUT: "UpdateBucketMetadataInventoryTableConfiguration" },
+  metadataJournalTable: { PUT: "UpdateBucketMetadataJournalTableConfiguration" },
+  metadataTable: { GET: "GetBucketMetadataTableConfiguration", POST: "CreateBucketMetadataTableConfiguration", DELETE: "DeleteBucketMetadataTableConfiguration" },
+  metrics: configOps("GetBucketMetricsConfiguration", "PutBucketMetricsConfiguration", "DeleteBucketMetricsConfiguration"),
+  notification: { GET: "GetBucketNotificationConfiguration", PUT: "PutBucketNotificationConfiguration" },
+  "object-lock": { GET: "GetObjectLockConfiguration", PUT: "PutObjectLockConfiguration" },
+  ownershipControls: configOps("GetBucketOwnershipControls", "PutBucketOwnershipControls", "DeleteBucketOwnershipControls"),
+  policy: configOps("GetBucketPolicy", "PutBucketPolicy", "DeleteBucketPolicy"),
+  policyStatus: { GET: "GetBucketPolicyStatus" },
+  publicAccessBlock: configOps("GetPublicAccessBlock", "PutPublicAccessBlock", "DeletePublicAccessBlock"),
+  replication: configOps("GetBucketReplication", "PutBucketReplication", "DeleteBucketReplication"),
+  requestPayment: { GET: "GetBucketRequestPayment", PUT: "PutBucketRequestPayment" },
+  session: { GET: "CreateSession" },
+  tagging: configOps("GetBucketTagging", "PutBucketTagging", "DeleteBucketTagging"),
+  uploads: { GET: "ListMultipartUploads" },
+  versioning: { GET: "GetBucketVersioning", PUT: "PutBucketVersioning" },
+  versions: { GET: "ListObjectVersions" },
+  website: configOps("GetBucketWebsite", "PutBucketWebsite", "DeleteBucketWebsite"),
 };
-const BUCKET_CONFIG_SUBRESOURCES = Object.keys(BUCKET_CONFIGS);
 
-function hasSubresource(q: URLSearchParams): string | undefined {
-  return UNSUPPORTED_SUBRESOURCES.find((s) => q.has(s));
+/** The same for a request on an object. */
+const OBJECT_OPERATIONS: Record<string, MethodOps> = {
+  "": { GET: "GetObject", HEAD: "HeadObject", PUT: "PutObject", DELETE: "DeleteObject", POST: "CompleteMultipartUpload" },
+  acl: { GET: "GetObjectAcl", PUT: "PutObjectAcl" },
+  annotation: { GET: "GetObjectAnnotation", PUT: "PutObjectAnnotation", DELETE: "DeleteObjectAnnotation" },
+  attributes: { GET: "GetObjectAttributes" },
+  encryption: { PUT: "UpdateObjectEncryption" },
+  "legal-hold": { GET: "GetObjectLegalHold", PUT: "PutObjectLegalHold" },
+  renameObject: { PUT: "RenameObject" },
+  restore: { POST: "RestoreObject" },
+  retention: { GET: "GetObjectRetention", PUT: "PutObjectRetention" },
+  select: { POST: "SelectObjectContent" },
+  tagging: { GET: "GetObjectTagging", PUT: "PutObjectTagging", DELETE: "DeleteObjectTagging" },
+  torrent: { GET: "GetObjectTorrent" },
+  uploads: { POST: "CreateMultipartUpload" },
+};
+
+const SUBRESOURCES = new Set([...Object.keys(BUCKET_OPERATIONS), ...Object.keys(OBJECT_OPERATIONS)].filter((s) => s !== ""));
+
+/** An operation on a bucket Bunker implements: the permission it needs there, and its handler
+ * (given an ObjectRequest whose key is only set for object operations). */
+interface Implemented {
+  permission: Permission | "none";
+  handle: (r: ObjectRequest) => Response | Promise<Response>;
+}
+
+/**
+ * Every operation Bunker implements on a bucket (ListBuckets and CreateBucket come before there
+ * is one). As Garage: only an owner deletes a bucket, publishes it or sets its CORS rules;
+ * lifecycle rules are read with read and changed with write.
+ */
+const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket">, Implemented> = {
+  // A form is authorized by its signed policy and answered before SigV4 (answerS3): a POST
+  // on a bucket reaching dispatch is not a form.
+  PostObject: { permission: "none", handle: () => { throw new S3Error("PreconditionFailed", "Bucket POST must be of the enclosure-type multipart/form-data"); } },
+  HeadBucket: { permission: "read", handle: (r) => new Response(null, { status: 200, headers: { "x-amz-bucket-region": r.services.settings.region } }) },
+  GetBucketLocation: { permission: "read", handle: bucketOps.getBucketLocation },
+  GetBucketVersioning: { permission: "read", handle: bucketOps.getBucketVersioning },
+  ListObjects: { permission: "read", handle: listObjectsV1 },
+  ListObjectsV2: { permission: "read", handle: listOps.listObjectsV2 },
+  ListMultipartUploads: { permission: "read", handle: multipartOps.listMultipartUploads },
+  DeleteBucket: { permission: "owner", handle: bucketOps.deleteBucket },
+  DeleteObjects: { permission: "write", handle: deleteOps.deleteObjects },
+  GetObject: { permission: "read", handle: (r) => getOps.getObject(r, false) },
+  HeadObject: { permission: "read", handle: (r) => getOps.getObject(r, true) },
+  ListParts: { permission: "read", handle: multipartOps.listParts },
+  PutObject: { permission: "write", handle: putOps.putObject },
+  CopyObject: { permission: "write", handle: copyOps.copyObject },
+  DeleteObject: { permission: "write", handle: deleteOps.deleteObject },
+  CreateMultipartUpload: { permission: "write", handle: multipartOps.createMultipartUpload },
+  UploadPart: { permission: "write", handle: multipartOps.uploadPart },
+  UploadPartCopy: { permission: "write", handle: copyOps.uploadPartCopy },
+  CompleteMultipartUpload: { permission: "write", handle: multipartOps.completeMultipartUpload },
+  AbortMultipartUpload: { permission: "write", handle: multipartOps.abortMultipartUpload },
+  GetBucketWebsite: { permission: "owner", handle: websiteOps.getBucketWebsite },
+  PutBucketWebsite: { permission: "owner", handle: websiteOps.putBucketWebsite },
+  DeleteBucketWebsite: { permission: "owner", handle: websiteOps.deleteBucketWebsite },
+  GetBucketCors: { permission: "owner", handle: corsOps.getBucketCors },
+  PutBucketCors: { permission: "owner", handle: corsOps.putBucketCors },
+  DeleteBucketCors: { permission: "owner", handle: corsOps.deleteBucketCors },
+  GetBucketLifecycleConfiguration: { permission: "read", handle: lifecycleOps.getBucketLifecycle },
+  PutBucketLifecycleConfiguration: { permission: "write", handle: lifecycleOps.putBucketLifecycle },
+  DeleteBucketLifecycle: { permission: "write", handle: lifecycleOps.deleteBucketLifecycle },
+};
+
+function listObjectsV1(r: BucketRequest): Promise<Response> | Response {
+  if (r.query.has("list-type")) throw new S3Error("InvalidArgument", "Invalid list-type: only 2 is supported");
+  return listOps.listObjectsV1(r);
+}
+
+function isImplemented(op: string): op is RoutedOperation {
+  return op === "ListBuckets" || op === "CreateBucket" || Object.hasOwn(IMPLEMENTED, op);
+}
+
+/**
+ * The S3 operation a request names (AWS name), whether Bunker implements it or not. Query
+ * parameters that are not sub-resources (prefix, x-id, versionId, ...) do not change the
+ * operation; S3 ignores the ones it does not know, and so does Bunker. A method S3 has no
+ * operation for on that resource is refused with 405, several sub-resources with 400.
+ */
+function operationOf(method: string, target: Target, q: URLSearchParams, headers: Headers): string {
+  const notAllowed = () => new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  if (target.bucketName === undefined) {
+    if (method !== "GET") throw notAllowed();
+    // The same request as ListBuckets but for directory buckets, which Bunker does not have:
+    // only the SDK's operation hint tells them apart.
+    return q.get("x-id") === "ListDirectoryBuckets" ? "ListDirectoryBuckets" : "ListBuckets";
+  }
+  const subs = [...new Set(q.keys())].filter((k) => SUBRESOURCES.has(k));
+  if (subs.length > 1) throw new S3Error("InvalidRequest", `A request names one sub-resource at most (got ${subs.join(", ")})`);
+  const sub = subs[0] ?? "";
+  const table = target.key === undefined ? BUCKET_OPERATIONS : OBJECT_OPERATIONS;
+  const op = table[sub]?.[method as keyof MethodOps];
+  if (op === undefined) throw notAllowed();
+  if (sub !== "") return op;
+  if (target.key === undefined) return op === "ListObjects" && q.get("list-type") === "2" ? "ListObjectsV2" : op;
+  const copy = headers.has("x-amz-copy-source");
+  switch (method) {
+    case "GET":
+      return q.has("uploadId") ? "ListParts" : op;
+    case "PUT":
+      if (q.has("uploadId") || q.has("partNumber")) return copy ? "UploadPartCopy" : "UploadPart";
+      return copy ? "CopyObject" : op;
+    case "DELETE":
+      return q.has("uploadId") ? "AbortMultipartUpload" : op;
+    case "POST":
+      // POST on an object is CompleteMultipartUpload (?uploadId) or a sub-resource.
+      if (!q.has("uploadId")) throw notAllowed();
+      return op;
+    default:
+      return op;
+  }
+}
+
+function hasAnyPermission(r: BucketRequest): boolean {
+  const p = r.bucket.keys[r.apiKey.id];
+  return !!p && (p.read || p.write || p.owner);
 }
 
 async function dispatch(r: S3Request): Promise<Response> {
-  const q = r.query;
-  const m = r.method;
-  if (r.bucketName === undefined) {
-    if (m === "GET") return bucketOps.listBuckets(r);
-    throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
+  const op = operationOf(r.method, r, r.query, r.headers);
+  if (op === "ListBuckets") {
+    refuseUnsupported(op, r.headers, r.query);
+    return bucketOps.listBuckets(r);
   }
-  const configName = BUCKET_CONFIG_SUBRESOURCES.find((c) => q.has(c));
-  if (r.key === undefined && m === "PUT" && !hasSubresource(q) && configName === undefined) return bucketOps.createBucket(r as S3Request & { bucketName: string });
-
+  if (op === "CreateBucket") {
+    refuseUnsupported(op, r.headers, r.query);
+    return bucketOps.createBucket(r as S3Request & { bucketName: string });
+  }
+  if (r.bucketName === undefined) throw new S3Error("NotImplemented", `${op} is not implemented by Bunker`);
   const bucket = r.services.model.resolveBucket(r.bucketName);
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
   const br = { ...r, bucket } as BucketRequest;
-  const unsupported = hasSubresource(q);
-
-  if (r.key === undefined && configName !== undefined && !unsupported) {
-    const config = BUCKET_CONFIGS[configName]!;
-    requirePermission(br, m === "GET" ? config.read : config.change);
-    if (m !== "GET" && m !== "PUT" && m !== "DELETE") throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
-    return config[m](br);
+  if (!isImplemented(op)) {
+    if (!hasAnyPermission(br)) throw new S3Error("AccessDenied", `This key has no permission on bucket ${r.bucketName}`);
+    throw new S3Error("NotImplemented", `${op} is not implemented by Bunker`);
   }
-
-  if (r.key === undefined) {
-    switch (m) {
-      case "HEAD":
-        requirePermission(br, "read");
-        return new Response(null, { status: 200, headers: { "x-amz-bucket-region": r.services.settings.region } });
-      case "GET":
-        requirePermission(br, "read");
-        if (q.has("location")) return bucketOps.getBucketLocation(br);
-        if (q.has("versioning")) return bucketOps.getBucketVersioning(br);
-        if (unsupported) break;
-        if (q.has("uploads")) return multipartOps.listMultipartUploads(br);
-        if (q.get("list-type") === "2") return listOps.listObjectsV2(br);
-        if (q.has("list-type")) throw new S3Error("InvalidArgument", "Invalid list-type: only 2 is supported");
-        return listOps.listObjectsV1(br);
-      case "DELETE":
-        if (unsupported) break;
-        requirePermission(br, "owner");
-        return bucketOps.deleteBucket(br);
-      case "POST":
-        if (q.has("delete")) {
-          requirePermission(br, "write");
-          return deleteOps.deleteObjects(br);
-        }
-        break;
-      case "PUT":
-        break;
-      default:
-        throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
-    }
-    throw new S3Error("NotImplemented", `This operation (${unsupported ?? m}) is not implemented by Bunker`);
-  }
-
-  const or = br as ObjectRequest;
-  if (configName) throw new S3Error("NotImplemented", `?${configName} applies to a bucket, not to an object`);
-  switch (m) {
-    case "HEAD":
-    case "GET":
-      requirePermission(br, "read");
-      if (unsupported) break;
-      if (m === "GET" && q.has("uploadId")) return multipartOps.listParts(or);
-      return getOps.getObject(or, m === "HEAD");
-    case "PUT":
-      requirePermission(br, "write");
-      if (unsupported) break;
-      if (q.has("uploadId") || q.has("partNumber")) {
-        if (r.headers.has("x-amz-copy-source")) return copyOps.uploadPartCopy(or);
-        return multipartOps.uploadPart(or);
-      }
-      if (r.headers.has("x-amz-copy-source")) return copyOps.copyObject(or);
-      return putOps.putObject(or);
-    case "DELETE":
-      requirePermission(br, "write");
-      if (unsupported) break;
-      if (q.has("uploadId")) return multipartOps.abortMultipartUpload(or);
-      return deleteOps.deleteObject(or);
-    case "POST":
-      requirePermission(br, "write");
-      if (q.has("uploads")) return multipartOps.createMultipartUpload(or);
-      if (q.has("uploadId")) return multipartOps.completeMultipartUpload(or);
-      break;
-    default:
-      throw new S3Error("MethodNotAllowed", "The specified method is not allowed against this resource");
-  }
-  throw new S3Error("NotImplemented", `This operation (${unsupported ?? m}) is not implemented by Bunker`);
+  const { permission, handle } = IMPLEMENTED[op as keyof typeof IMPLEMENTED];
+  if (permission !== "none") requirePermission(br, permission);
+  refuseUnsupported(op, r.headers, r.query);
+  return handle(br as ObjectRequest);
 }
 
 /** Drains what is left of a request body so the connection can be reused after an error. */
@@ -214,41 +288,17 @@ function isForm(headers: Headers): boolean {
   return /^multipart\/form-data\b/i.test(headers.get("content-type") ?? "");
 }
 
-/** The S3 operation a request names, for metrics (a fixed set of names). */
+/**
+ * The S3 operation a request names, for metrics (a fixed set of names): "NotImplemented" for
+ * every operation Bunker does not implement, "Unknown" for a request that names none.
+ */
 export function s3EndpointName(method: string, target: Target, q: URLSearchParams, headers: Headers): string {
   if (method === "OPTIONS") return "Options";
-  if (target.bucketName === undefined) return method === "GET" ? "ListBuckets" : "Unknown";
-  if (hasSubresource(q)) return "NotImplemented";
-  const verb = method === "GET" ? "Get" : method === "PUT" ? "Put" : method === "DELETE" ? "Delete" : undefined;
-  if (target.key === undefined) {
-    if (verb && q.has("website")) return `${verb}BucketWebsite`;
-    if (verb && q.has("cors")) return `${verb}BucketCors`;
-    if (verb && q.has("lifecycle")) return `${verb}BucketLifecycleConfiguration`;
-    if (method === "HEAD") return "HeadBucket";
-    if (method === "PUT") return "CreateBucket";
-    if (method === "DELETE") return "DeleteBucket";
-    if (method === "POST") return q.has("delete") ? "DeleteObjects" : isForm(headers) ? "PostObject" : "Unknown";
-    if (method !== "GET") return "Unknown";
-    if (q.has("location")) return "GetBucketLocation";
-    if (q.has("versioning")) return "GetBucketVersioning";
-    if (q.has("uploads")) return "ListMultipartUploads";
-    return q.get("list-type") === "2" ? "ListObjectsV2" : "ListObjects";
-  }
-  const copy = headers.has("x-amz-copy-source");
-  switch (method) {
-    case "HEAD":
-      return "HeadObject";
-    case "GET":
-      return q.has("uploadId") ? "ListParts" : "GetObject";
-    case "PUT":
-      if (q.has("uploadId") || q.has("partNumber")) return copy ? "UploadPartCopy" : "UploadPart";
-      return copy ? "CopyObject" : "PutObject";
-    case "DELETE":
-      return q.has("uploadId") ? "AbortMultipartUpload" : "DeleteObject";
-    case "POST":
-      return q.has("uploads") ? "CreateMultipartUpload" : q.has("uploadId") ? "CompleteMultipartUpload" : "Unknown";
-    default:
-      return "Unknown";
+  try {
+    const op = operationOf(method, target, q, headers);
+    return isImplemented(op) ? op : "NotImplemented";
+  } catch {
+    return "Unknown";
   }
 }
 
@@ -332,8 +382,14 @@ async function answerS3(request: Request, services: S3Services): Promise<Respons
     return withCors(response);
   } catch (err) {
     await discardBody(request);
-    const s3err = toS3Error(err);
-    if (s3err.status >= 500) log.warn(`${request.method} ${rawPath}: ${s3err.code} ${s3err.message}`);
+    const context = `request ${requestId} ${request.method} ${rawPath}`;
+    const s3err = toS3Error(err, context);
+    // One line per server-side failure, with the request id a client reports: toS3Error has
+    // logged a bug (with its stack); a known one (e.g. no quorum) is logged here. A refusal
+    // of what Bunker does not implement (501) is the client's request, not a failure.
+    const loggedAsBug = s3err.code === "InternalError" && !(err instanceof S3Error);
+    if (s3err.status === 501) log.debug(`${context}: ${s3err.code} ${s3err.message}`);
+    else if (s3err.status >= 500 && !loggedAsBug) log.warn(`${context}: ${s3err.code} ${s3err.message}`);
     // Errors carry the CORS headers too, so that a browser page can read why it failed.
     return withCors(errorResponse(s3err, rawPath, requestId, isHead));
   }

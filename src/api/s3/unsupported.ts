@@ -1,0 +1,219 @@
+// What Bunker refuses rather than silently ignore: request headers (and the PostObject form
+// fields and query parameters that carry the same requests) asking for something Bunker does
+// not do — encryption, tags, object lock, ACLs, storage classes, checks against AWS accounts,
+// versions other than the only one an object has. One table, checked once per request by the
+// router (and by PostObject for its form fields), before anything is read or stored, so a
+// client never believes it got what it asked for. docs/s3-compatibility.md is the table in
+// prose, operation by operation; a header absent from both is one we implement or one that
+// is harmless to ignore (e.g. x-amz-request-payer: nobody is billed).
+import { CHECKSUM_ALGORITHMS } from "../../util/checksum";
+import { S3Error } from "./errors";
+import { checkVersionId } from "./version-id";
+
+/** The operations the router dispatches, by their AWS names. */
+export type RoutedOperation =
+  | "ListBuckets"
+  | "CreateBucket"
+  | "HeadBucket"
+  | "DeleteBucket"
+  | "GetBucketLocation"
+  | "GetBucketVersioning"
+  | "ListObjects"
+  | "ListObjectsV2"
+  | "ListMultipartUploads"
+  | "PutObject"
+  | "GetObject"
+  | "HeadObject"
+  | "DeleteObject"
+  | "DeleteObjects"
+  | "CopyObject"
+  | "CreateMultipartUpload"
+  | "UploadPart"
+  | "UploadPartCopy"
+  | "CompleteMultipartUpload"
+  | "AbortMultipartUpload"
+  | "ListParts"
+  | "PostObject"
+  | "GetBucketWebsite"
+  | "PutBucketWebsite"
+  | "DeleteBucketWebsite"
+  | "GetBucketCors"
+  | "PutBucketCors"
+  | "DeleteBucketCors"
+  | "GetBucketLifecycleConfiguration"
+  | "PutBucketLifecycleConfiguration"
+  | "DeleteBucketLifecycle";
+
+/** Throws the S3 error that answers `value` of `name`, or returns when Bunker does what it asks. */
+type Check = (value: string, name: string) => void;
+
+interface Rule {
+  /** Where the request carries it: a header (lowercase name or pattern) or a query parameter. */
+  header?: string | RegExp;
+  query?: string;
+  /** The PostObject form field carrying the same request, when PostObject is among `ops`
+   * and the field is not named like the header (form field names are lowercase). */
+  field?: string;
+  ops: readonly (RoutedOperation | "*")[];
+  check: Check;
+}
+
+/** Refuses every value; the message names the header, never its value (an SSE-C key is secret). */
+function refuse(code: "NotImplemented" | "InvalidRequest" | "InvalidArgument", why: string): Check {
+  return (_value, name) => {
+    throw new S3Error(code, `${name}: ${why}`);
+  };
+}
+
+/** Accepts the listed values (what Bunker does anyway, in any case); refuses the others with 501. */
+function only(accepted: readonly string[], why: string): Check {
+  const lower = accepted.map((a) => a.toLowerCase());
+  return (value, name) => {
+    if (!lower.includes(value.trim().toLowerCase())) throw new S3Error("NotImplemented", `${name}: ${value}: ${why}`);
+  };
+}
+
+/** Accepts the listed values; refuses the others as malformed (400), as AWS does. */
+function oneOf(valid: readonly string[]): Check {
+  return (value, name) => {
+    if (!valid.includes(value.trim().toUpperCase())) throw new S3Error("InvalidArgument", `${name}: ${value}: expected one of ${valid.join(", ")}`);
+  };
+}
+
+/** Operations that write a new object and would have stored it encrypted, tagged or locked. */
+const OBJECT_WRITES = ["PutObject", "CopyObject", "CreateMultipartUpload", "PostObject"] as const;
+/** Operations that name an existing object or upload, none of which is SSE-C encrypted. */
+const SSE_C_READS = ["GetObject", "HeadObject", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "ListParts"] as const;
+/** Every object checksum algorithm Bunker computes and verifies (util/checksum). */
+const SUPPORTED_CHECKSUMS = new Set(CHECKSUM_ALGORITHMS.map((a) => a.toLowerCase()));
+/** `x-amz-checksum-*` headers that are not a checksum value. */
+const CHECKSUM_CONTROL_HEADERS = new Set(["algorithm", "mode", "type"]);
+/** Any `x-amz-checksum-<algorithm>` header. */
+const CHECKSUM_VALUE_HEADER = /^x-amz-checksum-(.+)$/;
+
+const NO_SSE_C = "Bunker does not implement server-side encryption with customer-provided keys (SSE-C)";
+const NOT_SSE_C = "The encryption parameters are not applicable to this object: Bunker stores no object encrypted with a customer-provided key";
+const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE-KMS): nothing would be encrypted";
+const NO_TAGS = "Bunker does not implement object tags";
+const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
+const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
+const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
+
+/**
+ * The table. A rule applies to a request when its operation is listed and the header (or query
+ * parameter, or PostObject field) is present; `check` then accepts the value or throws.
+ */
+export const RULES: readonly Rule[] = [
+  // Server-side encryption with customer keys: a write would store plaintext, and no stored
+  // object or upload is encrypted, so a key on a read names encryption the object does not have
+  // (AWS answers 400 InvalidRequest for SSE-C parameters on an unencrypted object).
+  { header: /^x-amz-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE_C) },
+  { header: /^x-amz-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: SSE_C_READS, check: refuse("InvalidRequest", NOT_SSE_C) },
+  { header: /^x-amz-copy-source-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: ["CopyObject", "UploadPartCopy"], check: refuse("InvalidRequest", NOT_SSE_C) },
+  // Server-side encryption with S3 or KMS keys (AES256, aws:kms, aws:kms:dsse, ...).
+  { header: "x-amz-server-side-encryption", ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
+  { header: /^x-amz-server-side-encryption-(aws-kms-key-id|context)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
+  { header: "x-amz-server-side-encryption-bucket-key-enabled", ops: OBJECT_WRITES, check: only(["false"], NO_SSE) },
+  // Tags: an empty tag set is what every object has.
+  { header: "x-amz-tagging", field: "tagging", ops: ["PutObject", "CopyObject", "CreateMultipartUpload", "PostObject"], check: only([""], NO_TAGS) },
+  // COPY copies no tags and REPLACE with no x-amz-tagging sets none: both are what happens.
+  { header: "x-amz-tagging-directive", ops: ["CopyObject"], check: oneOf(["COPY", "REPLACE"]) },
+  // Object lock: a client that asked for a retention date must never believe it got one.
+  { header: /^x-amz-object-lock-/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_LOCK) },
+  { header: "x-amz-bucket-object-lock-enabled", ops: ["CreateBucket"], check: only(["false"], NO_LOCK) },
+  // ACLs: "private" is what Bunker does (only keys granted on the bucket get in), and so is
+  // "bucket-owner-full-control" (there is no object owner apart from the bucket's keys).
+  { header: "x-amz-acl", field: "acl", ops: ["CreateBucket", ...OBJECT_WRITES], check: only(["private", "bucket-owner-full-control"], NO_ACLS) },
+  { header: /^x-amz-grant-/, ops: ["CreateBucket", ...OBJECT_WRITES], check: refuse("NotImplemented", NO_ACLS) },
+  { header: "x-amz-object-ownership", ops: ["CreateBucket"], check: only(["BucketOwnerEnforced"], NO_ACLS) },
+  { header: "x-amz-bucket-namespace", ops: ["CreateBucket"], check: refuse("NotImplemented", "Bunker has one global bucket namespace") },
+  // Storage classes: every object is stored one way, which S3 calls STANDARD; a client asking
+  // for another class would read its object back where S3 would not (archive classes), or be
+  // told it has a class it does not have.
+  { header: "x-amz-storage-class", ops: OBJECT_WRITES, check: only(["STANDARD"], "Bunker stores every object in the STANDARD storage class") },
+  // Checks against AWS accounts.
+  { header: /^x-amz-(source-)?expected-bucket-owner$/, ops: ["*"], check: refuse("NotImplemented", NO_ACCOUNTS) },
+  // Checksums of algorithms Bunker does not compute (e.g. SHA512, XXHASH64) would go unchecked.
+  { header: CHECKSUM_VALUE_HEADER, ops: ["PutObject", "UploadPart"], check: unsupportedChecksum },
+  // A form's checksum would not be verified (PostObject reads no checksum field).
+  { header: CHECKSUM_VALUE_HEADER, ops: ["PostObject"], check: formChecksum },
+  // A copy keeps its source's checksum: it cannot take one of another algorithm.
+  { header: "x-amz-checksum-algorithm", ops: ["CopyObject"], check: refuse("NotImplemented", "Bunker keeps the source's checksum on a copy and cannot compute another") },
+  // Multipart checksums are computed COMPOSITE (checksum of the part checksums).
+  { header: "x-amz-checksum-type", ops: ["CreateMultipartUpload", "CompleteMultipartUpload"], check: only(["COMPOSITE"], "Bunker computes multipart checksums COMPOSITE only") },
+  // S3 computes CRC64NVME multipart checksums FULL_OBJECT only.
+  { header: "x-amz-checksum-algorithm", ops: ["CreateMultipartUpload"], check: notCrc64nvme },
+  // CompleteMultipartUpload does not check a whole-object checksum or size the client sends.
+  { header: CHECKSUM_VALUE_HEADER, ops: ["CompleteMultipartUpload"], check: completeChecksum },
+  { header: "x-amz-mp-object-size", ops: ["CompleteMultipartUpload"], check: refuse("NotImplemented", "Bunker does not check the object size on CompleteMultipartUpload") },
+  // CopyObject does not check conditions on its destination.
+  { header: /^if-(none-)?match$/, ops: ["CopyObject"], check: refuse("NotImplemented", "Bunker does not implement conditions on the destination of a copy") },
+  // Appends and the conditions of directory buckets.
+  { header: "x-amz-write-offset-bytes", ops: ["PutObject"], check: refuse("NotImplemented", "Bunker does not implement appends") },
+  { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },
+  { header: "x-amz-if-match-initiated-time", ops: ["AbortMultipartUpload"], check: refuse("NotImplemented", "Bunker does not implement conditions on AbortMultipartUpload") },
+  // Versions: an object's only version is "null".
+  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject"], check: (v) => checkVersionId(v) },
+  // ListBuckets answers every bucket in one page: a filter or a page size would be ignored.
+  { query: "prefix", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no prefix filter)") },
+  { query: "bucket-region", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no region filter)") },
+  { query: "max-buckets", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket in one page") },
+  { query: "continuation-token", ops: ["ListBuckets"], check: refuse("InvalidArgument", "Bunker lists every bucket in one page and hands out no continuation token") },
+];
+
+function unsupportedChecksum(_value: string, name: string): void {
+  const algorithm = CHECKSUM_VALUE_HEADER.exec(name)![1]!;
+  if (CHECKSUM_CONTROL_HEADERS.has(algorithm) || SUPPORTED_CHECKSUMS.has(algorithm)) return;
+  throw new S3Error("NotImplemented", `${name}: Bunker does not compute ${algorithm} checksums (only ${CHECKSUM_ALGORITHMS.join(", ")})`);
+}
+
+function notCrc64nvme(value: string, name: string): void {
+  if (value.trim().toUpperCase() === "CRC64NVME") throw new S3Error("NotImplemented", `${name}: ${value}: S3 computes CRC64NVME multipart checksums FULL_OBJECT; Bunker computes them COMPOSITE only`);
+}
+
+function formChecksum(_value: string, name: string): void {
+  if (name === "x-amz-checksum-type" || name === "x-amz-checksum-mode") return;
+  throw new S3Error("NotImplemented", `${name}: Bunker does not verify checksums of form uploads`);
+}
+
+function completeChecksum(_value: string, name: string): void {
+  const algorithm = CHECKSUM_VALUE_HEADER.exec(name)![1]!;
+  if (CHECKSUM_CONTROL_HEADERS.has(algorithm)) return;
+  throw new S3Error("NotImplemented", `${name}: Bunker does not check a whole-object checksum on CompleteMultipartUpload`);
+}
+
+function appliesTo(rule: Rule, op: RoutedOperation): boolean {
+  return rule.ops.includes("*") || rule.ops.includes(op);
+}
+
+function headerMatches(rule: Rule, name: string): boolean {
+  if (rule.header === undefined) return false;
+  return typeof rule.header === "string" ? rule.header === name : rule.header.test(name);
+}
+
+/**
+ * Refuses a request carrying anything the table says Bunker does not do for `op`. Called by
+ * the router once the operation is known and authorized, before the handler reads the body.
+ */
+export function refuseUnsupported(op: RoutedOperation, headers: Headers, query: URLSearchParams): void {
+  const rules = RULES.filter((r) => appliesTo(r, op));
+  for (const rule of rules) {
+    if (rule.query !== undefined && query.has(rule.query)) rule.check(query.get(rule.query)!, rule.query);
+  }
+  headers.forEach((value, name) => {
+    const n = name.toLowerCase();
+    for (const rule of rules) if (headerMatches(rule, n)) rule.check(value, n);
+  });
+}
+
+/**
+ * The same refusals for the fields of a PostObject form (lowercase names), where a field
+ * carries what a header carries on PutObject (e.g. `tagging` for x-amz-tagging).
+ */
+export function refuseUnsupportedFormFields(fields: ReadonlyMap<string, string>): void {
+  const rules = RULES.filter((r) => appliesTo(r, "PostObject") && r.query === undefined);
+  for (const [field, value] of fields) {
+    const n = field.toLowerCase();
+    for (const rule of rules) if (rule.field === n || (rule.field === undefined && headerMatches(rule, n))) rule.check(value, n);
+  }
+}
