@@ -3,7 +3,7 @@
 import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
 import { logger } from "../../util/log";
-import { ClientDisconnected } from "../http";
+import { ClientDisconnected, RequestBodyTimeout } from "../http";
 
 const log = logger("s3");
 
@@ -80,6 +80,8 @@ export function toS3Error(err: unknown): S3Error {
     return new S3Error(err.code, err.message);
   }
   if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
+  if (err instanceof RequestBodyTimeout)
+    return new S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.");
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   log.error(`internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");
