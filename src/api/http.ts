@@ -33,6 +33,13 @@ const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 export const BODY_IDLE_TIMEOUT_MS = 20_000;
 const BODY_IDLE_TIMEOUT_ENV = "BUNKER_BODY_IDLE_TIMEOUT_MS";
 /**
+ * Longest time a client may leave a response unread (no room freed in the socket) before the
+ * connection is cut, as nginx's send_timeout (same default). Public website objects can be
+ * fetched by anyone: without it, clients that never read would each hold a connection and the
+ * buffers in flight for ever. A player that pauses a download for longer resumes with a Range.
+ */
+const SEND_TIMEOUT_MS = 60_000;
+/**
  * Share of the process's file descriptors that one HTTP server may hold as connections: the
  * three servers (S3, admin, web) then hold at most 60% of them, leaving the rest to RPC
  * peers, block files and the metadata database, so that a connection flood cannot make a
@@ -150,20 +157,26 @@ function toRequest(req: http.IncomingMessage, state: BodyState, idleMs: number):
   return request;
 }
 
-/** Resolves when the socket wants more data or is gone; leaves no listener behind. */
-function drained(res: http.ServerResponse): Promise<void> {
+/**
+ * Resolves true when the socket wants more data or is gone, false when it did not within
+ * `ms` (the client stopped reading); leaves no listener or timer behind.
+ */
+function drained(res: http.ServerResponse, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = () => {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
       res.off("drain", done);
       res.off("close", done);
-      resolve();
+      resolve(ok);
     };
+    const done = () => finish(true);
+    const timer = setTimeout(() => finish(false), ms);
     res.on("drain", done);
     res.on("close", done);
   });
 }
 
-async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse, response: Response, body: BodyState): Promise<void> {
+async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse, response: Response, body: BodyState, sendTimeoutMs: number): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((value, name) => {
     headers[name] = value;
@@ -199,7 +212,13 @@ async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse,
     for (let step = first; !step.done && !closed; step = await reader.read()) {
       const chunk = step.value;
       // Lent block buffers (util/buffer-pool) go back to their pool once written out.
-      if (!res.write(chunk, () => chunkDone(chunk))) await drained(res);
+      if (!res.write(chunk, () => chunkDone(chunk)) && !(await drained(res, sendTimeoutMs))) {
+        // The client has not read anything for the send timeout: it holds a connection and
+        // our buffers for nothing. Cut, like a failed body (fewer bytes than announced).
+        log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
+        res.destroy();
+        return;
+      }
     }
   } catch (err) {
     // The body failed mid-stream: the status line and Content-Length are gone, so cut the
@@ -245,16 +264,19 @@ export interface ServeOptions {
   maxConnections?: number;
   /** Longest silence of a request body being read; default BODY_IDLE_TIMEOUT_MS (or its env override). */
   bodyIdleTimeoutMs?: number;
+  /** Longest time a client may leave its response unread; default SEND_TIMEOUT_MS. */
+  sendTimeoutMs?: number;
 }
 
 export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, opts: ServeOptions): Promise<http.Server> {
   const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
+  const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
   const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
   const server = http.createServer(async (req, res) => {
     const body: BodyState = { expected: announcesBody(req), ended: false };
     try {
       const response = await app.handle(toRequest(req, body, idleMs));
-      await sendResponse(req, res, response, body);
+      await sendResponse(req, res, response, body, sendTimeoutMs);
     } catch (err) {
       log.error(`unhandled: ${(err as Error).stack ?? err}`);
       if (!res.headersSent) res.writeHead(500, { connection: "close" }).end();

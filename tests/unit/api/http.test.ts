@@ -1,7 +1,8 @@
 // The node:http adapter (api/http.ts) as a client sees it on the wire: a response body that
 // fails is never a complete-looking response, a request body nobody reads is not drained (the
-// connection is closed), a silent body is cut after the idle timeout, and connections over the
-// bound are refused with one log line.
+// connection is closed), a silent body is cut after the idle timeout, a client that stops
+// reading its response is cut after the send timeout, and connections over the bound are
+// refused with one log line.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Server } from "node:http";
 import { Elysia } from "elysia";
@@ -18,7 +19,7 @@ afterEach(async () => {
   }
 });
 
-async function serve(app: Elysia, opts: { maxConnections?: number; bodyIdleTimeoutMs?: number } = {}): Promise<number> {
+async function serve(app: Elysia, opts: { maxConnections?: number; bodyIdleTimeoutMs?: number; sendTimeoutMs?: number } = {}): Promise<number> {
   const port = await freePort();
   servers.push(await serveNode(app, { host: "127.0.0.1", port, ...opts }));
   return port;
@@ -71,6 +72,27 @@ describe("a response body that fails", () => {
     expect(body.toString()).toBe("first bytes");
     expect(body.length).toBeLessThan(1000);
   });
+});
+
+test("a client that stops reading its response is cut off after the send timeout", async () => {
+  const app = new Elysia().get(
+    "/big",
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(new Uint8Array(64 * 1024)) }, { highWaterMark: 0 }),
+        // Far more than the test could read in its time: it ends only if the server cuts it.
+        { headers: { "content-length": String(2 ** 40) } },
+      ),
+  ) as unknown as Elysia;
+  const port = await serve(app, { sendTimeoutMs: 300 });
+  const c = await rawConnect(port);
+  await c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.socket.pause();
+  await Bun.sleep(1_000);
+  // A paused socket reports the close only once its buffered bytes are read.
+  c.socket.resume();
+  expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+  expect(c.received().length).toBeLessThan(64 * 1024 * 1024);
 });
 
 describe("request bodies", () => {
