@@ -3,6 +3,11 @@
 // when Content-Length is set (S3 clients such as s3cmd need the length on GetObject), and it
 // normalises the request path ("." / ".." segments, "\") which breaks SigV4. node:http keeps
 // both; the raw request target is handed to handlers through rawUrlOf().
+//
+// It also owns the limits every HTTP endpoint shares at its edge: the idle timeout of request
+// bodies, the send timeout of responses, the bound on open connections, the rule that a
+// request body left unread is never drained (the connection is closed instead), and that a
+// response whose body fails never looks complete to the client.
 import http from "node:http";
 import type { Socket } from "node:net";
 import { readFileSync } from "node:fs";
@@ -30,7 +35,7 @@ const KEEP_ALIVE_TIMEOUT_MS = 30_000;
  * does not count. Overridable with the BUNKER_BODY_IDLE_TIMEOUT_MS environment variable, for
  * tests that cannot wait that long.
  */
-export const BODY_IDLE_TIMEOUT_MS = 20_000;
+const BODY_IDLE_TIMEOUT_MS = 20_000;
 const BODY_IDLE_TIMEOUT_ENV = "BUNKER_BODY_IDLE_TIMEOUT_MS";
 /**
  * Longest time a client may leave a response unread (no room freed in the socket) before the
