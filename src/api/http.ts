@@ -3,18 +3,66 @@
 // when Content-Length is set (S3 clients such as s3cmd need the length on GetObject), and it
 // normalises the request path ("." / ".." segments, "\") which breaks SigV4. node:http keeps
 // both; the raw request target is handed to handlers through rawUrlOf().
+//
+// It also owns the limits every HTTP endpoint shares at its edge: the idle timeout of request
+// bodies, the send timeout of responses, the bound on open connections, the rule that a
+// request body left unread is never drained (the connection is closed instead), and that a
+// response whose body fails never looks complete to the client.
 import http from "node:http";
+import type { Socket } from "node:net";
+import { readFileSync } from "node:fs";
 import { once } from "node:events";
 import type { Elysia } from "elysia";
 import { logger } from "../util/log";
 import { chunkDone } from "../util/buffer-pool";
+import { parseDecimal } from "../util/decimal";
+import { RateLimitedLog, suppressedNote } from "../util/rate-limited-log";
 
 const log = logger("http");
 
-/** Time allowed to receive request headers. Bodies may stream for as long as they move. */
-const HEADERS_TIMEOUT_MS = 60_000;
+/**
+ * Time allowed to receive request headers; S3 clients send theirs at once. Bun's node:http
+ * ignores this setting: it cuts a connection whose request headers are not complete within
+ * about 10 s itself (measured on Bun 1.4, however slowly the bytes trickle in). Under Node
+ * this value applies.
+ */
+const HEADERS_TIMEOUT_MS = 10_000;
 /** An idle keep-alive connection is closed after this. */
 const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+/**
+ * Longest silence of a request body while a handler waits for its next bytes (AWS S3 answers
+ * RequestTimeout after about 20 s). Time spent while we do not read (our own backpressure)
+ * does not count. Overridable with the BUNKER_BODY_IDLE_TIMEOUT_MS environment variable, for
+ * tests that cannot wait that long.
+ */
+const BODY_IDLE_TIMEOUT_MS = 20_000;
+const BODY_IDLE_TIMEOUT_ENV = "BUNKER_BODY_IDLE_TIMEOUT_MS";
+/**
+ * Longest time a client may leave a response unread (no room freed in the socket) before the
+ * connection is cut, as nginx's send_timeout (same default). Public website objects can be
+ * fetched by anyone: without it, clients that never read would each hold a connection and the
+ * buffers in flight for ever. A player that pauses a download for longer resumes with a Range.
+ */
+const SEND_TIMEOUT_MS = 60_000;
+/**
+ * Share of the process's file descriptors that one HTTP server may hold as connections: the
+ * three servers (S3, admin, web) then hold at most 60% of them, leaving the rest to RPC
+ * peers, block files and the metadata database, so that a connection flood cannot make a
+ * node fail its own disk reads.
+ */
+const CONNECTION_SHARE_OF_FD_LIMIT = 0.2;
+/**
+ * Most connections of one server whatever the descriptor limit (Bun raises its soft limit to
+ * the hard one, often 2^20): each open request may hold body and block buffers, and a
+ * Raspberry Pi has 1 to 8 GiB of memory.
+ */
+const MAX_CONNECTIONS_CEILING = 512;
+/** Fewest connections a server takes, so that a tiny descriptor limit leaves it usable. */
+const MIN_CONNECTIONS = 16;
+/** The bound when the descriptor limit cannot be read (no /proc, e.g. macOS). */
+const DEFAULT_MAX_CONNECTIONS = 256;
+/** When connections are refused for the bound, one log line per this interval says so. */
+const CONNECTION_LIMIT_LOG_INTERVAL_MS = 60_000;
 
 const rawUrls = new WeakMap<Request, string>();
 
@@ -22,6 +70,13 @@ const rawUrls = new WeakMap<Request, string>();
 export class ClientDisconnected extends Error {
   constructor() {
     super("the client closed the connection before the end of the request body");
+  }
+}
+
+/** The client sent no byte of its request body for the idle timeout while we waited for one. */
+export class RequestBodyTimeout extends Error {
+  constructor(readonly idleMs: number) {
+    super(`no byte of the request body arrived for ${idleMs} ms`);
   }
 }
 
@@ -33,30 +88,57 @@ export function rawUrlOf(request: Request): string {
   return u.pathname + u.search;
 }
 
-function bodyStream(req: http.IncomingMessage): ReadableStream<Uint8Array> {
+/** What is known of a request body's reading, for deciding whether the connection can be reused. */
+interface BodyState {
+  /** The request announces a body (a Content-Length above 0, or Transfer-Encoding). */
+  readonly expected: boolean;
+  /** The body was read to its end. */
+  ended: boolean;
+}
+
+function bodyStream(req: http.IncomingMessage, state: BodyState, idleMs: number): ReadableStream<Uint8Array> {
   const it = req[Symbol.asyncIterator]();
+  let cancelled = false;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const silence = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new RequestBodyTimeout(idleMs)), idleMs);
+        });
         let step: IteratorResult<Uint8Array | Buffer>;
         try {
-          step = await it.next();
-        } catch {
-          controller.error(new ClientDisconnected());
+          step = await Promise.race([it.next(), silence]);
+        } catch (err) {
+          if (cancelled) return;
+          controller.error(err instanceof RequestBodyTimeout ? err : new ClientDisconnected());
           return;
+        } finally {
+          clearTimeout(timer);
         }
-        if (step.done) controller.close();
-        else controller.enqueue(step.value instanceof Uint8Array ? step.value : new Uint8Array(step.value));
+        if (cancelled) return; // cancelled while waiting: the stream is closed already
+        if (step.done) {
+          state.ended = true;
+          controller.close();
+        } else controller.enqueue(step.value instanceof Uint8Array ? step.value : new Uint8Array(step.value));
       },
       cancel() {
-        req.resume();
+        cancelled = true;
+        // The rest is not drained (a refused body may be gigabytes, sent slowly): the response
+        // closes the connection instead (sendResponse).
       },
     },
     { highWaterMark: 0 },
   );
 }
 
-function toRequest(req: http.IncomingMessage): Request {
+function announcesBody(req: http.IncomingMessage): boolean {
+  if (req.headers["transfer-encoding"] !== undefined) return true;
+  const length = req.headers["content-length"];
+  return length !== undefined && length.trim() !== "0";
+}
+
+function toRequest(req: http.IncomingMessage, state: BodyState, idleMs: number): Request {
   const headers = new Headers();
   for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
   const method = req.method ?? "GET";
@@ -73,33 +155,43 @@ function toRequest(req: http.IncomingMessage): Request {
   const request = new Request(url, {
     method,
     headers,
-    body: hasBody ? bodyStream(req) : undefined,
+    body: hasBody ? bodyStream(req, state, idleMs) : undefined,
     duplex: "half",
   } as RequestInit);
   rawUrls.set(request, target);
   return request;
 }
 
-/** Resolves when the socket wants more data or is gone; leaves no listener behind. */
-function drained(res: http.ServerResponse): Promise<void> {
+/**
+ * Resolves true when the socket wants more data or is gone, false when it did not within
+ * `ms` (the client stopped reading); leaves no listener or timer behind.
+ */
+function drained(res: http.ServerResponse, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = () => {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
       res.off("drain", done);
       res.off("close", done);
-      resolve();
+      resolve(ok);
     };
+    const done = () => finish(true);
+    const timer = setTimeout(() => finish(false), ms);
     res.on("drain", done);
     res.on("close", done);
   });
 }
 
-async function sendResponse(res: http.ServerResponse, response: Response, isHead: boolean): Promise<void> {
+async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse, response: Response, body: BodyState, sendTimeoutMs: number): Promise<void> {
   const headers: Record<string, string | string[]> = {};
   response.headers.forEach((value, name) => {
     headers[name] = value;
   });
-  res.writeHead(response.status, headers);
-  if (!response.body || isHead) {
+  // A request body not read to its end (refused, cut off, timed out) is never drained: the
+  // connection is closed after the response, so that a refused upload costs nothing more.
+  // (`complete`: the whole body has arrived even though nobody read it, e.g. a small one.)
+  if (body.expected && !body.ended && !req.complete) headers["connection"] = "close";
+  if (!response.body || req.method === "HEAD") {
+    res.writeHead(response.status, headers);
     res.end();
     return;
   }
@@ -109,16 +201,34 @@ async function sendResponse(res: http.ServerResponse, response: Response, isHead
     closed = true;
     if (!res.writableFinished) void reader.cancel().catch(() => {});
   });
+  // The status is committed only once the body has produced its first bytes: a body that fails
+  // at once (e.g. its object's blocks cannot be read) must not become "200 and nothing".
+  let first: Awaited<ReturnType<typeof reader.read>>;
   try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done || closed) break;
+    first = await reader.read();
+  } catch (err) {
+    log.warn(`response stream failed before its first byte: ${(err as Error).message}; answering 503`);
+    if (!closed) res.writeHead(503, { "content-length": "0", connection: "close" }).end();
+    return;
+  }
+  if (closed) return;
+  res.writeHead(response.status, headers);
+  try {
+    for (let step = first; !step.done && !closed; step = await reader.read()) {
+      const chunk = step.value;
       // Lent block buffers (util/buffer-pool) go back to their pool once written out.
-      if (!res.write(value, () => chunkDone(value))) await drained(res);
+      if (!res.write(chunk, () => chunkDone(chunk)) && !(await drained(res, sendTimeoutMs))) {
+        // The client has not read anything for the send timeout: it holds a connection and
+        // our buffers for nothing. Cut, like a failed body (fewer bytes than announced).
+        log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
+        res.destroy();
+        return;
+      }
     }
   } catch (err) {
-    // The body failed mid-stream: the status line is gone, so cut the connection to make
-    // the client see a truncated response rather than a silently short one.
+    // The body failed mid-stream: the status line and Content-Length are gone, so cut the
+    // connection; the client sees fewer bytes than announced (or an unterminated chunked
+    // body), a visible truncation rather than a silently short object.
     log.warn(`response stream failed: ${(err as Error).message}`);
     res.destroy();
     return;
@@ -126,21 +236,76 @@ async function sendResponse(res: http.ServerResponse, response: Response, isHead
   res.end();
 }
 
+/** The soft limit on open files of this process (Linux /proc), or undefined when unknown. */
+function openFileLimit(): number | undefined {
+  let text: string;
+  try {
+    text = readFileSync("/proc/self/limits", "utf8");
+  } catch {
+    return undefined;
+  }
+  const soft = /^Max open files\s+(\S+)/m.exec(text)?.[1];
+  return parseDecimal(soft, 1, Number.MAX_SAFE_INTEGER);
+}
+
+/** The connection bound of one server for a given open-file limit (see the constants). */
+export function connectionLimitFor(fdLimit: number | undefined): number {
+  if (fdLimit === undefined) return DEFAULT_MAX_CONNECTIONS;
+  return Math.min(MAX_CONNECTIONS_CEILING, Math.max(MIN_CONNECTIONS, Math.floor(fdLimit * CONNECTION_SHARE_OF_FD_LIMIT)));
+}
+
+function bodyIdleTimeoutFromEnv(): number {
+  const raw = process.env[BODY_IDLE_TIMEOUT_ENV];
+  if (raw === undefined) return BODY_IDLE_TIMEOUT_MS;
+  const ms = parseDecimal(raw, 1, 24 * 3600 * 1000);
+  if (ms === undefined) throw new Error(`${BODY_IDLE_TIMEOUT_ENV} must be a number of milliseconds (1 to 86400000), not "${raw}"`);
+  return ms;
+}
+
 export interface ServeOptions {
   host: string;
   port: number;
+  /** Most connections open at once; by default a share of the open-file limit (connectionLimitFor). */
+  maxConnections?: number;
+  /** Longest silence of a request body being read; default BODY_IDLE_TIMEOUT_MS (or its env override). */
+  bodyIdleTimeoutMs?: number;
+  /** Longest time a client may leave its response unread; default SEND_TIMEOUT_MS. */
+  sendTimeoutMs?: number;
 }
 
 export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, opts: ServeOptions): Promise<http.Server> {
+  const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
+  const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
+  const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
   const server = http.createServer(async (req, res) => {
+    const body: BodyState = { expected: announcesBody(req), ended: false };
     try {
-      const response = await app.handle(toRequest(req));
-      await sendResponse(res, response, req.method === "HEAD");
+      const response = await app.handle(toRequest(req, body, idleMs));
+      await sendResponse(req, res, response, body, sendTimeoutMs);
     } catch (err) {
       log.error(`unhandled: ${(err as Error).stack ?? err}`);
-      if (!res.headersSent) res.writeHead(500).end();
+      if (!res.headersSent) res.writeHead(500, { connection: "close" }).end();
       else res.destroy();
     }
+  });
+  // server.maxConnections does nothing under Bun (measured), so connections are counted here.
+  // One over the bound is accepted and closed at once: cheaper than letting it queue, and the
+  // client sees a refusal instead of a hang.
+  let open = 0;
+  const limitLog = new RateLimitedLog(CONNECTION_LIMIT_LOG_INTERVAL_MS);
+  server.on("connection", (socket: Socket) => {
+    if (open >= maxConnections) {
+      socket.destroy();
+      limitLog.note("", (suppressed) =>
+        log.warn(
+          `${opts.host}:${opts.port}: ${maxConnections} connections open, the most allowed; refusing new ones until some close` +
+            suppressedNote(suppressed, "connections refused"),
+        ),
+      );
+      return;
+    }
+    open++;
+    socket.once("close", () => open--);
   });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 0;

@@ -7,6 +7,7 @@ import type { Socket, SocketHandler, TCPSocketListener } from "bun";
 import type { KeyObject } from "node:crypto";
 import { assert } from "../util/assert.ts";
 import { logger } from "../util/log.ts";
+import { RateLimitedLog, suppressedNote } from "../util/rate-limited-log.ts";
 import { Connection, DEFAULT_CALL_TIMEOUT_MS, type ConnectionStats, type InboundRequest, type Reply } from "./connection.ts";
 import { RPC_ERR, RpcError } from "./errors.ts";
 import {
@@ -40,6 +41,12 @@ const log = logger("rpc");
 
 /** A losing duplicate connection stays open this long for calls the peer started on it. */
 export const DUPLICATE_GRACE_MS = 2_000;
+/**
+ * Refused handshakes (wrong network key, garbage, timeouts) are logged once per source address
+ * per this interval, with a count of those left out: anyone who can reach the RPC port can
+ * cause one per connection.
+ */
+export const HANDSHAKE_REFUSAL_LOG_INTERVAL_MS = 60_000;
 
 export interface RpcOptions {
   nodeKey: { id: string; privateKey: KeyObject; publicKey: KeyObject };
@@ -52,6 +59,7 @@ export interface RpcOptions {
   handshakeTimeoutMs?: number;
   streamIdleTimeoutMs?: number;
   maxSendQueueBytes?: number;
+  handshakeRefusalLogIntervalMs?: number;
 }
 
 export interface HandlerRequest {
@@ -88,6 +96,7 @@ export class RpcNode {
   private readonly handlers = new Map<string, Handler>();
   private readonly events: Record<PeerEvent, ((peerId: string) => void)[]> = { "peer-up": [], "peer-down": [] };
   private closing = false;
+  private readonly refusalLog: RateLimitedLog;
 
   constructor(opts: RpcOptions) {
     assert(opts.networkKey.length === NETWORK_KEY_BYTES, "rpc_secret (network key) is 32 bytes");
@@ -95,6 +104,7 @@ export class RpcNode {
     assert(identityIsConsistent(opts.nodeKey), "node id matches the node's public key");
     this.opts = opts;
     this.id = opts.nodeKey.id;
+    this.refusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
   }
 
   async listen(): Promise<void> {
@@ -226,7 +236,10 @@ export class RpcNode {
       result = await this.timed(t, listenerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey));
     } catch (err) {
       if (err instanceof HandshakeError) {
-        log.warn(`refused connection from ${t.remote}: ${err.message}`);
+        const message = err.message;
+        this.refusalLog.note(t.remoteAddress, (suppressed) =>
+          log.warn(`refused connection from ${t.remote}: ${message}${suppressedNote(suppressed, `refused connections from ${t.remoteAddress}`)}`),
+        );
       } else {
         log.debug(`handshake with ${t.remote} aborted: ${(err as Error).message}`);
       }

@@ -23,11 +23,15 @@ export class Transport {
   private graceTimer: ReturnType<typeof setTimeout> | null = null;
   /** Called when a partially written buffer has been fully handed to the kernel. */
   onDrain: () => void = () => {};
+  /** The peer's address and port, for log lines. */
   remote = "unknown";
+  /** The peer's address alone (what a refusal's log line is counted by). */
+  remoteAddress = "unknown";
 
   attach(socket: Socket<Transport>): void {
     assert(this.socket === null, "a transport is attached once");
     this.socket = socket;
+    this.remoteAddress = socket.remoteAddress;
     this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
     // RPC frames are small and latency-bound; Nagle + delayed ACK would add ~40 ms stalls.
     socket.setNoDelay(true);

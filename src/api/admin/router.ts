@@ -1,7 +1,8 @@
 // The admin API (Garage v2 names, JSON, bearer token): keys, buckets, permissions, status,
 // health. The CLI is its main client.
 import { Elysia, t } from "elysia";
-import { bucketOfHost } from "../http";
+import { bucketOfHost, ClientDisconnected, RequestBodyTimeout } from "../http";
+import { parseDecimal } from "../../util/decimal";
 import { metrics } from "../../util/metrics";
 import { timingSafeEqual } from "node:crypto";
 import { ModelError, type Model } from "../../model/model";
@@ -50,6 +51,63 @@ export class AdminError extends Error {
     message: string,
   ) {
     super(message);
+  }
+}
+
+/**
+ * Largest admin request body. The biggest real one, a layout change for dozens of nodes, is a
+ * few KiB; the bound keeps any body (even one with a valid token) from costing real memory.
+ */
+const ADMIN_MAX_BODY_BYTES = 1024 * 1024;
+/** Endpoints answered without the admin token; each checks what it needs itself. */
+const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/health", "/metrics", "/check"]);
+
+/**
+ * Refuses a request to a guarded endpoint without the admin token, or with a declared body
+ * over ADMIN_MAX_BODY_BYTES. Runs before routing and before any byte of the body is read, so
+ * that a caller without the token costs nothing and learns nothing (not even whether its body
+ * would parse); the unread body is not drained (api/http closes the connection).
+ */
+function checkAdminRequest(request: Request, adminToken: string | undefined): void {
+  if (!adminToken) throw new AdminError(403, "AccessDenied", "no admin_token is configured on this node: the admin API is disabled");
+  const auth = request.headers.get("authorization") ?? "";
+  if (!auth.startsWith("Bearer ")) throw new AdminError(401, "Unauthorized", "missing bearer token (Authorization: Bearer <admin_token>)");
+  if (!tokenMatches(auth.slice(7).trim(), adminToken)) throw new AdminError(403, "AccessDenied", "invalid admin token");
+  const declared = request.headers.get("content-length");
+  if (declared !== null && (parseDecimal(declared, 0, Number.MAX_SAFE_INTEGER) ?? Infinity) > ADMIN_MAX_BODY_BYTES)
+    throw bodyTooLarge();
+}
+
+function bodyTooLarge(): AdminError {
+  return new AdminError(413, "PayloadTooLarge", `admin request bodies are limited to ${ADMIN_MAX_BODY_BYTES} bytes`);
+}
+
+/**
+ * The JSON body of an admin request, read up to ADMIN_MAX_BODY_BYTES whatever its framing
+ * (a chunked body is cut there) and whatever its Content-Type: the admin API speaks JSON only.
+ * An empty body is null.
+ */
+async function readJsonBody(request: Request): Promise<unknown> {
+  if (!request.body) return null;
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > ADMIN_MAX_BODY_BYTES) {
+      void reader.cancel().catch(() => {});
+      throw bodyTooLarge();
+    }
+    chunks.push(value);
+  }
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (text.trim() === "") return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AdminError(400, "InvalidRequest", "request body is not valid JSON");
   }
 }
 
@@ -261,15 +319,23 @@ export function adminApp(s: AdminServices) {
     return bucketInfo(model, model.getBucket(bucket.id)!);
   };
 
-  return new Elysia({ normalize: false })
+  const app = new Elysia({ normalize: false })
     .error({ AdminError })
-    .onError(({ code, error, path }) => {
+    .onError(({ code, error: raised, path }) => {
+      // Errors of the body parser (onParse below) arrive wrapped in Elysia's ParseError.
+      const error = code === "PARSE" && (raised as Error).cause instanceof Error ? ((raised as Error).cause as Error) : raised;
       let status = 500;
       let errCode = "InternalError";
       let message = error instanceof Error ? error.message : String(error);
       if (error instanceof AdminError) {
         status = error.status;
         errCode = error.code;
+      } else if (error instanceof RequestBodyTimeout) {
+        status = 408;
+        errCode = "RequestTimeout";
+      } else if (error instanceof ClientDisconnected) {
+        status = 400;
+        errCode = "IncompleteBody";
       } else if (error instanceof LayoutRequestError) {
         status = 400;
         errCode = "InvalidRequest";
@@ -294,6 +360,10 @@ export function adminApp(s: AdminServices) {
       }
       return new Response(JSON.stringify({ code: errCode, message, path }), { status, headers: { "content-type": "application/json" } });
     })
+    .onRequest(({ request }) => {
+      if (!PUBLIC_PATHS.has(new URL(request.url).pathname)) checkAdminRequest(request, s.adminToken);
+    })
+    .onParse(({ request }) => readJsonBody(request))
     .get("/health", () => {
       const h = cluster.health();
       if (h.status === "healthy") return new Response("Bunker is fully operational\n", { headers: { "content-type": "text/plain" } });
@@ -322,129 +392,119 @@ export function adminApp(s: AdminServices) {
         return new Response(`Domain '${query.domain}' is managed by Bunker\n`, { headers: { "content-type": "text/plain" } });
       },
       { query: t.Object({ domain: t.Optional(t.String()) }) },
-    )
-    .guard(
-      {
-        beforeHandle({ request }) {
-          if (!s.adminToken) throw new AdminError(403, "AccessDenied", "no admin_token is configured on this node: the admin API is disabled");
-          const auth = request.headers.get("authorization") ?? "";
-          if (!auth.startsWith("Bearer ")) throw new AdminError(401, "Unauthorized", "missing bearer token (Authorization: Bearer <admin_token>)");
-          if (!tokenMatches(auth.slice(7).trim(), s.adminToken)) throw new AdminError(403, "AccessDenied", "invalid admin token");
-        },
-      },
-      (app) =>
-        // Added on the guarded app itself, so the token check covers them too.
-        cluster
-          .routes(app as unknown as Elysia)
-          .get("/v2/ListWorkers", () => s.workers())
-          .post("/v2/LaunchRepairOperation", ({ body }) => s.repair(body.repairType), {
-            body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks"), t.Literal("scrub"), t.Literal("lifecycle")]) }),
-          })
-          .get("/v2/ListBlockErrors", () =>
-            s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),
-          )
-          .get("/v2/ListKeys", () =>
-            model.listKeys().map((k) => ({ id: k.id, name: k.name.v, created: new Date(k.created).toISOString(), expiration: null, expired: false })),
-          )
-          .get(
-            "/v2/GetKeyInfo",
-            ({ query }) => keyInfo(model, findKey(model, query), query.showSecretKey === "true"),
-            { query: t.Object({ id: t.Optional(t.String()), search: t.Optional(t.String()), showSecretKey: t.Optional(t.String()) }) },
-          )
-          .post(
-            "/v2/CreateKey",
-            async ({ body }) => keyInfo(model, await model.createKey(body.name ?? "", body.allow?.createBucket ?? false), true),
-            { body: t.Object({ name: t.Optional(t.String()), allow: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })) }) },
-          )
-          .post(
-            "/v2/ImportKey",
-            async ({ body }) => {
-              if (!ACCESS_KEY_ID_RE.test(body.accessKeyId)) throw new AdminError(400, "InvalidRequest", "access key id must be GK followed by 24 hex characters");
-              if (!SECRET_KEY_RE.test(body.secretAccessKey)) throw new AdminError(400, "InvalidRequest", "secret access key must be 64 hex characters");
-              const key = await model.createKey(body.name ?? "", false, { id: body.accessKeyId, secret: body.secretAccessKey });
-              return keyInfo(model, key, true);
-            },
-            { body: t.Object({ accessKeyId: t.String(), secretAccessKey: t.String(), name: t.Optional(t.String()) }) },
-          )
-          .post(
-            "/v2/UpdateKey",
-            async ({ query, body }) => {
-              const key = findKey(model, { id: query.id });
-              let allowCreateBucket: boolean | undefined;
-              if (body.allow?.createBucket) allowCreateBucket = true;
-              if (body.deny?.createBucket) allowCreateBucket = false;
-              return keyInfo(model, await model.updateKey(key, { name: body.name, allowCreateBucket }), false);
-            },
-            {
-              query: t.Object({ id: t.String() }),
-              body: t.Object({
-                name: t.Optional(t.String()),
-                allow: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })),
-                deny: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })),
-              }),
-            },
-          )
-          .post(
-            "/v2/DeleteKey",
-            async ({ query }) => {
-              await model.deleteKey(findKey(model, { id: query.id }));
-              return {};
-            },
-            { query: t.Object({ id: t.String() }) },
-          )
-          .get("/v2/ListBuckets", () =>
-            model.listBuckets().map((b) => ({ id: b.id, created: new Date(b.created).toISOString(), globalAliases: model.aliasesOf(b.id), localAliases: [] })),
-          )
-          .get("/v2/GetBucketInfo", ({ query }) => bucketInfo(model, findBucket(model, query)), {
-            query: t.Object({ id: t.Optional(t.String()), globalAlias: t.Optional(t.String()), search: t.Optional(t.String()) }),
-          })
-          .post(
-            "/v2/CreateBucket",
-            async ({ body }) => {
-              if (!isValidBucketName(body.globalAlias)) throw new AdminError(400, "InvalidBucketName", `invalid bucket name "${body.globalAlias}"`);
-              if (model.resolveBucket(body.globalAlias)) throw new AdminError(409, "BucketAlreadyExists", `bucket ${body.globalAlias} already exists`);
-              return bucketInfo(model, await model.createBucket(body.globalAlias));
-            },
-            { body: t.Object({ globalAlias: t.String() }) },
-          )
-          .post(
-            "/v2/UpdateBucket",
-            async ({ query, body }) => {
-              let bucket = findBucket(model, { id: query.id });
-              if (body.websiteAccess) {
-                // Routing rules are set through S3 only: changing the documents keeps them.
-                const website = requestedWebsite(body.websiteAccess);
-                const rules = bucket.website.v?.routingRules;
-                bucket = await model.setWebsite(bucket, website && rules ? { ...website, routingRules: rules } : website);
-              }
-              // As Garage: the quotas given replace the previous ones; a missing limit is none.
-              if (body.quotas) bucket = await model.setQuotas(bucket, { maxSize: body.quotas.maxSize ?? null, maxObjects: body.quotas.maxObjects ?? null });
-              return bucketInfo(model, bucket);
-            },
-            { query: t.Object({ id: t.String() }), body: UpdateBucketBody },
-          )
-          .post(
-            "/v2/DeleteBucket",
-            async ({ query }) => {
-              await model.deleteBucket(findBucket(model, { id: query.id }));
-              return {};
-            },
-            { query: t.Object({ id: t.String() }) },
-          )
-          .get("/v2/InspectObject", ({ query }) => inspectObject(model, findBucket(model, { id: query.bucketId }), query.key), {
-            query: t.Object({ bucketId: t.String(), key: t.String() }),
-          })
-          .post("/v2/AddBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.addAlias(b, name)), { body: BucketAliasBody })
-          .post("/v2/RemoveBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.removeAlias(b, name)), { body: BucketAliasBody })
-          .post(
-            "/v2/CleanupIncompleteUploads",
-            async ({ body }) => {
-              const bucket = findBucket(model, { id: body.bucketId });
-              return { uploadsDeleted: await model.cleanupUploads(bucket, s.now() - body.olderThanSecs * 1000) };
-            },
-            { body: t.Object({ bucketId: t.String(), olderThanSecs: t.Integer({ minimum: 0 }) }) },
-          )
-          .post("/v2/AllowBucketKey", ({ body }) => changePermissions(body, true), { body: BucketKeyBody })
-          .post("/v2/DenyBucketKey", ({ body }) => changePermissions(body, false), { body: BucketKeyBody }),
     );
+
+  // Everything below needs the admin token (checkAdminRequest, in onRequest above).
+  return cluster
+    .routes(app as unknown as Elysia)
+    .get("/v2/ListWorkers", () => s.workers())
+    .post("/v2/LaunchRepairOperation", ({ body }) => s.repair(body.repairType), {
+      body: t.Object({ repairType: t.Union([t.Literal("tables"), t.Literal("blocks"), t.Literal("scrub"), t.Literal("lifecycle")]) }),
+    })
+    .get("/v2/ListBlockErrors", () =>
+      s.blockErrors().map((e) => ({ blockHash: e.hash, errorCount: e.errors, nextTryAt: e.nextTry, lastError: e.lastError })),
+    )
+    .get("/v2/ListKeys", () =>
+      model.listKeys().map((k) => ({ id: k.id, name: k.name.v, created: new Date(k.created).toISOString(), expiration: null, expired: false })),
+    )
+    .get(
+      "/v2/GetKeyInfo",
+      ({ query }) => keyInfo(model, findKey(model, query), query.showSecretKey === "true"),
+      { query: t.Object({ id: t.Optional(t.String()), search: t.Optional(t.String()), showSecretKey: t.Optional(t.String()) }) },
+    )
+    .post(
+      "/v2/CreateKey",
+      async ({ body }) => keyInfo(model, await model.createKey(body.name ?? "", body.allow?.createBucket ?? false), true),
+      { body: t.Object({ name: t.Optional(t.String()), allow: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })) }) },
+    )
+    .post(
+      "/v2/ImportKey",
+      async ({ body }) => {
+        if (!ACCESS_KEY_ID_RE.test(body.accessKeyId)) throw new AdminError(400, "InvalidRequest", "access key id must be GK followed by 24 hex characters");
+        if (!SECRET_KEY_RE.test(body.secretAccessKey)) throw new AdminError(400, "InvalidRequest", "secret access key must be 64 hex characters");
+        const key = await model.createKey(body.name ?? "", false, { id: body.accessKeyId, secret: body.secretAccessKey });
+        return keyInfo(model, key, true);
+      },
+      { body: t.Object({ accessKeyId: t.String(), secretAccessKey: t.String(), name: t.Optional(t.String()) }) },
+    )
+    .post(
+      "/v2/UpdateKey",
+      async ({ query, body }) => {
+        const key = findKey(model, { id: query.id });
+        let allowCreateBucket: boolean | undefined;
+        if (body.allow?.createBucket) allowCreateBucket = true;
+        if (body.deny?.createBucket) allowCreateBucket = false;
+        return keyInfo(model, await model.updateKey(key, { name: body.name, allowCreateBucket }), false);
+      },
+      {
+        query: t.Object({ id: t.String() }),
+        body: t.Object({
+          name: t.Optional(t.String()),
+          allow: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })),
+          deny: t.Optional(t.Object({ createBucket: t.Optional(t.Boolean()) })),
+        }),
+      },
+    )
+    .post(
+      "/v2/DeleteKey",
+      async ({ query }) => {
+        await model.deleteKey(findKey(model, { id: query.id }));
+        return {};
+      },
+      { query: t.Object({ id: t.String() }) },
+    )
+    .get("/v2/ListBuckets", () =>
+      model.listBuckets().map((b) => ({ id: b.id, created: new Date(b.created).toISOString(), globalAliases: model.aliasesOf(b.id), localAliases: [] })),
+    )
+    .get("/v2/GetBucketInfo", ({ query }) => bucketInfo(model, findBucket(model, query)), {
+      query: t.Object({ id: t.Optional(t.String()), globalAlias: t.Optional(t.String()), search: t.Optional(t.String()) }),
+    })
+    .post(
+      "/v2/CreateBucket",
+      async ({ body }) => {
+        if (!isValidBucketName(body.globalAlias)) throw new AdminError(400, "InvalidBucketName", `invalid bucket name "${body.globalAlias}"`);
+        if (model.resolveBucket(body.globalAlias)) throw new AdminError(409, "BucketAlreadyExists", `bucket ${body.globalAlias} already exists`);
+        return bucketInfo(model, await model.createBucket(body.globalAlias));
+      },
+      { body: t.Object({ globalAlias: t.String() }) },
+    )
+    .post(
+      "/v2/UpdateBucket",
+      async ({ query, body }) => {
+        let bucket = findBucket(model, { id: query.id });
+        if (body.websiteAccess) {
+          // Routing rules are set through S3 only: changing the documents keeps them.
+          const website = requestedWebsite(body.websiteAccess);
+          const rules = bucket.website.v?.routingRules;
+          bucket = await model.setWebsite(bucket, website && rules ? { ...website, routingRules: rules } : website);
+        }
+        // As Garage: the quotas given replace the previous ones; a missing limit is none.
+        if (body.quotas) bucket = await model.setQuotas(bucket, { maxSize: body.quotas.maxSize ?? null, maxObjects: body.quotas.maxObjects ?? null });
+        return bucketInfo(model, bucket);
+      },
+      { query: t.Object({ id: t.String() }), body: UpdateBucketBody },
+    )
+    .post(
+      "/v2/DeleteBucket",
+      async ({ query }) => {
+        await model.deleteBucket(findBucket(model, { id: query.id }));
+        return {};
+      },
+      { query: t.Object({ id: t.String() }) },
+    )
+    .get("/v2/InspectObject", ({ query }) => inspectObject(model, findBucket(model, { id: query.bucketId }), query.key), {
+      query: t.Object({ bucketId: t.String(), key: t.String() }),
+    })
+    .post("/v2/AddBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.addAlias(b, name)), { body: BucketAliasBody })
+    .post("/v2/RemoveBucketAlias", ({ body }) => changeAlias(body, (b, name) => model.removeAlias(b, name)), { body: BucketAliasBody })
+    .post(
+      "/v2/CleanupIncompleteUploads",
+      async ({ body }) => {
+        const bucket = findBucket(model, { id: body.bucketId });
+        return { uploadsDeleted: await model.cleanupUploads(bucket, s.now() - body.olderThanSecs * 1000) };
+      },
+      { body: t.Object({ bucketId: t.String(), olderThanSecs: t.Integer({ minimum: 0 }) }) },
+    )
+    .post("/v2/AllowBucketKey", ({ body }) => changePermissions(body, true), { body: BucketKeyBody })
+    .post("/v2/DenyBucketKey", ({ body }) => changePermissions(body, false), { body: BucketKeyBody });
 }

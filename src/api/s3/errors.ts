@@ -4,7 +4,7 @@ import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
 import { BlockNotFoundError } from "../../block/manager";
 import { logger } from "../../util/log";
-import { ClientDisconnected } from "../http";
+import { ClientDisconnected, RequestBodyTimeout } from "../http";
 
 const log = logger("s3");
 
@@ -85,6 +85,8 @@ export function toS3Error(err: unknown, context?: string): S3Error {
     return new S3Error(err.code, err.message);
   }
   if (err instanceof ClientDisconnected) return new S3Error("IncompleteBody", err.message);
+  if (err instanceof RequestBodyTimeout)
+    return new S3Error("RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period.");
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   // No reachable node could give the block: it may come back (a node returning, a resync).
   if (err instanceof BlockNotFoundError) return new S3Error("ServiceUnavailable", "The object's data could not be read from any node; please try again.");

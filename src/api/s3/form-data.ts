@@ -39,6 +39,8 @@ export interface FormFile {
   contentType: string | null;
   /** The file's bytes, streamed; ends at the closing boundary. Must be consumed (or returned) once. */
   chunks: AsyncIterable<Uint8Array>;
+  /** Stops reading the body now, even while `chunks` waits for bytes (which then fails). */
+  cancel(): void;
 }
 
 /** What is used of the body's reader; Bun's and Node's typings of web streams differ. */
@@ -75,6 +77,8 @@ class ByteSource {
   /** `buf` was allocated here, so the space after `end` is free to append to. */
   private owned = false;
   private ended = false;
+  /** Why reading was stopped from outside (expire()); every later fill() throws it. */
+  private failure: Error | undefined;
 
   constructor(
     private readonly reader: BodyReader,
@@ -107,6 +111,7 @@ class ByteSource {
   async fill(): Promise<boolean> {
     while (!this.ended) {
       const r = await this.reader.read();
+      if (this.failure) throw this.failure;
       if (r.done) {
         this.ended = true;
         break;
@@ -115,6 +120,7 @@ class ByteSource {
       this.append(Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength));
       return true;
     }
+    if (this.failure) throw this.failure;
     return false;
   }
 
@@ -181,6 +187,12 @@ class ByteSource {
   async drain(): Promise<void> {
     do this.consume(this.length);
     while (await this.fill());
+  }
+
+  /** Stops reading with `err`, even while a fill() waits for bytes (it then throws `err`). */
+  expire(err: Error): void {
+    this.failure ??= err;
+    this.cancel(err);
   }
 
   /** Stops reading the body, e.g. after an error; the request's stream is released. */
@@ -339,11 +351,14 @@ async function* fileChunks(src: ByteSource, delimiter: Buffer): AsyncGenerator<U
  * Reads a multipart/form-data body: every text field before the part named "file" (names
  * lowercased; the first value of a name wins, as S3), then the file part as a stream. Parts
  * after the file are read and ignored (AWS ignores them) once the file stream is drained.
- * `contentType` is the request's Content-Type header (carries the boundary).
+ * `contentType` is the request's Content-Type header (carries the boundary). When the fields
+ * (up to the file part's headers) have not all arrived by `fieldsDeadline` (a Date.now() time),
+ * reading stops with RequestTimeout, however steadily the bytes trickle in.
  */
 export async function readPostForm(
   body: ReadableStream<Uint8Array>,
   contentType: string,
+  fieldsDeadline?: number,
 ): Promise<{ fields: Map<string, string>; file: FormFile | undefined }> {
   const boundary = parseBoundary(contentType);
   const delimiter = Buffer.from(`\r\n--${boundary}`, "latin1");
@@ -352,6 +367,10 @@ export async function readPostForm(
   const fields = new Map<string, string>();
   // Names count too: otherwise many empty fields could grow the map without bound.
   let budget = MAX_FORM_FIELDS_BYTES;
+  const timer =
+    fieldsDeadline === undefined
+      ? undefined
+      : setTimeout(() => src.expire(new S3Error("RequestTimeout", "Your POST request did not send its form fields in time.")), Math.max(0, fieldsDeadline - Date.now()));
   try {
     await src.skipPast(delimiter);
     for (;;) {
@@ -370,6 +389,7 @@ export async function readPostForm(
           filename: params.get("filename") ?? "",
           contentType: headers.get("content-type") ?? null,
           chunks: fileChunks(src, delimiter),
+          cancel: () => src.cancel(),
         };
         return { fields, file };
       }
@@ -383,5 +403,7 @@ export async function readPostForm(
   } catch (err) {
     src.cancel(err);
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
 }

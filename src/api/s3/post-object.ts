@@ -7,7 +7,7 @@ import type { BucketEntry } from "../../model/bucket";
 import type { ObjectData, ObjectMeta } from "../../model/object";
 import type { S3Services } from "./context";
 import { S3Error } from "./errors";
-import { readPostForm } from "./form-data";
+import { readPostForm, type FormFile } from "./form-data";
 import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
 import { writeBody } from "./object-writer";
 import { abortVersion } from "./put";
@@ -17,6 +17,14 @@ import { xmlDocument } from "./xml";
 
 /** Most bytes of a refused form's file read (and dropped) before the answer. */
 const REFUSED_BODY_DRAIN_MAX = 1024 * 1024;
+/**
+ * Time from the start of a POST until its form is checked (the fields before the file, at
+ * most MAX_FORM_FIELDS_BYTES) or, when refused, until the answer (with at most
+ * REFUSED_BODY_DRAIN_MAX of its file read). A browser sends its fields in well under a second;
+ * without this bound a client trickling a byte every few seconds, which the body's idle
+ * timeout never catches, would hold the connection for as long as it likes, unauthenticated.
+ */
+const POST_FORM_DEADLINE_MS = 30_000;
 /** Fields that need no policy condition (AWS's rule; `x-ignore-*` too). */
 const EXEMPT_FIELDS = new Set(["x-amz-signature", "file", "policy"]);
 
@@ -124,7 +132,8 @@ function redirectLocation(target: string, bucket: string, key: string, etag: str
 export async function postObject(request: Request, services: S3Services, bucketName: string, resolveBucket: (name: string) => BucketEntry | undefined): Promise<Response> {
   const contentType = request.headers.get("content-type") ?? "";
   if (!request.body) throw new S3Error("MalformedPOSTRequest", "The body of your POST request is empty");
-  const { fields, file } = await readPostForm(request.body, contentType);
+  const deadline = Date.now() + POST_FORM_DEADLINE_MS;
+  const { fields, file } = await readPostForm(request.body, contentType, deadline);
   let consumed = false;
   try {
     const policy = fields.get("policy");
@@ -203,18 +212,25 @@ export async function postObject(request: Request, services: S3Services, bucketN
     // A refused form's file is read (not stored) so the client sees the answer rather than a
     // reset connection, but only so far: past that the connection is closed after the answer.
     // (A file cut off midway, e.g. past its size range, has left unread bytes behind.)
-    const drained = !file || (!consumed && (await drainAtMost(file.chunks, REFUSED_BODY_DRAIN_MAX).catch(() => false)));
+    const drained = !file || (!consumed && (await drainAtMost(file, REFUSED_BODY_DRAIN_MAX, deadline)));
     if (!drained && err instanceof S3Error) throw new S3Error(err.code, err.message, { ...err.headers, connection: "close" });
     throw err;
   }
 }
 
-/** Reads and drops up to `max` bytes; true when the stream ended within them. */
-async function drainAtMost(chunks: AsyncIterable<Uint8Array>, max: number): Promise<boolean> {
+/** Reads and drops up to `max` bytes until `deadline`; true when the file (and body) ended within them. */
+async function drainAtMost(file: FormFile, max: number, deadline: number): Promise<boolean> {
+  const timer = setTimeout(() => file.cancel(), Math.max(0, deadline - Date.now()));
   let seen = 0;
-  for await (const c of chunks) {
-    seen += c.length;
-    if (seen > max) return false; // leaving the loop cancels the rest of the body
+  try {
+    for await (const c of file.chunks) {
+      seen += c.length;
+      if (seen > max) return false; // leaving the loop cancels the rest of the body
+    }
+    return true;
+  } catch {
+    return false; // cut off by the deadline, or a malformed or truncated rest
+  } finally {
+    clearTimeout(timer);
   }
-  return true;
 }

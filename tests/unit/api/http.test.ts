@@ -1,0 +1,202 @@
+// The node:http adapter (api/http.ts) as a client sees it on the wire: a response body that
+// fails is never a complete-looking response, a request body nobody reads is not drained (the
+// connection is closed), a silent body is cut after the idle timeout, a client that stops
+// reading its response is cut after the send timeout, and connections over the bound are
+// refused with one log line.
+import { afterEach, describe, expect, test } from "bun:test";
+import type { Server } from "node:http";
+import { Elysia } from "elysia";
+import { connectionLimitFor, RequestBodyTimeout, serveNode } from "../../../src/api/http";
+import { freePort } from "../../helpers/server";
+import { rawConnect, within } from "../../helpers/raw-http";
+import { captureStderr } from "../rpc/helpers";
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    s.close();
+  }
+});
+
+async function serve(app: Elysia, opts: { maxConnections?: number; bodyIdleTimeoutMs?: number; sendTimeoutMs?: number } = {}): Promise<number> {
+  const port = await freePort();
+  servers.push(await serveNode(app, { host: "127.0.0.1", port, ...opts }));
+  return port;
+}
+
+/** A body that sends `prefix` (if any), then fails. */
+function failingBody(prefix?: string): ReadableStream<Uint8Array> {
+  let sent = false;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (prefix !== undefined && !sent) {
+        sent = true;
+        controller.enqueue(new TextEncoder().encode(prefix));
+        return;
+      }
+      controller.error(new Error("block unreadable"));
+    },
+  });
+}
+
+/** Generous bound for "promptly": far above the milliseconds it takes, far below a hang. */
+const PROMPTLY_MS = 5_000;
+
+describe("a response body that fails", () => {
+  test("before its first byte: 503 with an empty body and the connection closed, never a 200", async () => {
+    const port = await serve(
+      new Elysia().get("/obj", () => new Response(failingBody(), { status: 200, headers: { "content-length": "1000", etag: '"abc"' } })) as unknown as Elysia,
+    );
+    const c = await rawConnect(port);
+    await c.send("GET /obj HTTP/1.1\r\nHost: x\r\n\r\n");
+    const head = await c.head(PROMPTLY_MS);
+    expect(head.status).toBe(503);
+    expect(head.headers.get("content-length")).toBe("0");
+    expect(head.headers.get("connection")?.toLowerCase()).toBe("close");
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    expect(head.body.length).toBe(0);
+  });
+
+  test("after some bytes: the Content-Length is sent and the connection is cut short of it", async () => {
+    const port = await serve(
+      new Elysia().get("/obj", () => new Response(failingBody("first bytes"), { status: 200, headers: { "content-length": "1000" } })) as unknown as Elysia,
+    );
+    const c = await rawConnect(port);
+    await c.send("GET /obj HTTP/1.1\r\nHost: x\r\n\r\n");
+    const head = await c.head(PROMPTLY_MS);
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe("1000");
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    const { body } = (await c.head(0))!;
+    expect(body.toString()).toBe("first bytes");
+    expect(body.length).toBeLessThan(1000);
+  });
+});
+
+test("a client that stops reading its response is cut off after the send timeout", async () => {
+  const app = new Elysia().get(
+    "/big",
+    () =>
+      new Response(
+        new ReadableStream<Uint8Array>({ pull: (c) => c.enqueue(new Uint8Array(64 * 1024)) }, { highWaterMark: 0 }),
+        // Far more than the test could read in its time: it ends only if the server cuts it.
+        { headers: { "content-length": String(2 ** 40) } },
+      ),
+  ) as unknown as Elysia;
+  const port = await serve(app, { sendTimeoutMs: 300 });
+  const c = await rawConnect(port);
+  await c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.socket.pause();
+  await Bun.sleep(1_000);
+  // A paused socket reports the close only once its buffered bytes are read.
+  c.socket.resume();
+  expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+  expect(c.received().length).toBeLessThan(64 * 1024 * 1024);
+});
+
+describe("request bodies", () => {
+  const refuser = () =>
+    new Elysia().put("/*", () => new Response("<Error><Code>AccessDenied</Code></Error>", { status: 403, headers: { "content-type": "application/xml" } }), {
+      parse: "none",
+    }) as unknown as Elysia;
+
+  test("a refused body is not drained: the answer says Connection: close and the server closes the socket", async () => {
+    const port = await serve(refuser());
+    const c = await rawConnect(port);
+    await c.send("PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\nabc");
+    const head = await c.head(PROMPTLY_MS);
+    expect(head.status).toBe(403);
+    expect(head.headers.get("connection")?.toLowerCase()).toBe("close");
+    // The client keeps sending; a server draining the body would keep the socket open.
+    const chunk = new Uint8Array(64 * 1024);
+    const sending = (async () => {
+      for (let i = 0; i < 1000 && (await c.send(chunk)); i++) await Bun.sleep(1);
+    })();
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    await sending;
+  });
+
+  test("a body read to its end keeps the connection for the next request", async () => {
+    const port = await serve(new Elysia().put("/echo", async ({ request }) => new Response(String((await request.arrayBuffer()).byteLength)), { parse: "none" }) as unknown as Elysia);
+    const c = await rawConnect(port);
+    await c.send("PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    const head = await c.head(PROMPTLY_MS);
+    expect(head.status).toBe(200);
+    expect(head.headers.get("connection")?.toLowerCase()).not.toBe("close");
+    await Bun.sleep(100);
+    expect(c.isClosed()).toBe(false);
+    c.destroy();
+  });
+
+  test("a body silent for the idle timeout fails its reader with RequestBodyTimeout; the connection is closed", async () => {
+    let failure: unknown;
+    const app = new Elysia().put(
+      "/slow",
+      async ({ request }) => {
+        try {
+          await request.arrayBuffer();
+        } catch (err) {
+          failure = err;
+        }
+        return new Response("timed out", { status: 400 });
+      },
+      { parse: "none" },
+    ) as unknown as Elysia;
+    const port = await serve(app, { bodyIdleTimeoutMs: 300 });
+    const c = await rawConnect(port);
+    await c.send("PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+    const head = await c.head(PROMPTLY_MS);
+    expect(head.status).toBe(400);
+    expect(failure).toBeInstanceOf(RequestBodyTimeout);
+    expect(head.headers.get("connection")?.toLowerCase()).toBe("close");
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+  });
+});
+
+describe("connections", () => {
+  test("the bound follows the open-file limit, within a floor and a ceiling", () => {
+    expect(connectionLimitFor(300)).toBe(60);
+    expect(connectionLimitFor(1024)).toBe(204);
+    expect(connectionLimitFor(1 << 20)).toBe(512);
+    expect(connectionLimitFor(20)).toBe(16);
+    expect(connectionLimitFor(undefined)).toBe(256);
+  });
+
+  test("connections over the bound are closed at once, with one log line; freed slots are reused", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const app = new Elysia().get("/hold", async () => {
+      await held;
+      return new Response("done");
+    }) as unknown as Elysia;
+    const port = await serve(app, { maxConnections: 3 });
+    const { output } = await captureStderr(async () => {
+      const holders = [];
+      for (let i = 0; i < 3; i++) {
+        const c = await rawConnect(port);
+        await c.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+        holders.push(c);
+      }
+      await Bun.sleep(100);
+      const extra = [];
+      for (let i = 0; i < 5; i++) {
+        const c = await rawConnect(port);
+        await c.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+        extra.push(c);
+      }
+      for (const c of extra) expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+      for (const c of extra) expect(c.received().length).toBe(0);
+      release();
+      for (const c of holders) expect((await c.head(PROMPTLY_MS)).status).toBe(200);
+      for (const c of holders) c.destroy();
+      await Promise.all(holders.map((c) => c.closed));
+      await Bun.sleep(100);
+      const after = await fetch(`http://127.0.0.1:${port}/hold`);
+      expect(after.status).toBe(200);
+    });
+    const lines = output.split("\n").filter((l) => l.includes("connections open, the most allowed"));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain("3 connections open");
+  });
+});
