@@ -117,3 +117,20 @@ test("a key without write permission on the bucket is refused", async () => {
   expect(r.status).toBe(403);
   expect(await exists("user/r.txt")).toBe(false);
 });
+
+test("a form asking for what Bunker does not do (SSE-C, SSE, tags, object lock) is refused and stores nothing", async () => {
+  const cases: [string, Record<string, string>][] = [
+    ["sse-c.txt", { "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": Buffer.alloc(32, 1).toString("base64") }],
+    ["sse.txt", { "x-amz-server-side-encryption": "aws:kms" }],
+    ["tagged.txt", { tagging: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>" }],
+    ["locked.txt", { "x-amz-object-lock-mode": "COMPLIANCE", "x-amz-object-lock-retain-until-date": "2099-01-01T00:00:00Z" }],
+  ];
+  for (const [name, extra] of cases) {
+    // Covered by the policy, so that only the field's meaning can refuse the form.
+    const post = await presign({ Key: `user/${name}`, Fields: extra });
+    const r = await submit(post, Buffer.from("data"), {}, name);
+    expect(`${name}: ${r.status}`).toBe(`${name}: 501`);
+    expect(await r.text()).toContain("NotImplemented");
+    expect(await exists(`user/${name}`)).toBe(false);
+  }
+});

@@ -7,6 +7,7 @@ import type { BucketEntry } from "../../model/bucket";
 import type { ObjectData, ObjectMeta } from "../../model/object";
 import type { S3Services } from "./context";
 import { S3Error } from "./errors";
+import { refuseUnsupportedFormFields } from "./unsupported";
 import { readPostForm, type FormFile } from "./form-data";
 import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
 import { writeBody } from "./object-writer";
@@ -147,6 +148,8 @@ export async function postObject(request: Request, services: S3Services, bucketN
     if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
     const perms = bucket.keys[accessKeyId];
     if (!perms?.write) throw new S3Error("AccessDenied", `This key does not have write permission on bucket ${bucketName}`);
+    // What a form asks for and Bunker does not do (encryption, tags, lock...) is refused as on PutObject.
+    refuseUnsupportedFormFields(fields);
     if (!file) throw new S3Error("InvalidArgument", "POST requires exactly one file upload per request");
     const rawKey = fields.get("key");
     if (rawKey === undefined || rawKey === "") throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'");
