@@ -2,6 +2,7 @@
 // signatures and trailers). Yields the payload bytes as they arrive and enforces the size
 // the client declared, so a truncated upload can never be stored as complete.
 import { CryptoHasher } from "bun";
+import { parseDecimal } from "../../util/decimal";
 import { MAX_PUT_SIZE } from "../../util/limits";
 import { AwsChunkedDecoder } from "./chunked";
 import { S3Error } from "./errors";
@@ -24,8 +25,8 @@ export class PayloadReader {
     const streaming = r.auth.payload.kind.startsWith("streaming");
     const declared = streaming ? h.get("x-amz-decoded-content-length") : h.get("content-length");
     if (declared !== null) {
-      const n = Number(declared);
-      if (!Number.isSafeInteger(n) || n < 0) throw new S3Error("InvalidArgument", `Invalid content length: ${declared}`);
+      const n = parseDecimal(declared, 0, Number.MAX_SAFE_INTEGER);
+      if (n === undefined) throw new S3Error("InvalidArgument", `Invalid content length: ${declared}`);
       if (n > maxSize) throw new S3Error("EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${maxSize} bytes)`);
       this.declaredLength = n;
     } else if (h.get("transfer-encoding") === null && !streaming) {

@@ -3,6 +3,7 @@
 // signed request: the form carries a base64 policy (expiry and conditions on every field) and
 // a SigV4 signature of that policy. The file part is streamed into blocks like a PUT body.
 import { MAX_KEY_BYTES, MAX_PUT_SIZE } from "../../util/limits";
+import { parseDecimal } from "../../util/decimal";
 import type { BucketEntry } from "../../model/bucket";
 import type { ObjectData, ObjectMeta } from "../../model/object";
 import type { S3Services } from "./context";
@@ -45,7 +46,7 @@ function fieldName(raw: unknown): string {
 }
 
 function asInt(raw: unknown, what: string): number {
-  const n = typeof raw === "string" ? Number(raw) : raw;
+  const n = typeof raw === "string" ? parseDecimal(raw, 0, Number.MAX_SAFE_INTEGER) : raw;
   if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw new S3Error("InvalidPolicyDocument", `${what} must be a non-negative integer`);
   return n;
 }
