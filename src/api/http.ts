@@ -17,6 +17,7 @@ import { logger } from "../util/log";
 import { chunkDone } from "../util/buffer-pool";
 import { parseDecimal } from "../util/decimal";
 import { RateLimitedLog, suppressedNote } from "../util/rate-limited-log";
+import { envMilliseconds } from "../util/env";
 
 const log = logger("http");
 
@@ -255,11 +256,7 @@ export function connectionLimitFor(fdLimit: number | undefined): number {
 }
 
 function bodyIdleTimeoutFromEnv(): number {
-  const raw = process.env[BODY_IDLE_TIMEOUT_ENV];
-  if (raw === undefined) return BODY_IDLE_TIMEOUT_MS;
-  const ms = parseDecimal(raw, 1, 24 * 3600 * 1000);
-  if (ms === undefined) throw new Error(`${BODY_IDLE_TIMEOUT_ENV} must be a number of milliseconds (1 to 86400000), not "${raw}"`);
-  return ms;
+  return envMilliseconds(BODY_IDLE_TIMEOUT_ENV, BODY_IDLE_TIMEOUT_MS, 1);
 }
 
 export interface ServeOptions {

@@ -17,6 +17,7 @@ import { logger } from "../util/log";
 import { WorkerStats } from "../util/worker-stats";
 import type { DeleteOutcome, LocalStore, TombstoneRef } from "./local-store";
 import { partitionOfEntry } from "./partition";
+import { envMilliseconds } from "../util/env";
 
 const log = logger("gc");
 
@@ -41,11 +42,7 @@ export const TABLE_GC_RETRY_MAX_MS = 60 * 60 * 1000;
 
 /** The configured delay: TABLE_GC_DELAY_ENV if set, else TABLE_GC_DELAY_MS. */
 export function tableGcDelayMs(): number {
-  const raw = process.env[TABLE_GC_DELAY_ENV];
-  if (raw === undefined || raw === "") return TABLE_GC_DELAY_MS;
-  const ms = Number(raw);
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`${TABLE_GC_DELAY_ENV} must be a number of milliseconds >= 0, got "${raw}"`);
-  return ms;
+  return envMilliseconds(TABLE_GC_DELAY_ENV, TABLE_GC_DELAY_MS);
 }
 
 /** Wait before the next attempt on a row that has failed `failures` times before this one. */

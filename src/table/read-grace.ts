@@ -3,6 +3,7 @@
 // the body takes to send; a concurrent overwrite or delete must not pull those rows from under
 // it (s3-tests' test_atomic_read_*). Cascades that release such rows wait this long (Garage
 // keeps blocks for its 10-minute block GC delay for the same reason).
+import { envMilliseconds } from "../util/env";
 
 /** Default grace: as long as the block GC delay, so a read never finds rows without blocks. */
 export const READ_GRACE_MS = 10 * 60 * 1000;
@@ -11,9 +12,5 @@ export const READ_GRACE_ENV = "BUNKER_READ_GRACE_MS";
 
 /** The configured grace: READ_GRACE_ENV if set, else READ_GRACE_MS. */
 export function readGraceMs(): number {
-  const raw = process.env[READ_GRACE_ENV];
-  if (raw === undefined || raw === "") return READ_GRACE_MS;
-  const ms = Number(raw);
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`${READ_GRACE_ENV} must be a number of milliseconds >= 0, got "${raw}"`);
-  return ms;
+  return envMilliseconds(READ_GRACE_ENV, READ_GRACE_MS);
 }

@@ -1,30 +1,12 @@
 // Virtual-hosted-style requests (bucket in the Host header) when [s3_api] root_domain is set,
 // and path-style requests on the same server.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createHash, createHmac } from "node:crypto";
 import { SignatureV4 } from "@smithy/signature-v4";
 import { startServer, type TestServer } from "../helpers/server";
+import { Sha256 } from "../helpers/signed";
 
 let server: TestServer;
 const ROOT_DOMAIN = "s3.bunker.test";
-
-function toBytes(d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array {
-  if (typeof d === "string") return d;
-  return d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-}
-
-class Sha256 {
-  private readonly h;
-  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
-    this.h = secret ? createHmac("sha256", toBytes(secret)) : createHash("sha256");
-  }
-  update(data: string | ArrayBuffer | ArrayBufferView): void {
-    this.h.update(toBytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-}
 
 /** Signs and sends a request to the server with an explicit Host header. */
 async function send(method: string, host: string, target: string, body?: string): Promise<Response> {

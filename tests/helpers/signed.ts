@@ -10,7 +10,7 @@ function toBytes(d: string | ArrayBuffer | ArrayBufferView): string | Uint8Array
 }
 
 /** The hash the signer asks for, on node:crypto. */
-class Sha256 {
+export class Sha256 {
   private readonly h;
   constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
     this.h = secret ? createHmac("sha256", toBytes(secret)) : createHash("sha256");
