@@ -134,3 +134,15 @@ test("a form asking for what Bunker does not do (SSE-C, SSE, tags, object lock) 
     expect(await exists(`user/${name}`)).toBe(false);
   }
 });
+
+test("a signed form sent to a sub-resource (?delete, ?uploads) is not an upload and stores nothing", async () => {
+  for (const sub of ["delete", "uploads"]) {
+    const post = await presign({ Key: `user/sub-${sub}.txt` });
+    const form = new FormData();
+    for (const [k, v] of Object.entries(post.fields)) form.append(k, v);
+    form.append("file", new File([Buffer.from("x")], `sub-${sub}.txt`));
+    const r = await fetch(`${server.endpoint}/${BUCKET}?${sub}`, { method: "POST", body: form, redirect: "manual" });
+    expect(r.status).toBeGreaterThanOrEqual(400);
+    expect(await exists(`user/sub-${sub}.txt`)).toBe(false);
+  }
+});

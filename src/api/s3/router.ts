@@ -270,7 +270,7 @@ async function dispatch(r: S3Request): Promise<Response> {
   return handle(br as ObjectRequest);
 }
 
-/** Drains what is left of a request body so the connection can be reused after an error. */
+/** Gives up the rest of a request body (it is not read: the response closes the connection). */
 async function discardBody(request: Request): Promise<void> {
   if (!request.body || request.bodyUsed) return;
   try {
@@ -283,6 +283,12 @@ async function discardBody(request: Request): Promise<void> {
 const requestCounter = metrics.counter("api_s3_request_counter", "S3 API requests, by endpoint");
 const errorCounter = metrics.counter("api_s3_error_counter", "S3 API requests answered with an error status, by endpoint and status");
 const requestDuration = metrics.histogram("api_s3_request_duration_seconds", "Time to answer an S3 API request (until the response starts), by endpoint");
+
+/** True when the query names an S3 sub-resource (`?delete`, `?uploads`, `?acl`...). */
+function namesSubresource(rawQuery: string): boolean {
+  for (const k of new URLSearchParams(rawQuery).keys()) if (SUBRESOURCES.has(k)) return true;
+  return false;
+}
 
 function isForm(headers: Headers): boolean {
   return /^multipart\/form-data\b/i.test(headers.get("content-type") ?? "");
@@ -351,8 +357,9 @@ async function answerS3(request: Request, services: S3Services): Promise<Respons
       preflight.headers.set("x-amz-request-id", requestId);
       return preflight;
     }
-    if (request.method === "POST" && target.bucketName !== undefined && target.key === undefined && isForm(request.headers)) {
+    if (request.method === "POST" && target.bucketName !== undefined && target.key === undefined && isForm(request.headers) && !namesSubresource(rawQuery)) {
       // A browser form: authenticated by the signed policy it carries, not by SigV4 headers.
+      // (A form body sent to `?delete` or `?uploads` is that operation's request, not an upload.)
       const response = await postObject(request, services, target.bucketName, (name) => services.model.resolveBucket(name));
       response.headers.set("x-amz-request-id", requestId);
       return withCors(response);
