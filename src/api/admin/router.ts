@@ -83,6 +83,30 @@ function bodyTooLarge(): AdminError {
 }
 
 /**
+ * Deepest nesting of arrays and objects an admin body may have (the deepest real one has 3).
+ * A 10 KB body of nested brackets cost 4 s and 1 GiB in schema validation, or overflowed the
+ * stack: it is refused before it is parsed.
+ */
+const ADMIN_MAX_JSON_DEPTH = 32;
+
+/** True when `text` opens more than `max` arrays/objects inside each other (strings skipped). */
+export function exceedsJsonDepth(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
  * The JSON body of an admin request, read up to ADMIN_MAX_BODY_BYTES whatever its framing
  * (a chunked body is cut there) and whatever its Content-Type: the admin API speaks JSON only.
  * An empty body is null.
@@ -104,6 +128,8 @@ async function readJsonBody(request: Request): Promise<unknown> {
   }
   const text = Buffer.concat(chunks).toString("utf8");
   if (text.trim() === "") return null;
+  if (exceedsJsonDepth(text, ADMIN_MAX_JSON_DEPTH))
+    throw new AdminError(400, "InvalidRequest", `request body nests deeper than ${ADMIN_MAX_JSON_DEPTH} levels`);
   try {
     return JSON.parse(text);
   } catch {
