@@ -274,8 +274,18 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
   const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
   const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
   const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
+  // The response being answered on each socket: bytes the parser cannot take after a request
+  // (more body than its Content-Length) must not cost that request its answer.
+  const inFlight = new WeakMap<Socket, http.ServerResponse>();
   const server = http.createServer(async (req, res) => {
     const body: BodyState = { expected: announcesBody(req), ended: false };
+    const socket = req.socket as Socket;
+    inFlight.set(socket, res);
+    const answered = () => {
+      if (inFlight.get(socket) === res) inFlight.delete(socket);
+    };
+    res.once("finish", answered);
+    res.once("close", answered);
     try {
       const response = await app.handle(toRequest(req, body, idleMs));
       await sendResponse(req, res, response, body, sendTimeoutMs);
@@ -303,6 +313,21 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
     }
     open++;
     socket.once("close", () => open--);
+  });
+  // A parse error after a complete request (stray bytes past its body): the default handler
+  // would answer 400 and close at once, and the request, already being handled, would lose its
+  // own answer while its effect stays. HTTP/1.1 answers in order: that answer goes out first,
+  // then the connection closes. With nothing in flight, a bare 400 and close.
+  server.on("clientError", (_err: Error, socket: Socket) => {
+    const res = inFlight.get(socket);
+    if (res === undefined) {
+      if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      else socket.destroy();
+      return;
+    }
+    const cut = () => socket.destroy();
+    res.once("finish", cut);
+    res.once("close", cut);
   });
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 0;

@@ -117,6 +117,35 @@ describe("request bodies", () => {
     await sending;
   });
 
+  test("bytes past a body's Content-Length do not cost the request its own answer (it goes out first, then the connection closes)", async () => {
+    const echo = new Elysia().put(
+      "/echo",
+      async ({ request }) => {
+        const n = (await request.arrayBuffer()).byteLength;
+        await Bun.sleep(50); // still being answered when the stray bytes are parsed
+        return new Response(String(n));
+      },
+      { parse: "none" },
+    ) as unknown as Elysia;
+    const port = await serve(echo);
+    for (const connection of ["Connection: close\r\n", ""]) {
+      const c = await rawConnect(port);
+      await c.send(`PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n${connection}\r\nabcdef`);
+      const head = await c.head(PROMPTLY_MS);
+      expect(head.status).toBe(200);
+      expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+      expect(c.received().toString("latin1")).toEndWith("\r\n\r\n1\r\n3\r\n0\r\n\r\n");
+    }
+  });
+
+  test("garbage with no request in flight gets a bare 400 and the connection closes", async () => {
+    const port = await serve(new Elysia().get("/", () => "hi") as unknown as Elysia);
+    const c = await rawConnect(port);
+    await c.send("NOT HTTP AT ALL\r\n\r\n");
+    expect((await c.head(PROMPTLY_MS)).status).toBe(400);
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+  });
+
   test("a body read to its end keeps the connection for the next request", async () => {
     const port = await serve(new Elysia().put("/echo", async ({ request }) => new Response(String((await request.arrayBuffer()).byteLength)), { parse: "none" }) as unknown as Elysia);
     const c = await rawConnect(port);
