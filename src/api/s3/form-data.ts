@@ -30,7 +30,16 @@ const TAB = 0x09;
 const CRLF = Buffer.from("\r\n", "latin1");
 const HEADER_END = Buffer.from("\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
-const utf8 = new TextDecoder("utf-8");
+/** Fatal: a byte sequence that is not UTF-8 would otherwise become U+FFFD in a key or a field. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function decodeUtf8(bytes: Uint8Array, what: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new S3Error("InvalidArgument", `${what} of your POST request is not valid UTF-8`);
+  }
+}
 
 export interface FormFile {
   /** The filename of the part's Content-Disposition ("" when absent). */
@@ -235,7 +244,7 @@ async function readPartHeaders(src: ByteSource): Promise<string | null> {
   // Searched from the line's CRLF, so that a part without headers ends at once.
   const end = await src.find(HEADER_END, MAX_PART_HEADER_BYTES, headersTooLarge);
   const v = src.view();
-  const text = end > lineEnd ? utf8.decode(v.subarray(lineEnd + 2, end)) : "";
+  const text = end > lineEnd ? decodeUtf8(v.subarray(lineEnd + 2, end), "A part's headers") : "";
   src.consume(end + HEADER_END.length);
   return text;
 }
@@ -397,7 +406,7 @@ export async function readPostForm(
       if (budget < 0) throw fieldsTooLarge();
       const end = await src.find(delimiter, budget + delimiter.length, fieldsTooLarge);
       budget -= end;
-      if (!fields.has(key)) fields.set(key, utf8.decode(src.view().subarray(0, end)));
+      if (!fields.has(key)) fields.set(key, decodeUtf8(src.view().subarray(0, end), `The field ${key}`));
       src.consume(end + delimiter.length);
     }
   } catch (err) {

@@ -95,6 +95,7 @@ export function declaredDigests(h: Headers, uploadAlgorithm?: ChecksumAlgorithm)
     d.checksumValue = h.get(checksumHeaderName(present[0]!))!;
   }
   const trailer = h.get("x-amz-trailer");
+  if (trailer && present.length > 0) throw new S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header or trailer; multiple checksums are not allowed");
   if (trailer) {
     const name = trailer.trim().toLowerCase();
     const algo = name.startsWith("x-amz-checksum-") ? parseChecksumAlgorithm(name.slice("x-amz-checksum-".length)) : undefined;

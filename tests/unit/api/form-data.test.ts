@@ -443,3 +443,14 @@ describe("readPostForm: large files", () => {
     expect(largest).toBeLessThanOrEqual(CHUNK + BOUNDARY.length + 4);
   });
 });
+
+describe("text that is not UTF-8", () => {
+  test("a field value or a part's headers with bytes that are not UTF-8 are refused (InvalidArgument), never decoded to U+FFFD", async () => {
+    const latin1Key = formBody([{ name: "key", data: new Uint8Array([0x75, 0x2f, 0xe9]) }, filePart("x")]);
+    expect((await parse(latin1Key)).error).toMatchObject({ code: "InvalidArgument", during: "form" });
+    const headerBytes = bytes(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="`, new Uint8Array([0xe9]), `.txt"\r\n\r\nx\r\n--${BOUNDARY}--`);
+    expect((await parse(headerBytes)).error).toMatchObject({ code: "InvalidArgument", during: "form" });
+    const utf8Key = formBody([{ name: "key", data: "u/été" }, filePart("x")]);
+    expect((await parse(utf8Key)).fields).toContainEqual(["key", "u/été"]);
+  });
+});
