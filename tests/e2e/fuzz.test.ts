@@ -5,10 +5,16 @@
 // no 2xx without credentials outside the public endpoints, the process alive and healthy,
 // bounded RSS, and nothing stored but what a valid request created.
 //
-// FUZZ_SEED=<n> replays a run (the seed is printed); FUZZ_REQUESTS=<n> changes the count;
-// FUZZ_TRACE=<file> writes every request and its answer to that file.
-// A failure lists one smallest example per failure class, shrunk and replayed, with the
-// server's log lines for it.
+// "Stored" follows S3's definitions: a bucket may exist only after a 2xx CreateBucket (PUT on
+// the bucket naming no sub-resource) or an admin answer naming it; an object only with the
+// ETag of a 2xx PutObject/CopyObject (PUT naming no sub-resource, with a body matching its
+// declared digests), CompleteMultipartUpload or PostObject (signed policy); an upload only after
+// a 2xx CreateMultipartUpload.
+//
+// FUZZ_SEED=<n> replays a run (the seed is printed; a fresh one each run otherwise);
+// FUZZ_REQUESTS=<n> changes the count; FUZZ_TRACE=<file> writes every request and its answer
+// there. A failure report shows the first example of each failure class, shrunk by replaying
+// it without its parts, with the server's log lines for it.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
@@ -26,6 +32,7 @@ import {
 import { startServer, WEB_ROOT_DOMAIN, type TestServer } from "../helpers/server";
 import { crc32c, crcBase64, MiB, sdkClient } from "../helpers/clients";
 import { mulberry32 } from "../helpers/random";
+import { parseDecimal } from "../../src/util/decimal";
 import {
   postPolicyFields,
   presignTarget,
@@ -42,9 +49,17 @@ import {
 
 setDefaultTimeout(120_000);
 
-const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
+function envInteger(name: string, fallback: number, max: number): number {
+  const text = process.env[name];
+  if (text === undefined) return fallback;
+  const n = parseDecimal(text, 0, max);
+  if (n === undefined) throw new Error(`${name} must be an integer from 0 to ${max}, got "${text}"`);
+  return n;
+}
+
+const SEED = envInteger("FUZZ_SEED", Math.floor(Math.random() * 2 ** 32), 2 ** 32 - 1);
 /** Requests per run: enough to reach most handlers with odd input, a few seconds of work. */
-const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 1500);
+const REQUESTS = envInteger("FUZZ_REQUESTS", 1500, 1_000_000);
 /** A complete request not answered within this is a hang (the server answers in milliseconds). */
 const REQUEST_TIMEOUT_MS = 5_000;
 /** The request loop stops starting requests after this, so the test stays well under a minute. */
@@ -342,13 +357,15 @@ function checksumOf(algo: string, data: Buffer): string | undefined {
   return undefined;
 }
 
-/** True when a Content-MD5 or x-amz-checksum-* header does not match `body` (or names no known algorithm). */
+/** True when a Content-MD5 or x-amz-checksum-<algorithm> header does not match `body` (other names are no digest). */
 function digestsWrong(headers: HeaderList, body: Buffer): boolean {
   return headers.some(([n, v]) => {
     const name = n.toLowerCase();
     if (name === "content-md5") return v !== contentMd5(body);
-    if (name.startsWith("x-amz-checksum-") && name !== "x-amz-checksum-algorithm") return v !== checksumOf(name.slice("x-amz-checksum-".length), body);
-    return false;
+    // CRC64NVME has no implementation here: a value for it is random, so wrong.
+    const algo = name.slice("x-amz-checksum-".length);
+    if (["crc32", "crc32c", "sha1", "sha256"].includes(algo)) return v !== checksumOf(algo, body);
+    return algo === "crc64nvme";
   });
 }
 
@@ -781,9 +798,8 @@ function build(c: Case, ctx: Ctx): Built {
 
   let authenticated = false;
   // Digests are checked against the body actually sent (shrinking may have changed either).
-  // (A copy's content comes from its source: digests of its empty body are not checked.)
   const isCopy = base.some(([n]) => n.toLowerCase() === "x-amz-copy-source");
-  let intact = isForm || isCopy || !digestsWrong(base, payloadBody);
+  let intact = isForm || !digestsWrong(base, payloadBody);
   let wire: Buffer = payloadBody;
   let headers: HeaderList = base;
 
@@ -808,6 +824,10 @@ function build(c: Case, ctx: Ctx): Built {
   };
   const incomplete = c.framing === "longer" || c.framing === "garbage-cl" || c.framing === "cl-and-te";
   if (c.framing !== "exact" && c.framing !== "omit" && c.framing !== "te-chunked") intact = intact && c.framing === "shorter";
+  // A Content-Length shorter than the body makes a shorter body, valid only where nothing
+  // vouches for the whole one (a digest, a payload hash, aws-chunked framing).
+  const declaresDigest = base.some(([n]) => /^(content-md5|x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256))$/i.test(n));
+  if (c.framing === "shorter" && !isForm && (declaresDigest || (c.payload !== "unsigned" && c.auth !== "presigned"))) intact = false;
 
   if (c.port === "s3" && !isForm) {
     const s3auth = c.auth as S3Auth;
@@ -930,6 +950,8 @@ function build(c: Case, ctx: Ctx): Built {
     if (isForm && (c.form === undefined || c.form.policy !== "valid" || c.form.truncateAt !== undefined || c.form.noFile)) intact = false;
   }
   if (c.framing === "te-chunked" || c.framing === "cl-and-te") wire = httpChunked(wire);
+  // A copy's content comes from its source: whatever its own body, it may store a valid copy.
+  if (isCopy) intact = true;
   return {
     request: { method: c.method, target, headers, body: wire, halfClose: incomplete },
     port,
@@ -981,6 +1003,36 @@ function logSignature(logs: string): string {
   return frame ? `${msg} @ ${frame.trim().replace(/^.*\/src\//, "src/").replace(/\)$/, "")}` : msg;
 }
 
+/** Every answer of the S3 code carries a request id: one without came from the HTTP layer. */
+function fromHttpLayer(res: RawResponse): boolean {
+  return !res.headers.some(([n]) => n === "x-amz-request-id");
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** A request head any HTTP/1.1 server parses: known method, plain target, token names, one length. */
+function wellFormedHead(req: RawRequest): boolean {
+  if (!["GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH"].includes(req.method)) return false;
+  if (!/^\/[\x21-\x7e]*$/.test(req.target)) return false;
+  let size = req.method.length + req.target.length + 12;
+  for (const [n, v] of req.headers) {
+    if (!TOKEN.test(n) || !/^[\t\x20-\x7e\x80-\xff]*$/.test(v)) return false;
+    size += n.length + v.length + 4;
+  }
+  const names = req.headers.map(([n]) => n.toLowerCase());
+  const once = (n: string) => names.filter((m) => m === n).length === 1;
+  return once("host") && once("content-length") && !names.includes("transfer-encoding") && !names.includes("upgrade") && !names.includes("expect") && size < 8 * 1024;
+}
+
+/**
+ * A complete request followed by stray bytes (Content-Length shorter than what was sent) that
+ * got the HTTP layer's 400, meant for the stray bytes, instead of its own answer: HTTP/1.1
+ * answers requests in order, and this request was carried out.
+ */
+function lostAnswer(o: Outcome): boolean {
+  return o.c.port === "s3" && o.c.framing === "shorter" && o.res.status === 400 && fromHttpLayer(o.res);
+}
+
 function publicAnswer(c: Case, b: Built): boolean {
   if (c.port === "web") return c.method === "GET" || c.method === "HEAD" || c.method === "OPTIONS";
   if (c.port === "admin") {
@@ -1007,6 +1059,9 @@ function judge(o: Outcome): Failure[] {
     // A request cut short may be dropped; CONNECT has no meaning for this server and node drops it.
     if (!b.incomplete && c.method !== "CONNECT") out.push({ cls: `${where}: no answer (${res.ending}) ${logSignature(o.logs)}`, detail: `no response: ${res.ending}${res.error ? ` (${res.error})` : ""}`, outcome: o });
     return out;
+  }
+  if (lostAnswer(o) && c.method !== "HEAD" && wellFormedHead(b.request)) {
+    out.push({ cls: `${where}: the answer to a complete request followed by stray bytes is the HTTP layer's 400 for those bytes`, detail: "answer lost", outcome: o });
   }
   if (res.status >= 500 && res.status !== 501) {
     out.push({ cls: `${where}: ${res.status} ${errorCode(res)} ${logSignature(o.logs)}`, detail: `server error ${res.status}`, outcome: o });
@@ -1070,6 +1125,7 @@ const SUBRESOURCES = new Set([
 ]);
 
 function etagOf(res: RawResponse): string {
+  if (res.status === 400) return "*"; // a lost answer
   const h = res.headers.find(([n]) => n === "etag")?.[1];
   const x = /<ETag>([^<]*)<\/ETag>/.exec(res.body.toString("latin1"))?.[1];
   const raw = h ?? x?.replace(/&quot;/g, '"').replace(/&#34;/g, '"');
@@ -1104,12 +1160,14 @@ function record(ledger: Ledger, o: Outcome): void {
     ledger.touch(bucket + sep + k, c.index);
     ledger.touch(bucket + sep + Buffer.from(k, "latin1").toString("utf8"), c.index);
   }
-  // A form upload may answer 303 (success_action_redirect).
-  const success = (res.status >= 200 && res.status < 300) || (b.isForm && res.status === 303);
+  // A form upload may answer 303 (success_action_redirect). A lost answer (reported on its
+  // own) may hide a success: whatever the request could create is allowed, with any ETag.
+  const lost = lostAnswer(o);
+  const success = (res.status >= 200 && res.status < 300) || (b.isForm && res.status === 303) || lost;
   if (!success || !b.authenticated) return;
   const params = [...new URLSearchParams(qi < 0 ? "" : target.slice(qi + 1)).keys()];
   const subs = params.filter((p) => SUBRESOURCES.has(p));
-  const mayStore = b.intact || c.framing === "shorter";
+  const mayStore = b.intact;
   if (b.isForm) {
     if (mayStore) for (const k of b.formKeys) ledger.object(bucket, k, etagOf(res));
     return;
@@ -1120,7 +1178,7 @@ function record(ledger: Ledger, o: Outcome): void {
   // Several sub-resources at once have no defined meaning: either of these readings may be taken.
   if (c.method === "POST" && subs.includes("uploadId") && !subs.includes("uploads")) ledger.object(bucket, key, etagOf(res));
   if (c.method === "POST" && subs.includes("uploads")) {
-    const id = /<UploadId>([^<]*)<\/UploadId>/.exec(res.body.toString("utf8"))?.[1];
+    const id = lost ? "*" : /<UploadId>([^<]*)<\/UploadId>/.exec(res.body.toString("utf8"))?.[1];
     if (id) ledger.uploads.add(bucket + sep + key + sep + id);
   }
 }
@@ -1229,7 +1287,7 @@ async function storedStateFailures(): Promise<string[]> {
     const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: alias, EncodingType: "url" }));
     for (const u of uploads.Uploads ?? []) {
       const key = decodeOr(u.Key ?? "") ?? u.Key ?? "";
-      if (!ledger.uploads.has(alias + sep + key + sep + u.UploadId)) out.push(`multipart upload ${u.UploadId} of ${alias}/${JSON.stringify(key)} exists, but no valid CreateMultipartUpload answered 2xx for it${touchedBy(alias + sep + key)}`);
+      if (!ledger.uploads.has(alias + sep + key + sep + u.UploadId) && !ledger.uploads.has(alias + sep + key + sep + "*")) out.push(`multipart upload ${u.UploadId} of ${alias}/${JSON.stringify(key)} exists, but no valid CreateMultipartUpload answered 2xx for it${touchedBy(alias + sep + key)}`);
     }
   }
   return out;
