@@ -84,9 +84,6 @@ class Rnd {
   constructor(seed: number) {
     this.next = mulberry32(seed);
   }
-  float(): number {
-    return this.next();
-  }
   /** [0, n) */
   int(n: number): number {
     return Math.floor(this.next() * n);
@@ -523,7 +520,7 @@ function genRandomBody(r: Rnd): Buffer {
   return r.bytes(size);
 }
 
-function genForm(r: Rnd, bucket: string): FormSpec {
+function genForm(r: Rnd): FormSpec {
   const fields: HeaderList = [];
   const keys = [`new-${r.int(20)}`, "dir/${filename}", "${filename}", "\xe9", "a\x00b", "x".repeat(1100), "", "hello.txt", "../x", "%C3%28"];
   const nKeys = r.weighted([[85, 1], [10, 0], [5, 2]]);
@@ -546,7 +543,7 @@ function genForm(r: Rnd, bucket: string): FormSpec {
   return {
     fields,
     policy: r.weighted([[55, "valid"], [8, "uncovered-field"], [8, "expired"], [8, "bad-signature"], [11, "garbage"], [10, "none"]] as const),
-    filename: r.pick(["f.txt", "", "\xe9.bin", "a\"b", "../../x"]),
+    filename: r.pick(["f.txt", "", "\xe9.bin", "a b.txt", "../../x"]),
     file: r.weighted([[60, () => r.bytes(r.range(0, 2000))], [30, () => r.bytes(r.range(2000, 200_000))], [10, () => r.bytes(r.range(MiB, 2 * MiB))]])(),
     boundary: r.pick(["XyZ", "----WebKitFormBoundary7MA4YWxkTrZu0gW", "a", "x".repeat(70), "b\xe9"]),
     truncateAt: r.chance(0.08) ? r.int(50) : undefined,
@@ -582,7 +579,7 @@ function genS3Case(r: Rnd, ctx: Ctx, index: number): Case {
   else if (bodyKind === "xml") {
     const hint = has("cors") ? "CORSConfiguration" : has("lifecycle") ? "LifecycleConfiguration" : has("website") ? "WebsiteConfiguration" : has("delete") ? "Delete" : has("uploadId") ? "CompleteMultipartUpload" : has("versioning") ? "VersioningConfiguration" : has("tagging") ? "Tagging" : undefined;
     body = genXmlBody(r, ctx, hint);
-  } else if (bodyKind === "form") form = genForm(r, path.split("/")[1] ?? "");
+  } else if (bodyKind === "form") form = genForm(r);
 
   const headers = genS3Headers(r, ctx, body, method);
   const auth = r.weighted<S3Auth>([
@@ -747,7 +744,7 @@ function httpChunked(body: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from("\r\n0\r\n\r\n")]);
 }
 
-function splitTargetParts(path: string, query: string[]): string {
+function targetOf(path: string, query: string[]): string {
   return query.length > 0 ? `${path}?${query.join("&")}` : path;
 }
 
@@ -778,7 +775,7 @@ function closing(headers: HeaderList): HeaderList {
 
 function build(c: Case, ctx: Ctx): Built {
   const port = c.port === "s3" ? ctx.server.s3Port : c.port === "admin" ? ctx.server.adminPort : ctx.server.webPort;
-  let target = splitTargetParts(c.path, c.query);
+  let target = targetOf(c.path, c.query);
   const base: HeaderList = [];
   if (c.host !== null) base.push(["Host", c.host]);
   // A form brings its own Content-Type (with its boundary).
@@ -1064,7 +1061,10 @@ function judge(o: Outcome): Failure[] {
     out.push({ cls: `${where}: the answer to a complete request followed by stray bytes is the HTTP layer's 400 for those bytes`, detail: "answer lost", outcome: o });
   }
   if (res.status >= 500 && res.status !== 501) {
-    out.push({ cls: `${where}: ${res.status} ${errorCode(res)} ${logSignature(o.logs)}`, detail: `server error ${res.status}`, outcome: o });
+    // An error the server did not log is told apart by its body, when that is not S3 XML.
+    const text = res.body.subarray(0, 120).toString("latin1");
+    const why = logSignature(o.logs) || (text.startsWith("<?xml") ? "" : `(not logged) ${text}`);
+    out.push({ cls: `${where}: ${res.status} ${errorCode(res)} ${why}`, detail: `server error ${res.status}`, outcome: o });
   }
   if (res.status >= 200 && res.status < 300 && !b.authenticated && !publicAnswer(c, b)) {
     out.push({ cls: `${where}: ${res.status} without credentials (auth ${c.auth})`, detail: `2xx to an unauthenticated request`, outcome: o });
@@ -1099,19 +1099,20 @@ class Ledger {
   /** bucket␁key → ETags that valid writes produced ("*" = any). */
   readonly objects = new Map<string, Set<string>>();
   readonly uploads = new Set<string>();
-  /** bucket or bucket␁key → indices of requests that named it. */
-  readonly touched = new Map<string, number[]>();
-  /** One line per request: method, target, status. */
-  readonly lines: string[] = [];
+  /** bucket or bucket␁key → labels ("#12", "#12 (replay 3)") of requests that named it. */
+  readonly touched = new Map<string, string[]>();
+  /** label → one line: port, auth, method, target, status. */
+  readonly lines = new Map<string, string>();
+  replays = 0;
 
   object(bucket: string, key: string, etag: string): void {
     const k = bucket + sep + key;
     if (!this.objects.has(k)) this.objects.set(k, new Set());
     this.objects.get(k)!.add(etag);
   }
-  touch(id: string, index: number): void {
+  touch(id: string, label: string): void {
     const list = this.touched.get(id) ?? [];
-    if (list.length < 200) list.push(index);
+    if (list.length < 200 && !list.includes(label)) list.push(label);
     this.touched.set(id, list);
   }
 }
@@ -1133,8 +1134,9 @@ function etagOf(res: RawResponse): string {
 }
 
 /** Records what a request may legitimately have created, from S3's definition of each operation. */
-function record(ledger: Ledger, o: Outcome): void {
+function record(ledger: Ledger, o: Outcome, label: string): void {
   const { c, b, res } = o;
+  ledger.lines.set(label, `${c.port} ${c.auth} ${b.request.method} ${shorten(b.request.target, 200)} → ${res.status}`);
   if (c.port === "admin") {
     // Every alias in a successful admin answer names a bucket that exists legitimately.
     if (res.status >= 200 && res.status < 300 && b.authenticated && c.method === "POST") {
@@ -1153,12 +1155,12 @@ function record(ledger: Ledger, o: Outcome): void {
   const rawKey = slash < 0 ? "" : path.slice(slash + 1);
   const key = rawKey === "" ? undefined : decodeOr(rawKey);
   if (bucket === undefined || bucket === "") return;
-  ledger.touch(bucket, c.index);
-  if (key !== undefined) ledger.touch(bucket + sep + key, c.index);
+  ledger.touch(bucket, label);
+  if (key !== undefined) ledger.touch(bucket + sep + key, label);
   // Touched under the key as sent and as its bytes read in UTF-8 (what the server sees).
   for (const k of b.formKeys) {
-    ledger.touch(bucket + sep + k, c.index);
-    ledger.touch(bucket + sep + Buffer.from(k, "latin1").toString("utf8"), c.index);
+    ledger.touch(bucket + sep + k, label);
+    ledger.touch(bucket + sep + Buffer.from(k, "latin1").toString("utf8"), label);
   }
   // A form upload may answer 303 (success_action_redirect). A lost answer (reported on its
   // own) may hide a success: whatever the request could create is allowed, with any ETag.
@@ -1261,10 +1263,10 @@ async function storedStateFailures(): Promise<string[]> {
   const touchedBy = (id: string) => {
     const list = ledger.touched.get(id);
     if (!list) return " (no fuzz request named it)";
-    const ok = list.filter((i) => / → (2\d\d|303)$/.test(ledger.lines[i] ?? ""));
+    const ok = list.filter((l) => / → (2\d\d|303)$/.test(ledger.lines.get(l) ?? ""));
     const pick = ok.length > 0 ? ok : list;
-    const shown = (pick.length > 6 ? [...pick.slice(0, 2), ...pick.slice(-4)] : pick).map((i) => `\n    #${i} ${ledger.lines[i]}`).join("");
-    return ` (requests that named it: #${list.join(", #")}; ${ok.length > 0 ? "those answered 2xx or 303" : "none answered 2xx or 303"}:${shown})`;
+    const shown = (pick.length > 6 ? [...pick.slice(0, 2), ...pick.slice(-4)] : pick).map((l) => `\n    ${l} ${ledger.lines.get(l)}`).join("");
+    return ` (requests that named it: ${list.join(", ")}; ${ok.length > 0 ? "those answered 2xx or 303" : "none answered 2xx or 303"}:${shown})`;
   };
   const buckets = await server.admin<{ id: string; globalAliases: string[] }[]>("GET", "/v2/ListBuckets");
   for (const b of buckets) {
@@ -1300,7 +1302,7 @@ async function shrink(f: Failure, deadline: number): Promise<Outcome> {
   const attempt = async (c: Case): Promise<boolean> => {
     if (Date.now() > deadline) return false;
     const o = await exchange(c);
-    record(ledger, o);
+    record(ledger, o, `#${c.index} (replay ${++ledger.replays})`);
     if (!same(o)) return false;
     best = o;
     return true;
@@ -1308,7 +1310,7 @@ async function shrink(f: Failure, deadline: number): Promise<Outcome> {
   // The original again: a class that does not reproduce alone is reported as such.
   if (Date.now() > deadline) return best;
   const again = await exchange(best.c);
-  record(ledger, again);
+  record(ledger, again, `#${best.c.index} (replay ${++ledger.replays})`);
   if (!same(again)) return { ...best, logs: best.logs + "\n(note: did not reproduce when replayed alone)" };
   best = again;
   for (let i = best.c.headers.length - 1; i >= 0; i--) {
@@ -1343,8 +1345,7 @@ test(`fuzz: ${REQUESTS} random requests (seed ${SEED}) — no 5xx, no hang, no u
     sent++;
     const key = `${c.port} ${o.res.status}${c.port === "s3" ? " " + errorCode(o.res) : ""}`;
     statusCounts.set(key, (statusCounts.get(key) ?? 0) + 1);
-    record(ledger, o);
-    ledger.lines[i] = `${c.port} ${c.auth} ${o.b.request.method} ${shorten(o.b.request.target, 200)} → ${o.res.status}`;
+    record(ledger, o, `#${i}`);
     for (const f of judge(o)) {
       failures.push(f);
       // Shrunk at once, while the objects it names are as they were.
