@@ -893,7 +893,8 @@ function build(c: Case, ctx: Ctx): Built {
         wire = framedBody(dummy);
         break;
       case "wrong-secret":
-        sign({ ...creds, secretAccessKey: "0" + creds.secretAccessKey.slice(1) });
+        // Another first character, never the same one (a secret starting with "0" was signed right).
+        sign({ ...creds, secretAccessKey: (creds.secretAccessKey.startsWith("0") ? "1" : "0") + creds.secretAccessKey.slice(1) });
         break;
       case "unknown-key":
         sign({ ...creds, accessKeyId: "GK000000000000000000000000" });
