@@ -822,9 +822,11 @@ function build(c: Case, ctx: Ctx): Built {
   const incomplete = c.framing === "longer" || c.framing === "garbage-cl" || c.framing === "cl-and-te";
   if (c.framing !== "exact" && c.framing !== "omit" && c.framing !== "te-chunked") intact = intact && c.framing === "shorter";
   // A Content-Length shorter than the body makes a shorter body, valid only where nothing
-  // vouches for the whole one (a digest, a payload hash, aws-chunked framing).
+  // vouches for the whole one (a digest, a payload hash, aws-chunked framing). An empty plain
+  // body stays empty (its Content-Length cannot go below 0), so it stays what was signed.
   const declaresDigest = base.some(([n]) => /^(content-md5|x-amz-checksum-(crc32|crc32c|crc64nvme|sha1|sha256))$/i.test(n));
-  if (c.framing === "shorter" && !isForm && (declaresDigest || (c.payload !== "unsigned" && c.auth !== "presigned"))) intact = false;
+  const staysWhole = payloadBody.length === 0 && c.payload !== "streaming" && c.payload !== "streaming-trailer";
+  if (c.framing === "shorter" && !staysWhole && !isForm && (declaresDigest || (c.payload !== "unsigned" && c.auth !== "presigned"))) intact = false;
 
   if (c.port === "s3" && !isForm) {
     const s3auth = c.auth as S3Auth;
