@@ -6,6 +6,8 @@ import { parseDecimal } from "../../util/decimal";
 import { MAX_PUT_SIZE } from "../../util/limits";
 import { AwsChunkedDecoder } from "./chunked";
 import { S3Error } from "./errors";
+import { declaredDigests, verifyDigests } from "./headers";
+import { createChecksum, type ChecksumAlgorithm } from "../../util/checksum";
 import type { S3Request } from "./context";
 
 /** Largest body accepted without a declared length (small XML documents only). */
@@ -73,10 +75,24 @@ export class PayloadReader {
   }
 }
 
-/** Reads a small request body (XML configuration, Delete lists) with a hard size bound. */
+/**
+ * Reads a small request body (XML configuration, Delete lists) with a hard size bound, and
+ * checks it against the Content-MD5 and x-amz-checksum-* the client declared, as an object
+ * body is: a document that arrived damaged is refused, never applied.
+ */
 export async function readSmallBody(r: S3Request, maxBytes: number): Promise<string> {
+  const digests = declaredDigests(r.headers);
   const reader = new PayloadReader(r, maxBytes);
   const parts: Uint8Array[] = [];
   for await (const chunk of reader.chunks()) parts.push(chunk);
-  return Buffer.concat(parts).toString("utf8");
+  const body = Buffer.concat(parts);
+  const checksums = new Map<ChecksumAlgorithm, Uint8Array>();
+  if (digests.checksumAlgorithm) {
+    const checksum = createChecksum(digests.checksumAlgorithm);
+    checksum.update(body);
+    checksums.set(digests.checksumAlgorithm, checksum.digest());
+  }
+  const md5 = new Uint8Array(new CryptoHasher("md5").update(body).digest());
+  verifyDigests(digests, { size: body.length, md5, checksums, blockCount: 0 }, reader.trailers);
+  return body.toString("utf8");
 }

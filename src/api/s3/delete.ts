@@ -11,7 +11,6 @@ import { xmlResponse } from "./bucket";
 import { normalizeEtag } from "./headers";
 import { NULL_VERSION_ID, checkVersionId } from "./version-id";
 import { children, child, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement } from "./xml";
-import { CryptoHasher } from "bun";
 
 /** S3 accepts at most this many keys per DeleteObjects request. */
 export const MAX_DELETE_KEYS = 1000;
@@ -69,9 +68,6 @@ function entryError(o: XmlElement, key: string, versionId: string | undefined): 
 
 export async function deleteObjects(r: BucketRequest): Promise<Response> {
   const text = await readSmallBody(r, MAX_XML_BODY);
-  const md5 = r.headers.get("content-md5");
-  if (md5 !== null && new CryptoHasher("md5").update(text).digest("base64") !== md5.trim())
-    throw new S3Error("BadDigest", "The Content-MD5 you specified did not match what we received");
   const doc = parseXml(text);
   if (doc.name !== "Delete") throw new S3Error("MalformedXML", "Expected a <Delete> document");
   const quiet = childText(doc, "Quiet")?.trim().toLowerCase() === "true";
