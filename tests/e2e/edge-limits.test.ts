@@ -38,14 +38,20 @@ function serverRss(): number {
   return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)![1]) * 1024;
 }
 
+/** Time a refusal made from the headers alone has to arrive before the body is pushed. */
+const HEADER_REFUSAL_WAIT_MS = 1_000;
+
 /**
- * Sends `head` then up to `total` body bytes, 1 MiB at a time, until the server answers or
- * closes; returns the response, how much of the body the socket took, and whether the server
- * closed the connection promptly after answering.
+ * Sends `head`, gives the server HEADER_REFUSAL_WAIT_MS to answer from the headers alone, then
+ * sends up to `total` body bytes, 1 MiB at a time, until the server answers or closes; returns
+ * the response, how much of the body the socket took, and whether the server closed the
+ * connection promptly after answering. (A client still writing when the server closes on
+ * unread data may get a TCP reset that discards the answer: a client reading first sees it.)
  */
 async function pushBody(port: number, head: string, total: number): Promise<{ response: ResponseHead; sent: number; closed: boolean }> {
   const c = await rawConnect(port);
   await c.send(head);
+  await within(c.head(HEADER_REFUSAL_WAIT_MS).catch(() => undefined), HEADER_REFUSAL_WAIT_MS, undefined);
   const chunk = Buffer.alloc(MiB, "a");
   let sent = 0;
   while (sent < total && parseHead(c.received()) === undefined && (await c.send(chunk.subarray(0, Math.min(MiB, total - sent))))) sent += Math.min(MiB, total - sent);

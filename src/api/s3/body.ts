@@ -80,8 +80,10 @@ export class PayloadReader {
  * checks it against the Content-MD5 and x-amz-checksum-* the client declared, as an object
  * body is: a document that arrived damaged is refused, never applied.
  */
-export async function readSmallBody(r: S3Request, maxBytes: number): Promise<string> {
-  const digests = declaredDigests(r.headers);
+export async function readSmallBody(r: S3Request, maxBytes: number, checksumHeadersDescribeBody = true): Promise<string> {
+  const declared = declaredDigests(r.headers);
+  // CompleteMultipartUpload's x-amz-checksum-* describe the object: only Content-MD5 is its body's.
+  const digests = checksumHeadersDescribeBody ? declared : { contentMd5: declared.contentMd5, checksumInTrailer: false };
   const reader = new PayloadReader(r, maxBytes);
   const parts: Uint8Array[] = [];
   for await (const chunk of reader.chunks()) parts.push(chunk);

@@ -4,7 +4,7 @@
 import { CryptoHasher } from "bun";
 import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
-import { checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
+import { CHECKSUM_ALGORITHMS, checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
 import { uploadSortKey, partSortKey, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../model/upload";
 import { parseDecimal } from "../../util/decimal";
 import type { ObjectMeta } from "../../model/object";
@@ -151,13 +151,28 @@ function multipartEtag(partEtags: readonly string[]): string {
   return `${md5s.digest("hex")}-${partEtags.length}`;
 }
 
+/**
+ * A whole-object checksum sent with Complete (minio-go, hence restic and mc, send the composite
+ * of the parts' checksums) is checked against the one computed from the parts, before anything
+ * is written; one that cannot be checked is refused, never ignored.
+ */
+function checkDeclaredComposite(r: ObjectRequest, upload: UploadEntry, checksum: ObjectMeta["checksum"]): void {
+  const declared = CHECKSUM_ALGORITHMS.find((a) => r.headers.has(checksumHeaderName(a)));
+  if (declared === undefined) return;
+  if (declared !== upload.checksumAlgorithm || checksum === undefined)
+    throw new S3Error("InvalidRequest", `${checksumHeaderName(declared)} cannot be checked: the upload was created with ${upload.checksumAlgorithm ?? "no"} checksum algorithm, or a part has no checksum`);
+  const given = r.headers.get(checksumHeaderName(declared))!.trim().replace(/-\d+$/, "");
+  if (given !== checksum.value.replace(/-\d+$/, "")) throw new S3Error("BadDigest", `The ${declared} you specified did not match the calculated checksum`);
+}
+
 export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
   const { model } = r.services;
   const upload = await findUpload(r, r.query.get("uploadId"));
   if (upload?.deleted) return repeatCompletion(r, upload);
   if (!upload) throw noSuchUpload();
   await checkWriteConditions(r);
-  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
+  // Its x-amz-checksum-* headers describe the object, not this XML body.
+  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));
   const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
   const chosen = requested.map(({ num, etag }, i) => {
     const p = stored.get(num);
@@ -167,6 +182,13 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     return p;
   });
 
+  let checksum: ObjectMeta["checksum"];
+  if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
+    const composite = createChecksum(upload.checksumAlgorithm);
+    for (const p of chosen) composite.update(Buffer.from(p.checksum!, "base64"));
+    checksum = { algorithm: upload.checksumAlgorithm, value: `${toBase64(composite.digest())}-${chosen.length}`, type: "COMPOSITE" };
+  }
+  checkDeclaredComposite(r, upload, checksum);
   await checkQuotas(r, chosen.reduce((a, p) => a + p.size, 0));
 
   // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
@@ -179,12 +201,6 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   }
 
   const etag = multipartEtag(chosen.map((p) => p.etag));
-  let checksum: ObjectMeta["checksum"];
-  if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
-    const composite = createChecksum(upload.checksumAlgorithm);
-    for (const p of chosen) composite.update(Buffer.from(p.checksum!, "base64"));
-    checksum = { algorithm: upload.checksumAlgorithm, value: `${toBase64(composite.digest())}-${chosen.length}`, type: "COMPOSITE" };
-  }
   const meta: ObjectMeta = { size: chosen.reduce((a, p) => a + p.size, 0), etag, headers: upload.headers, checksum, parts: chosen.map((p) => p.size) };
   await model.objects.insert({
     bucketId: r.bucket.id,
@@ -204,7 +220,8 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
 async function repeatCompletion(r: ObjectRequest, upload: UploadEntry): Promise<Response> {
   const outcome = upload.outcome;
   if (outcome?.kind !== "completed") throw noSuchUpload();
-  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY));
+  // Its x-amz-checksum-* headers describe the object, not this XML body.
+  const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));
   if (multipartEtag(requested.map((p) => p.etag)) !== outcome.etag) throw noSuchUpload();
   const checksum: ObjectMeta["checksum"] =
     outcome.checksum !== undefined && upload.checksumAlgorithm ? { algorithm: upload.checksumAlgorithm, value: outcome.checksum, type: "COMPOSITE" } : undefined;

@@ -143,7 +143,7 @@ export const RULES: readonly Rule[] = [
   { header: "x-amz-checksum-type", ops: ["CreateMultipartUpload", "CompleteMultipartUpload"], check: only(["COMPOSITE"], "Bunker computes multipart checksums COMPOSITE only") },
   // S3 computes CRC64NVME multipart checksums FULL_OBJECT only.
   { header: "x-amz-checksum-algorithm", ops: ["CreateMultipartUpload"], check: notCrc64nvme },
-  // CompleteMultipartUpload does not check a whole-object checksum or size the client sends.
+  // CompleteMultipartUpload checks the composite checksum it is sent (multipart.ts), not a size.
   { header: CHECKSUM_VALUE_HEADER, ops: ["CompleteMultipartUpload"], check: completeChecksum },
   { header: "x-amz-mp-object-size", ops: ["CompleteMultipartUpload"], check: refuse("NotImplemented", "Bunker does not check the object size on CompleteMultipartUpload") },
   // CopyObject does not check conditions on its destination.
@@ -178,8 +178,9 @@ function formChecksum(_value: string, name: string): void {
 
 function completeChecksum(_value: string, name: string): void {
   const algorithm = CHECKSUM_VALUE_HEADER.exec(name)![1]!;
-  if (CHECKSUM_CONTROL_HEADERS.has(algorithm)) return;
-  throw new S3Error("NotImplemented", `${name}: Bunker does not check a whole-object checksum on CompleteMultipartUpload`);
+  // The composite of the parts' checksums is checked by the handler (multipart.ts).
+  if (CHECKSUM_CONTROL_HEADERS.has(algorithm) || SUPPORTED_CHECKSUMS.has(algorithm)) return;
+  throw new S3Error("NotImplemented", `${name}: Bunker does not compute ${algorithm} checksums`);
 }
 
 function appliesTo(rule: Rule, op: RoutedOperation): boolean {
