@@ -6,6 +6,7 @@ import type { Model } from "../../model/model";
 import type { KeyEntry } from "../../model/key";
 import type { BucketEntry } from "../../model/bucket";
 import type { AuthContext } from "./sigv4";
+import type { StoreServices } from "../../model/body-writer";
 
 export interface S3Settings {
   region: string;
@@ -44,4 +45,9 @@ export interface BucketRequest extends S3Request {
 
 export interface ObjectRequest extends BucketRequest {
   key: string;
+}
+
+/** What the object writer needs of the node's services. */
+export function storeServices(s: S3Services): StoreServices {
+  return { model: s.model, blocks: s.blocks, hasher: s.hasher, blockSize: s.settings.blockSize };
 }

@@ -1,9 +1,9 @@
 // CopyObject and UploadPartCopy. CopyObject never rewrites data: the new version references
 // the source's blocks. UploadPartCopy streams the chosen byte range into a new part (block
 // dedup still stores aligned blocks once).
-import { visibleVersion, type ObjectData, type ObjectMeta } from "../../model/object";
-import { assert } from "../../util/assert";
-import type { ObjectRequest } from "./context";
+import { visibleVersion, type ObjectMeta } from "../../model/object";
+import { copyObject as writeCopy } from "../../model/object-writer";
+import { storeServices, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
 import { checkVersionId } from "./version-id";
@@ -45,7 +45,6 @@ async function resolveSource(r: ObjectRequest) {
 }
 
 export async function copyObject(r: ObjectRequest): Promise<Response> {
-  const { model } = r.services;
   const src = await resolveSource(r);
   const directive = (r.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw new S3Error("InvalidArgument", "Unknown metadata directive");
@@ -55,28 +54,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   const data = src.version.state.data;
   await checkQuotas(r, data.meta.size);
   const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
-  const complete: ObjectData = data.kind === "inline" ? { kind: "inline", meta, base64: data.base64 } : { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) };
-  let written: { uuid: string; timestamp: number } | undefined;
-  if (data.kind === "blocks") {
-    // The copy references the source's blocks under its own version: announced first, completed
-    // last. (Reading the source already advanced this node's clock past what its replicas had
-    // seen; startVersion also covers a newer write to the destination.)
-    const { uuid, timestamp } = await model.startVersion(r.bucket.id, r.key, { kind: "uploading", multipart: false, headers: meta.headers, uploader: model.placement.selfId });
-    // Never complete a copy with less than its source (a block list out of reach).
-    if ((await model.copyBlocks(src.version.uuid, uuid)) !== data.meta.size)
-      throw new S3Error("ServiceUnavailable", "The source object's block list could not be read whole; please try again");
-    await model.objects.insert({ bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "complete", data: complete } }] });
-    written = { uuid, timestamp };
-  } else {
-    // Nothing tied to a uuid: one write, restamped like a small PUT.
-    await model.insertNewestVersions([
-      (uuid, timestamp) => {
-        written = { uuid, timestamp };
-        return { entry: { bucketId: r.bucket.id, key: r.key, versions: [{ uuid, timestamp, state: { kind: "complete", data: complete } }] } };
-      },
-    ]);
-  }
-  assert(written !== undefined, "the copy was written");
+  const written = await writeCopy(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, src.version, meta);
   return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(meta.etag) }));
 }
 

@@ -3,6 +3,7 @@
 import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
 import { BlockNotFoundError } from "../../block/manager";
+import { IncompleteBlockListError } from "../../model/object-writer";
 import { logger } from "../../util/log";
 import { ClientDisconnected, RequestBodyTimeout } from "../http";
 
@@ -90,6 +91,7 @@ export function toS3Error(err: unknown, context?: string): S3Error {
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   // No reachable node could give the block: it may come back (a node returning, a resync).
   if (err instanceof BlockNotFoundError) return new S3Error("ServiceUnavailable", "The object's data could not be read from any node; please try again.");
+  if (err instanceof IncompleteBlockListError) return new S3Error("ServiceUnavailable", `The ${err.message}; please try again.`);
   log.error(`${context === undefined ? "" : `${context}: `}internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");
 }

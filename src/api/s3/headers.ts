@@ -5,7 +5,7 @@ import { MAX_USER_METADATA_BYTES } from "../../util/limits";
 import { checksumHeaderName, parseChecksumAlgorithm, toBase64, type ChecksumAlgorithm, CHECKSUM_ALGORITHMS } from "../../util/checksum";
 import type { HeaderList, ObjectChecksum } from "../../model/object";
 import { S3Error } from "./errors";
-import type { WrittenBody } from "./object-writer";
+import type { WrittenBody } from "../../model/body-writer";
 
 /**
  * What an HTTP field value may hold (RFC 9110 §5.5): tab, space, visible ASCII, and obs-text

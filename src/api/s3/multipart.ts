@@ -2,18 +2,17 @@
 // Each part is a version of its own; Complete stitches the parts' blocks into the object's
 // version (renumbered 1..N) and only then makes it visible.
 import { CryptoHasher } from "bun";
-import { newUuid } from "../../util/ids";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
 import { CHECKSUM_ALGORITHMS, checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
-import { uploadSortKey, partSortKey, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "../../model/upload";
+import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
 import { parseDecimal } from "../../util/decimal";
 import type { ObjectMeta } from "../../model/object";
-import type { BucketRequest, ObjectRequest } from "./context";
+import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
-import { writeBody } from "./object-writer";
+import { completeUpload, startUpload, writePart } from "../../model/object-writer";
 import { checkWriteConditions } from "./put";
 import { isoDate, xmlResponse } from "./bucket";
 import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
@@ -50,7 +49,6 @@ function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]
 }
 
 export async function createMultipartUpload(r: ObjectRequest): Promise<Response> {
-  const { model } = r.services;
   const headers = storedHeaders(r.headers);
   const algoName = r.headers.get("x-amz-checksum-algorithm");
   let checksumAlgorithm: ChecksumAlgorithm | undefined;
@@ -58,18 +56,9 @@ export async function createMultipartUpload(r: ObjectRequest): Promise<Response>
     checksumAlgorithm = parseChecksumAlgorithm(algoName);
     if (!checksumAlgorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
   }
-  const uploadId = newUuid();
-  const timestamp = model.clock.now();
-  await Promise.all([
-    model.objects.insert({
-      bucketId: r.bucket.id,
-      key: r.key,
-      versions: [{ uuid: uploadId, timestamp, state: { kind: "uploading", multipart: true, headers, checksumAlgorithm, uploader: model.placement.selfId } }],
-    }),
-    model.uploads.insert({ bucketId: r.bucket.id, key: r.key, uploadId, timestamp, deleted: false, headers, checksumAlgorithm }),
-  ]);
+  const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, headers, checksumAlgorithm);
   const extra: Record<string, string> = checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {};
-  return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: uploadId }), 200, extra);
+  return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: upload.uploadId }), 200, extra);
 }
 
 /** The partNumber query parameter (UploadPart, UploadPartCopy, GET and HEAD of one part). */
@@ -79,37 +68,14 @@ export function parsePartNumber(raw: string | null): number {
   return n;
 }
 
-/** Stores one part's body as a new version and records it in the upload. */
-export async function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, sizeHint: number | undefined, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
-  const { model } = r.services;
-  const version = newUuid();
-  await model.versions.insert({ uuid: version, deleted: false, backlink: { kind: "upload", uploadId: upload.uploadId, part } });
-  try {
-    const body = await writeBody(r.services, {
-      versionUuid: version,
-      part,
-      chunks,
-      checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
-      allowInline: false,
-      sizeHint: sizeHint,
-    });
-    const checksum = verifyDigests(digests, body, trailers());
-    const entry: UploadPartEntry = {
-      uploadId: upload.uploadId,
-      part,
-      timestamp: model.clock.now(),
-      version,
-      etag: Buffer.from(body.md5).toString("hex"),
-      size: body.size,
-      checksum: checksum?.value,
-      deleted: false, // last, as in the tombstone the close makes of it (one encoding)
-    };
-    await model.uploadParts.insert(entry);
-    return entry;
-  } catch (err) {
-    await model.versions.insert({ uuid: version, deleted: true, backlink: null }).catch(() => {});
-    throw err;
-  }
+/** Stores one part's body as a new version and records it in the upload, checking its digests. */
+export function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, sizeHint: number | undefined, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
+  return writePart(storeServices(r.services), upload, part, {
+    chunks,
+    sizeHint,
+    checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
+    describe: (body) => ({ checksum: verifyDigests(digests, body, trailers())?.value }),
+  });
 }
 
 export async function uploadPart(r: ObjectRequest): Promise<Response> {
@@ -166,7 +132,6 @@ function checkDeclaredComposite(r: ObjectRequest, upload: UploadEntry, checksum:
 }
 
 export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
-  const { model } = r.services;
   const upload = await findUpload(r, r.query.get("uploadId"));
   if (upload?.deleted) return repeatCompletion(r, upload);
   if (!upload) throw noSuchUpload();
@@ -191,23 +156,9 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   checkDeclaredComposite(r, upload, checksum);
   await checkQuotas(r, chosen.reduce((a, p) => a + p.size, 0));
 
-  // The final version (uuid = upload id) references the parts' blocks, renumbered 1..N.
-  const finalUuid = upload.uploadId;
-  await model.versions.insert({ uuid: finalUuid, deleted: false, backlink: { kind: "object", bucketId: r.bucket.id, key: r.key } });
-  for (let i = 0; i < chosen.length; i++) {
-    // Never complete an object with less than its parts (a part's block list out of reach).
-    if ((await model.copyBlocks(chosen[i]!.version, finalUuid, i + 1)) !== chosen[i]!.size)
-      throw new S3Error("ServiceUnavailable", `The block list of part ${chosen[i]!.part} could not be read whole; please try again`);
-  }
-
   const etag = multipartEtag(chosen.map((p) => p.etag));
   const meta: ObjectMeta = { size: chosen.reduce((a, p) => a + p.size, 0), etag, headers: upload.headers, checksum, parts: chosen.map((p) => p.size) };
-  await model.objects.insert({
-    bucketId: r.bucket.id,
-    key: r.key,
-    versions: [{ uuid: finalUuid, timestamp: upload.timestamp, state: { kind: "complete", data: { kind: "blocks", meta } } }],
-  });
-  await finishUpload(r, upload, [...stored.values()], { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
+  await completeUpload(storeServices(r.services), upload, chosen, [...stored.values()], meta, { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
   return completionResponse(r, etag, checksum);
 }
 
@@ -236,15 +187,6 @@ function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectMeta
     200,
     extra,
   );
-}
-
-/**
- * Closes an upload and releases every part version (the final version holds its own refs).
- * Closing it makes its replicas tombstone the part rows (uploadSchema.onMerge): Complete must
- * have read the parts and copied their blocks before.
- */
-function finishUpload(r: ObjectRequest, upload: UploadEntry, parts: UploadPartEntry[], outcome: UploadOutcome): Promise<void> {
-  return r.services.model.closeUpload(upload, parts, outcome);
 }
 
 export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> {

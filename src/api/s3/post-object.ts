@@ -5,14 +5,12 @@
 import { MAX_KEY_BYTES, MAX_PUT_SIZE } from "../../util/limits";
 import { parseDecimal } from "../../util/decimal";
 import type { BucketEntry } from "../../model/bucket";
-import type { ObjectData, ObjectMeta } from "../../model/object";
-import type { S3Services } from "./context";
+import { storeServices, type S3Services } from "./context";
 import { S3Error } from "./errors";
 import { refuseUnsupportedFormFields } from "./unsupported";
 import { readPostForm, type FormFile } from "./form-data";
 import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
-import { writeBody } from "./object-writer";
-import { abortVersion } from "./put";
+import { writeObject } from "../../model/object-writer";
 import { checkQuotas } from "./quota";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
 import { xmlDocument } from "./xml";
@@ -176,30 +174,18 @@ export async function postObject(request: Request, services: S3Services, bucketN
     // A bucket already at a quota refuses before any byte is stored; the real size is
     // checked again once known.
     await checkQuotas(target, 1);
-    const { model } = services;
-    const { uuid, timestamp } = await model.startVersion(bucket.id, key, { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId });
-    let meta: ObjectMeta;
-    let data: ObjectData;
     consumed = true;
-    try {
-      const body = await writeBody(services, {
-        versionUuid: uuid,
-        part: 0,
-        chunks: bounded(file.chunks, Math.min(range?.max ?? MAX_PUT_SIZE, MAX_PUT_SIZE)),
-        checksumAlgorithms: [],
-        allowInline: true,
-        deferRefs: false,
-        sizeHint: undefined,
-      });
-      if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
-      await checkQuotas(target, body.size);
-      meta = { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers };
-      data = body.inline ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") } : { kind: "blocks", meta };
-    } catch (err) {
-      await abortVersion(target, uuid, timestamp).catch(() => {});
-      throw err;
-    }
-    await model.objects.insert({ bucketId: bucket.id, key, versions: [{ uuid, timestamp, state: { kind: "complete", data } }] });
+    const { meta } = await writeObject(storeServices(services), { bucketId: bucket.id, key }, {
+      headers,
+      declaredLength: undefined,
+      chunks: bounded(file.chunks, Math.min(range?.max ?? MAX_PUT_SIZE, MAX_PUT_SIZE)),
+      checksumAlgorithms: [],
+      describe: async (body) => {
+        if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
+        await checkQuotas(target, body.size);
+        return { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers };
+      },
+    });
 
     const etag = etagHeader(meta.etag);
     const location = `${new URL(request.url).origin}/${encodeURIComponent(bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;

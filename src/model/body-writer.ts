@@ -1,15 +1,23 @@
-// Turns a request body into stored data for one version: cuts it into block_size blocks,
+// Turns a body into stored data for one version: cuts it into block_size blocks,
 // hashes each with BLAKE3 and the body's MD5 off-thread (the requested checksums run here),
 // stores each block, then records the references in batches; a bounded window of blocks is in flight.
 // Bodies smaller than INLINE_THRESHOLD come back inline and write no block at all.
 import { CryptoHasher } from "bun";
-import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../../util/checksum";
-import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../../util/limits";
-import { blake3Sync, hashHex, sharedBytes, type Md5Stream } from "../../block/hash";
-import { BACKGROUND_WRITE_BYTES_MAX } from "../../block/manager";
-import { assert } from "../../util/assert";
-import { BufferPool } from "../../util/buffer-pool";
-import type { S3Services } from "./context";
+import { createChecksum, type ChecksumAlgorithm, type StreamingChecksum } from "../util/checksum";
+import { BLOCKS_IN_FLIGHT_PER_REQUEST, INLINE_THRESHOLD } from "../util/limits";
+import { blake3Sync, hashHex, sharedBytes, type HashPool, type Md5Stream } from "../block/hash";
+import { BACKGROUND_WRITE_BYTES_MAX, type BlockManager } from "../block/manager";
+import { assert } from "../util/assert";
+import { BufferPool } from "../util/buffer-pool";
+import type { Model } from "./model";
+
+/** What storing a body needs: the metadata tables, the block store and the hashing workers. */
+export interface StoreServices {
+  model: Model;
+  blocks: BlockManager;
+  hasher: HashPool;
+  blockSize: number;
+}
 
 /**
  * Blocks at least this large are hashed in the worker; smaller ones on this thread. A body whose
@@ -69,9 +77,8 @@ export interface WriteBodyOptions {
   sizeHint?: number;
 }
 
-export async function writeBody(services: S3Services, opts: WriteBodyOptions): Promise<WrittenBody> {
-  const { model, blocks, hasher } = services;
-  const blockSize = services.settings.blockSize;
+export async function writeBody(services: StoreServices, opts: WriteBodyOptions): Promise<WrittenBody> {
+  const { model, blocks, hasher, blockSize } = services;
   // MD5 runs on this thread for small bodies and in the hash worker for large ones; which one is
   // decided by the first block, as the stream's state cannot move between threads.
   const localMd5 = new CryptoHasher("md5");

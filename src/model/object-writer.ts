@@ -1,0 +1,259 @@
+// The one way a new object version is written, for every S3 operation that writes one (PutObject,
+// PostObject, CopyObject, UploadPart, UploadPartCopy, Create/CompleteMultipartUpload). It owns
+// the order that makes a crash safe (nothing is visible until the last metadata write), the plan
+// that decides how much of that order a body needs, and the abort that releases what a failed
+// write left behind. The S3 layer parses, authorises and answers; it decides nothing here.
+import { assert } from "../util/assert";
+import { newUuid } from "../util/ids";
+import { INLINE_THRESHOLD } from "../util/limits";
+import type { ChecksumAlgorithm } from "../util/checksum";
+import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
+import type { HeaderList, ObjectData, ObjectMeta, VisibleVersion } from "./object";
+import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
+
+/**
+ * How a new version's data is stored, chosen from the body's declared length before a byte is
+ * read:
+ * - `inline`: below INLINE_THRESHOLD, the body lives in the object entry: one metadata write.
+ * - `single-block`: at most one block: the block is stored first, then the version, its block
+ *   reference and the object entry in one metadata round trip.
+ * - `announced`: larger, or of unknown length: the version is announced as uploading
+ *   (invisible), its blocks and references are written, and only then is it completed. A body
+ *   of unknown length that turns out small is still kept inline, under the announced version.
+ */
+export type WritePlan = { kind: "inline" } | { kind: "single-block" } | { kind: "announced" };
+
+export function planWrite(declaredLength: number | undefined, blockSize: number): WritePlan {
+  if (declaredLength === undefined) return { kind: "announced" };
+  if (declaredLength < INLINE_THRESHOLD) return { kind: "inline" };
+  if (declaredLength <= blockSize) return { kind: "single-block" };
+  return { kind: "announced" };
+}
+
+/** Where a version goes. */
+export interface ObjectTarget {
+  bucketId: string;
+  key: string;
+}
+
+/** The identity of a written version: its uuid and the timestamp that orders it. */
+export interface WrittenVersion {
+  uuid: string;
+  timestamp: number;
+}
+
+/**
+ * A copy or a completion found fewer bytes in its source's block list than the source's size
+ * (a replica out of reach answered a partial list): nothing was made visible; retrying may work.
+ */
+export class IncompleteBlockListError extends Error {
+  constructor(readonly what: string) {
+    super(`the block list of ${what} could not be read whole`);
+  }
+}
+
+export interface NewObjectBody {
+  headers: HeaderList;
+  /** The length the request declared, when it declared one (a form upload does not). */
+  declaredLength: number | undefined;
+  chunks: AsyncIterable<Uint8Array>;
+  checksumAlgorithms: readonly ChecksumAlgorithm[];
+  /**
+   * Checks the stored body (digests, size bounds, quotas) and gives the version's metadata. A
+   * throw here aborts the version: nothing becomes visible.
+   */
+  describe(body: WrittenBody): ObjectMeta | Promise<ObjectMeta>;
+}
+
+/**
+ * Runs `work` on a version announced as uploading, and marks it aborted if `work` fails, so its
+ * blocks are released at once instead of waiting for the repair at the next start. Every path
+ * that announces a version goes through here.
+ */
+async function withAnnouncedVersion<T>(
+  services: StoreServices,
+  target: ObjectTarget,
+  headers: HeaderList,
+  work: (version: WrittenVersion) => Promise<T>,
+): Promise<T> {
+  const { model } = services;
+  const version = await model.startVersion(target.bucketId, target.key, { kind: "uploading", multipart: false, headers, uploader: model.placement.selfId });
+  try {
+    return await work(version);
+  } catch (err) {
+    await abortVersion(services, target, version).catch(() => {});
+    throw err;
+  }
+}
+
+/** Marks an unfinished version aborted so its blocks are released. */
+function abortVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion): Promise<void> {
+  return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: { kind: "aborted" } }] });
+}
+
+/** Completes an announced version: the last write, after which GET sees it. */
+function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData): Promise<void> {
+  return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: { kind: "complete", data } }] });
+}
+
+function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody): ObjectData {
+  return body.inline
+    ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") }
+    : { kind: "blocks", meta, ...(body.deferredBlock ? { singleBlock: body.deferredBlock.hash } : {}) };
+}
+
+/** Stores a body as the new current version of `target` (PutObject, PostObject). */
+export async function writeObject(services: StoreServices, target: ObjectTarget, body: NewObjectBody): Promise<WrittenVersion & { meta: ObjectMeta }> {
+  const plan = planWrite(body.declaredLength, services.blockSize);
+  const store = (versionUuid: string) =>
+    writeBody(services, {
+      versionUuid,
+      part: 0,
+      chunks: body.chunks,
+      checksumAlgorithms: body.checksumAlgorithms,
+      allowInline: true,
+      deferRefs: plan.kind === "single-block",
+      sizeHint: body.declaredLength,
+    });
+
+  switch (plan.kind) {
+    case "announced":
+      return withAnnouncedVersion(services, target, body.headers, async (version) => {
+        const written = await store(version.uuid);
+        const meta = await body.describe(written);
+        // The version's blocks are referenced under its uuid already: it completes as it is.
+        await completeVersion(services, target, version, inlineOrBlocks(meta, written));
+        return { ...version, meta };
+      });
+    case "inline":
+    case "single-block": {
+      // Nothing is tied to a uuid until the metadata write: it may be restamped past a newer
+      // version (model.insertNewestVersions). A failure before it leaves, at most, a stored
+      // block that nothing references, which orphan collection removes.
+      const written = await store(newUuid());
+      const meta = await body.describe(written);
+      assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
+      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written), written.deferredBlock)), meta };
+    }
+  }
+}
+
+/**
+ * Writes a version that has nothing tied to its uuid yet, with the references of its one block
+ * (if any) in the same round trip; restamped past a newer version if a replica has one.
+ */
+async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, block: WrittenBody["deferredBlock"]): Promise<WrittenVersion> {
+  const { model } = services;
+  let written: WrittenVersion | undefined;
+  await model.insertNewestVersions([
+    (uuid, timestamp) => {
+      written = { uuid, timestamp };
+      return {
+        entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: { kind: "complete", data } }] },
+        alongside: block
+          ? Promise.all([
+              model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
+              model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
+              model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
+            ])
+          : undefined,
+      };
+    },
+  ]);
+  assert(written !== undefined, "the version was written");
+  return written;
+}
+
+/**
+ * Writes a copy of `source` as the new current version of `target` with `meta` (CopyObject). No
+ * data is copied: the new version references the source's blocks.
+ */
+export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta): Promise<WrittenVersion> {
+  const data = source.state.data;
+  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, undefined);
+  // Reading the source already advanced this node's clock past what its replicas had seen;
+  // announcing also covers a newer write to the destination.
+  return withAnnouncedVersion(services, target, meta.headers, async (version) => {
+    // Never complete a copy with less than its source.
+    if ((await services.model.copyBlocks(source.uuid, version.uuid)) !== data.meta.size) throw new IncompleteBlockListError("the source object");
+    await completeVersion(services, target, version, { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) });
+    return version;
+  });
+}
+
+// ---- multipart uploads ----
+
+/**
+ * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
+ * and the upload row is written beside it.
+ */
+export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksumAlgorithm: ChecksumAlgorithm | undefined): Promise<UploadEntry> {
+  const { model } = services;
+  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm };
+  await Promise.all([
+    model.objects.insert({
+      bucketId: target.bucketId,
+      key: target.key,
+      versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "uploading", multipart: true, headers, checksumAlgorithm, uploader: model.placement.selfId } }],
+    }),
+    model.uploads.insert(upload),
+  ]);
+  return upload;
+}
+
+export interface PartBody {
+  chunks: AsyncIterable<Uint8Array>;
+  sizeHint: number | undefined;
+  checksumAlgorithms: readonly ChecksumAlgorithm[];
+  /** Checks the stored part (digests) and gives its checksum (base64), if it has one. A throw releases the part. */
+  describe(body: WrittenBody): { checksum?: string };
+}
+
+/**
+ * Stores one part of an open upload as a version of its own (UploadPart, UploadPartCopy) and
+ * records it in the upload. A part that fails is released at once.
+ */
+export async function writePart(services: StoreServices, upload: UploadEntry, part: number, body: PartBody): Promise<UploadPartEntry> {
+  const { model } = services;
+  const version = newUuid();
+  await model.versions.insert({ uuid: version, deleted: false, backlink: { kind: "upload", uploadId: upload.uploadId, part } });
+  try {
+    const written = await writeBody(services, { versionUuid: version, part, chunks: body.chunks, checksumAlgorithms: body.checksumAlgorithms, allowInline: false, sizeHint: body.sizeHint });
+    const { checksum } = body.describe(written);
+    const entry: UploadPartEntry = {
+      uploadId: upload.uploadId,
+      part,
+      timestamp: model.clock.now(),
+      version,
+      etag: Buffer.from(written.md5).toString("hex"),
+      size: written.size,
+      checksum,
+      deleted: false, // last, as in the tombstone the close makes of it (one encoding)
+    };
+    await model.uploadParts.insert(entry);
+    return entry;
+  } catch (err) {
+    await model.versions.insert({ uuid: version, deleted: true, backlink: null }).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * Completes an upload with `chosen` parts (in order): the final version references their
+ * blocks, renumbered 1..N, and becomes visible with `meta`; then the upload is closed and every
+ * part version released. A failure leaves the upload open, as it was, for the client to retry.
+ */
+export async function completeUpload(services: StoreServices, upload: UploadEntry, chosen: readonly UploadPartEntry[], allParts: readonly UploadPartEntry[], meta: ObjectMeta, outcome: UploadOutcome): Promise<void> {
+  const { model } = services;
+  const target = { bucketId: upload.bucketId, key: upload.key };
+  const version = { uuid: upload.uploadId, timestamp: upload.timestamp };
+  await model.versions.insert({ uuid: version.uuid, deleted: false, backlink: { kind: "object", ...target } });
+  for (let i = 0; i < chosen.length; i++) {
+    // Never complete an object with less than its parts.
+    if ((await model.copyBlocks(chosen[i]!.version, version.uuid, i + 1)) !== chosen[i]!.size) throw new IncompleteBlockListError(`part ${chosen[i]!.part}`);
+  }
+  await completeVersion(services, target, version, { kind: "blocks", meta });
+  // Closing the upload makes its replicas tombstone the part rows (uploadSchema.onMerge): the
+  // parts' blocks were copied above.
+  await model.closeUpload(upload, allParts, outcome);
+}

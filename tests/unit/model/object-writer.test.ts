@@ -1,0 +1,118 @@
+// The one object writer on a real Model over a temp sqlite file (single-node layout): its plan,
+// and that every path that fails after announcing a version releases it at once.
+// The paths exercised here store no block (inline bodies, copies by reference, metadata only),
+// so no block store is wired in; the block paths run through the real server in tests/e2e.
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
+import { openDatabase } from "../../../src/db/sqlite.ts";
+import { Model } from "../../../src/model/model.ts";
+import type { StoreServices } from "../../../src/model/body-writer.ts";
+import { completeUpload, copyObject, IncompleteBlockListError, planWrite, startUpload, writeObject, writePart } from "../../../src/model/object-writer.ts";
+import { visibleVersion, type ObjectMeta, type VisibleVersion } from "../../../src/model/object.ts";
+import { INLINE_THRESHOLD } from "../../../src/util/limits.ts";
+
+const BLOCK = 1024 * 1024;
+// A failed write queues its releases; stopping the model waits for them (about a second).
+setDefaultTimeout(20_000);
+let dir: string;
+let db: Database;
+let model: Model;
+let services: StoreServices;
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-writer-"));
+  db = openDatabase(join(dir, "db.sqlite"), { fsync: false });
+  model = new Model(db, new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent"));
+  // No block is stored by these tests: a call into the block store or the hashers fails loudly.
+  const unused = new Proxy({}, { get: (_, p) => { throw new Error(`unexpected block store use: ${String(p)}`); } });
+  services = { model, blocks: unused as never, hasher: unused as never, blockSize: BLOCK };
+});
+afterEach(async () => {
+  await model.stop();
+  db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const target = { bucketId: "b".repeat(64), key: "k" };
+async function* bytes(n: number) {
+  if (n > 0) yield new Uint8Array(n).fill(7);
+}
+const metaOf = (size: number): ObjectMeta => ({ size, etag: "e".repeat(32), headers: [] });
+const states = async () => (await model.objects.get(target.bucketId, target.key))?.versions.map((v) => v.state.kind) ?? [];
+
+describe("planWrite", () => {
+  test("chooses inline, single-block or announced from the declared length", () => {
+    expect(planWrite(0, BLOCK)).toEqual({ kind: "inline" });
+    expect(planWrite(INLINE_THRESHOLD - 1, BLOCK)).toEqual({ kind: "inline" });
+    expect(planWrite(INLINE_THRESHOLD, BLOCK)).toEqual({ kind: "single-block" });
+    expect(planWrite(BLOCK, BLOCK)).toEqual({ kind: "single-block" });
+    expect(planWrite(BLOCK + 1, BLOCK)).toEqual({ kind: "announced" });
+    expect(planWrite(undefined, BLOCK)).toEqual({ kind: "announced" });
+  });
+});
+
+describe("writeObject", () => {
+  test("an inline body is one complete version", async () => {
+    const w = await writeObject(services, target, { headers: [], declaredLength: 10, chunks: bytes(10), checksumAlgorithms: [], describe: (b) => metaOf(b.size) });
+    expect(await states()).toEqual(["complete"]);
+    const v = visibleVersion(await model.objects.get(target.bucketId, target.key))!;
+    expect(v.uuid).toBe(w.uuid);
+    expect(v.state.data.kind).toBe("inline");
+  });
+
+  test("a body of unknown length that describe refuses leaves its announced version aborted", async () => {
+    const refusal = new Error("digest mismatch");
+    const write = writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(10), checksumAlgorithms: [], describe: () => { throw refusal; } });
+    await expect(write).rejects.toBe(refusal);
+    expect(await states()).toEqual(["aborted"]);
+  });
+
+  test("a body of unknown length that turns out small completes inline under its announced version", async () => {
+    const w = await writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(5), checksumAlgorithms: [], describe: (b) => metaOf(b.size) });
+    const v = visibleVersion(await model.objects.get(target.bucketId, target.key))!;
+    expect([v.uuid, v.state.data.kind]).toEqual([w.uuid, "inline"]);
+  });
+});
+
+describe("copyObject", () => {
+  test("a copy whose source block list is short is refused and its announced version aborted", async () => {
+    const sourceUuid = "5".repeat(64);
+    // A source that claims 100 bytes but whose block list (as read) holds 60.
+    await model.versionBlocks.insert({ uuid: sourceUuid, part: 0, offset: 0, hash: "a".repeat(64), size: 60 });
+    const source = { uuid: sourceUuid, timestamp: 1, state: { kind: "complete", data: { kind: "blocks", meta: metaOf(100) } } } as VisibleVersion;
+    await expect(copyObject(services, target, source, metaOf(100))).rejects.toBeInstanceOf(IncompleteBlockListError);
+    expect(await states()).toEqual(["aborted"]);
+  });
+
+  test("a whole copy completes, referencing the source's blocks", async () => {
+    const sourceUuid = "6".repeat(64);
+    await model.versionBlocks.insert({ uuid: sourceUuid, part: 0, offset: 0, hash: "a".repeat(64), size: 100 });
+    const source = { uuid: sourceUuid, timestamp: 1, state: { kind: "complete", data: { kind: "blocks", meta: metaOf(100) } } } as VisibleVersion;
+    const w = await copyObject(services, target, source, metaOf(100));
+    expect(await states()).toEqual(["complete"]);
+    expect((await model.versionBlocks.range(w.uuid, { limit: 10 })).map((b) => b.hash)).toEqual(["a".repeat(64)]);
+  });
+});
+
+describe("multipart", () => {
+  test("a part that describe refuses is released; the upload stays open", async () => {
+    const upload = await startUpload(services, target, [], undefined);
+    const write = writePart(services, upload, 1, { chunks: bytes(0), sizeHint: 0, checksumAlgorithms: [], describe: () => { throw new Error("bad digest"); } });
+    await expect(write).rejects.toThrow("bad digest");
+    expect(await model.liveParts(upload.uploadId, "", Infinity)).toEqual([]);
+    expect((await model.uploads.range(target.bucketId, { limit: 10 })).map((u) => u.deleted)).toEqual([false]);
+  });
+
+  test("a completion whose part block list is short changes nothing: the upload stays open, nothing is visible", async () => {
+    const upload = await startUpload(services, target, [], undefined);
+    const part = { uploadId: upload.uploadId, part: 1, timestamp: model.clock.now(), version: "7".repeat(64), etag: "e".repeat(32), size: 100, deleted: false };
+    await model.versionBlocks.insert({ uuid: part.version, part: 1, offset: 0, hash: "a".repeat(64), size: 40 });
+    await expect(completeUpload(services, upload, [part], [part], metaOf(100), { kind: "completed", etag: "x-1" })).rejects.toBeInstanceOf(IncompleteBlockListError);
+    expect(await states()).toEqual(["uploading"]);
+    expect((await model.uploads.range(target.bucketId, { limit: 10 })).map((u) => u.deleted)).toEqual([false]);
+  });
+});
