@@ -1,6 +1,7 @@
 // Streaming checksums for S3 "flexible checksums" (x-amz-checksum-*):
 // CRC32, CRC32C, CRC64NVME, SHA1 and SHA256, fed chunk by chunk, digested to
-// the raw bytes S3 base64-encodes (CRCs big-endian).
+// the raw bytes S3 base64-encodes (CRCs big-endian); and which multipart
+// checksum types (FULL_OBJECT, COMPOSITE) each algorithm allows.
 //
 // Bun has CRC-32/IEEE natively (Bun.hash.crc32, chainable through its seed)
 // and SHA via BoringSSL, but no CRC32C or CRC64: those two are table-driven
@@ -47,6 +48,37 @@ export function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
 }
 
+// ---------------------------------------------------------------------------
+// Multipart checksum types ("Checking object integrity", S3 User Guide): a
+// FULL_OBJECT checksum is the checksum of the whole object's bytes (for a CRC,
+// combined from the part CRCs, see crc-combine.ts); a COMPOSITE one is the
+// checksum of the concatenated part checksums, suffixed "-N". Only CRCs can be
+// combined, so SHA1/SHA256 are COMPOSITE only; CRC64NVME is FULL_OBJECT only.
+
+export type ChecksumType = "FULL_OBJECT" | "COMPOSITE";
+
+export type FullObjectAlgorithm = "CRC32" | "CRC32C" | "CRC64NVME";
+
+export const FULL_OBJECT_ALGORITHMS: readonly FullObjectAlgorithm[] = Object.freeze(["CRC32", "CRC32C", "CRC64NVME"]);
+
+export function isFullObjectAlgorithm(algo: ChecksumAlgorithm): algo is FullObjectAlgorithm {
+  return (FULL_OBJECT_ALGORITHMS as readonly ChecksumAlgorithm[]).includes(algo);
+}
+
+/** The type S3 uses for a multipart upload created with `algo` and no x-amz-checksum-type. */
+export function defaultChecksumType(algo: ChecksumAlgorithm): ChecksumType {
+  return algo === "CRC64NVME" ? "FULL_OBJECT" : "COMPOSITE";
+}
+
+/**
+ * Why S3 refuses this algorithm/type pair (the S3 layer answers InvalidRequest
+ * with this text, worded as S3 words it), or undefined when it is allowed.
+ */
+export function checkChecksumType(algo: ChecksumAlgorithm, type: ChecksumType): string | undefined {
+  const allowed = type === "FULL_OBJECT" ? isFullObjectAlgorithm(algo) : algo !== "CRC64NVME";
+  return allowed ? undefined : `The ${type} checksum type cannot be used with the ${algo.toLowerCase()} checksum algorithm.`;
+}
+
 export function createChecksum(algo: ChecksumAlgorithm): StreamingChecksum {
   switch (algo) {
     case "CRC32":
@@ -88,8 +120,14 @@ class Crc32 implements StreamingChecksum {
   }
 }
 
+/**
+ * CRC-32/IEEE reflected polynomial. The streaming CRC32 is Bun's; this is for
+ * crc-combine.ts, whose tests check it against Bun.hash.crc32.
+ */
+export const CRC32_POLY_REFLECTED = 0xedb88320;
+
 /** CRC-32C (Castagnoli), reflected polynomial 0x82F63B78. */
-const CRC32C_POLY_REFLECTED = 0x82f63b78;
+export const CRC32C_POLY_REFLECTED = 0x82f63b78;
 
 // One flat table: slice k occupies [k*256, (k+1)*256).
 const CRC32C_TABLE: Int32Array = (() => {
@@ -146,8 +184,8 @@ class Crc32c implements StreamingChecksum {
  * ones. JS has no fast 64-bit integers (BigInt is ~100x slower), so the
  * register and every table entry are split into 32-bit halves.
  */
-const CRC64_POLY_HI = 0x9a6c9329;
-const CRC64_POLY_LO = 0xac4bc9b5;
+export const CRC64_POLY_HI = 0x9a6c9329;
+export const CRC64_POLY_LO = 0xac4bc9b5;
 
 const CRC64_TABLES: { hi: Int32Array; lo: Int32Array } = (() => {
   const hi = new Int32Array(SLICES * TABLE_SIZE);

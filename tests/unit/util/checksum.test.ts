@@ -6,8 +6,12 @@ import { Crc32, Crc32cJs, Crc64NvmeJs } from "@aws-sdk/checksums/crc";
 import {
   CHECKSUM_ALGORITHMS,
   CHECKSUM_DIGEST_LENGTH,
+  checkChecksumType,
   checksumHeaderName,
   createChecksum,
+  defaultChecksumType,
+  FULL_OBJECT_ALGORITHMS,
+  isFullObjectAlgorithm,
   parseChecksumAlgorithm,
   toBase64,
   type ChecksumAlgorithm,
@@ -115,6 +119,31 @@ test("names and headers", () => {
   expect(checksumHeaderName("SHA1")).toBe("x-amz-checksum-sha1");
   expect(toBase64(new Uint8Array([0xcb, 0xf4, 0x39, 0x26]))).toBe("y/Q5Jg==");
   expect(toBase64(new Uint8Array([9, 0xcb, 0xf4, 0x39, 0x26]).subarray(1))).toBe("y/Q5Jg==");
+});
+
+describe("multipart checksum types (S3 User Guide, \"Checking object integrity\")", () => {
+  // Algorithm: [full object allowed, composite allowed, default].
+  const table = {
+    CRC64NVME: [true, false, "FULL_OBJECT"],
+    CRC32: [true, true, "COMPOSITE"],
+    CRC32C: [true, true, "COMPOSITE"],
+    SHA1: [false, true, "COMPOSITE"],
+    SHA256: [false, true, "COMPOSITE"],
+  } as const;
+
+  test("FULL_OBJECT is for the CRCs only", () => {
+    expect([...FULL_OBJECT_ALGORITHMS]).toEqual(["CRC32", "CRC32C", "CRC64NVME"]);
+    for (const algo of CHECKSUM_ALGORITHMS) expect(isFullObjectAlgorithm(algo)).toBe(table[algo][0]);
+  });
+
+  test.each(CHECKSUM_ALGORITHMS)("%s: allowed types and default", (algo) => {
+    const [full, composite, dflt] = table[algo];
+    const lower = algo.toLowerCase();
+    expect(checkChecksumType(algo, "FULL_OBJECT")).toBe(full ? undefined : `The FULL_OBJECT checksum type cannot be used with the ${lower} checksum algorithm.`);
+    expect(checkChecksumType(algo, "COMPOSITE")).toBe(composite ? undefined : `The COMPOSITE checksum type cannot be used with the ${lower} checksum algorithm.`);
+    expect(defaultChecksumType(algo)).toBe(dflt);
+    expect(checkChecksumType(algo, defaultChecksumType(algo))).toBeUndefined();
+  });
 });
 
 test("throughput is sane (CRC32C and CRC64NVME in pure JS)", () => {
