@@ -27,6 +27,7 @@ export const S3_ERRORS = {
   InvalidArgument: 400,
   InvalidBucketName: 400,
   InvalidDigest: 400,
+  InvalidEncryptionAlgorithmError: 400,
   InvalidPart: 400,
   InvalidPolicyDocument: 400,
   InvalidPartOrder: 400,
