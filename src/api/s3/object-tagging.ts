@@ -2,6 +2,9 @@
 // being written. Tags belong to the visible version: setting them writes that version again
 // (same uuid, timestamp and data) with a newer tag register, which the object merge keeps
 // (model/object.ts), so they replicate like the rest of the version's metadata.
+// Not yet applied on writes: PutObject, PostObject, CreateMultipartUpload and CopyObject still
+// refuse x-amz-tagging (unsupported.ts), and CopyObject does not carry the source's tags over
+// with the default x-amz-tagging-directive COPY.
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
 import type { ObjectRequest } from "./context";
 import { readSmallBody } from "./body";
