@@ -1,6 +1,7 @@
 // Objects (sharded by bucket id): each key holds a list of versions. A version becomes
 // visible only in the `complete` state; the merge keeps the newest complete version and
-// anything newer still uploading, and drops the rest (their data is then released).
+// anything newer still uploading, and drops the rest (their data is then released). A
+// complete version's data never changes; its tags are a last-writer-wins register beside it.
 import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
@@ -39,9 +40,21 @@ export type ObjectData =
       singleBlock?: string;
     };
 
+/** An object's tags, in the order they were given (S3 keys are unique within a set). */
+export type TagList = [string, string][];
+
+/**
+ * The tags of a complete version: PutObjectTagging and DeleteObjectTagging rewrite them after
+ * the data is written, so they merge on their own clock. Absent: no tags ever set.
+ */
+export interface TagRegister {
+  timestamp: number;
+  set: TagList;
+}
+
 export type VersionState =
   | { kind: "uploading"; multipart: boolean; headers: HeaderList; checksumAlgorithm?: ChecksumAlgorithm; uploader: string }
-  | { kind: "complete"; data: ObjectData }
+  | { kind: "complete"; data: ObjectData; tags?: TagRegister }
   | { kind: "aborted" };
 
 export interface ObjectVersion {
@@ -58,9 +71,29 @@ export interface ObjectEntry {
 
 const STATE_RANK = { uploading: 0, complete: 1, aborted: 2 } as const;
 
+/** The newer register; on a tie the larger set (by its JSON), so every replica picks the same. */
+function mergeTags(a: TagRegister | undefined, b: TagRegister | undefined): TagRegister | undefined {
+  if (a === undefined || b === undefined) return a ?? b;
+  if (a.timestamp !== b.timestamp) return a.timestamp > b.timestamp ? a : b;
+  return JSON.stringify(a.set) >= JSON.stringify(b.set) ? a : b;
+}
+
 function mergeVersion(a: ObjectVersion, b: ObjectVersion): ObjectVersion {
-  // aborted absorbs complete absorbs uploading; equal states are identical by construction.
+  // aborted absorbs complete absorbs uploading. Two copies of one complete version hold the
+  // same data (written once, by construction) and maybe different tags: the newer tags win.
+  if (a.state.kind === "complete" && b.state.kind === "complete") {
+    const tags = mergeTags(a.state.tags, b.state.tags);
+    if (tags === undefined) return a;
+    // Rebuilt with a fixed field order: replicas that merged in different orders must store
+    // the same bytes (read repair and anti-entropy compare encodings).
+    return { uuid: a.uuid, timestamp: a.timestamp, state: { kind: "complete", data: a.state.data, tags: { timestamp: tags.timestamp, set: tags.set } } };
+  }
   return STATE_RANK[b.state.kind] > STATE_RANK[a.state.kind] ? b : a;
+}
+
+/** The tags of a complete version (none when never set or deleted). */
+export function versionTags(v: ObjectVersion): TagList {
+  return v.state.kind === "complete" ? (v.state.tags?.set ?? []) : [];
 }
 
 function compareVersions(a: ObjectVersion, b: ObjectVersion): number {

@@ -33,6 +33,7 @@ export const S3_ERRORS = {
   InvalidPartOrder: 400,
   InvalidRange: 416,
   InvalidRequest: 400,
+  InvalidTag: 400,
   KeyTooLongError: 400,
   MalformedXML: 400,
   MalformedPOSTRequest: 400,

@@ -1,7 +1,7 @@
 // GetObject and HeadObject: conditional requests, single ranges, partNumber, response-*
 // overrides, and the body streamed block by block with a small prefetch window.
 import type { ObjectMeta } from "../../model/object";
-import { visibleVersion, type VisibleVersion } from "../../model/object";
+import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
 import type { VersionBlockEntry } from "../../model/version";
 import { checksumHeaderName } from "../../util/checksum";
 import type { ObjectRequest, S3Services } from "./context";
@@ -178,7 +178,11 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   const entry = await r.services.model.objects.get(r.bucket.id, r.key);
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
-  return objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead);
+  const response = await objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead);
+  // S3 API only (not the website endpoint), and only when there are tags, as S3.
+  const tagCount = versionTags(version).length;
+  if (tagCount > 0) response.headers.set("x-amz-tagging-count", String(tagCount));
+  return response;
 }
 
 /** What of the request shapes an object response: conditions, Range, partNumber, response-*. */

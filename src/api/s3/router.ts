@@ -22,6 +22,7 @@ import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
 import * as corsOps from "./cors";
 import * as lifecycleOps from "./lifecycle";
+import * as taggingOps from "./object-tagging";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
@@ -190,6 +191,9 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   GetBucketLifecycleConfiguration: { permission: "read", handle: lifecycleOps.getBucketLifecycle },
   PutBucketLifecycleConfiguration: { permission: "write", handle: lifecycleOps.putBucketLifecycle },
   DeleteBucketLifecycle: { permission: "write", handle: lifecycleOps.deleteBucketLifecycle },
+  GetObjectTagging: { permission: "read", handle: taggingOps.getObjectTagging },
+  PutObjectTagging: { permission: "write", handle: taggingOps.putObjectTagging },
+  DeleteObjectTagging: { permission: "write", handle: taggingOps.deleteObjectTagging },
 };
 
 function listObjectsV1(r: BucketRequest): Promise<Response> | Response {

@@ -42,7 +42,10 @@ export type RoutedOperation =
   | "DeleteBucketCors"
   | "GetBucketLifecycleConfiguration"
   | "PutBucketLifecycleConfiguration"
-  | "DeleteBucketLifecycle";
+  | "DeleteBucketLifecycle"
+  | "GetObjectTagging"
+  | "PutObjectTagging"
+  | "DeleteObjectTagging";
 
 /** Throws the S3 error that answers `value` of `name`, or returns when Bunker does what it asks. */
 type Check = (value: string, name: string) => void;
@@ -94,7 +97,7 @@ const CHECKSUM_VALUE_HEADER = /^x-amz-checksum-(.+)$/;
 const NO_SSE_C = "Bunker does not implement server-side encryption with customer-provided keys (SSE-C)";
 const NOT_SSE_C = "The encryption parameters are not applicable to this object: Bunker stores no object encrypted with a customer-provided key";
 const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE-KMS): nothing would be encrypted";
-const NO_TAGS = "Bunker does not implement object tags";
+const NO_TAGS = "Bunker does not yet tag an object as it writes it: set its tags with PutObjectTagging";
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
 const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
@@ -114,9 +117,10 @@ export const RULES: readonly Rule[] = [
   { header: "x-amz-server-side-encryption", ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
   { header: /^x-amz-server-side-encryption-(aws-kms-key-id|context)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
   { header: "x-amz-server-side-encryption-bucket-key-enabled", ops: OBJECT_WRITES, check: only(["false"], NO_SSE) },
-  // Tags: an empty tag set is what every object has.
+  // Tags on a write: an empty tag set is what every new object has (PutObjectTagging sets others).
   { header: "x-amz-tagging", field: "tagging", ops: ["PutObject", "CopyObject", "CreateMultipartUpload", "PostObject"], check: only([""], NO_TAGS) },
-  // COPY copies no tags and REPLACE with no x-amz-tagging sets none: both are what happens.
+  // REPLACE with no x-amz-tagging sets none, which is what happens. COPY (the default) should
+  // carry the source's tags over: CopyObject does not do so yet (see object-tagging.ts).
   { header: "x-amz-tagging-directive", ops: ["CopyObject"], check: oneOf(["COPY", "REPLACE"]) },
   // Object lock: a client that asked for a retention date must never believe it got one.
   { header: /^x-amz-object-lock-/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_LOCK) },
@@ -153,7 +157,7 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },
   { header: "x-amz-if-match-initiated-time", ops: ["AbortMultipartUpload"], check: refuse("NotImplemented", "Bunker does not implement conditions on AbortMultipartUpload") },
   // Versions: an object's only version is "null".
-  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject"], check: (v) => checkVersionId(v) },
+  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging"], check: (v) => checkVersionId(v) },
   // ListBuckets answers every bucket in one page: a filter or a page size would be ignored.
   { query: "prefix", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no prefix filter)") },
   { query: "bucket-region", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no region filter)") },
