@@ -8,7 +8,7 @@ import { newUuid } from "../util/ids";
 import { INLINE_THRESHOLD } from "../util/limits";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
-import type { HeaderList, ObjectData, ObjectMeta, VisibleVersion } from "./object";
+import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 
 /**
@@ -58,6 +58,8 @@ export interface NewObjectBody {
   declaredLength: number | undefined;
   chunks: AsyncIterable<Uint8Array>;
   checksumAlgorithms: readonly ChecksumAlgorithm[];
+  /** The version's tags (x-amz-tagging); none when empty. */
+  tags: TagList;
   /**
    * Checks the stored body (digests, size bounds, quotas) and gives the version's metadata. A
    * throw here aborts the version: nothing becomes visible.
@@ -91,9 +93,17 @@ function abortVersion(services: StoreServices, target: ObjectTarget, version: Wr
   return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: { kind: "aborted" } }] });
 }
 
+/**
+ * The state of a complete version. Tags written with the data carry the version's own
+ * timestamp: a later PutObjectTagging is stamped past it and wins.
+ */
+function completeState(data: ObjectData, timestamp: number, tags: TagList): VersionState {
+  return tags.length === 0 ? { kind: "complete", data } : { kind: "complete", data, tags: { timestamp, set: tags } };
+}
+
 /** Completes an announced version: the last write, after which GET sees it. */
-function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData): Promise<void> {
-  return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: { kind: "complete", data } }] });
+function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData, tags: TagList): Promise<void> {
+  return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: completeState(data, version.timestamp, tags) }] });
 }
 
 function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody): ObjectData {
@@ -122,7 +132,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
         const written = await store(version.uuid);
         const meta = await body.describe(written);
         // The version's blocks are referenced under its uuid already: it completes as it is.
-        await completeVersion(services, target, version, inlineOrBlocks(meta, written));
+        await completeVersion(services, target, version, inlineOrBlocks(meta, written), body.tags);
         return { ...version, meta };
       });
     case "inline":
@@ -133,7 +143,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const written = await store(newUuid());
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
-      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written), written.deferredBlock)), meta };
+      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written), body.tags, written.deferredBlock)), meta };
     }
   }
 }
@@ -142,14 +152,14 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
  * Writes a version that has nothing tied to its uuid yet, with the references of its one block
  * (if any) in the same round trip; restamped past a newer version if a replica has one.
  */
-async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, block: WrittenBody["deferredBlock"]): Promise<WrittenVersion> {
+async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList, block: WrittenBody["deferredBlock"]): Promise<WrittenVersion> {
   const { model } = services;
   let written: WrittenVersion | undefined;
   await model.insertNewestVersions([
     (uuid, timestamp) => {
       written = { uuid, timestamp };
       return {
-        entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: { kind: "complete", data } }] },
+        entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] },
         alongside: block
           ? Promise.all([
               model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
@@ -165,18 +175,18 @@ async function insertNewest(services: StoreServices, target: ObjectTarget, data:
 }
 
 /**
- * Writes a copy of `source` as the new current version of `target` with `meta` (CopyObject). No
- * data is copied: the new version references the source's blocks.
+ * Writes a copy of `source` as the new current version of `target` with `meta` and `tags`
+ * (CopyObject). No data is copied: the new version references the source's blocks.
  */
-export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta): Promise<WrittenVersion> {
+export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta, tags: TagList): Promise<WrittenVersion> {
   const data = source.state.data;
-  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, undefined);
+  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, tags, undefined);
   // Reading the source already advanced this node's clock past what its replicas had seen;
   // announcing also covers a newer write to the destination.
   return withAnnouncedVersion(services, target, meta.headers, async (version) => {
     // Never complete a copy with less than its source.
     if ((await services.model.copyBlocks(source.uuid, version.uuid)) !== data.meta.size) throw new IncompleteBlockListError("the source object");
-    await completeVersion(services, target, version, { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) });
+    await completeVersion(services, target, version, { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) }, tags);
     return version;
   });
 }
@@ -185,11 +195,11 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
 
 /**
  * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
- * and the upload row is written beside it.
+ * and the upload row is written beside it, with what the completed version will carry.
  */
-export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksumAlgorithm: ChecksumAlgorithm | undefined): Promise<UploadEntry> {
+export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksumAlgorithm: ChecksumAlgorithm | undefined, tags: TagList): Promise<UploadEntry> {
   const { model } = services;
-  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm };
+  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm, ...(tags.length > 0 ? { tags } : {}) };
   await Promise.all([
     model.objects.insert({
       bucketId: target.bucketId,
@@ -252,7 +262,7 @@ export async function completeUpload(services: StoreServices, upload: UploadEntr
     // Never complete an object with less than its parts.
     if ((await model.copyBlocks(chosen[i]!.version, version.uuid, i + 1)) !== chosen[i]!.size) throw new IncompleteBlockListError(`part ${chosen[i]!.part}`);
   }
-  await completeVersion(services, target, version, { kind: "blocks", meta });
+  await completeVersion(services, target, version, { kind: "blocks", meta }, upload.tags ?? []);
   // Closing the upload makes its replicas tombstone the part rows (uploadSchema.onMerge): the
   // parts' blocks were copied above.
   await model.closeUpload(upload, allParts, outcome);

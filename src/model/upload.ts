@@ -12,7 +12,7 @@ import { adjustLocalCounts } from "./counter";
 import type { Database } from "bun:sqlite";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
-import type { HeaderList } from "./object";
+import type { HeaderList, TagList } from "./object";
 
 export interface UploadEntry {
   bucketId: string;
@@ -24,6 +24,8 @@ export interface UploadEntry {
   deleted: boolean;
   headers: HeaderList;
   checksumAlgorithm?: ChecksumAlgorithm;
+  /** Tags the completed object gets (x-amz-tagging at CreateMultipartUpload). */
+  tags?: TagList;
   /**
    * How a closed upload ended, so that a retried CompleteMultipartUpload (a client whose first
    * answer was lost) gets the same answer for as long as the closed row is kept (table GC delay).

@@ -15,6 +15,10 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   PutObjectTaggingCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
+  CompleteMultipartUploadCommand,
   S3Client,
   type Tag,
 } from "@aws-sdk/client-s3";
@@ -162,6 +166,48 @@ describe("Put/Get/DeleteObjectTagging", () => {
     expect(await s3Failure(readerS3.send(new PutObjectTaggingCommand({ Bucket: BUCKET, Key: "perm", Tagging: { TagSet: [] } })))).toMatchObject({ name: "AccessDenied", status: 403 });
     expect(await s3Failure(readerS3.send(new DeleteObjectTaggingCommand({ Bucket: BUCKET, Key: "perm" })))).toMatchObject({ name: "AccessDenied", status: 403 });
     expect(await getTags("perm")).toEqual([["a", "b"]]);
+  });
+});
+
+describe("tags given as an object is written (x-amz-tagging)", () => {
+  test("PutObject stores them; a later PutObjectTagging replaces them", async () => {
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "w1", Body: "x", Tagging: "team=a&note=two%20words" }));
+    expect(await getTags("w1")).toEqual([["team", "a"], ["note", "two words"]]);
+    expect(await headCount("w1")).toBe(2);
+    await putTags("w1", [["k", "v"]]);
+    expect(await getTags("w1")).toEqual([["k", "v"]]);
+    // A body large enough for the one-block and announced write plans carries them too.
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "w1big", Body: randomBytes(MiB + 1), Tagging: "size=big" }));
+    expect(await getTags("w1big")).toEqual([["size", "big"]]);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "w1one", Body: randomBytes(64 * 1024), Tagging: "size=one" }));
+    expect(await getTags("w1one")).toEqual([["size", "one"]]);
+  });
+
+  test("a bad x-amz-tagging refuses the write and stores nothing", async () => {
+    const tooMany = Array.from({ length: 11 }, (_, i) => `k${i}=v`).join("&");
+    expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "w2", Body: "x", Tagging: tooMany })))).toMatchObject({ status: 400 });
+    expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "w2", Body: "x", Tagging: "aws:x=1" })))).toMatchObject({ name: "InvalidTag", status: 400 });
+    expect(await s3Failure(s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "w2" })))).toMatchObject({ status: 404 });
+  });
+
+  test("CopyObject carries the source's tags (COPY, the default) or takes x-amz-tagging (REPLACE)", async () => {
+    for (const [key, body] of [["c-small", "x"], ["c-big", randomBytes(2 * MiB)]] as const) {
+      await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body, Tagging: "from=source" }));
+      await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: `${key}-copy`, CopySource: `${BUCKET}/${key}` }));
+      expect(await getTags(`${key}-copy`)).toEqual([["from", "source"]]);
+      await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: `${key}-replaced`, CopySource: `${BUCKET}/${key}`, TaggingDirective: "REPLACE", Tagging: "from=request" }));
+      expect(await getTags(`${key}-replaced`)).toEqual([["from", "request"]]);
+      await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: `${key}-untagged`, CopySource: `${BUCKET}/${key}`, TaggingDirective: "REPLACE" }));
+      expect(await getTags(`${key}-untagged`)).toEqual([]);
+    }
+  });
+
+  test("CreateMultipartUpload's tags are the completed object's", async () => {
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "mpu", Tagging: "kind=multipart" }));
+    const part = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mpu", UploadId, PartNumber: 1, Body: "only part" }));
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mpu", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } }));
+    expect(await getTags("mpu")).toEqual([["kind", "multipart"]]);
+    expect(await headCount("mpu")).toBe(1);
   });
 });
 

@@ -273,17 +273,7 @@ describe("conditional deletes", () => {
   });
 });
 
-describe("tags, object lock, ACLs, storage classes, bucket owners", () => {
-  test("x-amz-tagging on PutObject, CopyObject and CreateMultipartUpload: 501, nothing stored", async () => {
-    expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "tagged", Body: "x", Tagging: "team=a" })))).toMatchObject({ name: "NotImplemented", status: 501 });
-    expect(await answer("PUT", `/${BUCKET}/tagged`, { "x-amz-copy-source": `${BUCKET}/src`, "x-amz-tagging-directive": "REPLACE", "x-amz-tagging": "team=a" })).toMatchObject({ status: 501 });
-    expect(await answer("POST", `/${BUCKET}/tagged?uploads`, { "x-amz-tagging": "team=a" })).toMatchObject({ status: 501 });
-    expect(await exists("tagged")).toBe(false);
-    expect(await openUploads("tagged")).toBe(0);
-    // REPLACE with no tags sets none: what happens.
-    expect((await answer("PUT", `/${BUCKET}/tagged`, { "x-amz-copy-source": `${BUCKET}/src`, "x-amz-tagging-directive": "REPLACE" })).status).toBe(200);
-  });
-
+describe("object lock, ACLs, storage classes, bucket owners", () => {
   test("object lock: retention and legal hold on writes, lock on CreateBucket: 501, nothing stored or created", async () => {
     const until = new Date(Date.now() + 86_400_000);
     expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "locked", Body: "x", ObjectLockMode: "COMPLIANCE", ObjectLockRetainUntilDate: until })))).toMatchObject({ name: "NotImplemented", status: 501 });

@@ -1,7 +1,8 @@
 // CopyObject and UploadPartCopy. CopyObject never rewrites data: the new version references
 // the source's blocks. UploadPartCopy streams the chosen byte range into a new part (block
 // dedup still stores aligned blocks once).
-import { visibleVersion, type ObjectMeta } from "../../model/object";
+import { versionTags, visibleVersion, type ObjectMeta } from "../../model/object";
+import { parseTaggingHeader } from "./object-tagging";
 import { copyObject as writeCopy } from "../../model/object-writer";
 import { storeServices, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
@@ -54,7 +55,9 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   const data = src.version.state.data;
   await checkQuotas(r, data.meta.size);
   const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
-  const written = await writeCopy(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, src.version, meta);
+  // COPY (the default) carries the source's tags; REPLACE takes x-amz-tagging (none if absent).
+  const tags = (r.headers.get("x-amz-tagging-directive") ?? "COPY").toUpperCase() === "REPLACE" ? (parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []) : versionTags(src.version);
+  const written = await writeCopy(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, src.version, meta, tags);
   return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(meta.etag) }));
 }
 

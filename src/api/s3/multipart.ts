@@ -9,6 +9,7 @@ import { parseDecimal } from "../../util/decimal";
 import type { ObjectMeta } from "../../model/object";
 import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
+import { parseTaggingHeader } from "./object-tagging";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
@@ -56,7 +57,7 @@ export async function createMultipartUpload(r: ObjectRequest): Promise<Response>
     checksumAlgorithm = parseChecksumAlgorithm(algoName);
     if (!checksumAlgorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
   }
-  const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, headers, checksumAlgorithm);
+  const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, headers, checksumAlgorithm, parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []);
   const extra: Record<string, string> = checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {};
   return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: upload.uploadId }), 200, extra);
 }

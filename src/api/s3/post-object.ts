@@ -12,6 +12,8 @@ import { readPostForm, type FormFile } from "./form-data";
 import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
 import { writeObject } from "../../model/object-writer";
 import { checkQuotas } from "./quota";
+import { OBJECT_TAGS_MAX } from "./object-tagging";
+import { parseTaggingXml } from "./tag-set";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
 import { xmlDocument } from "./xml";
 
@@ -168,6 +170,9 @@ export async function postObject(request: Request, services: S3Services, bucketN
     }
     if (!metadata.has("content-type") && file.contentType) metadata.set("content-type", file.contentType);
     const headers = storedHeaders(metadata);
+    // The form's `tagging` field is a <Tagging> document, not the header's query form.
+    const tagging = fields.get("tagging");
+    const tags = tagging === undefined ? [] : parseTaggingXml(tagging, OBJECT_TAGS_MAX);
     const range = conditions.find((c): c is Extract<Condition, { kind: "content-length-range" }> => c.kind === "content-length-range");
     const target = { bucket, key, services };
 
@@ -180,6 +185,7 @@ export async function postObject(request: Request, services: S3Services, bucketN
       declaredLength: undefined,
       chunks: bounded(file.chunks, Math.min(range?.max ?? MAX_PUT_SIZE, MAX_PUT_SIZE)),
       checksumAlgorithms: [],
+      tags,
       describe: async (body) => {
         if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
         await checkQuotas(target, body.size);

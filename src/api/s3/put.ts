@@ -9,6 +9,7 @@ import { storeServices, type ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { checkQuotas } from "./quota";
+import { parseTaggingHeader } from "./object-tagging";
 
 /**
  * Conditional writes (If-None-Match: * / If-Match: etag), checked against a quorum read just
@@ -35,6 +36,7 @@ export async function checkWriteConditions(r: ObjectRequest): Promise<void> {
 export async function putObject(r: ObjectRequest): Promise<Response> {
   await checkWriteConditions(r);
   const headers = storedHeaders(r.headers);
+  const tags = parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? [];
   const digests = declaredDigests(r.headers);
   const payload = new PayloadReader(r);
   // An object body always declares its length (PayloadReader refuses it otherwise) and must
@@ -46,6 +48,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     declaredLength: payload.declaredLength,
     chunks: payload.chunks(),
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
+    tags,
     describe: (body) => ({ size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers, checksum: verifyDigests(digests, body, payload.trailers) }),
   });
   const out: Record<string, string> = { etag: etagHeader(meta.etag) };

@@ -97,7 +97,6 @@ const CHECKSUM_VALUE_HEADER = /^x-amz-checksum-(.+)$/;
 const NO_SSE_C = "Bunker does not implement server-side encryption with customer-provided keys (SSE-C)";
 const NOT_SSE_C = "The encryption parameters are not applicable to this object: Bunker stores no object encrypted with a customer-provided key";
 const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE-KMS): nothing would be encrypted";
-const NO_TAGS = "Bunker does not yet tag an object as it writes it: set its tags with PutObjectTagging";
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
 const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
@@ -117,10 +116,6 @@ export const RULES: readonly Rule[] = [
   { header: "x-amz-server-side-encryption", ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
   { header: /^x-amz-server-side-encryption-(aws-kms-key-id|context)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
   { header: "x-amz-server-side-encryption-bucket-key-enabled", ops: OBJECT_WRITES, check: only(["false"], NO_SSE) },
-  // Tags on a write: an empty tag set is what every new object has (PutObjectTagging sets others).
-  { header: "x-amz-tagging", field: "tagging", ops: ["PutObject", "CopyObject", "CreateMultipartUpload", "PostObject"], check: only([""], NO_TAGS) },
-  // REPLACE with no x-amz-tagging sets none, which is what happens. COPY (the default) should
-  // carry the source's tags over: CopyObject does not do so yet (see object-tagging.ts).
   { header: "x-amz-tagging-directive", ops: ["CopyObject"], check: oneOf(["COPY", "REPLACE"]) },
   // Object lock: a client that asked for a retention date must never believe it got one.
   { header: /^x-amz-object-lock-/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_LOCK) },

@@ -62,7 +62,7 @@ describe("headers", () => {
     expect(request("CreateBucket", { "x-amz-object-ownership": "BucketOwnerEnforced" })).toBe("ok");
     expect(request("CreateBucket", { "x-amz-object-ownership": "ObjectWriter" })).toBe("501 NotImplemented");
     expect(request("PutObject", { "x-amz-tagging": "" })).toBe("ok");
-    expect(request("PutObject", { "x-amz-tagging": "a=b" })).toBe("501 NotImplemented");
+    expect(request("PutObject", { "x-amz-tagging": "a=b" })).toBe("ok");
     expect(request("CopyObject", { "x-amz-tagging-directive": "COPY" })).toBe("ok");
     expect(request("CopyObject", { "x-amz-tagging-directive": "MERGE" })).toBe("400 InvalidArgument");
     expect(request("PutObject", { "x-amz-storage-class": "DEEP_ARCHIVE" })).toBe("501 NotImplemented");
@@ -121,7 +121,7 @@ describe("PostObject form fields", () => {
   test("fields asking for encryption, tags, lock, ACLs, storage classes or checksums are refused as their headers are", () => {
     expect(form({ "x-amz-server-side-encryption-customer-algorithm": "AES256" })).toBe("501 NotImplemented");
     expect(form({ "x-amz-server-side-encryption": "AES256" })).toBe("501 NotImplemented");
-    expect(form({ tagging: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>" })).toBe("501 NotImplemented");
+    expect(form({ tagging: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>" })).toBe("ok");
     expect(form({ "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" })).toBe("501 NotImplemented");
     expect(form({ acl: "public-read" })).toBe("501 NotImplemented");
     expect(form({ "x-amz-storage-class": "GLACIER" })).toBe("501 NotImplemented");

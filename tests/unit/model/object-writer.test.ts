@@ -57,7 +57,7 @@ describe("planWrite", () => {
 
 describe("writeObject", () => {
   test("an inline body is one complete version", async () => {
-    const w = await writeObject(services, target, { headers: [], declaredLength: 10, chunks: bytes(10), checksumAlgorithms: [], describe: (b) => metaOf(b.size) });
+    const w = await writeObject(services, target, { headers: [], declaredLength: 10, chunks: bytes(10), checksumAlgorithms: [], tags: [], describe: (b) => metaOf(b.size) });
     expect(await states()).toEqual(["complete"]);
     const v = visibleVersion(await model.objects.get(target.bucketId, target.key))!;
     expect(v.uuid).toBe(w.uuid);
@@ -66,13 +66,13 @@ describe("writeObject", () => {
 
   test("a body of unknown length that describe refuses leaves its announced version aborted", async () => {
     const refusal = new Error("digest mismatch");
-    const write = writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(10), checksumAlgorithms: [], describe: () => { throw refusal; } });
+    const write = writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(10), checksumAlgorithms: [], tags: [], describe: () => { throw refusal; } });
     await expect(write).rejects.toBe(refusal);
     expect(await states()).toEqual(["aborted"]);
   });
 
   test("a body of unknown length that turns out small completes inline under its announced version", async () => {
-    const w = await writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(5), checksumAlgorithms: [], describe: (b) => metaOf(b.size) });
+    const w = await writeObject(services, target, { headers: [], declaredLength: undefined, chunks: bytes(5), checksumAlgorithms: [], tags: [], describe: (b) => metaOf(b.size) });
     const v = visibleVersion(await model.objects.get(target.bucketId, target.key))!;
     expect([v.uuid, v.state.data.kind]).toEqual([w.uuid, "inline"]);
   });
@@ -84,7 +84,7 @@ describe("copyObject", () => {
     // A source that claims 100 bytes but whose block list (as read) holds 60.
     await model.versionBlocks.insert({ uuid: sourceUuid, part: 0, offset: 0, hash: "a".repeat(64), size: 60 });
     const source = { uuid: sourceUuid, timestamp: 1, state: { kind: "complete", data: { kind: "blocks", meta: metaOf(100) } } } as VisibleVersion;
-    await expect(copyObject(services, target, source, metaOf(100))).rejects.toBeInstanceOf(IncompleteBlockListError);
+    await expect(copyObject(services, target, source, metaOf(100), [])).rejects.toBeInstanceOf(IncompleteBlockListError);
     expect(await states()).toEqual(["aborted"]);
   });
 
@@ -92,7 +92,7 @@ describe("copyObject", () => {
     const sourceUuid = "6".repeat(64);
     await model.versionBlocks.insert({ uuid: sourceUuid, part: 0, offset: 0, hash: "a".repeat(64), size: 100 });
     const source = { uuid: sourceUuid, timestamp: 1, state: { kind: "complete", data: { kind: "blocks", meta: metaOf(100) } } } as VisibleVersion;
-    const w = await copyObject(services, target, source, metaOf(100));
+    const w = await copyObject(services, target, source, metaOf(100), []);
     expect(await states()).toEqual(["complete"]);
     expect((await model.versionBlocks.range(w.uuid, { limit: 10 })).map((b) => b.hash)).toEqual(["a".repeat(64)]);
   });
@@ -100,7 +100,7 @@ describe("copyObject", () => {
 
 describe("multipart", () => {
   test("a part that describe refuses is released; the upload stays open", async () => {
-    const upload = await startUpload(services, target, [], undefined);
+    const upload = await startUpload(services, target, [], undefined, []);
     const write = writePart(services, upload, 1, { chunks: bytes(0), sizeHint: 0, checksumAlgorithms: [], describe: () => { throw new Error("bad digest"); } });
     await expect(write).rejects.toThrow("bad digest");
     expect(await model.liveParts(upload.uploadId, "", Infinity)).toEqual([]);
@@ -108,7 +108,7 @@ describe("multipart", () => {
   });
 
   test("a completion whose part block list is short changes nothing: the upload stays open, nothing is visible", async () => {
-    const upload = await startUpload(services, target, [], undefined);
+    const upload = await startUpload(services, target, [], undefined, []);
     const part = { uploadId: upload.uploadId, part: 1, timestamp: model.clock.now(), version: "7".repeat(64), etag: "e".repeat(32), size: 100, deleted: false };
     await model.versionBlocks.insert({ uuid: part.version, part: 1, offset: 0, hash: "a".repeat(64), size: 40 });
     await expect(completeUpload(services, upload, [part], [part], metaOf(100), { kind: "completed", etag: "x-1" })).rejects.toBeInstanceOf(IncompleteBlockListError);
