@@ -10,6 +10,7 @@ import { BACKGROUND_WRITE_BYTES_MAX, type BlockManager } from "../block/manager"
 import { assert } from "../util/assert";
 import { BufferPool } from "../util/buffer-pool";
 import type { Model } from "./model";
+import { encryptBlock, encryptedBlockPlainSize, type DataKey } from "../block/encryption";
 
 /** What storing a body needs: the metadata tables, the block store and the hashing workers. */
 export interface StoreServices {
@@ -75,6 +76,13 @@ export interface WriteBodyOptions {
   deferRefs?: boolean;
   /** The body's announced length: a small body gets a buffer of its size, not a whole block. */
   sizeHint?: number;
+  /**
+   * SSE-C: each block is sealed with this key before it is named and stored (its name is the
+   * hash of the sealed bytes, which reveals nothing of the plaintext and never dedups), and
+   * holds BLOCK_OVERHEAD fewer plaintext bytes so that what is stored fits a block. Rows
+   * record plaintext sizes. An inline body comes back in plaintext for the caller to seal.
+   */
+  encryption?: DataKey;
 }
 
 export async function writeBody(services: StoreServices, opts: WriteBodyOptions): Promise<WrittenBody> {
@@ -88,7 +96,9 @@ export async function writeBody(services: StoreServices, opts: WriteBodyOptions)
   let failure: unknown;
   let size = 0;
   let blockCount = 0;
-  const firstSize = opts.sizeHint !== undefined && opts.sizeHint < blockSize ? Math.max(opts.sizeHint, 1) : blockSize;
+  // Plaintext bytes per block: a sealed block carries its nonce and tag within the block size.
+  const cut = opts.encryption ? encryptedBlockPlainSize(blockSize) : blockSize;
+  const firstSize = opts.sizeHint !== undefined && opts.sizeHint < cut ? Math.max(opts.sizeHint, 1) : blockSize;
   let buf = firstSize === blockSize ? takeBuffer(blockSize) : firstSize >= HASH_IN_WORKER_MIN ? sharedBytes(firstSize) : new Uint8Array(firstSize);
   let fill = 0;
   let deferredBlock: WrittenBody["deferredBlock"];
@@ -115,27 +125,29 @@ export async function writeBody(services: StoreServices, opts: WriteBodyOptions)
   };
 
   const storeBlock = async (block: Uint8Array, offset: number, md5Read: Promise<void> | undefined) => {
-    let hashed: { hash: Uint8Array; buf: Uint8Array } = { hash: new Uint8Array(0), buf: block };
+    const plainSize = block.length;
+    const stored = opts.encryption ? encryptBlock(opts.encryption, block) : block;
+    let hashed: { hash: Uint8Array; buf: Uint8Array } = { hash: new Uint8Array(0), buf: stored };
     let settled: Promise<void> | undefined;
     try {
       // A small block hashes in microseconds: a round trip to the worker would cost more.
-      hashed = block.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(block), buf: block } : await hasher.hash(block);
+      hashed = stored.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(stored), buf: stored } : await hasher.hash(stored);
       ({ settled } = await blocks.put(hashHex(hashed.hash), hashed.buf));
     } finally {
       // The MD5 worker may still be reading the buffer (its failure shows in the digest), and
       // so may the copies of the block that finish after the write quorum.
       await md5Read?.catch(() => {});
-      const buf = hashed.buf;
-      if (settled) void settled.then(() => releaseBuffer(buf, blockSize));
+      const buf = opts.encryption ? block : hashed.buf;
+      if (settled && !opts.encryption) void settled.then(() => releaseBuffer(buf, blockSize));
       else releaseBuffer(buf, blockSize);
     }
     const hash = hashHex(hashed.hash);
     if (opts.deferRefs) {
       assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
-      deferredBlock = { hash, size: hashed.buf.length };
+      deferredBlock = { hash, size: plainSize };
       return;
     }
-    pendingRefs.push({ offset, hash, size: hashed.buf.length });
+    pendingRefs.push({ offset, hash, size: plainSize });
     if (pendingRefs.length >= REFS_PER_COMMIT) flushRefs();
   };
 
@@ -173,13 +185,13 @@ export async function writeBody(services: StoreServices, opts: WriteBodyOptions)
           grown.set(buf.subarray(0, fill));
           buf = grown;
         }
-        const n = Math.min(chunk.length - pos, buf.length - fill);
+        const n = Math.min(chunk.length - pos, buf.length - fill, cut - fill);
         buf.set(chunk.subarray(pos, pos + n), fill);
         fill += n;
         pos += n;
         size += n;
-        if (fill === blockSize) {
-          await dispatch(buf, size - blockSize);
+        if (fill === cut) {
+          await dispatch(cut === buf.length ? buf : buf.subarray(0, cut), size - cut);
           buf = takeBuffer(blockSize);
           fill = 0;
         }

@@ -8,6 +8,7 @@ import { newUuid } from "../util/ids";
 import { INLINE_THRESHOLD } from "../util/limits";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
+import { encryptBlock, type DataKey, type EncryptionRecord } from "../block/encryption";
 import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 
@@ -60,6 +61,8 @@ export interface NewObjectBody {
   checksumAlgorithms: readonly ChecksumAlgorithm[];
   /** The version's tags (x-amz-tagging); none when empty. */
   tags: TagList;
+  /** SSE-C: the object's data key; its record goes in the meta `describe` gives. */
+  encryption?: DataKey;
   /**
    * Checks the stored body (digests, size bounds, quotas) and gives the version's metadata. A
    * throw here aborts the version: nothing becomes visible.
@@ -106,9 +109,9 @@ function completeVersion(services: StoreServices, target: ObjectTarget, version:
   return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: completeState(data, version.timestamp, tags) }] });
 }
 
-function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody): ObjectData {
+function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody, encryption: DataKey | undefined): ObjectData {
   return body.inline
-    ? { kind: "inline", meta, base64: Buffer.from(body.inline).toString("base64") }
+    ? { kind: "inline", meta, base64: Buffer.from(encryption ? encryptBlock(encryption, body.inline) : body.inline).toString("base64") }
     : { kind: "blocks", meta, ...(body.deferredBlock ? { singleBlock: body.deferredBlock.hash } : {}) };
 }
 
@@ -124,6 +127,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       allowInline: true,
       deferRefs: plan.kind === "single-block",
       sizeHint: body.declaredLength,
+      encryption: body.encryption,
     });
 
   switch (plan.kind) {
@@ -132,7 +136,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
         const written = await store(version.uuid);
         const meta = await body.describe(written);
         // The version's blocks are referenced under its uuid already: it completes as it is.
-        await completeVersion(services, target, version, inlineOrBlocks(meta, written), body.tags);
+        await completeVersion(services, target, version, inlineOrBlocks(meta, written, body.encryption), body.tags);
         return { ...version, meta };
       });
     case "inline":
@@ -143,7 +147,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const written = await store(newUuid());
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
-      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written), body.tags, written.deferredBlock)), meta };
+      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, written.deferredBlock)), meta };
     }
   }
 }
@@ -197,9 +201,28 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
  * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
  * and the upload row is written beside it, with what the completed version will carry.
  */
-export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksumAlgorithm: ChecksumAlgorithm | undefined, tags: TagList): Promise<UploadEntry> {
+/** What an upload's completed version will carry, fixed when the upload is created. */
+export interface UploadSettings {
+  headers: HeaderList;
+  checksumAlgorithm: ChecksumAlgorithm | undefined;
+  tags: TagList;
+  encryption: EncryptionRecord | undefined;
+}
+
+export async function startUpload(services: StoreServices, target: ObjectTarget, settings: UploadSettings): Promise<UploadEntry> {
   const { model } = services;
-  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm, ...(tags.length > 0 ? { tags } : {}) };
+  const { headers, checksumAlgorithm, tags, encryption } = settings;
+  const upload: UploadEntry = {
+    bucketId: target.bucketId,
+    key: target.key,
+    uploadId: newUuid(),
+    timestamp: model.clock.now(),
+    deleted: false,
+    headers,
+    checksumAlgorithm,
+    ...(tags.length > 0 ? { tags } : {}),
+    ...(encryption ? { encryption } : {}),
+  };
   await Promise.all([
     model.objects.insert({
       bucketId: target.bucketId,
@@ -215,8 +238,10 @@ export interface PartBody {
   chunks: AsyncIterable<Uint8Array>;
   sizeHint: number | undefined;
   checksumAlgorithms: readonly ChecksumAlgorithm[];
-  /** Checks the stored part (digests) and gives its checksum (base64), if it has one. A throw releases the part. */
-  describe(body: WrittenBody): { checksum?: string };
+  /** Checks the stored part (digests) and gives its ETag and checksum (base64), if it has one. A throw releases the part. */
+  describe(body: WrittenBody): { etag: string; checksum?: string };
+  /** SSE-C: the upload's data key. */
+  encryption?: DataKey;
 }
 
 /**
@@ -228,14 +253,14 @@ export async function writePart(services: StoreServices, upload: UploadEntry, pa
   const version = newUuid();
   await model.versions.insert({ uuid: version, deleted: false, backlink: { kind: "upload", uploadId: upload.uploadId, part } });
   try {
-    const written = await writeBody(services, { versionUuid: version, part, chunks: body.chunks, checksumAlgorithms: body.checksumAlgorithms, allowInline: false, sizeHint: body.sizeHint });
-    const { checksum } = body.describe(written);
+    const written = await writeBody(services, { versionUuid: version, part, chunks: body.chunks, checksumAlgorithms: body.checksumAlgorithms, allowInline: false, sizeHint: body.sizeHint, encryption: body.encryption });
+    const { etag, checksum } = body.describe(written);
     const entry: UploadPartEntry = {
       uploadId: upload.uploadId,
       part,
       timestamp: model.clock.now(),
       version,
-      etag: Buffer.from(written.md5).toString("hex"),
+      etag,
       size: written.size,
       checksum,
       deleted: false, // last, as in the tombstone the close makes of it (one encoding)

@@ -4,6 +4,7 @@
 // complete version's data never changes; its tags are a last-writer-wins register beside it.
 import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm } from "../util/checksum";
+import type { EncryptionRecord } from "../block/encryption";
 import type { TableSchema } from "../table/schema";
 import { uploadSortKey, type UploadEntry } from "./upload";
 
@@ -23,6 +24,11 @@ export interface ObjectMeta {
   etag: string;
   headers: HeaderList;
   checksum?: ObjectChecksum;
+  /**
+   * SSE-C: the object is stored sealed under a key derived from the customer's key, which is
+   * never stored (the record holds a salt and a MAC to recognise it).
+   */
+  encryption?: EncryptionRecord;
   /** Part sizes, for GET ?partNumber=N on multipart objects. */
   parts?: number[];
 }

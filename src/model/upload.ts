@@ -13,6 +13,7 @@ import type { Database } from "bun:sqlite";
 import type { ChecksumAlgorithm } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
 import type { HeaderList, TagList } from "./object";
+import type { EncryptionRecord } from "../block/encryption";
 
 export interface UploadEntry {
   bucketId: string;
@@ -26,6 +27,8 @@ export interface UploadEntry {
   checksumAlgorithm?: ChecksumAlgorithm;
   /** Tags the completed object gets (x-amz-tagging at CreateMultipartUpload). */
   tags?: TagList;
+  /** SSE-C: every part is sealed under this record's key, and so is the completed object. */
+  encryption?: EncryptionRecord;
   /**
    * How a closed upload ended, so that a retried CompleteMultipartUpload (a client whose first
    * answer was lost) gets the same answer for as long as the closed row is kept (table GC delay).

@@ -13,6 +13,7 @@ import { metrics, secondsSince } from "../util/metrics";
 import { bucketOfHost, rawUrlOf } from "../api/http";
 import { S3Error, toS3Error } from "../api/s3/errors";
 import { objectResponse } from "../api/s3/get";
+import { encryptedOnWebsite } from "../api/s3/sse-c";
 import { addCorsHeaders, preflightResponse } from "../api/s3/cors";
 import type { S3Services } from "../api/s3/context";
 import { xmlEscape } from "../api/s3/xml";
@@ -63,7 +64,8 @@ function errorPage(err: S3Error, isHead: boolean): Response {
 async function errorDocumentResponse(services: S3Services, bucketId: string, website: WebsiteConfig, status: number): Promise<Response | undefined> {
   if (website.errorDocument === null) return undefined;
   const version = visibleVersion(await services.model.objects.get(bucketId, website.errorDocument));
-  if (!version) return undefined;
+  // An encrypted error document is never served: the plain error answer goes out instead.
+  if (!version || version.state.data.meta.encryption) return undefined;
   // No conditions and no Range: the client asked for another object, not this one.
   const page = await objectResponse(services, version, { headers: new Headers(), query: NO_QUERY }, false);
   return new Response(page.body, { status, headers: page.headers });
@@ -131,6 +133,8 @@ async function servePage(request: Request, services: S3Services, bucketId: strin
     }
     const redirect = version.state.data.meta.headers.find(([n]) => n === REDIRECT_HEADER);
     if (redirect) return new Response(null, { status: 301, headers: { location: redirect[1] } });
+    // Anonymous readers cannot give an SSE-C key: an encrypted object is never served here.
+    if (version.state.data.meta.encryption) throw encryptedOnWebsite();
     return await objectResponse(services, version, { headers: request.headers, query: NO_QUERY }, isHead);
   } catch (err) {
     const s3err = toS3Error(err);

@@ -3,14 +3,17 @@
 // dedup still stores aligned blocks once).
 import { versionTags, visibleVersion, type ObjectMeta } from "../../model/object";
 import { parseTaggingHeader } from "./object-tagging";
-import { copyObject as writeCopy } from "../../model/object-writer";
+import { copyObject as writeCopy, writeObject } from "../../model/object-writer";
 import { storeServices, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
 import { checkVersionId } from "./version-id";
 import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
-import { checkConditions, streamBlocks } from "./get";
+import { checkConditions, readPlain } from "./get";
+import { parseSseC, SSE_C_COPY_SOURCE_PREFIX, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { recordForCopy } from "../../block/encryption";
+import { toBase64 } from "../../util/checksum";
 import { etagHeader, storedHeaders } from "./headers";
 import { parsePartNumber, storePart } from "./multipart";
 import { parseDecimal } from "../../util/decimal";
@@ -42,23 +45,55 @@ async function resolveSource(r: ObjectRequest) {
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified source key does not exist.");
   checkConditions(r.headers, version.state.data.meta.etag, version.timestamp, "x-amz-copy-source-", "412");
-  return { bucket, key, version };
+  const dataKey = unlockSseC(version.state.data.meta.encryption, parseSseC(r.headers, SSE_C_COPY_SOURCE_PREFIX), "read");
+  return { bucket, key, version, dataKey };
 }
 
 export async function copyObject(r: ObjectRequest): Promise<Response> {
   const src = await resolveSource(r);
   const directive = (r.headers.get("x-amz-metadata-directive") ?? "COPY").toUpperCase();
   if (directive !== "COPY" && directive !== "REPLACE") throw new S3Error("InvalidArgument", "Unknown metadata directive");
-  const sameObject = src.bucket.id === r.bucket.id && src.key === r.key;
-  if (sameObject && directive === "COPY")
-    throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   const data = src.version.state.data;
+  const destKey = parseSseC(r.headers);
+  const sameObject = src.bucket.id === r.bucket.id && src.key === r.key;
+  if (sameObject && directive === "COPY" && !destKey && !data.meta.encryption)
+    throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   await checkQuotas(r, data.meta.size);
-  const meta: ObjectMeta = { ...data.meta, headers: directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers };
+  const headers = directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers;
   // COPY (the default) carries the source's tags; REPLACE takes x-amz-tagging (none if absent).
   const tags = (r.headers.get("x-amz-tagging-directive") ?? "COPY").toUpperCase() === "REPLACE" ? (parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []) : versionTags(src.version);
-  const written = await writeCopy(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, src.version, meta, tags);
-  return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(meta.etag) }));
+  const target = { bucketId: r.bucket.id, key: r.key };
+  // The copy references the source's stored blocks when they are what it must hold: both in
+  // plaintext, or sealed under the same key. Otherwise the data is read, opened and rewritten.
+  const sealing = destKey && recordForCopy(destKey.key, data.meta.encryption);
+  const byReference = data.meta.encryption === undefined ? sealing === undefined : sealing?.shared === true;
+  let written: { timestamp: number; etag: string };
+  if (byReference) {
+    const meta: ObjectMeta = { ...data.meta, headers };
+    written = { ...(await writeCopy(storeServices(r.services), target, src.version, meta, tags)), etag: meta.etag };
+  } else {
+    // A multipart source's composite checksum describes its parts, which the copy does not
+    // keep; a whole-object one is computed again over the bytes copied.
+    const sum = data.meta.checksum?.type === "FULL_OBJECT" ? data.meta.checksum : undefined;
+    const w = await writeObject(storeServices(r.services), target, {
+      headers,
+      declaredLength: data.meta.size,
+      chunks: readPlain(r.services, src.version, src.dataKey, 0, data.meta.size - 1),
+      checksumAlgorithms: sum ? [sum.algorithm] : [],
+      tags,
+      encryption: sealing?.dataKey,
+      describe: (body) => ({
+        size: body.size,
+        etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
+        headers,
+        ...(sum ? { checksum: { ...sum, value: toBase64(body.checksums.get(sum.algorithm)!) } } : {}),
+        ...(sealing ? { encryption: sealing.record } : {}),
+      }),
+    });
+    written = { timestamp: w.timestamp, etag: w.meta.etag };
+  }
+  const echoed = destKey ? sseCResponseHeaders(destKey.keyMd5) : {};
+  return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(written.etag) }), 200, echoed);
 }
 
 export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
@@ -84,14 +119,8 @@ export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
     end = last;
   }
   if (end - start + 1 > MAX_PUT_SIZE) throw new S3Error("EntityTooLarge", "A part may not exceed 5 GiB");
-  const chunks: AsyncIterable<Uint8Array> =
-    size === 0
-      ? (async function* () {})()
-      : data.kind === "inline"
-        ? (async function* () {
-            yield Buffer.from(data.base64, "base64").subarray(start, end + 1);
-          })()
-        : streamBlocks(r.services, src.version.uuid, start, end);
+  const chunks = readPlain(r.services, src.version, src.dataKey, start, end);
   const entry = await storePart(r, upload, part, chunks, end - start + 1, { checksumInTrailer: false, checksumAlgorithm: upload.checksumAlgorithm });
-  return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }));
+  const destKey = parseSseC(r.headers);
+  return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }), 200, destKey ? sseCResponseHeaders(destKey.keyMd5) : {});
 }

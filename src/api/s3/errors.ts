@@ -4,6 +4,7 @@ import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
 import { BlockNotFoundError } from "../../block/manager";
 import { IncompleteBlockListError } from "../../model/object-writer";
+import { DecryptionError } from "../../block/encryption";
 import { logger } from "../../util/log";
 import { ClientDisconnected, RequestBodyTimeout } from "../http";
 
@@ -93,6 +94,9 @@ export function toS3Error(err: unknown, context?: string): S3Error {
   if (err instanceof QuorumError) return new S3Error("ServiceUnavailable", `Could not reach enough nodes: ${err.message}`);
   // No reachable node could give the block: it may come back (a node returning, a resync).
   if (err instanceof BlockNotFoundError) return new S3Error("ServiceUnavailable", "The object's data could not be read from any node; please try again.");
+  // The key was recognised (its MAC matched), so a block that does not open is damaged:
+  // scrub and resync replace it from a replica.
+  if (err instanceof DecryptionError) return new S3Error("ServiceUnavailable", "The object's data could not be decrypted on this read; please try again.");
   if (err instanceof IncompleteBlockListError) return new S3Error("ServiceUnavailable", `The ${err.message}; please try again.`);
   log.error(`${context === undefined ? "" : `${context}: `}internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");

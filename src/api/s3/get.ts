@@ -8,6 +8,10 @@ import type { ObjectRequest, S3Services } from "./context";
 import { S3Error } from "./errors";
 import { etagHeader, headerValueFromText, normalizeEtag } from "./headers";
 import { parsePartNumber } from "./multipart";
+import { parseSseC, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
+import { chunkDone } from "../../util/buffer-pool";
+import { assert } from "../../util/assert";
 
 /** Blocks fetched ahead of the one being sent. */
 const PREFETCH_BLOCKS = 3;
@@ -105,7 +109,7 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
  * Streams plaintext bytes [start, end] of a version made of blocks. A failure (a block or the
  * block list out of reach) fails the stream: the caller decides what the client then sees.
  */
-export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number): ReadableStream<Uint8Array> {
+export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
   async function* generate(): AsyncGenerator<Uint8Array> {
     const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
@@ -145,7 +149,7 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
     await refill();
     while (window.length > 0) {
       const { entry, data, at } = window.shift()!;
-      const bytes = await data;
+      const bytes = dataKey ? openSealed(dataKey, await data, entry.size) : await data;
       if (bytes.length !== entry.size) throw new Error(`block ${entry.hash} has ${bytes.length} bytes, expected ${entry.size}`);
       const from = Math.max(0, start - at);
       const to = Math.min(entry.size, end + 1 - at);
@@ -174,11 +178,48 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
   );
 }
 
+/**
+ * The plaintext of a sealed (SSE-C) block or inline body. The sealed bytes may be a lent read
+ * buffer: decrypting copies them out, so it is given back at once.
+ */
+export function openSealed(dataKey: DataKey, sealed: Uint8Array, plainSize: number): Uint8Array {
+  try {
+    const { payload, compressed } = decryptBlock(dataKey, sealed);
+    // Bunker seals plaintext only (body-writer); a compressed payload is not one it wrote.
+    if (compressed || payload.length !== plainSize) throw new DecryptionError(`sealed block holds ${payload.length} bytes${compressed ? " (compressed)" : ""}, expected ${plainSize}`);
+    return payload;
+  } finally {
+    chunkDone(sealed);
+  }
+}
+
+/**
+ * Plaintext bytes [start, end] of a visible version, inline or in blocks, opened with
+ * `dataKey` when it is sealed: what CopyObject and UploadPartCopy read when they must rewrite
+ * the data (a range, another key).
+ */
+export function readPlain(services: S3Services, version: VisibleVersion, dataKey: DataKey | undefined, start: number, end: number): AsyncIterable<Uint8Array> {
+  const data = version.state.data;
+  if (end < start) return (async function* () {})();
+  if (data.kind === "inline") {
+    const stored = Buffer.from(data.base64, "base64");
+    const plain = dataKey ? openSealed(dataKey, stored, data.meta.size) : stored;
+    return (async function* () {
+      yield plain.subarray(start, end + 1);
+    })();
+  }
+  return streamBlocks(services, version.uuid, start, end, dataKey);
+}
+
 export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Response> {
+  // The key is checked before anything about the object is said, even whether it exists.
+  const given = parseSseC(r.headers);
   const entry = await r.services.model.objects.get(r.bucket.id, r.key);
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
-  const response = await objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead);
+  const dataKey = unlockSseC(version.state.data.meta.encryption, given, "read");
+  const response = await objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead, dataKey);
+  if (given) for (const [name, value] of Object.entries(sseCResponseHeaders(given.keyMd5))) response.headers.set(name, value);
   // S3 API only (not the website endpoint), and only when there are tags, as S3.
   const tagCount = versionTags(version).length;
   if (tagCount > 0) response.headers.set("x-amz-tagging-count", String(tagCount));
@@ -192,9 +233,10 @@ export interface ObjectRequestShape {
 }
 
 /** The response to GET or HEAD of a visible version (the S3 and web endpoints share it). */
-export async function objectResponse(services: S3Services, version: VisibleVersion, r: ObjectRequestShape, isHead: boolean): Promise<Response> {
+export async function objectResponse(services: S3Services, version: VisibleVersion, r: ObjectRequestShape, isHead: boolean, dataKey?: DataKey): Promise<Response> {
   const data = version.state.data;
   const meta = data.meta;
+  assert((meta.encryption === undefined) === (dataKey === undefined), "an encrypted object is served with its data key, a plaintext one without");
   checkConditions(r.headers, meta.etag, version.timestamp);
 
   const headers = objectHeaders(meta, version.timestamp);
@@ -227,22 +269,23 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   headers["content-length"] = String(meta.size === 0 ? 0 : end - start + 1);
   if (range) headers["content-range"] = `bytes ${start}-${end}/${meta.size}`;
   if (isHead || meta.size === 0) return new Response(null, { status, headers });
+  const open = (stored: Uint8Array, plainSize: number) => (dataKey ? openSealed(dataKey, stored, plainSize) : stored);
   if (data.kind === "inline") {
-    return new Response(Buffer.from(data.base64, "base64").subarray(start, end + 1), { status, headers });
+    return new Response(open(Buffer.from(data.base64, "base64"), meta.size).subarray(start, end + 1), { status, headers });
   }
   if (data.singleBlock !== undefined) {
-    const bytes = await services.blocks.get(data.singleBlock);
+    const bytes = open(await services.blocks.get(data.singleBlock), meta.size);
     return new Response(bytes.subarray(start, end + 1), { status, headers });
   }
   if (meta.size <= services.settings.blockSize) {
     // One block: answer with its bytes directly, without the streaming machinery.
     const rows = await services.model.versionBlocks.range(version.uuid, { limit: 2 });
     if (rows.length === 1 && rows[0]!.size === meta.size) {
-      const bytes = await services.blocks.get(rows[0]!.hash);
+      const bytes = open(await services.blocks.get(rows[0]!.hash), meta.size);
       return new Response(bytes.subarray(start, end + 1), { status, headers });
     }
   }
-  return new Response(await withFirstChunkRead(streamBlocks(services, version.uuid, start, end)), { status, headers });
+  return new Response(await withFirstChunkRead(streamBlocks(services, version.uuid, start, end, dataKey)), { status, headers });
 }
 
 /**

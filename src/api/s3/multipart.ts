@@ -10,6 +10,8 @@ import type { ObjectMeta } from "../../model/object";
 import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
+import { parseSseC, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { newEncryptionRecord } from "../../block/encryption";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
@@ -57,8 +59,14 @@ export async function createMultipartUpload(r: ObjectRequest): Promise<Response>
     checksumAlgorithm = parseChecksumAlgorithm(algoName);
     if (!checksumAlgorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
   }
-  const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, headers, checksumAlgorithm, parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []);
-  const extra: Record<string, string> = checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {};
+  const sseC = parseSseC(r.headers);
+  const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, {
+    headers,
+    checksumAlgorithm,
+    tags: parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? [],
+    encryption: sseC && newEncryptionRecord(sseC.key).record,
+  });
+  const extra: Record<string, string> = { ...(checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {}), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
   return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: upload.uploadId }), 200, extra);
 }
 
@@ -69,13 +77,18 @@ export function parsePartNumber(raw: string | null): number {
   return n;
 }
 
-/** Stores one part's body as a new version and records it in the upload, checking its digests. */
+/**
+ * Stores one part's body as a new version and records it in the upload, checking its digests.
+ * An encrypted upload's part is sealed with the upload's key, which the request must give.
+ */
 export function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, sizeHint: number | undefined, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
+  const dataKey = unlockSseC(upload.encryption, parseSseC(r.headers), "upload");
   return writePart(storeServices(r.services), upload, part, {
     chunks,
     sizeHint,
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
-    describe: (body) => ({ checksum: verifyDigests(digests, body, trailers())?.value }),
+    encryption: dataKey,
+    describe: (body) => ({ etag: dataKey ? sseCEtag() : Buffer.from(body.md5).toString("hex"), checksum: verifyDigests(digests, body, trailers())?.value }),
   });
 }
 
@@ -86,7 +99,8 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   // A part is no object yet, but a bucket full to its size quota takes no more data.
   await checkQuotas(r, payload.declaredLength ?? 0, { replacesKey: false });
   const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, undefined, () => payload.trailers);
-  const headers: Record<string, string> = { etag: etagHeader(entry.etag) };
+  const sseC = parseSseC(r.headers);
+  const headers: Record<string, string> = { etag: etagHeader(entry.etag), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
   if (entry.checksum && upload.checksumAlgorithm) headers[checksumHeaderName(upload.checksumAlgorithm)] = entry.checksum;
   return new Response(null, { status: 200, headers });
 }
@@ -137,6 +151,9 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   if (upload?.deleted) return repeatCompletion(r, upload);
   if (!upload) throw noSuchUpload();
   await checkWriteConditions(r);
+  // A key is optional here (no data is written), but one that is given must be the upload's.
+  const sseC = parseSseC(r.headers);
+  if (sseC) unlockSseC(upload.encryption, sseC, "upload");
   // Its x-amz-checksum-* headers describe the object, not this XML body.
   const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));
   const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
@@ -158,7 +175,14 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   await checkQuotas(r, chosen.reduce((a, p) => a + p.size, 0));
 
   const etag = multipartEtag(chosen.map((p) => p.etag));
-  const meta: ObjectMeta = { size: chosen.reduce((a, p) => a + p.size, 0), etag, headers: upload.headers, checksum, parts: chosen.map((p) => p.size) };
+  const meta: ObjectMeta = {
+    size: chosen.reduce((a, p) => a + p.size, 0),
+    etag,
+    headers: upload.headers,
+    checksum,
+    parts: chosen.map((p) => p.size),
+    ...(upload.encryption ? { encryption: upload.encryption } : {}),
+  };
   await completeUpload(storeServices(r.services), upload, chosen, [...stored.values()], meta, { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
   return completionResponse(r, etag, checksum);
 }
@@ -197,6 +221,9 @@ export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> 
 
 export async function listParts(r: ObjectRequest): Promise<Response> {
   const upload = await getUpload(r, r.query.get("uploadId"));
+  // A key is optional here, but one that is given must be the upload's.
+  const sseC = parseSseC(r.headers);
+  if (sseC) unlockSseC(upload.encryption, sseC, "upload");
   // 0 or absent: the default page; more than a page holds is clamped, as AWS does.
   const maxParts = Math.min(queryInteger(r.query, "max-parts") || MAX_LIST_PARTS, MAX_LIST_PARTS);
   const marker = queryInteger(r.query, "part-number-marker") ?? 0;

@@ -14,6 +14,8 @@ import { writeObject } from "../../model/object-writer";
 import { checkQuotas } from "./quota";
 import { OBJECT_TAGS_MAX } from "./object-tagging";
 import { parseTaggingXml } from "./tag-set";
+import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
+import { newEncryptionRecord } from "../../block/encryption";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
 import { xmlDocument } from "./xml";
 
@@ -173,6 +175,8 @@ export async function postObject(request: Request, services: S3Services, bucketN
     // The form's `tagging` field is a <Tagging> document, not the header's query form.
     const tagging = fields.get("tagging");
     const tags = tagging === undefined ? [] : parseTaggingXml(tagging, OBJECT_TAGS_MAX);
+    const sseC = parseSseC(new Map([...fields].map(([name, value]) => [name.toLowerCase(), value])));
+    const sealing = sseC && newEncryptionRecord(sseC.key);
     const range = conditions.find((c): c is Extract<Condition, { kind: "content-length-range" }> => c.kind === "content-length-range");
     const target = { bucket, key, services };
 
@@ -186,24 +190,27 @@ export async function postObject(request: Request, services: S3Services, bucketN
       chunks: bounded(file.chunks, Math.min(range?.max ?? MAX_PUT_SIZE, MAX_PUT_SIZE)),
       checksumAlgorithms: [],
       tags,
+      encryption: sealing?.dataKey,
       describe: async (body) => {
         if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
         await checkQuotas(target, body.size);
-        return { size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers };
+        const etag = sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex");
+        return { size: body.size, etag, headers, ...(sealing ? { encryption: sealing.record } : {}) };
       },
     });
 
     const etag = etagHeader(meta.etag);
+    const echoed = sseC ? sseCResponseHeaders(sseC.keyMd5) : {};
     const location = `${new URL(request.url).origin}/${encodeURIComponent(bucketName)}/${key.split("/").map(encodeURIComponent).join("/")}`;
     const redirectTo = fields.get("success_action_redirect") ?? fields.get("redirect");
     const redirect = redirectTo ? redirectLocation(redirectTo, bucketName, key, meta.etag) : undefined;
-    if (redirect) return new Response(null, { status: 303, headers: { location: redirect, etag } });
+    if (redirect) return new Response(null, { status: 303, headers: { location: redirect, etag, ...echoed } });
     const status = fields.get("success_action_status");
     if (status === "201") {
       const xml = xmlDocument("PostResponse", { Location: location, Bucket: bucketName, Key: key, ETag: etag }, { xmlns: undefined });
-      return new Response(xml, { status: 201, headers: { "content-type": "application/xml", etag, location } });
+      return new Response(xml, { status: 201, headers: { "content-type": "application/xml", etag, location, ...echoed } });
     }
-    return new Response(null, { status: status === "200" ? 200 : 204, headers: { etag, location } });
+    return new Response(null, { status: status === "200" ? 200 : 204, headers: { etag, location, ...echoed } });
   } catch (err) {
     // A refused form's file is read (not stored) so the client sees the answer rather than a
     // reset connection, but only so far: past that the connection is closed after the answer.

@@ -10,6 +10,8 @@ import { PayloadReader } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { checkQuotas } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
+import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
+import { newEncryptionRecord } from "../../block/encryption";
 
 /**
  * Conditional writes (If-None-Match: * / If-Match: etag), checked against a quorum read just
@@ -38,6 +40,8 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const headers = storedHeaders(r.headers);
   const tags = parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? [];
   const digests = declaredDigests(r.headers);
+  const sseC = parseSseC(r.headers);
+  const sealing = sseC && newEncryptionRecord(sseC.key);
   const payload = new PayloadReader(r);
   // An object body always declares its length (PayloadReader refuses it otherwise) and must
   // match it: the quota check can run before anything is stored.
@@ -49,9 +53,16 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     chunks: payload.chunks(),
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
     tags,
-    describe: (body) => ({ size: body.size, etag: Buffer.from(body.md5).toString("hex"), headers, checksum: verifyDigests(digests, body, payload.trailers) }),
+    encryption: sealing?.dataKey,
+    describe: (body) => ({
+      size: body.size,
+      etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
+      headers,
+      checksum: verifyDigests(digests, body, payload.trailers),
+      ...(sealing ? { encryption: sealing.record } : {}),
+    }),
   });
-  const out: Record<string, string> = { etag: etagHeader(meta.etag) };
+  const out: Record<string, string> = { etag: etagHeader(meta.etag), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
   if (meta.checksum) out[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;
   return new Response(null, { status: 200, headers: out });
 }

@@ -86,7 +86,6 @@ function oneOf(valid: readonly string[]): Check {
 /** Operations that write a new object and would have stored it encrypted, tagged or locked. */
 const OBJECT_WRITES = ["PutObject", "CopyObject", "CreateMultipartUpload", "PostObject"] as const;
 /** Operations that name an existing object or upload, none of which is SSE-C encrypted. */
-const SSE_C_READS = ["GetObject", "HeadObject", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "ListParts"] as const;
 /** Every object checksum algorithm Bunker computes and verifies (util/checksum). */
 const SUPPORTED_CHECKSUMS = new Set(CHECKSUM_ALGORITHMS.map((a) => a.toLowerCase()));
 /** `x-amz-checksum-*` headers that are not a checksum value. */
@@ -94,8 +93,6 @@ const CHECKSUM_CONTROL_HEADERS = new Set(["algorithm", "mode", "type"]);
 /** Any `x-amz-checksum-<algorithm>` header. */
 const CHECKSUM_VALUE_HEADER = /^x-amz-checksum-(.+)$/;
 
-const NO_SSE_C = "Bunker does not implement server-side encryption with customer-provided keys (SSE-C)";
-const NOT_SSE_C = "The encryption parameters are not applicable to this object: Bunker stores no object encrypted with a customer-provided key";
 const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE-KMS): nothing would be encrypted";
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
@@ -106,12 +103,6 @@ const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner agains
  * parameter, or PostObject field) is present; `check` then accepts the value or throws.
  */
 export const RULES: readonly Rule[] = [
-  // Server-side encryption with customer keys: a write would store plaintext, and no stored
-  // object or upload is encrypted, so a key on a read names encryption the object does not have
-  // (AWS answers 400 InvalidRequest for SSE-C parameters on an unencrypted object).
-  { header: /^x-amz-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE_C) },
-  { header: /^x-amz-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: SSE_C_READS, check: refuse("InvalidRequest", NOT_SSE_C) },
-  { header: /^x-amz-copy-source-server-side-encryption-customer-(algorithm|key|key-md5)$/, ops: ["CopyObject", "UploadPartCopy"], check: refuse("InvalidRequest", NOT_SSE_C) },
   // Server-side encryption with S3 or KMS keys (AES256, aws:kms, aws:kms:dsse, ...).
   { header: "x-amz-server-side-encryption", ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
   { header: /^x-amz-server-side-encryption-(aws-kms-key-id|context)$/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_SSE) },
