@@ -32,6 +32,9 @@ export function nextMidnightUtc(ms: number): number {
 /** True when `rule` applies to an object of this key and size (uploads: size undefined). */
 export function ruleMatches(rule: LifecycleRule, key: string, size?: number): boolean {
   if (!rule.enabled || !key.startsWith(rule.filter.prefix)) return false;
+  // No object carries tags yet (objects are written without them): a rule requiring tags
+  // matches none, never every object its prefix names.
+  if ((rule.filter.tags?.length ?? 0) > 0) return false;
   if (size === undefined) return true;
   if (rule.filter.sizeGreaterThan !== null && !(size > rule.filter.sizeGreaterThan)) return false;
   if (rule.filter.sizeLessThan !== null && !(size < rule.filter.sizeLessThan)) return false;

@@ -22,6 +22,8 @@ import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
 import * as corsOps from "./cors";
 import * as lifecycleOps from "./lifecycle";
+import * as aclOps from "./acl";
+import * as taggingOps from "./bucket-tagging";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
@@ -156,7 +158,7 @@ interface Implemented {
 /**
  * Every operation Bunker implements on a bucket (ListBuckets and CreateBucket come before there
  * is one). As Garage: only an owner deletes a bucket, publishes it or sets its CORS rules;
- * lifecycle rules are read with read and changed with write.
+ * lifecycle rules, tags, ACLs and ownership controls are read with read and changed with write.
  */
 const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket">, Implemented> = {
   // A form is authorized by its signed policy and answered before SigV4 (answerS3): a POST
@@ -190,6 +192,16 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   GetBucketLifecycleConfiguration: { permission: "read", handle: lifecycleOps.getBucketLifecycle },
   PutBucketLifecycleConfiguration: { permission: "write", handle: lifecycleOps.putBucketLifecycle },
   DeleteBucketLifecycle: { permission: "write", handle: lifecycleOps.deleteBucketLifecycle },
+  GetBucketAcl: { permission: "read", handle: aclOps.getBucketAcl },
+  PutBucketAcl: { permission: "write", handle: aclOps.putBucketAcl },
+  GetObjectAcl: { permission: "read", handle: aclOps.getObjectAcl },
+  PutObjectAcl: { permission: "write", handle: aclOps.putObjectAcl },
+  GetBucketOwnershipControls: { permission: "read", handle: aclOps.getBucketOwnershipControls },
+  PutBucketOwnershipControls: { permission: "write", handle: aclOps.putBucketOwnershipControls },
+  GetBucketPolicyStatus: { permission: "read", handle: bucketOps.getBucketPolicyStatus },
+  GetBucketTagging: { permission: "read", handle: taggingOps.getBucketTagging },
+  PutBucketTagging: { permission: "write", handle: taggingOps.putBucketTagging },
+  DeleteBucketTagging: { permission: "write", handle: taggingOps.deleteBucketTagging },
 };
 
 function listObjectsV1(r: BucketRequest): Promise<Response> | Response {

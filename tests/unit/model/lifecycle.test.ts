@@ -47,6 +47,11 @@ describe("rules", () => {
     expect(uploadExpired(rule({ abortIncompleteUploadDays: 1 }), T0, nextMidnightUtc(T0 + DAY_MS))).toBe(true);
     expect(uploadExpired(rule({ abortIncompleteUploadDays: 1 }), T0, nextMidnightUtc(T0 + DAY_MS) - 1)).toBe(false);
   });
+  test("a rule requiring tags matches no object (objects carry none), never every key under its prefix", () => {
+    const r = rule({ filter: { prefix: "logs/", sizeGreaterThan: null, sizeLessThan: null, tags: [["class", "scratch"]] } });
+    expect(ruleMatches(r, "logs/a", 50)).toBe(false);
+    expect(ruleMatches({ ...r, filter: { ...r.filter, tags: [] } }, "logs/a", 50)).toBe(true);
+  });
 });
 
 describe("a pass", () => {
