@@ -110,6 +110,7 @@ const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE
 const NO_TAGS = "Bunker does not implement object tags";
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
+const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
 /** AWS's message for InvalidBucketAclWithObjectOwnership. */
 const NO_BUCKET_ACLS = "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting";
 const ACLS_ENFORCED = "Bunker's buckets are BucketOwnerEnforced: access is granted per key and bucket; only private and bucket-owner-full-control, which describe that, are accepted";
@@ -132,7 +133,6 @@ function cannedAcl(refusal: "AccessControlListNotSupported" | "InvalidBucketAclW
     throw new S3Error(refusal, `${name}: ${value}: ${message} (${ACLS_ENFORCED})`);
   };
 }
-const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
 
 /**
  * The table. A rule applies to a request when its operation is listed and the header (or query
