@@ -1,4 +1,5 @@
-// Buckets (full-copy table): identity, deletion flag, and per-key permissions.
+// Buckets (full-copy table): identity, deletion flag, per-key permissions, and the bucket's
+// settings (website, CORS, quotas, lifecycle, tags), each a last-writer-wins register.
 import type { TableSchema } from "../table/schema";
 import { mergePermissions, mergeRecords, mergeLww, type Lww, type Permissions } from "./crdt";
 
@@ -67,16 +68,46 @@ export interface CorsRule {
   maxAgeSeconds: number | null;
 }
 
+/** S3 tags, (key, value) in the order written; keys are unique. */
+export type TagSet = [string, string][];
+
 /** When objects a lifecycle rule matches expire: days after their last write, or from a date. */
 export type LifecycleExpiration = { days: number } | { date: string };
 
+/**
+ * How a rule's document named the objects it applies to, so that it reads back as written:
+ * "prefix" the legacy `<Rule><Prefix>`; "filter" a `<Filter>` holding its one condition
+ * directly (or none: `<Filter/>`); "and" a `<Filter><And>`; "none" neither (every object).
+ */
+export type LifecycleFilterSyntax = "prefix" | "filter" | "and" | "none";
+
+/** What a lifecycle rule applies to, as S3's Filter: every condition must hold. */
+export interface LifecycleFilter {
+  /** Key prefix ("" for all). */
+  prefix: string;
+  /** Object size bounds (exclusive). */
+  sizeGreaterThan: number | null;
+  sizeLessThan: number | null;
+  /** Tags an object must all carry. Absent in rules stored before tag filters existed. */
+  tags?: TagSet;
+  /** Absent in rules stored before it was kept: read back as a Filter. */
+  syntax?: LifecycleFilterSyntax;
+  /** The Filter (or its And) held a `<Prefix>` element, possibly empty. */
+  prefixElement?: boolean;
+}
+
 /** One lifecycle rule, as S3's (the subset Garage has): expiration and stale upload cleanup. */
 export interface LifecycleRule {
+  /** null only in rules stored before Bunker named unnamed rules (as AWS does). */
   id: string | null;
   enabled: boolean;
-  /** Key prefix ("" for all) and optional object size bounds (exclusive), as S3's Filter. */
-  filter: { prefix: string; sizeGreaterThan: number | null; sizeLessThan: number | null };
+  filter: LifecycleFilter;
   expiration: LifecycleExpiration | null;
+  /**
+   * S3's Expiration/ExpiredObjectDeleteMarker as written (absent: not written). Bunker keeps no
+   * noncurrent versions and lists no delete markers, so there is never one left to remove.
+   */
+  expiredObjectDeleteMarker?: boolean;
   /** Multipart uploads still open this many days after they began are aborted. */
   abortIncompleteUploadDays: number | null;
 }
@@ -132,11 +163,14 @@ export interface BucketEntry {
   quotas?: Lww<BucketQuotas>;
   /** Lifecycle rules (null: none). Absent in entries written before lifecycle existed. */
   lifecycle?: Lww<LifecycleRule[] | null>;
+  /** The bucket's tags (null: none). Absent in entries written before bucket tags existed. */
+  tags?: Lww<TagSet | null>;
 }
 
 const NO_CORS: Lww<CorsRule[] | null> = { ts: 0, v: null };
 const NO_QUOTAS_LWW: Lww<BucketQuotas> = { ts: 0, v: NO_QUOTAS };
 const NO_LIFECYCLE: Lww<LifecycleRule[] | null> = { ts: 0, v: null };
+const NO_TAGS: Lww<TagSet | null> = { ts: 0, v: null };
 
 export const bucketSchema: TableSchema<BucketEntry> = {
   name: "bucket",
@@ -155,6 +189,7 @@ export const bucketSchema: TableSchema<BucketEntry> = {
       cors: deleted ? { ts: Math.max(a.cors?.ts ?? 0, b.cors?.ts ?? 0), v: null } : mergeLww(a.cors ?? NO_CORS, b.cors ?? NO_CORS),
       quotas: deleted ? { ts: Math.max(a.quotas?.ts ?? 0, b.quotas?.ts ?? 0), v: NO_QUOTAS } : mergeLww(a.quotas ?? NO_QUOTAS_LWW, b.quotas ?? NO_QUOTAS_LWW),
       lifecycle: deleted ? { ts: Math.max(a.lifecycle?.ts ?? 0, b.lifecycle?.ts ?? 0), v: null } : mergeLww(a.lifecycle ?? NO_LIFECYCLE, b.lifecycle ?? NO_LIFECYCLE),
+      tags: deleted ? { ts: Math.max(a.tags?.ts ?? 0, b.tags?.ts ?? 0), v: null } : mergeLww(a.tags ?? NO_TAGS, b.tags ?? NO_TAGS),
     };
   },
 };

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import type { LifecycleRule } from "./bucket";
 import type { Model } from "./model";
-import { objectSchema, visibleVersion, type ObjectEntry } from "./object";
+import { objectSchema, versionTags, visibleVersion, type ObjectEntry, type TagList } from "./object";
 import type { UploadEntry } from "./upload";
 import { partitionOfEntry } from "../table/partition";
 import { WorkerStats } from "../util/worker-stats";
@@ -29,10 +29,17 @@ export function nextMidnightUtc(ms: number): number {
   return Math.ceil(ms / DAY_MS) * DAY_MS;
 }
 
-/** True when `rule` applies to an object of this key and size (uploads: size undefined). */
-export function ruleMatches(rule: LifecycleRule, key: string, size?: number): boolean {
+/**
+ * True when `rule` applies to an object of this key, size and tags (uploads: no object). A
+ * filter's every tag must be on the object with the same value; an upload has no tags yet, so a
+ * rule requiring tags matches none (AWS refuses abort rules with tag filters anyway).
+ */
+export function ruleMatches(rule: LifecycleRule, key: string, object?: { size: number; tags: TagList }): boolean {
   if (!rule.enabled || !key.startsWith(rule.filter.prefix)) return false;
-  if (size === undefined) return true;
+  const wanted = rule.filter.tags ?? [];
+  if (wanted.length > 0 && !(object && wanted.every(([k, v]) => object.tags.some(([ok, ov]) => ok === k && ov === v)))) return false;
+  if (object === undefined) return true;
+  const size = object.size;
   if (rule.filter.sizeGreaterThan !== null && !(size > rule.filter.sizeGreaterThan)) return false;
   if (rule.filter.sizeLessThan !== null && !(size < rule.filter.sizeLessThan)) return false;
   return true;
@@ -133,8 +140,8 @@ export class LifecycleWorker {
       for (const o of page) {
         const v = visibleVersion(o);
         if (!v) continue;
-        const size = v.state.data.meta.size;
-        if (rules.some((r) => ruleMatches(r, o.key, size) && objectExpired(r, v.timestamp, now))) markers.push(expiryMarker(bucketId, o.key, v.uuid, v.timestamp));
+        const object = { size: v.state.data.meta.size, tags: versionTags(v) };
+        if (rules.some((r) => ruleMatches(r, o.key, object) && objectExpired(r, v.timestamp, now))) markers.push(expiryMarker(bucketId, o.key, v.uuid, v.timestamp));
       }
       if (markers.length > 0) {
         await this.model.objects.insert(markers);

@@ -10,7 +10,7 @@ import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
 import type { TableSchema } from "../table/schema";
-import { bucketSchema, isValidBucketName, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type WebsiteConfig } from "./bucket";
+import { bucketSchema, isValidBucketName, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type TagSet, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
 import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
@@ -408,7 +408,8 @@ export class Model {
       .map((a) => a.name);
   }
 
-  async createBucket(name: string, owner?: KeyEntry): Promise<BucketEntry> {
+  /** Creates a bucket named `name`, `owner` granted everything on it, with its first `tags`. */
+  async createBucket(name: string, owner?: KeyEntry, tags: TagSet | null = null): Promise<BucketEntry> {
     const ts = this.clock.now();
     const bucket: BucketEntry = {
       id: newUuid(),
@@ -419,6 +420,7 @@ export class Model {
       cors: { ts: 0, v: null },
       quotas: { ts: 0, v: NO_QUOTAS },
       lifecycle: { ts: 0, v: null },
+      tags: { ts: tags ? ts : 0, v: tags },
     };
     await this.buckets.insert(bucket);
     await this.aliases.insert({ name, bucketId: bucket.id, ts });
@@ -523,6 +525,12 @@ export class Model {
   async abortUpload(upload: UploadEntry): Promise<void> {
     await this.objects.insert({ bucketId: upload.bucketId, key: upload.key, versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "aborted" } }] });
     await this.closeUpload(upload, await this.liveParts(upload.uploadId, "", Infinity), { kind: "aborted" });
+  }
+
+  /** Sets the bucket's tags (null: none); newest setting wins. */
+  async setBucketTags(bucket: BucketEntry, tags: TagSet | null): Promise<BucketEntry> {
+    await this.buckets.insert({ ...bucket, tags: { ts: this.clock.now(), v: tags } });
+    return this.getBucket(bucket.id)!;
   }
 
   /** Sets the bucket's CORS rules (null: none); newest setting wins. */

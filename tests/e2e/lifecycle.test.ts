@@ -1,6 +1,7 @@
-// Lifecycle rules on a real server: set with awscli and the AWS SDK, read back, refused when
-// unsupported; a rule with a past expiry date deletes the objects it matches at the next pass
-// (`bunker repair lifecycle`), and only those.
+// Lifecycle rules on a real server: set with awscli and the AWS SDK, read back as written
+// (Prefix, Filter, tags, ExpiredObjectDeleteMarker, generated IDs), refused when unsupported; a
+// rule with a past expiry date deletes the objects it matches at the next pass (`bunker repair
+// lifecycle`), and only those (a rule requiring tags, only objects carrying them).
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -96,4 +97,34 @@ test("the SDK round-trips rules; DeleteBucketLifecycle removes them", async () =
   expect(got.Rules).toEqual([{ ID: "thirty-days", Status: "Disabled", Filter: { Prefix: "tmp/" }, Expiration: { Days: 30 } }]);
   await s3.send(new DeleteBucketLifecycleCommand({ Bucket: BUCKET }));
   expect(await s3Error(s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET })))).toBe("NoSuchLifecycleConfiguration");
+});
+
+test("rules read back as written: legacy Prefix, Filter, empty Filter, tags, ExpiredObjectDeleteMarker; a rule without ID gets one", async () => {
+  const Rules = [
+    { ID: "test1/", Expiration: { Days: 31 }, Prefix: "test1/", Status: "Enabled" as const },
+    { ID: "marker", Expiration: { ExpiredObjectDeleteMarker: true }, Filter: { Prefix: "foo" }, Status: "Enabled" as const },
+    { ID: "empty", Expiration: { ExpiredObjectDeleteMarker: true }, Filter: {}, Status: "Enabled" as const },
+    { ID: "tagged", Expiration: { Date: new Date("2020-01-01T00:00:00Z") }, Filter: { Tag: { Key: "class", Value: "scratch" } }, Status: "Enabled" as const },
+    { ID: "and-tags", Expiration: { Days: 2 }, Filter: { And: { Prefix: "logs/", Tags: [{ Key: "a", Value: "1" }, { Key: "b", Value: "2" }] } }, Status: "Disabled" as const },
+  ];
+  await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: BUCKET, LifecycleConfiguration: { Rules } }));
+  expect((await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET }))).Rules).toEqual(Rules);
+
+  // The tag rule (a date in the past) expires the objects carrying its tag, and only them.
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "scratch-tagged", Body: "x", Tagging: "class=scratch&other=1" }));
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "scratch-other-value", Body: "x", Tagging: "class=keep" }));
+  const before = (await keys()).filter((k) => k !== "scratch-tagged");
+  expect((await server.cli("repair", "lifecycle")).code).toBe(0);
+  await waitFor("the lifecycle pass", async () => {
+    const workers = JSON.parse((await server.cli("worker", "list", "--json")).stdout) as { name: string; passes: number }[];
+    return (workers.find((w) => w.name === "lifecycle")?.passes ?? 0) >= 2;
+  });
+  expect(await keys()).toEqual(before);
+
+  await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: BUCKET, LifecycleConfiguration: { Rules: [{ Prefix: "x/", Status: "Enabled", Expiration: { Days: 1 } }] } }));
+  const [unnamed] = (await s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket: BUCKET }))).Rules!;
+  expect(unnamed).toMatchObject({ Prefix: "x/", Status: "Enabled", Expiration: { Days: 1 } });
+  expect(unnamed!.ID).toBeString();
+  expect(unnamed!.ID!.length).toBeGreaterThan(0);
+  await s3.send(new DeleteBucketLifecycleCommand({ Bucket: BUCKET }));
 });

@@ -145,7 +145,7 @@ describe("sub-resources", () => {
   });
 
   test("every other PUT with a sub-resource on a bucket is 501 (existing) or 404 (new name), and creates nothing", async () => {
-    for (const sub of ["tagging", "policy", "acl", "object-lock", "encryption", "replication", "notification", "logging", "accelerate", "requestPayment", "ownershipControls", "publicAccessBlock", "metrics&id=m", "inventory&id=i", "analytics&id=a", "intelligent-tiering&id=t"]) {
+    for (const sub of ["policy", "object-lock", "encryption", "replication", "notification", "logging", "accelerate", "requestPayment", "publicAccessBlock", "metrics&id=m", "inventory&id=i", "analytics&id=a", "intelligent-tiering&id=t"]) {
       expect({ sub, ...(await answer("PUT", `/${BUCKET}?${sub}`, {}, "<x/>")) }).toMatchObject({ sub, status: 501, code: "NotImplemented" });
       expect({ sub, ...(await answer("PUT", `/new-${sub.split("&")[0]!.toLowerCase()}?${sub}`, {}, "<x/>")) }).toMatchObject({ sub, status: 404, code: "NoSuchBucket" });
     }
@@ -160,7 +160,7 @@ describe("sub-resources", () => {
 
   test("object sub-resources Bunker does not implement: 501, the object unchanged; with a versionId too", async () => {
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "subject", Body: "unchanged" }));
-    for (const [method, sub] of [["GET", "acl"], ["PUT", "acl"], ["PUT", "retention"], ["PUT", "legal-hold"], ["GET", "attributes"], ["POST", "restore"], ["GET", "torrent"], ["PUT", "renameObject"], ["GET", "acl&versionId=null"]] as const) {
+    for (const [method, sub] of [["PUT", "retention"], ["PUT", "legal-hold"], ["GET", "attributes"], ["POST", "restore"], ["GET", "torrent"], ["PUT", "renameObject"], ["GET", "legal-hold&versionId=null"]] as const) {
       expect({ method, sub, ...(await answer(method, `/${BUCKET}/subject?${sub}`, {}, method === "GET" ? undefined : "<x/>")) }).toMatchObject({ method, sub, status: 501, code: "NotImplemented" });
     }
     expect(await body("subject")).toBe("unchanged");
@@ -273,13 +273,13 @@ describe("object lock, ACLs, storage classes, bucket owners", () => {
     expect(await bucketExists("locked-bucket")).toBe(false);
   });
 
-  test("ACLs: private and bucket-owner-full-control pass; public-read and grants are 501 and store nothing", async () => {
+  test("ACLs: private and bucket-owner-full-control pass; public-read and grants are refused as on a BucketOwnerEnforced bucket and store nothing", async () => {
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "acl-private", Body: "x", ACL: "private" }));
     await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "acl-owner", Body: "x", ACL: "bucket-owner-full-control" }));
-    expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "acl-public", Body: "x", ACL: "public-read" })))).toMatchObject({ name: "NotImplemented", status: 501 });
-    expect(await answer("PUT", `/${BUCKET}/acl-public`, { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }, "x")).toMatchObject({ status: 501 });
+    expect(await s3Failure(s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "acl-public", Body: "x", ACL: "public-read" })))).toMatchObject({ name: "AccessControlListNotSupported", status: 400 });
+    expect(await answer("PUT", `/${BUCKET}/acl-public`, { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' }, "x")).toMatchObject({ status: 400, code: "AccessControlListNotSupported" });
     expect(await exists("acl-public")).toBe(false);
-    expect(await s3Failure(s3.send(new CreateBucketCommand({ Bucket: "public-bucket", ACL: "public-read" })))).toMatchObject({ name: "NotImplemented", status: 501 });
+    expect(await s3Failure(s3.send(new CreateBucketCommand({ Bucket: "public-bucket", ACL: "public-read" })))).toMatchObject({ name: "InvalidBucketAclWithObjectOwnership", status: 400 });
     expect(await bucketExists("public-bucket")).toBe(false);
     await s3.send(new CreateBucketCommand({ Bucket: "private-bucket", ACL: "private" }));
     expect(await bucketExists("private-bucket")).toBe(true);

@@ -59,6 +59,8 @@ export interface ServerOptions {
   compression?: number | "none";
   /** Extra environment variables of the server process (fault injection). */
   env?: Record<string, string>;
+  /** `[s3_api] s3_region` ("garage" by default). */
+  region?: string;
 }
 
 export async function startServer(opts: ServerOptions = {}): Promise<TestServer> {
@@ -68,7 +70,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   const rpcPort = await freePort();
   const webPort = await freePort();
   const adminToken = "test-admin-token-" + Math.random().toString(36).slice(2);
-  const region = "garage";
+  const region = opts.region ?? "garage";
   const configPath = join(dir, "bunker.toml");
   writeFileSync(
     configPath,

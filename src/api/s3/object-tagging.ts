@@ -10,11 +10,9 @@ import type { ObjectRequest } from "./context";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import { S3Error } from "./errors";
-import { parseTaggingXml, taggingXml, validateTags, type TagSet } from "./tag-set";
+import { OBJECT_TAGS_MAX, parseTaggingXml, taggingXml, validateTags, type TagSet } from "./tag-set";
 import { NULL_VERSION_ID } from "./version-id";
 
-/** AWS's limit on tags per object. */
-export const OBJECT_TAGS_MAX = 10;
 /**
  * Largest Tagging document read: 10 tags of 128 + 256 characters, each written as a character
  * reference of up to 10 bytes, is under 40 KiB; the rest is markup.

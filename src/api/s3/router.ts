@@ -22,7 +22,9 @@ import * as multipartOps from "./multipart";
 import * as websiteOps from "./website";
 import * as corsOps from "./cors";
 import * as lifecycleOps from "./lifecycle";
-import * as taggingOps from "./object-tagging";
+import * as objectTaggingOps from "./object-tagging";
+import * as aclOps from "./acl";
+import * as bucketTaggingOps from "./bucket-tagging";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
@@ -157,7 +159,7 @@ interface Implemented {
 /**
  * Every operation Bunker implements on a bucket (ListBuckets and CreateBucket come before there
  * is one). As Garage: only an owner deletes a bucket, publishes it or sets its CORS rules;
- * lifecycle rules are read with read and changed with write.
+ * lifecycle rules, tags, ACLs and ownership controls are read with read and changed with write.
  */
 const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket">, Implemented> = {
   // A form is authorized by its signed policy and answered before SigV4 (answerS3): a POST
@@ -191,9 +193,19 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   GetBucketLifecycleConfiguration: { permission: "read", handle: lifecycleOps.getBucketLifecycle },
   PutBucketLifecycleConfiguration: { permission: "write", handle: lifecycleOps.putBucketLifecycle },
   DeleteBucketLifecycle: { permission: "write", handle: lifecycleOps.deleteBucketLifecycle },
-  GetObjectTagging: { permission: "read", handle: taggingOps.getObjectTagging },
-  PutObjectTagging: { permission: "write", handle: taggingOps.putObjectTagging },
-  DeleteObjectTagging: { permission: "write", handle: taggingOps.deleteObjectTagging },
+  GetObjectTagging: { permission: "read", handle: objectTaggingOps.getObjectTagging },
+  PutObjectTagging: { permission: "write", handle: objectTaggingOps.putObjectTagging },
+  DeleteObjectTagging: { permission: "write", handle: objectTaggingOps.deleteObjectTagging },
+  GetBucketAcl: { permission: "read", handle: aclOps.getBucketAcl },
+  PutBucketAcl: { permission: "write", handle: aclOps.putBucketAcl },
+  GetObjectAcl: { permission: "read", handle: aclOps.getObjectAcl },
+  PutObjectAcl: { permission: "write", handle: aclOps.putObjectAcl },
+  GetBucketOwnershipControls: { permission: "read", handle: aclOps.getBucketOwnershipControls },
+  PutBucketOwnershipControls: { permission: "write", handle: aclOps.putBucketOwnershipControls },
+  GetBucketPolicyStatus: { permission: "read", handle: bucketOps.getBucketPolicyStatus },
+  GetBucketTagging: { permission: "read", handle: bucketTaggingOps.getBucketTagging },
+  PutBucketTagging: { permission: "write", handle: bucketTaggingOps.putBucketTagging },
+  DeleteBucketTagging: { permission: "write", handle: bucketTaggingOps.deleteBucketTagging },
 };
 
 function listObjectsV1(r: BucketRequest): Promise<Response> | Response {

@@ -1,61 +1,73 @@
-// S3 tag sets (object and bucket tags): AWS's rules for a tag, the <Tagging> document that
-// PutObjectTagging and PutBucketTagging send, and the one GetObjectTagging and GetBucketTagging
-// answer. The caller gives the limit on tags per set (10 on an object, 50 on a bucket).
+// S3 tag sets: the `<Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging>` document
+// of bucket and object tagging, the `<Tag>` lists other documents carry (CreateBucket's
+// `<Tags>`, lifecycle filters), and AWS's rules on tags: how many, how long, which characters,
+// no `aws:` keys, no key twice. A document that does not fit the schema is MalformedXML; a
+// tag that breaks a rule is InvalidTag.
+import type { TagSet } from "../../model/bucket";
 import { S3Error } from "./errors";
-import { child, children, parseXml, xmlDocument } from "./xml";
+import { children, parseXml, xmlDocument, type XmlElement } from "./xml";
 
-/** Key and value pairs, in the order they were given; keys are unique. */
-export type TagSet = [string, string][];
+export type { TagSet };
 
-/** AWS's bounds on a tag key and value, in Unicode characters. */
+/** AWS's limits: tags per bucket and per object. */
+export const BUCKET_TAGS_MAX = 50;
+export const OBJECT_TAGS_MAX = 10;
+/** AWS's limits on a tag, in Unicode characters. */
 export const TAG_KEY_MAX = 128;
 export const TAG_VALUE_MAX = 256;
-/** What AWS allows in a key or value: letters, digits, white space and + - = . _ : / @. */
-const TAG_CHARS = /^[\p{L}\p{M}\p{N}\p{Z}\s+\-=._:/@]*$/u;
-/** Keys AWS reserves for its own tags. */
-const RESERVED_PREFIX = "aws:";
+/** The characters AWS allows in tags: letters, digits, whitespace and + - = . _ : / @. */
+const TAG_CHARACTERS = /^[\p{L}\p{M}\p{Z}\p{N}\s+\-=._:/@]*$/u;
+/** Keys AWS keeps for its own tags. */
+const RESERVED_KEY_PREFIX = "aws:";
 
-function characters(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
+/** A tag for an error message: control characters must not reach the error XML. */
+function shown(s: string): string {
+  return JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}...` : s);
 }
 
-/** Refuses a set AWS would refuse: too many tags, a bad key or value, a key given twice. */
+/** Throws InvalidTag unless `tags` keeps AWS's rules, at most `maxTags` of them. */
 export function validateTags(tags: TagSet, maxTags: number): void {
-  if (tags.length > maxTags) throw new S3Error("BadRequest", `A tag set cannot hold more than ${maxTags} tags`);
+  if (tags.length > maxTags) throw new S3Error("InvalidTag", `A tag set may have at most ${maxTags} tags (got ${tags.length})`);
   const keys = new Set<string>();
   for (const [key, value] of tags) {
-    const keyLength = characters(key);
-    if (keyLength === 0) throw new S3Error("InvalidTag", "The TagKey you have provided is empty");
-    if (keyLength > TAG_KEY_MAX) throw new S3Error("InvalidTag", `The TagKey you have provided is too long, max ${TAG_KEY_MAX}`);
-    if (characters(value) > TAG_VALUE_MAX) throw new S3Error("InvalidTag", `The TagValue you have provided is too long, max ${TAG_VALUE_MAX}`);
-    if (!TAG_CHARS.test(key)) throw new S3Error("InvalidTag", "The TagKey you have provided is invalid");
-    if (!TAG_CHARS.test(value)) throw new S3Error("InvalidTag", "The TagValue you have provided is invalid");
-    if (key.toLowerCase().startsWith(RESERVED_PREFIX)) throw new S3Error("InvalidTag", `Your TagKey cannot be prefixed with ${RESERVED_PREFIX}`);
-    if (keys.has(key)) throw new S3Error("InvalidTag", "Cannot provide multiple Tags with the same key");
+    const keyLength = [...key].length;
+    if (keyLength < 1 || keyLength > TAG_KEY_MAX) throw new S3Error("InvalidTag", `A tag key must be 1 to ${TAG_KEY_MAX} characters long (got ${keyLength})`);
+    const valueLength = [...value].length;
+    if (valueLength > TAG_VALUE_MAX) throw new S3Error("InvalidTag", `A tag value may be at most ${TAG_VALUE_MAX} characters long (got ${valueLength})`);
+    if (!TAG_CHARACTERS.test(key) || !TAG_CHARACTERS.test(value))
+      throw new S3Error("InvalidTag", `The tag ${shown(key)} has characters tags may not have (letters, digits, whitespace and + - = . _ : / @ only)`);
+    if (key.toLowerCase().startsWith(RESERVED_KEY_PREFIX)) throw new S3Error("InvalidTag", `Tag keys starting with "${RESERVED_KEY_PREFIX}" are reserved for system tags`);
+    if (keys.has(key)) throw new S3Error("InvalidTag", `Cannot provide multiple Tags with the same key (${shown(key)})`);
     keys.add(key);
   }
 }
 
-/** Parses and checks a <Tagging><TagSet><Tag><Key/><Value/></Tag>...</TagSet></Tagging> document. */
-export function parseTaggingXml(text: string, maxTags: number): TagSet {
-  if (text.trim() === "") throw new S3Error("MalformedXML", "The request body is empty: a Tagging document is required");
-  const doc = parseXml(text);
-  if (doc.name !== "Tagging") throw new S3Error("MalformedXML", `Expected a Tagging document, got ${doc.name}`);
-  const tagSet = child(doc, "TagSet");
-  if (!tagSet) throw new S3Error("MalformedXML", "A Tagging document needs a TagSet");
-  const tags = children(tagSet, "Tag").map((tag): [string, string] => {
-    const key = child(tag, "Key");
-    const value = child(tag, "Value");
-    if (!key || !value) throw new S3Error("MalformedXML", "Each Tag needs a Key and a Value");
-    return [key.text, value.text];
-  });
+/** One `<Tag><Key>k</Key><Value>v</Value></Tag>`: exactly one Key and one Value, as the schema. */
+export function parseTagElement(tag: XmlElement): [string, string] {
+  const keys = children(tag, "Key");
+  const values = children(tag, "Value");
+  if (keys.length !== 1 || values.length !== 1) throw new S3Error("MalformedXML", "A Tag needs exactly one Key and one Value");
+  return [keys[0]!.text, values[0]!.text];
+}
+
+/** The `<Tag>` children of `el`, checked against AWS's rules. */
+export function parseTags(el: XmlElement, maxTags: number): TagSet {
+  const tags = children(el, "Tag").map(parseTagElement);
   validateTags(tags, maxTags);
   return tags;
 }
 
-/** The <Tagging> document of a tag set (an empty <TagSet/> when there are none). */
+/** Parses and checks a `<Tagging>` document (an empty TagSet is no tags). */
+export function parseTaggingXml(text: string, maxTags: number): TagSet {
+  if (text.trim() === "") throw new S3Error("MalformedXML", "The request body is empty: a Tagging document is required");
+  const doc = parseXml(text);
+  if (doc.name !== "Tagging") throw new S3Error("MalformedXML", `Expected a Tagging document, got ${doc.name}`);
+  const sets = children(doc, "TagSet");
+  if (sets.length !== 1) throw new S3Error("MalformedXML", "A Tagging document needs exactly one TagSet");
+  return parseTags(sets[0]!, maxTags);
+}
+
+/** The `<Tagging>` document of `tags`. */
 export function taggingXml(tags: TagSet): string {
   return xmlDocument("Tagging", { TagSet: { Tag: tags.map(([Key, Value]) => ({ Key, Value })) } });
 }

@@ -5,9 +5,12 @@
 // router (and by PostObject for its form fields), before anything is read or stored, so a
 // client never believes it got what it asked for. docs/s3-compatibility.md is the table in
 // prose, operation by operation; a header absent from both is one we implement or one that
-// is harmless to ignore (e.g. x-amz-request-payer: nobody is billed).
+// is harmless to ignore (e.g. x-amz-request-payer: nobody is billed). ACLs are refused the
+// way S3 refuses them on a bucket whose Object Ownership is BucketOwnerEnforced, which every
+// Bunker bucket is (acl.ts).
 import { CHECKSUM_ALGORITHMS } from "../../util/checksum";
-import { S3Error } from "./errors";
+import { ACLS_DISABLED } from "./acl";
+import { S3Error, type S3ErrorCode } from "./errors";
 import { checkVersionId } from "./version-id";
 
 /** The operations the router dispatches, by their AWS names. */
@@ -45,7 +48,17 @@ export type RoutedOperation =
   | "DeleteBucketLifecycle"
   | "GetObjectTagging"
   | "PutObjectTagging"
-  | "DeleteObjectTagging";
+  | "DeleteObjectTagging"
+  | "GetBucketAcl"
+  | "PutBucketAcl"
+  | "GetObjectAcl"
+  | "PutObjectAcl"
+  | "GetBucketOwnershipControls"
+  | "PutBucketOwnershipControls"
+  | "GetBucketPolicyStatus"
+  | "GetBucketTagging"
+  | "PutBucketTagging"
+  | "DeleteBucketTagging";
 
 /** Throws the S3 error that answers `value` of `name`, or returns when Bunker does what it asks. */
 type Check = (value: string, name: string) => void;
@@ -62,7 +75,7 @@ interface Rule {
 }
 
 /** Refuses every value; the message names the header, never its value (an SSE-C key is secret). */
-function refuse(code: "NotImplemented" | "InvalidRequest" | "InvalidArgument", why: string): Check {
+function refuse(code: S3ErrorCode, why: string): Check {
   return (_value, name) => {
     throw new S3Error(code, `${name}: ${why}`);
   };
@@ -97,6 +110,28 @@ const NO_SSE = "Bunker does not encrypt data at rest (no SSE-S3, SSE-KMS or DSSE
 const NO_LOCK = "Bunker does not implement object lock (retention, legal hold): nothing would be protected from deletion";
 const NO_ACLS = "Bunker does not implement ACLs: access is granted per key and bucket (only private and bucket-owner-full-control, which describe that, are accepted)";
 const NO_ACCOUNTS = "Bunker has no AWS accounts to check the bucket owner against";
+/** AWS's message for InvalidBucketAclWithObjectOwnership. */
+const NO_BUCKET_ACLS = "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting";
+const ACLS_ENFORCED = "Bunker's buckets are BucketOwnerEnforced: access is granted per key and bucket; only private and bucket-owner-full-control, which describe that, are accepted";
+/** Every canned ACL S3 has. */
+const CANNED_ACLS = ["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read", "bucket-owner-read", "bucket-owner-full-control", "log-delivery-write"];
+/** The canned ACLs that say what Bunker does: full control for the owner alone. */
+const OWNER_ONLY_ACLS = ["private", "bucket-owner-full-control"];
+
+/**
+ * x-amz-acl as S3 answers it on a BucketOwnerEnforced bucket: a value that is no canned ACL is
+ * 400 InvalidArgument; one granting more than the owner's full control is `refusal`
+ * (AccessControlListNotSupported, or InvalidBucketAclWithObjectOwnership on CreateBucket).
+ */
+function cannedAcl(refusal: "AccessControlListNotSupported" | "InvalidBucketAclWithObjectOwnership"): Check {
+  const message = refusal === "AccessControlListNotSupported" ? ACLS_DISABLED : NO_BUCKET_ACLS;
+  return (value, name) => {
+    const acl = value.trim().toLowerCase();
+    if (OWNER_ONLY_ACLS.includes(acl)) return;
+    if (!CANNED_ACLS.includes(acl)) throw new S3Error("InvalidArgument", `${name}: ${value}: not a canned ACL (${CANNED_ACLS.join(", ")})`);
+    throw new S3Error(refusal, `${name}: ${value}: ${message} (${ACLS_ENFORCED})`);
+  };
+}
 
 /**
  * The table. A rule applies to a request when its operation is listed and the header (or query
@@ -112,9 +147,14 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-object-lock-/, ops: OBJECT_WRITES, check: refuse("NotImplemented", NO_LOCK) },
   { header: "x-amz-bucket-object-lock-enabled", ops: ["CreateBucket"], check: only(["false"], NO_LOCK) },
   // ACLs: "private" is what Bunker does (only keys granted on the bucket get in), and so is
-  // "bucket-owner-full-control" (there is no object owner apart from the bucket's keys).
-  { header: "x-amz-acl", field: "acl", ops: ["CreateBucket", ...OBJECT_WRITES], check: only(["private", "bucket-owner-full-control"], NO_ACLS) },
-  { header: /^x-amz-grant-/, ops: ["CreateBucket", ...OBJECT_WRITES], check: refuse("NotImplemented", NO_ACLS) },
+  // "bucket-owner-full-control" (there is no object owner apart from the bucket's keys). Any
+  // other ACL, and any grant header (even one naming the owner: the table cannot tell), is
+  // refused as S3 refuses ACLs when Object Ownership is BucketOwnerEnforced.
+  { header: "x-amz-acl", field: "acl", ops: [...OBJECT_WRITES, "PutBucketAcl", "PutObjectAcl"], check: cannedAcl("AccessControlListNotSupported") },
+  { header: "x-amz-acl", ops: ["CreateBucket"], check: cannedAcl("InvalidBucketAclWithObjectOwnership") },
+  { header: /^x-amz-grant-/, ops: [...OBJECT_WRITES, "PutBucketAcl", "PutObjectAcl"], check: refuse("AccessControlListNotSupported", `${ACLS_DISABLED} (${ACLS_ENFORCED})`) },
+  { header: /^x-amz-grant-/, ops: ["CreateBucket"], check: refuse("InvalidBucketAclWithObjectOwnership", `${NO_BUCKET_ACLS} (${ACLS_ENFORCED})`) },
+  // The other settings would enable ACLs.
   { header: "x-amz-object-ownership", ops: ["CreateBucket"], check: only(["BucketOwnerEnforced"], NO_ACLS) },
   { header: "x-amz-bucket-namespace", ops: ["CreateBucket"], check: refuse("NotImplemented", "Bunker has one global bucket namespace") },
   // Storage classes: every object is stored one way, which S3 calls STANDARD; a client asking
@@ -143,12 +183,7 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },
   { header: "x-amz-if-match-initiated-time", ops: ["AbortMultipartUpload"], check: refuse("NotImplemented", "Bunker does not implement conditions on AbortMultipartUpload") },
   // Versions: an object's only version is "null".
-  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging"], check: (v) => checkVersionId(v) },
-  // ListBuckets answers every bucket in one page: a filter or a page size would be ignored.
-  { query: "prefix", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no prefix filter)") },
-  { query: "bucket-region", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no region filter)") },
-  { query: "max-buckets", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket in one page") },
-  { query: "continuation-token", ops: ["ListBuckets"], check: refuse("InvalidArgument", "Bunker lists every bucket in one page and hands out no continuation token") },
+  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl"], check: (v) => checkVersionId(v) },
 ];
 
 function unsupportedChecksum(_value: string, name: string): void {

@@ -42,7 +42,6 @@ describe("headers", () => {
 
   test("accepted values are the ones that describe what Bunker does", () => {
     expect(request("PutObject", { "x-amz-acl": "bucket-owner-full-control" })).toBe("ok");
-    expect(request("PutObject", { "x-amz-acl": "public-read" })).toBe("501 NotImplemented");
     expect(request("CreateBucket", { "x-amz-bucket-object-lock-enabled": "False" })).toBe("ok");
     expect(request("CreateBucket", { "x-amz-bucket-object-lock-enabled": "true" })).toBe("501 NotImplemented");
     expect(request("CreateBucket", { "x-amz-object-ownership": "BucketOwnerEnforced" })).toBe("ok");
@@ -62,6 +61,20 @@ describe("headers", () => {
     expect(request("PutObject", { "if-match": '"etag"' })).toBe("ok");
   });
 
+  test("ACLs are refused as S3 refuses them on a BucketOwnerEnforced bucket", () => {
+    for (const op of ["PutObject", "CopyObject", "CreateMultipartUpload", "PutBucketAcl", "PutObjectAcl"] as const) {
+      expect({ op, r: request(op, { "x-amz-acl": "Private" }) }).toEqual({ op, r: "ok" });
+      expect({ op, r: request(op, { "x-amz-acl": "bucket-owner-full-control" }) }).toEqual({ op, r: "ok" });
+      expect({ op, r: request(op, { "x-amz-acl": "public-read" }) }).toEqual({ op, r: "400 AccessControlListNotSupported" });
+      expect({ op, r: request(op, { "x-amz-grant-full-control": 'id="someone"' }) }).toEqual({ op, r: "400 AccessControlListNotSupported" });
+      expect({ op, r: request(op, { "x-amz-acl": "world-writable" }) }).toEqual({ op, r: "400 InvalidArgument" });
+    }
+    expect(request("CreateBucket", { "x-amz-acl": "private" })).toBe("ok");
+    expect(request("CreateBucket", { "x-amz-acl": "public-read-write" })).toBe("400 InvalidBucketAclWithObjectOwnership");
+    expect(request("CreateBucket", { "x-amz-grant-read": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"' })).toBe("400 InvalidBucketAclWithObjectOwnership");
+    expect(request("GetBucketAcl", { "x-amz-acl": "public-read" })).toBe("ok");
+  });
+
   test("a header is refused only on the operations that take it", () => {
     expect(request("GetObject", { "x-amz-tagging": "a=b" })).toBe("ok");
     expect(request("ListObjectsV2", { "x-amz-expected-bucket-owner": "111122223333" })).toBe("501 NotImplemented");
@@ -75,13 +88,12 @@ describe("query parameters", () => {
     expect(request("HeadObject", {}, "versionId=3HL4kqtJlcpXroDTDmJ")).toBe("404 NoSuchVersion");
     expect(request("DeleteObject", {}, "versionId=a%2Fb")).toBe("400 InvalidArgument");
     expect(request("ListObjects", {}, "versionId=x")).toBe("ok");
+    expect(request("GetObjectAcl", {}, "versionId=null")).toBe("ok");
+    expect(request("PutObjectAcl", {}, "versionId=3HL4kqtJlcpXroDTDmJ")).toBe("404 NoSuchVersion");
   });
 
-  test("ListBuckets filters and pages are refused rather than ignored", () => {
-    expect(request("ListBuckets", {}, "x-id=ListBuckets")).toBe("ok");
-    expect(request("ListBuckets", {}, "prefix=a")).toBe("501 NotImplemented");
-    expect(request("ListBuckets", {}, "max-buckets=1")).toBe("501 NotImplemented");
-    expect(request("ListBuckets", {}, "continuation-token=t")).toBe("400 InvalidArgument");
+  test("ListBuckets paging and filters are the handler's (bucket.ts), not refused", () => {
+    expect(request("ListBuckets", {}, "x-id=ListBuckets&prefix=a&max-buckets=1&continuation-token=t&bucket-region=r")).toBe("ok");
   });
 });
 
@@ -109,7 +121,7 @@ describe("PostObject form fields", () => {
     expect(form({ "x-amz-server-side-encryption": "AES256" })).toBe("501 NotImplemented");
     expect(form({ tagging: "<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>" })).toBe("ok");
     expect(form({ "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z" })).toBe("501 NotImplemented");
-    expect(form({ acl: "public-read" })).toBe("501 NotImplemented");
+    expect(form({ acl: "public-read" })).toBe("400 AccessControlListNotSupported");
     expect(form({ "x-amz-storage-class": "GLACIER" })).toBe("501 NotImplemented");
     expect(form({ "x-amz-checksum-crc32": "AAAAAA==" })).toBe("501 NotImplemented");
     // The header name of a field that has its own name does not count as that field.

@@ -38,14 +38,24 @@ describe("rules", () => {
   });
   test("prefix and exclusive size bounds; disabled rules match nothing; uploads ignore sizes", () => {
     const r = rule({ filter: { prefix: "logs/", sizeGreaterThan: 10, sizeLessThan: 100 } });
-    expect(ruleMatches(r, "logs/a", 50)).toBe(true);
-    expect(ruleMatches(r, "logs/a", 10)).toBe(false);
-    expect(ruleMatches(r, "logs/a", 100)).toBe(false);
-    expect(ruleMatches(r, "data/a", 50)).toBe(false);
+    expect(ruleMatches(r, "logs/a", { size: 50, tags: [] })).toBe(true);
+    expect(ruleMatches(r, "logs/a", { size: 10, tags: [] })).toBe(false);
+    expect(ruleMatches(r, "logs/a", { size: 100, tags: [] })).toBe(false);
+    expect(ruleMatches(r, "data/a", { size: 50, tags: [] })).toBe(false);
     expect(ruleMatches(r, "logs/upload")).toBe(true);
-    expect(ruleMatches({ ...r, enabled: false }, "logs/a", 50)).toBe(false);
+    expect(ruleMatches({ ...r, enabled: false }, "logs/a", { size: 50, tags: [] })).toBe(false);
     expect(uploadExpired(rule({ abortIncompleteUploadDays: 1 }), T0, nextMidnightUtc(T0 + DAY_MS))).toBe(true);
     expect(uploadExpired(rule({ abortIncompleteUploadDays: 1 }), T0, nextMidnightUtc(T0 + DAY_MS) - 1)).toBe(false);
+  });
+  test("a rule requiring tags matches objects carrying every one of them with the same value, never an upload", () => {
+    const r = rule({ filter: { prefix: "logs/", sizeGreaterThan: null, sizeLessThan: null, tags: [["class", "scratch"], ["team", "a"]] } });
+    expect(ruleMatches(r, "logs/a", { size: 50, tags: [] })).toBe(false);
+    expect(ruleMatches(r, "logs/a", { size: 50, tags: [["class", "scratch"]] })).toBe(false);
+    expect(ruleMatches(r, "logs/a", { size: 50, tags: [["team", "a"], ["x", "y"], ["class", "scratch"]] })).toBe(true);
+    expect(ruleMatches(r, "logs/a", { size: 50, tags: [["team", "b"], ["class", "scratch"]] })).toBe(false);
+    expect(ruleMatches(r, "data/a", { size: 50, tags: [["team", "a"], ["class", "scratch"]] })).toBe(false);
+    expect(ruleMatches(r, "logs/upload")).toBe(false);
+    expect(ruleMatches({ ...r, filter: { ...r.filter, tags: [] } }, "logs/a", { size: 50, tags: [] })).toBe(true);
   });
 });
 

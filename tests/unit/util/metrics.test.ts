@@ -63,7 +63,7 @@ describe("s3EndpointName", () => {
     expect(name("POST", { bucketName: "b", key: "k" }, "uploads")).toBe("CreateMultipartUpload");
     expect(name("POST", { bucketName: "b", key: "k" }, "uploadId=x")).toBe("CompleteMultipartUpload");
     expect(name("DELETE", { bucketName: "b", key: "k" }, "uploadId=x")).toBe("AbortMultipartUpload");
-    expect(name("GET", { bucketName: "b", key: "k" }, "acl")).toBe("NotImplemented");
+    expect(name("GET", { bucketName: "b", key: "k" }, "acl")).toBe("GetObjectAcl");
     expect(name("GET", { bucketName: "b", key: "k" }, "tagging")).toBe("GetObjectTagging");
     expect(name("OPTIONS", { bucketName: "b", key: "k" })).toBe("Options");
     expect(name("PATCH", { bucketName: "b", key: "k" })).toBe("Unknown");
