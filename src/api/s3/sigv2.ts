@@ -16,10 +16,13 @@ import {
   MAX_CLOCK_SKEW_MS,
   parsePayloadMode,
   percentDecode,
+  headerReadings,
   signaturesEqual,
-  signedTextReadings,
+  signedBytes,
   splitRawQuery,
+  trimAll,
   type AuthContext,
+  type HeaderReading,
   type PayloadMode,
   type SignedRequest,
 } from "./sigv4";
@@ -109,13 +112,14 @@ function decodeBytes(raw: string): string {
  * CanonicalizedAmzHeaders: every x-amz-* header, names lowercased and sorted, values trimmed,
  * one "name:value\n" line each; repeats joined with "," (from an entry list; a Headers object
  * has already joined them with ", ", so a request repeating an x-amz-* header does not verify).
+ * Non-ASCII values are read as sigv4.ts's HeaderReading says.
  */
-export function canonicalizedAmzHeaders(headers: Headers | Iterable<readonly [string, string]>): string {
+export function canonicalizedAmzHeaders(headers: Headers | Iterable<readonly [string, string]>, reading: HeaderReading = "text"): string {
   const grouped = new Map<string, string[]>();
   for (const [name, value] of headers) {
     const n = name.toLowerCase();
     if (!n.startsWith("x-amz-")) continue;
-    const v = value.replace(/^[ \t]+|[ \t]+$/g, "");
+    const v = trimAll(value, reading);
     const list = grouped.get(n);
     if (list) list.push(v);
     else grouped.set(n, [v]);
@@ -210,12 +214,18 @@ function v2Context(accessKeyId: string, payload: PayloadMode): AuthContext {
   return { accessKeyId, payload, signingKey: new Uint8Array(0), seedSignature: "", amzDate: "", scope: "" };
 }
 
-/** Tries each reading of the resource (bucketSlash) and of non-ASCII header bytes (signedTextReadings). */
-function matches(secret: string, req: V2Request, parts: Omit<StringToSignV2Parts, "resource">, given: string): boolean {
+/**
+ * Tries each reading of the resource (bucketSlash) and of non-ASCII header bytes
+ * (HeaderReading). The resource is bytes whatever the reading: its sub-resource values are
+ * the UTF-8 bytes their percent-encoding carries, which is what every client signs.
+ */
+function matches(secret: string, req: V2Request, parts: Omit<StringToSignV2Parts, "resource" | "amzHeaders">, given: string): boolean {
   const resources = new Set([false, true].map((slash) => canonicalizedResource(req.rawPath, req.rawQuery, req.virtualHostBucket, slash)));
-  for (const resource of resources) {
-    for (const bytes of signedTextReadings(stringToSignV2({ ...parts, resource }))) {
-      if (signaturesEqual(signatureV2(secret, bytes), given)) return true;
+  const headerText = `${parts.contentMd5}${parts.contentType}${parts.date}${canonicalizedAmzHeaders(req.headers)}`;
+  for (const reading of headerReadings(headerText)) {
+    const head = signedBytes(stringToSignV2({ ...parts, amzHeaders: canonicalizedAmzHeaders(req.headers, reading), resource: "" }), reading);
+    for (const resource of resources) {
+      if (signaturesEqual(signatureV2(secret, Buffer.concat([head, signedBytes(resource, "bytes")])), given)) return true;
     }
   }
   return false;
@@ -237,7 +247,6 @@ export function verifyRequestV2(
     method: req.method.toUpperCase(),
     contentMd5: req.headers.get("content-md5") ?? "",
     contentType: req.headers.get("content-type") ?? "",
-    amzHeaders: canonicalizedAmzHeaders(req.headers),
   };
   if (authorization !== null) {
     if (query.has(Q_SIGNATURE) || V4_QUERY_AUTH.some((n) => query.has(n))) {

@@ -120,18 +120,32 @@ export function signatureHex(signingKey: Uint8Array, stringToSign: string): stri
 }
 
 /**
- * The byte strings a client may have signed for `text`, a canonical request or a V2 string to
- * sign whose header values are as node:http hands them over: one Latin-1 character per byte
- * received. AWS signs those bytes as they are, which is what botocore sends and signs (UTF-8
- * bytes); Node clients such as the AWS SDK for JavaScript sign the UTF-8 encoding of their
- * text but send each character as one Latin-1 byte. Each reading maps the received bytes
- * one-to-one, so either authenticates exactly them. Pure ASCII has a single reading; text
- * with characters beyond Latin-1 (never from the wire) only the UTF-8 one.
+ * How a client turned the header bytes it sent into the bytes it signed. node:http hands a
+ * header value over as one Latin-1 character per byte received, and clients differ:
+ * - "text": the UTF-8 encoding of those characters, trimmed as JavaScript trims (\s). Node
+ *   clients (the AWS SDK for JavaScript) sign their text as UTF-8 but send each character as
+ *   one Latin-1 byte, so "é" arrives as E9 and was signed as C3 A9.
+ * - "bytes": the bytes as sent, only spaces and tabs trimmed. AWS verifies so, and botocore
+ *   sends and signs the same UTF-8 bytes; a JS \s would eat byte A0, inside many UTF-8
+ *   sequences ("à" is C3 A0).
+ * Each reading maps the bytes received one-to-one, so either authenticates exactly them. For
+ * ASCII they agree: `headerReadings` offers "bytes" only for header text beyond ASCII.
  */
-export function signedTextReadings(text: string): Uint8Array[] {
-  const utf8 = encoder.encode(text);
-  if (utf8.length === text.length || /[^\x00-\xff]/.test(text)) return [utf8];
-  return [Buffer.from(text, "latin1"), utf8];
+export type HeaderReading = "text" | "bytes";
+
+export function headerReadings(headerText: string): HeaderReading[] {
+  return /[^\x00-\x7f]/.test(headerText) ? ["text", "bytes"] : ["text"];
+}
+
+/** The bytes signed for `text` (a canonical request, a V2 string to sign) under a reading. */
+export function signedBytes(text: string, reading: HeaderReading): Uint8Array {
+  // Beyond Latin-1 a character is no byte received (only direct callers pass such text).
+  return reading === "bytes" && !/[^\x00-\xff]/.test(text) ? Buffer.from(text, "latin1") : encoder.encode(text);
+}
+
+/** A header value trimmed, with runs of blanks as one space (AWS's Trimall), under a reading. */
+export function trimAll(v: string, reading: HeaderReading = "text"): string {
+  return reading === "text" ? v.trim().replace(/\s+/g, " ") : v.replace(/^[ \t]+|[ \t]+$/g, "").replace(/[ \t]+/g, " ");
 }
 
 /** Constant-time comparison of two signatures (hex strings). */
@@ -271,15 +285,6 @@ export function canonicalQuery(rawQuery: string, opts: CanonicalQueryOptions = {
 }
 
 /**
- * AWS's Trimall: no spaces around the value, runs of spaces as one. Only ASCII blanks count:
- * a header value is a string of bytes (one Latin-1 character each, see signedTextReadings), and
- * byte 0xA0, inside many UTF-8 sequences ("à" is C3 A0), is U+00A0 to a JS \s.
- */
-function trimAll(v: string): string {
-  return v.replace(/^[ \t]+|[ \t]+$/g, "").replace(/[ \t]+/g, " ");
-}
-
-/**
  * Canonical header lines ("name:value\n" each) for the signed header names,
  * in the order given. From a Headers object, repeated headers arrive already
  * joined with ", " (Fetch semantics), which AWS would have joined with ",":
@@ -289,20 +294,21 @@ function trimAll(v: string): string {
 export function canonicalHeaders(
   headers: Headers | Iterable<readonly [string, string]>,
   signedHeaders: readonly string[],
+  reading: HeaderReading = "text",
 ): string {
   let get: (name: string) => string | undefined;
   if (headers instanceof Headers) {
     get = (name) => {
       const v = headers.get(name);
-      return v === null ? undefined : trimAll(v);
+      return v === null ? undefined : trimAll(v, reading);
     };
   } else {
     const grouped = new Map<string, string[]>();
     for (const [name, value] of headers) {
       const key = name.toLowerCase();
       const list = grouped.get(key);
-      if (list) list.push(trimAll(value));
-      else grouped.set(key, [trimAll(value)]);
+      if (list) list.push(trimAll(value, reading));
+      else grouped.set(key, [trimAll(value, reading)]);
     }
     get = (name) => grouped.get(name)?.join(",");
   }
@@ -326,7 +332,7 @@ export function buildCanonicalRequest(p: CanonicalRequestParts): string {
   return `${p.method}\n${p.canonicalUri}\n${p.canonicalQuery}\n${p.canonicalHeaders}\n${p.signedHeaders}\n${p.payloadHash}`;
 }
 
-/** `canonicalRequest` as text (hashed as UTF-8) or as the exact bytes signed (signedTextReadings). */
+/** `canonicalRequest` as text (hashed as UTF-8) or as the exact bytes signed (signedBytes). */
 export function buildStringToSign(amzDate: string, scope: string, canonicalRequest: string | Uint8Array): string {
   return `${SIGV4_ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
 }
@@ -519,7 +525,7 @@ export function verifyRequest(
  * Computes the signature under the canonical query as AWS SDKs build it
  * ("+" is a literal plus). Clients that form-encode a space as "+" sign it
  * as a space; that reading is tried only after the first fails. Non-ASCII
- * header bytes have two readings too (signedTextReadings).
+ * header bytes have two readings too (HeaderReading).
  */
 function matchSignature(
   req: SignedRequest,
@@ -533,19 +539,19 @@ function matchSignature(
   given: string,
 ): boolean {
   const uri = canonicalUri(req.rawPath);
-  const headers = canonicalHeaders(req.headers, signedHeaderNames);
   const plusReadings = req.rawQuery.includes("+") ? [false, true] : [false];
-  for (const plusAsSpace of plusReadings) {
-    const cr = buildCanonicalRequest({
-      method: req.method.toUpperCase(),
-      canonicalUri: uri,
-      canonicalQuery: canonicalQuery(req.rawQuery, { excludeSignature, plusAsSpace }),
-      canonicalHeaders: headers,
-      signedHeaders,
-      payloadHash,
-    });
-    for (const bytes of signedTextReadings(cr)) {
-      const expected = signatureHex(signingKey, buildStringToSign(amzDate, scope, bytes));
+  for (const reading of headerReadings(canonicalHeaders(req.headers, signedHeaderNames))) {
+    const headers = canonicalHeaders(req.headers, signedHeaderNames, reading);
+    for (const plusAsSpace of plusReadings) {
+      const cr = buildCanonicalRequest({
+        method: req.method.toUpperCase(),
+        canonicalUri: uri,
+        canonicalQuery: canonicalQuery(req.rawQuery, { excludeSignature, plusAsSpace }),
+        canonicalHeaders: headers,
+        signedHeaders,
+        payloadHash,
+      });
+      const expected = signatureHex(signingKey, buildStringToSign(amzDate, scope, signedBytes(cr, reading)));
       if (signaturesEqual(expected, given)) return true;
     }
   }
