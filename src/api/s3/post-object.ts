@@ -142,11 +142,11 @@ function verifyPolicySignature(fields: ReadonlyMap<string, string>, policy: stri
 }
 
 /**
- * The key field with `${filename}` replaced by the file's name; left as it is when the file
- * part names no file (as AWS does). A function replacement: "$&" in a name is no pattern.
+ * The key field with `${filename}` replaced by the file's name ("" when the file part names
+ * none). A function replacement: "$&" in a file name is no pattern.
  */
 function expandKey(key: string | undefined, file: FormFile | undefined): string | undefined {
-  if (key === undefined || !file || file.filename === "") return key;
+  if (key === undefined || !file) return key;
   return key.replaceAll("${filename}", () => file.filename);
 }
 
