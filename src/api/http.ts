@@ -277,7 +277,7 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
   // The response being answered on each socket: bytes the parser cannot take after a request
   // (more body than its Content-Length) must not cost that request its answer.
   const inFlight = new WeakMap<Socket, http.ServerResponse>();
-  const server = http.createServer(async (req, res) => {
+  const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     const body: BodyState = { expected: announcesBody(req), ended: false };
     const socket = req.socket as Socket;
     inFlight.set(socket, res);
@@ -294,7 +294,11 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
       if (!res.headersSent) res.writeHead(500, { connection: "close" }).end();
       else res.destroy();
     }
-  });
+  };
+  const server = http.createServer(onRequest);
+  // An Expect other than 100-continue (garbage, empty, "200") is answered 417 by node:http;
+  // AWS ignores it and serves the request (Ceph s3-tests test_object_create_bad_expect_*).
+  server.on("checkExpectation", onRequest);
   // server.maxConnections does nothing under Bun (measured), so connections are counted here.
   // One over the bound is accepted and closed at once: cheaper than letting it queue, and the
   // client sees a refusal instead of a hang.

@@ -68,3 +68,72 @@ export async function signedFetch(server: TestServer, method: string, target: st
 export function errorCode(body: string): string {
   return /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "";
 }
+
+// ---------------------------------------------------------------------------------------
+// SigV2, written from AWS's "Signing and authenticating REST requests" (not from the
+// server's code): HMAC-SHA1 of method, Content-MD5, Content-Type, Date (or Expires),
+// x-amz-* headers and the resource.
+
+/** The sub-resources AWS's documentation lists for the V2 resource (and cors, tagging). */
+const V2_SUBRESOURCES = new Set([
+  "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy", "requestPayment",
+  "tagging", "torrent", "uploadId", "uploads", "versionId", "versioning", "versions", "website",
+  "response-content-type", "response-content-language", "response-expires", "response-cache-control",
+  "response-content-disposition", "response-content-encoding",
+]);
+
+export interface SigV2Signing {
+  /** Header names and values as sent (byte strings); Date or x-amz-date among them for header auth. */
+  headers: Record<string, string>;
+  /** The bucket the Host header names (virtual-hosted style): it leads the resource. */
+  virtualHostBucket?: string;
+  /** The Date position: the Date header's value, "" with x-amz-date, or the presigned Expires. */
+  date: string;
+}
+
+/** The V2 string to sign of `method target` (target: raw path and query, as sent). */
+export function stringToSignV2(method: string, target: string, s: SigV2Signing): string {
+  const qi = target.indexOf("?");
+  const path = qi < 0 ? target : target.slice(0, qi);
+  const lower = Object.entries(s.headers).map(([n, v]): [string, string] => [n.toLowerCase(), v.trim()]);
+  const get = (n: string) => lower.find(([h]) => h === n)?.[1] ?? "";
+  const amz = lower.filter(([n]) => n.startsWith("x-amz-")).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  const subs = (qi < 0 ? [] : target.slice(qi + 1).split("&"))
+    .map((p) => [p.split("=")[0]!, p] as const)
+    .filter(([n]) => V2_SUBRESOURCES.has(n))
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, p]) => decodeURIComponent(p));
+  const resource = (s.virtualHostBucket ? `/${s.virtualHostBucket}` : "") + path + (subs.length ? `?${subs.join("&")}` : "");
+  return [method, get("content-md5"), get("content-type"), s.date, ...amz.map(([n, v]) => `${n}:${v}`), resource].join("\n");
+}
+
+/** Base64 HMAC-SHA1 of a string to sign, given as the bytes signed (a byte string) or as UTF-8 text. */
+export function signatureV2(secret: string, stringToSign: string | Uint8Array): string {
+  return createHmac("sha1", secret).update(stringToSign).digest("base64");
+}
+
+/**
+ * Signs `method target` with SigV2 in the Authorization header (the server's key, x-amz-date
+ * now unless the headers carry a Date or x-amz-date) and sends it.
+ */
+export async function signedFetchV2(server: TestServer, method: string, target: string, req: SignedRequest & { virtualHostBucket?: string } = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...req.headers };
+  const has = (n: string) => Object.keys(headers).some((h) => h.toLowerCase() === n);
+  if (!has("date") && !has("x-amz-date")) headers["x-amz-date"] = new Date().toUTCString();
+  const date = has("x-amz-date") ? "" : Object.entries(headers).find(([h]) => h.toLowerCase() === "date")![1];
+  const sts = stringToSignV2(method, target, { headers, date, virtualHostBucket: req.virtualHostBucket });
+  headers.authorization = `AWS ${server.accessKeyId}:${signatureV2(server.secretAccessKey, sts)}`;
+  if (req.host) headers.host = req.host;
+  return fetch(`http://127.0.0.1:${server.s3Port}${target}`, {
+    method,
+    headers,
+    body: method === "GET" || method === "HEAD" ? undefined : (req.body ?? ""),
+  });
+}
+
+/** A V2 presigned target (AWSAccessKeyId, Expires, Signature) valid until `expiresAt` (seconds since the epoch). */
+export function presignV2(server: TestServer, method: string, target: string, expiresAt: number, virtualHostBucket?: string): string {
+  const sts = stringToSignV2(method, target, { headers: {}, date: String(expiresAt), virtualHostBucket });
+  const signature = encodeURIComponent(signatureV2(server.secretAccessKey, sts));
+  return `${target}${target.includes("?") ? "&" : "?"}AWSAccessKeyId=${server.accessKeyId}&Expires=${expiresAt}&Signature=${signature}`;
+}

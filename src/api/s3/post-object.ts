@@ -1,7 +1,8 @@
 // PostObject: an upload from an HTML form (`POST /<bucket>`, multipart/form-data), as browsers
 // send it after a server signed a policy (e.g. the AWS SDK's createPresignedPost). There is no
 // signed request: the form carries a base64 policy (expiry and conditions on every field) and
-// a SigV4 signature of that policy. The file part is streamed into blocks like a PUT body.
+// a signature of that policy, SigV4 (`x-amz-credential`, `x-amz-signature`...) or SigV2
+// (`AWSAccessKeyId`, `signature`). The file part is streamed into blocks like a PUT body.
 import { MAX_KEY_BYTES, MAX_PUT_SIZE } from "../../util/limits";
 import { parseDecimal } from "../../util/decimal";
 import type { BucketEntry } from "../../model/bucket";
@@ -9,13 +10,14 @@ import { storeServices, type S3Services } from "./context";
 import { S3Error } from "./errors";
 import { refuseUnsupportedFormFields } from "./unsupported";
 import { readPostForm, type FormFile } from "./form-data";
-import { etagHeader, STORED_HEADERS, storedHeaders } from "./headers";
+import { etagHeader, headerValueFromText, STORED_HEADERS, storedHeaders } from "./headers";
 import { writeObject } from "../../model/object-writer";
 import { checkQuotas } from "./quota";
 import { OBJECT_TAGS_MAX, parseTaggingXml } from "./tag-set";
 import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
+import { signatureV2 } from "./sigv2";
 import { xmlDocument } from "./xml";
 
 /** Most bytes of a refused form's file read (and dropped) before the answer. */
@@ -28,8 +30,14 @@ const REFUSED_BODY_DRAIN_MAX = 1024 * 1024;
  * timeout never catches, would hold the connection for as long as it likes, unauthenticated.
  */
 const POST_FORM_DEADLINE_MS = 30_000;
-/** Fields that need no policy condition (AWS's rule; `x-ignore-*` too). */
-const EXEMPT_FIELDS = new Set(["x-amz-signature", "file", "policy"]);
+/** Fields that need no policy condition, by signature version (AWS's rule; `x-ignore-*` too). */
+const EXEMPT_FIELDS = {
+  v4: new Set(["x-amz-signature", "file", "policy"]),
+  v2: new Set(["awsaccesskeyid", "signature", "file", "policy"]),
+} as const;
+type SignatureVersion = keyof typeof EXEMPT_FIELDS;
+/** AWS's policy expiration: an ISO 8601 UTC time, e.g. 2007-12-01T12:00:00.000Z. */
+const POLICY_EXPIRATION_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 type Condition =
   | { kind: "eq"; field: string; value: string }
@@ -60,8 +68,9 @@ export function parsePolicy(base64: string): { expiration: number; conditions: C
   } catch {
     throw new S3Error("InvalidPolicyDocument", "The policy is not base64-encoded JSON");
   }
-  const expiration = typeof doc.expiration === "string" ? Date.parse(doc.expiration) : NaN;
-  if (Number.isNaN(expiration)) throw new S3Error("InvalidPolicyDocument", "The policy needs an ISO 8601 expiration");
+  // Strictly ISO 8601: Date.parse would also read "2030-01-01 10:00:00.5+00:00" or "Jan 1 2030".
+  const expiration = typeof doc.expiration === "string" && POLICY_EXPIRATION_RE.test(doc.expiration) ? Date.parse(doc.expiration) : NaN;
+  if (Number.isNaN(expiration)) throw new S3Error("InvalidPolicyDocument", "The policy needs an expiration in ISO 8601 form, e.g. 2030-12-01T12:00:00.000Z");
   if (!Array.isArray(doc.conditions)) throw new S3Error("InvalidPolicyDocument", "The policy needs a conditions array");
   const conditions = doc.conditions.map((c): Condition => {
     if (Array.isArray(c)) {
@@ -78,16 +87,41 @@ export function parsePolicy(base64: string): { expiration: number; conditions: C
   return { expiration, conditions };
 }
 
-/** Checks every condition against the form (and the bucket), and that no field is left uncovered. */
-export function checkPolicyConditions(conditions: readonly Condition[], fields: ReadonlyMap<string, string>, bucketName: string): void {
+/**
+ * Checks every condition against the form (and the bucket), and that no field is left
+ * uncovered. The bucket counts as a field, the one the URL names: a policy must say which
+ * bucket it is for (as Ceph's s3-tests expect of AWS, test_post_object_missing_policy_condition).
+ */
+export function checkPolicyConditions(conditions: readonly Condition[], fields: ReadonlyMap<string, string>, bucketName: string, version: SignatureVersion): void {
   const valueOf = (field: string) => (field === "bucket" ? bucketName : (fields.get(field) ?? ""));
   for (const c of conditions) {
     if (c.kind === "eq" && valueOf(c.field) !== c.value) throw denied(`Policy Condition failed: ["eq", "$${c.field}", "${c.value}"]`);
     if (c.kind === "starts-with" && !valueOf(c.field).startsWith(c.prefix)) throw denied(`Policy Condition failed: ["starts-with", "$${c.field}", "${c.prefix}"]`);
   }
   const covered = new Set(conditions.flatMap((c) => (c.kind === "content-length-range" ? [] : [c.field])));
-  const extra = [...fields.keys()].filter((f) => !EXEMPT_FIELDS.has(f) && !f.startsWith("x-ignore-") && !covered.has(f));
+  const names = new Set([...fields.keys(), "bucket"]);
+  const extra = [...names].filter((f) => !EXEMPT_FIELDS[version].has(f) && !f.startsWith("x-ignore-") && !covered.has(f));
   if (extra.length > 0) throw denied(`Extra input fields: ${extra.join(", ")}`);
+}
+
+/** Which signature the form carries; undefined when it has no credential field at all. */
+function signatureVersionOf(fields: ReadonlyMap<string, string>): SignatureVersion | undefined {
+  const v4 = ["x-amz-algorithm", "x-amz-credential", "x-amz-signature"].some((f) => fields.has(f));
+  const v2 = fields.has("awsaccesskeyid") || fields.has("signature");
+  if (v4 && v2) throw new S3Error("InvalidArgument", "A POST form is signed with AWSAccessKeyId and signature (SigV2) or with the x-amz-* fields (SigV4), not both");
+  return v4 ? "v4" : v2 ? "v2" : undefined;
+}
+
+/** The form's SigV2 signature of its policy: base64 HMAC-SHA1 of the base64 policy; returns the key id. */
+function verifyPolicySignatureV2(fields: ReadonlyMap<string, string>, policy: string, services: S3Services): string {
+  const accessKeyId = fields.get("awsaccesskeyid");
+  const signature = fields.get("signature");
+  if (!accessKeyId) throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'AWSAccessKeyId'.  If it is specified, please check the order of the fields.");
+  if (!signature) throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'Signature'.  If it is specified, please check the order of the fields.");
+  const key = services.model.getKey(accessKeyId);
+  if (!key) throw new S3Error("InvalidAccessKeyId", "The access key ID you provided does not exist");
+  if (!signaturesEqual(signatureV2(key.secret, policy), signature)) throw new S3Error("SignatureDoesNotMatch", "The policy signature does not match");
+  return accessKeyId;
 }
 
 /** The form's signature of its policy, checked like a SigV4 request's; returns the key id. */
@@ -106,6 +140,15 @@ function verifyPolicySignature(fields: ReadonlyMap<string, string>, policy: stri
   const expected = signatureHex(deriveSigningKey(key.secret, date, region, S3_SERVICE), policy);
   if (!signaturesEqual(expected, signature.toLowerCase())) throw new S3Error("SignatureDoesNotMatch", "The policy signature does not match");
   return accessKeyId;
+}
+
+/**
+ * The key field with `${filename}` replaced by the file's name ("" when the file part names
+ * none). A function replacement: "$&" in a file name is no pattern.
+ */
+function expandKey(key: string | undefined, file: FormFile | undefined): string | undefined {
+  if (key === undefined || !file) return key;
+  return key.replaceAll("${filename}", () => file.filename);
 }
 
 /** Counts the file's bytes as they stream, cutting it off past `max`. */
@@ -141,11 +184,18 @@ export async function postObject(request: Request, services: S3Services, bucketN
   try {
     const policy = fields.get("policy");
     if (!policy) throw new S3Error("AccessDenied", "Anonymous uploads are not allowed: the form needs a signed policy");
+    const version = signatureVersionOf(fields);
+    if (version === undefined) {
+      throw new S3Error("InvalidArgument", "A POST policy must be signed: with x-amz-algorithm, x-amz-credential, x-amz-date and x-amz-signature (SigV4) or AWSAccessKeyId and signature (SigV2)");
+    }
     const now = Date.now();
-    const accessKeyId = verifyPolicySignature(fields, policy, services);
+    const accessKeyId = version === "v2" ? verifyPolicySignatureV2(fields, policy, services) : verifyPolicySignature(fields, policy, services);
     const { expiration, conditions } = parsePolicy(policy);
     if (now > expiration) throw denied("Policy expired.");
-    checkPolicyConditions(conditions, fields, bucketName);
+    // "All variables within the form are expanded before the POST is validated" (AWS): the
+    // conditions on the key see it with ${filename} replaced.
+    const key = expandKey(fields.get("key"), file);
+    checkPolicyConditions(conditions, key === undefined ? fields : new Map([...fields, ["key", key]]), bucketName, version);
     const bucket = resolveBucket(bucketName);
     if (!bucket) throw new S3Error("NoSuchBucket", "The specified bucket does not exist");
     const perms = bucket.keys[accessKeyId];
@@ -153,21 +203,17 @@ export async function postObject(request: Request, services: S3Services, bucketN
     // What a form asks for and Bunker does not do (encryption, tags, lock...) is refused as on PutObject.
     refuseUnsupportedFormFields(fields);
     if (!file) throw new S3Error("InvalidArgument", "POST requires exactly one file upload per request");
-    const rawKey = fields.get("key");
-    if (rawKey === undefined || rawKey === "") throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'");
-    const key = rawKey.replaceAll("${filename}", file.filename);
+    if (key === undefined || key === "") throw new S3Error("InvalidArgument", "Bucket POST must contain a field named 'key'");
     if (Buffer.byteLength(key) > MAX_KEY_BYTES) throw new S3Error("KeyTooLongError", "Your key is too long");
     if (key.includes("\u0000")) throw new S3Error("InvalidArgument", "Object keys may not contain NUL");
 
     const metadata = new Headers();
     // Form fields become metadata as the same-named headers do on PutObject.
+    // A field is text: its header value is its UTF-8 bytes, as a PutObject header sent by the
+    // same client would carry them.
     for (const [name, value] of fields) {
       if (!STORED_HEADERS.includes(name) && !name.startsWith("x-amz-meta-")) continue;
-      try {
-        metadata.set(name, value);
-      } catch {
-        throw new S3Error("InvalidArgument", `The form field ${name} is not a valid header value (line breaks?)`);
-      }
+      metadata.set(name, headerValueFromText(`The form field ${name}`, value));
     }
     if (!metadata.has("content-type") && file.contentType) metadata.set("content-type", file.contentType);
     const headers = storedHeaders(metadata);

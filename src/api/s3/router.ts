@@ -1,5 +1,5 @@
 // The S3 endpoint: parses bucket and key (path or virtual-host style), authenticates with
-// SigV4, checks permissions, and dispatches to the handler of each S3 operation.
+// SigV4 or SigV2, checks permissions, and dispatches to the handler of each S3 operation.
 import { Elysia } from "elysia";
 import { randomBytes } from "node:crypto";
 import { bucketOfHost, rawUrlOf } from "../http";
@@ -8,6 +8,7 @@ import { metrics, secondsSince } from "../../util/metrics";
 import { MAX_KEY_BYTES } from "../../util/limits";
 import { S3Error, toS3Error } from "./errors";
 import { verifyRequest } from "./sigv4";
+import { carriesSigV2, verifyRequestV2 } from "./sigv2";
 import { xmlDocument } from "./xml";
 import { refuseUnsupported, type RoutedOperation } from "./unsupported";
 import type { BucketRequest, ObjectRequest, S3Request, S3Services } from "./context";
@@ -380,11 +381,11 @@ async function answerS3(request: Request, services: S3Services): Promise<Respons
       response.headers.set("x-amz-request-id", requestId);
       return withCors(response);
     }
-    const auth = verifyRequest(
-      { method: request.method, rawPath, rawQuery, headers: request.headers },
-      (id) => services.model.getKey(id)?.secret,
-      { region: services.settings.region },
-    );
+    const signed = { method: request.method, rawPath, rawQuery, headers: request.headers };
+    const secretOf = (id: string) => services.model.getKey(id)?.secret;
+    const auth = carriesSigV2(signed)
+      ? verifyRequestV2({ ...signed, virtualHostBucket: bucketOfHost(request.headers.get("host"), services.settings.rootDomain, false) }, secretOf)
+      : verifyRequest(signed, secretOf, { region: services.settings.region });
     const apiKey = services.model.getKey(auth.accessKeyId);
     if (!apiKey) throw new S3Error("InvalidAccessKeyId", "The access key ID you provided does not exist");
     const query = new URLSearchParams();
