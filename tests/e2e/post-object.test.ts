@@ -3,7 +3,7 @@
 // byte-identical with its metadata; policy conditions, expiry, signature, size range,
 // permissions and quotas are enforced, and a refused form stores nothing.
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand, GetObjectTaggingCommand, HeadObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { createPresignedPost } from "@aws-sdk/s3-presigned-post";
 import { startServer, type TestServer } from "../helpers/server";
@@ -143,6 +143,23 @@ test("a form's tagging field (a <Tagging> document) tags the object; a bad one s
   expect(bad.status).toBe(400);
   expect(await bad.text()).toContain("InvalidTag");
   expect(await exists("user/badtag.txt")).toBe(false);
+});
+
+test("a form's x-amz-checksum-* field is verified (a wrong one is 400 BadDigest, nothing stored) and kept", async () => {
+  const file = Buffer.from("checked contents");
+  const good = createHash("sha256").update(file).digest("base64");
+  const ok = await submit(await presign({ Key: "user/sum.txt", Fields: { "x-amz-checksum-sha256": good } }), file, {}, "sum.txt");
+  expect(ok.status).toBe(204);
+  const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "user/sum.txt", ChecksumMode: "ENABLED" }));
+  expect(head.ChecksumSHA256).toBe(good);
+  const bad = await submit(await presign({ Key: "user/badsum.txt", Fields: { "x-amz-checksum-sha256": createHash("sha256").update("other").digest("base64") } }), file, {}, "badsum.txt");
+  expect(bad.status).toBe(400);
+  expect(await bad.text()).toContain("BadDigest");
+  expect(await exists("user/badsum.txt")).toBe(false);
+  // Not in the policy: accepted all the same (it can only make the upload stricter).
+  const uncovered = await presign({ Key: "user/sum2.txt" });
+  const r = await submit({ url: uncovered.url, fields: { ...uncovered.fields, "x-amz-checksum-sha256": good } }, file, {}, "sum2.txt");
+  expect(r.status).toBe(204);
 });
 
 test("a signed form sent to a sub-resource (?delete, ?uploads) is not an upload and stores nothing", async () => {

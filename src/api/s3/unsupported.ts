@@ -165,8 +165,8 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-(source-)?expected-bucket-owner$/, ops: ["*"], check: refuse("NotImplemented", NO_ACCOUNTS) },
   // Checksums of algorithms Bunker does not compute (e.g. SHA512, XXHASH64) would go unchecked.
   { header: CHECKSUM_VALUE_HEADER, ops: ["PutObject", "UploadPart"], check: unsupportedChecksum },
-  // A form's checksum would not be verified (PostObject reads no checksum field).
-  { header: CHECKSUM_VALUE_HEADER, ops: ["PostObject"], check: formChecksum },
+  // The same for a form's checksum fields (post-object.ts verifies the others).
+  { header: CHECKSUM_VALUE_HEADER, ops: ["PostObject"], check: unsupportedChecksum },
   // A copy keeps its source's checksum: it cannot take one of another algorithm.
   { header: "x-amz-checksum-algorithm", ops: ["CopyObject"], check: refuse("NotImplemented", "Bunker keeps the source's checksum on a copy and cannot compute another") },
   // Multipart checksums are computed COMPOSITE (checksum of the part checksums).
@@ -196,10 +196,6 @@ function notCrc64nvme(value: string, name: string): void {
   if (value.trim().toUpperCase() === "CRC64NVME") throw new S3Error("NotImplemented", `${name}: ${value}: S3 computes CRC64NVME multipart checksums FULL_OBJECT; Bunker computes them COMPOSITE only`);
 }
 
-function formChecksum(_value: string, name: string): void {
-  if (name === "x-amz-checksum-type" || name === "x-amz-checksum-mode") return;
-  throw new S3Error("NotImplemented", `${name}: Bunker does not verify checksums of form uploads`);
-}
 
 function completeChecksum(_value: string, name: string): void {
   const algorithm = CHECKSUM_VALUE_HEADER.exec(name)![1]!;
