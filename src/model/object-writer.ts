@@ -6,7 +6,7 @@
 import { assert } from "../util/assert";
 import { newUuid } from "../util/ids";
 import { INLINE_THRESHOLD } from "../util/limits";
-import type { ChecksumAlgorithm } from "../util/checksum";
+import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
@@ -193,13 +193,20 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
 
 // ---- multipart uploads ----
 
+/** The checksum a multipart upload was created with: the parts' algorithm, and how they combine. */
+export interface UploadChecksum {
+  algorithm: ChecksumAlgorithm;
+  type: ChecksumType;
+}
+
 /**
  * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
  * and the upload row is written beside it, with what the completed version will carry.
  */
-export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksumAlgorithm: ChecksumAlgorithm | undefined, tags: TagList): Promise<UploadEntry> {
+export async function startUpload(services: StoreServices, target: ObjectTarget, headers: HeaderList, checksum: UploadChecksum | undefined, tags: TagList): Promise<UploadEntry> {
   const { model } = services;
-  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm, ...(tags.length > 0 ? { tags } : {}) };
+  const checksumAlgorithm = checksum?.algorithm;
+  const upload: UploadEntry = { bucketId: target.bucketId, key: target.key, uploadId: newUuid(), timestamp: model.clock.now(), deleted: false, headers, checksumAlgorithm, ...(tags.length > 0 ? { tags } : {}), ...(checksum ? { checksumType: checksum.type } : {}) };
   await Promise.all([
     model.objects.insert({
       bucketId: target.bucketId,
