@@ -60,7 +60,7 @@ function unsatisfiable(size: number): S3Error {
   return new S3Error("InvalidRange", "The requested range is not satisfiable", { "content-range": `bytes */${size}` });
 }
 
-function httpDate(ms: number): string {
+export function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
 

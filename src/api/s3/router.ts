@@ -23,6 +23,7 @@ import * as websiteOps from "./website";
 import * as corsOps from "./cors";
 import * as lifecycleOps from "./lifecycle";
 import * as taggingOps from "./object-tagging";
+import * as attributesOps from "./attributes";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
@@ -173,6 +174,7 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   DeleteObjects: { permission: "write", handle: deleteOps.deleteObjects },
   GetObject: { permission: "read", handle: (r) => getOps.getObject(r, false) },
   HeadObject: { permission: "read", handle: (r) => getOps.getObject(r, true) },
+  GetObjectAttributes: { permission: "read", handle: attributesOps.getObjectAttributes },
   ListParts: { permission: "read", handle: multipartOps.listParts },
   PutObject: { permission: "write", handle: putOps.putObject },
   CopyObject: { permission: "write", handle: copyOps.copyObject },

@@ -24,6 +24,7 @@ export type RoutedOperation =
   | "PutObject"
   | "GetObject"
   | "HeadObject"
+  | "GetObjectAttributes"
   | "DeleteObject"
   | "DeleteObjects"
   | "CopyObject"
@@ -152,7 +153,7 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },
   { header: "x-amz-if-match-initiated-time", ops: ["AbortMultipartUpload"], check: refuse("NotImplemented", "Bunker does not implement conditions on AbortMultipartUpload") },
   // Versions: an object's only version is "null".
-  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging"], check: (v) => checkVersionId(v) },
+  { query: "versionId", ops: ["GetObject", "HeadObject", "GetObjectAttributes", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging"], check: (v) => checkVersionId(v) },
   // ListBuckets answers every bucket in one page: a filter or a page size would be ignored.
   { query: "prefix", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no prefix filter)") },
   { query: "bucket-region", ops: ["ListBuckets"], check: refuse("NotImplemented", "Bunker lists every bucket (no region filter)") },
