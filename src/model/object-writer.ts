@@ -6,7 +6,7 @@
 import { assert } from "../util/assert";
 import { newUuid } from "../util/ids";
 import { INLINE_THRESHOLD } from "../util/limits";
-import type { ChecksumAlgorithm } from "../util/checksum";
+import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import { encryptBlock, type DataKey, type EncryptionRecord } from "../block/encryption";
 import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
@@ -197,6 +197,12 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
 
 // ---- multipart uploads ----
 
+/** The checksum a multipart upload was created with: the parts' algorithm, and how they combine. */
+export interface UploadChecksum {
+  algorithm: ChecksumAlgorithm;
+  type: ChecksumType;
+}
+
 /**
  * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
  * and the upload row is written beside it, with what the completed version will carry.
@@ -204,14 +210,14 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
 /** What an upload's completed version will carry, fixed when the upload is created. */
 export interface UploadSettings {
   headers: HeaderList;
-  checksumAlgorithm: ChecksumAlgorithm | undefined;
+  checksum: UploadChecksum | undefined;
   tags: TagList;
   encryption: EncryptionRecord | undefined;
 }
 
 export async function startUpload(services: StoreServices, target: ObjectTarget, settings: UploadSettings): Promise<UploadEntry> {
   const { model } = services;
-  const { headers, checksumAlgorithm, tags, encryption } = settings;
+  const { headers, checksum, tags, encryption } = settings;
   const upload: UploadEntry = {
     bucketId: target.bucketId,
     key: target.key,
@@ -219,15 +225,16 @@ export async function startUpload(services: StoreServices, target: ObjectTarget,
     timestamp: model.clock.now(),
     deleted: false,
     headers,
-    checksumAlgorithm,
+    checksumAlgorithm: checksum?.algorithm,
     ...(tags.length > 0 ? { tags } : {}),
+    ...(checksum ? { checksumType: checksum.type } : {}),
     ...(encryption ? { encryption } : {}),
   };
   await Promise.all([
     model.objects.insert({
       bucketId: target.bucketId,
       key: target.key,
-      versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "uploading", multipart: true, headers, checksumAlgorithm, uploader: model.placement.selfId } }],
+      versions: [{ uuid: upload.uploadId, timestamp: upload.timestamp, state: { kind: "uploading", multipart: true, headers, checksumAlgorithm: upload.checksumAlgorithm, uploader: model.placement.selfId } }],
     }),
     model.uploads.insert(upload),
   ]);

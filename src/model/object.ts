@@ -3,7 +3,7 @@
 // anything newer still uploading, and drops the rest (their data is then released). A
 // complete version's data never changes; its tags are a last-writer-wins register beside it.
 import { adjustLocalCounts, type BucketCounts } from "./counter";
-import type { ChecksumAlgorithm } from "../util/checksum";
+import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import type { EncryptionRecord } from "../block/encryption";
 import type { TableSchema } from "../table/schema";
 import { uploadSortKey, type UploadEntry } from "./upload";
@@ -15,8 +15,8 @@ export interface ObjectChecksum {
   algorithm: ChecksumAlgorithm;
   /** base64 */
   value: string;
-  /** COMPOSITE checksums of multipart uploads end in "-N". */
-  type: "FULL_OBJECT" | "COMPOSITE";
+  /** COMPOSITE checksums of multipart uploads end in "-N"; a PutObject's is FULL_OBJECT. */
+  type: ChecksumType;
 }
 
 export interface ObjectMeta {
@@ -31,6 +31,12 @@ export interface ObjectMeta {
   encryption?: EncryptionRecord;
   /** Part sizes, for GET ?partNumber=N on multipart objects. */
   parts?: number[];
+  /**
+   * Each part's checksum (base64, of `checksum.algorithm`), beside `parts`: GET ?partNumber=N
+   * and GetObjectAttributes answer them. Absent when the upload had no checksum algorithm, and
+   * in objects completed before they were kept.
+   */
+  partChecksums?: string[];
 }
 
 export type ObjectData =

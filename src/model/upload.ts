@@ -10,7 +10,7 @@
 // holds when the marker arrives, and any part that arrives after it.
 import { adjustLocalCounts } from "./counter";
 import type { Database } from "bun:sqlite";
-import type { ChecksumAlgorithm } from "../util/checksum";
+import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import type { TableSchema } from "../table/schema";
 import type { HeaderList, TagList } from "./object";
 import type { EncryptionRecord } from "../block/encryption";
@@ -30,6 +30,12 @@ export interface UploadEntry {
   /** SSE-C: every part is sealed under this record's key, and so is the completed object. */
   encryption?: EncryptionRecord;
   /**
+   * How the parts' checksums make the object's (x-amz-checksum-type at Create, or the
+   * algorithm's default). Absent without an algorithm, and in rows stored before it was kept,
+   * which were all COMPOSITE.
+   */
+  checksumType?: ChecksumType;
+  /**
    * How a closed upload ended, so that a retried CompleteMultipartUpload (a client whose first
    * answer was lost) gets the same answer for as long as the closed row is kept (table GC delay).
    * Absent while open, and in rows closed before it was recorded. Always the last field.
@@ -37,7 +43,7 @@ export interface UploadEntry {
   outcome?: UploadOutcome;
 }
 
-/** A completed upload's ETag (hex, "-N") and composite checksum (base64, "-N"), or an abort. */
+/** A completed upload's ETag (hex, "-N") and checksum (base64; "-N" when COMPOSITE), or an abort. */
 export type UploadOutcome = { kind: "completed"; etag: string; checksum?: string } | { kind: "aborted" };
 
 /**

@@ -11,6 +11,7 @@ import {
   CopyObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
+  GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutBucketWebsiteCommand,
@@ -166,6 +167,12 @@ describe("multipart", () => {
     expect(sha256Hex(await getBytes("mp", { PartNumber: 2, ...sse(keyA) }))).toBe(sha256Hex(src.subarray(100, 2_000_100)));
     expect(sha256Hex(await getBytes("mp", { Range: `bytes=${5 * MiB - 10}-${5 * MiB + 10}`, ...sse(keyA) }))).toBe(sha256Hex(whole.subarray(5 * MiB - 10, 5 * MiB + 11)));
     expect(await s3Failure(s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "mp" })))).toMatchObject({ status: 400 });
+    // Its attributes need the key as well.
+    const attrs = await s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize", "ObjectParts"], ...sse(keyA) }));
+    expect(attrs.ObjectSize).toBe(whole.length);
+    expect(attrs.ObjectParts?.TotalPartsCount).toBe(2);
+    expect(await s3Failure(s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize"] })))).toMatchObject({ status: 400 });
+    expect(await s3Failure(s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize"], ...sse(keyB) })))).toMatchObject({ status: 403 });
   });
 });
 

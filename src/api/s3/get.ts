@@ -3,10 +3,9 @@
 import type { ObjectMeta } from "../../model/object";
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
 import type { VersionBlockEntry } from "../../model/version";
-import { checksumHeaderName } from "../../util/checksum";
 import type { ObjectRequest, S3Services } from "./context";
 import { S3Error } from "./errors";
-import { etagHeader, headerValueFromText, normalizeEtag } from "./headers";
+import { checksumHeaders, etagHeader, headerValueFromText, normalizeEtag } from "./headers";
 import { parsePartNumber } from "./multipart";
 import { parseSseC, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
@@ -65,7 +64,7 @@ function unsatisfiable(size: number): S3Error {
   return new S3Error("InvalidRange", "The requested range is not satisfiable", { "content-range": `bytes */${size}` });
 }
 
-function httpDate(ms: number): string {
+export function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
 
@@ -226,6 +225,21 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   return response;
 }
 
+/**
+ * The stored checksum of what a GET or HEAD answers, for x-amz-checksum-mode: ENABLED: the
+ * object's (the composite "-N" or the full-object CRC of a multipart object), or with
+ * partNumber=N that part's. A Range has none (as AWS: S3 keeps no checksum of any range).
+ */
+function checksumOfResponse(meta: ObjectMeta, partNumber: number | undefined, range: ByteRange | undefined): ObjectMeta["checksum"] {
+  const checksum = meta.checksum;
+  if (!checksum) return undefined;
+  if (partNumber === undefined) return range ? undefined : checksum;
+  // A single-part object's part 1 is the whole object.
+  if (meta.parts === undefined) return partNumber === 1 ? checksum : undefined;
+  const value = meta.partChecksums?.[partNumber - 1];
+  return value === undefined ? undefined : { algorithm: checksum.algorithm, value, type: checksum.type };
+}
+
 /** What of the request shapes an object response: conditions, Range, partNumber, response-*. */
 export interface ObjectRequestShape {
   headers: Headers;
@@ -242,8 +256,9 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   const headers = objectHeaders(meta, version.timestamp);
   let range: ByteRange | undefined;
   const partNumberRaw = r.query.get("partNumber");
+  let partNumber: number | undefined;
   if (partNumberRaw !== null) {
-    const partNumber = parsePartNumber(partNumberRaw);
+    partNumber = parsePartNumber(partNumberRaw);
     const parts = meta.parts ?? [meta.size];
     if (r.headers.has("range")) throw new S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
     if (partNumber > parts.length) throw new S3Error("InvalidPart", "The requested partnumber is not satisfiable");
@@ -258,9 +273,9 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
     const v = r.query.get(param);
     if (v !== null) headers[header] = headerValueFromText(param, v);
   }
-  if (meta.checksum && r.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED" && !range) {
-    headers[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;
-    headers["x-amz-checksum-type"] = meta.checksum.type;
+  if (r.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED") {
+    const checksum = checksumOfResponse(meta, partNumber, range);
+    if (checksum) Object.assign(headers, checksumHeaders(checksum));
   }
 
   const status = range && (partNumberRaw === null || range.end - range.start + 1 !== meta.size) ? 206 : 200;

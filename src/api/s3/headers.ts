@@ -2,7 +2,7 @@
 // object, what a header value may hold, how checksums and Content-MD5 are declared and
 // verified, and ETags.
 import { MAX_USER_METADATA_BYTES } from "../../util/limits";
-import { checksumHeaderName, parseChecksumAlgorithm, toBase64, type ChecksumAlgorithm, CHECKSUM_ALGORITHMS } from "../../util/checksum";
+import { checksumHeaderName, parseChecksumAlgorithm, toBase64, type ChecksumAlgorithm, type ChecksumType, CHECKSUM_ALGORITHMS, CHECKSUM_DIGEST_LENGTH } from "../../util/checksum";
 import type { HeaderList, ObjectChecksum } from "../../model/object";
 import { S3Error } from "./errors";
 import type { WrittenBody } from "../../model/body-writer";
@@ -123,6 +123,26 @@ export function verifyDigests(d: DeclaredDigests, body: WrittenBody, trailers: M
   if (expected !== undefined && expected.trim() !== computed)
     throw new S3Error("BadDigest", `The ${d.checksumAlgorithm} you specified did not match the calculated checksum`);
   return { algorithm: d.checksumAlgorithm, value: computed, type: "FULL_OBJECT" };
+}
+
+/** x-amz-checksum-type (CreateMultipartUpload, CompleteMultipartUpload); undefined when absent. */
+export function declaredChecksumType(h: Headers): ChecksumType | undefined {
+  const raw = h.get("x-amz-checksum-type");
+  if (raw === null) return undefined;
+  const type = raw.trim().toUpperCase();
+  if (type !== "FULL_OBJECT" && type !== "COMPOSITE") throw new S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.");
+  return type;
+}
+
+/** True when `value` is a checksum of `algo` as S3 writes it: canonical base64 of its digest length. */
+export function isChecksumValue(algo: ChecksumAlgorithm, value: string): boolean {
+  const bytes = Buffer.from(value, "base64");
+  return bytes.length === CHECKSUM_DIGEST_LENGTH[algo] && bytes.toString("base64") === value;
+}
+
+/** The response headers of a stored checksum (GET and HEAD with x-amz-checksum-mode: ENABLED). */
+export function checksumHeaders(checksum: ObjectChecksum): Record<string, string> {
+  return { [checksumHeaderName(checksum.algorithm)]: checksum.value, "x-amz-checksum-type": checksum.type };
 }
 
 export function etagHeader(etag: string): string {

@@ -3,10 +3,23 @@
 // version (renumbered 1..N) and only then makes it visible.
 import { CryptoHasher } from "bun";
 import { MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE } from "../../util/limits";
-import { CHECKSUM_ALGORITHMS, checksumHeaderName, parseChecksumAlgorithm, createChecksum, toBase64, type ChecksumAlgorithm } from "../../util/checksum";
+import {
+  CHECKSUM_ALGORITHMS,
+  checkChecksumType,
+  checksumHeaderName,
+  createChecksum,
+  defaultChecksumType,
+  isFullObjectAlgorithm,
+  parseChecksumAlgorithm,
+  toBase64,
+  type ChecksumAlgorithm,
+  type ChecksumType,
+} from "../../util/checksum";
+import { combineFullObject } from "../../util/crc-combine";
+import { assert } from "../../util/assert";
 import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } from "../../model/upload";
 import { parseDecimal } from "../../util/decimal";
-import type { ObjectMeta } from "../../model/object";
+import type { ObjectChecksum, ObjectMeta } from "../../model/object";
 import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
@@ -14,11 +27,11 @@ import { parseSseC, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
-import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
-import { completeUpload, startUpload, writePart } from "../../model/object-writer";
+import { declaredChecksumType, declaredDigests, etagHeader, isChecksumValue, normalizeEtag, storedHeaders, verifyDigests, type DeclaredDigests } from "./headers";
+import { completeUpload, startUpload, writePart, type UploadChecksum } from "../../model/object-writer";
 import { checkWriteConditions } from "./put";
 import { isoDate, xmlResponse } from "./bucket";
-import { children, childText, MAX_XML_BODY, parseXml, xmlDocument } from "./xml";
+import { children, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement } from "./xml";
 import { prefixEnd, queryInteger, urlEncodeKey } from "./list";
 
 /** S3's minimum size of every part but the last. */
@@ -51,22 +64,45 @@ function allParts(r: ObjectRequest, uploadId: string): Promise<UploadPartEntry[]
   return liveParts(r, uploadId, "", Infinity);
 }
 
+/**
+ * The checksum a CreateMultipartUpload asks for: x-amz-checksum-algorithm, and
+ * x-amz-checksum-type or the algorithm's default type, refused as S3 refuses them.
+ */
+function declaredUploadChecksum(h: Headers): UploadChecksum | undefined {
+  const type = declaredChecksumType(h);
+  const algoName = h.get("x-amz-checksum-algorithm");
+  if (algoName === null) {
+    if (type !== undefined) throw new S3Error("InvalidRequest", "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.");
+    return undefined;
+  }
+  const algorithm = parseChecksumAlgorithm(algoName);
+  if (!algorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
+  const chosen = type ?? defaultChecksumType(algorithm);
+  const refusal = checkChecksumType(algorithm, chosen);
+  if (refusal !== undefined) throw new S3Error("InvalidRequest", refusal);
+  return { algorithm, type: chosen };
+}
+
+/** How an upload's part checksums make the object's; undefined when it has no algorithm. */
+function uploadChecksumType(upload: UploadEntry): ChecksumType | undefined {
+  // Rows stored before the type was kept are COMPOSITE: nothing else was accepted then.
+  return upload.checksumAlgorithm && (upload.checksumType ?? "COMPOSITE");
+}
+
 export async function createMultipartUpload(r: ObjectRequest): Promise<Response> {
   const headers = storedHeaders(r.headers);
-  const algoName = r.headers.get("x-amz-checksum-algorithm");
-  let checksumAlgorithm: ChecksumAlgorithm | undefined;
-  if (algoName) {
-    checksumAlgorithm = parseChecksumAlgorithm(algoName);
-    if (!checksumAlgorithm) throw new S3Error("InvalidRequest", `Unsupported checksum algorithm: ${algoName}`);
-  }
+  const checksum = declaredUploadChecksum(r.headers);
   const sseC = parseSseC(r.headers);
   const upload = await startUpload(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, {
     headers,
-    checksumAlgorithm,
+    checksum,
     tags: parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? [],
     encryption: sseC && newEncryptionRecord(sseC.key).record,
   });
-  const extra: Record<string, string> = { ...(checksumAlgorithm ? { "x-amz-checksum-algorithm": checksumAlgorithm } : {}), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
+  const extra: Record<string, string> = {
+    ...(checksum ? { "x-amz-checksum-algorithm": checksum.algorithm, "x-amz-checksum-type": checksum.type } : {}),
+    ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}),
+  };
   return xmlResponse(xmlDocument("InitiateMultipartUploadResult", { Bucket: r.bucketName, Key: r.key, UploadId: upload.uploadId }), 200, extra);
 }
 
@@ -79,9 +115,15 @@ export function parsePartNumber(raw: string | null): number {
 
 /**
  * Stores one part's body as a new version and records it in the upload, checking its digests.
- * An encrypted upload's part is sealed with the upload's key, which the request must give.
+ * A part of an upload created with a checksum algorithm has a checksum of that algorithm: the
+ * client's, verified, or (sent without one) computed here. An encrypted upload's part is sealed
+ * with the upload's key, which the request must give.
  */
 export function storePart(r: ObjectRequest, upload: UploadEntry, part: number, chunks: AsyncIterable<Uint8Array>, sizeHint: number | undefined, digests = declaredDigests(r.headers, upload.checksumAlgorithm), trailers = () => new Map<string, string>()): Promise<UploadPartEntry> {
+  // Another algorithm's checksum could not be combined with the other parts'.
+  const expected = upload.checksumAlgorithm;
+  if (expected && digests.checksumAlgorithm !== expected)
+    throw new S3Error("InvalidRequest", `Checksum Type mismatch occurred, expected checksum Type: ${expected.toLowerCase()}, actual checksum Type: ${digests.checksumAlgorithm?.toLowerCase() ?? "null"}`);
   const dataKey = unlockSseC(upload.encryption, parseSseC(r.headers), "upload");
   return writePart(storeServices(r.services), upload, part, {
     chunks,
@@ -96,17 +138,39 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   const part = parsePartNumber(r.query.get("partNumber"));
   const upload = await getUpload(r, r.query.get("uploadId"));
   const payload = new PayloadReader(r, MAX_PUT_SIZE);
+  const digests: DeclaredDigests = declaredDigests(r.headers, upload.checksumAlgorithm);
   // A part is no object yet, but a bucket full to its size quota takes no more data.
   await checkQuotas(r, payload.declaredLength ?? 0, { replacesKey: false });
-  const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, undefined, () => payload.trailers);
+  const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, digests, () => payload.trailers);
   const sseC = parseSseC(r.headers);
   const headers: Record<string, string> = { etag: etagHeader(entry.etag), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
-  if (entry.checksum && upload.checksumAlgorithm) headers[checksumHeaderName(upload.checksumAlgorithm)] = entry.checksum;
+  if (entry.checksum && digests.checksumAlgorithm) headers[checksumHeaderName(digests.checksumAlgorithm)] = entry.checksum;
   return new Response(null, { status: 200, headers });
 }
 
+/** One <Part> of a CompleteMultipartUpload body. */
+interface RequestedPart {
+  num: number;
+  etag: string;
+  /** The part's checksum as the client names it (<ChecksumCRC32>...), when it does. */
+  checksum?: { algorithm: ChecksumAlgorithm; value: string };
+}
+
+/** The <Checksum...> element of a <Part>: one at most, of an algorithm Bunker computes. */
+function requestedPartChecksum(part: XmlElement): RequestedPart["checksum"] {
+  const named = part.children.filter((c) => c.name.startsWith("Checksum"));
+  if (named.length === 0) return undefined;
+  if (named.length > 1) throw new S3Error("InvalidArgument", "Invalid Base64 or multiple checksums present in request");
+  const element = named[0]!;
+  const algorithm = parseChecksumAlgorithm(element.name.slice("Checksum".length));
+  if (algorithm === undefined) throw new S3Error("NotImplemented", `<${element.name}>: Bunker does not compute this checksum (only ${CHECKSUM_ALGORITHMS.join(", ")})`);
+  const value = element.text.trim();
+  if (!isChecksumValue(algorithm, value)) throw new S3Error("InvalidArgument", "Invalid Base64 or multiple checksums present in request");
+  return { algorithm, value };
+}
+
 /** The part list of a CompleteMultipartUpload body, checked for form and order. */
-function parseCompleteRequest(text: string): { num: number; etag: string }[] {
+function parseCompleteRequest(text: string): RequestedPart[] {
   const doc = parseXml(text);
   if (doc.name !== "CompleteMultipartUpload") throw new S3Error("MalformedXML", "Expected a <CompleteMultipartUpload> document");
   const requested = children(doc, "Part").map((p) => {
@@ -115,7 +179,8 @@ function parseCompleteRequest(text: string): { num: number; etag: string }[] {
     const num = parseDecimal(childText(p, "PartNumber")?.trim(), 0, Number.MAX_SAFE_INTEGER);
     const etag = childText(p, "ETag");
     if (num === undefined || etag === undefined) throw new S3Error("MalformedXML", "Each <Part> needs a <PartNumber> (a decimal integer) and an <ETag>");
-    return { num, etag: normalizeEtag(etag) };
+    const checksum = requestedPartChecksum(p);
+    return { num, etag: normalizeEtag(etag), ...(checksum ? { checksum } : {}) };
   });
   if (requested.length === 0) throw new S3Error("MalformedXML", "You must specify at least one part");
   for (let i = 1; i < requested.length; i++) {
@@ -133,17 +198,80 @@ function multipartEtag(partEtags: readonly string[]): string {
 }
 
 /**
- * A whole-object checksum sent with Complete (minio-go, hence restic and mc, send the composite
- * of the parts' checksums) is checked against the one computed from the parts, before anything
- * is written; one that cannot be checked is refused, never ignored.
+ * The object checksum a Complete declares in its headers (minio-go, hence restic and mc, send
+ * the composite of the parts' checksums; a client that computed the whole object's CRC sends
+ * it), checked against the upload before the body is read: one that cannot be checked is
+ * refused, never ignored. So is an x-amz-checksum-type other than the upload's.
  */
-function checkDeclaredComposite(r: ObjectRequest, upload: UploadEntry, checksum: ObjectMeta["checksum"]): void {
-  const declared = CHECKSUM_ALGORITHMS.find((a) => r.headers.has(checksumHeaderName(a)));
+function declaredObjectChecksum(r: ObjectRequest, upload: UploadEntry): { algorithm: ChecksumAlgorithm; value: string } | undefined {
+  const type = declaredChecksumType(r.headers);
+  const uploadType = uploadChecksumType(upload);
+  // BadDigest, as the API reference of CompleteMultipartUpload says.
+  if (type !== undefined && type !== uploadType)
+    throw new S3Error("BadDigest", `The upload was created using the ${uploadType ?? "null"} checksum mode. The complete request must use the same checksum mode.`);
+  const present = CHECKSUM_ALGORITHMS.filter((a) => r.headers.has(checksumHeaderName(a)));
+  if (present.length > 1) throw new S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.");
+  const declared = present[0];
+  if (declared === undefined) return undefined;
+  if (declared !== upload.checksumAlgorithm)
+    throw new S3Error("InvalidRequest", `${checksumHeaderName(declared)} cannot be checked: the upload was created with ${upload.checksumAlgorithm ?? "no"} checksum algorithm`);
+  return { algorithm: declared, value: r.headers.get(checksumHeaderName(declared))!.trim() };
+}
+
+/**
+ * Checks the checksum a <Part> names against the part's stored one, with AWS's errors: a part
+ * of a COMPOSITE upload must name its checksum (the client vouches for each part), one of a
+ * FULL_OBJECT upload may; a named checksum of another algorithm or value is refused.
+ */
+function checkRequestedPartChecksum(upload: UploadEntry, requested: RequestedPart, stored: UploadPartEntry): void {
+  const algorithm = upload.checksumAlgorithm;
+  const given = requested.checksum;
+  if (given === undefined) {
+    if (algorithm && uploadChecksumType(upload) === "COMPOSITE")
+      throw new S3Error("InvalidRequest", `The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${requested.num} in the request.`);
+    return;
+  }
+  if (algorithm && given.algorithm !== algorithm)
+    throw new S3Error("BadDigest", `The ${given.algorithm.toLowerCase()} you specified for part ${requested.num} did not match what we received.`);
+  // Without an upload algorithm, a part has the checksum it was sent with, if any.
+  if (given.value !== stored.checksum) throw invalidPart(requested.num);
+}
+
+function invalidPart(num: number): S3Error {
+  return new S3Error("InvalidPart", `One or more of the specified parts could not be found (part ${num}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.`);
+}
+
+/**
+ * The object's checksum from its parts' (none without an upload algorithm): FULL_OBJECT is the
+ * CRC of the whole object, combined from the part CRCs and sizes without reading the data;
+ * COMPOSITE is the checksum of the part checksums, with the part count.
+ */
+function completedChecksum(upload: UploadEntry, chosen: readonly UploadPartEntry[]): ObjectChecksum | undefined {
+  const algorithm = upload.checksumAlgorithm;
+  const type = uploadChecksumType(upload);
+  if (!algorithm || !type) return undefined;
+  const digests = chosen.map((p) => {
+    // Every part stored since the upload had its algorithm carries a checksum of it.
+    if (p.checksum === undefined || !isChecksumValue(algorithm, p.checksum))
+      throw new S3Error("InvalidPart", `Part ${p.part} has no stored ${algorithm} checksum to build the object's from; upload it again`);
+    return Buffer.from(p.checksum, "base64");
+  });
+  if (type === "FULL_OBJECT") {
+    assert(isFullObjectAlgorithm(algorithm), "FULL_OBJECT uploads have a CRC algorithm (refused at Create otherwise)");
+    const combined = combineFullObject(algorithm, digests.map((checksum, i) => ({ checksum, size: chosen[i]!.size })));
+    return { algorithm, value: toBase64(combined), type };
+  }
+  const composite = createChecksum(algorithm);
+  for (const d of digests) composite.update(d);
+  return { algorithm, value: `${toBase64(composite.digest())}-${chosen.length}`, type };
+}
+
+/** A declared object checksum must be the computed one (a COMPOSITE one may omit its "-N"). */
+function checkDeclaredChecksum(declared: { algorithm: ChecksumAlgorithm; value: string } | undefined, checksum: ObjectChecksum | undefined, partCount: number): void {
   if (declared === undefined) return;
-  if (declared !== upload.checksumAlgorithm || checksum === undefined)
-    throw new S3Error("InvalidRequest", `${checksumHeaderName(declared)} cannot be checked: the upload was created with ${upload.checksumAlgorithm ?? "no"} checksum algorithm, or a part has no checksum`);
-  const given = r.headers.get(checksumHeaderName(declared))!.trim().replace(/-\d+$/, "");
-  if (given !== checksum.value.replace(/-\d+$/, "")) throw new S3Error("BadDigest", `The ${declared} you specified did not match the calculated checksum`);
+  assert(checksum !== undefined && checksum.algorithm === declared.algorithm, "a declared checksum is of the upload's algorithm, which every part has");
+  const given = checksum.type === "COMPOSITE" && !/-\d+$/.test(declared.value) ? `${declared.value}-${partCount}` : declared.value;
+  if (given !== checksum.value) throw new S3Error("BadDigest", `The ${declared.algorithm} you specified did not match the calculated checksum`);
 }
 
 export async function completeMultipartUpload(r: ObjectRequest): Promise<Response> {
@@ -154,24 +282,25 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   // A key is optional here (no data is written), but one that is given must be the upload's.
   const sseC = parseSseC(r.headers);
   if (sseC) unlockSseC(upload.encryption, sseC, "upload");
+  const declared = declaredObjectChecksum(r, upload);
   // Its x-amz-checksum-* headers describe the object, not this XML body.
   const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));
   const stored = new Map((await allParts(r, upload.uploadId)).map((p) => [p.part, p]));
-  const chosen = requested.map(({ num, etag }, i) => {
-    const p = stored.get(num);
-    if (!p || p.etag !== etag) throw new S3Error("InvalidPart", `One or more of the specified parts could not be found (part ${num}). The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.`);
+  const chosen = requested.map((req, i) => {
+    const p = stored.get(req.num);
+    if (!p || p.etag !== req.etag) throw invalidPart(req.num);
     if (i < requested.length - 1 && p.size < MIN_PART_SIZE)
-      throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed object size (part ${num} has ${p.size} bytes; every part but the last needs ${MIN_PART_SIZE})`);
+      throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed object size (part ${req.num} has ${p.size} bytes; every part but the last needs ${MIN_PART_SIZE})`);
+    checkRequestedPartChecksum(upload, req, p);
     return p;
   });
+  // As AWS: the object's part N is the upload's part N, so GET ?partNumber=N and the part
+  // checksums it answers name the same part.
+  if (upload.checksumAlgorithm && requested.some((p, i) => p.num !== i + 1))
+    throw new S3Error("InvalidPartOrder", "With part checksums, the part numbers must start at 1 and be consecutive.");
 
-  let checksum: ObjectMeta["checksum"];
-  if (upload.checksumAlgorithm && chosen.every((p) => p.checksum)) {
-    const composite = createChecksum(upload.checksumAlgorithm);
-    for (const p of chosen) composite.update(Buffer.from(p.checksum!, "base64"));
-    checksum = { algorithm: upload.checksumAlgorithm, value: `${toBase64(composite.digest())}-${chosen.length}`, type: "COMPOSITE" };
-  }
-  checkDeclaredComposite(r, upload, checksum);
+  const checksum = completedChecksum(upload, chosen);
+  checkDeclaredChecksum(declared, checksum, chosen.length);
   await checkQuotas(r, chosen.reduce((a, p) => a + p.size, 0));
 
   const etag = multipartEtag(chosen.map((p) => p.etag));
@@ -181,6 +310,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     headers: upload.headers,
     checksum,
     parts: chosen.map((p) => p.size),
+    ...(checksum ? { partChecksums: chosen.map((p) => p.checksum!) } : {}),
     ...(upload.encryption ? { encryption: upload.encryption } : {}),
   };
   await completeUpload(storeServices(r.services), upload, chosen, [...stored.values()], meta, { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
@@ -199,12 +329,12 @@ async function repeatCompletion(r: ObjectRequest, upload: UploadEntry): Promise<
   // Its x-amz-checksum-* headers describe the object, not this XML body.
   const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));
   if (multipartEtag(requested.map((p) => p.etag)) !== outcome.etag) throw noSuchUpload();
-  const checksum: ObjectMeta["checksum"] =
-    outcome.checksum !== undefined && upload.checksumAlgorithm ? { algorithm: upload.checksumAlgorithm, value: outcome.checksum, type: "COMPOSITE" } : undefined;
+  const type = uploadChecksumType(upload);
+  const checksum: ObjectChecksum | undefined = outcome.checksum !== undefined && upload.checksumAlgorithm && type ? { algorithm: upload.checksumAlgorithm, value: outcome.checksum, type } : undefined;
   return completionResponse(r, outcome.etag, checksum);
 }
 
-function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectMeta["checksum"]): Response {
+function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectChecksum | undefined): Response {
   const location = r.services.settings.rootDomain ? `http://${r.bucketName}.${r.services.settings.rootDomain}/${urlEncodeKey(r.key)}` : `/${r.bucketName}/${urlEncodeKey(r.key)}`;
   const extra: Record<string, string> = checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
   return xmlResponse(
@@ -244,6 +374,7 @@ export async function listParts(r: ObjectRequest): Promise<Response> {
       MaxParts: maxParts,
       IsTruncated: truncated,
       ChecksumAlgorithm: algo,
+      ChecksumType: uploadChecksumType(upload),
       Part: page.map((p) => ({
         PartNumber: p.part,
         LastModified: isoDate(p.timestamp),

@@ -26,6 +26,7 @@ import * as lifecycleOps from "./lifecycle";
 import * as objectTaggingOps from "./object-tagging";
 import * as aclOps from "./acl";
 import * as bucketTaggingOps from "./bucket-tagging";
+import * as attributesOps from "./attributes";
 import { postObject } from "./post-object";
 
 const log = logger("s3");
@@ -176,6 +177,7 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   DeleteObjects: { permission: "write", handle: deleteOps.deleteObjects },
   GetObject: { permission: "read", handle: (r) => getOps.getObject(r, false) },
   HeadObject: { permission: "read", handle: (r) => getOps.getObject(r, true) },
+  GetObjectAttributes: { permission: "read", handle: attributesOps.getObjectAttributes },
   ListParts: { permission: "read", handle: multipartOps.listParts },
   PutObject: { permission: "write", handle: putOps.putObject },
   CopyObject: { permission: "write", handle: copyOps.copyObject },

@@ -27,6 +27,7 @@ export type RoutedOperation =
   | "PutObject"
   | "GetObject"
   | "HeadObject"
+  | "GetObjectAttributes"
   | "DeleteObject"
   | "DeleteObjects"
   | "CopyObject"
@@ -101,6 +102,8 @@ const OBJECT_WRITES = ["PutObject", "CopyObject", "CreateMultipartUpload", "Post
 /** Operations that name an existing object or upload, none of which is SSE-C encrypted. */
 /** Every object checksum algorithm Bunker computes and verifies (util/checksum). */
 const SUPPORTED_CHECKSUMS = new Set(CHECKSUM_ALGORITHMS.map((a) => a.toLowerCase()));
+/** Checksum algorithms of the S3 API that Bunker does not compute. */
+const UNCOMPUTED_CHECKSUMS = new Set(["md5", "sha512", "xxhash64", "xxhash3", "xxhash128"]);
 /** `x-amz-checksum-*` headers that are not a checksum value. */
 const CHECKSUM_CONTROL_HEADERS = new Set(["algorithm", "mode", "type"]);
 /** Any `x-amz-checksum-<algorithm>` header. */
@@ -169,11 +172,9 @@ export const RULES: readonly Rule[] = [
   { header: CHECKSUM_VALUE_HEADER, ops: ["PostObject"], check: unsupportedChecksum },
   // A copy keeps its source's checksum: it cannot take one of another algorithm.
   { header: "x-amz-checksum-algorithm", ops: ["CopyObject"], check: refuse("NotImplemented", "Bunker keeps the source's checksum on a copy and cannot compute another") },
-  // Multipart checksums are computed COMPOSITE (checksum of the part checksums).
-  { header: "x-amz-checksum-type", ops: ["CreateMultipartUpload", "CompleteMultipartUpload"], check: only(["COMPOSITE"], "Bunker computes multipart checksums COMPOSITE only") },
-  // S3 computes CRC64NVME multipart checksums FULL_OBJECT only.
-  { header: "x-amz-checksum-algorithm", ops: ["CreateMultipartUpload"], check: notCrc64nvme },
-  // CompleteMultipartUpload checks the composite checksum it is sent (multipart.ts), not a size.
+  // An upload's parts would go unchecked (x-amz-checksum-type is checked by the handler).
+  { header: "x-amz-checksum-algorithm", ops: ["CreateMultipartUpload"], check: uncomputedAlgorithm },
+  // CompleteMultipartUpload checks the object checksum it is sent (multipart.ts), not a size.
   { header: CHECKSUM_VALUE_HEADER, ops: ["CompleteMultipartUpload"], check: completeChecksum },
   { header: "x-amz-mp-object-size", ops: ["CompleteMultipartUpload"], check: refuse("NotImplemented", "Bunker does not check the object size on CompleteMultipartUpload") },
   // CopyObject does not check conditions on its destination.
@@ -183,7 +184,7 @@ export const RULES: readonly Rule[] = [
   { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },
   { header: "x-amz-if-match-initiated-time", ops: ["AbortMultipartUpload"], check: refuse("NotImplemented", "Bunker does not implement conditions on AbortMultipartUpload") },
   // Versions: an object's only version is "null".
-  { query: "versionId", ops: ["GetObject", "HeadObject", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl"], check: (v) => checkVersionId(v) },
+  { query: "versionId", ops: ["GetObject", "HeadObject", "GetObjectAttributes", "DeleteObject", "GetObjectTagging", "PutObjectTagging", "DeleteObjectTagging", "GetObjectAcl", "PutObjectAcl"], check: (v) => checkVersionId(v) },
 ];
 
 function unsupportedChecksum(_value: string, name: string): void {
@@ -192,14 +193,16 @@ function unsupportedChecksum(_value: string, name: string): void {
   throw new S3Error("NotImplemented", `${name}: Bunker does not compute ${algorithm} checksums (only ${CHECKSUM_ALGORITHMS.join(", ")})`);
 }
 
-function notCrc64nvme(value: string, name: string): void {
-  if (value.trim().toUpperCase() === "CRC64NVME") throw new S3Error("NotImplemented", `${name}: ${value}: S3 computes CRC64NVME multipart checksums FULL_OBJECT; Bunker computes them COMPOSITE only`);
+/** S3's algorithms Bunker does not compute are 501; a name S3 does not know either is the handler's 400. */
+function uncomputedAlgorithm(value: string, name: string): void {
+  if (UNCOMPUTED_CHECKSUMS.has(value.trim().toLowerCase()))
+    throw new S3Error("NotImplemented", `${name}: ${value}: Bunker does not compute ${value.trim().toUpperCase()} checksums (only ${CHECKSUM_ALGORITHMS.join(", ")})`);
 }
 
 
 function completeChecksum(_value: string, name: string): void {
   const algorithm = CHECKSUM_VALUE_HEADER.exec(name)![1]!;
-  // The composite of the parts' checksums is checked by the handler (multipart.ts).
+  // The object checksum built from the parts' is checked by the handler (multipart.ts).
   if (CHECKSUM_CONTROL_HEADERS.has(algorithm) || SUPPORTED_CHECKSUMS.has(algorithm)) return;
   throw new S3Error("NotImplemented", `${name}: Bunker does not compute ${algorithm} checksums`);
 }

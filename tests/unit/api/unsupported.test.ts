@@ -52,8 +52,11 @@ describe("headers", () => {
     expect(request("CopyObject", { "x-amz-tagging-directive": "MERGE" })).toBe("400 InvalidArgument");
     expect(request("PutObject", { "x-amz-storage-class": "DEEP_ARCHIVE" })).toBe("501 NotImplemented");
     expect(request("CreateMultipartUpload", { "x-amz-checksum-algorithm": "SHA256", "x-amz-checksum-type": "COMPOSITE" })).toBe("ok");
-    expect(request("CreateMultipartUpload", { "x-amz-checksum-algorithm": "CRC64NVME" })).toBe("501 NotImplemented");
-    // The composite checksum minio-go sends with Complete is checked by the handler.
+    // Checksum types, and the algorithm/type pairs S3 refuses, are checked by the handler.
+    expect(request("CreateMultipartUpload", { "x-amz-checksum-algorithm": "CRC64NVME", "x-amz-checksum-type": "FULL_OBJECT" })).toBe("ok");
+    expect(request("CompleteMultipartUpload", { "x-amz-checksum-type": "FULL_OBJECT" })).toBe("ok");
+    expect(request("CreateMultipartUpload", { "x-amz-checksum-algorithm": "XXHASH64" })).toBe("501 NotImplemented");
+    // The object checksum a client sends with Complete is checked by the handler.
     expect(request("CompleteMultipartUpload", { "x-amz-checksum-crc32": "AAAAAA==" })).toBe("ok");
     expect(request("CompleteMultipartUpload", { "x-amz-checksum-xxhash64": "AAAAAAAAAAA=" })).toBe("501 NotImplemented");
     expect(request("PutObject", { "x-amz-checksum-xxhash64": "AAAAAAAAAAA=" })).toBe("501 NotImplemented");

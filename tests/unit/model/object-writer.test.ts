@@ -100,7 +100,7 @@ describe("copyObject", () => {
 
 describe("multipart", () => {
   test("a part that describe refuses is released; the upload stays open", async () => {
-    const upload = await startUpload(services, target, { headers: [], checksumAlgorithm: undefined, tags: [], encryption: undefined });
+    const upload = await startUpload(services, target, { headers: [], checksum: undefined, tags: [], encryption: undefined });
     const write = writePart(services, upload, 1, { chunks: bytes(0), sizeHint: 0, checksumAlgorithms: [], describe: () => { throw new Error("bad digest"); } });
     await expect(write).rejects.toThrow("bad digest");
     expect(await model.liveParts(upload.uploadId, "", Infinity)).toEqual([]);
@@ -108,7 +108,7 @@ describe("multipart", () => {
   });
 
   test("a completion whose part block list is short changes nothing: the upload stays open, nothing is visible", async () => {
-    const upload = await startUpload(services, target, { headers: [], checksumAlgorithm: undefined, tags: [], encryption: undefined });
+    const upload = await startUpload(services, target, { headers: [], checksum: undefined, tags: [], encryption: undefined });
     const part = { uploadId: upload.uploadId, part: 1, timestamp: model.clock.now(), version: "7".repeat(64), etag: "e".repeat(32), size: 100, deleted: false };
     await model.versionBlocks.insert({ uuid: part.version, part: 1, offset: 0, hash: "a".repeat(64), size: 40 });
     await expect(completeUpload(services, upload, [part], [part], metaOf(100), { kind: "completed", etag: "x-1" })).rejects.toBeInstanceOf(IncompleteBlockListError);
