@@ -152,9 +152,10 @@ export function expectOk(r: RunResult, what: string): RunResult {
 
 /**
  * Debian's awscli against a test server: path-style, the server's key and region, no other
- * configuration read from the machine. `home` is a scratch directory (config files go there).
+ * configuration read from the machine. `home` is a scratch directory (config files go there);
+ * each command is killed after `timeoutMs`.
  */
-export function awsCli(server: TestServer, home: string): (...args: string[]) => Promise<RunResult> {
+export function awsCli(server: TestServer, home: string, timeoutMs = 60_000): (...args: string[]) => Promise<RunResult> {
   const configFile = join(home, "aws-config");
   writeFileSync(configFile, ["[default]", `region = ${server.region}`, "s3 =", "  addressing_style = path", ""].join("\n"));
   const env = {
@@ -169,7 +170,7 @@ export function awsCli(server: TestServer, home: string): (...args: string[]) =>
     AWS_EC2_METADATA_DISABLED: "true",
     AWS_PAGER: "",
   };
-  return (...args) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs: 60_000 });
+  return (...args) => run(["/usr/bin/aws", "--endpoint-url", server.endpoint, ...args], { env, timeoutMs });
 }
 
 export interface S3Failure {

@@ -28,6 +28,8 @@ export interface SignedRequest {
   body?: string | Uint8Array;
   /** Host header (vhost-style requests); the server's loopback address by default. */
   host?: string;
+  /** The region signed for; the server's by default. */
+  region?: string;
 }
 
 /**
@@ -42,7 +44,7 @@ export async function signedFetch(server: TestServer, method: string, target: st
   for (const [k, v] of new URLSearchParams(qi < 0 ? "" : target.slice(qi + 1))) query[k] = v;
   const signer = new SignatureV4({
     service: "s3",
-    region: server.region,
+    region: req.region ?? server.region,
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
     sha256: Sha256,
     uriEscapePath: false,

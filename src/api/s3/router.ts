@@ -71,13 +71,16 @@ function parseTarget(rawPath: string, host: string | null, rootDomain: string | 
   return { bucketName, key: rawKey === "" ? undefined : decodeKey(rawKey) };
 }
 
-function errorResponse(err: S3Error, resource: string, requestId: string, isHead: boolean): Response {
+function errorResponse(err: S3Error, resource: string, requestId: string, isHead: boolean, region: string): Response {
   const headers: Record<string, string> = { "x-amz-request-id": requestId, ...err.headers };
   if (isHead || err.status === 304) return new Response(null, { status: err.status, headers });
   headers["content-type"] = "application/xml";
+  // As AWS, a request signed for another region is told the right one: minio-go (restic)
+  // signs its first GetBucketLocation for us-east-1 and takes the region from this element.
+  const regionHint = err.code === "AuthorizationHeaderMalformed" ? { Region: region } : {};
   const body = xmlDocument(
     "Error",
-    { Code: err.code, Message: err.message, Resource: resource, RequestId: requestId },
+    { Code: err.code, Message: err.message, ...regionHint, Resource: resource, RequestId: requestId },
     { xmlns: undefined },
   );
   return new Response(body, { status: err.status, headers });
@@ -417,7 +420,7 @@ async function answerS3(request: Request, services: S3Services): Promise<Respons
     if (s3err.status === 501) log.debug(`${context}: ${s3err.code} ${s3err.message}`);
     else if (s3err.status >= 500 && !loggedAsBug) log.warn(`${context}: ${s3err.code} ${s3err.message}`);
     // Errors carry the CORS headers too, so that a browser page can read why it failed.
-    return withCors(errorResponse(s3err, rawPath, requestId, isHead));
+    return withCors(errorResponse(s3err, rawPath, requestId, isHead, services.settings.region));
   }
 }
 
