@@ -145,17 +145,3 @@ describe("multipart checksum types (S3 User Guide, \"Checking object integrity\"
     expect(checkChecksumType(algo, defaultChecksumType(algo))).toBeUndefined();
   });
 });
-
-test("throughput is sane (CRC32C and CRC64NVME in pure JS)", () => {
-  const block = noise(1 << 20);
-  for (const algo of ["CRC32C", "CRC64NVME"] as const) {
-    const c = createChecksum(algo);
-    const t0 = performance.now();
-    for (let i = 0; i < 64; i++) c.update(block);
-    c.digest();
-    const mibps = 64 / ((performance.now() - t0) / 1000);
-    console.log(`${algo}: ${mibps.toFixed(0)} MiB/s`);
-    // Loose floor: this VM is noisy; measured ~1.2-2 GiB/s.
-    expect(mibps).toBeGreaterThan(150);
-  }
-});
