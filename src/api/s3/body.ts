@@ -10,11 +10,41 @@ import { declaredDigests, verifyDigests } from "./headers";
 import { createChecksum, type ChecksumAlgorithm } from "../../util/checksum";
 import type { S3Request } from "./context";
 
-/** Largest body accepted without a declared length (small XML documents only). */
+/**
+ * Largest limit of a document body (XML configurations, Delete lists): such a body may come
+ * without a declared length or framing (then it is empty). A reader with a larger limit reads
+ * object data, which must declare its length or come HTTP-chunked.
+ */
 const MAX_UNDECLARED_BODY = 4 * 1024 * 1024;
 
+/**
+ * The one transfer coding a request body may carry. node:http strips chunked framing and
+ * hands any other coding (gzip, deflate...) through as it came: stored, it would be an object
+ * other than the one sent. AWS answers those 501 NotImplemented, and so do we.
+ */
+const CHUNKED = "chunked";
+
+/**
+ * How a request frames its body, read from its headers: plain with a Content-Length, HTTP
+ * chunked (Transfer-Encoding: chunked, which ends with an explicit last chunk, so a cut
+ * connection is never taken for the end), or none (no body).
+ */
+function framing(h: Headers): "length" | "chunked" | "none" {
+  const te = h.get("transfer-encoding");
+  if (te !== null) {
+    if (te.trim().toLowerCase() !== CHUNKED)
+      throw new S3Error("NotImplemented", `A header you provided implies functionality that is not implemented: Transfer-Encoding: ${te}`);
+    return "chunked";
+  }
+  return h.get("content-length") !== null ? "length" : "none";
+}
+
 export class PayloadReader {
-  /** Payload length the client announced, when it did. */
+  /**
+   * Payload length the client announced, when it did. Undefined for an object body sent
+   * HTTP-chunked without one (AWS's sigv4-streaming rules): it is then bounded by `maxSize`
+   * as it is read, and its size is known only at its end.
+   */
   readonly declaredLength: number | undefined;
   private decoder: AwsChunkedDecoder | undefined;
   private consumed = false;
@@ -25,17 +55,26 @@ export class PayloadReader {
   ) {
     const h = r.headers;
     const streaming = r.auth.payload.kind.startsWith("streaming");
+    const frame = framing(h);
+    // Object data (PutObject, UploadPart) takes more than any document: it must say how it ends.
+    const objectData = maxSize > MAX_UNDECLARED_BODY;
     const declared = streaming ? h.get("x-amz-decoded-content-length") : h.get("content-length");
     if (declared !== null) {
       const n = parseDecimal(declared, 0, Number.MAX_SAFE_INTEGER);
       if (n === undefined) throw new S3Error("InvalidArgument", `Invalid content length: ${declared}`);
       if (n > maxSize) throw new S3Error("EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${maxSize} bytes)`);
       this.declaredLength = n;
-    } else if (h.get("transfer-encoding") === null && !streaming) {
-      this.declaredLength = 0; // no length and not chunked: an empty body (HTTP/1.1 semantics)
-    } else if (maxSize > MAX_UNDECLARED_BODY) {
-      // Without a declared length a cut connection is indistinguishable from the end of the
-      // body, so object data must announce its size (S3 does the same).
+    } else if (!objectData) {
+      // A document: no framing at all is an empty body (HTTP/1.1); chunked is read to its end.
+      this.declaredLength = frame === "none" && !streaming ? 0 : undefined;
+    } else if (frame === "chunked" && !streaming) {
+      // Accepted without a length: the chunked framing marks the body's end, and the payload
+      // hash (when signed) vouches for its bytes.
+      this.declaredLength = undefined;
+    } else {
+      // Neither Content-Length nor chunked framing (an HTTP/1.1 request without them has no
+      // body), or aws-chunked without the x-amz-decoded-content-length AWS requires: refused
+      // as AWS does, rather than stored empty or at a size nobody announced.
       throw new S3Error("MissingContentLength", "You must provide the Content-Length HTTP header");
     }
   }

@@ -38,6 +38,24 @@ export function headerValueFromText(what: string, text: string): string {
   return bytes;
 }
 
+/** The content coding that frames an aws-chunked (SigV4 streaming) body. */
+const AWS_CHUNKED = "aws-chunked";
+
+/**
+ * The Content-Encoding an object keeps: the value as sent, byte for byte ("deflate, gzip"
+ * stays so), less any aws-chunked coding, which is the framing of the request body and not a
+ * property of the object; undefined when nothing else is left. The codings around a removed
+ * one keep their own spelling: "gzip, aws-chunked" and "aws-chunked, gzip" keep "gzip". An
+ * empty value stores no Content-Encoding.
+ */
+export function storedContentEncoding(value: string): string | undefined {
+  if (value.trim() === "") return undefined;
+  const codings = value.split(",");
+  if (!codings.some((c) => c.trim().toLowerCase() === AWS_CHUNKED)) return value;
+  const kept = codings.filter((c) => c.trim().toLowerCase() !== AWS_CHUNKED && c.trim() !== "");
+  return kept.length > 0 ? kept.join(",").trim() : undefined;
+}
+
 /** Standard headers stored with an object and returned on GET/HEAD. */
 export const STORED_HEADERS = ["content-type", "content-encoding", "content-disposition", "content-language", "cache-control", "expires", "x-amz-website-redirect-location"];
 
@@ -50,10 +68,9 @@ export function storedHeaders(h: Headers): HeaderList {
     // Refused here rather than stored: every later GET or HEAD would have to send it back.
     if (stored && !isHeaderValue(value)) throw new S3Error("InvalidArgument", `The value of ${n} holds a character that an HTTP header value may not hold (a control character or line break)`);
     if (STORED_HEADERS.includes(n)) {
-      // aws-chunked is transfer framing, not a property of the object.
       if (n === "content-encoding") {
-        const rest = value.split(",").map((s) => s.trim()).filter((s) => s !== "aws-chunked" && s !== "");
-        if (rest.length > 0) out.push([n, rest.join(",")]);
+        const coding = storedContentEncoding(value);
+        if (coding !== undefined) out.push([n, coding]);
         return;
       }
       out.push([n, value]);

@@ -1,6 +1,5 @@
 // PutObject: the request's conditions, headers, digests and quota; the version itself is
 // written by the one object writer (src/model/object-writer.ts).
-import { assert } from "../../util/assert";
 import { checksumHeaderName } from "../../util/checksum";
 import { visibleVersion } from "../../model/object";
 import { writeObject } from "../../model/object-writer";
@@ -43,10 +42,10 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const sseC = parseSseC(r.headers);
   const sealing = sseC && newEncryptionRecord(sseC.key);
   const payload = new PayloadReader(r);
-  // An object body always declares its length (PayloadReader refuses it otherwise) and must
-  // match it: the quota check can run before anything is stored.
-  assert(payload.declaredLength !== undefined, "a PutObject body declares its length");
-  await checkQuotas(r, payload.declaredLength);
+  // A declared length is checked against the quotas before anything is stored. A chunked body
+  // of unknown length (bounded by PayloadReader) is checked again once its size is known, in
+  // `describe`; a bucket already full refuses it at once, as a form upload (post-object.ts).
+  await checkQuotas(r, payload.declaredLength ?? 1);
   const { meta } = await writeObject(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, {
     headers,
     declaredLength: payload.declaredLength,
@@ -54,13 +53,16 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
     tags,
     encryption: sealing?.dataKey,
-    describe: (body) => ({
-      size: body.size,
-      etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
-      headers,
-      checksum: verifyDigests(digests, body, payload.trailers),
-      ...(sealing ? { encryption: sealing.record } : {}),
-    }),
+    describe: async (body) => {
+      if (payload.declaredLength === undefined) await checkQuotas(r, body.size);
+      return {
+        size: body.size,
+        etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
+        headers,
+        checksum: verifyDigests(digests, body, payload.trailers),
+        ...(sealing ? { encryption: sealing.record } : {}),
+      };
+    },
   });
   const out: Record<string, string> = { etag: etagHeader(meta.etag), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
   if (meta.checksum) out[checksumHeaderName(meta.checksum.algorithm)] = meta.checksum.value;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decodeContinuationToken, encodeContinuationToken, prefixEnd, urlEncodeKey } from "../../../src/api/s3/list.ts";
+import { decodeContinuationToken, encodeContinuationToken, prefixEnd, urlEncodeKey, v1PrefixElement } from "../../../src/api/s3/list.ts";
 import { S3Error } from "../../../src/api/s3/errors.ts";
 import { mulberry32 } from "../../helpers/random.ts";
 
@@ -104,5 +104,39 @@ describe("urlEncodeKey (encoding-type=url)", () => {
   ])("%p -> %p", (key, encoded) => {
     expect(urlEncodeKey(key)).toBe(encoded);
     expect(decodeURIComponent(encoded)).toBe(key);
+  });
+});
+
+describe("urlEncodeKey: a lone surrogate", () => {
+  test("is encoded as U+FFFD (the XML writer's choice), never a URIError", () => {
+    expect(urlEncodeKey("a\uD800b")).toBe("a%EF%BF%BDb");
+  });
+});
+
+describe("v1PrefixElement (ListObjects' own Prefix under encoding-type=url)", () => {
+  test.each([
+    ["\n", "\n"],
+    ["foo/", "foo/"],
+    ["run books/", "run books/"],
+    ["é😀", "é😀"],
+    ["a+b", "a%2Bb"],
+    ["100%", "100%25"],
+    ["\u0001", "%01"],
+    ["x\uFFFE", "x%EF%BF%BE"],
+  ])("%p -> %p", (prefix, element) => {
+    expect(v1PrefixElement(prefix)).toBe(element);
+  });
+  test("property: the element decodes to the prefix with a URL decoder and as it is, when sent raw", () => {
+    const alphabet = ["a", "/", " ", "+", "%", "\n", "\t", "\u0001", "é", "😀", "~", "*"];
+    const next = rng(11);
+    for (let i = 0; i < 500; i++) {
+      let p = "";
+      for (let j = 0; j < 6; j++) p += alphabet[Math.floor(next() * alphabet.length)];
+      const el = v1PrefixElement(p);
+      // What SDKs that decode read (Java v1 URLDecoder and PHP urldecode also take "+" as space).
+      expect(decodeURIComponent(el.replaceAll("+", "%20"))).toBe(p);
+      // What SDKs that do not decode read: the prefix itself whenever it was sent raw.
+      if (el === p) expect(/[%+]/.test(p)).toBe(false);
+    }
   });
 });
