@@ -69,5 +69,7 @@ export function parseTaggingXml(text: string, maxTags: number): TagSet {
 
 /** The `<Tagging>` document of `tags`. */
 export function taggingXml(tags: TagSet): string {
-  return xmlDocument("Tagging", { TagSet: { Tag: tags.map(([Key, Value]) => ({ Key, Value })) } });
+  // S3 keeps a tag set as a map and answers it sorted by key (s3-tests test_put_obj_with_tags).
+  const sorted = [...tags].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return xmlDocument("Tagging", { TagSet: { Tag: sorted.map(([Key, Value]) => ({ Key, Value })) } });
 }
