@@ -45,6 +45,18 @@ export const TEST_FILES = ["s3tests/functional/test_s3.py", "s3tests/functional/
 const names = (...list: string[]) => new RegExp(`^(?:${list.join("|")})$`);
 
 export const CATEGORIES: Category[] = [
+  {
+    name: "suite-defect",
+    inScope: false,
+    why: "the test drops or blanks a header in a before-call hook, but botocore signs and sets Content-Length after that hook, so the request arrives valid; no server can pass (upstream marks them fails_on_rgw with a TODO)",
+    pattern: names(
+      "test_object_create_bad_authorization_empty",
+      "test_object_create_bad_authorization_none",
+      "test_bucket_create_bad_authorization_empty",
+      "test_bucket_create_bad_authorization_none",
+      "test_object_create_bad_contentlength_none",
+    ),
+  },
   // ---- out of scope by design ----
   {
     name: "rgw-tenant",
