@@ -8,8 +8,11 @@
 //   bun tests/conformance/s3-tests.ts <s3-tests checkout> [--out DIR] [-k EXPR] [--min-pass RATE]
 //
 // Without a checkout it prints "s3-tests: skipped: no checkout given" and exits 0, so it can sit in
-// a test command that runs where the suite is absent. Writes to DIR (default: a temp dir):
-// s3tests.conf, junit.xml, pytest.log, server.log, results.json (one entry per test) and
+// a test command that runs where the suite is absent. The suite gets two keys allowed to create
+// buckets ("main" and "alt"; its RGW "tenant" user reuses alt), runs with the markers
+// AWS-compatible servers use (categories.ts), and has its per-test bucket cleanup kept working by
+// s3tests_cleanup_shim.py (see there). Writes to DIR (default: a temp dir): s3tests.conf,
+// junit.xml, pytest.log, server.log, cleanup-shim.log, results.json (one entry per test) and
 // summary.txt (the printed table). Exits 1 on a setup error, or when --min-pass is given and the
 // in-scope pass rate is below it.
 // Env: S3TESTS_PYTHON (default python3): the interpreter to run pytest with.
@@ -46,9 +49,10 @@ interface TestResult {
   inScope: boolean;
 }
 
+/** A setup problem: reported in one line, exit code 1 (after the server is stopped). */
+class SetupError extends Error {}
 function fail(message: string): never {
-  console.error(`s3-tests: ${message}`);
-  process.exit(1);
+  throw new SetupError(message);
 }
 
 async function run(cmd: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
@@ -303,4 +307,12 @@ async function main() {
   if (minPass !== undefined && inScopeRate < minPass) fail(`in-scope pass rate ${(inScopeRate * 100).toFixed(1)}% is below ${minPass * 100}%`);
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    if (!(e instanceof SetupError)) throw e;
+    console.error(`s3-tests: ${e.message}`);
+    process.exit(1);
+  }
+}
