@@ -460,8 +460,13 @@ export class Model {
     }
   }
 
+  /**
+   * Deletes an empty bucket. Unfinished multipart uploads do not make it non-empty (as in S3,
+   * which deletes a bucket holding only those): they are aborted first.
+   */
   async deleteBucket(bucket: BucketEntry): Promise<void> {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
+    await this.cleanupUploads(bucket, Infinity);
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
     await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null }, quotas: { ts, v: NO_QUOTAS }, lifecycle: { ts, v: null } });
@@ -539,16 +544,15 @@ export class Model {
     return this.getBucket(bucket.id)!;
   }
 
-  /** True when the bucket still holds a visible object or an unfinished multipart upload. */
+  /** True when the bucket still holds a visible object. */
   async bucketHasContent(bucketId: string): Promise<boolean> {
     let start = "";
     for (;;) {
       const page = await this.objects.range(bucketId, { start, limit: 1000 });
       if (page.some((o) => o.versions.some((v) => v.state.kind === "complete" && v.state.data.kind !== "deleteMarker"))) return true;
-      if (page.length < 1000) break;
+      if (page.length < 1000) return false;
       start = page[page.length - 1]!.key + "\u0000";
     }
-    const uploads = await this.uploads.range(bucketId, { limit: 1000 });
-    return uploads.some((u) => !u.deleted);
   }
+
 }

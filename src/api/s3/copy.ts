@@ -113,8 +113,10 @@ export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
     const last = parseDecimal(m?.[2], 0, Number.MAX_SAFE_INTEGER);
     if (first === undefined || last === undefined)
       throw new S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
-    // AWS answers a range outside the source with InvalidArgument, not GET's InvalidRange.
-    if (first > last || last >= size) throw new S3Error("InvalidArgument", `Range specified is not valid for source object of size: ${size}`);
+    // A range past the source's end is InvalidRange (as s3-tests expect of AWS); one that ends
+    // before it starts is malformed.
+    if (first > last) throw new S3Error("InvalidArgument", `Range specified is not valid for source object of size: ${size}`);
+    if (last >= size) throw new S3Error("InvalidRange", `Range specified is not valid for source object of size: ${size}`);
     start = first;
     end = last;
   }

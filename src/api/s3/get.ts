@@ -215,7 +215,8 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   const given = parseSseC(r.headers);
   const entry = await r.services.model.objects.get(r.bucket.id, r.key);
   const version = visibleVersion(entry);
-  if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+  // A deleted key of an unversioned bucket: S3 says the current version is no delete marker.
+  if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.", entry ? { "x-amz-delete-marker": "false" } : {});
   const dataKey = unlockSseC(version.state.data.meta.encryption, given, "read");
   const response = await objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead, dataKey);
   if (given) for (const [name, value] of Object.entries(sseCResponseHeaders(given.keyMd5))) response.headers.set(name, value);

@@ -169,7 +169,7 @@ function requestedPartChecksum(part: XmlElement): RequestedPart["checksum"] {
   return { algorithm, value };
 }
 
-/** The part list of a CompleteMultipartUpload body, checked for form and order. */
+/** The part list of a CompleteMultipartUpload body, checked for form and order; one entry per part number. */
 function parseCompleteRequest(text: string): RequestedPart[] {
   const doc = parseXml(text);
   if (doc.name !== "CompleteMultipartUpload") throw new S3Error("MalformedXML", "Expected a <CompleteMultipartUpload> document");
@@ -184,10 +184,12 @@ function parseCompleteRequest(text: string): RequestedPart[] {
   });
   if (requested.length === 0) throw new S3Error("MalformedXML", "You must specify at least one part");
   for (let i = 1; i < requested.length; i++) {
-    if (requested[i]!.num <= requested[i - 1]!.num)
+    if (requested[i]!.num < requested[i - 1]!.num)
       throw new S3Error("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must be specified in order by part number.");
   }
-  return requested;
+  // A part number listed twice (a client that uploaded it again) counts once, as its last
+  // entry: S3 accepts such a list (s3-tests test_multipart_resend_first_finishes_last).
+  return requested.filter((p, i) => requested[i + 1]?.num !== p.num);
 }
 
 /** S3's ETag of a multipart object: the MD5 of the parts' binary MD5s, and their count. */

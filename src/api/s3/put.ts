@@ -21,11 +21,13 @@ export async function checkWriteConditions(r: ObjectRequest): Promise<void> {
   const ifNoneMatch = r.headers.get("if-none-match");
   const ifMatch = r.headers.get("if-match");
   if (ifNoneMatch === null && ifMatch === null) return;
-  if (ifNoneMatch !== null && ifNoneMatch.trim() !== "*")
-    throw new S3Error("NotImplemented", "If-None-Match on writes only supports the value *");
   const current = visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key));
-  if (ifNoneMatch !== null && current)
-    throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  // `*`: the key must not exist; ETags: the current object must not be one of them.
+  if (ifNoneMatch !== null && current) {
+    const unwanted = ifNoneMatch.split(",").map(normalizeEtag);
+    if (unwanted.includes("*") || unwanted.includes(current.state.data.meta.etag))
+      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  }
   if (ifMatch !== null) {
     if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
     const wanted = ifMatch.split(",").map(normalizeEtag);
