@@ -12,6 +12,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
   PutObjectCommand,
   UploadPartCommand,
   UploadPartCopyCommand,
@@ -88,4 +89,19 @@ test("GET and HEAD of a deleted key: 404 with x-amz-delete-marker: false (an unv
   }
   const never = await signedFetch(server, "HEAD", `/${BUCKET}/never-written`);
   expect([never.status, never.headers.get("x-amz-delete-marker")]).toEqual([404, null]);
+});
+
+test("ListObjectVersions lists every object once as version null, the latest, in pages; no delete markers", async () => {
+  await s3.send(new CreateBucketCommand({ Bucket: "versions" }));
+  for (const k of ["a", "b/1", "b/2", "c", "d"]) await s3.send(new PutObjectCommand({ Bucket: "versions", Key: k, Body: k }));
+  await s3.send(new DeleteObjectCommand({ Bucket: "versions", Key: "d" }));
+  const first = await s3.send(new ListObjectVersionsCommand({ Bucket: "versions", MaxKeys: 2, Delimiter: "/" }));
+  expect(first.Versions?.map((v) => [v.Key, v.VersionId, v.IsLatest])).toEqual([["a", "null", true]]);
+  expect(first.CommonPrefixes?.map((p) => p.Prefix)).toEqual(["b/"]);
+  expect([first.IsTruncated, first.NextKeyMarker, first.NextVersionIdMarker]).toEqual([true, "b/", "null"]);
+  const rest = await s3.send(new ListObjectVersionsCommand({ Bucket: "versions", Delimiter: "/", KeyMarker: first.NextKeyMarker, VersionIdMarker: first.NextVersionIdMarker }));
+  expect(rest.Versions?.map((v) => v.Key)).toEqual(["c"]);
+  expect(rest.DeleteMarkers ?? []).toEqual([]);
+  expect(rest.IsTruncated).toBe(false);
+  expect(await s3Failure(s3.send(new ListObjectVersionsCommand({ Bucket: "versions", KeyMarker: "a", VersionIdMarker: "3HL4kqtJlcpXroDTDmJ" })))).toMatchObject({ name: "InvalidArgument", status: 400 });
 });

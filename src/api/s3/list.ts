@@ -10,6 +10,7 @@ import { S3Error } from "./errors";
 import { isoDate, xmlResponse } from "./bucket";
 import { xmlDocument } from "./xml";
 import { etagHeader } from "./headers";
+import { NULL_VERSION_ID } from "./version-id";
 
 /** Rows fetched per table query while filling a page. */
 const SCAN_BATCH = 256;
@@ -229,6 +230,40 @@ export async function listObjectsV2(r: BucketRequest): Promise<Response> {
       EncodingType: p.encodeUrl ? "url" : undefined,
       IsTruncated: page.isTruncated,
       Contents: contents(r, page.items, enc, r.query.get("fetch-owner") === "true"),
+      CommonPrefixes: page.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
+    }),
+  );
+}
+
+/**
+ * ListObjectVersions. Buckets are never versioned: every object has one version, `null`, which is
+ * the latest, and a deleted key has none (no delete markers are kept). Answered as AWS answers
+ * for a bucket whose versioning was never enabled; tools that list versions (cleanups, backup
+ * tools, s3-tests) work unchanged.
+ */
+export async function listObjectVersions(r: BucketRequest): Promise<Response> {
+  const keyMarker = r.query.get("key-marker") ?? "";
+  const versionIdMarker = r.query.get("version-id-marker") ?? "";
+  if (versionIdMarker !== "" && keyMarker === "") throw new S3Error("InvalidArgument", "A version-id marker cannot be specified without a key marker.");
+  if (versionIdMarker !== "" && versionIdMarker !== "null") throw new S3Error("InvalidArgument", "Invalid version id specified");
+  // Each key has one version: after (key, any version) is after the key.
+  const p = listParams(r, keyMarker === "" ? undefined : keyMarker);
+  const page = await listPage(r, p);
+  const enc = p.encodeUrl ? urlEncodeKey : (s: string) => s;
+  const truncatedAfter = page.isTruncated && page.last !== undefined ? page.last : undefined;
+  return xmlResponse(
+    xmlDocument("ListVersionsResult", {
+      Name: r.bucketName,
+      Prefix: enc(p.prefix),
+      KeyMarker: enc(keyMarker),
+      VersionIdMarker: versionIdMarker,
+      NextKeyMarker: truncatedAfter !== undefined ? enc(truncatedAfter) : undefined,
+      NextVersionIdMarker: truncatedAfter !== undefined ? NULL_VERSION_ID : undefined,
+      MaxKeys: p.maxKeys,
+      Delimiter: p.delimiter !== undefined ? enc(p.delimiter) : undefined,
+      EncodingType: p.encodeUrl ? "url" : undefined,
+      IsTruncated: page.isTruncated,
+      Version: contents(r, page.items, enc, true).map(({ Key, ...rest }) => ({ Key, VersionId: NULL_VERSION_ID, IsLatest: true, ...rest })),
       CommonPrefixes: page.commonPrefixes.map((cp) => ({ Prefix: enc(cp) })),
     }),
   );

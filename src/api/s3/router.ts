@@ -175,6 +175,7 @@ const IMPLEMENTED: Record<Exclude<RoutedOperation, "ListBuckets" | "CreateBucket
   GetBucketVersioning: { permission: "read", handle: bucketOps.getBucketVersioning },
   ListObjects: { permission: "read", handle: listObjectsV1 },
   ListObjectsV2: { permission: "read", handle: listOps.listObjectsV2 },
+  ListObjectVersions: { permission: "read", handle: listOps.listObjectVersions },
   ListMultipartUploads: { permission: "read", handle: multipartOps.listMultipartUploads },
   DeleteBucket: { permission: "owner", handle: bucketOps.deleteBucket },
   DeleteObjects: { permission: "write", handle: deleteOps.deleteObjects },

@@ -23,6 +23,7 @@ export type RoutedOperation =
   | "GetBucketVersioning"
   | "ListObjects"
   | "ListObjectsV2"
+  | "ListObjectVersions"
   | "ListMultipartUploads"
   | "PutObject"
   | "GetObject"
