@@ -21,6 +21,11 @@ const WRITE_CHUNK = 1 * MiB;
 
 /** Writes `size` random bytes to `path` (1 MiB at a time) and returns their digests. */
 export function writeRandomFile(path: string, size: number): RandomFile {
+  return writeFileOf(path, size, (n) => randomBytes(n));
+}
+
+/** Writes `size` bytes from `next(n)` (at most 1 MiB a call) to `path`, hashing them on the way. */
+export function writeFileOf(path: string, size: number, next: (n: number) => Uint8Array): RandomFile {
   mkdirSync(dirname(path), { recursive: true });
   const sha = createHash("sha256");
   const md5 = createHash("md5");
@@ -28,7 +33,7 @@ export function writeRandomFile(path: string, size: number): RandomFile {
   try {
     let left = size;
     while (left > 0) {
-      const chunk = randomBytes(Math.min(WRITE_CHUNK, left));
+      const chunk = next(Math.min(WRITE_CHUNK, left));
       sha.update(chunk);
       md5.update(chunk);
       let off = 0;

@@ -1,10 +1,10 @@
 // Reproducible test data: files whose bytes follow from a seed (an AES-256-CTR keystream, fast
 // enough for MiBs), trees of such files drawn from a seeded PRNG, and digests of a directory
 // tree, so that a client's round trip is compared byte for byte and a failure replays exactly.
-import { closeSync, mkdirSync, openSync, readdirSync, writeSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { createCipheriv, createHash } from "node:crypto";
-import { dirname, join, relative } from "node:path";
-import { hashFile, MiB, type RandomFile } from "./clients";
+import { join, relative } from "node:path";
+import { hashFile, MiB, writeFileOf, type RandomFile } from "./clients";
 import { mulberry32 } from "./random";
 
 const WRITE_CHUNK = 1 * MiB;
@@ -12,26 +12,9 @@ const ZEROS = new Uint8Array(WRITE_CHUNK);
 
 /** Writes `size` bytes drawn from `seed` to `path`; the same seed always gives the same bytes. */
 export function writeSeededFile(path: string, size: number, seed: number): RandomFile {
-  mkdirSync(dirname(path), { recursive: true });
   const key = createHash("sha256").update(`bunker-seeded-file:${seed}`).digest();
   const stream = createCipheriv("aes-256-ctr", key, Buffer.alloc(16));
-  const sha = createHash("sha256");
-  const md5 = createHash("md5");
-  const fd = openSync(path, "w");
-  try {
-    let left = size;
-    while (left > 0) {
-      const chunk = stream.update(ZEROS.subarray(0, Math.min(WRITE_CHUNK, left)));
-      sha.update(chunk);
-      md5.update(chunk);
-      let off = 0;
-      while (off < chunk.length) off += writeSync(fd, chunk, off);
-      left -= chunk.length;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return { path, size, sha256: sha.digest("hex"), md5: md5.digest("hex") };
+  return writeFileOf(path, size, (n) => stream.update(ZEROS.subarray(0, n)));
 }
 
 export interface SeededTreeSpec {
