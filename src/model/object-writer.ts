@@ -8,7 +8,7 @@ import { newUuid } from "../util/ids";
 import { INLINE_THRESHOLD } from "../util/limits";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
-import { encryptBlock, type DataKey, type EncryptionRecord } from "../block/encryption";
+import { encryptBlock, encryptedBlockPlainSize, type DataKey, type EncryptionRecord } from "../block/encryption";
 import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 
@@ -117,7 +117,8 @@ function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody, encryption: DataKey
 
 /** Stores a body as the new current version of `target` (PutObject, PostObject). */
 export async function writeObject(services: StoreServices, target: ObjectTarget, body: NewObjectBody): Promise<WrittenVersion & { meta: ObjectMeta }> {
-  const plan = planWrite(body.declaredLength, services.blockSize);
+  // A sealed block carries less plaintext than a block: the plan counts in plaintext bytes.
+  const plan = planWrite(body.declaredLength, body.encryption ? encryptedBlockPlainSize(services.blockSize) : services.blockSize);
   const store = (versionUuid: string) =>
     writeBody(services, {
       versionUuid,
@@ -203,10 +204,6 @@ export interface UploadChecksum {
   type: ChecksumType;
 }
 
-/**
- * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
- * and the upload row is written beside it, with what the completed version will carry.
- */
 /** What an upload's completed version will carry, fixed when the upload is created. */
 export interface UploadSettings {
   headers: HeaderList;
@@ -214,6 +211,11 @@ export interface UploadSettings {
   tags: TagList;
   encryption: EncryptionRecord | undefined;
 }
+
+/**
+ * Opens a multipart upload: its final version (uuid = upload id) is announced as uploading,
+ * and the upload row is written beside it, with what the completed version will carry.
+ */
 
 export async function startUpload(services: StoreServices, target: ObjectTarget, settings: UploadSettings): Promise<UploadEntry> {
   const { model } = services;

@@ -71,7 +71,8 @@ afterAll(async () => {
 });
 
 describe("PutObject and GetObject", () => {
-  for (const [label, size] of [["inline", 100], ["one block", 64 * 1024], ["several blocks", 2 * MiB + 12345]] as const) {
+  // A sealed block holds 29 bytes less plaintext than a block: 1 MiB - 28 and 1 MiB take two.
+  for (const [label, size] of [["inline", 100], ["one block", 64 * 1024], ["one sealed block, full", MiB - 29], ["just past one sealed block", MiB - 28], ["exactly a block", MiB], ["several blocks", 2 * MiB + 12345]] as const) {
     test(`${label}: read back with the key (whole, Range across blocks, HEAD); the key is echoed`, async () => {
       const body = randomBytes(size);
       const put = await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: label, Body: body, ...sse(keyA) }));
@@ -144,6 +145,11 @@ describe("CopyObject", () => {
     expect(await s3Failure(s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "cother", ...sse(keyA) })))).toMatchObject({ status: 403 });
     await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "csealed", CopySource: `${BUCKET}/cplain`, ...sse(keyB) }));
     expect(sha256Hex(await getBytes("csealed", sse(keyB)))).toBe(sha256Hex(body));
+    // A plaintext source of exactly one block, sealed by the copy (two sealed blocks).
+    const block = randomBytes(MiB);
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "cblock", Body: block }));
+    await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "cblock-sealed", CopySource: `${BUCKET}/cblock`, ...sse(keyA) }));
+    expect(sha256Hex(await getBytes("cblock-sealed", sse(keyA)))).toBe(sha256Hex(block));
     // A copy of an encrypted source without its key is refused.
     expect(await s3Failure(s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "cnokey", CopySource: `${BUCKET}/csrc` })))).toMatchObject({ status: 400 });
     expect(await s3Failure(s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "cnokey", CopySource: `${BUCKET}/csrc`, ...copySse(keyB) })))).toMatchObject({ status: 403 });
