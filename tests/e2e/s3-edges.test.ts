@@ -4,6 +4,8 @@
 // and no Content-Length; Content-Encoding kept as sent, less aws-chunked.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { CreateBucketCommand, CreateMultipartUploadCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
 import { MiB, sdkClient } from "../helpers/clients";
@@ -192,6 +194,17 @@ describe("object bodies with Transfer-Encoding: chunked (s3-tests test_object_wr
     expect((await signedFetch(server, "GET", `/${QUOTA}/big`)).status).toBe(404);
     const under = randomBytes(50_000);
     expect((await raw("PUT", `/${QUOTA}/small`, [["Transfer-Encoding", "chunked"]], httpChunked(under, 65536), "UNSIGNED-PAYLOAD")).status).toBe(200);
+    // Cut off as it passes the quota: none of a 3 MiB body's blocks is stored.
+    const blockFiles = () => (readdirSync(join(server.dir, "data"), { recursive: true }) as string[]).filter((f) => /[0-9a-f]{64}/.test(f)).length;
+    const before = blockFiles();
+    const huge = await raw("PUT", `/${QUOTA}/huge`, [["Transfer-Encoding", "chunked"]], httpChunked(randomBytes(3 * 1024 * 1024), 65536), "UNSIGNED-PAYLOAD");
+    expect([huge.status, codeOf(huge)]).toEqual([403, "AccessDenied"]);
+    expect(blockFiles()).toBe(before);
+    // A part too: parts count against the size quota as they are sent.
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: QUOTA, Key: "mp" }));
+    const part = await raw("PUT", `/${QUOTA}/mp?partNumber=1&uploadId=${UploadId}`, [["Transfer-Encoding", "chunked"]], httpChunked(randomBytes(3 * 1024 * 1024), 65536), "UNSIGNED-PAYLOAD");
+    expect([part.status, codeOf(part)]).toEqual([403, "AccessDenied"]);
+    expect(blockFiles()).toBe(before);
   });
 });
 

@@ -72,6 +72,10 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
     const meta: ObjectMeta = { ...data.meta, headers };
     written = { ...(await writeCopy(storeServices(r.services), target, src.version, meta, tags)), etag: meta.etag };
   } else {
+    // Rewriting the data costs a read and a write of every byte, in this request: bounded as
+    // AWS bounds every CopyObject (a reference copy costs metadata only and is not).
+    if (data.meta.size > MAX_PUT_SIZE)
+      throw new S3Error("InvalidRequest", `The specified copy source is larger than the maximum allowable size for a copy source: ${MAX_PUT_SIZE}`);
     // A multipart source's composite checksum describes its parts, which the copy does not
     // keep; a whole-object one is computed again over the bytes copied.
     const sum = data.meta.checksum?.type === "FULL_OBJECT" ? data.meta.checksum : undefined;

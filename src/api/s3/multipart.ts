@@ -21,7 +21,7 @@ import { uploadSortKey, partSortKey, type UploadEntry, type UploadPartEntry } fr
 import { parseDecimal } from "../../util/decimal";
 import type { ObjectChecksum, ObjectMeta } from "../../model/object";
 import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
-import { checkQuotas } from "./quota";
+import { checkQuotas, withinSizeQuota } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
 import { parseSseC, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
@@ -141,7 +141,8 @@ export async function uploadPart(r: ObjectRequest): Promise<Response> {
   const digests: DeclaredDigests = declaredDigests(r.headers, upload.checksumAlgorithm);
   // A part is no object yet, but a bucket full to its size quota takes no more data.
   await checkQuotas(r, payload.declaredLength ?? 0, { replacesKey: false });
-  const entry = await storePart(r, upload, part, payload.chunks(), payload.declaredLength, digests, () => payload.trailers);
+  const chunks = payload.declaredLength === undefined ? withinSizeQuota(r, payload.chunks(), { replacesKey: false }) : payload.chunks();
+  const entry = await storePart(r, upload, part, chunks, payload.declaredLength, digests, () => payload.trailers);
   const sseC = parseSseC(r.headers);
   const headers: Record<string, string> = { etag: etagHeader(entry.etag), ...(sseC ? sseCResponseHeaders(sseC.keyMd5) : {}) };
   if (entry.checksum && digests.checksumAlgorithm) headers[checksumHeaderName(digests.checksumAlgorithm)] = entry.checksum;

@@ -7,7 +7,7 @@ import { S3Error } from "./errors";
 import { storeServices, type ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
-import { checkQuotas } from "./quota";
+import { checkQuotas, withinSizeQuota } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
 import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
@@ -51,7 +51,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
   const { meta } = await writeObject(storeServices(r.services), { bucketId: r.bucket.id, key: r.key }, {
     headers,
     declaredLength: payload.declaredLength,
-    chunks: payload.chunks(),
+    chunks: payload.declaredLength === undefined ? withinSizeQuota(r, payload.chunks()) : payload.chunks(),
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
     tags,
     encryption: sealing?.dataKey,

@@ -33,3 +33,22 @@ export async function checkQuotas(r: Pick<ObjectRequest, "bucket" | "key" | "ser
       `Bucket size quota is reached: this bucket may hold at most ${q.maxSize} bytes; it holds ${counts.bytes} and this write would add ${size - replacedSize}`,
     );
 }
+
+/**
+ * The body of a write whose length was not declared (HTTP-chunked), cut off with the quota's
+ * error as soon as it passes the bytes the bucket's size quota leaves, rather than stored whole
+ * and refused after.
+ */
+export async function* withinSizeQuota(r: Pick<ObjectRequest, "bucket" | "key" | "services">, chunks: AsyncIterable<Uint8Array>, opts: { replacesKey: boolean } = { replacesKey: true }): AsyncGenerator<Uint8Array> {
+  const maxSize = r.bucket.quotas?.v?.maxSize ?? null;
+  if (maxSize === null) return yield* chunks;
+  const { model } = r.services;
+  const [counts, current] = await Promise.all([model.bucketCounts(r.bucket.id), opts.replacesKey ? model.objects.get(r.bucket.id, r.key) : undefined]);
+  const room = maxSize - counts.bytes + (visibleVersion(current)?.state.data.meta.size ?? 0);
+  let seen = 0;
+  for await (const chunk of chunks) {
+    seen += chunk.length;
+    if (seen > room) throw new S3Error("AccessDenied", `Bucket size quota is reached: this bucket may hold at most ${maxSize} bytes; it holds ${counts.bytes}`);
+    yield chunk;
+  }
+}
