@@ -53,6 +53,16 @@ export class IncompleteBlockListError extends Error {
   }
 }
 
+/**
+ * A CompleteMultipartUpload that failed part way left block rows that a completion with other
+ * parts cannot overwrite: completing would serve them. The upload must be aborted.
+ */
+export class StaleCompletionError extends Error {
+  constructor(readonly uploadId: string) {
+    super(`upload ${uploadId} was completed before with other parts, and that attempt failed part way`);
+  }
+}
+
 export interface NewObjectBody {
   headers: HeaderList;
   /** The length the request declared, when it declared one (a form upload does not). */
@@ -292,9 +302,17 @@ export async function completeUpload(services: StoreServices, upload: UploadEntr
   const target = { bucketId: upload.bucketId, key: upload.key };
   const version = { uuid: upload.uploadId, timestamp: upload.timestamp };
   await model.versions.insert({ uuid: version.uuid, deleted: false, backlink: { kind: "object", ...target } });
+  // Rows already there come from an earlier attempt that failed part way, maybe with other
+  // parts: block rows are never removed, so what this attempt does not overwrite would stay.
+  const retried = (await model.versionBlocks.range(version.uuid, { limit: 1 })).length > 0;
   for (let i = 0; i < chosen.length; i++) {
     // Never complete an object with less than its parts.
     if ((await model.copyBlocks(chosen[i]!.version, version.uuid, i + 1)) !== chosen[i]!.size) throw new IncompleteBlockListError(`part ${chosen[i]!.part}`);
+  }
+  if (retried) {
+    let stored = 0;
+    for await (const rows of model.blockPages(version.uuid)) for (const row of rows) stored += row.size;
+    if (stored !== meta.size) throw new StaleCompletionError(upload.uploadId);
   }
   await completeVersion(services, target, version, { kind: "blocks", meta }, upload.tags ?? []);
   // Closing the upload makes its replicas tombstone the part rows (uploadSchema.onMerge): the

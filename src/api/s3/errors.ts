@@ -3,7 +3,7 @@
 import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
 import { BlockNotFoundError } from "../../block/manager";
-import { IncompleteBlockListError } from "../../model/object-writer";
+import { IncompleteBlockListError, StaleCompletionError } from "../../model/object-writer";
 import { DecryptionError } from "../../block/encryption";
 import { logger } from "../../util/log";
 import { ClientDisconnected, RequestBodyTimeout } from "../http";
@@ -103,6 +103,7 @@ export function toS3Error(err: unknown, context?: string): S3Error {
   // The key was recognised (its MAC matched), so a block that does not open is damaged:
   // scrub and resync replace it from a replica.
   if (err instanceof DecryptionError) return new S3Error("ServiceUnavailable", "The object's data could not be decrypted on this read; please try again.");
+  if (err instanceof StaleCompletionError) return new S3Error("InvalidRequest", `This ${err.message}: abort it and upload the object again.`);
   if (err instanceof IncompleteBlockListError) return new S3Error("ServiceUnavailable", `The ${err.message}; please try again.`);
   log.error(`${context === undefined ? "" : `${context}: `}internal error: ${(err as Error)?.stack ?? err}`);
   return new S3Error("InternalError", "We encountered an internal error. Please try again.");

@@ -11,7 +11,7 @@ import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.t
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { Model } from "../../../src/model/model.ts";
 import type { StoreServices } from "../../../src/model/body-writer.ts";
-import { completeUpload, copyObject, IncompleteBlockListError, planWrite, startUpload, writeObject, writePart } from "../../../src/model/object-writer.ts";
+import { completeUpload, copyObject, IncompleteBlockListError, planWrite, StaleCompletionError, startUpload, writeObject, writePart } from "../../../src/model/object-writer.ts";
 import { visibleVersion, type ObjectMeta, type VisibleVersion } from "../../../src/model/object.ts";
 import { INLINE_THRESHOLD } from "../../../src/util/limits.ts";
 
@@ -114,5 +114,36 @@ describe("multipart", () => {
     await expect(completeUpload(services, upload, [part], [part], metaOf(100), { kind: "completed", etag: "x-1" })).rejects.toBeInstanceOf(IncompleteBlockListError);
     expect(await states()).toEqual(["uploading"]);
     expect((await model.uploads.range(target.bucketId, { limit: 10 })).map((u) => u.deleted)).toEqual([false]);
+  });
+});
+
+describe("a completion retried after one that failed part way", () => {
+  const hash = (c: string) => c.repeat(64);
+  async function part(upload: { uploadId: string }, n: number, version: string, size: number, rows: number[]) {
+    let offset = 0;
+    for (const [i, s] of rows.entries()) {
+      await model.versionBlocks.insert({ uuid: version, part: n, offset, hash: hash("abcdef"[i]!), size: s });
+      offset += s;
+    }
+    return { uploadId: upload.uploadId, part: n, timestamp: model.clock.now(), version, etag: "e".repeat(32), size, deleted: false };
+  }
+
+  test("with the same parts it completes; with other parts it is refused, nothing visible", async () => {
+    const upload = await startUpload(services, target, { headers: [], checksum: undefined, tags: [], encryption: undefined });
+    const p1 = await part(upload, 1, "1".repeat(64), 100, [100]);
+    const short = await part(upload, 2, "2".repeat(64), 100, [40]); // its block list as read: short
+    await expect(completeUpload(services, upload, [p1, short], [p1, short], metaOf(200), { kind: "completed", etag: "x-2" })).rejects.toBeInstanceOf(IncompleteBlockListError);
+    const p3 = await part(upload, 3, "3".repeat(64), 10, [10]);
+    await expect(completeUpload(services, upload, [p1, p3], [p1, short, p3], metaOf(110), { kind: "completed", etag: "x-2" })).rejects.toBeInstanceOf(StaleCompletionError);
+    expect(await states()).toEqual(["uploading"]);
+
+    const again = await startUpload(services, { ...target, key: "k2" }, { headers: [], checksum: undefined, tags: [], encryption: undefined });
+    const q1 = await part(again, 1, "4".repeat(64), 100, [100]);
+    const q2 = await part(again, 2, "5".repeat(64), 50, [50]);
+    // A first attempt that failed after copying part 1 (a quorum lost mid-way, say).
+    await model.copyBlocks(q1.version, again.uploadId, 1);
+    await completeUpload(services, again, [q1, q2], [q1, q2], metaOf(150), { kind: "completed", etag: "y-2" });
+    const v = visibleVersion(await model.objects.get(target.bucketId, "k2"))!;
+    expect(v.uuid).toBe(again.uploadId);
   });
 });
