@@ -14,6 +14,7 @@ import {
   GetObjectAttributesCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   PutBucketWebsiteCommand,
   PutObjectCommand,
   UploadPartCommand,
@@ -167,7 +168,7 @@ describe("multipart", () => {
     expect(await s3Failure(s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 1, Body: part1, ...sse(keyB) })))).toMatchObject({ status: 400 });
     const p1 = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 1, Body: part1, ...sse(keyA) }));
     const p2 = await s3.send(new UploadPartCopyCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 2, CopySource: `${BUCKET}/mpsrc`, CopySourceRange: "bytes=100-2000099", ...copySse(keyB), ...sse(keyA) }));
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p1.ETag }, { PartNumber: 2, ETag: p2.CopyPartResult!.ETag }] } }));
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p1.ETag }, { PartNumber: 2, ETag: p2.CopyPartResult!.ETag }] }, ...sse(keyA) }));
     const whole = Buffer.concat([part1, src.subarray(100, 2_000_100)]);
     expect(sha256Hex(await getBytes("mp", sse(keyA)))).toBe(sha256Hex(whole));
     expect(sha256Hex(await getBytes("mp", { PartNumber: 2, ...sse(keyA) }))).toBe(sha256Hex(src.subarray(100, 2_000_100)));
@@ -180,6 +181,14 @@ describe("multipart", () => {
     expect(await s3Failure(s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize"] })))).toMatchObject({ status: 400 });
     expect(await s3Failure(s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize"], ...sse(keyB) })))).toMatchObject({ status: 403 });
   });
+});
+
+test("the part checksums of an encrypted upload are listed only with its key", async () => {
+  const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: "mpsum", ChecksumAlgorithm: "SHA256", ...sse(keyA) }));
+  await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mpsum", UploadId, PartNumber: 1, Body: "part", ChecksumAlgorithm: "SHA256", ...sse(keyA) }));
+  expect(await s3Failure(s3.send(new ListPartsCommand({ Bucket: BUCKET, Key: "mpsum", UploadId })))).toMatchObject({ status: 400 });
+  const listed = await s3.send(new ListPartsCommand({ Bucket: BUCKET, Key: "mpsum", UploadId, ...sse(keyA) }));
+  expect(listed.Parts?.[0]?.ChecksumSHA256).toBe(createHash("sha256").update("part").digest("base64"));
 });
 
 describe("PostObject", () => {

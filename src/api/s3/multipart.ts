@@ -339,6 +339,7 @@ async function repeatCompletion(r: ObjectRequest, upload: UploadEntry): Promise<
 
 function completionResponse(r: ObjectRequest, etag: string, checksum: ObjectChecksum | undefined): Response {
   const location = r.services.settings.rootDomain ? `http://${r.bucketName}.${r.services.settings.rootDomain}/${urlEncodeKey(r.key)}` : `/${r.bucketName}/${urlEncodeKey(r.key)}`;
+  // No SSE-C headers are echoed: CompleteMultipartUpload's response has none (AWS API reference).
   const extra: Record<string, string> = checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
   return xmlResponse(
     xmlDocument("CompleteMultipartUploadResult", { Location: location, Bucket: r.bucketName, Key: r.key, ETag: etagHeader(etag), ...(checksum ? { [`Checksum${checksum.algorithm}`]: checksum.value, ChecksumType: checksum.type } : {}) }),
@@ -354,9 +355,10 @@ export async function abortMultipartUpload(r: ObjectRequest): Promise<Response> 
 
 export async function listParts(r: ObjectRequest): Promise<Response> {
   const upload = await getUpload(r, r.query.get("uploadId"));
-  // A key is optional here, but one that is given must be the upload's.
+  // The parts' checksums of an encrypted upload are its owner's to read (AWS asks for the key
+  // then); otherwise a key is optional, but one that is given must be the upload's.
   const sseC = parseSseC(r.headers);
-  if (sseC) unlockSseC(upload.encryption, sseC, "upload");
+  if (sseC || (upload.encryption && upload.checksumAlgorithm)) unlockSseC(upload.encryption, sseC, "upload");
   // 0 or absent: the default page; more than a page holds is clamped, as AWS does.
   const maxParts = Math.min(queryInteger(r.query, "max-parts") || MAX_LIST_PARTS, MAX_LIST_PARTS);
   const marker = queryInteger(r.query, "part-number-marker") ?? 0;
