@@ -21,12 +21,11 @@
 // blocks within one object, needs write access to the metadata tables, which can equally delete
 // or replace the object; splicing in a block of another object fails (another data key).
 //
-// Compression composes inside the envelope: zstd first (when it shrinks the block), then AES.
-// Ciphertext does not compress, so the block layer's own compression (codec.ts) never applies to
-// sealed blocks; compressing the plaintext here keeps SSE-C objects as small as plain ones (as
-// Garage does). The price is that a block's stored size tells how well its plaintext compresses.
+// Sealed blocks are not compressed: ciphertext does not compress, so the block layer's own
+// compression (codec.ts) never applies to them, and the write path seals plaintext as it is
+// (model/body-writer.ts). The format byte can say "zstd inside" for a later version that
+// compresses first; this one refuses such a block when it opens it (api/s3/get.ts openSealed).
 import * as crypto from "node:crypto";
-import { compressIfSmaller, type ZstdCodec } from "./codec";
 import { toBase64 } from "../util/checksum";
 import { assert } from "../util/assert";
 
@@ -170,52 +169,10 @@ export function decryptBlock(dataKey: DataKey, sealed: Uint8Array): { payload: U
 }
 
 /**
- * What the write path calls per block: zstd first when `level` is not null and it shrinks the
- * block (the block manager's compression_level), then encryptBlock. The sealed size is at most
- * plain.length + BLOCK_OVERHEAD.
- */
-export async function sealBlock(dataKey: DataKey, plain: Uint8Array, codec: ZstdCodec, level: number | null): Promise<Uint8Array> {
-  if (level === null || plain.length === 0) return encryptBlock(dataKey, plain);
-  const { data, compressed } = await compressIfSmaller(codec, plain, level);
-  return encryptBlock(dataKey, data, compressed);
-}
-
-/**
- * What the read path calls per block: decrypts, decompresses (never past `plainSize`), and checks
- * that the plaintext has exactly `plainSize` bytes (the size recorded for the block). Throws
- * DecryptionError.
- */
-export async function openBlock(dataKey: DataKey, sealed: Uint8Array, codec: ZstdCodec, plainSize: number): Promise<Uint8Array> {
-  const { payload, compressed } = decryptBlock(dataKey, sealed);
-  let plain = payload;
-  if (compressed) {
-    try {
-      plain = await codec.decompress(payload, plainSize);
-    } catch (err) {
-      throw new DecryptionError(`sealed block's zstd payload does not open: ${(err as Error).message}`);
-    }
-  }
-  if (plain.length !== plainSize) throw new DecryptionError(`sealed block holds ${plain.length} bytes, expected ${plainSize}`);
-  return plain;
-}
-
-/**
  * Plaintext bytes per block for an encrypted body, so that a sealed block stays within the block
  * size (the block layer's buffer pools, receive bounds and scrub limits all assume it).
  */
 export function encryptedBlockPlainSize(blockSize: number): number {
   assert(Number.isSafeInteger(blockSize) && blockSize > BLOCK_OVERHEAD, "the block size leaves room for the encryption overhead");
   return blockSize - BLOCK_OVERHEAD;
-}
-
-/** A short value kept in metadata (a checksum of the plaintext), sealed as base64. */
-export function sealValue(dataKey: DataKey, value: string): string {
-  return toBase64(encryptBlock(dataKey, new TextEncoder().encode(value)));
-}
-
-/** Inverse of sealValue. Throws DecryptionError. */
-export function openValue(dataKey: DataKey, sealed: string): string {
-  const { payload, compressed } = decryptBlock(dataKey, Buffer.from(sealed, "base64"));
-  if (compressed) throw new DecryptionError("a sealed value is never compressed");
-  return new TextDecoder().decode(payload);
 }
