@@ -33,6 +33,11 @@ const INSERT_QUEUE_INTERVAL_MS = 200;
 /** How often a node publishes the bucket counts that changed (what other nodes read). */
 const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
 /** Upload rows read per page when cleaning up a bucket's uploads. */
+/**
+ * Unfinished uploads DeleteBucket aborts in its own request (each costs a few metadata writes);
+ * a bucket with more is refused, so that one request's work stays bounded.
+ */
+const DELETE_BUCKET_UPLOADS_MAX = 1000;
 const CLEANUP_PAGE = 1000;
 /** Part rows read per page when listing an upload's parts. */
 const PARTS_PAGE = 1000;
@@ -466,7 +471,16 @@ export class Model {
    */
   async deleteBucket(bucket: BucketEntry): Promise<void> {
     if (await this.bucketHasContent(bucket.id)) throw new ModelError("BucketNotEmpty", "The bucket you tried to delete is not empty");
-    await this.cleanupUploads(bucket, Infinity);
+    const open: UploadEntry[] = [];
+    for (let start = ""; open.length <= DELETE_BUCKET_UPLOADS_MAX; ) {
+      const page = await this.uploads.range(bucket.id, { start, limit: CLEANUP_PAGE });
+      open.push(...page.filter((u) => !u.deleted));
+      if (page.length < CLEANUP_PAGE) break;
+      start = this.uploads.local.schema.sortKey(page[page.length - 1]!) + "\u0000";
+    }
+    if (open.length > DELETE_BUCKET_UPLOADS_MAX)
+      throw new ModelError("BucketNotEmpty", `The bucket holds more than ${DELETE_BUCKET_UPLOADS_MAX} unfinished multipart uploads: abort them first (AbortMultipartUpload, or the admin API's CleanupIncompleteUploads)`);
+    for (const u of open) await this.abortUpload(u);
     const ts = this.clock.now();
     for (const name of this.aliasesOf(bucket.id)) await this.aliases.insert({ name, bucketId: null, ts });
     await this.buckets.insert({ ...bucket, deleted: true, keys: {}, website: { ts, v: null }, cors: { ts, v: null }, quotas: { ts, v: NO_QUOTAS }, lifecycle: { ts, v: null } });

@@ -2,9 +2,8 @@
 // being written. Tags belong to the visible version: setting them writes that version again
 // (same uuid, timestamp and data) with a newer tag register, which the object merge keeps
 // (model/object.ts), so they replicate like the rest of the version's metadata.
-// Not yet applied on writes: PutObject, PostObject, CreateMultipartUpload and CopyObject still
-// refuse x-amz-tagging (unsupported.ts), and CopyObject does not carry the source's tags over
-// with the default x-amz-tagging-directive COPY.
+// A new version gets its tags from the write (x-amz-tagging, parsed here; CopyObject's COPY
+// directive keeps the source's) through the object writer (model/object-writer.ts).
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
 import type { ObjectRequest } from "./context";
 import { readSmallBody } from "./body";
