@@ -168,7 +168,13 @@ describe("multipart", () => {
     expect(await s3Failure(s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 1, Body: part1, ...sse(keyB) })))).toMatchObject({ status: 400 });
     const p1 = await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 1, Body: part1, ...sse(keyA) }));
     const p2 = await s3.send(new UploadPartCopyCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 2, CopySource: `${BUCKET}/mpsrc`, CopySourceRange: "bytes=100-2000099", ...copySse(keyB), ...sse(keyA) }));
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: p1.ETag }, { PartNumber: 2, ETag: p2.CopyPartResult!.ETag }] }, ...sse(keyA) }));
+    // The same bytes sent again under the same key keep their ETag (clients keep the first one).
+    expect((await s3.send(new UploadPartCommand({ Bucket: BUCKET, Key: "mp", UploadId, PartNumber: 1, Body: part1, ...sse(keyA) }))).ETag).toBe(p1.ETag);
+    const parts = { Parts: [{ PartNumber: 1, ETag: p1.ETag }, { PartNumber: 2, ETag: p2.CopyPartResult!.ETag }] };
+    // Completing an encrypted upload takes its key.
+    expect(await s3Failure(s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts })))).toMatchObject({ status: 400 });
+    expect(await s3Failure(s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts, ...sse(keyB) })))).toMatchObject({ status: 400 });
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts, ...sse(keyA) }));
     const whole = Buffer.concat([part1, src.subarray(100, 2_000_100)]);
     expect(sha256Hex(await getBytes("mp", sse(keyA)))).toBe(sha256Hex(whole));
     expect(sha256Hex(await getBytes("mp", { PartNumber: 2, ...sse(keyA) }))).toBe(sha256Hex(src.subarray(100, 2_000_100)));

@@ -11,7 +11,7 @@ import { checkVersionId } from "./version-id";
 import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
 import { checkConditions, readPlain } from "./get";
-import { parseSseC, SSE_C_COPY_SOURCE_PREFIX, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { parseSseC, SSE_C_COPY_SOURCE_PREFIX, bodyEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { recordForCopy } from "../../block/encryption";
 import { toBase64 } from "../../util/checksum";
 import { etagHeader, storedHeaders } from "./headers";
@@ -88,7 +88,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
       encryption: sealing?.dataKey,
       describe: (body) => ({
         size: body.size,
-        etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
+        etag: bodyEtag(body.md5, sealing?.dataKey),
         headers,
         ...(sum ? { checksum: { ...sum, value: toBase64(body.checksums.get(sum.algorithm)!) } } : {}),
         ...(sealing ? { encryption: sealing.record } : {}),

@@ -23,7 +23,7 @@ import type { ObjectChecksum, ObjectMeta } from "../../model/object";
 import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { checkQuotas, withinSizeQuota } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
-import { parseSseC, sseCEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { parseSseC, bodyEtag, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
@@ -130,7 +130,7 @@ export function storePart(r: ObjectRequest, upload: UploadEntry, part: number, c
     sizeHint,
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
     encryption: dataKey,
-    describe: (body) => ({ etag: dataKey ? sseCEtag() : Buffer.from(body.md5).toString("hex"), checksum: verifyDigests(digests, body, trailers())?.value }),
+    describe: (body) => ({ etag: bodyEtag(body.md5, dataKey), checksum: verifyDigests(digests, body, trailers())?.value }),
   });
 }
 
@@ -282,9 +282,10 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   if (upload?.deleted) return repeatCompletion(r, upload);
   if (!upload) throw noSuchUpload();
   await checkWriteConditions(r);
-  // A key is optional here (no data is written), but one that is given must be the upload's.
+  // An encrypted upload is completed with its key (as AWS asks); a key given for another upload
+  // is refused.
   const sseC = parseSseC(r.headers);
-  if (sseC) unlockSseC(upload.encryption, sseC, "upload");
+  if (sseC || upload.encryption) unlockSseC(upload.encryption, sseC, "upload");
   const declared = declaredObjectChecksum(r, upload);
   // Its x-amz-checksum-* headers describe the object, not this XML body.
   const requested = parseCompleteRequest(await readSmallBody(r, MAX_XML_BODY, false));

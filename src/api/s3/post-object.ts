@@ -14,7 +14,7 @@ import { declaredDigests, etagHeader, headerValueFromText, STORED_HEADERS, store
 import { writeObject } from "../../model/object-writer";
 import { checkQuotas } from "./quota";
 import { OBJECT_TAGS_MAX, parseTaggingXml } from "./tag-set";
-import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
+import { parseSseC, bodyEtag, sseCResponseHeaders } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 import { deriveSigningKey, S3_SERVICE, SCOPE_TERMINATOR, SIGV4_ALGORITHM, signatureHex, signaturesEqual } from "./sigv4";
 import { signatureV2 } from "./sigv2";
@@ -244,7 +244,7 @@ export async function postObject(request: Request, services: S3Services, bucketN
       describe: async (body) => {
         if (range && body.size < range.min) throw new S3Error("EntityTooSmall", `Your proposed upload is smaller than the minimum allowed size (${range.min} bytes)`);
         await checkQuotas(target, body.size);
-        const etag = sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex");
+        const etag = bodyEtag(body.md5, sealing?.dataKey);
         const checksum = verifyDigests(digests, body, new Map());
         return { size: body.size, etag, headers, ...(checksum ? { checksum } : {}), ...(sealing ? { encryption: sealing.record } : {}) };
       },

@@ -9,7 +9,7 @@ import { PayloadReader } from "./body";
 import { declaredDigests, etagHeader, normalizeEtag, storedHeaders, verifyDigests } from "./headers";
 import { checkQuotas, withinSizeQuota } from "./quota";
 import { parseTaggingHeader } from "./object-tagging";
-import { parseSseC, sseCEtag, sseCResponseHeaders } from "./sse-c";
+import { parseSseC, bodyEtag, sseCResponseHeaders } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 
 /**
@@ -59,7 +59,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
       if (payload.declaredLength === undefined) await checkQuotas(r, body.size);
       return {
         size: body.size,
-        etag: sealing ? sseCEtag() : Buffer.from(body.md5).toString("hex"),
+        etag: bodyEtag(body.md5, sealing?.dataKey),
         headers,
         checksum: verifyDigests(digests, body, payload.trailers),
         ...(sealing ? { encryption: sealing.record } : {}),

@@ -2,7 +2,7 @@
 // fields), echoing it in responses, and answering with AWS's errors when a request's key does not
 // fit the object it reads or the upload it adds to. The key schedule and block format are in
 // block/encryption.ts; this module never sees a block.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { CUSTOMER_KEY_BYTES, UnsupportedEncryptionError, unlockDataKey, type DataKey, type EncryptionRecord } from "../../block/encryption";
 import { S3Error } from "./errors";
 
@@ -108,13 +108,20 @@ export function unlockSseC(record: EncryptionRecord | undefined, given: SseCKey 
     : new S3Error("AccessDenied", "Access Denied");
 }
 
+/** Label of the ETag's MAC key, derived from the data key (never used for anything else). */
+const ETAG_KEY_LABEL = "bunker sse-c etag v1";
+
 /**
- * The ETag of an SSE-C object or part: AWS says it is not the MD5 of the data, and an MD5 of the
- * plaintext kept in metadata would let anyone holding it confirm a guess of the content. Random,
- * in the MD5's form (so multipart ETags compose as usual).
+ * The ETag of a written body: the MD5 of its bytes, or for an SSE-C body a MAC of that MD5 under
+ * the object's (or upload's) data key. AWS says an SSE-C ETag is not the MD5 of the data, and an
+ * MD5 of the plaintext kept in metadata would let anyone holding it confirm a guess of the
+ * content; a MAC does not, and stays the same for the same bytes under the same key (a part sent
+ * twice keeps its ETag, as clients expect). In the MD5's form, so multipart ETags compose.
  */
-export function sseCEtag(): string {
-  return randomBytes(MD5_BYTES).toString("hex");
+export function bodyEtag(md5: Uint8Array, dataKey: DataKey | undefined): string {
+  if (dataKey === undefined) return Buffer.from(md5).toString("hex");
+  const etagKey = createHmac("sha256", dataKey).update(ETAG_KEY_LABEL).digest();
+  return createHmac("sha256", etagKey).update(md5).digest().subarray(0, MD5_BYTES).toString("hex");
 }
 
 /**

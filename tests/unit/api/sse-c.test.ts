@@ -7,7 +7,7 @@ import {
   SSE_C_PREFIX,
   encryptedOnWebsite,
   parseSseC,
-  sseCEtag,
+  bodyEtag,
   sseCResponseHeaders,
   unlockSseC,
   type SseCKey,
@@ -163,10 +163,16 @@ describe("unlockSseC", () => {
 });
 
 describe("SSE-C response values", () => {
-  test("the ETag is random, in an MD5's hex form", () => {
-    const a = sseCEtag();
+  test("an SSE-C ETag is a MAC of the MD5 under the data key: not the MD5, the same for the same bytes and key, another under another key", () => {
+    const md5 = createHash("md5").update("some bytes").digest();
+    expect(bodyEtag(md5, undefined)).toBe(md5.toString("hex"));
+    const one = newEncryptionRecord(new Uint8Array(randomBytes(32))).dataKey;
+    const other = newEncryptionRecord(new Uint8Array(randomBytes(32))).dataKey;
+    const a = bodyEtag(md5, one);
     expect(a).toMatch(/^[0-9a-f]{32}$/);
-    expect(sseCEtag()).not.toBe(a);
+    expect(a).not.toBe(md5.toString("hex"));
+    expect(bodyEtag(md5, one)).toBe(a);
+    expect(bodyEtag(md5, other)).not.toBe(a);
   });
 
   test("the web endpoint refuses encrypted objects with 403", () => {
