@@ -56,6 +56,14 @@ export const CATEGORIES: Category[] = [
       "test_bucket_create_bad_authorization_empty",
       "test_bucket_create_bad_authorization_none",
       "test_object_create_bad_contentlength_none",
+      // The same with SigV2: the Authorization or Date header set in the hook is overwritten by
+      // the signer (upstream: fails_on_rgw, "once we have learned how to manipulate the
+      // authorization header").
+      "test_object_create_bad_authorization_incorrect_aws2",
+      "test_object_create_bad_authorization_invalid_aws2",
+      "test_object_create_bad_date_none_aws2",
+      "test_bucket_create_bad_authorization_invalid_aws2",
+      "test_bucket_create_bad_date_none_aws2",
     ),
   },
   // ---- out of scope by design ----
