@@ -5,6 +5,8 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import {
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  HeadObjectCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
@@ -104,4 +106,24 @@ test("ListObjectVersions lists every object once as version null, the latest, in
   expect(rest.DeleteMarkers ?? []).toEqual([]);
   expect(rest.IsTruncated).toBe(false);
   expect(await s3Failure(s3.send(new ListObjectVersionsCommand({ Bucket: "versions", KeyMarker: "a", VersionIdMarker: "3HL4kqtJlcpXroDTDmJ" })))).toMatchObject({ name: "InvalidArgument", status: 400 });
+});
+
+test("a version asked for by id is named back: x-amz-version-id on GET/HEAD, x-amz-copy-source-version-id on copies", async () => {
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "vsrc", Body: "v" }));
+  for (const method of ["GET", "HEAD"]) {
+    const r = await signedFetch(server, method, `/${BUCKET}/vsrc?versionId=null`);
+    expect([r.status, r.headers.get("x-amz-version-id")]).toEqual([200, "null"]);
+    expect((await signedFetch(server, method, `/${BUCKET}/vsrc`)).headers.get("x-amz-version-id")).toBeNull();
+  }
+  const copy = await signedFetch(server, "PUT", `/${BUCKET}/vdst`, { headers: { "x-amz-copy-source": `${BUCKET}/vsrc?versionId=null` } });
+  expect([copy.status, copy.headers.get("x-amz-copy-source-version-id")]).toEqual([200, "null"]);
+});
+
+test("CopyObject with COPY keeps the source's metadata but takes the website redirect from the request", async () => {
+  await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "rsrc", Body: "r", ContentType: "text/x-kept", WebsiteRedirectLocation: "/elsewhere" }));
+  await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "rdst", CopySource: `${BUCKET}/rsrc` }));
+  const plain = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "rdst" }));
+  expect([plain.ContentType, plain.WebsiteRedirectLocation]).toEqual(["text/x-kept", undefined]);
+  await s3.send(new CopyObjectCommand({ Bucket: BUCKET, Key: "rdst2", CopySource: `${BUCKET}/rsrc`, WebsiteRedirectLocation: "/new" }));
+  expect((await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: "rdst2" }))).WebsiteRedirectLocation).toBe("/new");
 });

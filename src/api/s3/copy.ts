@@ -7,7 +7,7 @@ import { copyObject as writeCopy, writeObject } from "../../model/object-writer"
 import { storeServices, type ObjectRequest } from "./context";
 import { checkQuotas } from "./quota";
 import { S3Error } from "./errors";
-import { checkVersionId } from "./version-id";
+import { checkVersionId, NULL_VERSION_ID } from "./version-id";
 import { xmlResponse, isoDate } from "./bucket";
 import { xmlDocument } from "./xml";
 import { checkConditions, readPlain } from "./get";
@@ -20,6 +20,7 @@ import { parseDecimal } from "../../util/decimal";
 import { uploadSortKey } from "../../model/upload";
 import { MAX_PUT_SIZE } from "../../util/limits";
 
+const WEBSITE_REDIRECT = "x-amz-website-redirect-location";
 
 async function resolveSource(r: ObjectRequest) {
   const raw = r.headers.get("x-amz-copy-source")!;
@@ -46,7 +47,9 @@ async function resolveSource(r: ObjectRequest) {
   if (!version) throw new S3Error("NoSuchKey", "The specified source key does not exist.");
   checkConditions(r.headers, version.state.data.meta.etag, version.timestamp, "x-amz-copy-source-", "412");
   const dataKey = unlockSseC(version.state.data.meta.encryption, parseSseC(r.headers, SSE_C_COPY_SOURCE_PREFIX), "read");
-  return { bucket, key, version, dataKey };
+  // A source named by version id is answered with it (`null`, the only one), as S3 does.
+  const versionHeaders: Record<string, string> = sourceVersionId !== null ? { "x-amz-copy-source-version-id": NULL_VERSION_ID } : {};
+  return { bucket, key, version, dataKey, versionHeaders };
 }
 
 export async function copyObject(r: ObjectRequest): Promise<Response> {
@@ -59,7 +62,11 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   if (sameObject && directive === "COPY" && !destKey && !data.meta.encryption)
     throw new S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.");
   await checkQuotas(r, data.meta.size);
-  const headers = directive === "REPLACE" ? storedHeaders(r.headers) : data.meta.headers;
+  // COPY keeps the source's metadata but not its website redirect, which AWS takes from the
+  // request (storedHeaders checks it) as with REPLACE.
+  const requested = storedHeaders(r.headers);
+  const headers =
+    directive === "REPLACE" ? requested : [...data.meta.headers.filter(([n]) => n !== WEBSITE_REDIRECT), ...requested.filter(([n]) => n === WEBSITE_REDIRECT)];
   // COPY (the default) carries the source's tags; REPLACE takes x-amz-tagging (none if absent).
   const tags = (r.headers.get("x-amz-tagging-directive") ?? "COPY").toUpperCase() === "REPLACE" ? (parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []) : versionTags(src.version);
   const target = { bucketId: r.bucket.id, key: r.key };
@@ -96,7 +103,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
     });
     written = { timestamp: w.timestamp, etag: w.meta.etag };
   }
-  const echoed = destKey ? sseCResponseHeaders(destKey.keyMd5) : {};
+  const echoed = { ...(destKey ? sseCResponseHeaders(destKey.keyMd5) : {}), ...src.versionHeaders };
   return xmlResponse(xmlDocument("CopyObjectResult", { LastModified: isoDate(written.timestamp), ETag: etagHeader(written.etag) }), 200, echoed);
 }
 
@@ -128,5 +135,5 @@ export async function uploadPartCopy(r: ObjectRequest): Promise<Response> {
   const chunks = readPlain(r.services, src.version, src.dataKey, start, end);
   const entry = await storePart(r, upload, part, chunks, end - start + 1, { checksumInTrailer: false, checksumAlgorithm: upload.checksumAlgorithm });
   const destKey = parseSseC(r.headers);
-  return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }), 200, destKey ? sseCResponseHeaders(destKey.keyMd5) : {});
+  return xmlResponse(xmlDocument("CopyPartResult", { LastModified: isoDate(entry.timestamp), ETag: etagHeader(entry.etag) }), 200, { ...(destKey ? sseCResponseHeaders(destKey.keyMd5) : {}), ...src.versionHeaders });
 }

@@ -8,6 +8,7 @@ import { S3Error } from "./errors";
 import { checksumHeaders, etagHeader, headerValueFromText, normalizeEtag } from "./headers";
 import { parsePartNumber } from "./multipart";
 import { parseSseC, sseCResponseHeaders, unlockSseC } from "./sse-c";
+import { NULL_VERSION_ID } from "./version-id";
 import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
 import { chunkDone } from "../../util/buffer-pool";
 import { assert } from "../../util/assert";
@@ -220,6 +221,8 @@ export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Resp
   const dataKey = unlockSseC(version.state.data.meta.encryption, given, "read");
   const response = await objectResponse(r.services, version, { headers: r.headers, query: r.query }, isHead, dataKey);
   if (given) for (const [name, value] of Object.entries(sseCResponseHeaders(given.keyMd5))) response.headers.set(name, value);
+  // The version asked for by id (`null`, the only one) is named back, as S3 does.
+  if (r.query.has("versionId")) response.headers.set("x-amz-version-id", NULL_VERSION_ID);
   // S3 API only (not the website endpoint), and only when there are tags, as S3.
   const tagCount = versionTags(version).length;
   if (tagCount > 0) response.headers.set("x-amz-tagging-count", String(tagCount));
