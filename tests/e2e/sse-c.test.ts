@@ -174,12 +174,18 @@ describe("multipart", () => {
     // Completing an encrypted upload takes its key.
     expect(await s3Failure(s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts })))).toMatchObject({ status: 400 });
     expect(await s3Failure(s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts, ...sse(keyB) })))).toMatchObject({ status: 400 });
-    await s3.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key: "mp", UploadId, MultipartUpload: parts, ...sse(keyA) }));
+    const done = await signedFetch(server, "POST", `/${BUCKET}/mp?uploadId=${UploadId}`, {
+      headers: { "x-amz-server-side-encryption-customer-algorithm": "AES256", "x-amz-server-side-encryption-customer-key": keyA.toString("base64"), "x-amz-server-side-encryption-customer-key-md5": md5b64(keyA) },
+      body: `<CompleteMultipartUpload>${parts.Parts.map((p) => `<Part><PartNumber>${p.PartNumber}</PartNumber><ETag>${p.ETag}</ETag></Part>`).join("")}</CompleteMultipartUpload>`,
+    });
+    expect([done.status, done.headers.get("x-amz-server-side-encryption-customer-key-md5")]).toEqual([200, md5b64(keyA)]);
     const whole = Buffer.concat([part1, src.subarray(100, 2_000_100)]);
     expect(sha256Hex(await getBytes("mp", sse(keyA)))).toBe(sha256Hex(whole));
     expect(sha256Hex(await getBytes("mp", { PartNumber: 2, ...sse(keyA) }))).toBe(sha256Hex(src.subarray(100, 2_000_100)));
     expect(sha256Hex(await getBytes("mp", { Range: `bytes=${5 * MiB - 10}-${5 * MiB + 10}`, ...sse(keyA) }))).toBe(sha256Hex(whole.subarray(5 * MiB - 10, 5 * MiB + 11)));
     expect(await s3Failure(s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "mp" })))).toMatchObject({ status: 400 });
+    // A part number out of range is told before the missing key (as AWS orders them).
+    expect(await s3Failure(s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: "mp", PartNumber: 3 })))).toMatchObject({ name: "InvalidPart", status: 400 });
     // Its attributes need the key as well.
     const attrs = await s3.send(new GetObjectAttributesCommand({ Bucket: BUCKET, Key: "mp", ObjectAttributes: ["ObjectSize", "ObjectParts"], ...sse(keyA) }));
     expect(attrs.ObjectSize).toBe(whole.length);

@@ -44,28 +44,27 @@ function headerInteger(h: Headers, name: string): number | undefined {
   return n;
 }
 
-/** The object's checksum as GetObjectAttributes shows it: without a composite's "-N" (AWS's). */
+/** The object's checksum as GetObjectAttributes shows it (a composite one with its "-N", as s3-tests expect). */
 function checksumElement(meta: ObjectMeta): XmlNode {
   const c = meta.checksum;
   if (!c) return undefined;
-  return { [`Checksum${c.algorithm}`]: c.value.replace(/-\d+$/, ""), ChecksumType: c.type };
+  return { [`Checksum${c.algorithm}`]: c.value, ChecksumType: c.type };
 }
 
 /**
- * The parts of a multipart object (a single-part object has none to show). As AWS for general
- * purpose buckets, the part list comes only with part checksums: without them, the count.
+ * The parts of a multipart object (a single-part object has none to show), in pages, each with
+ * its size and, when the upload had an algorithm, its checksum.
  */
 function partsElement(meta: ObjectMeta, maxParts: number, marker: number): XmlNode {
   const sizes = meta.parts;
   if (sizes === undefined) return undefined;
   const checksums = meta.partChecksums;
   const algorithm = meta.checksum?.algorithm;
-  if (checksums === undefined || algorithm === undefined) return { PartsCount: sizes.length };
   // Parts are numbered 1..N (renumbered at completion): part n is at index n - 1.
   const first = Math.min(marker, sizes.length);
   const last = Math.min(first + maxParts, sizes.length);
   const page: XmlNode[] = [];
-  for (let i = first; i < last; i++) page.push({ PartNumber: i + 1, Size: sizes[i]!, [`Checksum${algorithm}`]: checksums[i] });
+  for (let i = first; i < last; i++) page.push({ PartNumber: i + 1, Size: sizes[i]!, ...(checksums && algorithm ? { [`Checksum${algorithm}`]: checksums[i] } : {}) });
   return {
     PartsCount: sizes.length,
     PartNumberMarker: marker,
