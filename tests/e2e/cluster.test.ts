@@ -234,6 +234,28 @@ test("bunker repair scrub finds a block whose bytes rotted on disk, moves it asi
   expect(await read(b, "scrub/rot")).toBe(sha(body));
 }, 60_000);
 
+test("SSE-C objects replicate, read through every node with the key, and scrub repairs their sealed blocks", async () => {
+  const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
+  const { existsSync, readdirSync, readFileSync, writeFileSync } = await import("node:fs");
+  const key = randomBytes(32);
+  const sse = { SSECustomerAlgorithm: "AES256", SSECustomerKey: key.toString("base64"), SSECustomerKeyMD5: createHash("md5").update(key).digest("base64") };
+  const blockFiles = () => new Set((readdirSync(`${b.dir}/data`, { recursive: true }) as string[]).filter((f) => /[0-9a-f]{64}$/.test(f)));
+  const before = blockFiles();
+  const body = randomBytes(2 * 1024 * 1024 + 11);
+  await s3(a).send(new PutObjectCommand({ Bucket: "geo", Key: "sealed/obj", Body: body, ...sse }));
+  const readSealed = async (n: TestServer) => sha(await (await s3(n).send(new GetObjectCommand({ Bucket: "geo", Key: "sealed/obj", ...sse }))).Body!.transformToByteArray());
+  for (const n of [a, b, c]) expect(await readSealed(n)).toBe(sha(body));
+  await waitFor("node b stores the sealed blocks", async () => [...blockFiles()].filter((f) => !before.has(f)).length >= 3, 20_000);
+  const sealed = [...blockFiles()].filter((f) => !before.has(f));
+  const path = `${b.dir}/data/${sealed[0]}`;
+  const rotten = readFileSync(path);
+  rotten[100] = rotten[100]! ^ 0x55;
+  writeFileSync(path, rotten);
+  expect((await b.cli("repair", "scrub")).code).toBe(0);
+  await waitFor("the rotten sealed copy is moved aside and fetched again", async () => existsSync(`${path}.corrupted`) && existsSync(path), 30_000);
+  expect(await readSealed(b)).toBe(sha(body));
+}, 60_000);
+
 test("a 4th node in a new zone joins, data moves, and every object stays readable; then it is removed again", async () => {
   const [a, b, c] = cluster.nodes as [TestServer, TestServer, TestServer];
   const objects = new Map<string, string>();

@@ -133,9 +133,10 @@ describe("CreateBucket", () => {
 
   test("Tags in CreateBucketConfiguration are the bucket's tags; invalid ones create nothing; directory-bucket elements are 501", async () => {
     await s3.send(new CreateBucketCommand({ Bucket: "lb-tagged", CreateBucketConfiguration: { Tags: [{ Key: "team", Value: "storage" }, { Key: "env", Value: "" }] } }));
+    // Answered sorted by key, as S3 answers tag sets.
     expect((await s3.send(new GetBucketTaggingCommand({ Bucket: "lb-tagged" }))).TagSet).toEqual([
-      { Key: "team", Value: "storage" },
       { Key: "env", Value: "" },
+      { Key: "team", Value: "storage" },
     ]);
     expect(await s3Failure(s3.send(new CreateBucketCommand({ Bucket: "lb-badtags", CreateBucketConfiguration: { Tags: [{ Key: "aws:x", Value: "v" }] } })))).toMatchObject({ name: "InvalidTag", status: 400 });
     expect(await s3Failure(s3.send(new CreateBucketCommand({ Bucket: "lb-dir", CreateBucketConfiguration: { Location: { Type: "AvailabilityZone", Name: "use1-az1" } } })))).toMatchObject({ name: "NotImplemented", status: 501 });
