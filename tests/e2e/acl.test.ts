@@ -4,7 +4,7 @@
 // BucketOwnerEnforced; GetBucketPolicyStatus says public exactly when the website is on.
 // The AWS SDK, signed raw requests, and s3cmd `info` (which reads the ACLs).
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -23,7 +23,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
-import { run, s3Failure, sdkClient } from "../helpers/clients";
+import { run, s3Failure, sdkClient, writeS3cmdConfig } from "../helpers/clients";
 import { errorCode, signedFetch } from "../helpers/signed";
 
 setDefaultTimeout(60_000);
@@ -162,12 +162,7 @@ test("s3cmd info reads the bucket's and the object's ACL", async () => {
     console.warn(`skipped: ${S3CMD} is not installed (apt-get install s3cmd)`);
     return;
   }
-  const host = new URL(server.endpoint).host;
-  const cfg = join(tmp, "s3cfg");
-  writeFileSync(
-    cfg,
-    ["[default]", `access_key = ${server.accessKeyId}`, `secret_key = ${server.secretAccessKey}`, `host_base = ${host}`, `host_bucket = ${host}`, `bucket_location = ${server.region}`, "use_https = False", "signature_v2 = False", ""].join("\n"),
-  );
+  const cfg = writeS3cmdConfig(server, tmp, ["signature_v2 = False"]);
   const env = { PATH: "/usr/bin:/bin", HOME: tmp, LANG: "C.UTF-8", LC_ALL: "C.UTF-8" };
   for (const target of [`s3://${BUCKET}`, `s3://${BUCKET}/doc.txt`]) {
     const r = await run([S3CMD, "-c", cfg, "info", target], { env, timeoutMs: 30_000 });

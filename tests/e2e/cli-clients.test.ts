@@ -23,6 +23,7 @@ import {
   run,
   sdkClient,
   writeRandomFile,
+  writeS3cmdConfig,
   type RandomFile,
   type RunResult,
 } from "../helpers/clients";
@@ -262,25 +263,7 @@ function rcloneClient(): CliClient {
 // ---------------------------------------------------------------- s3cmd
 function s3cmdClient(): CliClient {
   const bucket = "cli-s3cmd";
-  const cfg = join(tmp, "s3cfg");
-  const hostPort = new URL(server.endpoint).host;
-  writeFileSync(
-    cfg,
-    [
-      "[default]",
-      `access_key = ${server.accessKeyId}`,
-      `secret_key = ${server.secretAccessKey}`,
-      `host_base = ${hostPort}`,
-      `host_bucket = ${hostPort}`,
-      `bucket_location = ${server.region}`,
-      "use_https = False",
-      "signature_v2 = False",
-      "check_ssl_certificate = False",
-      "multipart_chunk_size_mb = 8",
-      "progress_meter = False",
-      "",
-    ].join("\n"),
-  );
+  const cfg = writeS3cmdConfig(server, tmp, ["signature_v2 = False", "check_ssl_certificate = False", "multipart_chunk_size_mb = 8"]);
   const env = baseEnv();
   const sc = (args: string[], timeoutMs = SMALL_TIMEOUT) => run([S3CMD, "-c", cfg, "--no-progress", ...args], { env, timeoutMs });
   const ok = async (args: string[], timeoutMs = SMALL_TIMEOUT) => expectOk(await sc(args, timeoutMs), `s3cmd ${args.join(" ")}`);

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { startServer, type TestServer } from "../helpers/server";
 import { errorCode, presignV2, signatureV2, signedFetchV2, stringToSignV2 } from "../helpers/signed";
-import { expectOk, md5Hex, run, sdkClient, sha256Hex } from "../helpers/clients";
+import { expectOk, md5Hex, run, sdkClient, sha256Hex, writeS3cmdConfig } from "../helpers/clients";
 import { rawExchange } from "../helpers/raw-request";
 
 setDefaultTimeout(60_000);
@@ -222,23 +222,7 @@ describe("s3cmd --signature-v2", () => {
   test.skipIf(!present)("mb, put, ls, get, info, del, rb", async () => {
     const tmp = mkdtempSync(join(tmpdir(), "bunker-s3cmd-v2-"));
     try {
-      const hostPort = new URL(server.endpoint).host;
-      const cfg = join(tmp, "s3cfg");
-      writeFileSync(
-        cfg,
-        [
-          "[default]",
-          `access_key = ${server.accessKeyId}`,
-          `secret_key = ${server.secretAccessKey}`,
-          `host_base = ${hostPort}`,
-          `host_bucket = ${hostPort}`,
-          `bucket_location = ${server.region}`,
-          "use_https = False",
-          "signature_v2 = True",
-          "progress_meter = False",
-          "",
-        ].join("\n"),
-      );
+      const cfg = writeS3cmdConfig(server, tmp, ["signature_v2 = True"]);
       const env = { PATH: "/usr/bin:/bin", HOME: tmp, LANG: "C.UTF-8" };
       const sc = (...args: string[]) => run([S3CMD, "-c", cfg, "--signature-v2", "--no-progress", ...args], { env, timeoutMs: 60_000 });
       const ok = async (...args: string[]) => expectOk(await sc(...args), `s3cmd ${args.join(" ")}`);

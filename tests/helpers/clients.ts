@@ -194,3 +194,15 @@ export async function s3Failure(p: Promise<unknown>): Promise<S3Failure> {
   }
   throw new Error("expected the request to fail with an S3 error");
 }
+
+/**
+ * Writes an s3cmd configuration for `server` in `dir` (path style, plain HTTP, the server's key
+ * and region) with `extra` lines (e.g. "signature_v2 = True"), and returns its path.
+ */
+export function writeS3cmdConfig(server: TestServer, dir: string, extra: readonly string[] = []): string {
+  const host = new URL(server.endpoint).host;
+  const path = join(dir, "s3cfg");
+  const lines = ["[default]", `access_key = ${server.accessKeyId}`, `secret_key = ${server.secretAccessKey}`, `host_base = ${host}`, `host_bucket = ${host}`, `bucket_location = ${server.region}`, "use_https = False", "progress_meter = False"];
+  writeFileSync(path, [...lines, ...extra, ""].join("\n"));
+  return path;
+}
