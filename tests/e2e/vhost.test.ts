@@ -1,34 +1,15 @@
 // Virtual-hosted-style requests (bucket in the Host header) when [s3_api] root_domain is set,
 // and path-style requests on the same server.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { SignatureV4 } from "@smithy/signature-v4";
 import { startServer, type TestServer } from "../helpers/server";
-import { Sha256 } from "../helpers/signed";
+import { signedFetch } from "../helpers/signed";
 
 let server: TestServer;
 const ROOT_DOMAIN = "s3.bunker.test";
 
 /** Signs and sends a request to the server with an explicit Host header. */
-async function send(method: string, host: string, target: string, body?: string): Promise<Response> {
-  const [path, rawQuery] = target.split("?") as [string, string | undefined];
-  const query = Object.fromEntries(new URLSearchParams(rawQuery ?? ""));
-  const signer = new SignatureV4({
-    service: "s3",
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
-  const signed = await signer.sign({
-    method,
-    protocol: "http:",
-    hostname: host,
-    path,
-    query,
-    headers: { host, "x-amz-content-sha256": "UNSIGNED-PAYLOAD" },
-    body,
-  });
-  return fetch(`http://127.0.0.1:${server.s3Port}${target}`, { method, headers: signed.headers as Record<string, string>, body });
+function send(method: string, host: string, target: string, body?: string): Promise<Response> {
+  return signedFetch(server, method, target, { host, body });
 }
 
 beforeAll(async () => {
