@@ -12,6 +12,8 @@ import { ClusterSystem } from "./cluster/system";
 import { markSynced } from "./cluster/layout-history";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
+import { RpcCasPeers, serveCas } from "./table/cas-register";
+import { checkProposedVersion } from "./model/conditional-write";
 import { FullTableSync } from "./table/full-sync";
 import { ShardedTableSync } from "./table/sync";
 import { TableGc } from "./table/gc";
@@ -161,12 +163,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
   cluster.bootstrapSingleNode({ zone: "dc1", capacity: disk(config.data_dir).total, tags: [] });
 
   const replicas = new RpcReplicas(rpc, clock);
-  const model = new Model(db, cluster.placement, replicas, clock);
+  const model = new Model(db, cluster.placement, replicas, clock, { casPeers: new RpcCasPeers(rpc, clock) });
   let onBlockRefsReceived: (refs: { hash: string; deleted: boolean }[]) => void = () => {};
   const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, (table, entries) => {
     if (table === "block_ref") onBlockRefsReceived(entries as { hash: string; deleted: boolean }[]);
   });
   serveTables(rpc, clock, model.localStores());
+  serveCas(rpc, clock, model.casAcceptor, checkProposedVersion);
   const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
   const tableOffload = new TableOffload(model.localStores(), cluster.placement, model.committer, new RpcOffloadRemote(rpc));
   // A sync pass follows layout changes and returning peers: partitions may have left this node.

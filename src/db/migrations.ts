@@ -56,4 +56,8 @@ export const MIGRATIONS: readonly string[] = [
     `ALTER TABLE insert_queue ADD COLUMN due INTEGER NOT NULL DEFAULT 0;`,
     `CREATE INDEX insert_queue_due ON insert_queue (due, id);`,
   ].join("\n"),
+  // 5: this node's Paxos acceptor state per key for conditional writes (table/cas-register.ts):
+  // the highest ballot promised and the last value accepted, both JSON. Local only: never
+  // merged or synced between nodes.
+  `CREATE TABLE cas_acceptor (pk TEXT NOT NULL, sk TEXT NOT NULL, promised TEXT, accepted TEXT, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`,
 ];

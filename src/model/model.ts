@@ -9,6 +9,7 @@ import { newAccessKeyId, newSecretKey, newUuid } from "../util/ids";
 import { logger } from "../util/log";
 import { LocalStore } from "../table/local-store";
 import { Table, type RemoteReplicas } from "../table/table";
+import { CasAcceptor, CasRegister, type CasPeers } from "../table/cas-register";
 import type { TableSchema } from "../table/schema";
 import { bucketSchema, isValidBucketName, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type TagSet, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
@@ -72,6 +73,8 @@ export interface ModelOptions {
   tableGcDelayMs?: number;
   /** How long a superseded version's block list stays readable (default: table/read-grace.ts). */
   readGraceMs?: number;
+  /** How the conditional-write register reaches other nodes' acceptors (none on a single-node build). */
+  casPeers?: CasPeers;
 }
 
 export class Model {
@@ -86,6 +89,9 @@ export class Model {
   readonly uploads: Table<UploadEntry>;
   readonly uploadParts: Table<UploadPartEntry>;
   readonly counters: Table<BucketCounterEntry>;
+  /** This node's acceptor of the per-key conditional-write register, and the proposer using it. */
+  readonly casAcceptor: CasAcceptor;
+  readonly cas: CasRegister;
   /** What this node last published of each bucket's counts (JSON), to publish only changes. */
   private readonly publishedCounts = new Map<string, string>();
   private countsTimer: ReturnType<typeof setInterval> | undefined;
@@ -121,6 +127,8 @@ export class Model {
     this.uploads = make(uploadSchema);
     this.uploadParts = make(uploadPartSchema);
     this.counters = make(bucketCounterSchema);
+    this.casAcceptor = new CasAcceptor(db, this.committer, (pk, sk) => this.objects.local.get(pk, sk));
+    this.cas = new CasRegister(placement, this.casAcceptor, options.casPeers, this.clock);
     this.ensureLocalCounts();
   }
 

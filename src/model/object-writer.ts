@@ -11,6 +11,7 @@ import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import { encryptBlock, encryptedBlockPlainSize, type DataKey, type EncryptionRecord } from "../block/encryption";
 import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
+import { ConditionalUnavailableError, installConditionally } from "./conditional-write";
 
 /**
  * How a new version's data is stored, chosen from the body's declared length before a byte is
@@ -78,7 +79,16 @@ export interface NewObjectBody {
    * throw here aborts the version: nothing becomes visible.
    */
   describe(body: WrittenBody): ObjectMeta | Promise<ObjectMeta>;
+  /** A conditional write (If-None-Match / If-Match): see WriteCondition. */
+  condition?: WriteCondition;
 }
+
+/**
+ * The condition of a conditional write: it throws (the S3 layer's PreconditionFailed,
+ * NoSuchKey) when the key's current visible version does not satisfy it. A conditional version
+ * is installed through the key's register (conditional-write.ts), never by a plain write.
+ */
+export type WriteCondition = (current: VisibleVersion | undefined) => void;
 
 /**
  * Runs `work` on a version announced as uploading, and marks it aborted if `work` fails, so its
@@ -96,7 +106,9 @@ async function withAnnouncedVersion<T>(
   try {
     return await work(version);
   } catch (err) {
-    await abortVersion(services, target, version).catch(() => {});
+    // A conditional write whose outcome is unknown may still be installed by whoever next
+    // takes the key's register: its version must stay completable.
+    if (!(err instanceof ConditionalUnavailableError)) await abortVersion(services, target, version).catch(() => {});
     throw err;
   }
 }
@@ -114,9 +126,20 @@ function completeState(data: ObjectData, timestamp: number, tags: TagList): Vers
   return tags.length === 0 ? { kind: "complete", data } : { kind: "complete", data, tags: { timestamp, set: tags } };
 }
 
-/** Completes an announced version: the last write, after which GET sees it. */
-function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData, tags: TagList): Promise<void> {
-  return services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [{ uuid: version.uuid, timestamp: version.timestamp, state: completeState(data, version.timestamp, tags) }] });
+/**
+ * Completes an announced version: the last write, after which GET sees it. A conditional one
+ * is installed through the key's register, and only if its condition holds.
+ */
+async function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData, tags: TagList, condition?: WriteCondition): Promise<void> {
+  const complete = { uuid: version.uuid, timestamp: version.timestamp, state: completeState(data, version.timestamp, tags) };
+  if (condition) await installConditionally(services.model, target, condition, { kind: "fixed", version: complete });
+  else await services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [complete] });
+}
+
+/** A version with nothing tied to its uuid yet (inline data, a delete marker), installed through the key's register if its condition holds. */
+async function installFresh(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList, condition: WriteCondition): Promise<WrittenVersion> {
+  const v = await installConditionally(services.model, target, condition, { kind: "fresh", state: (timestamp) => completeState(data, timestamp, tags) });
+  return { uuid: v.uuid, timestamp: v.timestamp };
 }
 
 function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody, encryption: DataKey | undefined): ObjectData {
@@ -128,7 +151,9 @@ function inlineOrBlocks(meta: ObjectMeta, body: WrittenBody, encryption: DataKey
 /** Stores a body as the new current version of `target` (PutObject, PostObject). */
 export async function writeObject(services: StoreServices, target: ObjectTarget, body: NewObjectBody): Promise<WrittenVersion & { meta: ObjectMeta }> {
   // A sealed block carries less plaintext than a block: the plan counts in plaintext bytes.
-  const plan = planWrite(body.declaredLength, body.encryption ? encryptedBlockPlainSize(services.blockSize) : services.blockSize);
+  const planned = planWrite(body.declaredLength, body.encryption ? encryptedBlockPlainSize(services.blockSize) : services.blockSize);
+  // A conditional write ties its data to the version it proposes before the register decides.
+  const plan: WritePlan = body.condition && planned.kind === "single-block" ? { kind: "announced" } : planned;
   const store = (versionUuid: string) =>
     writeBody(services, {
       versionUuid,
@@ -147,7 +172,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
         const written = await store(version.uuid);
         const meta = await body.describe(written);
         // The version's blocks are referenced under its uuid already: it completes as it is.
-        await completeVersion(services, target, version, inlineOrBlocks(meta, written, body.encryption), body.tags);
+        await completeVersion(services, target, version, inlineOrBlocks(meta, written, body.encryption), body.tags, body.condition);
         return { ...version, meta };
       });
     case "inline":
@@ -158,6 +183,7 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const written = await store(newUuid());
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
+      if (body.condition) return { ...(await installFresh(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, body.condition)), meta };
       return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, written.deferredBlock)), meta };
     }
   }
@@ -193,15 +219,18 @@ async function insertNewest(services: StoreServices, target: ObjectTarget, data:
  * Writes a copy of `source` as the new current version of `target` with `meta` and `tags`
  * (CopyObject). No data is copied: the new version references the source's blocks.
  */
-export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta, tags: TagList): Promise<WrittenVersion> {
+export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta, tags: TagList, condition?: WriteCondition): Promise<WrittenVersion> {
   const data = source.state.data;
-  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, tags, undefined);
+  if (data.kind === "inline") {
+    const inline: ObjectData = { kind: "inline", meta, base64: data.base64 };
+    return condition ? installFresh(services, target, inline, tags, condition) : insertNewest(services, target, inline, tags, undefined);
+  }
   // Reading the source already advanced this node's clock past what its replicas had seen;
   // announcing also covers a newer write to the destination.
   return withAnnouncedVersion(services, target, meta.headers, async (version) => {
     // Never complete a copy with less than its source.
     if ((await services.model.copyBlocks(source.uuid, version.uuid)) !== data.meta.size) throw new IncompleteBlockListError("the source object");
-    await completeVersion(services, target, version, { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) }, tags);
+    await completeVersion(services, target, version, { kind: "blocks", meta, ...(data.singleBlock ? { singleBlock: data.singleBlock } : {}) }, tags, condition);
     return version;
   });
 }
@@ -297,7 +326,7 @@ export async function writePart(services: StoreServices, upload: UploadEntry, pa
  * blocks, renumbered 1..N, and becomes visible with `meta`; then the upload is closed and every
  * part version released. A failure leaves the upload open, as it was, for the client to retry.
  */
-export async function completeUpload(services: StoreServices, upload: UploadEntry, chosen: readonly UploadPartEntry[], allParts: readonly UploadPartEntry[], meta: ObjectMeta, outcome: UploadOutcome): Promise<void> {
+export async function completeUpload(services: StoreServices, upload: UploadEntry, chosen: readonly UploadPartEntry[], allParts: readonly UploadPartEntry[], meta: ObjectMeta, outcome: UploadOutcome, condition?: WriteCondition): Promise<void> {
   const { model } = services;
   const target = { bucketId: upload.bucketId, key: upload.key };
   const version = { uuid: upload.uploadId, timestamp: upload.timestamp };
@@ -314,7 +343,7 @@ export async function completeUpload(services: StoreServices, upload: UploadEntr
     for await (const rows of model.blockPages(version.uuid)) for (const row of rows) stored += row.size;
     if (stored !== meta.size) throw new StaleCompletionError(upload.uploadId);
   }
-  await completeVersion(services, target, version, { kind: "blocks", meta }, upload.tags ?? []);
+  await completeVersion(services, target, version, { kind: "blocks", meta }, upload.tags ?? [], condition);
   // Closing the upload makes its replicas tombstone the part rows (uploadSchema.onMerge): the
   // parts' blocks were copied above.
   await model.closeUpload(upload, allParts, outcome);

@@ -15,6 +15,7 @@ import { parseSseC, SSE_C_COPY_SOURCE_PREFIX, bodyEtag, sseCResponseHeaders, unl
 import { recordForCopy } from "../../block/encryption";
 import { toBase64 } from "../../util/checksum";
 import { etagHeader, storedHeaders } from "./headers";
+import { writeCondition } from "./put";
 import { parsePartNumber, storePart } from "./multipart";
 import { parseDecimal } from "../../util/decimal";
 import { uploadSortKey } from "../../model/upload";
@@ -70,6 +71,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   // COPY (the default) carries the source's tags; REPLACE takes x-amz-tagging (none if absent).
   const tags = (r.headers.get("x-amz-tagging-directive") ?? "COPY").toUpperCase() === "REPLACE" ? (parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? []) : versionTags(src.version);
   const target = { bucketId: r.bucket.id, key: r.key };
+  const condition = writeCondition(r.headers);
   // The copy references the source's stored blocks when they are what it must hold: both in
   // plaintext, or sealed under the same key. Otherwise the data is read, opened and rewritten.
   const sealing = destKey && recordForCopy(destKey.key, data.meta.encryption);
@@ -77,7 +79,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
   let written: { timestamp: number; etag: string };
   if (byReference) {
     const meta: ObjectMeta = { ...data.meta, headers };
-    written = { ...(await writeCopy(storeServices(r.services), target, src.version, meta, tags)), etag: meta.etag };
+    written = { ...(await writeCopy(storeServices(r.services), target, src.version, meta, tags, condition)), etag: meta.etag };
   } else {
     // Rewriting the data costs a read and a write of every byte, in this request: bounded as
     // AWS bounds every CopyObject (a reference copy costs metadata only and is not).
@@ -93,6 +95,7 @@ export async function copyObject(r: ObjectRequest): Promise<Response> {
       checksumAlgorithms: sum ? [sum.algorithm] : [],
       tags,
       encryption: sealing?.dataKey,
+      condition,
       describe: (body) => ({
         size: body.size,
         etag: bodyEtag(body.md5, sealing?.dataKey),

@@ -1,11 +1,11 @@
 // DeleteObject and DeleteObjects: a delete marker stamped by the hybrid clock, written in one
 // quorum write with no read first. The data is released in the background. A conditional
-// delete (If-Match, or <ETag> in a DeleteObjects entry) reads the current version first: like
-// conditional writes (put.ts) this is not atomic, but it never deletes an object that was
-// already different when the request arrived.
-import { visibleVersion, type ObjectEntry } from "../../model/object";
+// delete (If-Match, or <ETag> in a DeleteObjects entry) is installed through the key's
+// register, as every conditional write (model/conditional-write.ts).
+import type { ObjectEntry } from "../../model/object";
+import { ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../model/conditional-write";
 import type { BucketRequest, ObjectRequest } from "./context";
-import { S3Error } from "./errors";
+import { S3Error, toS3Error } from "./errors";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import { normalizeEtag } from "./headers";
@@ -21,23 +21,33 @@ function deleteMarker(bucketId: string, key: string) {
   });
 }
 
+/** Conditional entries of one DeleteObjects request installed at once (each takes the key's register). */
+const CONDITIONAL_DELETES_IN_FLIGHT = 8;
+
 /**
  * S3's conditional delete: `ifMatch` (an ETag, a list of them, or `*`) must match the current
- * version, and a missing object fails with NoSuchKey.
+ * version, and a missing object fails with NoSuchKey. The delete marker is installed through
+ * the key's register (model/conditional-write.ts), so the check and the delete are one step.
  */
-async function checkDeleteCondition(r: BucketRequest, key: string, ifMatch: string): Promise<void> {
-  const current = visibleVersion(await r.services.model.objects.get(r.bucket.id, key));
-  if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+async function deleteIfMatch(r: BucketRequest, key: string, ifMatch: string): Promise<void> {
   const wanted = ifMatch.split(",").map(normalizeEtag);
-  if (!wanted.includes("*") && !wanted.includes(current.state.data.meta.etag))
-    throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+  await installConditionally(
+    r.services.model,
+    { bucketId: r.bucket.id, key },
+    (current) => {
+      if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+      if (!wanted.includes("*") && !wanted.includes(current.state.data.meta.etag))
+        throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+    },
+    { kind: "fresh", state: () => ({ kind: "complete", data: { kind: "deleteMarker" } }) },
+  );
 }
 
 /** A `versionId` here is the null version: the router refused any other (unsupported.ts). */
 export async function deleteObject(r: ObjectRequest): Promise<Response> {
   const ifMatch = r.headers.get("if-match");
-  if (ifMatch !== null) await checkDeleteCondition(r, r.key, ifMatch);
-  await r.services.model.insertNewestVersions([deleteMarker(r.bucket.id, r.key)]);
+  if (ifMatch !== null) await deleteIfMatch(r, r.key, ifMatch);
+  else await r.services.model.insertNewestVersions([deleteMarker(r.bucket.id, r.key)]);
   const headers: Record<string, string> = r.query.has("versionId") ? { "x-amz-version-id": NULL_VERSION_ID } : {};
   return new Response(null, { status: 204, headers });
 }
@@ -81,18 +91,26 @@ export async function deleteObjects(r: BucketRequest): Promise<Response> {
     const etag = childText(o, "ETag");
     return { key: k.text, versionId, etag, error: entryError(o, k.text, versionId) };
   });
-  // Conditional entries are checked one by one (each is a read); the others need none.
-  for (const e of entries) {
-    if (e.error || e.etag === undefined) continue;
-    try {
-      await checkDeleteCondition(r, e.key, e.etag);
-    } catch (err) {
-      if (!(err instanceof S3Error)) throw err;
-      e.error = { code: err.code, message: err.message };
-    }
+  // Conditional entries each take their key's register, a few at a time; the others are
+  // deleted together in one write.
+  const conditional = entries.filter((e) => !e.error && e.etag !== undefined);
+  for (let i = 0; i < conditional.length; i += CONDITIONAL_DELETES_IN_FLIGHT) {
+    await Promise.all(
+      conditional.slice(i, i + CONDITIONAL_DELETES_IN_FLIGHT).map(async (e) => {
+        try {
+          await deleteIfMatch(r, e.key, e.etag!);
+        } catch (err) {
+          // The entry's own outcome (refused, conflicting, out of reach) is reported in it; a
+          // bug fails the request.
+          if (!(err instanceof S3Error || err instanceof ConditionalConflictError || err instanceof ConditionalUnavailableError)) throw err;
+          const s3 = toS3Error(err);
+          e.error = { code: s3.code, message: s3.message };
+        }
+      }),
+    );
   }
+  await r.services.model.insertNewestVersions(entries.filter((e) => !e.error && e.etag === undefined).map((e) => deleteMarker(r.bucket.id, e.key)));
   const deleted = entries.filter((e) => !e.error);
-  await r.services.model.insertNewestVersions(deleted.map((e) => deleteMarker(r.bucket.id, e.key)));
   return xmlResponse(
     xmlDocument("DeleteResult", {
       Deleted: quiet ? [] : deleted.map((e) => ({ Key: e.key, VersionId: e.versionId })),

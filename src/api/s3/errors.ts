@@ -2,6 +2,7 @@
 // The router turns an S3Error into the XML error body; anything else becomes InternalError.
 import { ModelError } from "../../model/model";
 import { QuorumError } from "../../table/quorum";
+import { ConditionalConflictError, ConditionalUnavailableError } from "../../model/conditional-write";
 import { BlockNotFoundError } from "../../block/manager";
 import { IncompleteBlockListError, StaleCompletionError } from "../../model/object-writer";
 import { DecryptionError } from "../../block/encryption";
@@ -58,6 +59,7 @@ export const S3_ERRORS = {
   NotImplemented: 501,
   NotModified: 304,
   PreconditionFailed: 412,
+  ConditionalRequestConflict: 409,
   RequestTimeout: 400,
   RequestTimeTooSkewed: 403,
   ServiceUnavailable: 503,
@@ -103,6 +105,9 @@ export function toS3Error(err: unknown, context?: string): S3Error {
   // The key was recognised (its MAC matched), so a block that does not open is damaged:
   // scrub and resync replace it from a replica.
   if (err instanceof DecryptionError) return new S3Error("ServiceUnavailable", "The object's data could not be decrypted on this read; please try again.");
+  // A conditional write lost its key to another write made meanwhile: AWS asks for a retry.
+  if (err instanceof ConditionalConflictError) return new S3Error("ConditionalRequestConflict", `A conflicting operation occurred: ${err.message}. Please retry.`);
+  if (err instanceof ConditionalUnavailableError) return new S3Error("ServiceUnavailable", `The conditional write could not be decided: ${err.message}; it may or may not have taken effect.`);
   if (err instanceof StaleCompletionError) return new S3Error("InvalidRequest", `This ${err.message}: abort it and upload the object again.`);
   if (err instanceof IncompleteBlockListError) return new S3Error("ServiceUnavailable", `The ${err.message}; please try again.`);
   log.error(`${context === undefined ? "" : `${context}: `}internal error: ${(err as Error)?.stack ?? err}`);

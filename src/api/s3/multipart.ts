@@ -29,7 +29,7 @@ import { S3Error } from "./errors";
 import { PayloadReader, readSmallBody } from "./body";
 import { declaredChecksumType, declaredDigests, etagHeader, isChecksumValue, normalizeEtag, storedHeaders, verifyDigests, type DeclaredDigests } from "./headers";
 import { completeUpload, startUpload, writePart, type UploadChecksum } from "../../model/object-writer";
-import { checkWriteConditions } from "./put";
+import { writeCondition } from "./put";
 import { isoDate, xmlResponse } from "./bucket";
 import { children, childText, MAX_XML_BODY, parseXml, xmlDocument, type XmlElement } from "./xml";
 import { prefixEnd, queryInteger, urlEncodeKey } from "./list";
@@ -277,7 +277,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
   const upload = await findUpload(r, r.query.get("uploadId"));
   if (upload?.deleted) return repeatCompletion(r, upload);
   if (!upload) throw noSuchUpload();
-  await checkWriteConditions(r);
+  const condition = writeCondition(r.headers);
   // An encrypted upload is completed with its key (as AWS asks); a key given for another upload
   // is refused.
   const sseC = parseSseC(r.headers);
@@ -313,7 +313,7 @@ export async function completeMultipartUpload(r: ObjectRequest): Promise<Respons
     ...(checksum ? { partChecksums: chosen.map((p) => p.checksum!) } : {}),
     ...(upload.encryption ? { encryption: upload.encryption } : {}),
   };
-  await completeUpload(storeServices(r.services), upload, chosen, [...stored.values()], meta, { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) });
+  await completeUpload(storeServices(r.services), upload, chosen, [...stored.values()], meta, { kind: "completed", etag, ...(checksum ? { checksum: checksum.value } : {}) }, condition);
   return completionResponse(r, etag, checksum);
 }
 

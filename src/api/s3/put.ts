@@ -1,8 +1,7 @@
 // PutObject: the request's conditions, headers, digests and quota; the version itself is
 // written by the one object writer (src/model/object-writer.ts).
 import { checksumHeaderName } from "../../util/checksum";
-import { visibleVersion } from "../../model/object";
-import { writeObject } from "../../model/object-writer";
+import { writeObject, type WriteCondition } from "../../model/object-writer";
 import { S3Error } from "./errors";
 import { storeServices, type ObjectRequest } from "./context";
 import { PayloadReader } from "./body";
@@ -13,31 +12,30 @@ import { parseSseC, bodyEtag, sseCResponseHeaders } from "./sse-c";
 import { newEncryptionRecord } from "../../block/encryption";
 
 /**
- * Conditional writes (If-None-Match: * / If-Match: etag), checked against a quorum read just
- * before the write. Without consensus this is not atomic: two racing conditional writes can
- * both pass. It does protect against the common case of overwriting by mistake.
+ * The request's write condition (If-None-Match: * or ETags, If-Match: ETags or *), or none. It
+ * is checked by the key's register against the version current when the write is installed
+ * (model/conditional-write.ts): of concurrent conditional writes, at most one sees what it wants.
  */
-export async function checkWriteConditions(r: ObjectRequest): Promise<void> {
-  const ifNoneMatch = r.headers.get("if-none-match");
-  const ifMatch = r.headers.get("if-match");
-  if (ifNoneMatch === null && ifMatch === null) return;
-  const current = visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key));
-  // `*`: the key must not exist; ETags: the current object must not be one of them.
-  if (ifNoneMatch !== null && current) {
-    const unwanted = ifNoneMatch.split(",").map(normalizeEtag);
-    if (unwanted.includes("*") || unwanted.includes(current.state.data.meta.etag))
+export function writeCondition(headers: Headers): WriteCondition | undefined {
+  const ifNoneMatch = headers.get("if-none-match");
+  const ifMatch = headers.get("if-match");
+  if (ifNoneMatch === null && ifMatch === null) return undefined;
+  const unwanted = ifNoneMatch?.split(",").map(normalizeEtag);
+  const wanted = ifMatch?.split(",").map(normalizeEtag);
+  return (current) => {
+    // `*`: the key must not exist; ETags: the current object must not be one of them.
+    if (unwanted && current && (unwanted.includes("*") || unwanted.includes(current.state.data.meta.etag)))
       throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
-  }
-  if (ifMatch !== null) {
-    if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
-    const wanted = ifMatch.split(",").map(normalizeEtag);
-    if (!wanted.includes("*") && !wanted.includes(current.state.data.meta.etag))
-      throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
-  }
+    if (wanted) {
+      if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+      if (!wanted.includes("*") && !wanted.includes(current.state.data.meta.etag))
+        throw new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
+    }
+  };
 }
 
 export async function putObject(r: ObjectRequest): Promise<Response> {
-  await checkWriteConditions(r);
+  const condition = writeCondition(r.headers);
   const headers = storedHeaders(r.headers);
   const tags = parseTaggingHeader(r.headers.get("x-amz-tagging")) ?? [];
   const digests = declaredDigests(r.headers);
@@ -55,6 +53,7 @@ export async function putObject(r: ObjectRequest): Promise<Response> {
     checksumAlgorithms: digests.checksumAlgorithm ? [digests.checksumAlgorithm] : [],
     tags,
     encryption: sealing?.dataKey,
+    condition,
     describe: async (body) => {
       if (payload.declaredLength === undefined) await checkQuotas(r, body.size);
       return {

@@ -179,7 +179,6 @@ export const RULES: readonly Rule[] = [
   { header: CHECKSUM_VALUE_HEADER, ops: ["CompleteMultipartUpload"], check: completeChecksum },
   { header: "x-amz-mp-object-size", ops: ["CompleteMultipartUpload"], check: refuse("NotImplemented", "Bunker does not check the object size on CompleteMultipartUpload") },
   // CopyObject does not check conditions on its destination.
-  { header: /^if-(none-)?match$/, ops: ["CopyObject"], check: refuse("NotImplemented", "Bunker does not implement conditions on the destination of a copy") },
   // Appends and the conditions of directory buckets.
   { header: "x-amz-write-offset-bytes", ops: ["PutObject"], check: refuse("NotImplemented", "Bunker does not implement appends") },
   { header: /^x-amz-if-match-(last-modified-time|size)$/, ops: ["DeleteObject"], check: refuse("NotImplemented", "Bunker implements conditional deletes on If-Match only") },

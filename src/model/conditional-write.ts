@@ -1,0 +1,155 @@
+// Conditional writes (If-None-Match / If-Match on PutObject, CompleteMultipartUpload,
+// CopyObject and DeleteObject) made linearizable: the new version is installed through the
+// key's compare-and-set register (table/cas-register.ts), so of concurrent conditional writes
+// to a key at most one sees the condition it wants, and each sees every write acknowledged
+// before it started. Unconditional writes never come here. docs/conditional-writes.md has the
+// design and the safety argument.
+import { newUuid } from "../util/ids";
+import { Type } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { assert } from "../util/assert";
+import { QuorumError } from "../table/quorum";
+import { PreemptedError, type CasRegister } from "../table/cas-register";
+import { partitionOfEntry } from "../table/partition";
+import { objectSchema, visibleVersion, type ObjectEntry, type ObjectVersion, type VersionState, type VisibleVersion } from "./object";
+import type { Table } from "../table/table";
+
+/**
+ * How long a conditional write may spend getting its turn on the register (rounds lost to
+ * concurrent conditional writes, acceptors out of reach) before it answers 503: a few rounds of
+ * a 200 ms RTT site link with room to back off, far below an S3 client's own timeout.
+ */
+export const CONDITIONAL_WRITE_DEADLINE_MS = 8_000;
+/** Rounds a conditional write may lose to others before it gives up (with the deadline). */
+export const CONDITIONAL_ROUNDS_MAX = 24;
+/** Upper bound of the random pause after a lost round: duelling proposers spread out. */
+const BACKOFF_MAX_MS = 250;
+
+/** Another write to the key got in between (AWS: 409 ConditionalRequestConflict); retrying may succeed. */
+export class ConditionalConflictError extends Error {}
+
+/**
+ * The write's outcome is unknown (acceptors or replicas out of reach, or the register stayed
+ * contended past the deadline): it may or may not take effect. Answered 503.
+ */
+export class ConditionalUnavailableError extends Error {}
+
+/**
+ * The version to install. `fixed`: its uuid and timestamp are already tied to stored data (an
+ * announced upload, a multipart completion); it must still be newer than every complete version
+ * the register's round sees, or the write conflicts. `fresh`: it takes a uuid and a timestamp
+ * past everything seen (inline bodies, delete markers).
+ */
+export type NewVersion = { kind: "fixed"; version: ObjectVersion } | { kind: "fresh"; state: (timestamp: number) => VersionState };
+
+export interface ConditionalTarget {
+  bucketId: string;
+  key: string;
+}
+
+/** The pieces of the model a conditional write uses. */
+export interface ConditionalServices {
+  objects: Table<ObjectEntry>;
+  cas: CasRegister;
+  clock: { nowAfter(t: number): number };
+}
+
+function mergeEntries(entries: readonly ObjectEntry[]): ObjectEntry | undefined {
+  return entries.length === 0 ? undefined : entries.reduce((a, b) => objectSchema.merge(a, b));
+}
+
+function newestComplete(entry: ObjectEntry | undefined, except?: string): number {
+  let newest = -1;
+  for (const v of entry?.versions ?? []) if (v.uuid !== except && v.state.kind === "complete" && v.timestamp > newest) newest = v.timestamp;
+  return newest;
+}
+
+/** True when the entry already reflects `v`: it holds it complete or aborted, or something complete newer replaced it. */
+function settledIn(entry: ObjectEntry | undefined, v: ObjectVersion): boolean {
+  const held = entry?.versions.find((x) => x.uuid === v.uuid);
+  if (held && held.state.kind !== "uploading") return true;
+  return newestComplete(entry, v.uuid) > v.timestamp;
+}
+
+/** What a peer may propose: a complete version (data or delete marker), never anything else. */
+const ProposedVersion = TypeCompiler.Compile(
+  Type.Object({
+    uuid: Type.String({ minLength: 1, maxLength: 64 }),
+    timestamp: Type.Number(),
+    state: Type.Object({ kind: Type.Literal("complete"), data: Type.Object({ kind: Type.Union([Type.Literal("deleteMarker"), Type.Literal("inline"), Type.Literal("blocks")]) }) }),
+  }),
+);
+
+/** Refuses a peer's proposal that is not a complete object version. */
+export function checkProposedVersion(value: unknown): void {
+  if (ProposedVersion.Check(value)) return;
+  const first = [...ProposedVersion.Errors(value)][0];
+  throw new Error(`not a complete object version: ${first ? `${first.path || "/"} ${first.message}` : "malformed"}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Installs a new version of `target` if `check` accepts the key's current visible version
+ * (it throws the S3 layer's error otherwise: PreconditionFailed, NoSuchKey...). Resolves with
+ * the installed version, written to a write quorum of the object table.
+ */
+export async function installConditionally(
+  s: ConditionalServices,
+  target: ConditionalTarget,
+  check: (current: VisibleVersion | undefined) => void,
+  next: NewVersion,
+): Promise<ObjectVersion> {
+  const partition = partitionOfEntry(objectSchema, target.bucketId);
+  const { bucketId, key } = target;
+  const deadline = Date.now() + CONDITIONAL_WRITE_DEADLINE_MS;
+  const commit = (v: ObjectVersion) => s.objects.insert({ bucketId, key, versions: [v] });
+  // Once proposed, a fixed version keeps its identity across rounds; a fresh one is rebuilt
+  // (new uuid) only when something newer appeared, as a value accepted at a lower ballot is
+  // dominated by any accepted at a higher one.
+  let mine: ObjectVersion | undefined = next.kind === "fixed" ? next.version : undefined;
+  let lastError = "";
+  for (let round = 0; ; round++) {
+    if (round >= CONDITIONAL_ROUNDS_MAX || Date.now() > deadline)
+      throw new ConditionalUnavailableError(`the key's conditional-write register stayed out of reach or contended (${round} rounds${lastError ? `; ${lastError}` : ""})`);
+    if (round > 0) await sleep(Math.random() * Math.min(BACKOFF_MAX_MS, 10 * 2 ** round));
+    const ballot = s.cas.newBallot();
+    try {
+      const prepared = await s.cas.prepare(partition, bucketId, key, ballot);
+      let state = mergeEntries(prepared.entries as ObjectEntry[]);
+      // An earlier round of ours was accepted, then completed by another writer that adopted it.
+      const proposed = mine;
+      if (proposed && state?.versions.some((v) => v.uuid === proposed.uuid && v.state.kind === "complete")) return proposed;
+      const adopted = prepared.adopted?.value as ObjectVersion | undefined;
+      if (adopted && mine && adopted.uuid === mine.uuid) {
+        // Our value is the newest acceptance a majority knows: it is the register's state.
+        await commit(mine);
+        return mine;
+      }
+      if (adopted && !settledIn(state, adopted)) {
+        // The last chosen value may never have reached the object table (its writer stopped
+        // in between): it is the key's state, so it is written before anything is decided on it.
+        await commit(adopted);
+        state = mergeEntries(state ? [state, { bucketId, key, versions: [adopted] }] : [{ bucketId, key, versions: [adopted] }]);
+      }
+      check(visibleVersion(state));
+      const newest = newestComplete(state, mine?.uuid);
+      if (next.kind === "fresh" && (mine === undefined || newest >= mine.timestamp)) {
+        const timestamp = s.clock.nowAfter(newest);
+        mine = { uuid: newUuid(), timestamp, state: next.state(timestamp) };
+      }
+      assert(mine !== undefined, "a fixed version is given, a fresh one was just built");
+      if (newest >= mine.timestamp) throw new ConditionalConflictError(`a newer version of the key was written while this one was stored`);
+      await s.cas.accept(partition, bucketId, key, ballot, mine);
+      await commit(mine);
+      return mine;
+    } catch (err) {
+      if (err instanceof PreemptedError) {
+        lastError = err.message;
+        continue;
+      }
+      if (err instanceof QuorumError) throw new ConditionalUnavailableError(err.message);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,298 @@
+// A compare-and-set register per (partition key, sort key), kept by the partition's replicas:
+// single-decree Paxos, one instance per round, as in CASPaxos. It is the only consensus in
+// Bunker, and only conditional writes use it (docs/conditional-writes.md has the design and the
+// safety argument). The unconditional write path never touches it.
+//
+// An acceptor keeps, per key, the highest ballot it promised and the last value it accepted,
+// in its own local sqlite table (cas_acceptor): this state is never merged, repaired or synced
+// between nodes, as a copied acceptance would be an acceptance the node never made. A promise
+// also hands back the acceptor's local copy of the key's entry in the table the register
+// guards, read in the same transaction: the proposer learns the key's current state in the
+// round that makes it the only proposer.
+import type { Database, Statement } from "bun:sqlite";
+import { Type, type Static } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { assert } from "../util/assert";
+import type { HybridClock } from "../util/hlc";
+import type { GroupCommitter } from "../db/committer";
+import type { Placement } from "../cluster/layout";
+import { decodeJson, encodeJson, PRIO_HIGH, RpcError, RPC_ERR, type RpcNode } from "../rpc/rpc";
+import { QuorumError } from "./quorum";
+
+/**
+ * Time an acceptor has to answer one prepare or accept: the messages are small, so this only
+ * has to cover a slow inter-site link (a few RTTs of 200 ms) and a busy sqlite commit.
+ */
+export const CAS_CALL_TIMEOUT_MS = 3_000;
+
+/** Orders proposals: the proposer's hybrid clock, then its node id. */
+export const BallotSchema = Type.Object({ ts: Type.Number(), node: Type.String({ maxLength: 128 }) });
+export type Ballot = Static<typeof BallotSchema>;
+
+export function compareBallots(a: Ballot, b: Ballot): number {
+  return a.ts - b.ts || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0);
+}
+
+export interface Accepted {
+  ballot: Ballot;
+  value: unknown;
+}
+
+/** An acceptor's answer: a promise (with its last acceptance and its copy of the entry), or a refusal naming the ballot it promised. */
+export type PrepareReply = { ok: true; accepted: Accepted | null; entry: unknown } | { ok: false; promised: Ballot };
+export type AcceptReply = { ok: true } | { ok: false; promised: Ballot };
+
+const KeySchema = { pk: Type.String({ maxLength: 1024 }), sk: Type.String({ maxLength: 4096 }) };
+const PrepareRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, ts: Type.Number() }));
+const AcceptRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, value: Type.Unknown(), ts: Type.Number() }));
+const AcceptedSchema = Type.Union([Type.Null(), Type.Object({ ballot: BallotSchema, value: Type.Unknown() })]);
+const PrepareAnswer = TypeCompiler.Compile(
+  Type.Intersect([
+    Type.Union([Type.Object({ ok: Type.Literal(true), accepted: AcceptedSchema, entry: Type.Unknown() }), Type.Object({ ok: Type.Literal(false), promised: BallotSchema })]),
+    Type.Object({ ts: Type.Number() }),
+  ]),
+);
+const AcceptAnswer = TypeCompiler.Compile(
+  Type.Intersect([Type.Union([Type.Object({ ok: Type.Literal(true) }), Type.Object({ ok: Type.Literal(false), promised: BallotSchema })]), Type.Object({ ts: Type.Number() })]),
+);
+
+/** Checks a peer's message against its schema: a malformed one is refused with the first failing path. */
+function checked<T>(checker: { Check(v: unknown): v is T; Errors(v: unknown): Iterable<{ path: string; message: string }> }, value: unknown, what: string): T {
+  if (checker.Check(value)) return value;
+  const first = [...checker.Errors(value)][0];
+  throw new RpcError(`${what}: ${first ? `${first.path || "/"} ${first.message}` : "malformed"}`, RPC_ERR.protocol);
+}
+
+/** This node's acceptor state, in sqlite. Promises and acceptances are durable before they are answered. */
+export class CasAcceptor {
+  private readonly getStmt: Statement;
+  private readonly putStmt: Statement;
+
+  constructor(
+    db: Database,
+    private readonly committer: GroupCommitter,
+    /** This node's copy of the guarded entry (pk, sk), read in the promise's transaction. */
+    private readonly entryOf: (pk: string, sk: string) => unknown,
+  ) {
+    this.getStmt = db.query(`SELECT promised, accepted FROM cas_acceptor WHERE pk = ? AND sk = ?`);
+    this.putStmt = db.query(`INSERT OR REPLACE INTO cas_acceptor (pk, sk, promised, accepted) VALUES (?, ?, ?, ?)`);
+  }
+
+  private read(pk: string, sk: string): { promised: Ballot | null; accepted: Accepted | null } {
+    const row = this.getStmt.get(pk, sk) as { promised: string | null; accepted: string | null } | null;
+    return { promised: row?.promised ? JSON.parse(row.promised) : null, accepted: row?.accepted ? JSON.parse(row.accepted) : null };
+  }
+
+  /** Promises never to accept below `ballot`, unless it promised higher already. */
+  prepare(pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
+    // The check and the write run in one sqlite transaction, with nothing else in between.
+    return this.committer.write((): PrepareReply => {
+      const state = this.read(pk, sk);
+      if (state.promised && compareBallots(state.promised, ballot) >= 0) return { ok: false, promised: state.promised };
+      this.putStmt.run(pk, sk, JSON.stringify(ballot), state.accepted ? JSON.stringify(state.accepted) : null);
+      return { ok: true, accepted: state.accepted, entry: this.entryOf(pk, sk) ?? null };
+    });
+  }
+
+  /** Accepts `value` at `ballot` unless it promised a higher ballot. */
+  accept(pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
+    return this.committer.write((): AcceptReply => {
+      const state = this.read(pk, sk);
+      if (state.promised && compareBallots(state.promised, ballot) > 0) return { ok: false, promised: state.promised };
+      this.putStmt.run(pk, sk, JSON.stringify(ballot), JSON.stringify({ ballot, value }));
+      return { ok: true };
+    });
+  }
+}
+
+/** How a proposer reaches another node's acceptor (the RPC layer provides it). */
+export interface CasPeers {
+  prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply>;
+  accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply>;
+}
+
+const EP_PREPARE = "cas/prepare";
+const EP_ACCEPT = "cas/accept";
+
+export class RpcCasPeers implements CasPeers {
+  constructor(
+    private readonly rpc: RpcNode,
+    private readonly clock: HybridClock,
+  ) {}
+
+  private async call(node: string, endpoint: string, body: object): Promise<unknown> {
+    const reply = await this.rpc.call(node, endpoint, encodeJson({ ...body, ts: this.clock.now() }), { priority: PRIO_HIGH, timeoutMs: CAS_CALL_TIMEOUT_MS });
+    return decodeJson(reply.payload);
+  }
+
+  async prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
+    const { ts, ...answer } = checked(PrepareAnswer, await this.call(node, EP_PREPARE, { pk, sk, ballot }), `${EP_PREPARE} reply`);
+    this.clock.observe(ts);
+    return answer as PrepareReply;
+  }
+
+  async accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
+    const { ts, ...answer } = checked(AcceptAnswer, await this.call(node, EP_ACCEPT, { pk, sk, ballot, value }), `${EP_ACCEPT} reply`);
+    this.clock.observe(ts);
+    return answer as AcceptReply;
+  }
+}
+
+/**
+ * Serves this node's acceptor to its peers. `checkValue` validates a proposed value before it is
+ * accepted: a malformed value from a peer never reaches the acceptor's state.
+ */
+export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor, checkValue: (value: unknown) => void): void {
+  const answer = (value: object) => ({ payload: encodeJson({ ...value, ts: clock.now() }) });
+  rpc.handle(EP_PREPARE, async ({ payload }) => {
+    const req = checked(PrepareRequest, decodeJson(payload), EP_PREPARE);
+    clock.observe(req.ts);
+    return answer(await acceptor.prepare(req.pk, req.sk, req.ballot));
+  });
+  rpc.handle(EP_ACCEPT, async ({ payload }) => {
+    const req = checked(AcceptRequest, decodeJson(payload), EP_ACCEPT);
+    try {
+      checkValue(req.value);
+    } catch (err) {
+      throw new RpcError(`${EP_ACCEPT}: ${(err as Error).message}`, RPC_ERR.protocol);
+    }
+    clock.observe(req.ts);
+    return answer(await acceptor.accept(req.pk, req.sk, req.ballot, req.value));
+  });
+}
+
+/** A proposer's round was overtaken by a higher ballot: retry with a higher one. */
+export class PreemptedError extends Error {
+  constructor(readonly promised: Ballot) {
+    super(`preempted by ballot ${promised.ts}/${promised.node.slice(0, 16)}`);
+  }
+}
+
+/** What a successful prepare learned: the ballot now owned, the highest acceptance seen, and the acceptors' copies of the entry. */
+export interface Prepared {
+  ballot: Ballot;
+  adopted: Accepted | null;
+  entries: unknown[];
+}
+
+/**
+ * Calls `call` on every node of every set at once and resolves when each set has a majority of
+ * successes (a joint quorum while the layout changes: any two such quorums share a node of
+ * every set). As soon as one set can no longer reach its majority it rejects: with the highest
+ * PreemptedError among the failures if there is one (the round lost to a higher ballot, retry
+ * above it), else with a QuorumError (too few acceptors answered).
+ */
+function jointMajority<T>(sets: readonly string[][], call: (node: string) => Promise<T>, timeoutMs: number): Promise<Map<string, T>> {
+  const nodes = [...new Set(sets.flat())];
+  const need = sets.map((s) => Math.floor(s.length / 2) + 1);
+  return new Promise((resolve, reject) => {
+    const ok = new Map<string, T>();
+    const failed = new Set<string>();
+    const errors: string[] = [];
+    let preempted: PreemptedError | undefined;
+    let settled = false;
+    const finish = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(new Map(ok));
+    };
+    const timer = setTimeout(() => finish(preempted ?? new QuorumError(Math.max(...need), ok.size, [...errors, "timeout"])), timeoutMs);
+    const check = () => {
+      if (sets.every((s, i) => s.filter((n) => ok.has(n)).length >= need[i]!)) return finish();
+      const lost = sets.findIndex((s, i) => s.length - s.filter((n) => failed.has(n)).length < need[i]!);
+      if (lost >= 0) finish(preempted ?? new QuorumError(need[lost]!, sets[lost]!.filter((n) => ok.has(n)).length, errors));
+    };
+    for (const node of nodes) {
+      call(node).then(
+        (value) => {
+          if (settled) return;
+          ok.set(node, value);
+          check();
+        },
+        (err: unknown) => {
+          if (settled) return;
+          failed.add(node);
+          if (err instanceof PreemptedError && (!preempted || compareBallots(err.promised, preempted.promised) > 0)) preempted = err;
+          errors.push(err instanceof Error ? err.message : String(err));
+          check();
+        },
+      );
+    }
+  });
+}
+
+/** The proposer side: one prepare or accept phase at a time; the caller decides what to propose. */
+export class CasRegister {
+  constructor(
+    private readonly placement: Placement,
+    private readonly local: CasAcceptor,
+    private readonly peers: CasPeers | undefined,
+    private readonly clock: HybridClock,
+  ) {}
+
+  private prepareOn(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
+    if (node === this.placement.selfId) return this.local.prepare(pk, sk, ballot);
+    assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
+    return this.peers.prepare(node, pk, sk, ballot);
+  }
+
+  private acceptOn(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
+    if (node === this.placement.selfId) return this.local.accept(pk, sk, ballot, value);
+    assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
+    return this.peers.accept(node, pk, sk, ballot, value);
+  }
+
+  /** A ballot above everything this node has seen. */
+  newBallot(): Ballot {
+    return { ts: this.clock.now(), node: this.placement.selfId };
+  }
+
+  /**
+   * Phase 1 on the key's acceptors (`partition`'s nodes, in every live layout version). Throws
+   * PreemptedError when an acceptor promised higher (its ballot is observed, so the next one
+   * is higher), QuorumError when too few answer.
+   */
+  async prepare(partition: number, pk: string, sk: string, ballot: Ballot): Promise<Prepared> {
+    const sets = this.placement.writeSets(partition);
+    if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
+    const replies = await jointMajority(
+      sets,
+      async (node) => {
+        const r = await this.prepareOn(node, pk, sk, ballot);
+        if (!r.ok) {
+          this.clock.observe(r.promised.ts);
+          throw new PreemptedError(r.promised);
+        }
+        return r;
+      },
+      CAS_CALL_TIMEOUT_MS,
+    );
+    let adopted: Accepted | null = null;
+    const entries: unknown[] = [];
+    for (const r of replies.values()) {
+      assert(r.ok, "only promises are counted");
+      if (r.accepted && (adopted === null || compareBallots(r.accepted.ballot, adopted.ballot) > 0)) adopted = r.accepted;
+      if (r.entry !== null) entries.push(r.entry);
+    }
+    return { ballot, adopted, entries };
+  }
+
+  /** Phase 2: `value` is chosen when this resolves. Throws PreemptedError or QuorumError. */
+  async accept(partition: number, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<void> {
+    const sets = this.placement.writeSets(partition);
+    if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
+    await jointMajority(
+      sets,
+      async (node) => {
+        const r = await this.acceptOn(node, pk, sk, ballot, value);
+        if (!r.ok) {
+          this.clock.observe(r.promised.ts);
+          throw new PreemptedError(r.promised);
+        }
+      },
+      CAS_CALL_TIMEOUT_MS,
+    );
+  }
+}

@@ -1,0 +1,156 @@
+// The per-key register of conditional writes on three real Models (three sqlite files) wired
+// to each other in process: acceptor rules, one winner among racing writers, a chosen value
+// whose writer stopped before writing it, and acceptors out of reach.
+import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Placement } from "../../../src/cluster/layout.ts";
+import { openDatabase } from "../../../src/db/sqlite.ts";
+import { Model } from "../../../src/model/model.ts";
+import { visibleVersion, type ObjectVersion, type VisibleVersion } from "../../../src/model/object.ts";
+import { checkProposedVersion, ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../../src/model/conditional-write.ts";
+import type { CasPeers } from "../../../src/table/cas-register.ts";
+import type { RemoteReplicas } from "../../../src/table/table.ts";
+import { partitionOfEntry } from "../../../src/table/partition.ts";
+import { objectSchema } from "../../../src/model/object.ts";
+
+setDefaultTimeout(30_000);
+const NODES = ["n1", "n2", "n3"];
+let dir: string;
+let dbs: Database[];
+let models: Map<string, Model>;
+/** Nodes that do not answer (their calls fail at once, as a closed connection would). */
+let down: Set<string>;
+
+function reach(node: string): Model {
+  if (down.has(node)) throw new Error(`node ${node} is not connected`);
+  return models.get(node)!;
+}
+
+const remote: RemoteReplicas = {
+  insert: async (node, table, entries, report) => {
+    const merged = await reach(node).localStores().get(table)!.apply(entries);
+    return report ? merged : undefined;
+  },
+  get: async (node, table, pk, sk) => reach(node).localStores().get(table)!.get(pk, sk),
+  range: async (node, table, pk, q) => reach(node).localStores().get(table)!.range(pk, q),
+};
+
+const casPeers: CasPeers = {
+  prepare: async (node, pk, sk, ballot) => reach(node).casAcceptor.prepare(pk, sk, ballot),
+  accept: async (node, pk, sk, ballot, value) => reach(node).casAcceptor.accept(pk, sk, ballot, value),
+};
+
+function placementOf(self: string): Placement {
+  return {
+    selfId: self,
+    writeSets: () => [NODES],
+    readNodes: () => [self, ...NODES.filter((n) => n !== self)],
+    allNodes: () => NODES,
+    quorums: { read: 2, write: 2 },
+  };
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-cas-"));
+  down = new Set();
+  dbs = [];
+  models = new Map();
+  for (const n of NODES) {
+    const db = openDatabase(join(dir, `${n}.sqlite`), { fsync: false });
+    dbs.push(db);
+    models.set(n, new Model(db, placementOf(n), remote, undefined, { casPeers }));
+  }
+});
+afterEach(async () => {
+  for (const m of models.values()) await m.stop();
+  for (const db of dbs) db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const target = { bucketId: "b".repeat(64), key: "lock" };
+const inline = (text: string) => ({ kind: "inline" as const, meta: { size: text.length, etag: text.padEnd(32, "0").slice(0, 32), headers: [] }, base64: Buffer.from(text).toString("base64") });
+
+class Refused extends Error {}
+const ifNoneMatchStar = (current: VisibleVersion | undefined) => {
+  if (current) throw new Refused("exists");
+};
+
+const current = async (node = "n1") => visibleVersion(await models.get(node)!.objects.get(target.bucketId, target.key));
+
+describe("acceptor", () => {
+  test("promises only above its promise, accepts only at or above it, and says which ballot it promised", async () => {
+    const a = models.get("n1")!.casAcceptor;
+    const first = await a.prepare("p", "s", { ts: 10, node: "n2" });
+    expect(first).toEqual({ ok: true, accepted: null, entry: null });
+    expect(await a.prepare("p", "s", { ts: 10, node: "n1" })).toEqual({ ok: false, promised: { ts: 10, node: "n2" } });
+    expect(await a.accept("p", "s", { ts: 9, node: "n3" }, "low")).toEqual({ ok: false, promised: { ts: 10, node: "n2" } });
+    expect(await a.accept("p", "s", { ts: 10, node: "n2" }, "v")).toEqual({ ok: true });
+    const again = await a.prepare("p", "s", { ts: 11, node: "n1" });
+    expect(again).toEqual({ ok: true, accepted: { ballot: { ts: 10, node: "n2" }, value: "v" }, entry: null });
+  });
+
+  test("a peer's proposal must be a complete object version", () => {
+    expect(() => checkProposedVersion({ uuid: "u", timestamp: 1, state: { kind: "complete", data: { kind: "deleteMarker" } } })).not.toThrow();
+    expect(() => checkProposedVersion({ uuid: "u", timestamp: 1, state: { kind: "uploading" } })).toThrow(/\/state/);
+    expect(() => checkProposedVersion({ uuid: 5, timestamp: 1, state: { kind: "complete", data: { kind: "inline" } } })).toThrow(/uuid/);
+    expect(() => checkProposedVersion("x")).toThrow();
+  });
+});
+
+describe("installConditionally", () => {
+  test("writers racing to create a key through three nodes: exactly one wins, each time", async () => {
+    for (let round = 0; round < 10; round++) {
+      const key = `race-${round}`;
+      const results = await Promise.allSettled(
+        NODES.map((n) => installConditionally(models.get(n)!, { ...target, key }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline(`by ${n}`) }) })),
+      );
+      const won = results.filter((r) => r.status === "fulfilled");
+      expect(won.length).toBe(1);
+      for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(Refused);
+      const winner = (won[0] as PromiseFulfilledResult<ObjectVersion>).value;
+      for (const n of NODES) {
+        const v = visibleVersion(await models.get(n)!.objects.get(target.bucketId, key));
+        expect(v?.uuid).toBe(winner.uuid);
+      }
+    }
+  });
+
+  test("a value chosen by a writer that stopped before writing it is the key's state for the next conditional writer", async () => {
+    const m1 = models.get("n1")!;
+    const partition = partitionOfEntry(objectSchema, target.bucketId);
+    const ballot = m1.cas.newBallot();
+    await m1.cas.prepare(partition, target.bucketId, target.key, ballot);
+    const chosen: ObjectVersion = { uuid: "chosen-uuid", timestamp: ballot.ts, state: { kind: "complete", data: inline("chosen") } };
+    await m1.cas.accept(partition, target.bucketId, target.key, ballot, chosen);
+    // n1 "stops" here: the object table never got the version.
+    expect(await current("n2")).toBeUndefined();
+    const second = installConditionally(models.get("n2")!, target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("second") }) });
+    expect(second).rejects.toBeInstanceOf(Refused);
+    await second.catch(() => {});
+    // ...and the next writer wrote it to the object table before deciding.
+    expect((await current("n3"))?.uuid).toBe("chosen-uuid");
+  });
+
+  test("works with one acceptor out of reach, and answers unavailable at once with two", async () => {
+    down.add("n3");
+    await installConditionally(models.get("n1")!, target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("one") }) });
+    expect((await current())?.state.data.kind).toBe("inline");
+    down.add("n2");
+    const started = Date.now();
+    const err = await installConditionally(models.get("n1")!, { ...target, key: "other" }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("two") }) }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConditionalUnavailableError);
+    // Refused connections fail the quorum at once, not at a timeout (bound, not timing: 5 s).
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test("a fixed version older than what the register's round sees is a conflict, not a silent hidden write", async () => {
+    const old: ObjectVersion = { uuid: "old-upload", timestamp: 5, state: { kind: "complete", data: inline("old") } };
+    await models.get("n1")!.objects.insert({ ...target, versions: [{ uuid: "newer", timestamp: 1_000, state: { kind: "complete", data: { kind: "deleteMarker" } } }] });
+    const err = await installConditionally(models.get("n2")!, target, ifNoneMatchStar, { kind: "fixed", version: old }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConditionalConflictError);
+    expect(await current()).toBeUndefined();
+  });
+});
