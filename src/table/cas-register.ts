@@ -45,6 +45,8 @@ export type AcceptReply = { ok: true } | { ok: false; promised: Ballot };
 const KeySchema = { pk: Type.String({ maxLength: 1024 }), sk: Type.String({ maxLength: 4096 }) };
 const PrepareRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, ts: Type.Number() }));
 const AcceptRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, value: Type.Unknown(), ts: Type.Number() }));
+const StatusRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ts: Type.Number() }));
+const StatusAnswer = TypeCompiler.Compile(Type.Object({ accepted: Type.Union([Type.Null(), BallotSchema]), ts: Type.Number() }));
 const AcceptedSchema = Type.Union([Type.Null(), Type.Object({ ballot: BallotSchema, value: Type.Unknown() })]);
 const PrepareAnswer = TypeCompiler.Compile(
   Type.Intersect([
@@ -73,6 +75,11 @@ export class CasAcceptor {
     private readonly committer: GroupCommitter,
     /** This node's copy of the guarded entry (pk, sk), read in the promise's transaction. */
     private readonly entryOf: (pk: string, sk: string) => unknown,
+    /**
+     * Runs in the acceptance's transaction: the guarded table records that a value was accepted
+     * here (invisible until it is known to be chosen), so that readers know to ask.
+     */
+    private readonly onAccept: (pk: string, sk: string, ballot: Ballot, value: unknown) => void = () => {},
   ) {
     this.getStmt = db.query(`SELECT promised, accepted FROM cas_acceptor WHERE pk = ? AND sk = ?`);
     this.putStmt = db.query(`INSERT OR REPLACE INTO cas_acceptor (pk, sk, promised, accepted) VALUES (?, ?, ?, ?)`);
@@ -100,8 +107,14 @@ export class CasAcceptor {
       const state = this.read(pk, sk);
       if (state.promised && compareBallots(state.promised, ballot) > 0) return { ok: false, promised: state.promised };
       this.putStmt.run(pk, sk, JSON.stringify(ballot), JSON.stringify({ ballot, value }));
+      this.onAccept(pk, sk, ballot, value);
       return { ok: true };
     });
+  }
+
+  /** The ballot of the last acceptance, if any (a read: it promises nothing). */
+  acceptedBallot(pk: string, sk: string): Ballot | null {
+    return this.read(pk, sk).accepted?.ballot ?? null;
   }
 }
 
@@ -109,10 +122,13 @@ export class CasAcceptor {
 export interface CasPeers {
   prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply>;
   accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply>;
+  /** The ballot the node last accepted for the key (null: none). */
+  acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null>;
 }
 
 const EP_PREPARE = "cas/prepare";
 const EP_ACCEPT = "cas/accept";
+const EP_STATUS = "cas/status";
 
 export class RpcCasPeers implements CasPeers {
   constructor(
@@ -136,6 +152,12 @@ export class RpcCasPeers implements CasPeers {
     this.clock.observe(ts);
     return answer as AcceptReply;
   }
+
+  async acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null> {
+    const { ts, accepted } = checked(StatusAnswer, await this.call(node, EP_STATUS, { pk, sk }), `${EP_STATUS} reply`);
+    this.clock.observe(ts);
+    return accepted;
+  }
 }
 
 /**
@@ -158,6 +180,11 @@ export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor
     }
     clock.observe(req.ts);
     return answer(await acceptor.accept(req.pk, req.sk, req.ballot, req.value));
+  });
+  rpc.handle(EP_STATUS, async ({ payload }) => {
+    const req = checked(StatusRequest, decodeJson(payload), EP_STATUS);
+    clock.observe(req.ts);
+    return answer({ accepted: acceptor.acceptedBallot(req.pk, req.sk) });
   });
 }
 
@@ -242,6 +269,41 @@ export class CasRegister {
     if (node === this.placement.selfId) return this.local.accept(pk, sk, ballot, value);
     assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
     return this.peers.accept(node, pk, sk, ballot, value);
+  }
+
+  private acceptedOn(node: string, pk: string, sk: string): Promise<Ballot | null> {
+    if (node === this.placement.selfId) return Promise.resolve(this.local.acceptedBallot(pk, sk));
+    assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
+    return this.peers.acceptedBallot(node, pk, sk);
+  }
+
+  /**
+   * Whether the value accepted at `ballot` is chosen, from the acceptors' last acceptances:
+   * `chosen` when a majority of every node set holds it; `superseded` when some acceptor
+   * accepted a higher ballot since (the writer of that ballot wrote every value chosen before
+   * it to the guarded table first: read it again); `not-chosen` when too few hold it, even
+   * counting those that did not answer. Throws QuorumError when the answers cannot tell.
+   */
+  async chosenAt(partition: number, pk: string, sk: string, ballot: Ballot, timeoutMs = CAS_CALL_TIMEOUT_MS): Promise<"chosen" | "superseded" | "not-chosen"> {
+    const sets = this.placement.writeSets(partition);
+    if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
+    const nodes = [...new Set(sets.flat())];
+    const answers = new Map<string, Ballot | null | Error>();
+    await Promise.race([
+      Promise.all(nodes.map((n) => this.acceptedOn(n, pk, sk).then((b) => void answers.set(n, b), (err: unknown) => void answers.set(n, err instanceof Error ? err : new Error(String(err)))))),
+      new Promise((r) => setTimeout(r, timeoutMs)),
+    ]);
+    const holds = (n: string) => {
+      const a = answers.get(n);
+      return a !== undefined && !(a instanceof Error) && a !== null && compareBallots(a, ballot) === 0;
+    };
+    const unknown = (n: string) => answers.get(n) === undefined || answers.get(n) instanceof Error;
+    if ([...answers.values()].some((a) => a !== null && !(a instanceof Error) && compareBallots(a, ballot) > 0)) return "superseded";
+    const majority = (s: string[]) => Math.floor(s.length / 2) + 1;
+    if (sets.every((s) => s.filter(holds).length >= majority(s))) return "chosen";
+    if (sets.some((s) => s.filter((n) => holds(n) || unknown(n)).length < majority(s))) return "not-chosen";
+    const errors = [...answers.values()].filter((a): a is Error => a instanceof Error).map((e) => e.message);
+    throw new QuorumError(Math.max(...sets.map(majority)), nodes.filter((n) => !unknown(n)).length, errors.length ? errors : ["timeout"]);
   }
 
   /** A ballot above everything this node has seen. */

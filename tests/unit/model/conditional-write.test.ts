@@ -41,6 +41,7 @@ const remote: RemoteReplicas = {
 const casPeers: CasPeers = {
   prepare: async (node, pk, sk, ballot) => reach(node).casAcceptor.prepare(pk, sk, ballot),
   accept: async (node, pk, sk, ballot, value) => reach(node).casAcceptor.accept(pk, sk, ballot, value),
+  acceptedBallot: async (node, pk, sk) => reach(node).casAcceptor.acceptedBallot(pk, sk),
 };
 
 function placementOf(self: string): Placement {
@@ -97,6 +98,25 @@ describe("acceptor", () => {
     expect(() => checkProposedVersion({ uuid: "u", timestamp: 1, state: { kind: "uploading" } })).toThrow(/\/state/);
     expect(() => checkProposedVersion({ uuid: 5, timestamp: 1, state: { kind: "complete", data: { kind: "inline" } } })).toThrow(/uuid/);
     expect(() => checkProposedVersion("x")).toThrow();
+  });
+});
+
+describe("register", () => {
+  test("tells whether an acceptance is chosen, superseded, not chosen, or cannot tell", async () => {
+    const m1 = models.get("n1")!;
+    const partition = partitionOfEntry(objectSchema, target.bucketId);
+    const b1 = m1.cas.newBallot();
+    await m1.cas.prepare(partition, "p", "k", b1);
+    await models.get("n1")!.casAcceptor.accept("p", "k", b1, "v");
+    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("not-chosen");
+    down.add("n3");
+    expect(m1.cas.chosenAt(partition, "p", "k", b1)).rejects.toThrow(/quorum not reached/);
+    down.clear();
+    await models.get("n2")!.casAcceptor.accept("p", "k", b1, "v");
+    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("chosen");
+    const b2 = m1.cas.newBallot();
+    await models.get("n3")!.casAcceptor.accept("p", "k", b2, "w");
+    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("superseded");
   });
 });
 
