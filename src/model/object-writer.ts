@@ -9,15 +9,16 @@ import { INLINE_THRESHOLD } from "../util/limits";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import { encryptBlock, encryptedBlockPlainSize, type DataKey, type EncryptionRecord } from "../block/encryption";
-import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
+import type { HeaderList, ObjectData, ObjectMeta, PendingVersion, SingleBlockData, TagList, VersionState, VisibleVersion } from "./object";
+import { completedVersion } from "./pending";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 
 /**
  * How a new version's data is stored, chosen from the body's declared length before a byte is
  * read:
  * - `inline`: below INLINE_THRESHOLD, the body lives in the object entry: one metadata write.
- * - `single-block`: at most one block: the block is stored first, then the version, its block
- *   reference and the object entry in one metadata round trip.
+ * - `single-block`: at most one block: the block, and the version (pending), its block reference
+ *   and the object entry, in one round trip (insertPending); the version completes after.
  * - `announced`: larger, or of unknown length: the version is announced as uploading
  *   (invisible), its blocks and references are written, and only then is it completed. A body
  *   of unknown length that turns out small is still kept inline, under the announced version.
@@ -158,9 +159,59 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const written = await store(newUuid());
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
-      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, written.deferredBlock)), meta };
+      const data = inlineOrBlocks(meta, written, body.encryption);
+      // An empty body declared as one block is stored inline: no block to wait for.
+      if (written.deferredBlock && data.kind === "blocks") return { ...(await insertPending(services, target, { ...data, singleBlock: written.deferredBlock.hash }, body.tags, written.deferredBlock)), meta };
+      return { ...(await insertNewest(services, target, data, body.tags, undefined)), meta };
     }
   }
+}
+
+/**
+ * Writes a one-block version in one round trip: its block and its whole version, `pending`, at
+ * once (model/pending.ts says when a pending version is served). Once both reached their
+ * quorum the version is durable and the call returns; its completion is written after, in the
+ * background. A block that failed is settled before the error is thrown: aborted if a quorum
+ * of its nodes cannot hold it, completed if it is on a quorum after all, left pending (for
+ * readers and the repair) when the nodes cannot tell.
+ */
+async function insertPending(services: StoreServices, target: ObjectTarget, data: SingleBlockData, tags: TagList, block: NonNullable<WrittenBody["deferredBlock"]>): Promise<WrittenVersion> {
+  const { model } = services;
+  // Every version built: a restamped write leaves its earlier attempts pending too.
+  const built: PendingVersion[] = [];
+  const metadata = model.insertNewestVersions([
+    (uuid, timestamp) => {
+      const state: PendingVersion["state"] = tags.length === 0 ? { kind: "pending", data } : { kind: "pending", data, tags: { timestamp, set: tags } };
+      built.push({ uuid, timestamp, state });
+      return { entry: { bucketId: target.bucketId, key: target.key, versions: [built[built.length - 1]!] }, alongside: blockRows(services, target, uuid, block) };
+    },
+  ]);
+  const [stored, inserted] = await Promise.allSettled([block.stored, metadata]);
+  const version = built[built.length - 1];
+  assert(version !== undefined, "the version was built");
+  if (stored.status === "rejected") {
+    // Never abort a version whose block is on a quorum after all (a copy that answered late):
+    // a reader may serve it. Then it is as durable as any other, and completes below.
+    const presence = await services.blocks.presence(block.hash).catch(() => "unknown" as const);
+    if (presence === "short") {
+      const aborted = built.map((v) => ({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" as const } }));
+      await model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: aborted }).catch(() => {});
+    }
+    if (presence !== "quorum") throw stored.reason;
+  }
+  if (inserted.status === "rejected") throw inserted.reason;
+  await model.writeLater({ bucketId: target.bucketId, key: target.key, versions: [completedVersion(version)] }, true);
+  return { uuid: version.uuid, timestamp: version.timestamp };
+}
+
+/** The rows that tie a one-block version to its block, written with its entry. */
+function blockRows(services: StoreServices, target: ObjectTarget, uuid: string, block: { hash: string; size: number }): Promise<unknown> {
+  const { model } = services;
+  return Promise.all([
+    model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
+    model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
+    model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
+  ]);
 }
 
 /**
@@ -175,13 +226,7 @@ async function insertNewest(services: StoreServices, target: ObjectTarget, data:
       written = { uuid, timestamp };
       return {
         entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] },
-        alongside: block
-          ? Promise.all([
-              model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
-              model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
-              model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
-            ])
-          : undefined,
+        alongside: block ? blockRows(services, target, uuid, block) : undefined,
       };
     },
   ]);

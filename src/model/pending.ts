@@ -1,0 +1,82 @@
+// Pending versions (model/object.ts): a PUT of one block writes its block and its whole version
+// in the same round trip, the version `pending`, and answers once both reached their quorum.
+// This module owns when such a version is served: only once its block is seen on a write
+// quorum of its nodes. Every read that meets one (readObject, resolvePending) checks that, and
+// then serves it and writes it `complete` (its writer does so too, after answering); a pending
+// version whose block can no longer reach a quorum is aborted.
+//
+// Why it is safe: a served version has its block on a write quorum, because it is complete
+// (written only after the block's quorum: by its writer, or by a reader that saw the quorum) or
+// a pending one whose block a reader just saw on a quorum. An acknowledged version is never
+// lost: its entry is on a write quorum of replicas (a later read quorum meets one of them, and
+// the merge keeps it: nothing but a newer complete version drops it), and its block on a write
+// quorum of block nodes, so every presence check finds it, and none finds it short: a version is
+// aborted only when, in each node set of its block, more nodes than a quorum leaves answered
+// that they lack it.
+import type { BlockPresence } from "../block/manager";
+import type { Model } from "./model";
+import { pruneVersions, type ObjectEntry, type ObjectVersion, type PendingVersion } from "./object";
+
+/** What resolving pending versions needs: the tables, and where a block stands. */
+export interface PendingServices {
+  model: Model;
+  blocks: { presence(hashHex: string): Promise<BlockPresence> };
+}
+
+/**
+ * Pending versions of one key checked per read, newest first. More exist only while writes of
+ * the key race (each leaves one until a newer one completes); the older ones are not looked at.
+ */
+const PENDING_CHECKED_MAX = 16;
+/**
+ * Age past which a pending version whose block is short of a quorum is aborted. Its writer gave
+ * up on its block long before: a block put fails after QUORUM_TIMEOUT_MS (30 s), and each of
+ * its copies settles within BLOCK_CALL_TIMEOUT_MS (60 s); a younger one may still be in flight.
+ */
+export const PENDING_ABORT_GRACE_MS = 5 * 60_000;
+
+const isPending = (v: ObjectVersion): v is PendingVersion => v.state.kind === "pending";
+
+/** The complete form of a pending version: same uuid, timestamp, data and tags. */
+export function completedVersion(v: PendingVersion): ObjectVersion {
+  const { data, tags } = v.state;
+  return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
+}
+
+/**
+ * What `entry` shows once its pending versions are resolved: the newest pending version whose
+ * block is on a write quorum, made complete (its completion is written in the background, the
+ * versions it replaces dropped as the merge would); otherwise the entry as it is, whose
+ * pending versions stay invisible. Costs one presence check (one round trip) when the entry
+ * holds a pending version, nothing otherwise.
+ */
+export async function resolvePending(services: PendingServices, entry: ObjectEntry | undefined): Promise<ObjectEntry | undefined> {
+  if (entry === undefined || !entry.versions.some(isPending)) return entry;
+  const { model } = services;
+  const pending = entry.versions
+    .filter(isPending)
+    .sort((a, b) => b.timestamp - a.timestamp)
+    .slice(0, PENDING_CHECKED_MAX);
+  const hashes = [...new Set(pending.map((v) => v.state.data.singleBlock))];
+  const presence = new Map(await Promise.all(hashes.map(async (h) => [h, await services.blocks.presence(h)] as const)));
+  const served = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
+  const now = model.clock.now();
+  for (const v of pending) {
+    if (served !== undefined && v.timestamp <= served.timestamp) break;
+    if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) {
+      void model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: [{ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } }] }, false);
+    }
+  }
+  if (served === undefined) return entry;
+  const complete = completedVersion(served);
+  void model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: [complete] }, false);
+  return { bucketId: entry.bucketId, key: entry.key, versions: pruneVersions(entry.versions.map((v) => (v.uuid === served.uuid ? complete : v))) };
+}
+
+/**
+ * The object entry of a key as GET, HEAD and every read of the current version must see it:
+ * read from a quorum, with its pending versions resolved.
+ */
+export async function readObject(services: PendingServices, bucketId: string, key: string): Promise<ObjectEntry | undefined> {
+  return resolvePending(services, await services.model.objects.get(bucketId, key));
+}
