@@ -35,12 +35,42 @@ const PENDING_CHECKED_MAX = 16;
  */
 export const PENDING_ABORT_GRACE_MS = 5 * 60_000;
 
-const isPending = (v: ObjectVersion): v is PendingVersion => v.state.kind === "pending";
+export const isPending = (v: ObjectVersion): v is PendingVersion => v.state.kind === "pending";
 
 /** The complete form of a pending version: same uuid, timestamp, data and tags. */
 export function completedVersion(v: PendingVersion): ObjectVersion {
   const { data, tags } = v.state;
   return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
+}
+
+/** What resolving an entry's pending versions found: the one to serve, and what to write. */
+export interface Settlement {
+  served?: PendingVersion;
+  /** The served version completed, and versions aborted: one object entry's versions. */
+  writes: ObjectVersion[];
+}
+
+/**
+ * Checks where the blocks of the entry's pending versions stand: the newest one on a write
+ * quorum is served (and completed); younger ones whose block is short of a quorum past the
+ * grace are aborted. One presence check (one round trip, all blocks at once).
+ */
+export async function settlePending(services: PendingServices, entry: ObjectEntry): Promise<Settlement> {
+  const pending = entry.versions
+    .filter(isPending)
+    .sort((a, b) => b.timestamp - a.timestamp)
+    .slice(0, PENDING_CHECKED_MAX);
+  if (pending.length === 0) return { writes: [] };
+  const hashes = [...new Set(pending.map((v) => v.state.data.singleBlock))];
+  const presence = new Map(await Promise.all(hashes.map(async (h) => [h, await services.blocks.presence(h)] as const)));
+  const served = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
+  const now = services.model.clock.now();
+  const writes: ObjectVersion[] = served ? [completedVersion(served)] : [];
+  for (const v of pending) {
+    if (served !== undefined && v.timestamp <= served.timestamp) break;
+    if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) writes.push({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } });
+  }
+  return { served, writes };
 }
 
 /**
@@ -52,24 +82,10 @@ export function completedVersion(v: PendingVersion): ObjectVersion {
  */
 export async function resolvePending(services: PendingServices, entry: ObjectEntry | undefined): Promise<ObjectEntry | undefined> {
   if (entry === undefined || !entry.versions.some(isPending)) return entry;
-  const { model } = services;
-  const pending = entry.versions
-    .filter(isPending)
-    .sort((a, b) => b.timestamp - a.timestamp)
-    .slice(0, PENDING_CHECKED_MAX);
-  const hashes = [...new Set(pending.map((v) => v.state.data.singleBlock))];
-  const presence = new Map(await Promise.all(hashes.map(async (h) => [h, await services.blocks.presence(h)] as const)));
-  const served = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
-  const now = model.clock.now();
-  for (const v of pending) {
-    if (served !== undefined && v.timestamp <= served.timestamp) break;
-    if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) {
-      void model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: [{ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } }] }, false);
-    }
-  }
+  const { served, writes } = await settlePending(services, entry);
+  if (writes.length > 0) void services.model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: writes }, false);
   if (served === undefined) return entry;
-  const complete = completedVersion(served);
-  void model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: [complete] }, false);
+  const complete = writes[0]!;
   return { bucketId: entry.bucketId, key: entry.key, versions: pruneVersions(entry.versions.map((v) => (v.uuid === served.uuid ? complete : v))) };
 }
 
