@@ -60,8 +60,8 @@ export async function settlePendingVersions(services: PendingServices): Promise<
 
 /** Passes of the start-up pending repair while keys stay unsettled (peers may not be up yet). */
 const PENDING_REPAIR_PASSES = 10;
-/** Time between two such passes. */
-const PENDING_REPAIR_INTERVAL_MS = 30_000;
+/** Wait before the second pass; it doubles from one pass to the next (about 17 minutes in all). */
+const PENDING_REPAIR_FIRST_RETRY_MS = 2_000;
 
 /**
  * Runs settlePendingVersions at start-up, in the background, and again while keys stay
@@ -71,7 +71,7 @@ export function startPendingRepair(services: PendingServices): { stop(): Promise
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   let running: Promise<void> | undefined;
-  const pass = (left: number) => {
+  const pass = (n: number) => {
     running = settlePendingVersions(services)
       .then((r) => r.unsettled > 0)
       .catch((err) => {
@@ -79,10 +79,10 @@ export function startPendingRepair(services: PendingServices): { stop(): Promise
         return true;
       })
       .then((again) => {
-        if (again && left > 1 && !stopped) timer = setTimeout(() => pass(left - 1), PENDING_REPAIR_INTERVAL_MS);
+        if (again && n + 1 < PENDING_REPAIR_PASSES && !stopped) timer = setTimeout(() => pass(n + 1), PENDING_REPAIR_FIRST_RETRY_MS * 2 ** n);
       });
   };
-  pass(PENDING_REPAIR_PASSES);
+  pass(0);
   return {
     async stop() {
       stopped = true;

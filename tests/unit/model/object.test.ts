@@ -112,7 +112,7 @@ describe("object merge: version states", () => {
     expect(uuids(objectSchema.merge(done, obj(v("older", 15, pending()))).versions)).toEqual(["p"]);
     // Only pending versions: nothing visible, and not a tombstone (it may be acknowledged).
     expect(visibleVersion(obj(v("p", 20, pending())))).toBeUndefined();
-    expect(objectSchema.isTombstone(obj(v("p", 20, pending())))).toBe(false);
+    expect(objectSchema.isTombstone!(obj(v("p", 20, pending())))).toBe(false);
   });
 
   test("a newer complete version drops older ones; an older one arriving late is dropped", () => {
