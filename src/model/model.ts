@@ -228,20 +228,20 @@ export class Model {
   }
 
   /**
-   * Writes an object entry in the background, at most BACKGROUND_OBJECT_WRITES_MAX at once.
-   * Returns whether it was started: with `waitIfFull`, it always is, and the call waits for the
-   * write itself when the limit is reached (then a failure throws).
+   * Runs a metadata write in the background, at most BACKGROUND_OBJECT_WRITES_MAX at once (stop
+   * waits for them). Returns whether it was started: with `waitIfFull`, it always is, and the
+   * call waits for the write itself when the limit is reached (then a failure throws).
    */
-  async writeLater(entry: ObjectEntry, waitIfFull: boolean): Promise<boolean> {
+  async writeLater(what: string, write: () => Promise<unknown>, waitIfFull: boolean): Promise<boolean> {
     if (this.backgroundWrites.size >= BACKGROUND_OBJECT_WRITES_MAX) {
-      if (waitIfFull) await this.objects.insert(entry);
+      if (waitIfFull) await write();
       return waitIfFull;
     }
-    const write: Promise<void> = this.objects
-      .insert(entry)
-      .catch((err) => log.warn(`background write of ${entry.key}: ${(err as Error).message}; left to readers and repair`))
-      .finally(() => this.backgroundWrites.delete(write));
-    this.backgroundWrites.add(write);
+    const running: Promise<void> = write()
+      .then(() => {})
+      .catch((err) => log.warn(`background write (${what}): ${(err as Error).message}; left to readers and repair`))
+      .finally(() => this.backgroundWrites.delete(running));
+    this.backgroundWrites.add(running);
     return true;
   }
 

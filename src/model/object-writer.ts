@@ -10,7 +10,7 @@ import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import { encryptBlock, encryptedBlockPlainSize, type DataKey, type EncryptionRecord } from "../block/encryption";
 import type { HeaderList, ObjectData, ObjectMeta, PendingVersion, SingleBlockData, TagList, VersionState, VisibleVersion } from "./object";
-import { completedVersion } from "./pending";
+import { completedVersion, versionRows } from "./pending";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 
 /**
@@ -160,9 +160,9 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
       const data = inlineOrBlocks(meta, written, body.encryption);
-      // An empty body declared as one block is stored inline: no block to wait for.
+      // A body stored inline (it came in below the inline threshold) has no block to wait for.
       if (written.deferredBlock && data.kind === "blocks") return { ...(await insertPending(services, target, { ...data, singleBlock: written.deferredBlock.hash }, body.tags, written.deferredBlock)), meta };
-      return { ...(await insertNewest(services, target, data, body.tags, undefined)), meta };
+      return { ...(await insertNewest(services, target, data, body.tags)), meta };
     }
   }
 }
@@ -183,7 +183,7 @@ async function insertPending(services: StoreServices, target: ObjectTarget, data
     (uuid, timestamp) => {
       const state: PendingVersion["state"] = tags.length === 0 ? { kind: "pending", data } : { kind: "pending", data, tags: { timestamp, set: tags } };
       built.push({ uuid, timestamp, state });
-      return { entry: { bucketId: target.bucketId, key: target.key, versions: [built[built.length - 1]!] }, alongside: blockRows(services, target, uuid, block) };
+      return { entry: { bucketId: target.bucketId, key: target.key, versions: [built[built.length - 1]!] }, alongside: versionRows(model, target.bucketId, target.key, uuid, block) };
     },
   ]);
   const [stored, inserted] = await Promise.allSettled([block.stored, metadata]);
@@ -200,34 +200,23 @@ async function insertPending(services: StoreServices, target: ObjectTarget, data
     if (presence !== "quorum") throw stored.reason;
   }
   if (inserted.status === "rejected") throw inserted.reason;
-  await model.writeLater({ bucketId: target.bucketId, key: target.key, versions: [completedVersion(version)] }, true);
+  // Its rows are on a write quorum already (written with it): only the entry changes.
+  const complete = { bucketId: target.bucketId, key: target.key, versions: [completedVersion(version)] };
+  await model.writeLater(`completion of ${target.key}`, () => model.objects.insert(complete), true);
   return { uuid: version.uuid, timestamp: version.timestamp };
 }
 
-/** The rows that tie a one-block version to its block, written with its entry. */
-function blockRows(services: StoreServices, target: ObjectTarget, uuid: string, block: { hash: string; size: number }): Promise<unknown> {
-  const { model } = services;
-  return Promise.all([
-    model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
-    model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
-    model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
-  ]);
-}
-
 /**
- * Writes a version that has nothing tied to its uuid yet, with the references of its one block
- * (if any) in the same round trip; restamped past a newer version if a replica has one.
+ * Writes an inline version (nothing is tied to its uuid yet) in one round trip; restamped past a
+ * newer version if a replica has one.
  */
-async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList, block: WrittenBody["deferredBlock"]): Promise<WrittenVersion> {
+async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList): Promise<WrittenVersion> {
   const { model } = services;
   let written: WrittenVersion | undefined;
   await model.insertNewestVersions([
     (uuid, timestamp) => {
       written = { uuid, timestamp };
-      return {
-        entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] },
-        alongside: block ? blockRows(services, target, uuid, block) : undefined,
-      };
+      return { entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] } };
     },
   ]);
   assert(written !== undefined, "the version was written");
@@ -240,7 +229,7 @@ async function insertNewest(services: StoreServices, target: ObjectTarget, data:
  */
 export async function copyObject(services: StoreServices, target: ObjectTarget, source: VisibleVersion, meta: ObjectMeta, tags: TagList): Promise<WrittenVersion> {
   const data = source.state.data;
-  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, tags, undefined);
+  if (data.kind === "inline") return insertNewest(services, target, { kind: "inline", meta, base64: data.base64 }, tags);
   // Reading the source already advanced this node's clock past what its replicas had seen;
   // announcing also covers a newer write to the destination.
   return withAnnouncedVersion(services, target, meta.headers, async (version) => {

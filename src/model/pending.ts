@@ -74,6 +74,25 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
 }
 
 /**
+ * The rows that tie a one-block version to its block (version, block list, block reference):
+ * written with the version, and again by whoever completes it (idempotent), so that a served
+ * version never lacks them even if its writer's own write reached fewer replicas.
+ */
+export function versionRows(model: Model, bucketId: string, key: string, uuid: string, block: { hash: string; size: number }): Promise<unknown> {
+  return Promise.all([
+    model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId, key } }),
+    model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
+    model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
+  ]);
+}
+
+/** Writes what settlePending decided: the served version's rows, then its completion and the aborts. */
+export async function writeSettlement(model: Model, entry: ObjectEntry, { served, writes }: Settlement): Promise<void> {
+  if (served) await versionRows(model, entry.bucketId, entry.key, served.uuid, { hash: served.state.data.singleBlock, size: served.state.data.meta.size });
+  if (writes.length > 0) await model.objects.insert({ bucketId: entry.bucketId, key: entry.key, versions: writes });
+}
+
+/**
  * What `entry` shows once its pending versions are resolved: the newest pending version whose
  * block is on a write quorum, made complete (its completion is written in the background, the
  * versions it replaces dropped as the merge would); otherwise the entry as it is, whose
@@ -83,7 +102,7 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
 export async function resolvePending(services: PendingServices, entry: ObjectEntry | undefined): Promise<ObjectEntry | undefined> {
   if (entry === undefined || !entry.versions.some(isPending)) return entry;
   const { served, writes } = await settlePending(services, entry);
-  if (writes.length > 0) void services.model.writeLater({ bucketId: entry.bucketId, key: entry.key, versions: writes }, false);
+  if (writes.length > 0) void services.model.writeLater(`pending versions of ${entry.key}`, () => writeSettlement(services.model, entry, { served, writes }), false);
   if (served === undefined) return entry;
   const complete = writes[0]!;
   return { bucketId: entry.bucketId, key: entry.key, versions: pruneVersions(entry.versions.map((v) => (v.uuid === served.uuid ? complete : v))) };

@@ -4,7 +4,7 @@
 import { logger } from "../util/log";
 import type { Model } from "./model";
 import type { ObjectEntry } from "./object";
-import { isPending, settlePending, type PendingServices } from "./pending";
+import { isPending, settlePending, writeSettlement, type PendingServices } from "./pending";
 
 const log = logger("repair");
 
@@ -48,7 +48,7 @@ export async function settlePendingVersions(services: PendingServices): Promise<
     const entry = await model.objects.get(local.bucketId, local.key);
     if (entry === undefined || !entry.versions.some(isPending)) continue;
     const { served, writes } = await settlePending(services, entry);
-    if (writes.length > 0) await model.objects.insert({ bucketId: entry.bucketId, key: entry.key, versions: writes });
+    await writeSettlement(model, entry, { served, writes });
     if (served) result.completed++;
     result.aborted += writes.length - (served ? 1 : 0);
     const written = new Set(writes.map((w) => w.uuid));
