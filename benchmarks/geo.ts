@@ -69,6 +69,8 @@ const ZONES = ["zone-a", "zone-b", "zone-c"];
 const SMALL = 4096;
 /** Extra rows: a body above INLINE_THRESHOLD, stored as one block. */
 const ONE_BLOCK = 64 * 1024;
+/** Extra rows: a body of one whole (default, 1 MiB) block, whose bytes take time to cross. */
+const FULL_BLOCK = 1024 * 1024;
 
 const log = (msg: string) => process.stderr.write(`[geo] ${msg}\n`);
 
@@ -197,12 +199,12 @@ async function createBucket(c: S3Client, bucket: string): Promise<void> {
 
 // ------------------------------------------------------------------ 1. latency
 
-const OPS = ["PutObject 4 KiB", "GetObject", "DeleteObject", "ListObjectsV2", "ListBuckets", "PutObject 64 KiB", "GetObject 64 KiB"] as const;
+const OPS = ["PutObject 4 KiB", "GetObject", "DeleteObject", "ListObjectsV2", "ListBuckets", "PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB"] as const;
 /**
  * Extra rows, beyond issue 3's list: a body above the inline threshold (8 KiB), so one block
  * written to its nodes before the metadata; the 4 KiB rows are below it (inline, no block).
  */
-const EXTRA_OPS = new Set<string>(["PutObject 64 KiB", "GetObject 64 KiB"]);
+const EXTRA_OPS = new Set<string>(["PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB"]);
 type Op = (typeof OPS)[number];
 type Samples = Record<Op, number[]>;
 const emptySamples = (): Samples => Object.fromEntries(OPS.map((o) => [o, []])) as unknown as Samples;
@@ -227,6 +229,7 @@ async function getAndCompare(c: S3Client, key: string, want: Uint8Array): Promis
 async function iteration(c: S3Client, key: string, out: Samples | null): Promise<void> {
   const body = randomBytes(SMALL);
   const blockBody = randomBytes(ONE_BLOCK);
+  const fullBlockBody = randomBytes(FULL_BLOCK);
   const t = {
     "PutObject 4 KiB": await timed(() => c.ok("PUT", "geo", key, { body, timeoutMs: SMALL_TIMEOUT_MS })),
     GetObject: await timed(() => getAndCompare(c, key, body)),
@@ -242,6 +245,8 @@ async function iteration(c: S3Client, key: string, out: Samples | null): Promise
     }),
     "PutObject 64 KiB": await timed(() => c.ok("PUT", "geo", "one-block", { body: blockBody, timeoutMs: SMALL_TIMEOUT_MS })),
     "GetObject 64 KiB": await timed(() => getAndCompare(c, "one-block", blockBody)),
+    "PutObject 1 MiB": await timed(() => c.ok("PUT", "geo", "full-block", { body: fullBlockBody, timeoutMs: SMALL_TIMEOUT_MS })),
+    "GetObject 1 MiB": await timed(() => getAndCompare(c, "full-block", fullBlockBody)),
   } satisfies Record<Op, number>;
   if (out) for (const op of OPS) out[op].push(t[op]);
 }
@@ -594,7 +599,7 @@ async function main() {
         seconds,
         phaseSeconds,
         machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, bun: Bun.version, loadAvgAtStart: loadBefore, loadAvgAtEnd: loadavg() },
-        config: { ...CFG, block: BLOCK, warmup: WARMUP, smallBytes: SMALL, oneBlockBytes: ONE_BLOCK, zones: ZONES, compression: "none" },
+        config: { ...CFG, block: BLOCK, warmup: WARMUP, smallBytes: SMALL, oneBlockBytes: ONE_BLOCK, fullBlockBytes: FULL_BLOCK, zones: ZONES, compression: "none" },
         targets: { rtts: TARGET_RTTS, putRatio: TARGET_PUT_RATIO },
         latency: {
           perOp: lat.result,

@@ -23,7 +23,7 @@ import { HybridClock } from "./util/hlc";
 import { existsSync, readFileSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { Model } from "./model/model";
-import { abortInterruptedUploads } from "./model/repair";
+import { abortInterruptedUploads, startPendingRepair } from "./model/repair";
 import { LocalBlockStore } from "./block/store";
 import { defaultZstd } from "./block/codec";
 import { HashPool } from "./block/hash";
@@ -206,6 +206,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
+  const pendingRepair = startPendingRepair({ model, blocks });
   fullSync.start();
   shardedSync.start();
   tableGc.start();
@@ -288,6 +289,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await tableOffload.stop();
       await scrub.stop();
       await lifecycle.stop();
+      await pendingRepair.stop();
       await model.stop();
       await blocks.stop();
       await rpc.close();

@@ -14,6 +14,13 @@ import { BufferPool, lend } from "../util/buffer-pool";
 
 const log = logger("block");
 
+/**
+ * Where a block stands against the write quorum (presence): `quorum`, a write quorum of each
+ * of its node sets holds it; `short`, in each set too many nodes answered that they lack it for
+ * a quorum to hold it; `unknown`, neither could be told (nodes that did not answer).
+ */
+export type BlockPresence = "quorum" | "short" | "unknown";
+
 /** How a block reaches another node (the RPC layer provides it). */
 export interface RemoteBlocks {
   put(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void>;
@@ -45,6 +52,11 @@ const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
  * partitions changes, an offload pass starts at once instead of at the next interval.
  */
 export const OFFLOAD_LAYOUT_CHECK_MS = 5_000;
+/**
+ * Longest a presence check waits for a node's answer: a reader waits on it, and a node that
+ * does not answer this fast counts as unknown (a reader then serves the previous version).
+ */
+export const PRESENCE_TIMEOUT_MS = 5_000;
 /** Free block-sized buffers kept for reads streamed to clients (16 MiB with 1 MiB blocks). */
 const READ_BUFFERS_KEPT = 16;
 /** Block hashes read per query when `repair blocks` queues every block. */
@@ -143,6 +155,52 @@ export class BlockManager {
     this.backgroundBytes += data.length;
     void settled.then(() => (this.backgroundBytes -= data.length));
     return { settled };
+  }
+
+  /**
+   * Whether a write quorum of the block's nodes holds it (see BlockPresence). Every node is
+   * asked at once and the answer comes as soon as it is decided: one round trip to the nearest
+   * quorum. Only stored blocks count: a copy still in flight does not.
+   */
+  presence(hashHex: string): Promise<BlockPresence> {
+    const sets = this.placement.writeSets(partitionOfHashHex(hashHex));
+    if (sets.length === 0) return Promise.resolve("unknown");
+    const nodes = [...new Set(sets.flat())];
+    const need = sets.map((set) => Math.min(this.placement.quorums.write, set.length));
+    const answers = new Map<string, boolean>();
+    return new Promise<BlockPresence>((resolve) => {
+      let left = nodes.length;
+      const timer = setTimeout(() => resolve("unknown"), PRESENCE_TIMEOUT_MS);
+      const decide = () => {
+        const counts = sets.map((set) => {
+          let found = 0;
+          let lacking = 0;
+          for (const n of set) {
+            const a = answers.get(n);
+            if (a === true) found++;
+            else if (a === false) lacking++;
+          }
+          return { found, lacking };
+        });
+        let verdict: BlockPresence | undefined;
+        if (counts.every((c, i) => c.found >= need[i]!)) verdict = "quorum";
+        else if (counts.every((c, i) => c.lacking > sets[i]!.length - need[i]!)) verdict = "short";
+        else if (left === 0) verdict = "unknown";
+        if (verdict === undefined) return;
+        clearTimeout(timer);
+        resolve(verdict);
+      };
+      for (const node of nodes) {
+        const ask = node === this.placement.selfId ? this.store.has(hashHex) : (async () => this.remoteFor(node).has(node, hashHex))();
+        ask.then(
+          (found) => answers.set(node, found),
+          (err: unknown) => log.debug(`presence of ${hashHex.slice(0, 16)} on ${node.slice(0, 16)}: ${(err as Error).message}`),
+        ).finally(() => {
+          left--;
+          decide();
+        });
+      }
+    });
   }
 
   /**

@@ -58,8 +58,11 @@ export interface WrittenBody {
   /** Set when the whole body was small enough to live in the object entry. */
   inline?: Uint8Array;
   blockCount: number;
-  /** With `deferRefs`: the single block stored, whose references the caller writes. */
-  deferredBlock?: { hash: string; size: number };
+  /**
+   * With `deferRefs`: the single block, whose references the caller writes, and its store on a
+   * write quorum, still under way (the caller writes its metadata meanwhile and awaits both).
+   */
+  deferredBlock?: { hash: string; size: number; stored: Promise<void> };
 }
 
 export interface WriteBodyOptions {
@@ -71,7 +74,7 @@ export interface WriteBodyOptions {
   allowInline: boolean;
   /**
    * The body fits in one block: the caller records its references together with the object in
-   * one metadata commit.
+   * one metadata commit, sent while the block travels (writeBody returns once its store began).
    */
   deferRefs?: boolean;
   /** The body's announced length: a small body gets a buffer of its size, not a whole block. */
@@ -129,24 +132,35 @@ export async function writeBody(services: StoreServices, opts: WriteBodyOptions)
     const stored = opts.encryption ? encryptBlock(opts.encryption, block) : block;
     let hashed: { hash: Uint8Array; buf: Uint8Array } = { hash: new Uint8Array(0), buf: stored };
     let settled: Promise<void> | undefined;
+    let deferred = false;
     try {
       // A small block hashes in microseconds: a round trip to the worker would cost more.
       hashed = stored.length < HASH_IN_WORKER_MIN ? { hash: blake3Sync(stored), buf: stored } : await hasher.hash(stored);
-      ({ settled } = await blocks.put(hashHex(hashed.hash), hashed.buf));
+      const put = blocks.put(hashHex(hashed.hash), hashed.buf);
+      if (opts.deferRefs) {
+        assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
+        deferred = true;
+        // The buffer is free once the MD5 worker and every copy are done with it (a put that
+        // fails has no copy left in flight).
+        const buf = opts.encryption ? block : hashed.buf;
+        void Promise.all([md5Read?.catch(() => {}), put.then(({ settled: s }) => s, () => {})]).then(() => releaseBuffer(buf, blockSize));
+        const stored = put.then(() => {});
+        stored.catch(() => {}); // the caller awaits it: a failure is reported there
+        deferredBlock = { hash: hashHex(hashed.hash), size: plainSize, stored };
+        return;
+      }
+      ({ settled } = await put);
     } finally {
-      // The MD5 worker may still be reading the buffer (its failure shows in the digest), and
-      // so may the copies of the block that finish after the write quorum.
-      await md5Read?.catch(() => {});
-      const buf = opts.encryption ? block : hashed.buf;
-      if (settled && !opts.encryption) void settled.then(() => releaseBuffer(buf, blockSize));
-      else releaseBuffer(buf, blockSize);
+      if (!deferred) {
+        // The MD5 worker may still be reading the buffer (its failure shows in the digest), and
+        // so may the copies of the block that finish after the write quorum.
+        await md5Read?.catch(() => {});
+        const buf = opts.encryption ? block : hashed.buf;
+        if (settled && !opts.encryption) void settled.then(() => releaseBuffer(buf, blockSize));
+        else releaseBuffer(buf, blockSize);
+      }
     }
     const hash = hashHex(hashed.hash);
-    if (opts.deferRefs) {
-      assert(offset === 0 && deferredBlock === undefined, "deferred references are for single-block bodies");
-      deferredBlock = { hash, size: plainSize };
-      return;
-    }
     pendingRefs.push({ offset, hash, size: plainSize });
     if (pendingRefs.length >= REFS_PER_COMMIT) flushRefs();
   };
@@ -218,6 +232,7 @@ export async function writeBody(services: StoreServices, opts: WriteBodyOptions)
     workerMd5?.drop();
     // Let blocks already in flight settle so nothing writes after the caller aborts.
     await Promise.allSettled(inFlight);
+    await deferredBlock?.stored.catch(() => {});
     throw err;
   }
 }

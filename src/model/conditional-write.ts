@@ -12,7 +12,7 @@ import { QuorumError } from "../table/quorum";
 import { PreemptedError, type CasRegister } from "../table/cas-register";
 import { partitionOfEntry } from "../table/partition";
 import { objectSchema, visibleVersion, type ObjectEntry, type ObjectVersion, type VersionState, type VisibleVersion } from "./object";
-import type { Table } from "../table/table";
+import { resolvePending, type PendingServices } from "./pending";
 
 /**
  * How long a conditional write may spend getting its turn on the register (rounds lost to
@@ -47,13 +47,6 @@ export interface ConditionalTarget {
   key: string;
 }
 
-/** The pieces of the model a conditional write uses. */
-export interface ConditionalServices {
-  objects: Table<ObjectEntry>;
-  cas: CasRegister;
-  clock: { nowAfter(t: number): number };
-}
-
 function mergeEntries(entries: readonly ObjectEntry[]): ObjectEntry | undefined {
   return entries.length === 0 ? undefined : entries.reduce((a, b) => objectSchema.merge(a, b));
 }
@@ -67,7 +60,7 @@ function newestComplete(entry: ObjectEntry | undefined, except?: string): number
 /** True when the entry already reflects `v`: it holds it complete or aborted, or something complete newer replaced it. */
 function settledIn(entry: ObjectEntry | undefined, v: ObjectVersion): boolean {
   const held = entry?.versions.find((x) => x.uuid === v.uuid);
-  if (held && held.state.kind !== "uploading") return true;
+  if (held && (held.state.kind === "complete" || held.state.kind === "aborted")) return true;
   return newestComplete(entry, v.uuid) > v.timestamp;
 }
 
@@ -95,11 +88,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * the installed version, written to a write quorum of the object table.
  */
 export async function installConditionally(
-  s: ConditionalServices,
+  services: PendingServices,
   target: ConditionalTarget,
   check: (current: VisibleVersion | undefined) => void,
   next: NewVersion,
 ): Promise<ObjectVersion> {
+  const s = services.model;
   const partition = partitionOfEntry(objectSchema, target.bucketId);
   const { bucketId, key } = target;
   const deadline = Date.now() + CONDITIONAL_WRITE_DEADLINE_MS;
@@ -116,7 +110,8 @@ export async function installConditionally(
     const ballot = s.cas.newBallot();
     try {
       const prepared = await s.cas.prepare(partition, bucketId, key, ballot);
-      let state = mergeEntries(prepared.entries as ObjectEntry[]);
+      // A one-block PUT acknowledged a moment ago may still be pending: resolved as a read would.
+      let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]));
       // An earlier round of ours was accepted, then completed by another writer that adopted it.
       const proposed = mine;
       if (proposed && state?.versions.some((v) => v.uuid === proposed.uuid && v.state.kind === "complete")) return proposed;

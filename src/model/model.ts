@@ -49,12 +49,21 @@ const COUNTS_READY_KEY = "bucket_counts_ready";
 
 /** Times a write is restamped past newer versions before it is left to the race it is in. */
 const MAX_RESTAMPS = 3;
+/**
+ * Object entries written after the answer (the completion of an acknowledged pending version,
+ * model/pending.ts) that may be in flight at once; past it, a writer waits for its own and a
+ * reader leaves it to the next reader.
+ */
+const BACKGROUND_OBJECT_WRITES_MAX = 256;
 
-/** The newest timestamp of a complete version other than `uuid` in any replica's entry. */
+/**
+ * The newest timestamp, in any replica's entry, of a version other than `uuid` that may have
+ * been acknowledged: a complete one, or a pending one (acknowledged once its block is stored).
+ */
 function newestOtherComplete(entries: readonly ObjectEntry[], uuid: string): number {
   let newest = -1;
   for (const e of entries) {
-    for (const v of e.versions) if (v.uuid !== uuid && v.state.kind === "complete" && v.timestamp > newest) newest = v.timestamp;
+    for (const v of e.versions) if (v.uuid !== uuid && (v.state.kind === "complete" || v.state.kind === "pending") && v.timestamp > newest) newest = v.timestamp;
   }
   return newest;
 }
@@ -100,6 +109,8 @@ export class Model {
   private readonly byName = new Map<CrdtTableName, Table<unknown>>();
   private queueTimer: ReturnType<typeof setInterval> | undefined;
   private draining: Promise<void> | undefined;
+  /** Object writes made after the request that caused them was answered (writeLater). */
+  private readonly backgroundWrites = new Set<Promise<void>>();
   /** Its queue length counts the rows that are due (not those waiting for their read grace). */
   readonly queueStats = new WorkerStats("cascading insert queue", () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n);
 
@@ -219,8 +230,27 @@ export class Model {
   async stop(): Promise<void> {
     clearInterval(this.queueTimer);
     clearInterval(this.countsTimer);
+    await Promise.allSettled(this.backgroundWrites);
     await this.draining;
     await this.publishing;
+  }
+
+  /**
+   * Runs a metadata write in the background, at most BACKGROUND_OBJECT_WRITES_MAX at once (stop
+   * waits for them). Returns whether it was started: with `waitIfFull`, it always is, and the
+   * call waits for the write itself when the limit is reached (then a failure throws).
+   */
+  async writeLater(what: string, write: () => Promise<unknown>, waitIfFull: boolean): Promise<boolean> {
+    if (this.backgroundWrites.size >= BACKGROUND_OBJECT_WRITES_MAX) {
+      if (waitIfFull) await write();
+      return waitIfFull;
+    }
+    const running: Promise<void> = write()
+      .then(() => {})
+      .catch((err) => log.warn(`background write (${what}): ${(err as Error).message}; left to readers and repair`))
+      .finally(() => this.backgroundWrites.delete(running));
+    this.backgroundWrites.add(running);
+    return true;
   }
 
   /** Applies the queued cascading writes that are due (version and block-ref tombstones) through the tables. */
@@ -571,7 +601,8 @@ export class Model {
     let start = "";
     for (;;) {
       const page = await this.objects.range(bucketId, { start, limit: 1000 });
-      if (page.some((o) => o.versions.some((v) => v.state.kind === "complete" && v.state.data.kind !== "deleteMarker"))) return true;
+      // A pending version may already be acknowledged (model/pending.ts): it is content too.
+      if (page.some((o) => o.versions.some((v) => (v.state.kind === "complete" && v.state.data.kind !== "deleteMarker") || v.state.kind === "pending"))) return true;
       if (page.length < 1000) return false;
       start = page[page.length - 1]!.key + "\u0000";
     }

@@ -9,7 +9,8 @@ import { INLINE_THRESHOLD } from "../util/limits";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import { writeBody, type StoreServices, type WrittenBody } from "./body-writer";
 import { encryptBlock, encryptedBlockPlainSize, type DataKey, type EncryptionRecord } from "../block/encryption";
-import type { HeaderList, ObjectData, ObjectMeta, TagList, VersionState, VisibleVersion } from "./object";
+import type { HeaderList, ObjectData, ObjectMeta, PendingVersion, SingleBlockData, TagList, VersionState, VisibleVersion } from "./object";
+import { completedVersion, versionRows } from "./pending";
 import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 import { ConditionalUnavailableError, installConditionally } from "./conditional-write";
 
@@ -17,8 +18,8 @@ import { ConditionalUnavailableError, installConditionally } from "./conditional
  * How a new version's data is stored, chosen from the body's declared length before a byte is
  * read:
  * - `inline`: below INLINE_THRESHOLD, the body lives in the object entry: one metadata write.
- * - `single-block`: at most one block: the block is stored first, then the version, its block
- *   reference and the object entry in one metadata round trip.
+ * - `single-block`: at most one block: the block, and the version (pending), its block reference
+ *   and the object entry, in one round trip (insertPending); the version completes after.
  * - `announced`: larger, or of unknown length: the version is announced as uploading
  *   (invisible), its blocks and references are written, and only then is it completed. A body
  *   of unknown length that turns out small is still kept inline, under the announced version.
@@ -132,13 +133,13 @@ function completeState(data: ObjectData, timestamp: number, tags: TagList): Vers
  */
 async function completeVersion(services: StoreServices, target: ObjectTarget, version: WrittenVersion, data: ObjectData, tags: TagList, condition?: WriteCondition): Promise<void> {
   const complete = { uuid: version.uuid, timestamp: version.timestamp, state: completeState(data, version.timestamp, tags) };
-  if (condition) await installConditionally(services.model, target, condition, { kind: "fixed", version: complete });
+  if (condition) await installConditionally(services, target, condition, { kind: "fixed", version: complete });
   else await services.model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: [complete] });
 }
 
 /** A version with nothing tied to its uuid yet (inline data, a delete marker), installed through the key's register if its condition holds. */
 async function installFresh(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList, condition: WriteCondition): Promise<WrittenVersion> {
-  const v = await installConditionally(services.model, target, condition, { kind: "fresh", state: (timestamp) => completeState(data, timestamp, tags) });
+  const v = await installConditionally(services, target, condition, { kind: "fresh", state: (timestamp) => completeState(data, timestamp, tags) });
   return { uuid: v.uuid, timestamp: v.timestamp };
 }
 
@@ -183,32 +184,65 @@ export async function writeObject(services: StoreServices, target: ObjectTarget,
       const written = await store(newUuid());
       const meta = await body.describe(written);
       assert(plan.kind === "single-block" || written.inline !== undefined, "a body declared below the inline threshold is stored inline");
-      if (body.condition) return { ...(await installFresh(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, body.condition)), meta };
-      return { ...(await insertNewest(services, target, inlineOrBlocks(meta, written, body.encryption), body.tags, written.deferredBlock)), meta };
+      const data = inlineOrBlocks(meta, written, body.encryption);
+      if (body.condition) return { ...(await installFresh(services, target, data, body.tags, body.condition)), meta };
+      // A body stored inline (it came in below the inline threshold) has no block to wait for.
+      if (written.deferredBlock && data.kind === "blocks") return { ...(await insertPending(services, target, { ...data, singleBlock: written.deferredBlock.hash }, body.tags, written.deferredBlock)), meta };
+      return { ...(await insertNewest(services, target, data, body.tags)), meta };
     }
   }
 }
 
 /**
- * Writes a version that has nothing tied to its uuid yet, with the references of its one block
- * (if any) in the same round trip; restamped past a newer version if a replica has one.
+ * Writes a one-block version in one round trip: its block and its whole version, `pending`, at
+ * once (model/pending.ts says when a pending version is served). Once both reached their
+ * quorum the version is durable and the call returns; its completion is written after, in the
+ * background. A block that failed is settled before the error is thrown: aborted if a quorum
+ * of its nodes cannot hold it, completed if it is on a quorum after all, left pending (for
+ * readers and the repair) when the nodes cannot tell.
  */
-async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList, block: WrittenBody["deferredBlock"]): Promise<WrittenVersion> {
+async function insertPending(services: StoreServices, target: ObjectTarget, data: SingleBlockData, tags: TagList, block: NonNullable<WrittenBody["deferredBlock"]>): Promise<WrittenVersion> {
+  const { model } = services;
+  // Every version built: a restamped write leaves its earlier attempts pending too.
+  const built: PendingVersion[] = [];
+  const metadata = model.insertNewestVersions([
+    (uuid, timestamp) => {
+      const state: PendingVersion["state"] = tags.length === 0 ? { kind: "pending", data } : { kind: "pending", data, tags: { timestamp, set: tags } };
+      built.push({ uuid, timestamp, state });
+      return { entry: { bucketId: target.bucketId, key: target.key, versions: [built[built.length - 1]!] }, alongside: versionRows(model, target.bucketId, target.key, uuid, block) };
+    },
+  ]);
+  const [stored, inserted] = await Promise.allSettled([block.stored, metadata]);
+  const version = built[built.length - 1];
+  assert(version !== undefined, "the version was built");
+  if (stored.status === "rejected") {
+    // Never abort a version whose block is on a quorum after all (a copy that answered late):
+    // a reader may serve it. Then it is as durable as any other, and completes below.
+    const presence = await services.blocks.presence(block.hash).catch(() => "unknown" as const);
+    if (presence === "short") {
+      const aborted = built.map((v) => ({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" as const } }));
+      await model.objects.insert({ bucketId: target.bucketId, key: target.key, versions: aborted }).catch(() => {});
+    }
+    if (presence !== "quorum") throw stored.reason;
+  }
+  if (inserted.status === "rejected") throw inserted.reason;
+  // Its rows are on a write quorum already (written with it): only the entry changes.
+  const complete = { bucketId: target.bucketId, key: target.key, versions: [completedVersion(version)] };
+  await model.writeLater(`completion of ${target.key}`, () => model.objects.insert(complete), true);
+  return { uuid: version.uuid, timestamp: version.timestamp };
+}
+
+/**
+ * Writes an inline version (nothing is tied to its uuid yet) in one round trip; restamped past a
+ * newer version if a replica has one.
+ */
+async function insertNewest(services: StoreServices, target: ObjectTarget, data: ObjectData, tags: TagList): Promise<WrittenVersion> {
   const { model } = services;
   let written: WrittenVersion | undefined;
   await model.insertNewestVersions([
     (uuid, timestamp) => {
       written = { uuid, timestamp };
-      return {
-        entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] },
-        alongside: block
-          ? Promise.all([
-              model.versions.insert({ uuid, deleted: false, backlink: { kind: "object", bucketId: target.bucketId, key: target.key } }),
-              model.versionBlocks.insert({ uuid, part: 0, offset: 0, hash: block.hash, size: block.size }),
-              model.blockRefs.insert({ hash: block.hash, version: uuid, deleted: false }),
-            ])
-          : undefined,
-      };
+      return { entry: { bucketId: target.bucketId, key: target.key, versions: [{ uuid, timestamp, state: completeState(data, timestamp, tags) }] } };
     },
   ]);
   assert(written !== undefined, "the version was written");
@@ -223,7 +257,7 @@ export async function copyObject(services: StoreServices, target: ObjectTarget, 
   const data = source.state.data;
   if (data.kind === "inline") {
     const inline: ObjectData = { kind: "inline", meta, base64: data.base64 };
-    return condition ? installFresh(services, target, inline, tags, condition) : insertNewest(services, target, inline, tags, undefined);
+    return condition ? installFresh(services, target, inline, tags, condition) : insertNewest(services, target, inline, tags);
   }
   // Reading the source already advanced this node's clock past what its replicas had seen;
   // announcing also covers a newer write to the destination.

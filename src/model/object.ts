@@ -1,7 +1,8 @@
 // Objects (sharded by bucket id): each key holds a list of versions. A version becomes
-// visible only in the `complete` state; the merge keeps the newest complete version and
-// anything newer still uploading, and drops the rest (their data is then released). A
-// complete version's data never changes; its tags are a last-writer-wins register beside it.
+// visible only in the `complete` state, or, while `pending`, once its one block is known to be
+// on a write quorum (model/pending.ts); the merge keeps the newest complete version and
+// anything newer still uploading or pending, and drops the rest (their data is then released).
+// A complete version's data never changes; its tags are a last-writer-wins register beside it.
 import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import type { EncryptionRecord } from "../block/encryption";
@@ -64,8 +65,17 @@ export interface TagRegister {
   set: TagList;
 }
 
+/** The data of a version stored as one block, named in the entry itself. */
+export type SingleBlockData = { kind: "blocks"; meta: ObjectMeta; singleBlock: string };
+
 export type VersionState =
   | { kind: "uploading"; multipart: boolean; headers: HeaderList; checksumAlgorithm?: ChecksumAlgorithm; uploader: string }
+  /**
+   * A one-block PUT's whole version, written in the same round trip as its block (model/
+   * object-writer.ts): invisible as it is, served once its block is seen on a write quorum of
+   * its nodes (model/pending.ts), and then rewritten as `complete` with the same data and tags.
+   */
+  | { kind: "pending"; data: SingleBlockData; tags?: TagRegister }
   | { kind: "complete"; data: ObjectData; tags?: TagRegister }
   | { kind: "aborted" };
 
@@ -75,13 +85,16 @@ export interface ObjectVersion {
   state: VersionState;
 }
 
+/** A version in the pending state. */
+export type PendingVersion = ObjectVersion & { state: Extract<VersionState, { kind: "pending" }> };
+
 export interface ObjectEntry {
   bucketId: string;
   key: string;
   versions: ObjectVersion[];
 }
 
-const STATE_RANK = { uploading: 0, complete: 1, aborted: 2 } as const;
+const STATE_RANK = { uploading: 0, pending: 1, complete: 2, aborted: 3 } as const;
 
 /** The newer register; on a tie the larger set (by its JSON), so every replica picks the same. */
 function mergeTags(a: TagRegister | undefined, b: TagRegister | undefined): TagRegister | undefined {
@@ -90,15 +103,29 @@ function mergeTags(a: TagRegister | undefined, b: TagRegister | undefined): TagR
   return JSON.stringify(a.set) >= JSON.stringify(b.set) ? a : b;
 }
 
+type DataState = Extract<VersionState, { kind: "pending" | "complete" }>;
+
+const holdsData = (s: VersionState): s is DataState => s.kind === "pending" || s.kind === "complete";
+
 function mergeVersion(a: ObjectVersion, b: ObjectVersion): ObjectVersion {
-  // aborted absorbs complete absorbs uploading. Two copies of one complete version hold the
-  // same data (written once, by construction) and maybe different tags: the newer tags win.
-  if (a.state.kind === "complete" && b.state.kind === "complete") {
+  // aborted absorbs complete absorbs pending absorbs uploading. Copies of one version that
+  // hold its data (pending, complete) hold the same data (written once, by construction) and
+  // maybe different tags: the newer tags win.
+  if (holdsData(a.state) && holdsData(b.state)) {
+    const winner = STATE_RANK[b.state.kind] > STATE_RANK[a.state.kind] ? b : a;
     const tags = mergeTags(a.state.tags, b.state.tags);
-    if (tags === undefined) return a;
+    if (tags === undefined) return winner;
     // Rebuilt with a fixed field order: replicas that merged in different orders must store
     // the same bytes (read repair and anti-entropy compare encodings).
-    return { uuid: a.uuid, timestamp: a.timestamp, state: { kind: "complete", data: a.state.data, tags: { timestamp: tags.timestamp, set: tags.set } } };
+    const state = winner.state as DataState;
+    return {
+      uuid: a.uuid,
+      timestamp: a.timestamp,
+      state:
+        state.kind === "complete"
+          ? { kind: "complete", data: state.data, tags: { timestamp: tags.timestamp, set: tags.set } }
+          : { kind: "pending", data: state.data, tags: { timestamp: tags.timestamp, set: tags.set } },
+    };
   }
   return STATE_RANK[b.state.kind] > STATE_RANK[a.state.kind] ? b : a;
 }
@@ -117,7 +144,10 @@ function isDeletion(v: ObjectVersion): boolean {
   return v.state.kind === "aborted" || (v.state.kind === "complete" && v.state.data.kind === "deleteMarker");
 }
 
-/** Keeps the newest complete version and every newer version; drops older ones. */
+/**
+ * Keeps the newest complete version and every newer version (uploading, pending); drops older
+ * ones. A pending version is not complete here: until it is, the version it replaces must stay.
+ */
 export function pruneVersions(versions: ObjectVersion[]): ObjectVersion[] {
   const sorted = [...versions].sort(compareVersions);
   let lastComplete = -1;

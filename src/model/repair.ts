@@ -1,8 +1,10 @@
 // Start-up repair: uploads this node was receiving when it stopped can never finish, so
-// their versions are aborted and their blocks released.
+// their versions are aborted and their blocks released; pending versions (model/pending.ts)
+// whose writer stopped before completing them are settled.
 import { logger } from "../util/log";
 import type { Model } from "./model";
 import type { ObjectEntry } from "./object";
+import { isPending, settlePending, writeSettlement, type PendingServices } from "./pending";
 
 const log = logger("repair");
 
@@ -23,4 +25,69 @@ export async function abortInterruptedUploads(model: Model, bootTime: number): P
   }
   if (aborted > 0) log.info(`aborted ${aborted} uploads interrupted by the last stop`);
   return aborted;
+}
+
+export interface PendingRepairResult {
+  completed: number;
+  aborted: number;
+  /** Keys left with a pending version: their block's nodes did not answer, or it is too young to abort. */
+  unsettled: number;
+}
+
+/**
+ * Settles the pending versions in this node's copy of the object table: each key is read from
+ * a quorum and settled as a read would (its block on a quorum: completed; short of one past the
+ * grace: aborted), the writes awaited. Readers settle the keys they read; this covers the rest.
+ */
+export async function settlePendingVersions(services: PendingServices): Promise<PendingRepairResult> {
+  const { model } = services;
+  const rows = model.db.query(`SELECT v FROM t_object WHERE v LIKE '%"kind":"pending"%'`).all() as { v: string }[];
+  const result: PendingRepairResult = { completed: 0, aborted: 0, unsettled: 0 };
+  for (const row of rows) {
+    const local = JSON.parse(row.v) as ObjectEntry;
+    const entry = await model.objects.get(local.bucketId, local.key);
+    if (entry === undefined || !entry.versions.some(isPending)) continue;
+    const { served, writes } = await settlePending(services, entry);
+    await writeSettlement(model, entry, { served, writes });
+    if (served) result.completed++;
+    result.aborted += writes.length - (served ? 1 : 0);
+    const written = new Set(writes.map((w) => w.uuid));
+    if (entry.versions.some((v) => isPending(v) && !written.has(v.uuid) && (served === undefined || v.timestamp > served.timestamp))) result.unsettled++;
+  }
+  if (result.completed + result.aborted > 0) log.info(`settled pending versions: ${result.completed} completed, ${result.aborted} aborted`);
+  return result;
+}
+
+/** Passes of the start-up pending repair while keys stay unsettled (peers may not be up yet). */
+const PENDING_REPAIR_PASSES = 10;
+/** Wait before the second pass; it doubles from one pass to the next (about 17 minutes in all). */
+const PENDING_REPAIR_FIRST_RETRY_MS = 2_000;
+
+/**
+ * Runs settlePendingVersions at start-up, in the background, and again while keys stay
+ * unsettled, up to PENDING_REPAIR_PASSES times. `stop` ends it and waits for a pass under way.
+ */
+export function startPendingRepair(services: PendingServices): { stop(): Promise<void> } {
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let running: Promise<void> | undefined;
+  const pass = (n: number) => {
+    running = settlePendingVersions(services)
+      .then((r) => r.unsettled > 0)
+      .catch((err) => {
+        log.warn(`pending versions: ${(err as Error).message}; will retry`);
+        return true;
+      })
+      .then((again) => {
+        if (again && n + 1 < PENDING_REPAIR_PASSES && !stopped) timer = setTimeout(() => pass(n + 1), PENDING_REPAIR_FIRST_RETRY_MS * 2 ** n);
+      });
+  };
+  pass(0);
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
 }

@@ -6,6 +6,7 @@
 // the bucket's CORS rules apply as on the S3 endpoint (e.g. fonts used by another site).
 import { Elysia } from "elysia";
 import { visibleVersion } from "../model/object";
+import { readObject } from "../model/pending";
 import type { WebsiteConfig, WebsiteRoutingRule } from "../model/bucket";
 import { MAX_KEY_BYTES } from "../util/limits";
 import { logger } from "../util/log";
@@ -63,7 +64,7 @@ function errorPage(err: S3Error, isHead: boolean): Response {
 /** The bucket's error document with the original status, or undefined if it has none. */
 async function errorDocumentResponse(services: S3Services, bucketId: string, website: WebsiteConfig, status: number): Promise<Response | undefined> {
   if (website.errorDocument === null) return undefined;
-  const version = visibleVersion(await services.model.objects.get(bucketId, website.errorDocument));
+  const version = visibleVersion(await readObject(services, bucketId, website.errorDocument));
   // An encrypted error document is never served: the plain error answer goes out instead.
   if (!version || version.state.data.meta.encryption) return undefined;
   // No conditions and no Range: the client asked for another object, not this one.
@@ -121,13 +122,13 @@ async function servePage(request: Request, services: S3Services, bucketId: strin
     const early = routingRedirect(website.routingRules, requested, undefined, request.headers.get("host"));
     if (early) return early;
     const key = keyOfPath(path, website.indexDocument);
-    const version = visibleVersion(await services.model.objects.get(bucketId, key));
+    const version = visibleVersion(await readObject(services, bucketId, key));
     if (!version) {
       // "/docs" where "docs/index.html" exists: send the browser to "/docs/" so that the
       // page's relative links resolve inside the directory.
       // The Location is built from the decoded key, re-encoded (a raw "/\evil.com" would read
       // as another site to the browser), and never for a key starting with "/" ("//evil.com").
-      if (!rawPath.endsWith("/") && !key.startsWith("/") && visibleVersion(await services.model.objects.get(bucketId, `${key}/${website.indexDocument}`)))
+      if (!rawPath.endsWith("/") && !key.startsWith("/") && visibleVersion(await readObject(services, bucketId, `${key}/${website.indexDocument}`)))
         return new Response(null, { status: 302, headers: { location: `/${key.split("/").map(encodeURIComponent).join("/")}/` } });
       throw new S3Error("NoSuchKey", `The specified key does not exist: ${key}`);
     }

@@ -8,6 +8,7 @@
 // GetBucketOwnershipControls answers BucketOwnerEnforced; PutBucketOwnershipControls accepts
 // that setting only.
 import { visibleVersion } from "../../model/object";
+import { readObject } from "../../model/pending";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
 import type { BucketRequest, ObjectRequest, S3Request } from "./context";
@@ -41,7 +42,7 @@ function accessControlPolicy(r: S3Request): Response {
 }
 
 async function requireObject(r: ObjectRequest): Promise<void> {
-  if (!visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key))) throw new S3Error("NoSuchKey", "The specified key does not exist.");
+  if (!visibleVersion(await readObject(r.services, r.bucket.id, r.key))) throw new S3Error("NoSuchKey", "The specified key does not exist.");
 }
 
 function malformed(what: string): S3Error {

@@ -3,6 +3,7 @@
 // checksum, its parts (with their checksums, in pages), its storage class and its size. Only
 // metadata is read, never a block.
 import { visibleVersion, type ObjectMeta } from "../../model/object";
+import { readObject } from "../../model/pending";
 import { parseSseC, sseCResponseHeaders, unlockSseC } from "./sse-c";
 import { parseDecimal } from "../../util/decimal";
 import type { ObjectRequest } from "./context";
@@ -82,7 +83,7 @@ export async function getObjectAttributes(r: ObjectRequest): Promise<Response> {
   const maxParts = Math.min(headerInteger(r.headers, "x-amz-max-parts") || MAX_ATTRIBUTE_PARTS, MAX_ATTRIBUTE_PARTS);
   const marker = headerInteger(r.headers, "x-amz-part-number-marker") ?? 0;
   const given = parseSseC(r.headers);
-  const version = visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key));
+  const version = visibleVersion(await readObject(r.services, r.bucket.id, r.key));
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
   const meta = version.state.data.meta;
   // An encrypted object's attributes are its owner's to read, as its data (AWS: the key is needed).

@@ -2,6 +2,7 @@
 // the source's blocks. UploadPartCopy streams the chosen byte range into a new part (block
 // dedup still stores aligned blocks once).
 import { versionTags, visibleVersion, type ObjectMeta } from "../../model/object";
+import { readObject } from "../../model/pending";
 import { parseTaggingHeader } from "./object-tagging";
 import { copyObject as writeCopy, writeObject } from "../../model/object-writer";
 import { storeServices, type ObjectRequest } from "./context";
@@ -43,7 +44,7 @@ async function resolveSource(r: ObjectRequest) {
   if (!bucket) throw new S3Error("NoSuchBucket", "The specified source bucket does not exist");
   if (!bucket.keys[r.apiKey.id]?.read) throw new S3Error("AccessDenied", `This key does not have read permission on bucket ${bucketName}`);
   checkVersionId(sourceVersionId);
-  const entry = await r.services.model.objects.get(bucket.id, key);
+  const entry = await readObject(r.services, bucket.id, key);
   const version = visibleVersion(entry);
   if (!version) throw new S3Error("NoSuchKey", "The specified source key does not exist.");
   checkConditions(r.headers, version.state.data.meta.etag, version.timestamp, "x-amz-copy-source-", "412");

@@ -4,7 +4,7 @@
 // register, as every conditional write (model/conditional-write.ts).
 import type { ObjectEntry } from "../../model/object";
 import { ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../model/conditional-write";
-import type { BucketRequest, ObjectRequest } from "./context";
+import { storeServices, type BucketRequest, type ObjectRequest } from "./context";
 import { S3Error, toS3Error } from "./errors";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
@@ -32,7 +32,7 @@ const CONDITIONAL_DELETES_IN_FLIGHT = 8;
 async function deleteIfMatch(r: BucketRequest, key: string, ifMatch: string): Promise<void> {
   const wanted = ifMatch.split(",").map(normalizeEtag);
   await installConditionally(
-    r.services.model,
+    storeServices(r.services),
     { bucketId: r.bucket.id, key },
     (current) => {
       if (!current) throw new S3Error("NoSuchKey", "The specified key does not exist.");

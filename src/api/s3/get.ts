@@ -1,6 +1,7 @@
 // GetObject and HeadObject: conditional requests, single ranges, partNumber, response-*
 // overrides, and the body streamed block by block with a small prefetch window.
 import type { ObjectMeta } from "../../model/object";
+import { readObject } from "../../model/pending";
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
 import type { VersionBlockEntry } from "../../model/version";
 import type { ObjectRequest, S3Services } from "./context";
@@ -213,7 +214,7 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
 export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Response> {
   // The key is checked before anything about the object is said, even whether it exists.
   const given = parseSseC(r.headers);
-  const entry = await r.services.model.objects.get(r.bucket.id, r.key);
+  const entry = await readObject(r.services, r.bucket.id, r.key);
   const version = visibleVersion(entry);
   // A deleted key of an unversioned bucket: S3 says the current version is no delete marker.
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.", entry ? { "x-amz-delete-marker": "false" } : {});

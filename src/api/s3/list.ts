@@ -4,6 +4,7 @@
 import { MAX_LIST_KEYS } from "../../util/limits";
 import { parseDecimal } from "../../util/decimal";
 import { visibleVersion, type ObjectEntry } from "../../model/object";
+import { resolvePending } from "../../model/pending";
 import type { Table } from "../../table/table";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
@@ -14,6 +15,11 @@ import { NULL_VERSION_ID } from "./version-id";
 
 /** Rows fetched per table query while filling a page. */
 const SCAN_BATCH = 256;
+/**
+ * Keys with a pending version (model/pending.ts) one listing page resolves: each costs a
+ * presence check to the block's nodes, made in parallel with the rest of its batch.
+ */
+const LIST_PENDING_RESOLUTIONS_MAX = 64;
 /** S3's integer query parameters are 32-bit signed: AWS refuses anything larger. */
 const MAX_QUERY_INTEGER = 2 ** 31 - 1;
 
@@ -70,6 +76,8 @@ export async function walkKeys<E>(
   keyOf: (e: E) => string,
   visible: (e: E) => boolean,
   p: ListParams,
+  /** What each batch of rows shows, when that takes more than the rows (pending versions). */
+  resolve: (rows: E[]) => Promise<E[]> = async (rows) => rows,
 ): Promise<{ items: E[]; commonPrefixes: string[]; isTruncated: boolean; last?: string }> {
   const items: E[] = [];
   const commonPrefixes: string[] = [];
@@ -91,7 +99,8 @@ export async function walkKeys<E>(
   // max-keys=0 asks for no keys: an empty, complete answer (a truncated one has no token).
   if (p.maxKeys === 0) return { items, commonPrefixes, isTruncated: false };
   for (;;) {
-    const rows = await table.range(pk, { start: cursor, end, limit: SCAN_BATCH });
+    const fetched = await table.range(pk, { start: cursor, end, limit: SCAN_BATCH });
+    const rows = await resolve(fetched);
     let seeked = false;
     for (const e of rows) {
       const key = keyOf(e);
@@ -117,7 +126,7 @@ export async function walkKeys<E>(
       count++;
       last = key;
     }
-    if (!seeked && rows.length < SCAN_BATCH) return { items, commonPrefixes, isTruncated: false, last };
+    if (!seeked && fetched.length < SCAN_BATCH) return { items, commonPrefixes, isTruncated: false, last };
   }
 }
 
@@ -157,7 +166,19 @@ export function v1PrefixElement(prefix: string): string {
 }
 
 async function listPage(r: BucketRequest, p: ListParams): Promise<ListPage> {
-  const page = await walkKeys(r.services.model.objects, r.bucket.id, (o) => o.key, (o) => visibleVersion(o) !== undefined, p);
+  // A key just written holds a pending version until its completion lands: it is resolved as
+  // a GET would (one presence check, all of a batch's at once), so a listing right after a PUT
+  // shows it. Past the bound, a key shows its last complete version (as S3 lists may lag).
+  let resolutionsLeft = LIST_PENDING_RESOLUTIONS_MAX;
+  const resolve = (rows: ObjectEntry[]) =>
+    Promise.all(
+      rows.map((o) => {
+        if (resolutionsLeft === 0 || !o.versions.some((v) => v.state.kind === "pending")) return o;
+        resolutionsLeft--;
+        return resolvePending(r.services, o).then((e) => e ?? o);
+      }),
+    );
+  const page = await walkKeys(r.services.model.objects, r.bucket.id, (o) => o.key, (o) => visibleVersion(o) !== undefined, p, resolve);
   return { ...page, items: page.items.map((entry) => ({ key: entry.key, entry })) };
 }
 

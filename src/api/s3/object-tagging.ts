@@ -5,6 +5,7 @@
 // A new version gets its tags from the write (x-amz-tagging, parsed here; CopyObject's COPY
 // directive keeps the source's) through the object writer (model/object-writer.ts).
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
+import { readObject } from "../../model/pending";
 import type { ObjectRequest } from "./context";
 import { readSmallBody } from "./body";
 import { xmlResponse } from "./bucket";
@@ -51,7 +52,7 @@ export function parseTaggingHeader(value: string | null): TagSet | undefined {
 }
 
 async function visible(r: ObjectRequest): Promise<VisibleVersion> {
-  const version = visibleVersion(await r.services.model.objects.get(r.bucket.id, r.key));
+  const version = visibleVersion(await readObject(r.services, r.bucket.id, r.key));
   if (!version) throw new S3Error("NoSuchKey", "The specified key does not exist.");
   return version;
 }

@@ -244,3 +244,49 @@ describe("copies written after the write quorum", () => {
     expect(inFlight).toBe(0);
   });
 });
+
+describe("BlockManager presence", () => {
+  const layout = {
+    version: 1,
+    replicationFactor: 3,
+    roles: { node1: { zone: "a", capacity: 1, tags: [] }, n2: { zone: "b", capacity: 1, tags: [] }, n3: { zone: "c", capacity: 1, tags: [] } },
+    ring: Array.from({ length: 256 }, () => ["node1", "n2", "n3"]),
+  };
+  /** A manager whose peers answer `has` as told: true/false, an error, or never. */
+  function withPeers(answers: Record<string, boolean | "error" | "silent">) {
+    const remote = {
+      get: async () => null,
+      put: async () => {},
+      has: (node: string) => {
+        const a = answers[node]!;
+        if (a === "silent") return new Promise<boolean>(() => {});
+        return a === "error" ? Promise.reject(new Error(`${node} is down`)) : Promise.resolve(a);
+      },
+    };
+    return new BlockManager(store, new LayoutPlacement("node1", layout, "consistent"), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+  }
+  const stored = async () => {
+    const b = block(random(1000));
+    await store.write(b.hash, b.data, false);
+    return b.hash;
+  };
+  const missing = () => block(random(1000)).hash;
+
+  test("a write quorum (this node and one peer) holding the block: quorum, without waiting for a silent node", async () => {
+    expect(await withPeers({ n2: true, n3: "silent" }).presence(await stored())).toBe("quorum");
+  });
+
+  test("two peers holding it while this node lacks it: quorum", async () => {
+    expect(await withPeers({ n2: true, n3: true }).presence(missing())).toBe("quorum");
+  });
+
+  test("more nodes lacking it than a quorum leaves (2 of 3): short, even with a node down", async () => {
+    expect(await withPeers({ n2: false, n3: "error" }).presence(missing())).toBe("short");
+    expect(await withPeers({ n2: false, n3: false }).presence(await stored())).toBe("short");
+  });
+
+  test("one holder and nodes that do not answer: unknown, never short", async () => {
+    expect(await withPeers({ n2: "error", n3: "error" }).presence(await stored())).toBe("unknown");
+    expect(await withPeers({ n2: true, n3: "error" }).presence(missing())).toBe("unknown");
+  });
+});

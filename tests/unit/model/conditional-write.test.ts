@@ -74,6 +74,9 @@ afterEach(async () => {
 const target = { bucketId: "b".repeat(64), key: "lock" };
 const inline = (text: string) => ({ kind: "inline" as const, meta: { size: text.length, etag: text.padEnd(32, "0").slice(0, 32), headers: [] }, base64: Buffer.from(text).toString("base64") });
 
+/** No test here writes a one-block version: a presence check would be a bug. */
+const services = (n: string) => ({ model: models.get(n)!, blocks: { presence: async (): Promise<never> => { throw new Error("unexpected presence check"); } } });
+
 class Refused extends Error {}
 const ifNoneMatchStar = (current: VisibleVersion | undefined) => {
   if (current) throw new Refused("exists");
@@ -125,7 +128,7 @@ describe("installConditionally", () => {
     for (let round = 0; round < 10; round++) {
       const key = `race-${round}`;
       const results = await Promise.allSettled(
-        NODES.map((n) => installConditionally(models.get(n)!, { ...target, key }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline(`by ${n}`) }) })),
+        NODES.map((n) => installConditionally(services(n), { ...target, key }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline(`by ${n}`) }) })),
       );
       const won = results.filter((r) => r.status === "fulfilled");
       expect(won.length).toBe(1);
@@ -147,7 +150,7 @@ describe("installConditionally", () => {
     await m1.cas.accept(partition, target.bucketId, target.key, ballot, chosen);
     // n1 "stops" here: the object table never got the version.
     expect(await current("n2")).toBeUndefined();
-    const second = installConditionally(models.get("n2")!, target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("second") }) });
+    const second = installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("second") }) });
     expect(second).rejects.toBeInstanceOf(Refused);
     await second.catch(() => {});
     // ...and the next writer wrote it to the object table before deciding.
@@ -156,11 +159,11 @@ describe("installConditionally", () => {
 
   test("works with one acceptor out of reach, and answers unavailable at once with two", async () => {
     down.add("n3");
-    await installConditionally(models.get("n1")!, target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("one") }) });
+    await installConditionally(services("n1"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("one") }) });
     expect((await current())?.state.data.kind).toBe("inline");
     down.add("n2");
     const started = Date.now();
-    const err = await installConditionally(models.get("n1")!, { ...target, key: "other" }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("two") }) }).catch((e) => e);
+    const err = await installConditionally(services("n1"), { ...target, key: "other" }, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("two") }) }).catch((e) => e);
     expect(err).toBeInstanceOf(ConditionalUnavailableError);
     // Refused connections fail the quorum at once, not at a timeout (bound, not timing: 5 s).
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -169,7 +172,7 @@ describe("installConditionally", () => {
   test("a fixed version older than what the register's round sees is a conflict, not a silent hidden write", async () => {
     const old: ObjectVersion = { uuid: "old-upload", timestamp: 5, state: { kind: "complete", data: inline("old") } };
     await models.get("n1")!.objects.insert({ ...target, versions: [{ uuid: "newer", timestamp: 1_000, state: { kind: "complete", data: { kind: "deleteMarker" } } }] });
-    const err = await installConditionally(models.get("n2")!, target, ifNoneMatchStar, { kind: "fixed", version: old }).catch((e) => e);
+    const err = await installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fixed", version: old }).catch((e) => e);
     expect(err).toBeInstanceOf(ConditionalConflictError);
     expect(await current()).toBeUndefined();
   });

@@ -218,7 +218,11 @@ interface Life {
   uuid: string;
   timestamp: number;
   end: ObjectVersion["state"];
+  /** How it starts: uploading, unless a one-block PUT writes it pending. */
+  start?: ObjectVersion["state"];
 }
+const ONE_BLOCK = { kind: "blocks" as const, meta: { size: 9000, etag: "e8", headers: [] }, singleBlock: "8".repeat(64) };
+const TAGS_AT_WRITE = { timestamp: 70, set: [["a", "1"]] as [string, string][] };
 const LIVES: Life[] = [
   { uuid: "v01", timestamp: 10, end: { kind: "complete", data: { kind: "inline", meta: { size: 1, etag: "e1", headers: [] }, base64: "AQ==" } } },
   { uuid: "v02", timestamp: 20, end: { kind: "aborted" } },
@@ -227,13 +231,17 @@ const LIVES: Life[] = [
   { uuid: "v05", timestamp: 40, end: { kind: "aborted" } },
   { uuid: "v06", timestamp: 50, end: { kind: "complete", data: { kind: "blocks", meta: { size: 7, etag: "e6", headers: [] } } } },
   { uuid: "v07", timestamp: 60, end: { kind: "complete", data: { kind: "inline", meta: { size: 0, etag: "e7", headers: [] }, base64: "" } } },
+  // One-block PUTs: pending, then completed (and maybe retagged after), or aborted.
+  { uuid: "v08", timestamp: 70, start: { kind: "pending", data: ONE_BLOCK, tags: TAGS_AT_WRITE }, end: { kind: "complete", data: ONE_BLOCK, tags: { timestamp: 90, set: [["b", "2"]] } } },
+  { uuid: "v09", timestamp: 45, start: { kind: "pending", data: ONE_BLOCK }, end: { kind: "aborted" } },
+  { uuid: "v10", timestamp: 55, start: { kind: "pending", data: ONE_BLOCK }, end: { kind: "complete", data: ONE_BLOCK } },
 ];
 function genObject(r: Rng): ObjectEntry {
   const versions = r.subset(LIVES).map(
     (l): ObjectVersion => ({
       uuid: l.uuid,
       timestamp: l.timestamp,
-      state: r.bool(0.4) ? { kind: "uploading", multipart: false, headers: [], uploader: "node1" } : structuredClone(l.end),
+      state: r.bool(0.4) ? structuredClone(l.start ?? { kind: "uploading", multipart: false, headers: [], uploader: "node1" }) : structuredClone(l.end),
     }),
   );
   // Copies as a node holds them are sorted and pruned; raw inserts may be in any order.

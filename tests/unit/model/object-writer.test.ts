@@ -1,7 +1,8 @@
 // The one object writer on a real Model over a temp sqlite file (single-node layout): its plan,
 // and that every path that fails after announcing a version releases it at once.
-// The paths exercised here store no block (inline bodies, copies by reference, metadata only),
-// so no block store is wired in; the block paths run through the real server in tests/e2e.
+// Most paths exercised here store no block (inline bodies, copies by reference, metadata only),
+// so no block store is wired in; the one-block plan runs against a scripted block manager
+// (put and presence only), the other block paths through the real server in tests/e2e.
 import { afterEach, beforeEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import type { Database } from "bun:sqlite";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -13,6 +14,7 @@ import { Model } from "../../../src/model/model.ts";
 import type { StoreServices } from "../../../src/model/body-writer.ts";
 import { completeUpload, copyObject, IncompleteBlockListError, planWrite, StaleCompletionError, startUpload, writeObject, writePart } from "../../../src/model/object-writer.ts";
 import { visibleVersion, type ObjectMeta, type VisibleVersion } from "../../../src/model/object.ts";
+import type { BlockPresence } from "../../../src/block/manager.ts";
 import { INLINE_THRESHOLD } from "../../../src/util/limits.ts";
 
 const BLOCK = 1024 * 1024;
@@ -145,5 +147,84 @@ describe("a completion retried after one that failed part way", () => {
     await completeUpload(services, again, [q1, q2], [q1, q2], metaOf(150), { kind: "completed", etag: "y-2" });
     const v = visibleVersion(await model.objects.get(target.bucketId, "k2"))!;
     expect(v.uuid).toBe(again.uploadId);
+  });
+});
+
+describe("writeObject, one block (one round trip)", () => {
+  const SIZE = 64 * 1024;
+  /** A block manager whose put waits for `release` and then resolves or fails, and whose presence answers `presence`. */
+  function scripted(outcome: "stored" | Error, presence: BlockPresence) {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const puts: string[] = [];
+    const blocks = {
+      put: async (hash: string) => {
+        puts.push(hash);
+        await gate;
+        if (outcome instanceof Error) throw outcome;
+        return { settled: Promise.resolve() };
+      },
+      presence: async () => presence,
+    };
+    services = { ...services, blocks: blocks as never };
+    return { release, puts };
+  }
+  const write = () => writeObject(services, target, { headers: [], declaredLength: SIZE, chunks: bytes(SIZE), checksumAlgorithms: [], tags: [["t", "1"]], describe: (b) => metaOf(b.size) });
+  const settledStates = async (want: string[]) => {
+    // The completion is written after the answer: wait for it (bounded).
+    for (let i = 0; i < 100 && JSON.stringify(await states()) !== JSON.stringify(want); i++) await Bun.sleep(10);
+    return states();
+  };
+
+  test("the version is written while its block travels, pending, and completes once both are stored", async () => {
+    const { release, puts } = scripted("stored", "quorum");
+    let answered = false;
+    const w = write().then((x) => ((answered = true), x));
+    // The block is not stored yet, and the version is already on the replicas, invisible.
+    for (let i = 0; i < 100 && (await states()).length === 0; i++) await Bun.sleep(5);
+    expect(await states()).toEqual(["pending"]);
+    expect(visibleVersion(await model.objects.get(target.bucketId, target.key))).toBeUndefined();
+    expect(answered).toBe(false);
+    expect(puts.length).toBe(1);
+    // Its block rows went in the same round.
+    const entry = await model.objects.get(target.bucketId, target.key);
+    const uuid = entry!.versions[0]!.uuid;
+    expect((await model.versionBlocks.range(uuid, { limit: 2 })).map((b) => b.hash)).toEqual(puts);
+    release();
+    const done = await w;
+    expect(done.uuid).toBe(uuid);
+    expect(await settledStates(["complete"])).toEqual(["complete"]);
+    const v = visibleVersion(await model.objects.get(target.bucketId, target.key))!;
+    expect(v.state.data).toEqual({ kind: "blocks", meta: metaOf(SIZE), singleBlock: puts[0]! });
+    expect(v.state.tags).toEqual({ timestamp: v.timestamp, set: [["t", "1"]] });
+  });
+
+  test("a block that failed and is short of a quorum: the write fails and its version is aborted", async () => {
+    const { release } = scripted(new Error("quorum not reached"), "short");
+    release();
+    await expect(write()).rejects.toThrow("quorum not reached");
+    expect(await states()).toEqual(["aborted"]);
+  });
+
+  test("a block that failed but is on a quorum after all is never aborted: the write succeeds and completes", async () => {
+    const { release } = scripted(new Error("late answer"), "quorum");
+    release();
+    await write();
+    expect(await settledStates(["complete"])).toEqual(["complete"]);
+  });
+
+  test("a block that failed where the nodes cannot tell: the write fails, its version left pending (for readers and the repair)", async () => {
+    const { release } = scripted(new Error("timeout"), "unknown");
+    release();
+    await expect(write()).rejects.toThrow("timeout");
+    expect(await states()).toEqual(["pending"]);
+  });
+
+  test("a body describe refuses writes no version", async () => {
+    const { release } = scripted("stored", "quorum");
+    release();
+    const refusal = new Error("bad digest");
+    await expect(writeObject(services, target, { headers: [], declaredLength: SIZE, chunks: bytes(SIZE), checksumAlgorithms: [], tags: [], describe: () => { throw refusal; } })).rejects.toBe(refusal);
+    expect(await states()).toEqual([]);
   });
 });

@@ -3,6 +3,7 @@ import {
   newestTimestamp,
   objectSchema,
   pruneVersions,
+  visibleDelta,
   visibleVersion,
   type ObjectData,
   type ObjectEntry,
@@ -15,6 +16,8 @@ const blocks = (etag: string): ObjectData => ({ kind: "blocks", meta: { size: 10
 const complete = (data: ObjectData = blocks("e")): VersionState => ({ kind: "complete", data });
 const marker: VersionState = { kind: "complete", data: { kind: "deleteMarker" } };
 const aborted: VersionState = { kind: "aborted" };
+const oneBlock = { kind: "blocks" as const, meta: { size: 10, etag: "p", headers: [] }, singleBlock: "h".repeat(64) };
+const pending = (tags?: { timestamp: number; set: [string, string][] }): VersionState => (tags ? { kind: "pending", data: oneBlock, tags } : { kind: "pending", data: oneBlock });
 const v = (uuid: string, timestamp: number, state: VersionState): ObjectVersion => ({ uuid, timestamp, state });
 const obj = (...versions: ObjectVersion[]): ObjectEntry => ({ bucketId: "b", key: "k", versions });
 const uuids = (vs: ObjectVersion[]) => vs.map((x) => x.uuid);
@@ -67,6 +70,49 @@ describe("object merge: version states", () => {
       expect(merge1(a, b)).toBe(want);
       expect(merge1(b, a)).toBe(want);
     }
+  });
+
+  test("pending sits between uploading and complete: complete and aborted absorb it, it absorbs uploading", () => {
+    for (const [a, b, want] of [
+      [uploading, pending(), "pending"],
+      [pending(), pending(), "pending"],
+      [pending(), complete(oneBlock), "complete"],
+      [pending(), aborted, "aborted"],
+    ] as const) {
+      expect(merge1(a, b)).toBe(want);
+      expect(merge1(b, a)).toBe(want);
+    }
+  });
+
+  test("a pending version's tags merge with its completion's: the newer register wins, in either order", () => {
+    const written = { timestamp: 1, set: [["a", "1"]] as [string, string][] };
+    const retagged = { timestamp: 5, set: [["b", "2"]] as [string, string][] };
+    const completed: VersionState = { kind: "complete", data: oneBlock, tags: retagged };
+    for (const [a, b] of [
+      [pending(written), completed],
+      [completed, pending(written)],
+    ] as const) {
+      const state = objectSchema.merge(obj(v("x", 1, a)), obj(v("x", 1, b))).versions[0]!.state;
+      expect(state).toEqual({ kind: "complete", data: oneBlock, tags: retagged });
+    }
+    // Copies merged in either order store the same bytes.
+    const ab = objectSchema.merge(obj(v("x", 1, pending(retagged))), obj(v("x", 1, complete(oneBlock))));
+    const ba = objectSchema.merge(obj(v("x", 1, complete(oneBlock))), obj(v("x", 1, pending(retagged))));
+    expect(JSON.stringify(ab)).toBe(JSON.stringify(ba));
+  });
+
+  test("a pending version newer than the visible one is kept next to it, invisible; its completion replaces it", () => {
+    const merged = objectSchema.merge(obj(v("cur", 10, complete())), obj(v("p", 20, pending())));
+    expect(uuids(merged.versions)).toEqual(["cur", "p"]);
+    expect(visibleVersion(merged)!.uuid).toBe("cur");
+    expect(visibleDelta(obj(v("cur", 10, complete())), merged)).toEqual({ objects: 0, bytes: 0, uploads: 0 });
+    const done = objectSchema.merge(merged, obj(v("p", 20, complete(oneBlock))));
+    expect(uuids(done.versions)).toEqual(["p"]);
+    // A pending version older than the newest complete one is dropped, as any older version.
+    expect(uuids(objectSchema.merge(done, obj(v("older", 15, pending()))).versions)).toEqual(["p"]);
+    // Only pending versions: nothing visible, and not a tombstone (it may be acknowledged).
+    expect(visibleVersion(obj(v("p", 20, pending())))).toBeUndefined();
+    expect(objectSchema.isTombstone!(obj(v("p", 20, pending())))).toBe(false);
   });
 
   test("a newer complete version drops older ones; an older one arriving late is dropped", () => {
