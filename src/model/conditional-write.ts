@@ -100,8 +100,13 @@ export async function installConditionally(
   const commit = (v: ObjectVersion) => s.objects.insert({ bucketId, key, versions: [v] });
   // Once proposed, a fixed version keeps its identity across rounds; a fresh one is rebuilt
   // (new uuid) only when something newer appeared, as a value accepted at a lower ballot is
-  // dominated by any accepted at a higher one.
+  // dominated by any accepted at a higher one. Every value this write proposed is remembered:
+  // a later round may find one of them adopted (then it is this write's result), and the ones
+  // it gave up are aborted before it answers.
   let mine: ObjectVersion | undefined = next.kind === "fixed" ? next.version : undefined;
+  const proposed = new Map<string, ObjectVersion>();
+  const abandon = (except?: string) =>
+    [...proposed.values()].filter((v) => v.uuid !== except).map((v) => ({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" as const } }));
   let lastError = "";
   for (let round = 0; ; round++) {
     if (round >= CONDITIONAL_ROUNDS_MAX || Date.now() > deadline)
@@ -110,24 +115,36 @@ export async function installConditionally(
     const ballot = s.cas.newBallot();
     try {
       const prepared = await s.cas.prepare(partition, bucketId, key, ballot);
-      // A one-block PUT acknowledged a moment ago may still be pending: resolved as a read would.
-      let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]));
-      // An earlier round of ours was accepted, then completed by another writer that adopted it.
-      const proposed = mine;
-      if (proposed && state?.versions.some((v) => v.uuid === proposed.uuid && v.state.kind === "complete")) return proposed;
+      // A one-block PUT acknowledged a moment ago may still be pending: resolved as a read
+      // would. Proposed versions are not: the register's adopted value below says which counts.
+      let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]), { proposed: false });
       const adopted = prepared.adopted?.value as ObjectVersion | undefined;
-      if (adopted && mine && adopted.uuid === mine.uuid) {
-        // Our value is the newest acceptance a majority knows: it is the register's state.
-        await commit(mine);
-        return mine;
+      const ours = state?.versions.find((v) => proposed.has(v.uuid) && v.state.kind === "complete") ?? (adopted && proposed.has(adopted.uuid) ? adopted : undefined);
+      if (ours) {
+        // A value of an earlier round was chosen after all (adopted by a majority's promises,
+        // or already written complete by a writer that adopted it): it is this write's result.
+        const result = proposed.get(ours.uuid)!;
+        await commit(result);
+        const others = abandon(result.uuid);
+        if (others.length > 0) void s.writeLater(`abandoned proposals of ${key}`, () => s.objects.insert({ bucketId, key, versions: others }), false);
+        return result;
       }
       if (adopted && !settledIn(state, adopted)) {
         // The last chosen value may never have reached the object table (its writer stopped
-        // in between): it is the key's state, so it is written before anything is decided on it.
+        // in between, or its completion is still on the way): it is the key's state, so it is
+        // written before anything is decided on it.
         await commit(adopted);
         state = mergeEntries(state ? [state, { bucketId, key, versions: [adopted] }] : [{ bucketId, key, versions: [adopted] }]);
       }
-      check(visibleVersion(state));
+      try {
+        check(visibleVersion(state));
+      } catch (refusal) {
+        // Values proposed in earlier rounds are aborted before the refusal is answered: were
+        // one adopted later, it would stay invisible (aborted absorbs complete).
+        const given = abandon();
+        if (given.length > 0) await s.objects.insert({ bucketId, key, versions: given });
+        throw refusal;
+      }
       const newest = newestComplete(state, mine?.uuid);
       if (next.kind === "fresh" && (mine === undefined || newest >= mine.timestamp)) {
         const timestamp = s.clock.nowAfter(newest);
@@ -135,9 +152,15 @@ export async function installConditionally(
       }
       assert(mine !== undefined, "a fixed version is given, a fresh one was just built");
       if (newest >= mine.timestamp) throw new ConditionalConflictError(`a newer version of the key was written while this one was stored`);
+      proposed.set(mine.uuid, mine);
       await s.cas.accept(partition, bucketId, key, ballot, mine);
-      await commit(mine);
-      return mine;
+      // Chosen: every acceptor of the majority marked the entry with it (proposed), so every
+      // read from now on finds it and asks the register (model/pending.ts). The complete form
+      // is written after the answer; values of earlier rounds can no longer be chosen.
+      const result = mine;
+      const writes = [result, ...abandon(result.uuid)];
+      await s.writeLater(`conditional write of ${key}`, () => s.objects.insert({ bucketId, key, versions: writes }), true);
+      return result;
     } catch (err) {
       if (err instanceof PreemptedError) {
         lastError = err.message;

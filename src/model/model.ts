@@ -14,7 +14,7 @@ import type { TableSchema } from "../table/schema";
 import { bucketSchema, isValidBucketName, NO_QUOTAS, quotasProblem, websiteConfigProblem, type BucketEntry, type BucketQuotas, type CorsRule, type LifecycleRule, type TagSet, type WebsiteConfig } from "./bucket";
 import { bucketAliasSchema, type BucketAliasEntry } from "./bucket-alias";
 import { keySchema, type KeyEntry } from "./key";
-import { objectSchema, visibleDelta, type ObjectEntry, type VersionState } from "./object";
+import { objectSchema, proposedVersion, visibleDelta, type ObjectEntry, type ObjectVersion, type VersionState } from "./object";
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
 import { isLivePart, openCount, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "./upload";
@@ -63,7 +63,7 @@ const BACKGROUND_OBJECT_WRITES_MAX = 256;
 function newestOtherComplete(entries: readonly ObjectEntry[], uuid: string): number {
   let newest = -1;
   for (const e of entries) {
-    for (const v of e.versions) if (v.uuid !== uuid && (v.state.kind === "complete" || v.state.kind === "pending") && v.timestamp > newest) newest = v.timestamp;
+    for (const v of e.versions) if (v.uuid !== uuid && (v.state.kind === "complete" || v.state.kind === "pending" || v.state.kind === "proposed") && v.timestamp > newest) newest = v.timestamp;
   }
   return newest;
 }
@@ -138,7 +138,14 @@ export class Model {
     this.uploads = make(uploadSchema);
     this.uploadParts = make(uploadPartSchema);
     this.counters = make(bucketCounterSchema);
-    this.casAcceptor = new CasAcceptor(db, this.committer, (pk, sk) => this.objects.local.get(pk, sk));
+    // An acceptance marks the key's entry on this node with the version, proposed: readers
+    // who meet it ask the register whether it was chosen (model/pending.ts).
+    this.casAcceptor = new CasAcceptor(
+      db,
+      this.committer,
+      (pk, sk) => this.objects.local.get(pk, sk),
+      (pk, sk, ballot, value) => void this.objects.local.applyInTransaction([{ bucketId: pk, key: sk, versions: [proposedVersion(value as ObjectVersion, ballot)] }]),
+    );
     this.cas = new CasRegister(placement, this.casAcceptor, options.casPeers, this.clock);
     this.ensureLocalCounts();
   }
@@ -602,7 +609,7 @@ export class Model {
     for (;;) {
       const page = await this.objects.range(bucketId, { start, limit: 1000 });
       // A pending version may already be acknowledged (model/pending.ts): it is content too.
-      if (page.some((o) => o.versions.some((v) => (v.state.kind === "complete" && v.state.data.kind !== "deleteMarker") || v.state.kind === "pending"))) return true;
+      if (page.some((o) => o.versions.some((v) => (v.state.kind === "complete" && v.state.data.kind !== "deleteMarker") || v.state.kind === "pending" || v.state.kind === "proposed"))) return true;
       if (page.length < 1000) return false;
       start = page[page.length - 1]!.key + "\u0000";
     }

@@ -7,6 +7,8 @@ import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import type { EncryptionRecord } from "../block/encryption";
 import type { TableSchema } from "../table/schema";
+import { compareBallots, type Ballot } from "../table/cas-register";
+import { assert } from "../util/assert";
 import { uploadSortKey, type UploadEntry } from "./upload";
 
 /** Stored response headers: content-type, cache-control, ..., x-amz-meta-*. Lowercase names. */
@@ -76,6 +78,12 @@ export type VersionState =
    * its nodes (model/pending.ts), and then rewritten as `complete` with the same data and tags.
    */
   | { kind: "pending"; data: SingleBlockData; tags?: TagRegister }
+  /**
+   * A conditional write's version as an acceptor of the key's register accepted it (model/
+   * conditional-write.ts): invisible as it is, served once the register shows it chosen (model/
+   * pending.ts), then rewritten as `complete`. Copies merge to the highest ballot.
+   */
+  | { kind: "proposed"; data: ObjectData; tags?: TagRegister; ballot: Ballot }
   | { kind: "complete"; data: ObjectData; tags?: TagRegister }
   | { kind: "aborted" };
 
@@ -87,6 +95,15 @@ export interface ObjectVersion {
 
 /** A version in the pending state. */
 export type PendingVersion = ObjectVersion & { state: Extract<VersionState, { kind: "pending" }> };
+/** A complete version, as an acceptor of the key's register records that it accepted it at `ballot`. */
+export function proposedVersion(v: ObjectVersion, ballot: Ballot): ProposedVersion {
+  assert(v.state.kind === "complete", "the register's values are complete versions");
+  const { data, tags } = v.state;
+  return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "proposed", data, ballot } : { kind: "proposed", data, tags, ballot } };
+}
+
+/** A version in the proposed state. */
+export type ProposedVersion = ObjectVersion & { state: Extract<VersionState, { kind: "proposed" }> };
 
 export interface ObjectEntry {
   bucketId: string;
@@ -94,7 +111,8 @@ export interface ObjectEntry {
   versions: ObjectVersion[];
 }
 
-const STATE_RANK = { uploading: 0, pending: 1, complete: 2, aborted: 3 } as const;
+// A version is pending (one-block PUT) or proposed (conditional write), never both: same rank.
+const STATE_RANK = { uploading: 0, pending: 1, proposed: 1, complete: 2, aborted: 3 } as const;
 
 /** The newer register; on a tie the larger set (by its JSON), so every replica picks the same. */
 function mergeTags(a: TagRegister | undefined, b: TagRegister | undefined): TagRegister | undefined {
@@ -108,6 +126,7 @@ type DataState = Extract<VersionState, { kind: "pending" | "complete" }>;
 const holdsData = (s: VersionState): s is DataState => s.kind === "pending" || s.kind === "complete";
 
 function mergeVersion(a: ObjectVersion, b: ObjectVersion): ObjectVersion {
+  if (a.state.kind === "proposed" && b.state.kind === "proposed") return compareBallots(a.state.ballot, b.state.ballot) >= 0 ? a : b;
   // aborted absorbs complete absorbs pending absorbs uploading. Copies of one version that
   // hold its data (pending, complete) hold the same data (written once, by construction) and
   // maybe different tags: the newer tags win.

@@ -15,7 +15,10 @@
 // that they lack it.
 import type { BlockPresence } from "../block/manager";
 import type { Model } from "./model";
-import { pruneVersions, type ObjectEntry, type ObjectVersion, type PendingVersion } from "./object";
+import { objectSchema, pruneVersions, type ObjectEntry, type ObjectVersion, type PendingVersion, type ProposedVersion } from "./object";
+import { verdictOf } from "../table/cas-register";
+import { partitionOfEntry } from "../table/partition";
+import { QuorumError } from "../table/quorum";
 
 /** What resolving pending versions needs: the tables, and where a block stands. */
 export interface PendingServices {
@@ -43,34 +46,81 @@ export function completedVersion(v: PendingVersion): ObjectVersion {
   return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
 }
 
-/** What resolving an entry's pending versions found: the one to serve, and what to write. */
+/** The complete form of a proposed version: same uuid, timestamp, data and tags. */
+function completedProposal(v: ProposedVersion): ObjectVersion {
+  const { data, tags } = v.state;
+  return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
+}
+
+/** A version that is not visible until confirmed: pending (its block) or proposed (the register). */
+export const isUnconfirmed = (v: ObjectVersion): boolean => v.state.kind === "pending" || v.state.kind === "proposed";
+const isProposed = (v: ObjectVersion): v is ProposedVersion => v.state.kind === "proposed";
+
+/** What resolving an entry's pending and proposed versions found: the one to serve, and what to write. */
 export interface Settlement {
-  served?: PendingVersion;
+  served?: PendingVersion | ProposedVersion;
   /** The served version completed, and versions aborted: one object entry's versions. */
   writes: ObjectVersion[];
+  /**
+   * A proposed version newer than the one served was accepted and then superseded in the
+   * register: the writer that superseded it wrote it to the table first if it was chosen, so
+   * the entry must be read again before it can be judged.
+   */
+  reread?: boolean;
+}
+
+function newestCompleteTimestamp(entry: ObjectEntry): number {
+  return entry.versions.reduce((m, v) => (v.state.kind === "complete" && v.timestamp > m ? v.timestamp : m), -1);
 }
 
 /**
- * Checks where the blocks of the entry's pending versions stand: the newest one on a write
- * quorum is served (and completed); younger ones whose block is short of a quorum past the
- * grace are aborted. One presence check (one round trip, all blocks at once).
+ * Where the entry's proposed versions (newer than its newest complete one) stand in the key's
+ * register: the newest chosen one, if any. One round to the key's acceptors, only when the
+ * entry holds such a version. Throws QuorumError when one newer than what is served cannot be
+ * judged (an acceptor out of reach might hold it): serving the older version could be stale.
  */
-export async function settlePending(services: PendingServices, entry: ObjectEntry): Promise<Settlement> {
+async function settleProposed(services: PendingServices, entry: ObjectEntry, supersededIsFinal: boolean): Promise<{ served?: ProposedVersion; reread: boolean }> {
+  const floor = newestCompleteTimestamp(entry);
+  const proposed = entry.versions
+    .filter((v): v is ProposedVersion => isProposed(v) && v.timestamp > floor)
+    .sort((a, b) => b.timestamp - a.timestamp)
+    .slice(0, PENDING_CHECKED_MAX);
+  if (proposed.length === 0) return { reread: false };
+  const { model } = services;
+  const acceptances = await model.cas.acceptances(partitionOfEntry(objectSchema, entry.bucketId), entry.bucketId, entry.key);
+  for (const v of proposed) {
+    const verdict = verdictOf(acceptances, v.state.ballot);
+    if (verdict === "chosen") return { served: v, reread: false };
+    if (verdict === "superseded" && !supersededIsFinal) return { reread: true };
+    if (verdict === "unknown") throw new QuorumError(2, 0, [`the conditional write of ${entry.key} at ballot ${v.state.ballot.ts} cannot be judged: acceptors out of reach`]);
+  }
+  return { reread: false };
+}
+
+/**
+ * Checks where the entry's pending versions stand: for a pending one, whether its block is on
+ * a write quorum (one presence check for all of them); for a proposed one, whether the key's
+ * register chose it (one round to its acceptors). The newest confirmed one is served (and
+ * completed); younger pending ones whose block is short of a quorum past the grace are aborted.
+ */
+export async function settlePending(services: PendingServices, entry: ObjectEntry, opts: { proposed?: boolean; supersededIsFinal?: boolean } = {}): Promise<Settlement> {
   const pending = entry.versions
     .filter(isPending)
     .sort((a, b) => b.timestamp - a.timestamp)
     .slice(0, PENDING_CHECKED_MAX);
-  if (pending.length === 0) return { writes: [] };
-  const hashes = [...new Set(pending.map((v) => v.state.data.singleBlock))];
-  const presence = new Map(await Promise.all(hashes.map(async (h) => [h, await services.blocks.presence(h)] as const)));
-  const served = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
+  const [presence, register] = await Promise.all([
+    Promise.all([...new Set(pending.map((v) => v.state.data.singleBlock))].map(async (h) => [h, await services.blocks.presence(h)] as const)).then((pairs) => new Map(pairs)),
+    opts.proposed === false ? ({ reread: false } as { served?: ProposedVersion; reread: boolean }) : settleProposed(services, entry, opts.supersededIsFinal === true),
+  ]);
+  const servedPending = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
+  const served = servedPending && register.served ? (servedPending.timestamp > register.served.timestamp ? servedPending : register.served) : (servedPending ?? register.served);
   const now = services.model.clock.now();
-  const writes: ObjectVersion[] = served ? [completedVersion(served)] : [];
+  const writes: ObjectVersion[] = served ? [isPending(served) ? completedVersion(served) : completedProposal(served as ProposedVersion)] : [];
   for (const v of pending) {
     if (served !== undefined && v.timestamp <= served.timestamp) break;
     if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) writes.push({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } });
   }
-  return { served, writes };
+  return { served, writes, reread: register.reread };
 }
 
 /**
@@ -88,7 +138,7 @@ export function versionRows(model: Model, bucketId: string, key: string, uuid: s
 
 /** Writes what settlePending decided: the served version's rows, then its completion and the aborts. */
 export async function writeSettlement(model: Model, entry: ObjectEntry, { served, writes }: Settlement): Promise<void> {
-  if (served) await versionRows(model, entry.bucketId, entry.key, served.uuid, { hash: served.state.data.singleBlock, size: served.state.data.meta.size });
+  if (served && isPending(served)) await versionRows(model, entry.bucketId, entry.key, served.uuid, { hash: served.state.data.singleBlock, size: served.state.data.meta.size });
   if (writes.length > 0) await model.objects.insert({ bucketId: entry.bucketId, key: entry.key, versions: writes });
 }
 
@@ -99,10 +149,20 @@ export async function writeSettlement(model: Model, entry: ObjectEntry, { served
  * pending versions stay invisible. Costs one presence check (one round trip) when the entry
  * holds a pending version, nothing otherwise.
  */
-export async function resolvePending(services: PendingServices, entry: ObjectEntry | undefined): Promise<ObjectEntry | undefined> {
-  if (entry === undefined || !entry.versions.some(isPending)) return entry;
-  const { served, writes } = await settlePending(services, entry);
-  if (writes.length > 0) void services.model.writeLater(`pending versions of ${entry.key}`, () => writeSettlement(services.model, entry, { served, writes }), false);
+export async function resolvePending(services: PendingServices, entry: ObjectEntry | undefined, opts: { proposed?: boolean } = {}): Promise<ObjectEntry | undefined> {
+  if (entry === undefined || !entry.versions.some(isUnconfirmed)) return entry;
+  let settlement = await settlePending(services, entry, opts);
+  if (settlement.reread) {
+    // Once: a proposed version superseded in the register is, if it was chosen, complete in
+    // the table by now; read again, one still proposed then was not chosen.
+    const again = await services.model.objects.get(entry.bucketId, entry.key);
+    if (again === undefined) return again;
+    entry = again;
+    settlement = await settlePending(services, entry, { ...opts, supersededIsFinal: true });
+  }
+  const { served, writes } = settlement;
+  const settled = entry;
+  if (writes.length > 0) void services.model.writeLater(`pending versions of ${entry.key}`, () => writeSettlement(services.model, settled, { served, writes }), false);
   if (served === undefined) return entry;
   const complete = writes[0]!;
   return { bucketId: entry.bucketId, key: entry.key, versions: pruneVersions(entry.versions.map((v) => (v.uuid === served.uuid ? complete : v))) };

@@ -4,7 +4,7 @@
 import { logger } from "../util/log";
 import type { Model } from "./model";
 import type { ObjectEntry } from "./object";
-import { isPending, settlePending, writeSettlement, type PendingServices } from "./pending";
+import { isUnconfirmed, settlePending, writeSettlement, type PendingServices } from "./pending";
 
 const log = logger("repair");
 
@@ -41,18 +41,18 @@ export interface PendingRepairResult {
  */
 export async function settlePendingVersions(services: PendingServices): Promise<PendingRepairResult> {
   const { model } = services;
-  const rows = model.db.query(`SELECT v FROM t_object WHERE v LIKE '%"kind":"pending"%'`).all() as { v: string }[];
+  const rows = model.db.query(`SELECT v FROM t_object WHERE v LIKE '%"kind":"pending"%' OR v LIKE '%"kind":"proposed"%'`).all() as { v: string }[];
   const result: PendingRepairResult = { completed: 0, aborted: 0, unsettled: 0 };
   for (const row of rows) {
     const local = JSON.parse(row.v) as ObjectEntry;
     const entry = await model.objects.get(local.bucketId, local.key);
-    if (entry === undefined || !entry.versions.some(isPending)) continue;
+    if (entry === undefined || !entry.versions.some(isUnconfirmed)) continue;
     const { served, writes } = await settlePending(services, entry);
     await writeSettlement(model, entry, { served, writes });
     if (served) result.completed++;
     result.aborted += writes.length - (served ? 1 : 0);
     const written = new Set(writes.map((w) => w.uuid));
-    if (entry.versions.some((v) => isPending(v) && !written.has(v.uuid) && (served === undefined || v.timestamp > served.timestamp))) result.unsettled++;
+    if (entry.versions.some((v) => isUnconfirmed(v) && !written.has(v.uuid) && (served === undefined || v.timestamp > served.timestamp))) result.unsettled++;
   }
   if (result.completed + result.aborted > 0) log.info(`settled pending versions: ${result.completed} completed, ${result.aborted} aborted`);
   return result;

@@ -188,6 +188,34 @@ export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor
   });
 }
 
+/** The acceptors' last accepted ballots for one key, per node of every live layout version. */
+export interface Acceptances {
+  sets: string[][];
+  answers: ReadonlyMap<string, Ballot | null | Error>;
+}
+
+/**
+ * What the acceptances say of the value accepted at `ballot`: `chosen` when a majority of every
+ * node set holds it; `superseded` when some acceptor accepted a higher ballot since (the writer
+ * of that ballot wrote every value chosen before it to the guarded table first: read it again);
+ * `not-chosen` when too few hold it, even counting the acceptors that did not answer;
+ * `unknown` when the missing answers could make either true.
+ */
+export type Verdict = "chosen" | "superseded" | "not-chosen" | "unknown";
+
+export function verdictOf({ sets, answers }: Acceptances, ballot: Ballot): Verdict {
+  const holds = (n: string) => {
+    const a = answers.get(n);
+    return a !== undefined && a !== null && !(a instanceof Error) && compareBallots(a, ballot) === 0;
+  };
+  const silent = (n: string) => answers.get(n) === undefined || answers.get(n) instanceof Error;
+  const majority = (s: string[]) => Math.floor(s.length / 2) + 1;
+  if (sets.every((s) => s.filter(holds).length >= majority(s))) return "chosen";
+  if ([...answers.values()].some((a) => a !== null && !(a instanceof Error) && compareBallots(a, ballot) > 0)) return "superseded";
+  if (sets.some((s) => s.filter((n) => holds(n) || silent(n)).length < majority(s))) return "not-chosen";
+  return "unknown";
+}
+
 /** A proposer's round was overtaken by a higher ballot: retry with a higher one. */
 export class PreemptedError extends Error {
   constructor(readonly promised: Ballot) {
@@ -278,32 +306,26 @@ export class CasRegister {
   }
 
   /**
-   * Whether the value accepted at `ballot` is chosen, from the acceptors' last acceptances:
-   * `chosen` when a majority of every node set holds it; `superseded` when some acceptor
-   * accepted a higher ballot since (the writer of that ballot wrote every value chosen before
-   * it to the guarded table first: read it again); `not-chosen` when too few hold it, even
-   * counting those that did not answer. Throws QuorumError when the answers cannot tell.
+   * Every acceptor's last accepted ballot for the key (one round; a node that fails or does
+   * not answer within `timeoutMs` is recorded as an Error). Judge a ballot with `verdictOf`.
    */
-  async chosenAt(partition: number, pk: string, sk: string, ballot: Ballot, timeoutMs = CAS_CALL_TIMEOUT_MS): Promise<"chosen" | "superseded" | "not-chosen"> {
+  async acceptances(partition: number, pk: string, sk: string, timeoutMs = CAS_CALL_TIMEOUT_MS): Promise<Acceptances> {
     const sets = this.placement.writeSets(partition);
     if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     const nodes = [...new Set(sets.flat())];
     const answers = new Map<string, Ballot | null | Error>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.all(nodes.map((n) => this.acceptedOn(n, pk, sk).then((b) => void answers.set(n, b), (err: unknown) => void answers.set(n, err instanceof Error ? err : new Error(String(err)))))),
-      new Promise((r) => setTimeout(r, timeoutMs)),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs))),
     ]);
-    const holds = (n: string) => {
-      const a = answers.get(n);
-      return a !== undefined && !(a instanceof Error) && a !== null && compareBallots(a, ballot) === 0;
-    };
-    const unknown = (n: string) => answers.get(n) === undefined || answers.get(n) instanceof Error;
-    if ([...answers.values()].some((a) => a !== null && !(a instanceof Error) && compareBallots(a, ballot) > 0)) return "superseded";
-    const majority = (s: string[]) => Math.floor(s.length / 2) + 1;
-    if (sets.every((s) => s.filter(holds).length >= majority(s))) return "chosen";
-    if (sets.some((s) => s.filter((n) => holds(n) || unknown(n)).length < majority(s))) return "not-chosen";
-    const errors = [...answers.values()].filter((a): a is Error => a instanceof Error).map((e) => e.message);
-    throw new QuorumError(Math.max(...sets.map(majority)), nodes.filter((n) => !unknown(n)).length, errors.length ? errors : ["timeout"]);
+    clearTimeout(timer);
+    return { sets, answers: new Map(answers) };
+  }
+
+  /** Whether the value accepted at `ballot` is chosen: `acceptances` and `verdictOf` in one. */
+  async chosenAt(partition: number, pk: string, sk: string, ballot: Ballot): Promise<Verdict> {
+    return verdictOf(await this.acceptances(partition, pk, sk), ballot);
   }
 
   /** A ballot above everything this node has seen. */

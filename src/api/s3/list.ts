@@ -4,7 +4,7 @@
 import { MAX_LIST_KEYS } from "../../util/limits";
 import { parseDecimal } from "../../util/decimal";
 import { visibleVersion, type ObjectEntry } from "../../model/object";
-import { resolvePending } from "../../model/pending";
+import { isUnconfirmed, resolvePending } from "../../model/pending";
 import type { Table } from "../../table/table";
 import type { BucketRequest } from "./context";
 import { S3Error } from "./errors";
@@ -173,7 +173,7 @@ async function listPage(r: BucketRequest, p: ListParams): Promise<ListPage> {
   const resolve = (rows: ObjectEntry[]) =>
     Promise.all(
       rows.map((o) => {
-        if (resolutionsLeft === 0 || !o.versions.some((v) => v.state.kind === "pending")) return o;
+        if (resolutionsLeft === 0 || !o.versions.some(isUnconfirmed)) return o;
         resolutionsLeft--;
         return resolvePending(r.services, o).then((e) => e ?? o);
       }),

@@ -9,11 +9,12 @@ import { join } from "node:path";
 import type { Placement } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { Model } from "../../../src/model/model.ts";
-import { visibleVersion, type ObjectVersion, type VisibleVersion } from "../../../src/model/object.ts";
+import { visibleVersion, type ObjectEntry, type ObjectVersion, type VisibleVersion } from "../../../src/model/object.ts";
 import { checkProposedVersion, ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../../src/model/conditional-write.ts";
 import type { CasPeers } from "../../../src/table/cas-register.ts";
 import type { RemoteReplicas } from "../../../src/table/table.ts";
 import { partitionOfEntry } from "../../../src/table/partition.ts";
+import { readObject } from "../../../src/model/pending.ts";
 import { objectSchema } from "../../../src/model/object.ts";
 
 setDefaultTimeout(30_000);
@@ -73,6 +74,7 @@ afterEach(async () => {
 
 const target = { bucketId: "b".repeat(64), key: "lock" };
 const inline = (text: string) => ({ kind: "inline" as const, meta: { size: text.length, etag: text.padEnd(32, "0").slice(0, 32), headers: [] }, base64: Buffer.from(text).toString("base64") });
+const version = (uuid: string, text: string, timestamp = 1): ObjectVersion => ({ uuid, timestamp, state: { kind: "complete", data: inline(text) } });
 
 /** No test here writes a one-block version: a presence check would be a bug. */
 const services = (n: string) => ({ model: models.get(n)!, blocks: { presence: async (): Promise<never> => { throw new Error("unexpected presence check"); } } });
@@ -82,7 +84,8 @@ const ifNoneMatchStar = (current: VisibleVersion | undefined) => {
   if (current) throw new Refused("exists");
 };
 
-const current = async (node = "n1") => visibleVersion(await models.get(node)!.objects.get(target.bucketId, target.key));
+/** The visible version as a GET sees it: read from a quorum, proposed versions judged by the register. */
+const current = async (node = "n1", key = target.key) => visibleVersion(await readObject(services(node), target.bucketId, key));
 
 describe("acceptor", () => {
   test("promises only above its promise, accepts only at or above it, and says which ballot it promised", async () => {
@@ -90,10 +93,12 @@ describe("acceptor", () => {
     const first = await a.prepare("p", "s", { ts: 10, node: "n2" });
     expect(first).toEqual({ ok: true, accepted: null, entry: null });
     expect(await a.prepare("p", "s", { ts: 10, node: "n1" })).toEqual({ ok: false, promised: { ts: 10, node: "n2" } });
-    expect(await a.accept("p", "s", { ts: 9, node: "n3" }, "low")).toEqual({ ok: false, promised: { ts: 10, node: "n2" } });
-    expect(await a.accept("p", "s", { ts: 10, node: "n2" }, "v")).toEqual({ ok: true });
+    expect(await a.accept("p", "s", { ts: 9, node: "n3" }, version("low", "low"))).toEqual({ ok: false, promised: { ts: 10, node: "n2" } });
+    expect(await a.accept("p", "s", { ts: 10, node: "n2" }, version("v", "v"))).toEqual({ ok: true });
     const again = await a.prepare("p", "s", { ts: 11, node: "n1" });
-    expect(again).toEqual({ ok: true, accepted: { ballot: { ts: 10, node: "n2" }, value: "v" }, entry: null });
+    expect(again).toMatchObject({ ok: true, accepted: { ballot: { ts: 10, node: "n2" }, value: version("v", "v") } });
+    // The acceptance marked this node's entry with the version, proposed (invisible).
+    expect((again as { entry: ObjectEntry }).entry.versions).toEqual([{ uuid: "v", timestamp: 1, state: { kind: "proposed", data: inline("v"), ballot: { ts: 10, node: "n2" } } }]);
   });
 
   test("a peer's proposal must be a complete object version", () => {
@@ -110,15 +115,18 @@ describe("register", () => {
     const partition = partitionOfEntry(objectSchema, target.bucketId);
     const b1 = m1.cas.newBallot();
     await m1.cas.prepare(partition, "p", "k", b1);
-    await models.get("n1")!.casAcceptor.accept("p", "k", b1, "v");
+    await models.get("n1")!.casAcceptor.accept("p", "k", b1, version("v", "v"));
     expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("not-chosen");
     down.add("n3");
-    expect(m1.cas.chosenAt(partition, "p", "k", b1)).rejects.toThrow(/quorum not reached/);
+    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("unknown");
     down.clear();
-    await models.get("n2")!.casAcceptor.accept("p", "k", b1, "v");
+    await models.get("n2")!.casAcceptor.accept("p", "k", b1, version("v", "v"));
     expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("chosen");
     const b2 = m1.cas.newBallot();
-    await models.get("n3")!.casAcceptor.accept("p", "k", b2, "w");
+    await models.get("n3")!.casAcceptor.accept("p", "k", b2, version("w", "w"));
+    // A majority still holds b1: chosen, whatever came after.
+    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("chosen");
+    await models.get("n2")!.casAcceptor.accept("p", "k", b2, version("w", "w"));
     expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("superseded");
   });
 });
@@ -134,10 +142,7 @@ describe("installConditionally", () => {
       expect(won.length).toBe(1);
       for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(Refused);
       const winner = (won[0] as PromiseFulfilledResult<ObjectVersion>).value;
-      for (const n of NODES) {
-        const v = visibleVersion(await models.get(n)!.objects.get(target.bucketId, key));
-        expect(v?.uuid).toBe(winner.uuid);
-      }
+      for (const n of NODES) expect((await current(n, key))?.uuid).toBe(winner.uuid);
     }
   });
 
@@ -148,13 +153,31 @@ describe("installConditionally", () => {
     await m1.cas.prepare(partition, target.bucketId, target.key, ballot);
     const chosen: ObjectVersion = { uuid: "chosen-uuid", timestamp: ballot.ts, state: { kind: "complete", data: inline("chosen") } };
     await m1.cas.accept(partition, target.bucketId, target.key, ballot, chosen);
-    // n1 "stops" here: the object table never got the version.
-    expect(await current("n2")).toBeUndefined();
+    // n1 "stops" here: no replica holds the version complete, yet it is chosen: readers who
+    // meet it (proposed, on the acceptors) ask the register and serve it.
+    const marked = NODES.filter((n) => models.get(n)!.objects.local.get(target.bucketId, target.key)?.versions.some((v) => v.uuid === "chosen-uuid" && v.state.kind === "proposed"));
+    expect(marked.length).toBeGreaterThanOrEqual(2);
+    expect((await current("n2"))?.uuid).toBe("chosen-uuid");
     const second = installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("second") }) });
     expect(second).rejects.toBeInstanceOf(Refused);
     await second.catch(() => {});
-    // ...and the next writer wrote it to the object table before deciding.
-    expect((await current("n3"))?.uuid).toBe("chosen-uuid");
+    // ...and the next conditional writer wrote it complete before deciding.
+    expect((await models.get("n3")!.objects.get(target.bucketId, target.key))?.versions.find((v) => v.uuid === "chosen-uuid")?.state.kind).toBe("complete");
+  });
+
+  test("a value accepted by one acceptor only is never served, and a later conditional write wins over it", async () => {
+    const m1 = models.get("n1")!;
+    const partition = partitionOfEntry(objectSchema, target.bucketId);
+    const ballot = m1.cas.newBallot();
+    await m1.cas.prepare(partition, target.bucketId, target.key, ballot);
+    await m1.casAcceptor.accept(target.bucketId, target.key, ballot, { uuid: "lost", timestamp: ballot.ts, state: { kind: "complete", data: inline("lost") } });
+    for (const n of NODES) expect(await current(n)).toBeUndefined();
+    // n3 does not answer: n1's lone acceptance, which n1's reads meet, could be chosen with n3's.
+    down.add("n3");
+    expect(readObject(services("n1"), target.bucketId, target.key)).rejects.toThrow(/cannot be judged/);
+    down.clear();
+    const won = await installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("won") }) });
+    for (const n of NODES) expect((await current(n))?.uuid).toBe(won.uuid);
   });
 
   test("works with one acceptor out of reach, and answers unavailable at once with two", async () => {
