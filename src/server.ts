@@ -33,7 +33,7 @@ import { adminApp } from "./api/admin/router";
 import { webApp } from "./web/router";
 import { serveNode } from "./api/http";
 import { logger } from "./util/log";
-import { randomHex } from "./util/ids";
+import { randomHex, type BlockHash } from "./util/ids";
 import { describeChange, makePrivateDir, PRIVATE_FILE_MODE, tightenModes } from "./util/private-files";
 import { VERSION_LINE } from "./util/version";
 
@@ -162,9 +162,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
   const replicas = new RpcReplicas(rpc, clock);
   const model = new Model(db, cluster.placement, replicas, clock);
-  let onBlockRefsReceived: (refs: { hash: string; deleted: boolean }[]) => void = () => {};
+  let onBlockRefsReceived: (refs: { hash: BlockHash; deleted: boolean }[]) => void = () => {};
   const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, (table, entries) => {
-    if (table === "block_ref") onBlockRefsReceived(entries as { hash: string; deleted: boolean }[]);
+    // Checked against the block_ref entry schema (hash: a BlockHash) before they were merged.
+    if (table === "block_ref") onBlockRefsReceived(entries as { hash: BlockHash; deleted: boolean }[]);
   });
   serveTables(rpc, clock, model.localStores());
   const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
