@@ -37,6 +37,8 @@ export type NodeId = Branded<"NodeId">;
 export type VersionUuid = Branded<"VersionUuid">;
 
 const HEX64_SOURCE = "^[0-9a-f]{64}$";
+/** A node id as a regular expression source (e.g. for the keys of a record keyed by node). */
+export const NODE_ID_PATTERN = HEX64_SOURCE;
 const HEX64 = new RegExp(HEX64_SOURCE);
 
 /** A malformed identifier, named in the message (what it should have been, and what it was). */
