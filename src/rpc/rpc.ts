@@ -35,7 +35,7 @@ export {
 } from "./connection.ts";
 export { STREAM_IDLE_TIMEOUT_MS, STREAM_WINDOW_BYTES } from "./inbound-body.ts";
 export { MAX_SEND_QUEUE_BYTES } from "./send-queue.ts";
-export { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
+export { HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION } from "./handshake.ts";
 
 const log = logger("rpc");
 
@@ -60,6 +60,8 @@ export interface RpcOptions {
   streamIdleTimeoutMs?: number;
   maxSendQueueBytes?: number;
   handshakeRefusalLogIntervalMs?: number;
+  /** Tests only: play a node of another release (handshake.ts PROTOCOL_VERSION otherwise). */
+  protocolVersion?: number;
 }
 
 export interface HandlerRequest {
@@ -97,6 +99,8 @@ export class RpcNode {
   private readonly events: Record<PeerEvent, ((peerId: string) => void)[]> = { "peer-up": [], "peer-down": [] };
   private closing = false;
   private readonly refusalLog: RateLimitedLog;
+  /** Handshakes refused by peers we dialed, per address: the cluster redials them every few seconds. */
+  private readonly dialRefusalLog: RateLimitedLog;
 
   constructor(opts: RpcOptions) {
     assert(opts.networkKey.length === NETWORK_KEY_BYTES, "rpc_secret (network key) is 32 bytes");
@@ -105,6 +109,7 @@ export class RpcNode {
     this.opts = opts;
     this.id = opts.nodeKey.id;
     this.refusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
+    this.dialRefusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
   }
 
   async listen(): Promise<void> {
@@ -233,7 +238,7 @@ export class RpcNode {
   private async accept(t: Transport): Promise<void> {
     let result: HandshakeResult;
     try {
-      result = await this.timed(t, listenerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey));
+      result = await this.timed(t, listenerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, this.opts.protocolVersion));
     } catch (err) {
       if (err instanceof HandshakeError) {
         const message = err.message;
@@ -266,17 +271,19 @@ export class RpcNode {
     }
     let result: HandshakeResult;
     try {
-      result = await this.timed(t, dialerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, peerId));
+      result = await this.timed(t, dialerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, peerId, this.opts.protocolVersion));
     } catch (err) {
       const message = (err as Error).message;
       t.close(new RpcError(`handshake failed: ${message}`, RPC_ERR.handshake));
       if (err instanceof HandshakeError) {
-        log.warn(`refused connection to ${host}:${port}: ${message}`);
+        this.dialRefusalLog.note(`${host}:${port}`, (suppressed) =>
+          log.warn(`refused connection to ${host}:${port}: ${message}${suppressedNote(suppressed, `refused connections to ${host}:${port}`)}`),
+        );
         throw new RpcError(`handshake with ${host}:${port} failed: ${message}`, RPC_ERR.handshake);
       }
       throw new RpcError(
         `handshake with ${host}:${port} failed: the peer closed the connection ` +
-          `(wrong rpc_secret, or it is not node ${short(peerId)})`,
+          `(wrong rpc_secret, an older Bunker release, or it is not node ${short(peerId)})`,
         RPC_ERR.handshake,
       );
     }
