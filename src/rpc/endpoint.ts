@@ -5,10 +5,21 @@
 // endpoint and the first failing path; a malformed response makes the call reject with a
 // bad-response error the same way. Bodies (block data) stay streamed: only the JSON head is checked.
 import type { Static, TSchema } from "@sinclair/typebox";
+import { logger } from "../util/log.ts";
+import { RateLimitedLog, suppressedNote } from "../util/rate-limited-log.ts";
 import { compileValidator, type Validator } from "../util/validator.ts";
 import { RPC_ERR, RpcError } from "./errors.ts";
 import { decodeJson, encodeJson } from "./payload.ts";
 import type { CallOpts, RpcNode } from "./rpc.ts";
+
+const log = logger("rpc");
+
+/**
+ * A peer's malformed requests are logged once per peer and endpoint per this interval (with a
+ * count of those left out): a node of a buggy release may send one per call.
+ */
+export const MALFORMED_REQUEST_LOG_INTERVAL_MS = 60_000;
+const malformedLog = new RateLimitedLog(MALFORMED_REQUEST_LOG_INTERVAL_MS);
 
 export interface Endpoint<Req extends TSchema, Res extends TSchema> {
   readonly name: string;
@@ -59,7 +70,16 @@ export function handle<Req extends TSchema, Res extends TSchema>(
   handler: (req: Static<Req>, ctx: HandlerContext) => Promise<Static<Res> | WithBody<Static<Res>>>,
 ): void {
   rpc.handle(ep.name, async ({ from, payload, body, signal }) => {
-    const req = decodeChecked(ep.name, "request", ep.request, payload, RPC_ERR.badRequest);
+    let req: Static<Req>;
+    try {
+      req = decodeChecked(ep.name, "request", ep.request, payload, RPC_ERR.badRequest);
+    } catch (err) {
+      const message = (err as Error).message;
+      malformedLog.note(`${from} ${ep.name}`, (suppressed) =>
+        log.warn(`refused a request from node ${from.slice(0, 16)}: ${message}${suppressedNote(suppressed, `malformed '${ep.name}' requests from it`)}`),
+      );
+      throw err;
+    }
     const out = await handler(req, { from, body, signal });
     return out instanceof WithBody ? { payload: encodeJson(out.value), body: out.body } : { payload: encodeJson(out) };
   });
