@@ -16,12 +16,12 @@ import { CHECKSUM_ALGORITHMS, type ChecksumAlgorithm } from "../util/checksum";
 import { BlockHashSchema, VersionUuidSchema, type BlockHash, type NodeId, type VersionUuid } from "../util/ids";
 import { compileValidator } from "../util/validator";
 import type { BlockRefEntry } from "./block-ref";
-import type { BucketEntry } from "./bucket";
+import type { BucketEntry, CorsRule, LifecycleRule, WebsiteConfig } from "./bucket";
 import type { BucketAliasEntry } from "./bucket-alias";
 import type { BucketCounterEntry } from "./counter";
 import type { KeyEntry } from "./key";
-import type { ObjectEntry } from "./object";
-import type { UploadEntry, UploadPartEntry } from "./upload";
+import type { ObjectData, ObjectEntry, ObjectMeta, VersionState } from "./object";
+import type { UploadEntry, UploadOutcome, UploadPartEntry } from "./upload";
 import type { VersionBlockEntry, VersionEntry } from "./version";
 
 const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]);
@@ -98,6 +98,11 @@ export const BlockRefEntrySchema = Type.Object({ hash: BlockHashSchema, version:
 
 // ---- mpu, mpu_part (upload.ts)
 
+const UploadOutcomeSchema = Type.Union([
+  Type.Object({ kind: Type.Literal("completed"), etag: Type.String(), checksum: Type.Optional(Type.String()) }),
+  Type.Object({ kind: Type.Literal("aborted") }),
+]);
+
 export const UploadEntrySchema = Type.Object({
   bucketId: Type.String(),
   key: Type.String(),
@@ -109,12 +114,7 @@ export const UploadEntrySchema = Type.Object({
   tags: Type.Optional(StringPairs),
   encryption: Type.Optional(EncryptionRecordSchema),
   checksumType: Type.Optional(ChecksumTypeSchema),
-  outcome: Type.Optional(
-    Type.Union([
-      Type.Object({ kind: Type.Literal("completed"), etag: Type.String(), checksum: Type.Optional(Type.String()) }),
-      Type.Object({ kind: Type.Literal("aborted") }),
-    ]),
-  ),
+  outcome: Type.Optional(UploadOutcomeSchema),
 });
 
 export const UploadPartEntrySchema = Type.Object({
@@ -233,8 +233,16 @@ export const ENTRY_VALIDATORS: Readonly<Record<CrdtTableName, EntryValidator>> =
 type Unbranded<T> = T extends BlockHash | NodeId | VersionUuid ? string : T extends object ? { [K in keyof T]: Unbranded<T[K]> } : T;
 type Mirrors<S extends TSchema, E> = [Unbranded<Static<S>>] extends [E] ? ([E] extends [Unbranded<Static<S>>] ? true : false) : false;
 
+// The nested types too: a deep comparison alone can miss a difference far down.
 const mirrors: {
   object: Mirrors<typeof ObjectEntrySchema, ObjectEntry>;
+  versionState: Mirrors<typeof VersionStateSchema, VersionState>;
+  objectData: Mirrors<typeof ObjectDataSchema, ObjectData>;
+  objectMeta: Mirrors<typeof ObjectMetaSchema, ObjectMeta>;
+  uploadOutcome: Mirrors<typeof UploadOutcomeSchema, UploadOutcome>;
+  websiteConfig: Mirrors<typeof WebsiteConfigSchema, WebsiteConfig>;
+  corsRule: Mirrors<typeof CorsRuleSchema, CorsRule>;
+  lifecycleRule: Mirrors<typeof LifecycleRuleSchema, LifecycleRule>;
   version: Mirrors<typeof VersionEntrySchema, VersionEntry>;
   version_block: Mirrors<typeof VersionBlockEntrySchema, VersionBlockEntry>;
   block_ref: Mirrors<typeof BlockRefEntrySchema, BlockRefEntry>;
@@ -246,6 +254,13 @@ const mirrors: {
   bucket_counter: Mirrors<typeof BucketCounterEntrySchema, BucketCounterEntry>;
 } = {
   object: true,
+  versionState: true,
+  objectData: true,
+  objectMeta: true,
+  uploadOutcome: true,
+  websiteConfig: true,
+  corsRule: true,
+  lifecycleRule: true,
   version: true,
   version_block: true,
   block_ref: true,

@@ -5,6 +5,7 @@
 // endpoint and the first failing path; a malformed response makes the call reject with a
 // bad-response error the same way. Bodies (block data) stay streamed: only the JSON head is checked.
 import type { Static, TSchema } from "@sinclair/typebox";
+import type { NodeId } from "../util/ids.ts";
 import { logger } from "../util/log.ts";
 import { RateLimitedLog, suppressedNote } from "../util/rate-limited-log.ts";
 import { compileValidator, type Validator } from "../util/validator.ts";
@@ -41,8 +42,8 @@ export class WithBody<T> {
 }
 
 export interface HandlerContext {
-  /** The calling node's id. */
-  from: string;
+  /** The calling node's id, authenticated by the handshake. */
+  from: NodeId;
   body?: AsyncIterable<Uint8Array>;
   signal: AbortSignal;
 }

@@ -40,7 +40,7 @@ import {
   type KeyObject,
 } from "node:crypto";
 import { assert } from "../util/assert.ts";
-import { isNodeId } from "../util/ids.ts";
+import { isNodeId, type NodeId } from "../util/ids.ts";
 import {
   BoxOpener,
   BoxSealer,
@@ -103,7 +103,7 @@ export interface NodeIdentity {
 }
 
 export interface HandshakeResult {
-  peerId: string;
+  peerId: NodeId;
   sealer: BoxSealer;
   opener: BoxOpener;
 }
@@ -355,5 +355,5 @@ export async function listenerHandshake(
   if (confirm.length !== 1 || !sameBytes(confirm[0]!, expected) || opener.pending !== 0) {
     throw new HandshakeError("bad confirmation record", "protocol");
   }
-  return { peerId: clientRaw.toString("hex"), sealer, opener };
+  return { peerId: clientRaw.toString("hex") as NodeId, sealer, opener };
 }

@@ -22,6 +22,7 @@ import {
   type HandshakeResult,
 } from "./handshake.ts";
 import { Transport } from "./transport.ts";
+import { parseNodeId, type NodeId } from "../util/ids.ts";
 
 export { RPC_ERR, RpcError } from "./errors.ts";
 export { PRIO_BACKGROUND, PRIO_HIGH, PRIO_NORMAL, MAX_FRAME_PAYLOAD } from "./frame.ts";
@@ -65,7 +66,8 @@ export interface RpcOptions {
 }
 
 export interface HandlerRequest {
-  from: string;
+  /** The caller, authenticated by the handshake. */
+  from: NodeId;
   payload: Uint8Array;
   body?: AsyncIterable<Uint8Array>;
   signal: AbortSignal;
@@ -86,17 +88,17 @@ export type PeerEvent = "peer-up" | "peer-down";
 const short = (id: string) => id.slice(0, 16);
 
 export class RpcNode {
-  readonly id: string;
+  readonly id: NodeId;
   private readonly opts: RpcOptions;
   private listener: TCPSocketListener<Transport> | null = null;
   /** The connection in use for each peer. */
-  private readonly conns = new Map<string, Connection>();
+  private readonly conns = new Map<NodeId, Connection>();
   /** Every open connection, including losing duplicates that are draining. */
   private readonly live = new Set<Connection>();
   private readonly dialing = new Map<string, Promise<void>>();
   private readonly handshaking = new Set<Transport>();
   private readonly handlers = new Map<string, Handler>();
-  private readonly events: Record<PeerEvent, ((peerId: string) => void)[]> = { "peer-up": [], "peer-down": [] };
+  private readonly events: Record<PeerEvent, ((peerId: NodeId) => void)[]> = { "peer-up": [], "peer-down": [] };
   private closing = false;
   private readonly refusalLog: RateLimitedLog;
   /** Handshakes refused by peers we dialed, per address: the cluster redials them every few seconds. */
@@ -107,7 +109,7 @@ export class RpcNode {
     assert(isNodeId(opts.nodeKey.id), "node id is 64 lowercase hex digits");
     assert(identityIsConsistent(opts.nodeKey), "node id matches the node's public key");
     this.opts = opts;
-    this.id = opts.nodeKey.id;
+    this.id = parseNodeId(opts.nodeKey.id);
     this.refusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
     this.dialRefusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
   }
@@ -141,11 +143,11 @@ export class RpcNode {
   }
 
   isConnected(peerId: string): boolean {
-    return peerId === this.id || this.conns.has(peerId);
+    return peerId === this.id || this.conns.has(peerId as NodeId);
   }
 
   /** Connected peers (this node excluded). */
-  peers(): string[] {
+  peers(): NodeId[] {
     return [...this.conns.keys()];
   }
 
@@ -157,18 +159,18 @@ export class RpcNode {
 
   call(peerId: string, endpoint: string, payload: Uint8Array, opts: CallOpts = {}): Promise<Reply> {
     if (peerId === this.id) return this.callLocal(endpoint, payload, opts);
-    const conn = this.conns.get(peerId);
+    const conn = this.conns.get(peerId as NodeId);
     if (!conn) return Promise.reject(new RpcError(`not connected to peer ${short(peerId)}`, RPC_ERR.notConnected));
     return conn.call(endpoint, payload, opts);
   }
 
-  on(event: PeerEvent, fn: (peerId: string) => void): void {
+  on(event: PeerEvent, fn: (peerId: NodeId) => void): void {
     this.events[event].push(fn);
   }
 
   /** Counters of the connection to `peerId` (send queue bound, bytes), if connected. */
   connectionStats(peerId: string): ConnectionStats | undefined {
-    return this.conns.get(peerId)?.stats();
+    return this.conns.get(peerId as NodeId)?.stats();
   }
 
   async close(): Promise<void> {
@@ -383,7 +385,7 @@ export class RpcNode {
     }
   }
 
-  private emit(event: PeerEvent, peerId: string): void {
+  private emit(event: PeerEvent, peerId: NodeId): void {
     for (const fn of this.events[event]) {
       try {
         fn(peerId);
