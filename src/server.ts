@@ -13,7 +13,7 @@ import { markSynced } from "./cluster/layout-history";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { RpcCasPeers, serveCas } from "./table/cas-register";
-import { checkProposedVersion } from "./model/conditional-write";
+import { proposedVersionValidator } from "./model/entry-schemas";
 import { FullTableSync } from "./table/full-sync";
 import { ShardedTableSync } from "./table/sync";
 import { TableGc } from "./table/gc";
@@ -35,7 +35,7 @@ import { adminApp } from "./api/admin/router";
 import { webApp } from "./web/router";
 import { serveNode } from "./api/http";
 import { logger } from "./util/log";
-import { randomHex } from "./util/ids";
+import { randomHex, type BlockHash } from "./util/ids";
 import { describeChange, makePrivateDir, PRIVATE_FILE_MODE, tightenModes } from "./util/private-files";
 import { VERSION_LINE } from "./util/version";
 
@@ -164,12 +164,13 @@ export async function startNode(config: Config): Promise<RunningNode> {
 
   const replicas = new RpcReplicas(rpc, clock);
   const model = new Model(db, cluster.placement, replicas, clock, { casPeers: new RpcCasPeers(rpc, clock) });
-  let onBlockRefsReceived: (refs: { hash: string; deleted: boolean }[]) => void = () => {};
+  let onBlockRefsReceived: (refs: { hash: BlockHash; deleted: boolean }[]) => void = () => {};
   const shardedSync = new ShardedTableSync(rpc, model.localStores(), cluster.placement, (table, entries) => {
-    if (table === "block_ref") onBlockRefsReceived(entries as { hash: string; deleted: boolean }[]);
+    // Checked against the block_ref entry schema (hash: a BlockHash) before they were merged.
+    if (table === "block_ref") onBlockRefsReceived(entries as { hash: BlockHash; deleted: boolean }[]);
   });
   serveTables(rpc, clock, model.localStores());
-  serveCas(rpc, clock, model.casAcceptor, checkProposedVersion);
+  serveCas(rpc, clock, model.casAcceptor, proposedVersionValidator);
   const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
   const tableOffload = new TableOffload(model.localStores(), cluster.placement, model.committer, new RpcOffloadRemote(rpc));
   // A sync pass follows layout changes and returning peers: partitions may have left this node.

@@ -6,11 +6,13 @@
 // in the one holding that stream, both reading the same SharedArrayBuffer (no copy). Plain
 // ArrayBuffers travel to the worker and back by transfer (zero copy). The worker is a build
 // entrypoint of the compiled binary (util/worker-path.ts).
+import type { BlockHash } from "../util/ids";
 import { hash as blake3 } from "blake3-wasm/dist/index.js";
 import { assert } from "../util/assert.ts";
 import { workerSpecifier } from "../util/worker-path.ts";
 
-export type BlockHash = Uint8Array; // 32 bytes
+/** A block hash as bytes (BLAKE3, 32 bytes); hashHex gives its name, a util/ids BlockHash. */
+export type RawBlockHash = Uint8Array;
 
 export const BLAKE3_LEN = 32;
 /** Workers per pool: BLAKE3 (~2.2 ms per MiB here) and MD5 (~1.4 ms) of one body run side by side. */
@@ -44,12 +46,13 @@ export function sharedBytes(size: number): Uint8Array {
 }
 
 /** BLAKE3 on the calling thread: for small data, tests and tools. */
-export function blake3Sync(data: Uint8Array): BlockHash {
+export function blake3Sync(data: Uint8Array): RawBlockHash {
   return new Uint8Array(blake3(data) as Buffer); // Buffer: no encoding was asked for
 }
 
-export function hashHex(h: Uint8Array): string {
-  return Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("hex");
+/** A block's name: the hex of its hash (what the store, the tables and the RPC messages use). */
+export function hashHex(h: Uint8Array): BlockHash {
+  return Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("hex") as BlockHash;
 }
 
 /** A hashing failure inside the worker; the caller's buffer comes back with it. */
@@ -60,7 +63,7 @@ export class HashError extends Error {
 }
 
 interface Job {
-  resolve(r: { hash?: BlockHash; digest?: Uint8Array; buf?: Uint8Array }): void;
+  resolve(r: { hash?: RawBlockHash; digest?: Uint8Array; buf?: Uint8Array }): void;
   reject(err: Error): void;
   /** Builds the view handed back to the caller from the returned ArrayBuffer. */
   restore(ab: ArrayBuffer | SharedArrayBuffer): Uint8Array;
@@ -126,7 +129,7 @@ export class HashPool {
   }
 
   /** BLAKE3 of buf. */
-  async hash(buf: Uint8Array): Promise<{ hash: BlockHash; buf: Uint8Array }> {
+  async hash(buf: Uint8Array): Promise<{ hash: RawBlockHash; buf: Uint8Array }> {
     // A free slot goes to the longest waiter, never to a newcomer.
     if (this.inFlight >= this.size * HASH_JOBS_PER_WORKER || this.waiters.length > 0) {
       await new Promise<void>((wake) => this.waiters.push(wake));
@@ -201,7 +204,7 @@ export class HashPool {
     }
   }
 
-  private dispatch(buf: Uint8Array): Promise<{ hash?: BlockHash; buf?: Uint8Array }> {
+  private dispatch(buf: Uint8Array): Promise<{ hash?: RawBlockHash; buf?: Uint8Array }> {
     const index = this.leastBusy();
     const slot = (this.slots[index] ??= this.spawn(index));
     const id = this.nextId++;

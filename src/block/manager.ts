@@ -11,6 +11,7 @@ import { compressIfSmaller, type ZstdCodec } from "./codec";
 import type { LocalBlockStore, StoredBlock } from "./store";
 import { WorkerStats } from "../util/worker-stats";
 import { BufferPool, lend } from "../util/buffer-pool";
+import { parseBlockHash, type BlockHash } from "../util/ids";
 
 const log = logger("block");
 
@@ -23,9 +24,9 @@ export type BlockPresence = "quorum" | "short" | "unknown";
 
 /** How a block reaches another node (the RPC layer provides it). */
 export interface RemoteBlocks {
-  put(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void>;
-  has(node: string, hashHex: string): Promise<boolean>;
-  get(node: string, hashHex: string): Promise<{ data: Uint8Array; compressed: boolean } | null>;
+  put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void>;
+  has(node: string, hashHex: BlockHash): Promise<boolean>;
+  get(node: string, hashHex: BlockHash): Promise<{ data: Uint8Array; compressed: boolean } | null>;
 }
 
 export class BlockNotFoundError extends Error {
@@ -118,7 +119,7 @@ export class BlockManager {
    * never rejects). Background copies hold at most BACKGROUND_WRITE_BYTES_MAX; beyond that a
    * put waits for all its copies. A put that fails has no write left in flight.
    */
-  async put(hashHex: string, plain: Uint8Array): Promise<{ settled: Promise<void> }> {
+  async put(hashHex: BlockHash, plain: Uint8Array): Promise<{ settled: Promise<void> }> {
     const { data, compressed } =
       this.opts.compressionLevel === null || !(await this.looksCompressible(plain))
         ? { data: plain, compressed: false }
@@ -162,7 +163,8 @@ export class BlockManager {
    * asked at once and the answer comes as soon as it is decided: one round trip to the nearest
    * quorum. Only stored blocks count: a copy still in flight does not.
    */
-  presence(hashHex: string): Promise<BlockPresence> {
+  presence(hashText: string): Promise<BlockPresence> {
+    const hashHex = parseBlockHash(hashText);
     const sets = this.placement.writeSets(partitionOfHashHex(hashHex));
     if (sets.length === 0) return Promise.resolve("unknown");
     const nodes = [...new Set(sets.flat())];
@@ -215,9 +217,12 @@ export class BlockManager {
     return packed.length < sample.length * COMPRESSION_PROBE_MAX_RATIO;
   }
 
-  /** Reads a block's plaintext from the nearest node that has it. */
+  /**
+   * Reads a block's plaintext from the nearest node that has it. The hash comes from a table
+   * entry (typed as a plain string in the model), so it is parsed here.
+   */
   get(hashHex: string): Promise<Uint8Array> {
-    return this.read(hashHex, false);
+    return this.read(parseBlockHash(hashHex), false);
   }
 
   /**
@@ -225,10 +230,10 @@ export class BlockManager {
    * a reused buffer, lent (util/buffer-pool) until the consumer calls chunkDone on it.
    */
   getLent(hashHex: string): Promise<Uint8Array> {
-    return this.read(hashHex, true);
+    return this.read(parseBlockHash(hashHex), true);
   }
 
-  private async read(hashHex: string, lendPooled: boolean): Promise<Uint8Array> {
+  private async read(hashHex: BlockHash, lendPooled: boolean): Promise<Uint8Array> {
     for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
       try {
         const stored: (StoredBlock & { buffer?: Uint8Array }) | null =
@@ -262,7 +267,7 @@ export class BlockManager {
    * committing its reference; storing postpones a pending deletion (storeLocal) and refreshes
    * the file's mtime, which orphan collection checks under this lock.
    */
-  private async withHashLock<T>(hashHex: string, fn: () => Promise<T>): Promise<T> {
+  private async withHashLock<T>(hashHex: BlockHash, fn: () => Promise<T>): Promise<T> {
     const prev = this.hashLocks.get(hashHex);
     const run = (prev ?? Promise.resolve()).then(fn, fn);
     const tail = run.then(
@@ -277,13 +282,13 @@ export class BlockManager {
     }
   }
 
-  private putTo(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
+  private putTo(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
     if (node === this.placement.selfId) return this.storeLocal(hashHex, data, compressed);
     return this.remoteFor(node).put(node, hashHex, data, compressed);
   }
 
   /** Writes a block to this node's disk (for local puts and for peers' puts over RPC). */
-  storeLocal(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
+  storeLocal(hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
     return this.withHashLock(hashHex, async () => {
       // A block waiting for GC is about to be referenced again: push its deletion back so
       // the reference (committed after the store) arrives first.
@@ -320,7 +325,7 @@ export class BlockManager {
   // ---- resync: fetch blocks this node should hold but lacks ----
 
   /** Queues blocks to check (and fetch if missing); `delayMs` lets in-flight writes land first. */
-  enqueueResync(hashes: Iterable<string>, delayMs = 0): void {
+  enqueueResync(hashes: Iterable<BlockHash>, delayMs = 0): void {
     const at = Date.now() + delayMs;
     const stmt = this.db.query(`INSERT INTO block_resync (hash, next_try) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING`);
     this.db.transaction(() => {
@@ -337,7 +342,7 @@ export class BlockManager {
     let after = "";
     let queued = 0;
     for (;;) {
-      const rows = page.all(after, REPAIR_PAGE) as { hash: string }[];
+      const rows = page.all(after, REPAIR_PAGE) as { hash: BlockHash }[];
       if (rows.length === 0) break;
       this.enqueueResync(rows.map((r) => r.hash));
       queued += rows.length;
@@ -393,7 +398,7 @@ export class BlockManager {
     this.lastReleased = key;
   }
 
-  private async offloadOne(hash: string, holders: Set<string>): Promise<boolean> {
+  private async offloadOne(hash: BlockHash, holders: Set<string>): Promise<boolean> {
     const stored = await this.store.read(hash);
     if (!stored) return false;
     const remote = this.remoteFor([...holders][0]!);
@@ -423,7 +428,7 @@ export class BlockManager {
   runResync(now = Date.now()): Promise<void> {
     this.resyncRunning ??= this.resyncStats.run(async () => {
       const due = this.db.query(`SELECT hash, errors FROM block_resync WHERE next_try <= ? ORDER BY next_try LIMIT ?`).all(now, RESYNC_BATCH) as {
-        hash: string;
+        hash: BlockHash;
         errors: number;
       }[];
       for (const { hash, errors } of due) {
@@ -444,7 +449,7 @@ export class BlockManager {
     return this.resyncRunning;
   }
 
-  private async resyncOne(hashHex: string): Promise<void> {
+  private async resyncOne(hashHex: BlockHash): Promise<void> {
     const rc = this.db.query(`SELECT refs FROM block_rc WHERE hash = ?`).get(hashHex) as { refs: number } | null;
     if (!rc || rc.refs <= 0) return; // no longer needed here
     const self = this.placement.selfId;
@@ -468,7 +473,7 @@ export class BlockManager {
         for (;;) {
           const rows = this.db
             .query(`SELECT hash FROM block_rc WHERE deletable_at IS NOT NULL AND deletable_at <= ? AND refs <= 0 LIMIT ?`)
-            .all(now, GC_BATCH) as { hash: string }[];
+            .all(now, GC_BATCH) as { hash: BlockHash }[];
           if (rows.length === 0) break;
           for (const { hash } of rows) {
             await this.withHashLock(hash, async () => {
@@ -517,7 +522,7 @@ export class BlockManager {
     return deleted;
   }
 
-  private async mtimeOf(hash: string): Promise<number | undefined> {
+  private async mtimeOf(hash: BlockHash): Promise<number | undefined> {
     for (const compressed of [false, true]) {
       try {
         return (await stat(this.store.path(hash, compressed))).mtimeMs;

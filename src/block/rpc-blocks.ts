@@ -1,18 +1,33 @@
 // Blocks on other nodes, reached over RPC: block bodies travel as streamed RPC bodies (many
-// small frames), never as one large message.
-import { decodeJson, encodeJson, PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+// small frames), never as one large message. Only the small JSON heads are checked against the
+// endpoints' schemas (rpc/endpoint.ts): a peer's block hash is refused there, before any handler
+// or the store sees it.
+import { Type } from "@sinclair/typebox";
+import { callWithBody, call, endpoint, handle, WithBody } from "../rpc/endpoint";
+import { PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import type { RemoteBlocks } from "./manager";
 import type { LocalBlockStore } from "./store";
 import { BufferPool } from "../util/buffer-pool";
+import { BlockHashSchema, type BlockHash } from "../util/ids";
 
 /** Time to store or fetch one block on a peer. */
 export const BLOCK_CALL_TIMEOUT_MS = 60_000;
 /** Size of the pieces a block is streamed in. */
 const BLOCK_PIECE = 64 * 1024;
 
-const EP_PUT = "block/put";
-const EP_GET = "block/get";
-const EP_HAS = "block/has";
+/** Largest block body a peer may send (bounds the memory of one put). */
+export const MAX_REMOTE_BLOCK = 64 * 1024 * 1024 + 1024;
+
+const BlockSizeSchema = Type.Integer({ minimum: 0, maximum: MAX_REMOTE_BLOCK });
+/** The body that follows holds `size` bytes, stored as they are (zstd frame if `compressed`). */
+const EP_PUT = endpoint("block/put", Type.Object({ hash: BlockHashSchema, compressed: Type.Boolean(), size: BlockSizeSchema }), Type.Object({}));
+/** When found, the body that follows holds the stored bytes. */
+const EP_GET = endpoint(
+  "block/get",
+  Type.Object({ hash: BlockHashSchema }),
+  Type.Object({ found: Type.Boolean(), compressed: Type.Boolean(), size: BlockSizeSchema }),
+);
+const EP_HAS = endpoint("block/has", Type.Object({ hash: BlockHashSchema }), Type.Object({ found: Type.Boolean() }));
 
 async function* pieces(data: Uint8Array): AsyncGenerator<Uint8Array> {
   for (let off = 0; off < data.length; off += BLOCK_PIECE) yield data.subarray(off, Math.min(data.length, off + BLOCK_PIECE));
@@ -35,22 +50,21 @@ async function collect(body: AsyncIterable<Uint8Array> | undefined, size: number
 export class RpcBlocks implements RemoteBlocks {
   constructor(private readonly rpc: RpcNode) {}
 
-  async put(node: string, hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
-    await this.rpc.call(node, EP_PUT, encodeJson({ hash: hashHex, compressed, size: data.length }), {
+  async put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
+    await call(this.rpc, node, EP_PUT, { hash: hashHex, compressed, size: data.length }, {
       priority: PRIO_HIGH,
       timeoutMs: BLOCK_CALL_TIMEOUT_MS,
       body: pieces(data),
     });
   }
 
-  async has(node: string, hashHex: string): Promise<boolean> {
-    const reply = await this.rpc.call(node, EP_HAS, encodeJson({ hash: hashHex }), { priority: PRIO_BACKGROUND, timeoutMs: BLOCK_CALL_TIMEOUT_MS });
-    return decodeJson<{ found: boolean }>(reply.payload).found;
+  async has(node: string, hashHex: BlockHash): Promise<boolean> {
+    return (await call(this.rpc, node, EP_HAS, { hash: hashHex }, { priority: PRIO_BACKGROUND, timeoutMs: BLOCK_CALL_TIMEOUT_MS })).found;
   }
 
-  async get(node: string, hashHex: string): Promise<{ data: Uint8Array; compressed: boolean } | null> {
-    const reply = await this.rpc.call(node, EP_GET, encodeJson({ hash: hashHex }), { priority: PRIO_HIGH, timeoutMs: BLOCK_CALL_TIMEOUT_MS });
-    const head = decodeJson<{ found: boolean; compressed: boolean; size: number }>(reply.payload);
+  async get(node: string, hashHex: BlockHash): Promise<{ data: Uint8Array; compressed: boolean } | null> {
+    const reply = await callWithBody(this.rpc, node, EP_GET, { hash: hashHex }, { priority: PRIO_HIGH, timeoutMs: BLOCK_CALL_TIMEOUT_MS });
+    const head = reply.value;
     if (!head.found) return null;
     return { data: await collect(reply.body, head.size), compressed: head.compressed };
   }
@@ -59,22 +73,17 @@ export class RpcBlocks implements RemoteBlocks {
 /** Free block buffers kept for blocks received from peers. */
 const RECEIVE_BUFFERS_KEPT = 16;
 
-/** Largest block body a peer may send (bounds the memory of one put). */
-export const MAX_REMOTE_BLOCK = 64 * 1024 * 1024 + 1024;
-
 /** Serves this node's block store to its peers; `write` is the manager's locked local write. */
 export function serveBlocks(
   rpc: RpcNode,
   store: LocalBlockStore,
-  write: (hash: string, data: Uint8Array, compressed: boolean) => Promise<void>,
+  write: (hash: BlockHash, data: Uint8Array, compressed: boolean) => Promise<void>,
   blockSize: number,
 ): void {
   // Received blocks land in reused buffers: fresh memory for every block (page faults, zeroing)
   // cost more than receiving it.
   const buffers = new BufferPool(blockSize, RECEIVE_BUFFERS_KEPT);
-  rpc.handle(EP_PUT, async ({ payload, body }) => {
-    const head = decodeJson<{ hash: string; compressed: boolean; size: number }>(payload);
-    if (!Number.isSafeInteger(head.size) || head.size < 0 || head.size > MAX_REMOTE_BLOCK) throw new Error(`refusing a block of ${head.size} bytes`);
+  handle(rpc, EP_PUT, async (head, { body }) => {
     const buffer = head.size <= buffers.size ? buffers.take() : undefined;
     try {
       // The store has written (or refused) the bytes once write() settles: the buffer is free.
@@ -82,19 +91,12 @@ export function serveBlocks(
     } finally {
       if (buffer) buffers.give(buffer);
     }
-    return { payload: encodeJson({}) };
+    return {};
   });
-  rpc.handle(EP_HAS, async ({ payload }) => {
-    const { hash } = decodeJson<{ hash: string }>(payload);
-    return { payload: encodeJson({ found: await store.has(hash) }) };
-  });
-  rpc.handle(EP_GET, async ({ payload }) => {
-    const { hash } = decodeJson<{ hash: string }>(payload);
+  handle(rpc, EP_HAS, async ({ hash }) => ({ found: await store.has(hash) }));
+  handle(rpc, EP_GET, async ({ hash }) => {
     const stored = await store.read(hash);
-    if (!stored) return { payload: encodeJson({ found: false, compressed: false, size: 0 }) };
-    return {
-      payload: encodeJson({ found: true, compressed: stored.compressed, size: stored.data.length }),
-      body: pieces(stored.data),
-    };
+    if (!stored) return { found: false, compressed: false, size: 0 };
+    return new WithBody({ found: true, compressed: stored.compressed, size: stored.data.length }, pieces(stored.data));
   });
 }

@@ -7,7 +7,8 @@ import type { Database } from "bun:sqlite";
 import { logger } from "../util/log";
 import { WorkerStats } from "../util/worker-stats";
 import type { ZstdCodec } from "./codec";
-import { hashHex, type BlockHash } from "./hash";
+import { hashHex, type RawBlockHash } from "./hash";
+import type { BlockHash } from "../util/ids";
 import type { LocalBlockStore } from "./store";
 
 const log = logger("scrub");
@@ -36,9 +37,9 @@ export interface ScrubDeps {
   store: LocalBlockStore;
   codec: ZstdCodec;
   /** BLAKE3 of a block (the hash pool's worker in the server). */
-  hash(data: Uint8Array): Promise<BlockHash>;
+  hash(data: Uint8Array): Promise<RawBlockHash>;
   /** Queues blocks to be fetched again from other nodes. */
-  resync(hashes: string[]): void;
+  resync(hashes: BlockHash[]): void;
   db: Database;
   blockSize: number;
 }
@@ -97,7 +98,7 @@ export class BlockScrub {
   }
 
   /** True when the block is intact (or gone meanwhile); a corrupted one is moved aside. */
-  private async check(name: string): Promise<boolean> {
+  private async check(name: BlockHash): Promise<boolean> {
     const { store, codec } = this.deps;
     const stored = await store.read(name);
     if (!stored) return true; // deleted by GC or offload meanwhile

@@ -2,6 +2,7 @@
 // A block becomes visible only by an atomic rename of a complete temp file, so a reader never sees
 // a partial block; with `fsync` the data and the directory entry are durable before write() returns.
 // The store neither hashes nor (de)compresses: it keeps the bytes it is given under the given name.
+import type { BlockHash } from "../util/ids";
 import { metrics } from "../util/metrics";
 import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { mkdir, open, readdir, rename, stat, statfs, unlink } from "node:fs/promises";
@@ -101,14 +102,16 @@ export class LocalBlockStore {
     await Promise.all(Array.from({ length: INIT_SCAN_CONCURRENCY }, scanner));
   }
 
-  path(hashHex: string, compressed: boolean): string {
+  path(hashHex: BlockHash, compressed: boolean): string {
+    // An internal invariant: hashes from peers are checked at the RPC boundary (block/rpc-blocks.ts),
+    // the others are computed here or read from the tables, whose entries are checked too.
     assert(HASH_HEX.test(hashHex), `block hash must be 64 lowercase hex digits, got ${JSON.stringify(hashHex)}`);
     const name = compressed ? hashHex + COMPRESSED_SUFFIX : hashHex;
     return join(this.dataDir, hashHex.slice(0, 2), hashHex.slice(2, 4), name);
   }
 
   /** True when the block is stored, plain or compressed. */
-  async has(hashHex: string): Promise<boolean> {
+  async has(hashHex: BlockHash): Promise<boolean> {
     return (await Bun.file(this.path(hashHex, false)).exists()) || (await Bun.file(this.path(hashHex, true)).exists());
   }
 
@@ -118,7 +121,7 @@ export class LocalBlockStore {
    * fresh mtime: a writer stores blocks before referencing them, and orphan collection spares
    * recently written files.
    */
-  async write(hashHex: string, data: Uint8Array, compressed: boolean): Promise<void> {
+  async write(hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
     const final = this.path(hashHex, compressed);
     if (this.touch(hashHex)) return;
     bytesWritten.inc({}, data.length);
@@ -162,7 +165,7 @@ export class LocalBlockStore {
    * Sets the stored block's mtime to now; false when this node does not have it. Synchronous:
    * two metadata syscalls, cheaper than thread-pool round trips (and no exception when absent).
    */
-  touch(hashHex: string): boolean {
+  touch(hashHex: BlockHash): boolean {
     const now = new Date();
     for (const compressed of [false, true]) {
       const path = this.path(hashHex, compressed);
@@ -179,7 +182,7 @@ export class LocalBlockStore {
   }
 
   /** The stored block, or null when this node does not have it. */
-  async read(hashHex: string): Promise<StoredBlock | null> {
+  async read(hashHex: BlockHash): Promise<StoredBlock | null> {
     for (const compressed of [false, true]) {
       try {
         const data = await Bun.file(this.path(hashHex, compressed)).bytes();
@@ -198,7 +201,7 @@ export class LocalBlockStore {
    * page-cache copy into memory already faulted in takes tens of microseconds per MiB, less
    * than a thread-pool round trip, and several times less than reading into a new allocation.
    */
-  readPooled(hashHex: string, pool: BufferPool): (StoredBlock & { buffer?: Uint8Array }) | null {
+  readPooled(hashHex: BlockHash, pool: BufferPool): (StoredBlock & { buffer?: Uint8Array }) | null {
     for (const compressed of [false, true]) {
       let fd: number;
       try {
@@ -232,7 +235,7 @@ export class LocalBlockStore {
   }
 
   /** Moves both forms of a corrupted block aside (CORRUPTED_SUFFIX): it is then absent here. */
-  async quarantine(hashHex: string): Promise<void> {
+  async quarantine(hashHex: BlockHash): Promise<void> {
     for (const compressed of [false, true]) {
       const path = this.path(hashHex, compressed);
       try {
@@ -247,7 +250,7 @@ export class LocalBlockStore {
    * Removes both forms of the block; true when something was removed. No directory fsync: a
    * deletion lost in a crash only leaves garbage that the next GC pass finds again.
    */
-  async delete(hashHex: string): Promise<boolean> {
+  async delete(hashHex: BlockHash): Promise<boolean> {
     let removed = false;
     for (const compressed of [false, true]) {
       try {
@@ -261,7 +264,7 @@ export class LocalBlockStore {
   }
 
   /** Every stored block hash (hex), each once, in directory order: for GC, scrub and resync. */
-  async *list(): AsyncGenerator<string> {
+  async *list(): AsyncGenerator<BlockHash> {
     for (const a of await subdirs(this.dataDir)) {
       for (const b of await subdirs(join(this.dataDir, a))) {
         let names: string[];
@@ -276,7 +279,7 @@ export class LocalBlockStore {
           const m = BLOCK_FILE.exec(name);
           if (!m || seen.has(m[1]!)) continue;
           seen.add(m[1]!);
-          yield m[1]!;
+          yield m[1]! as BlockHash; // BLOCK_FILE admits only 64 lowercase hex digits
         }
       }
     }

@@ -4,11 +4,13 @@
 // address and a layout change reaches every node.
 import type { Database } from "bun:sqlite";
 import { createHash } from "node:crypto";
-import { decodeJson, encodeJson, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+import { call, handle } from "../rpc/endpoint";
+import { PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { PARTITION_COUNT, type ConsistencyMode, type NodeRole } from "./layout";
 import { applyStaged, emptyHistory, markSynced, mergeHistories, stageRole, type LayoutHistory } from "./layout-history";
 import { HistoryPlacement } from "./placement";
+import { CLUSTER_PING, LAYOUT_PULL, LAYOUT_PUSH, type PingMessage } from "./messages";
 
 const log = logger("cluster");
 
@@ -47,11 +49,6 @@ export interface PeerView {
   isUp: boolean;
   lastSeenSecsAgo: number | null;
   status: NodeStatus | null;
-}
-
-interface PingMessage {
-  status: NodeStatus;
-  peers: { id: string; addr: string }[];
 }
 
 export interface ClusterOptions {
@@ -137,14 +134,14 @@ export class ClusterSystem {
   }
 
   start(): void {
-    this.rpc.handle("cluster/ping", async ({ from, payload }) => {
-      this.onPing(from, decodeJson<PingMessage>(payload));
-      return { payload: encodeJson(this.pingMessage()) };
+    handle(this.rpc, CLUSTER_PING, async (msg, { from }) => {
+      this.onPing(from, msg);
+      return this.pingMessage();
     });
-    this.rpc.handle("cluster/layout-pull", async () => ({ payload: encodeJson(this.historyValue) }));
-    this.rpc.handle("cluster/layout-push", async ({ payload }) => {
-      this.mergeHistory(decodeJson<LayoutHistory>(payload));
-      return { payload: encodeJson({}) };
+    handle(this.rpc, LAYOUT_PULL, async () => this.historyValue);
+    handle(this.rpc, LAYOUT_PUSH, async (history) => {
+      this.mergeHistory(history);
+      return {};
     });
     this.rpc.on("peer-up", (id) => {
       const p = this.peersById.get(id) ?? this.learnPeer(id, null);
@@ -237,8 +234,7 @@ export class ClusterSystem {
     const p = this.peersById.get(id);
     if (!p) return;
     try {
-      const reply = await this.rpc.call(id, "cluster/ping", encodeJson(this.pingMessage()), { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS });
-      this.onPing(id, decodeJson<PingMessage>(reply.payload));
+      this.onPing(id, await call(this.rpc, id, CLUSTER_PING, this.pingMessage(), { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS }));
     } catch {
       p.missedPings++;
       if (p.missedPings === MISSED_PINGS_DOWN) log.warn(`peer ${id.slice(0, 16)} is down (${MISSED_PINGS_DOWN} pings missed)`);
@@ -282,16 +278,15 @@ export class ClusterSystem {
 
   private async pullHistory(from: string): Promise<void> {
     try {
-      const reply = await this.rpc.call(from, "cluster/layout-pull", new Uint8Array(0), { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS });
-      this.mergeHistory(decodeJson<LayoutHistory>(reply.payload));
+      this.mergeHistory(await call(this.rpc, from, LAYOUT_PULL, {}, { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS }));
     } catch (err) {
       log.debug(`layout pull from ${from.slice(0, 16)}: ${(err as Error).message}`);
     }
   }
 
   private async pushHistory(): Promise<void> {
-    const payload = encodeJson(this.historyValue);
-    await Promise.allSettled(this.rpc.peers().map((id) => this.rpc.call(id, "cluster/layout-push", payload, { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS })));
+    const history = this.historyValue;
+    await Promise.allSettled(this.rpc.peers().map((id) => call(this.rpc, id, LAYOUT_PUSH, history, { priority: PRIO_HIGH, timeoutMs: PING_TIMEOUT_MS })));
   }
 
   private mergeHistory(incoming: LayoutHistory): void {

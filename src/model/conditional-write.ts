@@ -5,8 +5,6 @@
 // before it started. Unconditional writes never come here. docs/conditional-writes.md has the
 // design and the safety argument.
 import { newUuid } from "../util/ids";
-import { Type } from "@sinclair/typebox";
-import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { assert } from "../util/assert";
 import { QuorumError } from "../table/quorum";
 import { PreemptedError, type CasRegister } from "../table/cas-register";
@@ -62,22 +60,6 @@ function settledIn(entry: ObjectEntry | undefined, v: ObjectVersion): boolean {
   const held = entry?.versions.find((x) => x.uuid === v.uuid);
   if (held && (held.state.kind === "complete" || held.state.kind === "aborted")) return true;
   return newestComplete(entry, v.uuid) > v.timestamp;
-}
-
-/** What a peer may propose: a complete version (data or delete marker), never anything else. */
-const ProposedVersion = TypeCompiler.Compile(
-  Type.Object({
-    uuid: Type.String({ minLength: 1, maxLength: 64 }),
-    timestamp: Type.Number(),
-    state: Type.Object({ kind: Type.Literal("complete"), data: Type.Object({ kind: Type.Union([Type.Literal("deleteMarker"), Type.Literal("inline"), Type.Literal("blocks")]) }) }),
-  }),
-);
-
-/** Refuses a peer's proposal that is not a complete object version. */
-export function checkProposedVersion(value: unknown): void {
-  if (ProposedVersion.Check(value)) return;
-  const first = [...ProposedVersion.Errors(value)][0];
-  throw new Error(`not a complete object version: ${first ? `${first.path || "/"} ${first.message}` : "malformed"}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -18,6 +18,7 @@ import { objectSchema, proposedVersion, visibleDelta, type ObjectEntry, type Obj
 import { blockSortKey, versionBlockSchema, versionSchema, type VersionBlockEntry, type VersionEntry } from "./version";
 import { blockRefSchema, type BlockRefEntry } from "./block-ref";
 import { isLivePart, openCount, partSortKey, uploadPartSchema, uploadSchema, type UploadEntry, type UploadOutcome, type UploadPartEntry } from "./upload";
+import { ENTRY_VALIDATORS } from "./entry-schemas";
 import { adjustLocalCounts, bucketCounterSchema, countsOf, localCounts, ZERO_COUNTS, type BucketCounterEntry, type BucketCounts } from "./counter";
 import { partitionOfEntry } from "../table/partition";
 import type { Permissions } from "./crdt";
@@ -124,7 +125,8 @@ export class Model {
     this.committer = new GroupCommitter(db);
     const storeOptions = { gcDelayMs: options.tableGcDelayMs, readGraceMs: options.readGraceMs };
     const make = <E>(schema: TableSchema<E>): Table<E> => {
-      const t = new Table(new LocalStore(schema, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
+      const checked: TableSchema<E> = { ...schema, validateEntry: ENTRY_VALIDATORS[schema.name] }; // entries from peers are checked
+      const t = new Table(new LocalStore(checked, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
       this.byName.set(schema.name, t as Table<unknown>);
       return t;
     };

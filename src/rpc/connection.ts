@@ -11,6 +11,7 @@
 // Callee side: the head is reassembled, the dispatcher runs the handler with an AbortSignal that
 // fires on CANCEL or connection loss, and the reply goes back on a lane of the request's priority.
 import { assert } from "../util/assert.ts";
+import type { NodeId } from "../util/ids.ts";
 import { logger } from "../util/log.ts";
 import type { BoxOpener, BoxSealer } from "./box-stream.ts";
 import { MAX_RECORD_BYTES, MAX_RECORD_PLAINTEXT } from "./box-stream.ts";
@@ -79,7 +80,7 @@ export interface Reply {
 }
 
 export interface InboundRequest {
-  from: string;
+  from: NodeId;
   endpoint: string;
   payload: Uint8Array;
   body?: AsyncIterable<Uint8Array>;
@@ -97,7 +98,7 @@ export interface CallOptions {
 }
 
 export interface ConnectionParams {
-  peerId: string;
+  peerId: NodeId;
   /** Node id of the side that dialed: decides which of two duplicate connections survives. */
   dialerId: string;
   transport: Transport;
@@ -210,7 +211,7 @@ function readCredit(payload: Uint8Array): number {
 }
 
 export class Connection {
-  readonly peerId: string;
+  readonly peerId: NodeId;
   readonly dialerId: string;
   readonly queue: SendQueue;
   private readonly transport: Transport;

@@ -18,6 +18,10 @@ export const RPC_ERR = {
   protocol: "protocol",
   handshake: "handshake",
   closed: "closed",
+  /** A request did not match its endpoint's schema (rpc/endpoint.ts); the handler did not run. */
+  badRequest: "bad-request",
+  /** A response did not match its endpoint's schema (rpc/endpoint.ts). */
+  badResponse: "bad-response",
 } as const;
 
 export class RpcError extends Error {

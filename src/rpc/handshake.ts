@@ -2,9 +2,10 @@
 // secret handshake (what Garage uses), rebuilt from node:crypto primitives.
 //
 //   K = network key (rpc_secret, 32 bytes); a/A, b/B = dialer/listener ephemeral X25519 keys;
-//   c/C, s/S = dialer/listener ed25519 node keys (node id = hex of the raw public key).
-//   1. D->L  A | HMAC(K, "hello" | A)                  64 B: proves D holds K, nothing else
-//   2. L->D  B | HMAC(K, "welcome" | A | B)            64 B: proves L holds K, bound to this A
+//   c/C, s/S = dialer/listener ed25519 node keys (node id = hex of the raw public key);
+//   Hd, Hl = dialer/listener hello header: "bunker" | protocol version (u16), in clear.
+//   1. D->L  Hd | A | HMAC(K, "hello" | Hd | A)        72 B: proves D holds K, nothing else
+//   2. L->D  Hl | B | HMAC(K, "welcome" | A | B)       72 B: proves L holds K, bound to this A
 //      shared = X25519(a, B) = X25519(b, A); th2 = SHA-256(msg1 | msg2)
 //      k3 | k4 = HKDF-SHA256(ikm shared, salt K, info "handshake" | th2)
 //   3. D->L  AES-GCM_k3( C | S_expected | sig_c("dialer" | th2 | C | S_expected) )
@@ -17,6 +18,13 @@
 // the listener refuses a dialer that wants someone else, and the dialer checks S.
 // The listener admits the dialer only on message 5, i.e. after the dialer has accepted the
 // listener, so neither side is ever half-admitted. Ephemeral keys give forward secrecy.
+//
+// Protocol versions: each side reads the other's header before any MAC, so nodes of two
+// incompatible releases (during a rolling upgrade) refuse each other with a "version" failure
+// naming both versions, not as a wrong key. A listener that sees another version answers with
+// its own header only, then closes, so the dialer learns the version too. Version 1 had no
+// header: a listener recognises its hello by the version-1 MAC (it holds K) and says so.
+// Every label is prefixed with "bunker-rpc/<version>", so versions never share a MAC or a key.
 import {
   createCipheriv,
   createDecipheriv,
@@ -32,6 +40,7 @@ import {
   type KeyObject,
 } from "node:crypto";
 import { assert } from "../util/assert.ts";
+import { isNodeId, type NodeId } from "../util/ids.ts";
 import {
   BoxOpener,
   BoxSealer,
@@ -46,23 +55,31 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000;
 export const NETWORK_KEY_BYTES = 32;
 export const NODE_ID_BYTES = 32;
 
-/** Version label mixed into every MAC, signature and key derivation. */
-const PROTOCOL = "bunker-rpc/1";
+/**
+ * The RPC protocol this release speaks; nodes refuse a peer of another version at the
+ * handshake. Bump it whenever a message, an endpoint or a stored entry changes incompatibly.
+ *   1: first release (no version header).
+ *   2: version header; endpoint schemas checked; new object version state and endpoints.
+ */
+export const PROTOCOL_VERSION = 2;
+/** The release before the hello header: recognised by its MAC, refused as a version mismatch. */
+const LEGACY_PROTOCOL_VERSION = 1;
+const HEADER_MAGIC = Buffer.from("bunker");
+const HEADER_BYTES = HEADER_MAGIC.length + 2;
 const X25519_BYTES = 32;
 const MAC_BYTES = 32;
 const SIGNATURE_BYTES = 64;
 const AEAD_TAG_BYTES = 16;
-const MSG1_BYTES = X25519_BYTES + MAC_BYTES;
-const MSG2_BYTES = X25519_BYTES + MAC_BYTES;
+/** Message 1 or 2 after its header, and a version-1 message 1 (which had no header). */
+const HELLO_BODY_BYTES = X25519_BYTES + MAC_BYTES;
 const MSG3_BYTES = NODE_ID_BYTES + NODE_ID_BYTES + SIGNATURE_BYTES + AEAD_TAG_BYTES;
 const MSG4_BYTES = NODE_ID_BYTES + SIGNATURE_BYTES + AEAD_TAG_BYTES;
-const CONFIRM = new TextEncoder().encode(`${PROTOCOL} ready`);
-const CONFIRM_RECORD_BYTES = RECORD_HEADER_BYTES + CONFIRM.length + RECORD_TAG_BYTES;
+const confirmation = (version: number) => new TextEncoder().encode(`bunker-rpc/${version} ready`);
 // SPKI DER prefixes of raw 32-byte keys (RFC 8410).
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
 
-export type HandshakeFailure = "network-key" | "node-id" | "signature" | "protocol";
+export type HandshakeFailure = "network-key" | "node-id" | "signature" | "protocol" | "version";
 
 export class HandshakeError extends Error {
   constructor(
@@ -86,7 +103,7 @@ export interface NodeIdentity {
 }
 
 export interface HandshakeResult {
-  peerId: string;
+  peerId: NodeId;
   sealer: BoxSealer;
   opener: BoxOpener;
 }
@@ -102,9 +119,7 @@ export function identityIsConsistent(identity: NodeIdentity): boolean {
   return rawEd25519PublicKey(identity.publicKey).toString("hex") === identity.id;
 }
 
-export function isNodeId(id: string): boolean {
-  return /^[0-9a-f]{64}$/.test(id);
-}
+export { isNodeId };
 
 function importEd25519(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, raw]), format: "der", type: "spki" });
@@ -119,7 +134,28 @@ function importX25519(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, raw]), format: "der", type: "spki" });
 }
 
-const label = (what: string) => Buffer.from(`${PROTOCOL} ${what}`);
+/** A label of `version`: mixed into every MAC, signature and key derivation. */
+const labelOf = (version: number, what: string) => Buffer.from(`bunker-rpc/${version} ${what}`);
+
+function header(version: number): Buffer {
+  const h = Buffer.alloc(HEADER_BYTES);
+  HEADER_MAGIC.copy(h);
+  h.writeUInt16BE(version, HEADER_MAGIC.length);
+  return h;
+}
+
+/** The version a header announces, or undefined when it is no Bunker header. */
+function versionOf(h: Uint8Array): number | undefined {
+  if (!sameBytes(h.subarray(0, HEADER_MAGIC.length), HEADER_MAGIC)) return undefined;
+  return Buffer.from(h.buffer, h.byteOffset, h.byteLength).readUInt16BE(HEADER_MAGIC.length);
+}
+
+function versionMismatch(peerVersion: number, ownVersion: number): HandshakeError {
+  return new HandshakeError(
+    `peer speaks RPC protocol version ${peerVersion}, this node speaks version ${ownVersion} (run the same Bunker release on both)`,
+    "version",
+  );
+}
 
 function mac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
   const h = createHmac("sha256", key);
@@ -179,25 +215,35 @@ function checkInputs(networkKey: Uint8Array, self: NodeIdentity): Buffer {
 
 const WRONG_KEY = "wrong rpc_secret (network key)";
 
-/** Runs the dialer's side. `expectedPeerId` is the node id we mean to reach. */
+/**
+ * Runs the dialer's side. `expectedPeerId` is the node id we mean to reach; `version` is
+ * PROTOCOL_VERSION except in tests that play another release.
+ */
 export async function dialerHandshake(
   io: HandshakeIo,
   networkKey: Uint8Array,
   self: NodeIdentity,
   expectedPeerId: string,
+  version: number = PROTOCOL_VERSION,
 ): Promise<HandshakeResult> {
   const selfRaw = checkInputs(networkKey, self);
   assert(isNodeId(expectedPeerId), "expected peer id is 64 hex digits");
   const expectedRaw = Buffer.from(expectedPeerId, "hex");
+  const label = (what: string) => labelOf(version, what);
 
   const eph = generateKeyPairSync("x25519");
   const a = rawX25519(eph.publicKey);
-  const msg1 = Buffer.concat([a, mac(networkKey, label("hello"), a)]);
+  const hd = header(version);
+  const msg1 = Buffer.concat([hd, a, mac(networkKey, label("hello"), hd, a)]);
   await io.write(msg1);
 
-  const msg2 = await io.read(MSG2_BYTES);
-  const b = msg2.subarray(0, X25519_BYTES);
-  if (!sameBytes(msg2.subarray(X25519_BYTES), mac(networkKey, label("welcome"), a, b))) {
+  const hl = await io.read(HEADER_BYTES);
+  const peerVersion = versionOf(hl);
+  if (peerVersion === undefined) throw new HandshakeError("the peer did not answer with a Bunker RPC handshake", "protocol");
+  if (peerVersion !== version) throw versionMismatch(peerVersion, version);
+  const msg2 = Buffer.concat([hl, await io.read(HELLO_BODY_BYTES)]);
+  const b = msg2.subarray(HEADER_BYTES, HEADER_BYTES + X25519_BYTES);
+  if (!sameBytes(msg2.subarray(HEADER_BYTES + X25519_BYTES), mac(networkKey, label("welcome"), a, b))) {
     throw new HandshakeError(WRONG_KEY, "network-key");
   }
   const shared = x25519(eph.privateKey, b);
@@ -228,7 +274,8 @@ export async function dialerHandshake(
   const [toListener, toDialer] = hkdf(shared, networkKey, Buffer.concat([label("session"), th4]));
   const sealer = new BoxSealer(toListener);
   const opener = new BoxOpener(toDialer);
-  await io.write(sealer.seal([CONFIRM], CONFIRM.length));
+  const confirm = confirmation(version);
+  await io.write(sealer.seal([confirm], confirm.length));
   return { peerId: expectedPeerId, sealer, opener };
 }
 
@@ -237,17 +284,37 @@ export async function listenerHandshake(
   io: HandshakeIo,
   networkKey: Uint8Array,
   self: NodeIdentity,
+  version: number = PROTOCOL_VERSION,
 ): Promise<HandshakeResult> {
   const selfRaw = checkInputs(networkKey, self);
+  const label = (what: string) => labelOf(version, what);
 
-  const msg1 = await io.read(MSG1_BYTES);
-  const a = msg1.subarray(0, X25519_BYTES);
-  if (!sameBytes(msg1.subarray(X25519_BYTES), mac(networkKey, label("hello"), a))) {
+  const hd = await io.read(HEADER_BYTES);
+  const peerVersion = versionOf(hd);
+  if (peerVersion === undefined) {
+    // No header: a version-1 dialer (its hello has that version's MAC), or garbage.
+    const legacy = Buffer.concat([hd, await io.read(HELLO_BODY_BYTES - HEADER_BYTES)]);
+    const a = legacy.subarray(0, X25519_BYTES);
+    if (sameBytes(legacy.subarray(X25519_BYTES), mac(networkKey, labelOf(LEGACY_PROTOCOL_VERSION, "hello"), a))) {
+      throw versionMismatch(LEGACY_PROTOCOL_VERSION, version);
+    }
+    throw new HandshakeError(WRONG_KEY, "network-key");
+  }
+  if (peerVersion !== version) {
+    // Our header only (no key material): the dialer learns our version, and nothing else.
+    await io.write(header(version));
+    throw versionMismatch(peerVersion, version);
+  }
+  const body1 = await io.read(HELLO_BODY_BYTES);
+  const msg1 = Buffer.concat([hd, body1]);
+  const a = body1.subarray(0, X25519_BYTES);
+  if (!sameBytes(body1.subarray(X25519_BYTES), mac(networkKey, label("hello"), hd, a))) {
     throw new HandshakeError(WRONG_KEY, "network-key");
   }
   const eph = generateKeyPairSync("x25519");
   const b = rawX25519(eph.publicKey);
-  const msg2 = Buffer.concat([b, mac(networkKey, label("welcome"), a, b)]);
+  const hl = header(version);
+  const msg2 = Buffer.concat([hl, b, mac(networkKey, label("welcome"), a, b)]);
   await io.write(msg2);
   const shared = x25519(eph.privateKey, a);
   const th2 = sha256(msg1, msg2);
@@ -277,15 +344,16 @@ export async function listenerHandshake(
   const [toListener, toDialer] = hkdf(shared, networkKey, Buffer.concat([label("session"), th4]));
   const sealer = new BoxSealer(toDialer);
   const opener = new BoxOpener(toListener);
+  const expected = confirmation(version);
   let confirm: Uint8Array[];
   try {
-    confirm = opener.push(await io.read(CONFIRM_RECORD_BYTES));
+    confirm = opener.push(await io.read(RECORD_HEADER_BYTES + expected.length + RECORD_TAG_BYTES));
   } catch (err) {
     if (!(err instanceof RecordError)) throw err;
     throw new HandshakeError("confirmation record failed authentication", "protocol");
   }
-  if (confirm.length !== 1 || !sameBytes(confirm[0]!, CONFIRM) || opener.pending !== 0) {
+  if (confirm.length !== 1 || !sameBytes(confirm[0]!, expected) || opener.pending !== 0) {
     throw new HandshakeError("bad confirmation record", "protocol");
   }
-  return { peerId: clientRaw.toString("hex"), sealer, opener };
+  return { peerId: clientRaw.toString("hex") as NodeId, sealer, opener };
 }

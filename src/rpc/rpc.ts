@@ -22,6 +22,7 @@ import {
   type HandshakeResult,
 } from "./handshake.ts";
 import { Transport } from "./transport.ts";
+import { parseNodeId, type NodeId } from "../util/ids.ts";
 
 export { RPC_ERR, RpcError } from "./errors.ts";
 export { PRIO_BACKGROUND, PRIO_HIGH, PRIO_NORMAL, MAX_FRAME_PAYLOAD } from "./frame.ts";
@@ -35,7 +36,7 @@ export {
 } from "./connection.ts";
 export { STREAM_IDLE_TIMEOUT_MS, STREAM_WINDOW_BYTES } from "./inbound-body.ts";
 export { MAX_SEND_QUEUE_BYTES } from "./send-queue.ts";
-export { HANDSHAKE_TIMEOUT_MS } from "./handshake.ts";
+export { HANDSHAKE_TIMEOUT_MS, PROTOCOL_VERSION } from "./handshake.ts";
 
 const log = logger("rpc");
 
@@ -60,10 +61,13 @@ export interface RpcOptions {
   streamIdleTimeoutMs?: number;
   maxSendQueueBytes?: number;
   handshakeRefusalLogIntervalMs?: number;
+  /** Tests only: play a node of another release (handshake.ts PROTOCOL_VERSION otherwise). */
+  protocolVersion?: number;
 }
 
 export interface HandlerRequest {
-  from: string;
+  /** The caller, authenticated by the handshake. */
+  from: NodeId;
   payload: Uint8Array;
   body?: AsyncIterable<Uint8Array>;
   signal: AbortSignal;
@@ -84,27 +88,30 @@ export type PeerEvent = "peer-up" | "peer-down";
 const short = (id: string) => id.slice(0, 16);
 
 export class RpcNode {
-  readonly id: string;
+  readonly id: NodeId;
   private readonly opts: RpcOptions;
   private listener: TCPSocketListener<Transport> | null = null;
   /** The connection in use for each peer. */
-  private readonly conns = new Map<string, Connection>();
+  private readonly conns = new Map<NodeId, Connection>();
   /** Every open connection, including losing duplicates that are draining. */
   private readonly live = new Set<Connection>();
   private readonly dialing = new Map<string, Promise<void>>();
   private readonly handshaking = new Set<Transport>();
   private readonly handlers = new Map<string, Handler>();
-  private readonly events: Record<PeerEvent, ((peerId: string) => void)[]> = { "peer-up": [], "peer-down": [] };
+  private readonly events: Record<PeerEvent, ((peerId: NodeId) => void)[]> = { "peer-up": [], "peer-down": [] };
   private closing = false;
   private readonly refusalLog: RateLimitedLog;
+  /** Handshakes refused by peers we dialed, per address: the cluster redials them every few seconds. */
+  private readonly dialRefusalLog: RateLimitedLog;
 
   constructor(opts: RpcOptions) {
     assert(opts.networkKey.length === NETWORK_KEY_BYTES, "rpc_secret (network key) is 32 bytes");
     assert(isNodeId(opts.nodeKey.id), "node id is 64 lowercase hex digits");
     assert(identityIsConsistent(opts.nodeKey), "node id matches the node's public key");
     this.opts = opts;
-    this.id = opts.nodeKey.id;
+    this.id = parseNodeId(opts.nodeKey.id);
     this.refusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
+    this.dialRefusalLog = new RateLimitedLog(opts.handshakeRefusalLogIntervalMs ?? HANDSHAKE_REFUSAL_LOG_INTERVAL_MS);
   }
 
   async listen(): Promise<void> {
@@ -136,11 +143,11 @@ export class RpcNode {
   }
 
   isConnected(peerId: string): boolean {
-    return peerId === this.id || this.conns.has(peerId);
+    return peerId === this.id || this.conns.has(peerId as NodeId);
   }
 
   /** Connected peers (this node excluded). */
-  peers(): string[] {
+  peers(): NodeId[] {
     return [...this.conns.keys()];
   }
 
@@ -152,18 +159,18 @@ export class RpcNode {
 
   call(peerId: string, endpoint: string, payload: Uint8Array, opts: CallOpts = {}): Promise<Reply> {
     if (peerId === this.id) return this.callLocal(endpoint, payload, opts);
-    const conn = this.conns.get(peerId);
+    const conn = this.conns.get(peerId as NodeId);
     if (!conn) return Promise.reject(new RpcError(`not connected to peer ${short(peerId)}`, RPC_ERR.notConnected));
     return conn.call(endpoint, payload, opts);
   }
 
-  on(event: PeerEvent, fn: (peerId: string) => void): void {
+  on(event: PeerEvent, fn: (peerId: NodeId) => void): void {
     this.events[event].push(fn);
   }
 
   /** Counters of the connection to `peerId` (send queue bound, bytes), if connected. */
   connectionStats(peerId: string): ConnectionStats | undefined {
-    return this.conns.get(peerId)?.stats();
+    return this.conns.get(peerId as NodeId)?.stats();
   }
 
   async close(): Promise<void> {
@@ -233,7 +240,7 @@ export class RpcNode {
   private async accept(t: Transport): Promise<void> {
     let result: HandshakeResult;
     try {
-      result = await this.timed(t, listenerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey));
+      result = await this.timed(t, listenerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, this.opts.protocolVersion));
     } catch (err) {
       if (err instanceof HandshakeError) {
         const message = err.message;
@@ -266,17 +273,19 @@ export class RpcNode {
     }
     let result: HandshakeResult;
     try {
-      result = await this.timed(t, dialerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, peerId));
+      result = await this.timed(t, dialerHandshake(this.handshakeIo(t), this.opts.networkKey, this.opts.nodeKey, peerId, this.opts.protocolVersion));
     } catch (err) {
       const message = (err as Error).message;
       t.close(new RpcError(`handshake failed: ${message}`, RPC_ERR.handshake));
       if (err instanceof HandshakeError) {
-        log.warn(`refused connection to ${host}:${port}: ${message}`);
+        this.dialRefusalLog.note(`${host}:${port}`, (suppressed) =>
+          log.warn(`refused connection to ${host}:${port}: ${message}${suppressedNote(suppressed, `refused connections to ${host}:${port}`)}`),
+        );
         throw new RpcError(`handshake with ${host}:${port} failed: ${message}`, RPC_ERR.handshake);
       }
       throw new RpcError(
         `handshake with ${host}:${port} failed: the peer closed the connection ` +
-          `(wrong rpc_secret, or it is not node ${short(peerId)})`,
+          `(wrong rpc_secret, an older Bunker release, or it is not node ${short(peerId)})`,
         RPC_ERR.handshake,
       );
     }
@@ -376,7 +385,7 @@ export class RpcNode {
     }
   }
 
-  private emit(event: PeerEvent, peerId: string): void {
+  private emit(event: PeerEvent, peerId: NodeId): void {
     for (const fn of this.events[event]) {
       try {
         fn(peerId);

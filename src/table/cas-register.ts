@@ -11,12 +11,13 @@
 // round that makes it the only proposer.
 import type { Database, Statement } from "bun:sqlite";
 import { Type, type Static } from "@sinclair/typebox";
-import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { assert } from "../util/assert";
 import type { HybridClock } from "../util/hlc";
 import type { GroupCommitter } from "../db/committer";
 import type { Placement } from "../cluster/layout";
-import { decodeJson, encodeJson, PRIO_HIGH, RpcError, RPC_ERR, type RpcNode } from "../rpc/rpc";
+import { PRIO_HIGH, RpcError, RPC_ERR, type RpcNode } from "../rpc/rpc";
+import { call, endpoint, handle } from "../rpc/endpoint";
+import type { Validator } from "../util/validator";
 import { QuorumError } from "./quorum";
 
 /**
@@ -42,28 +43,21 @@ export interface Accepted {
 export type PrepareReply = { ok: true; accepted: Accepted | null; entry: unknown } | { ok: false; promised: Ballot };
 export type AcceptReply = { ok: true } | { ok: false; promised: Ballot };
 
-const KeySchema = { pk: Type.String({ maxLength: 1024 }), sk: Type.String({ maxLength: 4096 }) };
-const PrepareRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, ts: Type.Number() }));
-const AcceptRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ballot: BallotSchema, value: Type.Unknown(), ts: Type.Number() }));
-const StatusRequest = TypeCompiler.Compile(Type.Object({ ...KeySchema, ts: Type.Number() }));
-const StatusAnswer = TypeCompiler.Compile(Type.Object({ accepted: Type.Union([Type.Null(), BallotSchema]), ts: Type.Number() }));
+const KeySchema = { pk: Type.String({ maxLength: 1024 }), sk: Type.String({ maxLength: 4096 }), ts: Type.Number() };
 const AcceptedSchema = Type.Union([Type.Null(), Type.Object({ ballot: BallotSchema, value: Type.Unknown() })]);
-const PrepareAnswer = TypeCompiler.Compile(
-  Type.Intersect([
-    Type.Union([Type.Object({ ok: Type.Literal(true), accepted: AcceptedSchema, entry: Type.Unknown() }), Type.Object({ ok: Type.Literal(false), promised: BallotSchema })]),
-    Type.Object({ ts: Type.Number() }),
-  ]),
-);
-const AcceptAnswer = TypeCompiler.Compile(
-  Type.Intersect([Type.Union([Type.Object({ ok: Type.Literal(true) }), Type.Object({ ok: Type.Literal(false), promised: BallotSchema })]), Type.Object({ ts: Type.Number() })]),
-);
+const Refused = Type.Object({ ok: Type.Literal(false), promised: BallotSchema, ts: Type.Number() });
 
-/** Checks a peer's message against its schema: a malformed one is refused with the first failing path. */
-function checked<T>(checker: { Check(v: unknown): v is T; Errors(v: unknown): Iterable<{ path: string; message: string }> }, value: unknown, what: string): T {
-  if (checker.Check(value)) return value;
-  const first = [...checker.Errors(value)][0];
-  throw new RpcError(`${what}: ${first ? `${first.path || "/"} ${first.message}` : "malformed"}`, RPC_ERR.protocol);
-}
+export const CAS_PREPARE = endpoint(
+  "cas/prepare",
+  Type.Object({ ...KeySchema, ballot: BallotSchema }),
+  Type.Union([Type.Object({ ok: Type.Literal(true), accepted: AcceptedSchema, entry: Type.Unknown(), ts: Type.Number() }), Refused]),
+);
+export const CAS_ACCEPT = endpoint(
+  "cas/accept",
+  Type.Object({ ...KeySchema, ballot: BallotSchema, value: Type.Unknown() }),
+  Type.Union([Type.Object({ ok: Type.Literal(true), ts: Type.Number() }), Refused]),
+);
+export const CAS_STATUS = endpoint("cas/status", Type.Object(KeySchema), Type.Object({ accepted: Type.Union([Type.Null(), BallotSchema]), ts: Type.Number() }));
 
 /** This node's acceptor state, in sqlite. Promises and acceptances are durable before they are answered. */
 export class CasAcceptor {
@@ -126,65 +120,52 @@ export interface CasPeers {
   acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null>;
 }
 
-const EP_PREPARE = "cas/prepare";
-const EP_ACCEPT = "cas/accept";
-const EP_STATUS = "cas/status";
-
 export class RpcCasPeers implements CasPeers {
   constructor(
     private readonly rpc: RpcNode,
     private readonly clock: HybridClock,
   ) {}
 
-  private async call(node: string, endpoint: string, body: object): Promise<unknown> {
-    const reply = await this.rpc.call(node, endpoint, encodeJson({ ...body, ts: this.clock.now() }), { priority: PRIO_HIGH, timeoutMs: CAS_CALL_TIMEOUT_MS });
-    return decodeJson(reply.payload);
+  private readonly opts = { priority: PRIO_HIGH, timeoutMs: CAS_CALL_TIMEOUT_MS };
+
+  private observed<T extends { ts: number }>(answer: T): Omit<T, "ts"> {
+    this.clock.observe(answer.ts);
+    const { ts: _, ...rest } = answer;
+    return rest;
   }
 
   async prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
-    const { ts, ...answer } = checked(PrepareAnswer, await this.call(node, EP_PREPARE, { pk, sk, ballot }), `${EP_PREPARE} reply`);
-    this.clock.observe(ts);
-    return answer as PrepareReply;
+    return this.observed(await call(this.rpc, node, CAS_PREPARE, { pk, sk, ballot, ts: this.clock.now() }, this.opts)) as PrepareReply;
   }
 
   async accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
-    const { ts, ...answer } = checked(AcceptAnswer, await this.call(node, EP_ACCEPT, { pk, sk, ballot, value }), `${EP_ACCEPT} reply`);
-    this.clock.observe(ts);
-    return answer as AcceptReply;
+    return this.observed(await call(this.rpc, node, CAS_ACCEPT, { pk, sk, ballot, value, ts: this.clock.now() }, this.opts)) as AcceptReply;
   }
 
   async acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null> {
-    const { ts, accepted } = checked(StatusAnswer, await this.call(node, EP_STATUS, { pk, sk }), `${EP_STATUS} reply`);
-    this.clock.observe(ts);
-    return accepted;
+    return this.observed(await call(this.rpc, node, CAS_STATUS, { pk, sk, ts: this.clock.now() }, this.opts)).accepted;
   }
 }
 
 /**
- * Serves this node's acceptor to its peers. `checkValue` validates a proposed value before it is
+ * Serves this node's acceptor to its peers. `values` checks a proposed value before it is
  * accepted: a malformed value from a peer never reaches the acceptor's state.
  */
-export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor, checkValue: (value: unknown) => void): void {
-  const answer = (value: object) => ({ payload: encodeJson({ ...value, ts: clock.now() }) });
-  rpc.handle(EP_PREPARE, async ({ payload }) => {
-    const req = checked(PrepareRequest, decodeJson(payload), EP_PREPARE);
+export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor, values: Validator<unknown>): void {
+  const stamp = <T extends object>(answer: T) => ({ ...answer, ts: clock.now() });
+  handle(rpc, CAS_PREPARE, async (req) => {
     clock.observe(req.ts);
-    return answer(await acceptor.prepare(req.pk, req.sk, req.ballot));
+    return stamp(await acceptor.prepare(req.pk, req.sk, req.ballot));
   });
-  rpc.handle(EP_ACCEPT, async ({ payload }) => {
-    const req = checked(AcceptRequest, decodeJson(payload), EP_ACCEPT);
-    try {
-      checkValue(req.value);
-    } catch (err) {
-      throw new RpcError(`${EP_ACCEPT}: ${(err as Error).message}`, RPC_ERR.protocol);
-    }
+  handle(rpc, CAS_ACCEPT, async (req) => {
+    const problem = values.problem(req.value);
+    if (problem !== undefined) throw new RpcError(`endpoint '${CAS_ACCEPT.name}': invalid proposed value: ${problem}`, RPC_ERR.badRequest);
     clock.observe(req.ts);
-    return answer(await acceptor.accept(req.pk, req.sk, req.ballot, req.value));
+    return stamp(await acceptor.accept(req.pk, req.sk, req.ballot, req.value));
   });
-  rpc.handle(EP_STATUS, async ({ payload }) => {
-    const req = checked(StatusRequest, decodeJson(payload), EP_STATUS);
+  handle(rpc, CAS_STATUS, async (req) => {
     clock.observe(req.ts);
-    return answer({ accepted: acceptor.acceptedBallot(req.pk, req.sk) });
+    return stamp({ accepted: acceptor.acceptedBallot(req.pk, req.sk) });
   });
 }
 

@@ -4,10 +4,14 @@
 // that was down, or that joined after a key was created, catches up without operator action.
 import { createHash } from "node:crypto";
 import type { Database } from "bun:sqlite";
-import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { Type } from "@sinclair/typebox";
+import { call, endpoint, handle } from "../rpc/endpoint";
+import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import type { LocalStore } from "./local-store";
 import { WorkerStats } from "../util/worker-stats";
+import { checkPeerEntries } from "./peer-entries";
+import { storeNamed, TableNameSchema } from "./rpc-replicas";
 
 const log = logger("sync");
 
@@ -19,9 +23,10 @@ const CALL_TIMEOUT_MS = 30_000;
 /** Wait after a peer connects before comparing, so the connection settles first. */
 const PEER_UP_DELAY_MS = 500;
 
-const EP_DIGEST = "table/full-digest";
-const EP_DUMP = "table/full-dump";
-const EP_PUSH = "table/full-push";
+const FullEntriesSchema = Type.Array(Type.Unknown(), { maxItems: MAX_FULL_TABLE_ENTRIES });
+const EP_DIGEST = endpoint("table/full-digest", Type.Object({ table: TableNameSchema }), Type.Object({ digest: Type.String({ maxLength: 64 }) }));
+const EP_DUMP = endpoint("table/full-dump", Type.Object({ table: TableNameSchema }), Type.Object({ entries: FullEntriesSchema }));
+const EP_PUSH = endpoint("table/full-push", Type.Object({ table: TableNameSchema, entries: FullEntriesSchema }), Type.Object({}));
 
 function rows(db: Database, table: string): { sk: string; v: string }[] {
   return db.query(`SELECT sk, v FROM t_${table} ORDER BY sk LIMIT ?`).all(MAX_FULL_TABLE_ENTRIES + 1) as { sk: string; v: string }[];
@@ -50,25 +55,20 @@ export class FullTableSync {
     private readonly stores: ReadonlyMap<string, LocalStore<unknown>>,
     private readonly peers: () => string[],
   ) {
-    const storeOf = (name: string) => {
-      const s = this.stores.get(name);
-      if (!s || s.schema.replication !== "full") throw new Error(`not a full-copy table: ${name}`);
-      return s;
-    };
-    rpc.handle(EP_DIGEST, async ({ payload }) => {
-      const { table } = decodeJson<{ table: string }>(payload);
-      storeOf(table);
-      return { payload: encodeJson({ digest: digest(this.db, table) }) };
+    // The table name goes into SQL (rows, digest): only a full-copy table this node has passes.
+    const storeOf = (endpointName: string, name: string) => storeNamed(this.stores, endpointName, name, (s) => s.schema.replication === "full");
+    handle(rpc, EP_DIGEST, async ({ table }) => {
+      storeOf(EP_DIGEST.name, table);
+      return { digest: digest(this.db, table) };
     });
-    rpc.handle(EP_DUMP, async ({ payload }) => {
-      const { table } = decodeJson<{ table: string }>(payload);
-      storeOf(table);
-      return { payload: encodeJson({ entries: dump(this.db, table) }) };
+    handle(rpc, EP_DUMP, async ({ table }) => {
+      storeOf(EP_DUMP.name, table);
+      return { entries: dump(this.db, table) };
     });
-    rpc.handle(EP_PUSH, async ({ payload }) => {
-      const { table, entries } = decodeJson<{ table: string; entries: unknown[] }>(payload);
-      await storeOf(table).apply(entries);
-      return { payload: encodeJson({}) };
+    handle(rpc, EP_PUSH, async ({ table, entries }) => {
+      const store = storeOf(EP_PUSH.name, table);
+      await store.apply(checkPeerEntries(store.schema, entries, `endpoint '${EP_PUSH.name}'`, RPC_ERR.badRequest));
+      return {};
     });
   }
 
@@ -108,11 +108,11 @@ export class FullTableSync {
   private async syncWith(peer: string, store: LocalStore<unknown>): Promise<void> {
     const table = store.schema.name;
     const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
-    const theirs = decodeJson<{ digest: string }>((await this.rpc.call(peer, EP_DIGEST, encodeJson({ table }), opts)).payload);
+    const theirs = await call(this.rpc, peer, EP_DIGEST, { table }, opts);
     if (theirs.digest === digest(this.db, table)) return;
-    const { entries } = decodeJson<{ entries: unknown[] }>((await this.rpc.call(peer, EP_DUMP, encodeJson({ table }), opts)).payload);
-    await store.apply(entries);
-    await this.rpc.call(peer, EP_PUSH, encodeJson({ table, entries: dump(this.db, table) }), opts);
+    const { entries } = await call(this.rpc, peer, EP_DUMP, { table }, opts);
+    await store.apply(checkPeerEntries(store.schema, entries, `${table} dump from ${peer.slice(0, 16)}`, RPC_ERR.badResponse));
+    await call(this.rpc, peer, EP_PUSH, { table, entries: dump(this.db, table) }, opts);
     log.info(`${table}: reconciled with ${peer.slice(0, 16)}`);
   }
 }

@@ -17,6 +17,8 @@ import { logger } from "../util/log";
 import { WorkerStats } from "../util/worker-stats";
 import type { DeleteOutcome, LocalStore, TombstoneRef } from "./local-store";
 import { partitionOfEntry } from "./partition";
+import { checkPeerEntries } from "./peer-entries";
+import { RPC_ERR } from "../rpc/rpc";
 import { envMilliseconds } from "../util/env";
 
 const log = logger("gc");
@@ -281,7 +283,7 @@ export class TableGc {
         const replies = await Promise.all(group.nodes.map((node) => remote.insert(node, table, agreed.map((i) => i.value), true)));
         const held = replies.map((list) => {
           if (!Array.isArray(list) || list.length !== agreed.length) throw new Error(`${table}: a replica answered the gc push with a malformed list`);
-          return list;
+          return checkPeerEntries(group.store.schema, list, `${table} gc push`, RPC_ERR.badResponse);
         });
         agreed = agreed.filter((item, i) => {
           for (const list of held) if (JSON.stringify(list[i]) !== item.ref.v) learn(item, list[i]);
@@ -299,7 +301,7 @@ export class TableGc {
               const o = list[i]!;
               if (o === "deleted" || o === "absent") continue;
               all = false;
-              if (typeof o === "object" && o !== null) learn(item, o.current);
+              if (typeof o === "object" && o !== null) learn(item, checkPeerEntries(group.store.schema, [o.current], `${table} gc delete-if-equal`, RPC_ERR.badResponse)[0]);
             }
             if (!all && !learned.has(item)) postponed.push(item);
             return all;

@@ -13,11 +13,12 @@
 // Blocks have their own offload (block/manager.ts offloadPass).
 import { releasedPartitions, type Placement, type ReleasedPartition } from "../cluster/layout";
 import type { GroupCommitter } from "../db/committer";
-import { encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { call } from "../rpc/endpoint";
+import { PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { WorkerStats } from "../util/worker-stats";
 import type { LocalStore, RowCursor, StoredRow } from "./local-store";
-import { SYNC_PUSH_ENDPOINT } from "./sync";
+import { SYNC_PUSH } from "./sync";
 
 const log = logger("offload");
 
@@ -61,7 +62,7 @@ export class RpcOffloadRemote implements OffloadRemote {
   ) {}
 
   async push(node: string, table: string, entries: unknown[]): Promise<void> {
-    await this.rpc.call(node, SYNC_PUSH_ENDPOINT, encodeJson({ table, entries }), { priority: PRIO_BACKGROUND, timeoutMs: this.timeoutMs });
+    await call(this.rpc, node, SYNC_PUSH, { table, entries }, { priority: PRIO_BACKGROUND, timeoutMs: this.timeoutMs });
   }
 }
 

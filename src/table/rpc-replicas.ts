@@ -1,23 +1,72 @@
 // Table replicas on other nodes, reached over RPC: the client side (RemoteReplicas) and the
 // handlers that serve this node's local stores to its peers. Every message carries an HLC
-// timestamp so that a node's clock never lags behind what it has seen from others.
-import { decodeJson, encodeJson, PRIO_BACKGROUND, PRIO_HIGH, type RpcNode } from "../rpc/rpc";
+// timestamp so that a node's clock never lags behind what it has seen from others. Messages
+// are checked against their endpoint's schema (rpc/endpoint.ts), and entries a peer sends
+// against their table's entry schema before they are applied (peer-entries.ts).
+import { Type, type TSchema } from "@sinclair/typebox";
+import { call, endpoint, handle } from "../rpc/endpoint";
+import { PRIO_BACKGROUND, PRIO_HIGH, RPC_ERR, RpcError, type RpcNode } from "../rpc/rpc";
 import type { HybridClock } from "../util/hlc";
 import type { DeleteOutcome, LocalStore, RangeQuery, TombstoneRef } from "./local-store";
 import type { RemoteReplicas } from "./table";
 import type { GcReplicas } from "./gc";
+import { checkPeerEntries } from "./peer-entries";
 
 /** Time a replica has to answer a table call before the quorum counts it as failed. */
 export const TABLE_CALL_TIMEOUT_MS = 10_000;
 
-const EP_INSERT = "table/insert";
-const EP_GET = "table/get";
-const EP_RANGE = "table/range";
-/** Table GC: remove tombstones stored exactly as sent (table/gc.ts). */
-const EP_DELETE_IF_EQUAL = "table/delete-if-equal";
+/** A table's name in a message (the receiver refuses one it does not have). */
+export const TableNameSchema = Type.String({ minLength: 1, maxLength: 64 });
+/** Entries travel as JSON values; each is checked against its table's schema where it is used. */
+export const EntriesSchema = Type.Array(Type.Unknown());
+/** Every table message and answer carries the sender's HLC timestamp. */
+const stamped = <T extends Record<string, TSchema>>(fields: T) => Type.Object({ ...fields, ts: Type.Integer({ minimum: 0 }) });
 
-interface Stamped {
-  ts: number;
+const RangeQuerySchema = Type.Object({
+  start: Type.Optional(Type.String()),
+  end: Type.Optional(Type.String()),
+  limit: Type.Integer({ minimum: 0 }),
+});
+const TombstoneRefSchema = Type.Object({ pk: Type.String(), sk: Type.String(), v: Type.String() });
+const DeleteOutcomeSchema = Type.Union([
+  Type.Literal("deleted"),
+  Type.Literal("absent"),
+  Type.Literal("held"),
+  Type.Object({ current: Type.Unknown() }),
+]);
+
+export const TABLE_INSERT = endpoint(
+  "table/insert",
+  stamped({ table: TableNameSchema, entries: EntriesSchema, report: Type.Optional(Type.Boolean()) }),
+  stamped({ merged: Type.Optional(EntriesSchema) }),
+);
+export const TABLE_GET = endpoint(
+  "table/get",
+  stamped({ table: TableNameSchema, pk: Type.String(), sk: Type.String() }),
+  stamped({ entry: Type.Unknown() }),
+);
+export const TABLE_RANGE = endpoint(
+  "table/range",
+  stamped({ table: TableNameSchema, pk: Type.String(), q: RangeQuerySchema }),
+  stamped({ entries: EntriesSchema }),
+);
+/** Table GC: remove tombstones stored exactly as sent (table/gc.ts). */
+export const TABLE_DELETE_IF_EQUAL = endpoint(
+  "table/delete-if-equal",
+  stamped({ table: TableNameSchema, items: Type.Array(TombstoneRefSchema) }),
+  stamped({ outcomes: Type.Array(DeleteOutcomeSchema) }),
+);
+
+/** The store a peer's message names, or a bad-request error naming the endpoint. */
+export function storeNamed(
+  stores: ReadonlyMap<string, LocalStore<unknown>>,
+  endpointName: string,
+  table: string,
+  accept: (store: LocalStore<unknown>) => boolean = () => true,
+): LocalStore<unknown> {
+  const store = stores.get(table);
+  if (!store || !accept(store)) throw new RpcError(`endpoint '${endpointName}': no such table '${table}' here`, RPC_ERR.badRequest);
+  return store;
 }
 
 export class RpcReplicas implements RemoteReplicas, GcReplicas {
@@ -26,61 +75,53 @@ export class RpcReplicas implements RemoteReplicas, GcReplicas {
     private readonly clock: HybridClock,
   ) {}
 
-  private async call<T>(node: string, endpoint: string, body: object, priority = PRIO_HIGH): Promise<T> {
-    const reply = await this.rpc.call(node, endpoint, encodeJson({ ...body, ts: this.clock.now() }), {
-      priority,
-      timeoutMs: TABLE_CALL_TIMEOUT_MS,
-    });
-    const answer = decodeJson<T & Stamped>(reply.payload);
+  private opts(priority = PRIO_HIGH) {
+    return { priority, timeoutMs: TABLE_CALL_TIMEOUT_MS };
+  }
+
+  private observed<T extends { ts: number }>(answer: T): T {
     this.clock.observe(answer.ts);
     return answer;
   }
 
   async insert(node: string, table: string, entries: unknown[], report = false): Promise<unknown[] | void> {
-    const reply = await this.call<{ merged?: unknown[] }>(node, EP_INSERT, { table, entries, report });
+    const reply = this.observed(await call(this.rpc, node, TABLE_INSERT, { table, entries, report, ts: this.clock.now() }, this.opts()));
     if (report) return reply.merged;
   }
 
   async get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined> {
-    return (await this.call<{ entry: unknown | null }>(node, EP_GET, { table, pk, sk })).entry ?? undefined;
+    return this.observed(await call(this.rpc, node, TABLE_GET, { table, pk, sk, ts: this.clock.now() }, this.opts())).entry ?? undefined;
   }
 
   async range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]> {
-    return (await this.call<{ entries: unknown[] }>(node, EP_RANGE, { table, pk, q })).entries;
+    return this.observed(await call(this.rpc, node, TABLE_RANGE, { table, pk, q, ts: this.clock.now() }, this.opts())).entries;
   }
 
   async deleteIfEqual(node: string, table: string, items: TombstoneRef[]): Promise<DeleteOutcome[]> {
-    return (await this.call<{ outcomes: DeleteOutcome[] }>(node, EP_DELETE_IF_EQUAL, { table, items }, PRIO_BACKGROUND)).outcomes;
+    const reply = await call(this.rpc, node, TABLE_DELETE_IF_EQUAL, { table, items, ts: this.clock.now() }, this.opts(PRIO_BACKGROUND));
+    return this.observed(reply).outcomes as DeleteOutcome[];
   }
 }
 
 /** Serves this node's copy of every table to its peers. */
 export function serveTables(rpc: RpcNode, clock: HybridClock, stores: ReadonlyMap<string, LocalStore<unknown>>): void {
-  const storeOf = (name: string) => {
-    const store = stores.get(name);
-    if (!store) throw new Error(`unknown table ${name}`);
-    return store;
-  };
-  const answer = (value: object) => ({ payload: encodeJson({ ...value, ts: clock.now() }) });
-  rpc.handle(EP_INSERT, async ({ payload }) => {
-    const req = decodeJson<{ table: string; entries: unknown[]; report?: boolean } & Stamped>(payload);
+  const stamp = <T extends object>(value: T) => ({ ...value, ts: clock.now() });
+  handle(rpc, TABLE_INSERT, async (req) => {
     clock.observe(req.ts);
-    const merged = await storeOf(req.table).apply(req.entries);
-    return answer(req.report ? { merged } : {});
+    const store = storeNamed(stores, TABLE_INSERT.name, req.table);
+    const merged = await store.apply(checkPeerEntries(store.schema, req.entries, `endpoint '${TABLE_INSERT.name}'`, RPC_ERR.badRequest));
+    return stamp(req.report ? { merged } : {});
   });
-  rpc.handle(EP_GET, async ({ payload }) => {
-    const req = decodeJson<{ table: string; pk: string; sk: string } & Stamped>(payload);
+  handle(rpc, TABLE_GET, async (req) => {
     clock.observe(req.ts);
-    return answer({ entry: storeOf(req.table).get(req.pk, req.sk) ?? null });
+    return stamp({ entry: storeNamed(stores, TABLE_GET.name, req.table).get(req.pk, req.sk) ?? null });
   });
-  rpc.handle(EP_RANGE, async ({ payload }) => {
-    const req = decodeJson<{ table: string; pk: string; q: RangeQuery } & Stamped>(payload);
+  handle(rpc, TABLE_RANGE, async (req) => {
     clock.observe(req.ts);
-    return answer({ entries: storeOf(req.table).range(req.pk, req.q) });
+    return stamp({ entries: storeNamed(stores, TABLE_RANGE.name, req.table).range(req.pk, req.q) });
   });
-  rpc.handle(EP_DELETE_IF_EQUAL, async ({ payload }) => {
-    const req = decodeJson<{ table: string; items: TombstoneRef[] } & Stamped>(payload);
+  handle(rpc, TABLE_DELETE_IF_EQUAL, async (req) => {
     clock.observe(req.ts);
-    return answer({ outcomes: await storeOf(req.table).deleteIfEqual(req.items) });
+    return stamp({ outcomes: await storeNamed(stores, TABLE_DELETE_IF_EQUAL.name, req.table).deleteIfEqual(req.items) });
   });
 }

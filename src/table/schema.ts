@@ -15,6 +15,13 @@ export interface HookContext {
   now(): number;
 }
 
+/**
+ * Checks an entry that came from another node (an RPC request or reply): undefined when it has
+ * the table's shape, else the first problem ("<path>: <expected> (got <value>)"). The model
+ * supplies one per table (model/entry-schemas.ts); the table layer knows no entry shapes.
+ */
+export type EntryValidator = (entry: unknown) => string | undefined;
+
 export interface TableSchema<E> {
   readonly name: CrdtTableName;
   /** sharded: on the nodes of hash(partition key); full: on every node, read locally. */
@@ -24,6 +31,11 @@ export interface TableSchema<E> {
    * block's partition (block references); otherwise it goes to the partition of a hash of it.
    */
   readonly placement?: "block-hash";
+  /**
+   * Checks entries received from peers before they are merged or used (rpc-replicas.ts, sync.ts,
+   * full-sync.ts, table.ts, gc.ts). Absent: entries are taken as they come (unit-test tables).
+   */
+  readonly validateEntry?: EntryValidator;
   partitionKey(entry: E): string;
   sortKey(entry: E): string;
   /** CRDT join: commutative, associative, idempotent. */

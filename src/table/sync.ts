@@ -7,10 +7,14 @@
 // Partitions this node no longer holds are not compared here: table offload (offload.ts) hands
 // their entries over, and runs after each pass (onPass).
 import { PARTITION_COUNT, type Placement } from "../cluster/layout";
-import { decodeJson, encodeJson, PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
+import { Type } from "@sinclair/typebox";
+import { call, endpoint, handle } from "../rpc/endpoint";
+import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
-import { SYNC_BUCKETS, type LocalStore } from "./local-store";
+import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-store";
 import { WorkerStats } from "../util/worker-stats";
+import { checkPeerEntries } from "./peer-entries";
+import { EntriesSchema, storeNamed, TableNameSchema } from "./rpc-replicas";
 
 const log = logger("sync");
 
@@ -20,15 +24,31 @@ export const SHARDED_SYNC_INTERVAL_MS = 10 * 60 * 1000;
 export const PEER_UP_SYNC_DELAY_MS = 1_000;
 const CALL_TIMEOUT_MS = 60_000;
 
-const EP_PARTITION_DIGESTS = "table/partition-digests";
-const EP_DIGESTS = "table/bucket-digests";
-const EP_ENTRIES = "table/bucket-entries";
-const EP_PUSH = "table/bucket-push";
+/** A digest per partition or sync bucket: hex, "" for an empty one. */
+const DigestSchema = Type.String({ maxLength: 64 });
+const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: MAX_SYNC_BUCKET_ENTRIES });
+
+const EP_PARTITION_DIGESTS = endpoint(
+  "table/partition-digests",
+  Type.Object({ table: TableNameSchema }),
+  Type.Object({ digests: Type.Array(DigestSchema, { minItems: PARTITION_COUNT, maxItems: PARTITION_COUNT }) }),
+);
+const EP_DIGESTS = endpoint(
+  "table/bucket-digests",
+  Type.Object({ table: TableNameSchema, partition: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT - 1 }) }),
+  Type.Object({ digests: Type.Array(DigestSchema, { minItems: SYNC_BUCKETS, maxItems: SYNC_BUCKETS }) }),
+);
+const EP_ENTRIES = endpoint(
+  "table/bucket-entries",
+  Type.Object({ table: TableNameSchema, bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }) }),
+  Type.Object({ entries: SyncEntriesSchema }),
+);
 /**
  * Merges the entries sent into the receiver's copy of a sharded table (as a sync push does,
  * block references included): table offload (offload.ts) hands entries over through it.
  */
-export const SYNC_PUSH_ENDPOINT = EP_PUSH;
+export const SYNC_PUSH = endpoint("table/bucket-push", Type.Object({ table: TableNameSchema, entries: EntriesSchema }), Type.Object({}));
+const EP_PUSH = SYNC_PUSH;
 
 export interface SyncReport {
   partitions: number;
@@ -56,29 +76,17 @@ export class ShardedTableSync {
     private readonly onReceived: (table: string, entries: unknown[]) => void = () => {},
   ) {
     this.stores = [...allStores.values()].filter((s) => s.schema.replication === "sharded");
-    const storeOf = (name: string) => {
-      const s = this.stores.find((x) => x.schema.name === name);
-      if (!s) throw new Error(`not a sharded table: ${name}`);
-      return s;
-    };
-    rpc.handle(EP_PARTITION_DIGESTS, async ({ payload }) => {
-      const { table } = decodeJson<{ table: string }>(payload);
-      return { payload: encodeJson({ digests: storeOf(table).partitionDigests() }) };
+    const storeOf = (endpointName: string, name: string) => storeNamed(allStores, endpointName, name, (s) => s.schema.replication === "sharded");
+    handle(rpc, EP_PARTITION_DIGESTS, async ({ table }) => ({ digests: storeOf(EP_PARTITION_DIGESTS.name, table).partitionDigests() }));
+    handle(rpc, EP_DIGESTS, async ({ table, partition }) => ({ digests: storeOf(EP_DIGESTS.name, table).bucketDigests(partition) }));
+    handle(rpc, EP_PUSH, async ({ table, entries }) => {
+      const store = storeOf(EP_PUSH.name, table);
+      const checked = checkPeerEntries(store.schema, entries, `endpoint '${EP_PUSH.name}'`, RPC_ERR.badRequest);
+      await store.apply(checked);
+      this.onReceived(table, checked);
+      return {};
     });
-    rpc.handle(EP_DIGESTS, async ({ payload }) => {
-      const { table, partition } = decodeJson<{ table: string; partition: number }>(payload);
-      return { payload: encodeJson({ digests: storeOf(table).bucketDigests(partition) }) };
-    });
-    rpc.handle(EP_PUSH, async ({ payload }) => {
-      const { table, entries } = decodeJson<{ table: string; entries: unknown[] }>(payload);
-      await storeOf(table).apply(entries);
-      this.onReceived(table, entries);
-      return { payload: encodeJson({}) };
-    });
-    rpc.handle(EP_ENTRIES, async ({ payload }) => {
-      const { table, bucket } = decodeJson<{ table: string; bucket: number }>(payload);
-      return { payload: encodeJson({ entries: storeOf(table).bucketEntries(bucket) }) };
-    });
+    handle(rpc, EP_ENTRIES, async ({ table, bucket }) => ({ entries: storeOf(EP_ENTRIES.name, table).bucketEntries(bucket) }));
   }
 
   start(): void {
@@ -166,8 +174,7 @@ export class ShardedTableSync {
 
   /** Of `partitions`, those whose digest differs between this node and `peer`. */
   private async differingPartitions(peer: string, store: LocalStore<unknown>, partitions: number[]): Promise<number[]> {
-    const reply = await this.rpc.call(peer, EP_PARTITION_DIGESTS, encodeJson({ table: store.schema.name }), { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS });
-    const theirs = decodeJson<{ digests: string[] }>(reply.payload).digests;
+    const theirs = (await call(this.rpc, peer, EP_PARTITION_DIGESTS, { table: store.schema.name }, { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS })).digests;
     const ours = store.partitionDigests();
     return partitions.filter((p) => theirs[p] !== ours[p]);
   }
@@ -175,19 +182,18 @@ export class ShardedTableSync {
   private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number): Promise<number> {
     const table = store.schema.name;
     const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
-    const reply = await this.rpc.call(peer, EP_DIGESTS, encodeJson({ table, partition }), opts);
-    const theirs = decodeJson<{ digests: string[] }>(reply.payload).digests;
+    const theirs = (await call(this.rpc, peer, EP_DIGESTS, { table, partition }, opts)).digests;
     const ours = store.bucketDigests(partition);
     let exchanged = 0;
     for (let b = 0; b < SYNC_BUCKETS; b++) {
       if (theirs[b] === ours[b]) continue;
       const bucket = partition * SYNC_BUCKETS + b;
-      const r = await this.rpc.call(peer, EP_ENTRIES, encodeJson({ table, bucket }), opts);
-      const received = decodeJson<{ entries: unknown[] }>(r.payload).entries;
+      const { entries } = await call(this.rpc, peer, EP_ENTRIES, { table, bucket }, opts);
+      const received = checkPeerEntries(store.schema, entries, `${table} sync bucket ${bucket} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
       await store.apply(received);
       this.onReceived(table, received);
       const mine = store.bucketEntries(bucket);
-      if (mine.length > 0) await this.rpc.call(peer, EP_PUSH, encodeJson({ table, entries: mine }), opts);
+      if (mine.length > 0) await call(this.rpc, peer, EP_PUSH, { table, entries: mine }, opts);
       exchanged++;
     }
     return exchanged;

@@ -7,6 +7,8 @@ import type { LocalStore, RangeQuery } from "./local-store";
 import { quorum, QuorumError } from "./quorum";
 import type { TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
+import { checkPeerEntries } from "./peer-entries";
+import { RPC_ERR, RpcError } from "../rpc/rpc";
 
 /** How the table reaches a copy on another node (the RPC layer provides it). */
 export interface RemoteReplicas {
@@ -186,18 +188,27 @@ export class Table<E> {
   private async insertTo(node: string, entries: E[], report = false): Promise<E[]> {
     if (node === this.placement.selfId) return this.local.apply(entries);
     const merged = await this.remoteFor(node).insert(node, this.schema.name, entries, report);
-    assert(!report || (Array.isArray(merged) && merged.length === entries.length), "a reporting insert returns one merged entry per entry");
-    return (merged ?? []) as E[];
+    if (!report) return [];
+    if (!Array.isArray(merged) || merged.length !== entries.length) {
+      throw new RpcError(`${this.schema.name} insert on ${node.slice(0, 16)}: the replica reported ${Array.isArray(merged) ? merged.length : "no"} merged entries for ${entries.length}`, RPC_ERR.badResponse);
+    }
+    return this.fromPeer(node, "insert", merged);
   }
 
   private async getFrom(node: string, pk: string, sk: string): Promise<E | undefined> {
     if (node === this.placement.selfId) return this.local.get(pk, sk);
-    return (await this.remoteFor(node).get(node, this.schema.name, pk, sk)) as E | undefined;
+    const entry = await this.remoteFor(node).get(node, this.schema.name, pk, sk);
+    return entry === undefined ? undefined : this.fromPeer(node, "get", [entry])[0];
   }
 
   private async rangeFrom(node: string, pk: string, q: RangeQuery): Promise<E[]> {
     if (node === this.placement.selfId) return this.local.range(pk, q);
-    return (await this.remoteFor(node).range(node, this.schema.name, pk, q)) as E[];
+    return this.fromPeer(node, "range", await this.remoteFor(node).range(node, this.schema.name, pk, q));
+  }
+
+  /** A replica's answer is merged and returned only if every entry has the table's shape. */
+  private fromPeer(node: string, op: string, entries: readonly unknown[]): E[] {
+    return checkPeerEntries(this.schema, entries, `${this.schema.name} ${op} on ${node.slice(0, 16)}`, RPC_ERR.badResponse);
   }
 
   private remoteFor(node: string): RemoteReplicas {

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { parseBlockHash, type BlockHash } from "../../../src/util/ids.ts";
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, utimes } from "node:fs/promises";
@@ -32,12 +33,12 @@ function manager(compressionLevel: number | null = 1): BlockManager {
   return new BlockManager(store, placement, defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel });
 }
 
-function block(data: Uint8Array): { hash: string; data: Uint8Array } {
+function block(data: Uint8Array): { hash: BlockHash; data: Uint8Array } {
   return { hash: hashHex(blake3Sync(data)), data };
 }
 const text = (n: number, seed = "") => new TextEncoder().encode((seed + "the quick brown fox jumps over the lazy dog\n").repeat(n));
 const random = (n: number) => new Uint8Array(randomBytes(n));
-const exists = (hash: string, compressed: boolean) => Bun.file(store.path(hash, compressed)).exists();
+const exists = (hash: BlockHash, compressed: boolean) => Bun.file(store.path(hash, compressed)).exists();
 
 describe("BlockManager put / get", () => {
   test("compressible data is stored as .zst and reads back identical", async () => {
@@ -81,7 +82,7 @@ describe("BlockManager put / get", () => {
     const m = manager(1);
     const b = block(text(1000, "dup"));
     await Promise.all([m.put(b.hash, b.data), m.put(b.hash, b.data), m.put(b.hash, b.data)]);
-    const listed: string[] = [];
+    const listed: BlockHash[] = [];
     for await (const h of store.list()) listed.push(h);
     expect(listed).toEqual([b.hash]);
     expect(Buffer.from(await m.get(b.hash)).equals(Buffer.from(b.data))).toBe(true);
@@ -94,7 +95,7 @@ describe("BlockManager put / get", () => {
   });
 
   test("get of a missing block throws BlockNotFoundError", async () => {
-    const hash = "0".repeat(64);
+    const hash = parseBlockHash("0".repeat(64));
     const err = await manager().get(hash).catch((e) => e);
     expect(err).toBeInstanceOf(BlockNotFoundError);
     expect((err as BlockNotFoundError).hashHex).toBe(hash);
@@ -102,9 +103,9 @@ describe("BlockManager put / get", () => {
 });
 
 describe("BlockManager GC", () => {
-  const setRc = (hash: string, refs: number, deletableAt: number | null) =>
+  const setRc = (hash: BlockHash, refs: number, deletableAt: number | null) =>
     db.query(`INSERT OR REPLACE INTO block_rc (hash, refs, deletable_at) VALUES (?, ?, ?)`).run(hash, refs, deletableAt);
-  const rcRow = (hash: string) => db.query(`SELECT refs, deletable_at FROM block_rc WHERE hash = ?`).get(hash);
+  const rcRow = (hash: BlockHash) => db.query(`SELECT refs, deletable_at FROM block_rc WHERE hash = ?`).get(hash);
 
   test("runGc(now) deletes only blocks with refs <= 0 and deletable_at <= now", async () => {
     const m = manager(1);
@@ -133,14 +134,14 @@ describe("BlockManager GC", () => {
   test("runGc handles more due blocks than one batch, and a row whose file is already gone", async () => {
     const m = manager(null);
     const now = 5_000;
-    const hashes: string[] = [];
+    const hashes: BlockHash[] = [];
     for (let i = 0; i < 150; i++) {
       const b = block(text(1, `blk${i}-`));
       await m.put(b.hash, b.data);
       setRc(b.hash, 0, now - 1);
       hashes.push(b.hash);
     }
-    setRc("f".repeat(64), 0, now - 1); // no file
+    setRc(parseBlockHash("f".repeat(64)), 0, now - 1); // no file
     await m.runGc(now);
     for (const h of hashes) expect(await store.has(h)).toBe(false);
     expect(db.query(`SELECT count(*) AS n FROM block_rc`).get()).toEqual({ n: 0 });

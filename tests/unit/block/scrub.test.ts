@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
+import type { BlockHash } from "../../../src/util/ids.ts";
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
@@ -14,7 +15,7 @@ import { CORRUPTED_SUFFIX, LocalBlockStore } from "../../../src/block/store.ts";
 let dir: string;
 let db: Database;
 let store: LocalBlockStore;
-let resynced: string[];
+let resynced: BlockHash[];
 
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "bunker-scrub-"));
@@ -38,7 +39,7 @@ function scrubber(tranquility = 0): BlockScrub {
   );
 }
 
-async function storeBlock(data: Uint8Array, compress = false): Promise<string> {
+async function storeBlock(data: Uint8Array, compress = false): Promise<BlockHash> {
   const hash = hashHex(blake3Sync(data));
   if (compress) {
     const packed = await compressIfSmaller(codec, data, 1);

@@ -10,11 +10,12 @@ import type { Placement } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { Model } from "../../../src/model/model.ts";
 import { visibleVersion, type ObjectEntry, type ObjectVersion, type VisibleVersion } from "../../../src/model/object.ts";
-import { checkProposedVersion, ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../../src/model/conditional-write.ts";
+import { ConditionalConflictError, ConditionalUnavailableError, installConditionally } from "../../../src/model/conditional-write.ts";
 import type { CasPeers } from "../../../src/table/cas-register.ts";
 import type { RemoteReplicas } from "../../../src/table/table.ts";
 import { partitionOfEntry } from "../../../src/table/partition.ts";
 import { readObject } from "../../../src/model/pending.ts";
+import { proposedVersionValidator } from "../../../src/model/entry-schemas.ts";
 import { objectSchema } from "../../../src/model/object.ts";
 
 setDefaultTimeout(30_000);
@@ -102,10 +103,12 @@ describe("acceptor", () => {
   });
 
   test("a peer's proposal must be a complete object version", () => {
-    expect(() => checkProposedVersion({ uuid: "u", timestamp: 1, state: { kind: "complete", data: { kind: "deleteMarker" } } })).not.toThrow();
-    expect(() => checkProposedVersion({ uuid: "u", timestamp: 1, state: { kind: "uploading" } })).toThrow(/\/state/);
-    expect(() => checkProposedVersion({ uuid: 5, timestamp: 1, state: { kind: "complete", data: { kind: "inline" } } })).toThrow(/uuid/);
-    expect(() => checkProposedVersion("x")).toThrow();
+    const uuid = "a".repeat(64);
+    const ok = (v: unknown) => proposedVersionValidator.problem(v);
+    expect(ok({ uuid, timestamp: 1, state: { kind: "complete", data: { kind: "deleteMarker" } } })).toBeUndefined();
+    expect(ok({ uuid, timestamp: 1, state: { kind: "uploading", multipart: false, headers: [], uploader: "x" } })).toMatch(/\/state/);
+    expect(ok({ uuid: "not-a-uuid", timestamp: 1, state: { kind: "complete", data: { kind: "deleteMarker" } } })).toMatch(/\/uuid/);
+    expect(ok("x")).toBeDefined();
   });
 });
 
@@ -151,18 +154,18 @@ describe("installConditionally", () => {
     const partition = partitionOfEntry(objectSchema, target.bucketId);
     const ballot = m1.cas.newBallot();
     await m1.cas.prepare(partition, target.bucketId, target.key, ballot);
-    const chosen: ObjectVersion = { uuid: "chosen-uuid", timestamp: ballot.ts, state: { kind: "complete", data: inline("chosen") } };
+    const chosen: ObjectVersion = { uuid: "c".repeat(64), timestamp: ballot.ts, state: { kind: "complete", data: inline("chosen") } };
     await m1.cas.accept(partition, target.bucketId, target.key, ballot, chosen);
     // n1 "stops" here: no replica holds the version complete, yet it is chosen: readers who
     // meet it (proposed, on the acceptors) ask the register and serve it.
-    const marked = NODES.filter((n) => models.get(n)!.objects.local.get(target.bucketId, target.key)?.versions.some((v) => v.uuid === "chosen-uuid" && v.state.kind === "proposed"));
+    const marked = NODES.filter((n) => models.get(n)!.objects.local.get(target.bucketId, target.key)?.versions.some((v) => v.uuid === "c".repeat(64) && v.state.kind === "proposed"));
     expect(marked.length).toBeGreaterThanOrEqual(2);
-    expect((await current("n2"))?.uuid).toBe("chosen-uuid");
+    expect((await current("n2"))?.uuid).toBe("c".repeat(64));
     const second = installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("second") }) });
     expect(second).rejects.toBeInstanceOf(Refused);
     await second.catch(() => {});
     // ...and the next conditional writer wrote it complete before deciding.
-    expect((await models.get("n3")!.objects.get(target.bucketId, target.key))?.versions.find((v) => v.uuid === "chosen-uuid")?.state.kind).toBe("complete");
+    expect((await models.get("n3")!.objects.get(target.bucketId, target.key))?.versions.find((v) => v.uuid === "c".repeat(64))?.state.kind).toBe("complete");
   });
 
   test("a value accepted by one acceptor only is never served, and a later conditional write wins over it", async () => {
@@ -170,7 +173,7 @@ describe("installConditionally", () => {
     const partition = partitionOfEntry(objectSchema, target.bucketId);
     const ballot = m1.cas.newBallot();
     await m1.cas.prepare(partition, target.bucketId, target.key, ballot);
-    await m1.casAcceptor.accept(target.bucketId, target.key, ballot, { uuid: "lost", timestamp: ballot.ts, state: { kind: "complete", data: inline("lost") } });
+    await m1.casAcceptor.accept(target.bucketId, target.key, ballot, { uuid: "d".repeat(64), timestamp: ballot.ts, state: { kind: "complete", data: inline("lost") } });
     for (const n of NODES) expect(await current(n)).toBeUndefined();
     // n3 does not answer: n1's lone acceptance, which n1's reads meet, could be chosen with n3's.
     down.add("n3");
@@ -193,8 +196,8 @@ describe("installConditionally", () => {
   });
 
   test("a fixed version older than what the register's round sees is a conflict, not a silent hidden write", async () => {
-    const old: ObjectVersion = { uuid: "old-upload", timestamp: 5, state: { kind: "complete", data: inline("old") } };
-    await models.get("n1")!.objects.insert({ ...target, versions: [{ uuid: "newer", timestamp: 1_000, state: { kind: "complete", data: { kind: "deleteMarker" } } }] });
+    const old: ObjectVersion = { uuid: "f".repeat(64), timestamp: 5, state: { kind: "complete", data: inline("old") } };
+    await models.get("n1")!.objects.insert({ ...target, versions: [{ uuid: "e".repeat(64), timestamp: 1_000, state: { kind: "complete", data: { kind: "deleteMarker" } } }] });
     const err = await installConditionally(services("n2"), target, ifNoneMatchStar, { kind: "fixed", version: old }).catch((e) => e);
     expect(err).toBeInstanceOf(ConditionalConflictError);
     expect(await current()).toBeUndefined();

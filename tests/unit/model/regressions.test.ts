@@ -1,6 +1,7 @@
 // Regression tests for bugs found by review: background passes that ran once and never
 // again, a key merge that was not commutative, a cache that kept a rolled-back value, and
 // a quorum result that kept growing after it was returned.
+import { parseBlockHash } from "../../../src/util/ids.ts";
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -45,7 +46,7 @@ test("block GC runs again after a pass with nothing due", async () => {
   await store.init();
   const placement = new LayoutPlacement("n", singleNodeLayout("n"), "consistent");
   const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null });
-  const hash = "ab".repeat(32);
+  const hash = parseBlockHash("ab".repeat(32));
   await blocks.runGc(1000);
   await store.write(hash, new Uint8Array([1, 2, 3]), false);
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 500)`).run(hash);
@@ -83,7 +84,7 @@ test("storing a block that waits for GC postpones its deletion", async () => {
   await store.init();
   const placement = new LayoutPlacement("n", singleNodeLayout("n"), "consistent");
   const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null });
-  const hash = "cd".repeat(32);
+  const hash = parseBlockHash("cd".repeat(32));
   await store.write(hash, new Uint8Array([4, 5, 6]), false);
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 1)`).run(hash);
   await blocks.put(hash, new Uint8Array([4, 5, 6]));
@@ -111,7 +112,7 @@ test("a block that cannot be fetched stays in the resync queue with its error an
     },
   };
   const blocks = new BlockManager(store, new LayoutPlacement("n", layout, "consistent"), defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null }, failingRemote);
-  const hash = "9a".repeat(32);
+  const hash = parseBlockHash("9a".repeat(32));
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 1, NULL)`).run(hash);
   blocks.enqueueResync([hash]);
   await blocks.runResync();

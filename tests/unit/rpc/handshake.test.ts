@@ -1,11 +1,13 @@
 // Handshake: mutual authentication, refusal of a wrong network key (both directions) or an
-// unexpected node id with no half-admitted peer, the handshake timeout, and encryption on the
-// wire (a capturing proxy sees no plaintext and no node ids).
+// unexpected node id with no half-admitted peer, refusal of a peer of another protocol version
+// (both directions, and a version-1 node) with one line on each side, the handshake timeout,
+// and encryption on the wire (a capturing proxy sees no plaintext and no node ids).
 import { afterEach, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { createServer, connect as netConnect, type Socket as NetSocket } from "node:net";
-import { RPC_ERR, RpcError, type RpcNode } from "../../../src/rpc/rpc.ts";
-import { captureStderr, collect, dec, enc, makeKey, startNode, waitFor } from "./helpers.ts";
+import { createHmac } from "node:crypto";
+import { PROTOCOL_VERSION, RPC_ERR, RpcError, type RpcNode } from "../../../src/rpc/rpc.ts";
+import { captureStderr, collect, dec, enc, makeKey, NETWORK_KEY, startNode, waitFor } from "./helpers.ts";
 
 const nodes: RpcNode[] = [];
 async function node(extra: Parameters<typeof startNode>[0] = {}): Promise<RpcNode> {
@@ -179,5 +181,72 @@ describe("handshake", () => {
     } finally {
       proxy.close();
     }
+  });
+
+  describe("protocol version", () => {
+    const refusals = (output: string, dir: "from" | "to") => output.split("\n").filter((l) => l.includes(`refused connection ${dir}`));
+
+    test(`this release speaks version ${PROTOCOL_VERSION}; two nodes of the same version connect`, async () => {
+      expect(PROTOCOL_VERSION).toBe(2);
+      const a = await node();
+      const b = await node();
+      await a.connect(b.id, "127.0.0.1", b.port);
+      await waitFor(() => b.isConnected(a.id), 2000, "b to admit a");
+      expect(a.peers()).toEqual([b.id]);
+    });
+
+    for (const direction of ["the newer node dials", "the older node dials"]) {
+      test(`a peer of another version is refused (${direction}), one line on each side naming both versions`, async () => {
+        const current = await node();
+        const newer = await node({ protocolVersion: PROTOCOL_VERSION + 1 });
+        const [dialer, listener] = direction === "the newer node dials" ? [newer, current] : [current, newer];
+        const dialerVersion = dialer === newer ? PROTOCOL_VERSION + 1 : PROTOCOL_VERSION;
+        const listenerVersion = listener === newer ? PROTOCOL_VERSION + 1 : PROTOCOL_VERSION;
+        const dialerEvents = events(dialer);
+        const listenerEvents = events(listener);
+        const { result, output } = await captureStderr(async () => {
+          // Redialed like the cluster does: still one line per side within the log interval.
+          const errors: unknown[] = [];
+          for (let i = 0; i < 3; i++) errors.push(await dialer.connect(listener.id, "127.0.0.1", listener.port).catch((e: unknown) => e));
+          await Bun.sleep(50);
+          return errors;
+        });
+        for (const err of result) {
+          expect(err).toBeInstanceOf(RpcError);
+          expect((err as RpcError).code).toBe(RPC_ERR.handshake);
+          expect((err as RpcError).message).toContain(`peer speaks RPC protocol version ${listenerVersion}, this node speaks version ${dialerVersion}`);
+        }
+        const listenerLines = refusals(output, "from");
+        expect(listenerLines.length).toBe(1);
+        expect(listenerLines[0]).toMatch(
+          new RegExp(`rpc: refused connection from 127\\.0\\.0\\.1:\\d+: peer speaks RPC protocol version ${dialerVersion}, this node speaks version ${listenerVersion} `),
+        );
+        const dialerLines = refusals(output, "to");
+        expect(dialerLines.length).toBe(1);
+        expect(dialerLines[0]).toContain(`rpc: refused connection to 127.0.0.1:${listener.port}: peer speaks RPC protocol version ${listenerVersion}, this node speaks version ${dialerVersion}`);
+        // Not mistaken for a wrong key, and nobody admitted.
+        expect(output).not.toContain("wrong rpc_secret");
+        expect(dialer.peers()).toEqual([]);
+        expect(listener.peers()).toEqual([]);
+        expect(dialerEvents).toEqual([]);
+        expect(listenerEvents).toEqual([]);
+      });
+    }
+
+    test("a version-1 node (no version header) is recognised by its hello and refused as such", async () => {
+      const b = await node();
+      const { output } = await captureStderr(async () => {
+        const { sock, closed } = await rawClient(b.port);
+        // Version 1's message 1: A | HMAC(K, "bunker-rpc/1 hello" | A).
+        const a = randomBytes(32);
+        sock.write(Buffer.concat([a, createHmac("sha256", NETWORK_KEY).update("bunker-rpc/1 hello").update(a).digest()]));
+        expect(await closed).toBeLessThan(3000);
+      });
+      expect(output).toMatch(
+        new RegExp(`refused connection from 127\\.0\\.0\\.1:\\d+: peer speaks RPC protocol version 1, this node speaks version ${PROTOCOL_VERSION} `),
+      );
+      expect(output).not.toContain("wrong rpc_secret");
+      expect(b.peers()).toEqual([]);
+    });
   });
 });

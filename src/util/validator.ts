@@ -1,0 +1,37 @@
+// Compiled TypeBox checks for data that arrives from outside this process (RPC messages from
+// peers, table entries they send): one compile per schema at module load, a fast `check` on the
+// hot path, and, only for a value that fails, the first failing path in words.
+import type { Static, TSchema } from "@sinclair/typebox";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+
+/** Longest rendering of a failing value in a problem message. */
+const MAX_SHOWN_VALUE_CHARS = 80;
+
+export interface Validator<T> {
+  check(value: unknown): value is T;
+  /** undefined when `value` conforms, else "<path>: <what was expected> (got <value>)". */
+  problem(value: unknown): string | undefined;
+}
+
+function shown(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > MAX_SHOWN_VALUE_CHARS ? `${text.slice(0, MAX_SHOWN_VALUE_CHARS)}…` : text;
+}
+
+export function compileValidator<S extends TSchema>(schema: S): Validator<Static<S>> {
+  const compiled = TypeCompiler.Compile(schema);
+  return {
+    check: (value): value is Static<S> => compiled.Check(value),
+    problem(value) {
+      if (compiled.Check(value)) return undefined;
+      const first = compiled.Errors(value).First();
+      if (!first) return "/: does not match its schema";
+      return `${first.path || "/"}: ${first.message} (got ${shown(first.value)})`;
+    },
+  };
+}
