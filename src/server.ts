@@ -10,6 +10,7 @@ import { Checkpointer } from "./db/checkpointer";
 import { loadOrCreateNodeKey } from "./cluster/node-key";
 import { ClusterSystem } from "./cluster/system";
 import { markSynced } from "./cluster/layout-history";
+import { Readiness, STARTUP_PEER_WAIT_MS } from "./cluster/readiness";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { FullTableSync } from "./table/full-sync";
@@ -200,7 +201,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const adminToken = await ensureFirstStartCredentials(config, model);
   if (!adminToken)
     log.warn(`admin API disabled: no admin token configured (admin.admin_token, admin.admin_token_file or BUNKER_ADMIN_TOKEN); ${config.admin.api_bind_addr} serves only /health, /metrics and /check`);
-  await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
   fullSync.start();
@@ -221,42 +221,57 @@ export async function startNode(config: Config): Promise<RunningNode> {
     hasher,
     settings: { region: config.s3_api.s3_region, rootDomain: config.s3_api.root_domain, blockSize: config.block_size },
   };
+  // The admin port opens at once (its /health says why S3 is not served yet); S3 and web wait
+  // until this node reaches a quorum of its peers, or STARTUP_PEER_WAIT_MS.
+  const readiness = new Readiness(cluster);
   const servers: http.Server[] = [];
-  servers.push(
-    await serveNode(s3App(s3Services), s3Addr),
-  );
-  servers.push(
-    await serveNode(
-      adminApp({
-        model,
-        adminToken,
-        metricsToken: config.admin.metrics_token,
-        domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
-        blockErrors: () => blocks.resyncErrors(),
-        workers: () =>
-          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
-        repair: (kind) => {
-          if (kind === "blocks") return { queued: blocks.queueAllForResync() };
-          if (kind === "lifecycle") {
-            void lifecycle.run().catch(() => {}); // errors are in `worker list`
-            return {};
-          }
-          if (kind === "scrub") {
-            void scrub.run();
-            return {};
-          }
-          void fullSync.syncAll();
-          void shardedSync.syncAll();
-          tableOffload.trigger();
+  const adminServer = await serveNode(
+    adminApp({
+      model,
+      adminToken,
+      metricsToken: config.admin.metrics_token,
+      domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
+      blockErrors: () => blocks.resyncErrors(),
+      workers: () =>
+        [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
+      repair: (kind) => {
+        if (kind === "blocks") return { queued: blocks.queueAllForResync() };
+        if (kind === "lifecycle") {
+          void lifecycle.run().catch(() => {}); // errors are in `worker list`
           return {};
-        },
-        cluster,
-        replicationFactor: config.replication_factor,
-        now: () => clock.now(),
-      }),
-      adminAddr,
-    ),
+        }
+        if (kind === "scrub") {
+          void scrub.run();
+          return {};
+        }
+        void fullSync.syncAll();
+        void shardedSync.syncAll();
+        tableOffload.trigger();
+        return {};
+      },
+      cluster,
+      readiness,
+      replicationFactor: config.replication_factor,
+      now: () => clock.now(),
+    }),
+    adminAddr,
   );
+  servers.push(adminServer);
+  const waitStart = Date.now();
+  if (!readiness.peersReachable()) {
+    if (await readiness.waitForPeers()) log.info(`reconnected to a quorum of peers in ${Date.now() - waitStart} ms`);
+    else {
+      const up = cluster.peers().filter((p) => p.isUp).length;
+      log.warn(
+        `no write quorum of peers reachable after ${STARTUP_PEER_WAIT_MS} ms (${up} of ${cluster.peers().length} connected): ` +
+          `serving S3 anyway; requests that need the unreachable nodes answer 503`,
+      );
+    }
+  }
+  // Writes to a quorum: after the wait, so that it can reach one.
+  await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
+  const s3Server = await serveNode(s3App(s3Services), s3Addr);
+  servers.push(s3Server);
   let webServer: http.Server | undefined;
   if (config.s3_web) {
     webServer = await serveNode(webApp(s3Services, { rootDomain: config.s3_web.root_domain }), listenAddr(config.s3_web.bind_addr, "s3_web.bind_addr"));
@@ -264,6 +279,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   }
   const port = (s: http.Server) => (s.address() as { port: number }).port;
   const web = config.s3_web ? `, web on ${config.s3_web.bind_addr} (${config.s3_web.root_domain ? `<bucket>.${config.s3_web.root_domain}` : "host = bucket"})` : "";
+  readiness.markServing();
   log.info(`${VERSION_LINE}, node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}${web}, RPC on ${config.rpc_bind_addr}`);
 
   return {
@@ -271,8 +287,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
     nodeId: nodeKey.id,
     model,
     blocks,
-    s3Port: port(servers[0]!),
-    adminPort: port(servers[1]!),
+    s3Port: port(s3Server),
+    adminPort: port(adminServer),
     webPort: webServer ? port(webServer) : undefined,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
