@@ -117,7 +117,7 @@ test("a restarted node opens S3 only once reconnected (/health says why before),
   a.proc.kill("SIGSTOP");
   c.proc.kill("SIGSTOP");
   try {
-    await b.restart(); // returns once the admin port answers
+    await b.restart({ untilServing: false }); // returns once the admin port answers
     expect(await s3Open(b)).toBe(false);
     const h = await health(b);
     expect(h.status).toBe(503);
@@ -137,7 +137,7 @@ test("a node whose peers are all gone starts after the bounded wait and answers 
   const [a, b, c] = nodes as [TestServer, TestServer, TestServer];
   await Promise.all([a.kill(), b.kill(), c.kill()]);
   const t0 = Date.now();
-  await a.restart();
+  await a.restart({ untilServing: false });
   expect(await s3Open(a)).toBe(false);
   const h = await health(a);
   expect(h.status).toBe(503);
