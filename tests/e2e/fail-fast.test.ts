@@ -94,8 +94,10 @@ test("a node whose two peers are frozen answers 503 within the bound, at once wh
       30_000,
     );
     const put2 = await failing(() => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "k2", Body: "x" })));
+    // One block: its copies to the peers known down are not even started.
+    const putBlock = await failing(() => s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: "k2-block", Body: new Uint8Array(100 * 1024) })));
     const get2 = await failing(() => readOld(s3));
-    for (const r of [put2, get2]) {
+    for (const r of [put2, putBlock, get2]) {
       expect(r).toMatchObject({ status: 503, code: "ServiceUnavailable" });
       expect(r.ms).toBeLessThan(REQUEST_QUORUM_TIMEOUT_MS);
     }
