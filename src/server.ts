@@ -225,38 +225,39 @@ export async function startNode(config: Config): Promise<RunningNode> {
   // until this node reaches a quorum of its peers, or STARTUP_PEER_WAIT_MS.
   const readiness = new Readiness(cluster);
   const servers: http.Server[] = [];
-  const adminServer = await serveNode(
-    adminApp({
-      model,
-      adminToken,
-      metricsToken: config.admin.metrics_token,
-      domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
-      blockErrors: () => blocks.resyncErrors(),
-      workers: () =>
-        [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
-      repair: (kind) => {
-        if (kind === "blocks") return { queued: blocks.queueAllForResync() };
-        if (kind === "lifecycle") {
-          void lifecycle.run().catch(() => {}); // errors are in `worker list`
+  servers.push(
+    await serveNode(
+      adminApp({
+        model,
+        adminToken,
+        metricsToken: config.admin.metrics_token,
+        domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
+        blockErrors: () => blocks.resyncErrors(),
+        workers: () =>
+          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
+        repair: (kind) => {
+          if (kind === "blocks") return { queued: blocks.queueAllForResync() };
+          if (kind === "lifecycle") {
+            void lifecycle.run().catch(() => {}); // errors are in `worker list`
+            return {};
+          }
+          if (kind === "scrub") {
+            void scrub.run();
+            return {};
+          }
+          void fullSync.syncAll();
+          void shardedSync.syncAll();
+          tableOffload.trigger();
           return {};
-        }
-        if (kind === "scrub") {
-          void scrub.run();
-          return {};
-        }
-        void fullSync.syncAll();
-        void shardedSync.syncAll();
-        tableOffload.trigger();
-        return {};
-      },
-      cluster,
-      readiness,
-      replicationFactor: config.replication_factor,
-      now: () => clock.now(),
-    }),
-    adminAddr,
+        },
+        cluster,
+        readiness,
+        replicationFactor: config.replication_factor,
+        now: () => clock.now(),
+      }),
+      adminAddr,
+    ),
   );
-  servers.push(adminServer);
   const waitStart = Date.now();
   if (!readiness.peersReachable()) {
     if (await readiness.waitForPeers()) log.info(`reconnected to a quorum of peers in ${Date.now() - waitStart} ms`);
@@ -288,7 +289,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
     model,
     blocks,
     s3Port: port(s3Server),
-    adminPort: port(adminServer),
+    adminPort: port(servers[0]!),
     webPort: webServer ? port(webServer) : undefined,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
