@@ -10,6 +10,7 @@ import { Checkpointer } from "./db/checkpointer";
 import { loadOrCreateNodeKey } from "./cluster/node-key";
 import { ClusterSystem } from "./cluster/system";
 import { markSynced } from "./cluster/layout-history";
+import { Readiness, STARTUP_PEER_WAIT_MS } from "./cluster/readiness";
 import { RpcNode } from "./rpc/rpc";
 import { RpcReplicas, serveTables } from "./table/rpc-replicas";
 import { RpcCasPeers, serveCas } from "./table/cas-register";
@@ -204,7 +205,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const adminToken = await ensureFirstStartCredentials(config, model);
   if (!adminToken)
     log.warn(`admin API disabled: no admin token configured (admin.admin_token, admin.admin_token_file or BUNKER_ADMIN_TOKEN); ${config.admin.api_bind_addr} serves only /health, /metrics and /check`);
-  await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
   model.start();
   blocks.start();
   const pendingRepair = startPendingRepair({ model, blocks });
@@ -226,10 +226,10 @@ export async function startNode(config: Config): Promise<RunningNode> {
     hasher,
     settings: { region: config.s3_api.s3_region, rootDomain: config.s3_api.root_domain, blockSize: config.block_size },
   };
+  // The admin port opens at once (its /health says why S3 is not served yet); S3 and web wait
+  // until this node reaches a quorum of its peers, or STARTUP_PEER_WAIT_MS.
+  const readiness = new Readiness(cluster);
   const servers: http.Server[] = [];
-  servers.push(
-    await serveNode(s3App(s3Services), s3Addr),
-  );
   servers.push(
     await serveNode(
       adminApp({
@@ -256,12 +256,28 @@ export async function startNode(config: Config): Promise<RunningNode> {
           return {};
         },
         cluster,
+        readiness,
         replicationFactor: config.replication_factor,
         now: () => clock.now(),
       }),
       adminAddr,
     ),
   );
+  const waitStart = Date.now();
+  if (!readiness.peersReachable()) {
+    if (await readiness.waitForPeers()) log.info(`reconnected to a quorum of peers in ${Date.now() - waitStart} ms`);
+    else {
+      const up = cluster.peers().filter((p) => p.isUp).length;
+      log.warn(
+        `no write quorum of peers reachable after ${STARTUP_PEER_WAIT_MS} ms (${up} of ${cluster.peers().length} connected): ` +
+          `serving S3 anyway; requests that need the unreachable nodes answer 503`,
+      );
+    }
+  }
+  // Writes to a quorum: after the wait, so that it can reach one.
+  await abortInterruptedUploads(model, bootTime).catch((e) => log.warn(`interrupted uploads: ${(e as Error).message}`));
+  const s3Server = await serveNode(s3App(s3Services), s3Addr);
+  servers.push(s3Server);
   let webServer: http.Server | undefined;
   if (config.s3_web) {
     webServer = await serveNode(webApp(s3Services, { rootDomain: config.s3_web.root_domain }), listenAddr(config.s3_web.bind_addr, "s3_web.bind_addr"));
@@ -269,6 +285,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   }
   const port = (s: http.Server) => (s.address() as { port: number }).port;
   const web = config.s3_web ? `, web on ${config.s3_web.bind_addr} (${config.s3_web.root_domain ? `<bucket>.${config.s3_web.root_domain}` : "host = bucket"})` : "";
+  readiness.markServing();
   log.info(`${VERSION_LINE}, node ${nodeKey.id.slice(0, 16)} up: S3 on ${config.s3_api.api_bind_addr}, admin on ${config.admin.api_bind_addr}${web}, RPC on ${config.rpc_bind_addr}`);
 
   return {
@@ -276,8 +293,8 @@ export async function startNode(config: Config): Promise<RunningNode> {
     nodeId: nodeKey.id,
     model,
     blocks,
-    s3Port: port(servers[0]!),
-    adminPort: port(servers[1]!),
+    s3Port: port(s3Server),
+    adminPort: port(servers[0]!),
     webPort: webServer ? port(webServer) : undefined,
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));

@@ -4,7 +4,7 @@
 import type { Database } from "bun:sqlite";
 import { stat } from "node:fs/promises";
 import { partitionOfHashHex, releasedPartitions, type Placement } from "../cluster/layout";
-import { quorum } from "../table/quorum";
+import { replicaQuorum } from "../table/quorum";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
 import { compressIfSmaller, type ZstdCodec } from "./codec";
@@ -24,7 +24,8 @@ export type BlockPresence = "quorum" | "short" | "unknown";
 
 /** How a block reaches another node (the RPC layer provides it). */
 export interface RemoteBlocks {
-  put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void>;
+  /** `signal` aborts the transfer: once the put settles, `data` is no longer read. */
+  put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void>;
   has(node: string, hashHex: BlockHash): Promise<boolean>;
   get(node: string, hashHex: BlockHash): Promise<{ data: Uint8Array; compressed: boolean } | null>;
 }
@@ -127,23 +128,25 @@ export class BlockManager {
     const partition = partitionOfHashHex(hashHex);
     const writes: Promise<void>[] = [];
     let running = 0;
+    const abort = new AbortController();
     const write = (node: string) => {
       running++;
-      const w = this.putTo(node, hashHex, data, compressed).finally(() => running--);
+      const w = this.putTo(node, hashHex, data, compressed, abort.signal).finally(() => running--);
       writes.push(w);
       return w;
     };
     try {
+      // A peer known down is skipped, one silent for REQUEST_QUORUM_TIMEOUT_MS gives up its
+      // place; a slow transfer that still gets credit back goes on.
       await Promise.all(
         this.placement.writeSets(partition).map((nodes) =>
-          quorum(
-            nodes.map((node) => () => write(node)),
-            Math.min(this.placement.quorums.write, nodes.length),
-          ),
+          replicaQuorum(nodes, write, Math.min(this.placement.quorums.write, nodes.length), { liveness: this.placement.liveness, mode: "progress" }),
         ),
       );
     } catch (err) {
-      // A write still streaming would read the caller's buffer after it is reused.
+      // A write still streaming would read the caller's buffer after it is reused: stop them
+      // (a silent peer would hold it until its call timeout) and wait until they have.
+      abort.abort(err);
       await Promise.allSettled(writes);
       throw err;
     }
@@ -193,7 +196,13 @@ export class BlockManager {
         resolve(verdict);
       };
       for (const node of nodes) {
-        const ask = node === this.placement.selfId ? this.store.has(hashHex) : (async () => this.remoteFor(node).has(node, hashHex))();
+        // A peer known down is not waited for: it counts as no answer at once.
+        const ask =
+          node === this.placement.selfId
+            ? this.store.has(hashHex)
+            : this.placement.liveness?.isDown(node)
+              ? Promise.reject(new Error(`node ${node.slice(0, 16)} is down`))
+              : (async () => this.remoteFor(node).has(node, hashHex))();
         ask.then(
           (found) => answers.set(node, found),
           (err: unknown) => log.debug(`presence of ${hashHex.slice(0, 16)} on ${node.slice(0, 16)}: ${(err as Error).message}`),
@@ -238,7 +247,7 @@ export class BlockManager {
       try {
         const stored: (StoredBlock & { buffer?: Uint8Array }) | null =
           node !== this.placement.selfId
-            ? await this.remoteFor(node).get(node, hashHex)
+            ? await this.remoteGet(node, hashHex)
             : lendPooled
               ? this.store.readPooled(hashHex, this.readBuffers)
               : await this.store.read(hashHex);
@@ -262,6 +271,17 @@ export class BlockManager {
   }
 
   /**
+   * A block from a peer, for a client: a peer known down is not asked, and one that sends
+   * nothing for REQUEST_QUORUM_TIMEOUT_MS is left (the read moves on to the next copy) while a
+   * slow transfer goes on. What a peer left behind still sends lands in a buffer of its own.
+   */
+  private async remoteGet(node: string, hashHex: BlockHash): Promise<StoredBlock | null> {
+    const remote = this.remoteFor(node);
+    const [got] = await replicaQuorum([node], () => remote.get(node, hashHex), 1, { liveness: this.placement.liveness, mode: "progress" });
+    return got!;
+  }
+
+  /**
    * Serialises work on one hash: GC's "no reference left, delete the file" must not
    * interleave with a write that found the file present. Writers store a block before
    * committing its reference; storing postpones a pending deletion (storeLocal) and refreshes
@@ -282,9 +302,9 @@ export class BlockManager {
     }
   }
 
-  private putTo(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
+  private putTo(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void> {
     if (node === this.placement.selfId) return this.storeLocal(hashHex, data, compressed);
-    return this.remoteFor(node).put(node, hashHex, data, compressed);
+    return this.remoteFor(node).put(node, hashHex, data, compressed, signal);
   }
 
   /** Writes a block to this node's disk (for local puts and for peers' puts over RPC). */

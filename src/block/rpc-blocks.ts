@@ -50,11 +50,14 @@ async function collect(body: AsyncIterable<Uint8Array> | undefined, size: number
 export class RpcBlocks implements RemoteBlocks {
   constructor(private readonly rpc: RpcNode) {}
 
-  async put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
+  async put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void> {
+    // The manager aborts a copy it gave up on (a silent peer): its queued frames are dropped
+    // and `data` is no longer read.
     await call(this.rpc, node, EP_PUT, { hash: hashHex, compressed, size: data.length }, {
       priority: PRIO_HIGH,
       timeoutMs: BLOCK_CALL_TIMEOUT_MS,
       body: pieces(data),
+      signal,
     });
   }
 

@@ -2,6 +2,7 @@
 // from replication_factor and consistency_mode. A single node is a layout of one: the same
 // code paths serve a one-node install and a multi-site cluster.
 import { assert } from "../util/assert";
+import type { PeerLiveness } from "./liveness";
 
 export const PARTITION_BITS = 8;
 export const PARTITION_COUNT = 1 << PARTITION_BITS;
@@ -62,6 +63,8 @@ export interface Placement {
   /** Every node of the layout, gateways included: where full-copy tables live. */
   allNodes(): string[];
   readonly quorums: Quorums;
+  /** Peer reachability, for quorums that must not wait on a peer known down or silent. */
+  readonly liveness?: PeerLiveness;
 }
 
 /** A partition this node holds in no live layout version, and the nodes that do. */

@@ -3,6 +3,7 @@
 // version; this node first, then its zone, then the others).
 import { PARTITION_COUNT, quorumsFor, type ConsistencyMode, type Placement, type Quorums } from "./layout";
 import { readVersion, type LayoutHistory } from "./layout-history";
+import type { PeerLiveness } from "./liveness";
 
 export class HistoryPlacement implements Placement {
   readonly quorums: Quorums;
@@ -12,6 +13,7 @@ export class HistoryPlacement implements Placement {
     private readonly history: () => LayoutHistory,
     replicationFactor: number,
     mode: ConsistencyMode,
+    readonly liveness?: PeerLiveness,
   ) {
     this.quorums = quorumsFor(replicationFactor, mode);
   }

@@ -96,7 +96,10 @@ export class ClusterSystem {
     this.rpc = opts.rpc;
     this.historyValue = this.loadHistory();
     this.historyDigest = digestOf(this.historyValue);
-    this.placement = new HistoryPlacement(this.rpc.id, () => this.historyValue, opts.replicationFactor, opts.consistencyMode);
+    this.placement = new HistoryPlacement(this.rpc.id, () => this.historyValue, opts.replicationFactor, opts.consistencyMode, {
+      isDown: (id) => !this.isUp(id),
+      heardProbe: (id) => this.heardProbe(id),
+    });
     for (const [id, addr] of Object.entries(this.loadPeers())) this.learnPeer(id, addr);
     for (const spec of opts.bootstrapPeers) {
       const p = parsePeerAddress(spec);
@@ -180,6 +183,22 @@ export class ClusterSystem {
     if (id === this.selfId) return true;
     const p = this.peersById.get(id);
     return !!p && this.rpc.isConnected(id) && p.missedPings < MISSED_PINGS_DOWN;
+  }
+
+  /**
+   * Whether `id` sent anything since the probe was made or last asked: its connection's byte
+   * count moved (a reply, credit for a body we stream, its pings or ours answered).
+   */
+  heardProbe(id: string): () => boolean {
+    if (id === this.selfId) return () => true;
+    const received = () => this.rpc.connectionStats(id)?.bytesReceived ?? -1;
+    let last = received();
+    return () => {
+      const now = received();
+      const heard = now !== last;
+      last = now;
+      return heard;
+    };
   }
 
   localStatus(): NodeStatus {

@@ -268,20 +268,31 @@ export class CasRegister {
     private readonly clock: HybridClock,
   ) {}
 
+  /** A peer known down (not connected, missing its pings) fails at once instead of being waited for. */
+  private down(node: string): Error | undefined {
+    return this.placement.liveness?.isDown(node) ? new Error(`node ${node.slice(0, 16)} is down`) : undefined;
+  }
+
   private prepareOn(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
     if (node === this.placement.selfId) return this.local.prepare(pk, sk, ballot);
+    const down = this.down(node);
+    if (down) return Promise.reject(down);
     assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
     return this.peers.prepare(node, pk, sk, ballot);
   }
 
   private acceptOn(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
     if (node === this.placement.selfId) return this.local.accept(pk, sk, ballot, value);
+    const down = this.down(node);
+    if (down) return Promise.reject(down);
     assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
     return this.peers.accept(node, pk, sk, ballot, value);
   }
 
   private acceptedOn(node: string, pk: string, sk: string): Promise<Ballot | null> {
     if (node === this.placement.selfId) return Promise.resolve(this.local.acceptedBallot(pk, sk));
+    const down = this.down(node);
+    if (down) return Promise.reject(down);
     assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
     return this.peers.acceptedBallot(node, pk, sk);
   }

@@ -4,7 +4,7 @@ import { assert } from "../util/assert";
 import { logger } from "../util/log";
 import type { Placement } from "../cluster/layout";
 import type { LocalStore, RangeQuery } from "./local-store";
-import { quorum, QuorumError } from "./quorum";
+import { QuorumError, replicaQuorum } from "./quorum";
 import type { TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
 import { checkPeerEntries } from "./peer-entries";
@@ -73,8 +73,9 @@ export class Table<E> {
    */
   async get(pk: string, sk: string): Promise<E | undefined> {
     const nodes = this.readNodes(pk);
-    const answers = await quorum(
-      nodes.map((node) => async (): Promise<{ node: string; entry: E | undefined }> => ({ node, entry: await this.getFrom(node, pk, sk) })),
+    const answers = await this.quorum(
+      nodes,
+      async (node): Promise<{ node: string; entry: E | undefined }> => ({ node, entry: await this.getFrom(node, pk, sk) }),
       this.readQuorum(nodes),
     );
     const merged = this.mergeAll(answers.map((a) => a.entry).filter((e): e is E => e !== undefined));
@@ -93,10 +94,7 @@ export class Table<E> {
   /** Entries of one partition key in sort-key order, merged across a read quorum. */
   async range(pk: string, q: RangeQuery): Promise<E[]> {
     const nodes = this.readNodes(pk);
-    const replies = await quorum(
-      nodes.map((node) => async () => ({ node, list: await this.rangeFrom(node, pk, q) })),
-      this.readQuorum(nodes),
-    );
+    const replies = await this.quorum(nodes, async (node) => ({ node, list: await this.rangeFrom(node, pk, q) }), this.readQuorum(nodes));
     const answers = replies.map((r) => r.list);
     if (answers.length === 1) return answers[0]!;
     const bySortKey = new Map<string, E>();
@@ -148,6 +146,14 @@ export class Table<E> {
     }
   }
 
+  /**
+   * Every quorum of the table is on a request's path: bounded by REQUEST_QUORUM_TIMEOUT_MS,
+   * and a replica known down fails at once (a node cut off answers 503 instead of waiting).
+   */
+  private quorum<R>(nodes: readonly string[], call: (node: string) => Promise<R>, need: number): Promise<R[]> {
+    return replicaQuorum(nodes, call, need, { liveness: this.placement.liveness, mode: "deadline" });
+  }
+
   private partitionOf(pk: string): number {
     return partitionOfEntry(this.schema, pk);
   }
@@ -167,19 +173,13 @@ export class Table<E> {
     if (this.schema.replication === "full") {
       // Full-copy tables go to every node and need a majority of them (Garage v2).
       const nodes = this.placement.allNodes();
-      return quorum(
-        nodes.map((node) => () => this.insertTo(node, entries, report)),
-        Math.floor(nodes.length / 2) + 1,
-      );
+      return this.quorum(nodes, (node) => this.insertTo(node, entries, report), Math.floor(nodes.length / 2) + 1);
     }
     const sets = this.placement.writeSets(partition);
     if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     const acks = await Promise.all(
       sets.map((nodes) =>
-        quorum(
-          nodes.map((node) => () => this.insertTo(node, entries, report)),
-          Math.min(this.placement.quorums.write, nodes.length),
-        ),
+        this.quorum(nodes, (node) => this.insertTo(node, entries, report), Math.min(this.placement.quorums.write, nodes.length)),
       ),
     );
     return acks.flat();

@@ -40,8 +40,12 @@ export interface TestServer {
   logs(): string;
   /** SIGKILL, no cleanup: for crash tests. */
   kill(): Promise<void>;
-  /** Starts the process again on the same config and data. */
-  restart(): Promise<void>;
+  /**
+   * Starts the process again on the same config and data; resolves once it serves S3 (a node
+   * with peers opens S3 once it has reconnected to them, its admin port at once), or with
+   * `untilServing: false` as soon as its admin port answers.
+   */
+  restart(opts?: { untilServing?: boolean }): Promise<void>;
   /** Stops the server and deletes its data. */
   stop(): Promise<void>;
   /** Runs the CLI against this server; returns exit code and output. */
@@ -96,7 +100,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
   );
   let output = "";
   let proc!: Subprocess;
-  const spawn = async () => {
+  const spawn = async (untilServing = true) => {
     // BUNKER_BUN_ARGS: extra runtime flags for the server process, e.g. "--cpu-prof-md" when profiling.
     const bunArgs = process.env.BUNKER_BUN_ARGS?.split(" ").filter(Boolean) ?? [];
     proc = Bun.spawn([process.execPath, ...bunArgs, join(ROOT, "src/main.ts"), "-c", configPath, "server"], {
@@ -111,16 +115,18 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       })();
     }
     const deadline = Date.now() + START_TIMEOUT_MS;
-    for (;;) {
-      try {
-        // Any answer means the node is up; a node waiting for its layout answers 503.
-        await fetch(`http://127.0.0.1:${adminPort}/health`);
-        break;
-      } catch {
-        // not up yet
+    // Any answer means the port is open; a node waiting for its layout or its peers answers 503.
+    for (const port of untilServing ? [adminPort, s3Port] : [adminPort]) {
+      for (;;) {
+        try {
+          await fetch(`http://127.0.0.1:${port}/${port === adminPort ? "health" : ""}`);
+          break;
+        } catch {
+          // not up yet
+        }
+        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
+        await Bun.sleep(50);
       }
-      if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${output}`);
-      await Bun.sleep(50);
     }
   };
   await spawn();
@@ -160,8 +166,8 @@ export async function startServer(opts: ServerOptions = {}): Promise<TestServer>
       proc.kill("SIGKILL");
       await proc.exited;
     },
-    async restart() {
-      await spawn();
+    async restart(opts = {}) {
+      await spawn(opts.untilServing ?? true);
     },
     async stop() {
       if (proc.exitCode === null) {

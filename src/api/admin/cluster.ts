@@ -2,6 +2,7 @@
 // layout (show, stage, preview, apply, revert, history), with Garage v2 names and shapes.
 import { Elysia, t } from "elysia";
 import type { ClusterSystem } from "../../cluster/system";
+import type { Readiness } from "../../cluster/readiness";
 import { PARTITION_COUNT, type NodeRole } from "../../cluster/layout";
 import { LayoutError, type ZoneRedundancy } from "../../cluster/assignment";
 import {
@@ -22,6 +23,8 @@ import { VERSION_WITH_BUILD } from "../../util/version";
 
 export interface ClusterAdminServices {
   cluster: ClusterSystem;
+  /** Start-up readiness: /health answers 503 with the reason until S3 is served. */
+  readiness: Pick<Readiness, "notReadyReason">;
   replicationFactor: number;
   now: () => number;
 }

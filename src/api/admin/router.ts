@@ -391,6 +391,8 @@ export function adminApp(s: AdminServices) {
     })
     .onParse(({ request }) => readJsonBody(request))
     .get("/health", () => {
+      const starting = s.readiness.notReadyReason();
+      if (starting !== null) return new Response(`Bunker is not ready: ${starting}\n`, { status: 503, headers: { "content-type": "text/plain" } });
       const h = cluster.health();
       if (h.status === "healthy") return new Response("Bunker is fully operational\n", { headers: { "content-type": "text/plain" } });
       if (h.status === "degraded")

@@ -11,6 +11,7 @@ import { defaultZstd } from "../../../src/block/codec.ts";
 import { blake3Sync, hashHex } from "../../../src/block/hash.ts";
 import { BlockManager, BlockNotFoundError, ORPHAN_GRACE_MS } from "../../../src/block/manager.ts";
 import { LocalBlockStore } from "../../../src/block/store.ts";
+import { QuorumError, REQUEST_QUORUM_TIMEOUT_MS } from "../../../src/table/quorum.ts";
 
 let dir: string;
 let db: Database;
@@ -226,6 +227,60 @@ describe("copies written after the write quorum", () => {
     expect(received.get("slow")).toEqual(original);
     expect(received.get("fast")).toEqual(original);
   });
+
+  /** The three-node placement, with peers `down` known down and `silent` ones never heard from. */
+  const withLiveness = (down: string[], silent: string[]) =>
+    Object.assign(new LayoutPlacement("node1", layout, "consistent"), {
+      liveness: { isDown: (n: string) => down.includes(n), heardProbe: (n: string) => () => !silent.includes(n) },
+    });
+
+  test("a put whose peers are known down fails at once, without calling them", async () => {
+    const called: string[] = [];
+    const remote = { has: async () => false, get: async () => null, put: async (node: string) => void called.push(node) };
+    const m = new BlockManager(store, withLiveness(["fast", "slow"], []), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+    const buf = new Uint8Array(randomBytes(4096));
+    const t0 = Date.now();
+    await expect(m.put(hashHex(blake3Sync(buf)), buf)).rejects.toBeInstanceOf(QuorumError);
+    expect(Date.now() - t0).toBeLessThan(REQUEST_QUORUM_TIMEOUT_MS);
+    expect(called).toEqual([]);
+  });
+
+  test("a put whose peers are silent fails within the bound and stops their transfers before it returns", async () => {
+    let inFlight = 0;
+    const remote = {
+      has: async () => false,
+      get: async () => null,
+      // A silent peer: the call ends only when aborted.
+      put: (_node: string, _hash: string, _data: Uint8Array, _compressed: boolean, signal?: AbortSignal) => {
+        inFlight++;
+        return new Promise<void>((_, reject) =>
+          signal?.addEventListener("abort", () => {
+            inFlight--;
+            reject(new Error("aborted"));
+          }),
+        );
+      },
+    };
+    const m = new BlockManager(store, withLiveness([], ["fast", "slow"]), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+    const buf = new Uint8Array(randomBytes(4096));
+    const t0 = Date.now();
+    await expect(m.put(hashHex(blake3Sync(buf)), buf)).rejects.toBeInstanceOf(QuorumError);
+    expect(Date.now() - t0).toBeLessThan(3 * REQUEST_QUORUM_TIMEOUT_MS);
+    expect(inFlight).toBe(0);
+  }, 4 * REQUEST_QUORUM_TIMEOUT_MS);
+
+  test("a read leaves a silent peer for the next copy", async () => {
+    const data = new Uint8Array(randomBytes(4096));
+    const remote = {
+      has: async () => false,
+      put: async () => {},
+      get: (node: string) => (node === "fast" ? new Promise<never>(() => {}) : Promise.resolve({ data, compressed: false })),
+    };
+    const m = new BlockManager(store, withLiveness([], ["fast"]), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
+    const t0 = Date.now();
+    expect(await m.get(hashHex(blake3Sync(data)))).toEqual(data);
+    expect(Date.now() - t0).toBeLessThan(3 * REQUEST_QUORUM_TIMEOUT_MS);
+  }, 4 * REQUEST_QUORUM_TIMEOUT_MS);
 
   test("a failed put leaves no copy in flight", async () => {
     let inFlight = 0;

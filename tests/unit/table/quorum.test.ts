@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { quorum, QuorumError } from "../../../src/table/quorum.ts";
+import { quorum, QuorumError, replicaQuorum } from "../../../src/table/quorum.ts";
 
 const never = <T>(): Promise<T> => new Promise<T>(() => {});
 const after = <T>(ms: number, v: T): Promise<T> => new Promise((r) => setTimeout(() => r(v), ms));
@@ -67,5 +67,58 @@ describe("quorum", () => {
     const res = await quorum([() => Promise.resolve("ok"), () => failAfter(5, "late")], 1);
     expect(res).toEqual(["ok"]);
     await after(10, null); // the late rejection must not surface as unhandled
+  });
+});
+
+describe("replicaQuorum", () => {
+  /** Liveness of a fake cluster: `down` nodes are known down, `talking` ones always heard from. */
+  const liveness = (down: string[], talking: string[]) => ({
+    isDown: (n: string) => down.includes(n),
+    heardProbe: (n: string) => () => talking.includes(n),
+  });
+
+  test("a node known down counts as failed at once, without a call", async () => {
+    const called: string[] = [];
+    const t0 = performance.now();
+    const err = (await replicaQuorum(["a", "b", "c"], (n) => (called.push(n), never<string>()), 2, {
+      liveness: liveness(["b", "c"], []),
+      mode: "deadline",
+      timeoutMs: 10_000,
+    }).catch((e) => e)) as QuorumError;
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.errors.join()).toContain("is down");
+    expect(called).toEqual(["a"]);
+    expect(performance.now() - t0).toBeLessThan(1_000);
+  });
+
+  test("deadline: the quorum fails after the bound even while peers talk", async () => {
+    const t0 = performance.now();
+    const err = (await replicaQuorum(["a", "b"], () => never<string>(), 1, { liveness: liveness([], ["a", "b"]), mode: "deadline", timeoutMs: 50 }).catch((e) => e)) as QuorumError;
+    expect(err.errors).toEqual(["timeout"]);
+    expect(performance.now() - t0).toBeLessThan(2_000);
+  });
+
+  test("progress: a silent replica gives up its place after the bound; one still heard from goes on", async () => {
+    const t0 = performance.now();
+    // "slow" answers after four bounds but keeps talking; "mute" never answers nor talks.
+    const res = await replicaQuorum(["slow", "mute"], (n) => (n === "slow" ? after(200, n) : never<string>()), 1, {
+      liveness: liveness([], ["slow"]),
+      mode: "progress",
+      timeoutMs: 50,
+    });
+    expect(res).toEqual(["slow"]);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
+    const err = (await replicaQuorum(["slow", "mute"], (n) => (n === "slow" ? after(200, n) : never<string>()), 2, {
+      liveness: liveness([], ["slow"]),
+      mode: "progress",
+      timeoutMs: 50,
+    }).catch((e) => e)) as QuorumError;
+    expect(err).toBeInstanceOf(QuorumError);
+    expect(err.errors).toEqual(["node mute sent nothing for 50 ms"]);
+  });
+
+  test("progress without liveness is a deadline", async () => {
+    const err = (await replicaQuorum(["a"], () => never<string>(), 1, { mode: "progress", timeoutMs: 50 }).catch((e) => e)) as QuorumError;
+    expect(err.errors).toEqual(["timeout"]);
   });
 });
