@@ -25,6 +25,8 @@ export interface Report {
   status500: number;
 }
 
+/** Anomalies of one kind printed in full; the rest are counted (the history file has them all). */
+const MAX_LISTED_PER_KIND = 10;
 const WRITE_KINDS = new Set(["put", "mpu", "cput", "delete"]);
 const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)}s` : "∞");
 const describe = (o: Op) => `op ${o.id} ${o.kind} via node ${o.node} [${s(o.start)}–${s(o.end)}] ${o.outcome}${o.status !== null ? ` ${o.status}` : ""}`;
@@ -185,7 +187,10 @@ export function formatReport(r: Report, h: History): string {
   }
   const counts = ANOMALY_KINDS.map((k) => `${k} ${r.anomalies.filter((a) => a.kind === k).length}`);
   lines.push(`anomalies: ${counts.join(", ")}`);
-  for (const a of r.anomalies.slice(0, 50)) lines.push(`  ${a.kind} ${a.key}: ${a.detail}`);
-  if (r.anomalies.length > 50) lines.push(`  … and ${r.anomalies.length - 50} more`);
+  for (const kind of ANOMALY_KINDS) {
+    const found = r.anomalies.filter((a) => a.kind === kind);
+    for (const a of found.slice(0, MAX_LISTED_PER_KIND)) lines.push(`  ${a.kind} ${a.key}: ${a.detail}`);
+    if (found.length > MAX_LISTED_PER_KIND) lines.push(`  … and ${found.length - MAX_LISTED_PER_KIND} more ${kind} (all in history.jsonl)`);
+  }
   return lines.join("\n");
 }

@@ -20,8 +20,14 @@ const START_TIMEOUT_MS = 30_000;
 const ADMIN_TIMEOUT_MS = 10_000;
 /** A SIGTERMed node has this long to exit before it is SIGKILLed. */
 const STOP_GRACE_MS = 5_000;
-/** Size of each node's tmpfs data dir: room for the workload's blocks, small enough to fill at once. */
-export const DATA_TMPFS_MB = 256;
+/**
+ * Size of each node's tmpfs data dir: room for a long run's blocks (a 90 s run stores about
+ * 150 MiB per node; block GC is slower than that). tmpfs takes memory only for what is written.
+ */
+const DATA_TMPFS_MB = 1024;
+/** A full disk keeps at most this free (a page or so: nothing a block fits in). */
+const FILL_SLACK = 64 * 1024;
+const FILL_ATTEMPTS = 5;
 const NODE_CAPACITY = 10 * 1024 ** 3;
 export const BUCKET = "faults";
 
@@ -212,15 +218,21 @@ export class FaultCluster {
     n.paused = false;
   }
 
-  /** Fills node n's data dir to the last byte with one file. */
+  /**
+   * Fills node n's data dir to its last FILL_SLACK bytes. The node writes meanwhile, so what is
+   * free changes under us: fill, look again, fill the rest, a bounded number of times.
+   */
   fillDisk(n: FaultNode): void {
-    const st = statfsSync(n.dataDir);
-    const free = st.bavail * st.bsize;
-    if (free > 0) sh(["fallocate", "-l", String(free), join(n.dataDir, "faults-fill")]);
+    for (let i = 0; i < FILL_ATTEMPTS; i++) {
+      const st = statfsSync(n.dataDir);
+      const free = st.bavail * st.bsize;
+      if (free <= FILL_SLACK) return;
+      sh(["fallocate", "-l", String(free), join(n.dataDir, `faults-fill-${i}`)], false);
+    }
   }
 
   freeDisk(n: FaultNode): void {
-    rmSync(join(n.dataDir, "faults-fill"), { force: true });
+    for (let i = 0; i < FILL_ATTEMPTS; i++) rmSync(join(n.dataDir, `faults-fill-${i}`), { force: true });
   }
 
   /** Every process killed, every data dir unmounted; the work dir is kept when `keepLogs`. */

@@ -47,6 +47,8 @@ export interface FaultWindow {
 export class History {
   readonly ops: Op[] = [];
   readonly faults: FaultWindow[] = [];
+  /** Faults the nemesis could not inject or heal (a layout change that never reached every node...). */
+  readonly nemesisErrors: string[] = [];
   private nextId: number;
 
   /** A scratch history shares its parent's clock, with ids from `firstId` (no clash with the parent's). */

@@ -132,8 +132,11 @@ export class Nemesis {
         }
       }
     } catch (err) {
-      this.log(`  ${kind} fault failed: ${(err as Error).message}`);
-      throw err;
+      // Reported (and failing the run), but the run goes on: the rest of the history still counts.
+      const line = `${kind} (${window.detail}) at ${(window.start / 1000).toFixed(1)}s: ${(err as Error).message}`;
+      this.log(`  nemesis error: ${line}`);
+      this.history.nemesisErrors.push(line);
+      await this.healAll().catch((e) => this.history.nemesisErrors.push(`healing after it: ${(e as Error).message}`));
     } finally {
       window.end = this.history.now();
     }
@@ -150,5 +153,4 @@ export class Nemesis {
       if (n.proc === null || n.proc.exitCode !== null) await c.spawn(n, 0);
     }
   }
-
 }

@@ -3,7 +3,7 @@
 // the history and prints the report. `bun tests/faults/run.ts` runs it alone (exit 1 on any
 // anomaly); tests/faults/faults.test.ts runs it under bun:test. Settings come from the
 // environment: FAULTS_SEED, FAULTS_DURATION_S, FAULTS_NODES, FAULTS_WORKERS (docs/faults.md).
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -62,6 +62,10 @@ export interface FaultsResult {
   report: Report;
   history: History;
   text: string;
+  /** Every node answered every final read and listing, and they agreed. */
+  converged: boolean;
+  /** No anomaly, converged, and every fault was injected and healed as planned. */
+  clean: boolean;
   /** Where the node logs are (kept when something was found). */
   workDir: string;
 }
@@ -108,7 +112,10 @@ export async function runFaults(o: FaultsOptions, log: (line: string) => void = 
     const until = history.now() + o.durationS * 1000;
     const workload = new Workload({ seed: o.seed, workers: o.workers, until, nodes: storage, target, history });
     const nemesis = new Nemesis(o.seed, cluster, history, log);
-    const nemesisDone = nemesis.run(until).finally(() => nemesis.healAll());
+    const nemesisDone = nemesis
+      .run(until)
+      .then(() => nemesis.healAll())
+      .catch((err) => history.nemesisErrors.push(`nemesis: ${(err as Error).message}`));
     await workload.run();
     await nemesisDone;
     log(`workload done: ${history.ops.length} operations; healing and waiting for convergence`);
@@ -120,11 +127,19 @@ export async function runFaults(o: FaultsOptions, log: (line: string) => void = 
     log(final.converged ? `converged after ${final.rounds} round(s)` : `NOT converged after ${final.rounds} rounds: the last round's reads are checked`);
 
     const report = check(history);
-    const text = formatReport(report, history);
+    let text = formatReport(report, history);
+    if (!final.converged) text += `\nNOT CONVERGED within ${CONVERGE_MS} ms: some final reads or listings failed or disagree`;
+    for (const e of history.nemesisErrors) text += `\nnemesis error: ${e}`;
     log(text);
-    keep = report.anomalies.length > 0;
-    if (keep) log(`node logs kept in ${workDir}`);
-    return { report, history, text, workDir };
+    const clean = report.anomalies.length === 0 && final.converged && history.nemesisErrors.length === 0;
+    keep = !clean;
+    if (keep) {
+      // The evidence: every operation, fault window and anomaly, one JSON object a line.
+      const lines = [...history.faults.map((f) => ({ fault: f })), ...history.ops.map((op) => ({ op })), ...report.anomalies.map((a) => ({ anomaly: a }))];
+      writeFileSync(join(workDir, "history.jsonl"), lines.map((l) => JSON.stringify(l)).join("\n") + "\n");
+      log(`node logs and history.jsonl kept in ${workDir}`);
+    }
+    return { report, history, text, workDir, converged: final.converged, clean };
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
@@ -186,5 +201,5 @@ async function converge(seed: number, history: History, nodes: number[], target:
 
 if (import.meta.main) {
   const result = await runFaults(optionsFromEnv());
-  process.exit(result.report.anomalies.length > 0 ? 1 : 0);
+  process.exit(result.clean ? 0 : 1);
 }
