@@ -2,7 +2,7 @@
 // tmpfs data dir (so that one can be filled), their config files, and the process-level faults
 // (kill -9, SIGSTOP/SIGCONT, restart under faketime). Nodes 1..N are storage nodes in zones;
 // node N+1 is the joiner, running from the start but in the layout only during a layout fault.
-import { closeSync, mkdirSync, openSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Subprocess } from "bun";
@@ -30,6 +30,18 @@ const FILL_SLACK = 64 * 1024;
 const FILL_ATTEMPTS = 5;
 const NODE_CAPACITY = 10 * 1024 ** 3;
 export const BUCKET = "faults";
+
+/** Where Debian (and most distributions) install libfaketime; null when it is not there. */
+export function libfaketimePath(): string | null {
+  const candidates = [`/usr/lib/${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux-gnu/faketime/libfaketime.so.1`, "/usr/lib/faketime/libfaketime.so.1", "/usr/local/lib/faketime/libfaketime.so.1"];
+  return candidates.find((p) => existsSync(p)) ?? null;
+}
+
+function libfaketime(): string {
+  const p = libfaketimePath();
+  if (!p) throw new Error("libfaketime.so.1 not found (apt-get install faketime)");
+  return p;
+}
 
 export interface FaultNode {
   index: number;
@@ -161,13 +173,21 @@ export class FaultCluster {
   async spawn(n: FaultNode, skewS: number): Promise<void> {
     n.starts++;
     const log = openSync(join(n.dir, `server.${n.starts}.log`), "a");
-    const clock = skewS === 0 ? [] : ["faketime", "-f", `${skewS > 0 ? "+" : ""}${skewS}s`];
-    const proc = Bun.spawn(["ip", "netns", "exec", nsName(n.index), ...clock, process.execPath, join(ROOT, "src/main.ts"), "-c", n.configPath, "server"], {
+    // A leftover process on the node's address would answer for the new one.
+    const before = await fetch(`http://${n.addr}:${ADMIN_PORT}/health`, { signal: AbortSignal.timeout(500) }).then(
+      () => true,
+      () => false,
+    );
+    if (before) throw new Error(`node ${n.index}: something still answers on ${n.addr} before its start`);
+    // libfaketime preloaded directly, not through the \`faketime\` wrapper: the wrapper forks and
+    // waits, so a signal to it would not reach the server. It shifts the wall clock only:
+    // timers and timeouts (monotonic) keep real time.
+    const clock = skewS === 0 ? {} : { LD_PRELOAD: libfaketime(), FAKETIME: `${skewS > 0 ? "+" : ""}${skewS}s`, FAKETIME_DONT_FAKE_MONOTONIC: "1" };
+    const proc = Bun.spawn(["ip", "netns", "exec", nsName(n.index), process.execPath, join(ROOT, "src/main.ts"), "-c", n.configPath, "server"], {
       cwd: n.dir,
       stdout: log,
       stderr: log,
-      // faketime shifts the wall clock only: timers and timeouts (monotonic) keep real time.
-      env: { ...process.env, BUNKER_LOG: "warn", FAKETIME_DONT_FAKE_MONOTONIC: "1" },
+      env: { ...process.env, BUNKER_LOG: "warn", ...clock },
     });
     closeSync(log);
     n.proc = proc;
@@ -177,7 +197,7 @@ export class FaultCluster {
     for (;;) {
       try {
         await fetch(`http://${n.addr}:${ADMIN_PORT}/health`, { signal: AbortSignal.timeout(1_000) });
-        return;
+        if (proc.exitCode === null) return;
       } catch {
         // not up yet
       }

@@ -6,8 +6,7 @@
 // The seed is printed first; FAULTS_SEED=<n> replays its choices (timing still varies).
 import { expect, test } from "bun:test";
 import { ANOMALY_KINDS } from "./checker";
-import { unavailableReason } from "./net";
-import { optionsFromEnv, runFaults } from "./run";
+import { optionsFromEnv, runFaults, unavailableReason } from "./run";
 
 /** The whole run with setup and convergence stays under CI's five-minute budget. */
 const RUN_TIMEOUT_MS = 300_000;
@@ -18,13 +17,15 @@ if (reason) console.log(`tests/faults/faults.test.ts skipped: ${reason}`);
 test.skipIf(reason !== null)(
   "no lost, stale, phantom or corrupt read, double winner or wrong listing under faults",
   async () => {
-    const { report, text, converged, history } = await runFaults(optionsFromEnv());
+    const options = optionsFromEnv();
+    const { report, converged, history } = await runFaults(options);
     const counts = Object.fromEntries(ANOMALY_KINDS.map((k) => [k, report.anomalies.filter((a) => a.kind === k).length]));
-    // The report is in the output above; the failure names the counts.
-    expect(counts, text).toEqual(Object.fromEntries(ANOMALY_KINDS.map((k) => [k, 0])));
+    // The full report, with each anomaly's operations, is printed above.
+    const see = `see the report above (replay: FAULTS_SEED=${options.seed})`;
+    expect(counts, `anomalies found: ${see}`).toEqual(Object.fromEntries(ANOMALY_KINDS.map((k) => [k, 0])));
     // Without convergence the final reads (which decide lost writes) are incomplete.
-    expect(converged, text).toBe(true);
-    expect(history.nemesisErrors, text).toEqual([]);
+    expect(converged, `no convergence after healing: ${see}`).toBe(true);
+    expect(history.nemesisErrors, `faults not injected or healed as planned: ${see}`).toEqual([]);
   },
   RUN_TIMEOUT_MS,
 );

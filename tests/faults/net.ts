@@ -25,11 +25,11 @@ export function sh(args: string[], check = true): { code: number; out: string } 
 }
 
 /** Why namespaces cannot be used here (not root, no `ip`/`iptables`), or null when they can. */
-export function unavailableReason(): string | null {
+export function namespacesUnavailable(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
   if (process.getuid?.() !== 0) return "network namespaces and iptables need root (run as root, or in CI)";
-  for (const tool of ["ip", "iptables", "faketime", "fallocate", "mount"]) {
-    if (Bun.which(tool) === null) return `\`${tool}\` is not installed (apt-get install iproute2 iptables faketime util-linux)`;
+  for (const tool of ["ip", "iptables", "fallocate", "mount"]) {
+    if (Bun.which(tool) === null) return `\`${tool}\` is not installed (apt-get install iproute2 iptables util-linux)`;
   }
   const probe = `${PREFIX}-probe`;
   sh(["ip", "netns", "del", probe], false);

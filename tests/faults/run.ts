@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { parseDecimal } from "../../src/util/decimal";
-import { FaultCluster } from "./cluster";
+import { FaultCluster, libfaketimePath } from "./cluster";
 import { check, formatReport, type Report } from "./checker";
 import { History } from "./history";
 import { Nemesis } from "./nemesis";
-import { cleanupNetwork, createBridge, createNodeNamespace, sh, unavailableReason } from "./net";
+import { cleanupNetwork, createBridge, createNodeNamespace, namespacesUnavailable, sh } from "./net";
 import { Workload } from "./workload";
 
 export interface FaultsOptions {
@@ -46,8 +46,13 @@ export function optionsFromEnv(): FaultsOptions {
     seed: envInt("FAULTS_SEED", randomBytes(4).readUInt32LE(0), 0, 2 ** 32 - 1),
     durationS: envInt("FAULTS_DURATION_S", 90, 10, 24 * 3600),
     nodes: envInt("FAULTS_NODES", 5, 3, 9),
-    workers: envInt("FAULTS_WORKERS", 3, 1, 32),
+    workers: envInt("FAULTS_WORKERS", 5, 1, 32),
   };
+}
+
+/** Why the suite cannot run on this machine, or null when it can. */
+export function unavailableReason(): string | null {
+  return namespacesUnavailable() ?? (libfaketimePath() === null ? "libfaketime is not installed (apt-get install faketime)" : null);
 }
 
 /** Leftovers of a crashed run: tmpfs data dirs still mounted. */
