@@ -19,7 +19,7 @@ export interface Report {
   /** Op kind -> outcome -> count. */
   byKind: Map<string, { ok: number; fail: number; info: number }>;
   /** Fault kind ("none" outside every fault) -> operations overlapping it, and how many were ok or definitely refused. */
-  byFault: Map<string, { answered: number; total: number }>;
+  byFault: Map<string, { answered: number; total: number; durations: number[] }>;
   /** Status (or "no answer") -> count, over every request that did not succeed. */
   errors: Map<string, number>;
   status500: number;
@@ -146,7 +146,7 @@ export function check(h: History): Report {
   }
 
   const byKind = new Map<string, { ok: number; fail: number; info: number }>();
-  const byFault = new Map<string, { answered: number; total: number }>();
+  const byFault = new Map<string, { answered: number; total: number; durations: number[] }>();
   const errors = new Map<string, number>();
   let status500 = 0;
   for (const o of h.ops) {
@@ -163,8 +163,9 @@ export function check(h: History): Report {
     const kinds = new Set(h.faults.filter((f) => o.start < f.end && o.end > f.start).flatMap((f) => [f.kind, `${f.kind} ${f.nodes.includes(o.node) ? "(to hit node)" : "(to others)"}`]));
     if (kinds.size === 0) kinds.add("none");
     for (const fk of kinds) {
-      const a = byFault.get(fk) ?? { answered: 0, total: 0 };
+      const a = byFault.get(fk) ?? { answered: 0, total: 0, durations: [] };
       a.total++;
+      a.durations.push(o.end - o.start);
       if (o.outcome !== "info") a.answered++;
       byFault.set(fk, a);
     }
@@ -177,8 +178,12 @@ export function formatReport(r: Report, h: History): string {
   const lines: string[] = [];
   lines.push("operations (ok / refused / indeterminate):");
   for (const [k, v] of [...r.byKind].sort()) lines.push(`  ${k.padEnd(11)} ${String(v.ok).padStart(6)} ${String(v.fail).padStart(6)} ${String(v.info).padStart(6)}`);
-  lines.push("availability (operations answered, ok or refused, / operations overlapping the fault):");
-  for (const [k, v] of [...r.byFault].sort()) lines.push(`  ${k.padEnd(24)} ${String(v.answered).padStart(6)} / ${String(v.total).padEnd(6)} ${((100 * v.answered) / Math.max(1, v.total)).toFixed(1)}%`);
+  lines.push("availability (operations answered, ok or refused, / operations overlapping the fault; their median and longest duration):");
+  for (const [k, v] of [...r.byFault].sort()) {
+    const d = [...v.durations].sort((a, b) => a - b);
+    const pct = ((100 * v.answered) / Math.max(1, v.total)).toFixed(1);
+    lines.push(`  ${k.padEnd(24)} ${String(v.answered).padStart(6)} / ${String(v.total).padEnd(6)} ${pct.padStart(5)}%  p50 ${s(d[d.length >> 1] ?? 0)}  max ${s(d[d.length - 1] ?? 0)}`);
+  }
   lines.push(`faults: ${h.faults.map((f) => `${f.kind}@${s(f.start)}–${s(f.end)}`).join(", ") || "none"}`);
   lines.push(`HTTP 500 answers: ${r.status500}`);
   if (r.errors.size) {

@@ -206,6 +206,14 @@ export class FaultCluster {
     }
   }
 
+  /** Seconds between node n's clock (its HTTP Date header) and ours; null without a Date header. */
+  async clockOffsetS(n: FaultNode): Promise<number | null> {
+    const r = await fetch(`http://${n.addr}:${ADMIN_PORT}/health`, { signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS) });
+    await r.arrayBuffer();
+    const date = r.headers.get("date");
+    return date ? Math.round((Date.parse(date) - Date.now()) / 1000) : null;
+  }
+
   async kill(n: FaultNode): Promise<void> {
     const p = n.proc;
     if (!p) return;

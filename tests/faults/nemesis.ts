@@ -14,6 +14,8 @@ const HOLD_MS: [number, number] = [5_000, 9_000];
 const GAP_MS: [number, number] = [1_500, 3_000];
 /** Clock skew of a node restarted under faketime, either way. */
 export const SKEW_S = 30;
+/** How far a skewed node's Date header may be from the skew asked (1 s resolution, a loaded machine). */
+const SKEW_TOLERANCE_S = 5;
 /** Hard bound on the faults of one run. */
 const MAX_FAULTS = 200;
 
@@ -109,6 +111,12 @@ export class Nemesis {
           say(`node ${victim.index} restarted with its clock ${skew > 0 ? "+" : ""}${skew} s (faketime) for ${hold} ms`);
           await c.stop(victim);
           await c.spawn(victim, skew);
+          // Evidence that the skew took: the node's own Date header (1 s resolution).
+          const offset = await c.clockOffsetS(victim);
+          const seen = `its Date header is ${offset === null ? "missing" : `${offset > 0 ? "+" : ""}${offset} s`} off`;
+          window.detail += `; ${seen}`;
+          this.log(`  node ${victim.index}: ${seen}`);
+          if (offset === null || Math.abs(offset - skew) > SKEW_TOLERANCE_S) throw new Error(`node ${victim.index} was to be ${skew} s off, its Date header says ${offset}`);
           await Bun.sleep(hold);
           await c.stop(victim);
           await c.spawn(victim, 0);
