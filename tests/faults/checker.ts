@@ -14,12 +14,21 @@ export interface Anomaly {
   detail: string;
 }
 
+export interface FaultStats {
+  total: number;
+  /** Ok or refused, whenever the answer came. */
+  answered: number;
+  /** Answered before the fault was healed (a node that holds requests until the heal answers late). */
+  answeredDuring: number;
+  durations: number[];
+}
+
 export interface Report {
   anomalies: Anomaly[];
   /** Op kind -> outcome -> count. */
   byKind: Map<string, { ok: number; fail: number; info: number }>;
   /** Fault kind ("none" outside every fault) -> operations overlapping it, and how many were ok or definitely refused. */
-  byFault: Map<string, { answered: number; total: number; durations: number[] }>;
+  byFault: Map<string, FaultStats>;
   /** Status (or "no answer") -> count, over every request that did not succeed. */
   errors: Map<string, number>;
   status500: number;
@@ -146,7 +155,7 @@ export function check(h: History): Report {
   }
 
   const byKind = new Map<string, { ok: number; fail: number; info: number }>();
-  const byFault = new Map<string, { answered: number; total: number; durations: number[] }>();
+  const byFault = new Map<string, FaultStats>();
   const errors = new Map<string, number>();
   let status500 = 0;
   for (const o of h.ops) {
@@ -160,14 +169,19 @@ export function check(h: History): Report {
     }
     if (o.kind.startsWith("final")) continue;
     // Per fault kind, and split by whether the request went to a node the fault hits.
-    const kinds = new Set(h.faults.filter((f) => o.start < f.end && o.end > f.start).flatMap((f) => [f.kind, `${f.kind} ${f.nodes.includes(o.node) ? "(to hit node)" : "(to others)"}`]));
-    if (kinds.size === 0) kinds.add("none");
-    for (const fk of kinds) {
-      const a = byFault.get(fk) ?? { answered: 0, total: 0, durations: [] };
+    const groups = new Map<string, boolean>();
+    for (const f of h.faults.filter((f) => o.start < f.end && o.end > f.start)) {
+      const during = o.end <= f.end;
+      for (const g of [f.kind, `${f.kind} ${f.nodes.includes(o.node) ? "(to hit node)" : "(to others)"}`]) groups.set(g, (groups.get(g) ?? false) || during);
+    }
+    if (groups.size === 0) groups.set("none", true);
+    for (const [g, during] of groups) {
+      const a = byFault.get(g) ?? { total: 0, answered: 0, answeredDuring: 0, durations: [] };
       a.total++;
       a.durations.push(o.end - o.start);
       if (o.outcome !== "info") a.answered++;
-      byFault.set(fk, a);
+      if (o.outcome !== "info" && during) a.answeredDuring++;
+      byFault.set(g, a);
     }
   }
   return { anomalies, byKind, byFault, errors, status500 };
@@ -178,11 +192,13 @@ export function formatReport(r: Report, h: History): string {
   const lines: string[] = [];
   lines.push("operations (ok / refused / indeterminate):");
   for (const [k, v] of [...r.byKind].sort()) lines.push(`  ${k.padEnd(11)} ${String(v.ok).padStart(6)} ${String(v.fail).padStart(6)} ${String(v.info).padStart(6)}`);
-  lines.push("availability (operations answered, ok or refused, / operations overlapping the fault; their median and longest duration):");
+  lines.push("availability: operations overlapping the fault; answered (ok or refused) at all, and before the heal; median and longest duration:");
+  const pct = (n: number, of: number) => `${((100 * n) / Math.max(1, of)).toFixed(1)}%`.padStart(6);
   for (const [k, v] of [...r.byFault].sort()) {
     const d = [...v.durations].sort((a, b) => a - b);
-    const pct = ((100 * v.answered) / Math.max(1, v.total)).toFixed(1);
-    lines.push(`  ${k.padEnd(24)} ${String(v.answered).padStart(6)} / ${String(v.total).padEnd(6)} ${pct.padStart(5)}%  p50 ${s(d[d.length >> 1] ?? 0)}  max ${s(d[d.length - 1] ?? 0)}`);
+    lines.push(
+      `  ${k.padEnd(24)} ${String(v.total).padStart(5)}  answered ${String(v.answered).padStart(5)} ${pct(v.answered, v.total)}  before heal ${String(v.answeredDuring).padStart(5)} ${pct(v.answeredDuring, v.total)}  p50 ${s(d[d.length >> 1] ?? 0)}  max ${s(d[d.length - 1] ?? 0)}`,
+    );
   }
   lines.push(`faults: ${h.faults.map((f) => `${f.kind}@${s(f.start)}–${s(f.end)}`).join(", ") || "none"}`);
   lines.push(`HTTP 500 answers: ${r.status500}`);

@@ -249,14 +249,15 @@ export class FaultCluster {
   /**
    * Fills node n's data dir to its last FILL_SLACK bytes. The node writes meanwhile, so what is
    * free changes under us: fill, look again, fill the rest, a bounded number of times.
+   * Returns the bytes left free.
    */
-  fillDisk(n: FaultNode): void {
-    for (let i = 0; i < FILL_ATTEMPTS; i++) {
+  fillDisk(n: FaultNode): number {
+    const free = () => {
       const st = statfsSync(n.dataDir);
-      const free = st.bavail * st.bsize;
-      if (free <= FILL_SLACK) return;
-      sh(["fallocate", "-l", String(free), join(n.dataDir, `faults-fill-${i}`)], false);
-    }
+      return st.bavail * st.bsize;
+    };
+    for (let i = 0; i < FILL_ATTEMPTS && free() > FILL_SLACK; i++) sh(["fallocate", "-l", String(free()), join(n.dataDir, `faults-fill-${i}`)], false);
+    return free();
   }
 
   freeDisk(n: FaultNode): void {

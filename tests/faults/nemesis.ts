@@ -16,6 +16,8 @@ const GAP_MS: [number, number] = [1_500, 3_000];
 export const SKEW_S = 30;
 /** How far a skewed node's Date header may be from the skew asked (1 s resolution, a loaded machine). */
 const SKEW_TOLERANCE_S = 5;
+/** A data dir with more than this left free is not full (the fill failed). */
+const FILL_LEFT_MAX = 1024 * 1024;
 /** Hard bound on the faults of one run. */
 const MAX_FAULTS = 200;
 
@@ -133,7 +135,10 @@ export class Nemesis {
         }
         case "disk-full": {
           say(`data dir of node ${victim.index} filled for ${hold} ms`);
-          c.fillDisk(victim);
+          const left = c.fillDisk(victim);
+          window.detail += `; ${left} bytes left`;
+          this.log(`  node ${victim.index}: ${left} bytes left on its data dir`);
+          if (left > FILL_LEFT_MAX) throw new Error(`node ${victim.index}'s data dir could not be filled (${left} bytes left)`);
           await Bun.sleep(hold);
           c.freeDisk(victim);
           break;
