@@ -42,8 +42,11 @@ export class Nemesis {
     return xs[Math.floor(this.rng() * xs.length)]!;
   }
 
-  /** Faults one after another until `until` (history clock); the last one is healed before it returns. */
-  async run(until: number): Promise<void> {
+  /**
+   * Faults one after another until `until` (history clock); the first round (every kind once)
+   * may run on to `hardUntil` on a slow machine. The last fault is healed before it returns.
+   */
+  async run(until: number, hardUntil: number): Promise<void> {
     const order: FaultKind[] = [...FAULT_KINDS];
     for (let i = order.length - 1; i > 0; i--) {
       const j = Math.floor(this.rng() * (i + 1));
@@ -52,7 +55,7 @@ export class Nemesis {
     for (let n = 0; n < MAX_FAULTS && !this.stopped; n++) {
       const hold = this.between(HOLD_MS);
       const gap = this.between(GAP_MS);
-      if (this.history.now() + hold > until) break;
+      if (this.history.now() + hold > (n < order.length ? hardUntil : until)) break;
       const kind = n < order.length ? order[n]! : this.pick(FAULT_KINDS);
       await this.fault(kind, hold);
       await Bun.sleep(gap);

@@ -41,7 +41,7 @@ export function namespacesUnavailable(): string | null {
   return null;
 }
 
-/** Removes every namespace and link of ours, with the processes still inside the namespaces (a crashed run's). */
+/** Removes every namespace, link and root rule of ours, with the processes still inside the namespaces (a crashed run's). */
 export function cleanupNetwork(): void {
   const names = readdirSafe("/run/netns").filter((n) => n.startsWith(`${PREFIX}-`));
   for (const ns of names) {
@@ -55,6 +55,7 @@ export function cleanupNetwork(): void {
     sh(["ip", "netns", "del", ns], false);
   }
   for (const link of readdirSafe("/sys/class/net").filter((n) => n.startsWith(`${PREFIX}-`))) sh(["ip", "link", "del", link], false);
+  for (let i = 0; i < MAX_RULE_COPIES && sh(["iptables", "-D", ...FORWARD_RULE], false).code === 0; i++);
 }
 
 function readdirSafe(dir: string): string[] {
@@ -65,7 +66,16 @@ function readdirSafe(dir: string): string[] {
   }
 }
 
+/**
+ * With br_netfilter loaded, packets between two ports of a bridge pass the root namespace's
+ * FORWARD chain, whose policy is DROP on hosts that run Docker: let ours through.
+ */
+const FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT"];
+/** Bound on removing copies of FORWARD_RULE (one per crashed run at most). */
+const MAX_RULE_COPIES = 16;
+
 export function createBridge(): void {
+  sh(["iptables", "-I", ...FORWARD_RULE]);
   sh(["ip", "link", "add", BRIDGE, "type", "bridge"]);
   sh(["ip", "addr", "add", `${SUBNET}.1/24`, "dev", BRIDGE]);
   sh(["ip", "link", "set", BRIDGE, "up"]);

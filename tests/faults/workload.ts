@@ -27,8 +27,8 @@ const MAX_OPS_PER_WORKER = 50_000;
 export interface WorkloadOptions {
   seed: number;
   workers: number;
-  /** The workload stops starting operations at this time (history clock). */
-  until: number;
+  /** The workload stops starting operations once this says so. */
+  done: () => boolean;
   nodes: number[];
   target: (node: number) => SigningTarget;
   history: History;
@@ -77,7 +77,7 @@ export class Workload {
   private async worker(w: number): Promise<void> {
     const rng = mulberry32((this.o.seed ^ Math.imul(w + 101, 0x85ebca6b)) >>> 0);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rng() * xs.length)]!;
-    for (let n = 0; n < MAX_OPS_PER_WORKER && this.o.history.now() < this.o.until; n++) {
+    for (let n = 0; n < MAX_OPS_PER_WORKER && !this.o.done(); n++) {
       const node = pick(this.o.nodes);
       const key = pick(REGISTER_KEYS);
       const r = rng();
