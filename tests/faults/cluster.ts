@@ -70,6 +70,7 @@ export class FaultCluster {
     readonly workDir: string,
     readonly zones: string[],
     readonly joinerZone: string,
+    readonly consistencyMode: string,
   ) {}
 
   get storage(): FaultNode[] {
@@ -101,7 +102,7 @@ export class FaultCluster {
           `metadata_dir = "${join(dir, "meta")}"`,
           `data_dir = "${dataDir}"`,
           `replication_factor = 3`,
-          `consistency_mode = "consistent"`,
+          `consistency_mode = "${this.consistencyMode}"`,
           `rpc_secret = "${this.rpcSecret}"`,
           `rpc_bind_addr = "${addr}:${RPC_PORT}"`,
           `rpc_public_addr = "${addr}:${RPC_PORT}"`,

@@ -22,6 +22,8 @@ export interface FaultsOptions {
   /** Storage nodes (in zones z1, z2, z3 in turn); one joiner more is started for layout faults. */
   nodes: number;
   workers: number;
+  /** The cluster's consistency_mode: "consistent" (the suite's subject); the weaker modes show the checker at work. */
+  consistencyMode: "consistent" | "degraded" | "dangerous";
 }
 
 /** On a slow machine the nemesis's first round (each fault kind once) may run this far past the duration. */
@@ -49,7 +51,15 @@ export function optionsFromEnv(): FaultsOptions {
     durationS: envInt("FAULTS_DURATION_S", 90, 10, 24 * 3600),
     nodes: envInt("FAULTS_NODES", 5, 3, 9),
     workers: envInt("FAULTS_WORKERS", 4, 1, 32),
+    consistencyMode: consistencyModeFromEnv(),
   };
+}
+
+function consistencyModeFromEnv(): FaultsOptions["consistencyMode"] {
+  const raw = process.env.FAULTS_CONSISTENCY_MODE;
+  if (raw === undefined || raw === "") return "consistent";
+  if (raw === "consistent" || raw === "degraded" || raw === "dangerous") return raw;
+  throw new Error(`FAULTS_CONSISTENCY_MODE must be consistent, degraded or dangerous, got "${raw}"`);
 }
 
 /** Why the suite cannot run on this machine, or null when it can. */
@@ -78,14 +88,14 @@ export interface FaultsResult {
 }
 
 export async function runFaults(o: FaultsOptions, log: (line: string) => void = console.log): Promise<FaultsResult> {
-  log(`faults seed: ${o.seed} (replay with FAULTS_SEED=${o.seed}); ${o.durationS} s, ${o.nodes} nodes + 1 joiner, ${o.workers} workers`);
+  log(`faults seed: ${o.seed} (replay with FAULTS_SEED=${o.seed}); ${o.durationS} s, ${o.nodes} nodes + 1 joiner, ${o.workers} workers, consistency_mode ${o.consistencyMode}`);
   const reason = unavailableReason();
   if (reason) throw new Error(`cannot run the fault suite: ${reason}`);
   cleanupNetwork();
   unmountStale();
   const workDir = mkdtempSync(join(tmpdir(), "bunker-faults-"));
   const zones = Array.from({ length: o.nodes }, (_, i) => `z${(i % 3) + 1}`);
-  const cluster = new FaultCluster(workDir, zones, "z3");
+  const cluster = new FaultCluster(workDir, zones, "z3", o.consistencyMode);
   // Ctrl-C or a killed runner must not leave namespaces, mounts or servers behind.
   const emergency = () => {
     for (const n of cluster.nodes) n.proc?.kill("SIGKILL");
