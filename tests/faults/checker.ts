@@ -32,10 +32,14 @@ export interface Report {
   /** Status (or "no answer") -> count, over every request that did not succeed. */
   errors: Map<string, number>;
   status500: number;
+  /** The slowest answered operations through nodes no fault hit while they ran (what waits on a sick peer). */
+  slowOthers: { op: Op; fault: string }[];
 }
 
 /** Anomalies of one kind printed in full; the rest are counted (the history file has them all). */
 const MAX_LISTED_PER_KIND = 10;
+/** Slowest operations through unaffected nodes listed in the report. */
+const MAX_SLOW_LISTED = 5;
 const WRITE_KINDS = new Set(["put", "mpu", "cput", "delete"]);
 const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)}s` : "∞");
 const describe = (o: Op) => `op ${o.id} ${o.kind} via node ${o.node} [${s(o.start)}–${s(o.end)}] ${o.outcome}${o.status !== null ? ` ${o.status}` : ""}`;
@@ -184,7 +188,14 @@ export function check(h: History): Report {
       byFault.set(g, a);
     }
   }
-  return { anomalies, byKind, byFault, errors, status500 };
+  const slowOthers: { op: Op; fault: string }[] = [];
+  for (const o of h.ops) {
+    if (o.outcome === "info" || o.kind.startsWith("final")) continue;
+    const during = h.faults.filter((f) => o.start < f.end && o.end > f.start);
+    if (during.length && during.every((f) => !f.nodes.includes(o.node))) slowOthers.push({ op: o, fault: during.map((f) => `${f.kind} (${f.detail})`).join("; ") });
+  }
+  slowOthers.sort((a, b) => b.op.end - b.op.start - (a.op.end - a.op.start));
+  return { anomalies, byKind, byFault, errors, status500, slowOthers: slowOthers.slice(0, MAX_SLOW_LISTED) };
 }
 
 /** The report as text: operations, availability per fault kind, errors, anomalies. */
@@ -200,6 +211,8 @@ export function formatReport(r: Report, h: History): string {
       `  ${k.padEnd(24)} ${String(v.total).padStart(5)}  answered ${String(v.answered).padStart(5)} ${pct(v.answered, v.total)}  before heal ${String(v.answeredDuring).padStart(5)} ${pct(v.answeredDuring, v.total)}  p50 ${s(d[d.length >> 1] ?? 0)}  max ${s(d[d.length - 1] ?? 0)}`,
     );
   }
+  lines.push("slowest answered operations through nodes no fault hit:");
+  for (const { op, fault } of r.slowOthers) lines.push(`  ${s(op.end - op.start)}  ${describe(op)} ${op.key}${op.bytes !== undefined ? ` ${op.bytes} bytes` : ""}, during ${fault}`);
   lines.push(`faults: ${h.faults.map((f) => `${f.kind}@${s(f.start)}–${s(f.end)}`).join(", ") || "none"}`);
   lines.push(`HTTP 500 answers: ${r.status500}`);
   if (r.errors.size) {

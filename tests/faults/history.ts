@@ -28,6 +28,8 @@ export interface Op {
   status: number | null;
   error?: string;
   read?: ReadResult;
+  /** Body size sent (writes) or received (reads). */
+  bytes?: number;
   /** Keys a listing returned. */
   listed?: string[];
   /** Conditional-create race this op belongs to. */

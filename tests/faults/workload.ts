@@ -112,7 +112,7 @@ export class Workload {
     const body = makeBody(this.o.seed, key, id, size);
     const start = h.now();
     const a = await request(this.o.target(node), "PUT", path(key), conditional ? { "if-none-match": "*" } : {}, body);
-    return this.record(w, conditional ? "cput" : "put", key, node, id, start, a, writeOutcome(a, conditional), race === undefined ? {} : { race });
+    return this.record(w, conditional ? "cput" : "put", key, node, id, start, a, writeOutcome(a, conditional), { bytes: body.length, ...(race === undefined ? {} : { race }) });
   }
 
   async del(w: number, node: number, key: string): Promise<Op> {
@@ -139,7 +139,7 @@ export class Workload {
       read = { kind: "absent" };
       outcome = "ok";
     }
-    return this.record(w, kind, key, node, id, start, a, outcome, read ? { read } : {});
+    return this.record(w, kind, key, node, id, start, a, outcome, read ? { read, bytes: a.body.length } : {});
   }
 
   /** ListObjectsV2 of a prefix, every page; ok only when every page was answered. */
@@ -195,7 +195,7 @@ export class Workload {
       const done = await request(to, "POST", `${path(key)}?uploadId=${encodeURIComponent(uploadId)}`, { "content-type": "application/xml" }, new TextEncoder().encode(xml));
       // CompleteMultipartUpload can fail with a 200 whose body is an <Error>.
       const ok = done.status === 200 && text(done.body).includes("<CompleteMultipartUploadResult");
-      return this.record(w, "mpu", key, node, id, start, done, ok ? "ok" : "info");
+      return this.record(w, "mpu", key, node, id, start, done, ok ? "ok" : "info", { bytes: body.length });
     } finally {
       this.mpuRunning = false;
     }
