@@ -23,7 +23,6 @@ const MAX_FAULTS = 200;
 
 export class Nemesis {
   private readonly rng: () => number;
-  private stopped = false;
 
   constructor(
     seed: number,
@@ -52,7 +51,7 @@ export class Nemesis {
       const j = Math.floor(this.rng() * (i + 1));
       [order[i], order[j]] = [order[j]!, order[i]!];
     }
-    for (let n = 0; n < MAX_FAULTS && !this.stopped; n++) {
+    for (let n = 0; n < MAX_FAULTS; n++) {
       const hold = this.between(HOLD_MS);
       const gap = this.between(GAP_MS);
       if (this.history.now() + hold > (n < order.length ? hardUntil : until)) break;
@@ -60,10 +59,6 @@ export class Nemesis {
       await this.fault(kind, hold);
       await Bun.sleep(gap);
     }
-  }
-
-  stop(): void {
-    this.stopped = true;
   }
 
   private async fault(kind: FaultKind, hold: number): Promise<void> {
