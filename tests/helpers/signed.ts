@@ -32,20 +32,35 @@ export interface SignedRequest {
   region?: string;
 }
 
+/** Where a signed request goes and whose key signs it: a test server, or any S3 endpoint. */
+export interface SigningTarget {
+  /** `host:port` the request is sent to. */
+  address: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
 /**
  * Signs `method target` (a raw path and query, e.g. `/bucket/key?versionId=x`) with the
  * server's key and sends it; the body's SHA-256 is signed too.
  */
 export async function signedFetch(server: TestServer, method: string, target: string, req: SignedRequest = {}): Promise<Response> {
-  const host = req.host ?? `127.0.0.1:${server.s3Port}`;
+  const to = { address: `127.0.0.1:${server.s3Port}`, region: server.region, accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey };
+  return signedFetchTo(to, method, target, req);
+}
+
+/** signedFetch to any endpoint (e.g. a node in a network namespace); `signal` aborts it. */
+export async function signedFetchTo(to: SigningTarget, method: string, target: string, req: SignedRequest & { signal?: AbortSignal } = {}): Promise<Response> {
+  const host = req.host ?? to.address;
   const qi = target.indexOf("?");
   const path = qi < 0 ? target : target.slice(0, qi);
   const query: Record<string, string> = {};
   for (const [k, v] of new URLSearchParams(qi < 0 ? "" : target.slice(qi + 1))) query[k] = v;
   const signer = new SignatureV4({
     service: "s3",
-    region: req.region ?? server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    region: req.region ?? to.region,
+    credentials: { accessKeyId: to.accessKeyId, secretAccessKey: to.secretAccessKey },
     sha256: Sha256,
     uriEscapePath: false,
   });
@@ -59,10 +74,11 @@ export async function signedFetch(server: TestServer, method: string, target: st
     headers: { ...req.headers, host, "x-amz-content-sha256": createHash("sha256").update(body).digest("hex") },
     body,
   });
-  return fetch(`http://127.0.0.1:${server.s3Port}${target}`, {
+  return fetch(`http://${to.address}${target}`, {
     method,
     headers: signed.headers as Record<string, string>,
     body: method === "GET" || method === "HEAD" ? undefined : body,
+    signal: req.signal,
   });
 }
 
