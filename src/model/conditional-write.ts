@@ -90,10 +90,18 @@ export async function installConditionally(
   const abandon = (except?: string) =>
     [...proposed.values()].filter((v) => v.uuid !== except).map((v) => ({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" as const } }));
   let lastError = "";
+  /** The result of an earlier round, chosen: the values of other rounds are aborted in the background. */
+  const finish = (result: ObjectVersion) => {
+    const others = abandon(result.uuid);
+    if (others.length > 0) void s.writeLater(`abandoned proposals of ${key}`, () => s.objects.insert({ bucketId, key, versions: others }), false);
+    return result;
+  };
+  let skipPause = false;
   for (let round = 0; ; round++) {
     if (round >= CONDITIONAL_ROUNDS_MAX || Date.now() > deadline)
       throw new ConditionalUnavailableError(`the key's conditional-write register stayed out of reach or contended (${round} rounds${lastError ? `; ${lastError}` : ""})`);
-    if (round > 0) await sleep(Math.random() * Math.min(BACKOFF_MAX_MS, 10 * 2 ** round));
+    if (round > 0 && !skipPause) await sleep(Math.random() * Math.min(BACKOFF_MAX_MS, 10 * 2 ** round));
+    skipPause = false;
     const ballot = s.cas.newBallot();
     try {
       const prepared = await s.cas.prepare(partition, bucketId, key, ballot);
@@ -101,22 +109,24 @@ export async function installConditionally(
       // would. Proposed versions are not: the register's adopted value below says which counts.
       let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]), { proposed: false });
       const adopted = prepared.adopted?.value as ObjectVersion | undefined;
-      const ours = state?.versions.find((v) => proposed.has(v.uuid) && v.state.kind === "complete") ?? (adopted && proposed.has(adopted.uuid) ? adopted : undefined);
-      if (ours) {
-        // A value of an earlier round was chosen after all (adopted by a majority's promises,
-        // or already written complete by a writer that adopted it): it is this write's result.
-        const result = proposed.get(ours.uuid)!;
-        await commit(result);
-        const others = abandon(result.uuid);
-        if (others.length > 0) void s.writeLater(`abandoned proposals of ${key}`, () => s.objects.insert({ bucketId, key, versions: others }), false);
-        return result;
+      const committed = state?.versions.find((v) => proposed.has(v.uuid) && v.state.kind === "complete");
+      if (committed) {
+        // A value of an earlier round was chosen after all, and a writer that adopted it wrote
+        // it complete: it is this write's result.
+        return finish(proposed.get(committed.uuid)!);
       }
       if (adopted && !settledIn(state, adopted)) {
-        // The last chosen value may never have reached the object table (its writer stopped
-        // in between, or its completion is still on the way): it is the key's state, so it is
-        // written before anything is decided on it.
+        // The highest acceptance a majority reports may or may not be chosen (its writer may
+        // have stopped between its accept and its write, or lost its round). It is made chosen
+        // at this round's ballot before it is written and anything is decided on it: writing a
+        // value no majority accepted could race a higher ballot that never saw it.
+        await s.cas.accept(partition, bucketId, key, ballot, adopted);
         await commit(adopted);
-        state = mergeEntries(state ? [state, { bucketId, key, versions: [adopted] }] : [{ bucketId, key, versions: [adopted] }]);
+        // Ours, from an earlier round: chosen now, it is this write's result.
+        if (proposed.has(adopted.uuid)) return finish(proposed.get(adopted.uuid)!);
+        // This ballot carried the adopted value; the next round proposes ours, at once.
+        skipPause = true;
+        continue;
       }
       try {
         check(visibleVersion(state));
