@@ -199,12 +199,14 @@ async function createBucket(c: S3Client, bucket: string): Promise<void> {
 
 // ------------------------------------------------------------------ 1. latency
 
-const OPS = ["PutObject 4 KiB", "GetObject", "DeleteObject", "ListObjectsV2", "ListBuckets", "PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB"] as const;
+const OPS = ["PutObject 4 KiB", "GetObject", "DeleteObject", "ListObjectsV2", "ListBuckets", "PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB", "PutObject If-None-Match 4 KiB"] as const;
 /**
- * Extra rows, beyond issue 3's list: a body above the inline threshold (8 KiB), so one block
- * written to its nodes before the metadata; the 4 KiB rows are below it (inline, no block).
+ * Extra rows, beyond issue 3's list: bodies above the inline threshold (8 KiB), stored as one
+ * block (since issue 12, written with its pending version in one round); the 4 KiB rows are
+ * below it (inline, no block); and a conditional create (If-None-Match: *) of a fresh key, which
+ * goes through the key's register (issue 12).
  */
-const EXTRA_OPS = new Set<string>(["PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB"]);
+const EXTRA_OPS = new Set<string>(["PutObject 64 KiB", "GetObject 64 KiB", "PutObject 1 MiB", "GetObject 1 MiB", "PutObject If-None-Match 4 KiB"]);
 type Op = (typeof OPS)[number];
 type Samples = Record<Op, number[]>;
 const emptySamples = (): Samples => Object.fromEntries(OPS.map((o) => [o, []])) as unknown as Samples;
@@ -247,6 +249,8 @@ async function iteration(c: S3Client, key: string, out: Samples | null): Promise
     "GetObject 64 KiB": await timed(() => getAndCompare(c, "one-block", blockBody)),
     "PutObject 1 MiB": await timed(() => c.ok("PUT", "geo", "full-block", { body: fullBlockBody, timeoutMs: SMALL_TIMEOUT_MS })),
     "GetObject 1 MiB": await timed(() => getAndCompare(c, "full-block", fullBlockBody)),
+    // A conditional create of a fresh key (issue 12: through the key's register, two rounds).
+    "PutObject If-None-Match 4 KiB": await timed(() => c.ok("PUT", "geo", `${key}-create`, { body, headers: { "if-none-match": "*" }, timeoutMs: SMALL_TIMEOUT_MS })),
   } satisfies Record<Op, number>;
   if (out) for (const op of OPS) out[op].push(t[op]);
 }

@@ -21,7 +21,7 @@ export class S3Client {
     method: string,
     bucket: string,
     key: string | undefined,
-    opts: { query?: Record<string, string>; body?: Bun.BodyInit; timeoutMs?: number } = {},
+    opts: { query?: Record<string, string>; body?: Bun.BodyInit; timeoutMs?: number; headers?: Record<string, string> } = {},
   ): Promise<Response> {
     const path = "/" + uriEncode(bucket, false) + (key === undefined ? "" : "/" + uriEncode(key, true));
     const query = opts.query ?? {};
@@ -33,7 +33,8 @@ export class S3Client {
       .join("&");
     return fetch(this.ep.url + path + (qs ? "?" + qs : ""), {
       method,
-      headers,
+      // Extra headers (conditions) are sent unsigned: SigV4 signs only what SignedHeaders names.
+      headers: { ...headers, ...opts.headers },
       body: opts.body,
       signal: AbortSignal.timeout(opts.timeoutMs ?? 60_000),
       decompress: false, // Bun-specific: no decompression work on the client
