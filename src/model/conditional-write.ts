@@ -108,12 +108,22 @@ export async function installConditionally(
       // A one-block PUT acknowledged a moment ago may still be pending: resolved as a read
       // would. Proposed versions are not: the register's adopted value below says which counts.
       let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]), { proposed: false });
-      const adopted = prepared.adopted?.value as ObjectVersion | undefined;
+      // A value some acceptor knows was written (learned) needs nothing more, even if the
+      // entry no longer shows it (deleted since, its tombstone collected).
+      const adopted = prepared.adopted?.learned ? undefined : (prepared.adopted?.value as ObjectVersion | undefined);
       const committed = state?.versions.find((v) => proposed.has(v.uuid) && v.state.kind === "complete");
       if (committed) {
         // A value of an earlier round was chosen after all, and a writer that adopted it wrote
         // it complete: it is this write's result.
         return finish(proposed.get(committed.uuid)!);
+      }
+      if (adopted && proposed.has(adopted.uuid)) {
+        // Ours, from an earlier round, and the highest acceptance a majority reports: made
+        // chosen at this ballot (whatever became of it since), it is this write's result.
+        await s.cas.accept(partition, bucketId, key, ballot, adopted);
+        await commit(adopted);
+        s.cas.learn(partition, bucketId, key, ballot);
+        return finish(proposed.get(adopted.uuid)!);
       }
       if (adopted && !settledIn(state, adopted)) {
         // The highest acceptance a majority reports may or may not be chosen (its writer may
@@ -122,8 +132,7 @@ export async function installConditionally(
         // value no majority accepted could race a higher ballot that never saw it.
         await s.cas.accept(partition, bucketId, key, ballot, adopted);
         await commit(adopted);
-        // Ours, from an earlier round: chosen now, it is this write's result.
-        if (proposed.has(adopted.uuid)) return finish(proposed.get(adopted.uuid)!);
+        s.cas.learn(partition, bucketId, key, ballot);
         // This ballot carried the adopted value; the next round proposes ours, at once.
         skipPause = true;
         continue;
@@ -151,7 +160,14 @@ export async function installConditionally(
       // is written after the answer; values of earlier rounds can no longer be chosen.
       const result = mine;
       const writes = [result, ...abandon(result.uuid)];
-      await s.writeLater(`conditional write of ${key}`, () => s.objects.insert({ bucketId, key, versions: writes }), true);
+      await s.writeLater(
+        `conditional write of ${key}`,
+        async () => {
+          await s.objects.insert({ bucketId, key, versions: writes });
+          s.cas.learn(partition, bucketId, key, ballot);
+        },
+        true,
+      );
       return result;
     } catch (err) {
       if (err instanceof PreemptedError) {

@@ -147,6 +147,7 @@ export class Model {
       this.committer,
       (pk, sk) => this.objects.local.get(pk, sk),
       (pk, sk, ballot, value) => void this.objects.local.applyInTransaction([{ bucketId: pk, key: sk, versions: [proposedVersion(value as ObjectVersion, ballot)] }]),
+      (value) => (value as ObjectVersion).uuid,
     );
     this.cas = new CasRegister(placement, this.casAcceptor, options.casPeers, this.clock);
     this.ensureLocalCounts();

@@ -67,6 +67,11 @@ export interface Settlement {
    * the entry must be read again before it can be judged.
    */
   reread?: boolean;
+  /**
+   * A pending version newer than the one served whose block's nodes could not all be heard: it
+   * may be an acknowledged PUT, so serving the older version could be stale (readers answer 503).
+   */
+  unjudged?: string;
 }
 
 function newestCompleteTimestamp(entry: ObjectEntry): number {
@@ -89,7 +94,7 @@ async function settleProposed(services: PendingServices, entry: ObjectEntry, sup
   const { model } = services;
   const acceptances = await model.cas.acceptances(partitionOfEntry(objectSchema, entry.bucketId), entry.bucketId, entry.key);
   for (const v of proposed) {
-    const verdict = verdictOf(acceptances, v.state.ballot);
+    const verdict = verdictOf(acceptances, v.uuid, v.state.ballot);
     if (verdict === "chosen") return { served: v, reread: false };
     if (verdict === "superseded" && !supersededIsFinal) return { reread: true };
     if (verdict === "unknown") throw new QuorumError(2, 0, [`the conditional write of ${entry.key} at ballot ${v.state.ballot.ts} cannot be judged: acceptors out of reach`]);
@@ -113,6 +118,11 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
     opts.proposed === false ? ({ reread: false } as { served?: ProposedVersion; reread: boolean }) : settleProposed(services, entry, opts.supersededIsFinal === true),
   ]);
   const servedPending = pending.find((v) => presence.get(v.state.data.singleBlock) === "quorum");
+  // A pending version newer than what would be served, whose block's nodes could not all be
+  // heard, may be an acknowledged PUT: serving the older version could be stale, so the read
+  // fails (503) until the nodes answer.
+  const unjudged = pending.find((v) => presence.get(v.state.data.singleBlock) === "unknown");
+  const blocked = unjudged !== undefined && (servedPending === undefined || unjudged.timestamp > servedPending.timestamp);
   const served = servedPending && register.served ? (servedPending.timestamp > register.served.timestamp ? servedPending : register.served) : (servedPending ?? register.served);
   const now = services.model.clock.now();
   const writes: ObjectVersion[] = served ? [isPending(served) ? completedVersion(served) : completedProposal(served as ProposedVersion)] : [];
@@ -120,7 +130,7 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
     if (served !== undefined && v.timestamp <= served.timestamp) break;
     if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) writes.push({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } });
   }
-  return { served, writes, reread: register.reread };
+  return { served, writes, reread: register.reread, ...(blocked ? { unjudged: unjudged!.uuid } : {}) };
 }
 
 /**
@@ -163,6 +173,7 @@ export async function resolvePending(services: PendingServices, entry: ObjectEnt
   const { served, writes } = settlement;
   const settled = entry;
   if (writes.length > 0) void services.model.writeLater(`pending versions of ${entry.key}`, () => writeSettlement(services.model, settled, { served, writes }), false);
+  if (settlement.unjudged !== undefined) throw new QuorumError(2, 1, [`the one-block write of ${entry.key} cannot be judged: its block's nodes are out of reach`]);
   if (served === undefined) return entry;
   const complete = writes[0]!;
   return { bucketId: entry.bucketId, key: entry.key, versions: pruneVersions(entry.versions.map((v) => (v.uuid === served.uuid ? complete : v))) };

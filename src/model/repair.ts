@@ -20,8 +20,14 @@ export async function abortInterruptedUploads(model: Model, bootTime: number): P
       (v) => v.state.kind === "uploading" && !v.state.multipart && v.state.uploader === model.placement.selfId && v.timestamp < bootTime,
     );
     if (stale.length === 0) continue;
-    await model.objects.insert({ ...o, versions: stale.map((v) => ({ ...v, state: { kind: "aborted" as const } })) });
-    aborted += stale.length;
+    // Only what is still uploading on a quorum: a conditional write's version may have been
+    // chosen meanwhile (its acceptors marked it proposed, or a writer completed it) and must
+    // not be aborted from this node's stale copy.
+    const current = await model.objects.get(o.bucketId, o.key);
+    const still = stale.filter((v) => current?.versions.find((c) => c.uuid === v.uuid)?.state.kind === "uploading");
+    if (still.length === 0) continue;
+    await model.objects.insert({ ...o, versions: still.map((v) => ({ ...v, state: { kind: "aborted" as const } })) });
+    aborted += still.length;
   }
   if (aborted > 0) log.info(`aborted ${aborted} uploads interrupted by the last stop`);
   return aborted;

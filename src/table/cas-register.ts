@@ -37,6 +37,18 @@ export function compareBallots(a: Ballot, b: Ballot): number {
 export interface Accepted {
   ballot: Ballot;
   value: unknown;
+  /**
+   * Set once the value was written to the guarded table by whoever knew it chosen (`learn`):
+   * a later proposer need not write it again. Without it, a value written, then deleted and
+   * its tombstone collected, would be adopted and written back.
+   */
+  learned?: boolean;
+}
+
+/** An acceptor's last acceptance as a reader needs it: its ballot and which value (its id). */
+export interface AcceptedId {
+  ballot: Ballot;
+  id: string;
 }
 
 /** An acceptor's answer: a promise (with its last acceptance and its copy of the entry), or a refusal naming the ballot it promised. */
@@ -44,7 +56,8 @@ export type PrepareReply = { ok: true; accepted: Accepted | null; entry: unknown
 export type AcceptReply = { ok: true } | { ok: false; promised: Ballot };
 
 const KeySchema = { pk: Type.String({ maxLength: 1024 }), sk: Type.String({ maxLength: 4096 }), ts: Type.Number() };
-const AcceptedSchema = Type.Union([Type.Null(), Type.Object({ ballot: BallotSchema, value: Type.Unknown() })]);
+const AcceptedSchema = Type.Union([Type.Null(), Type.Object({ ballot: BallotSchema, value: Type.Unknown(), learned: Type.Optional(Type.Boolean()) })]);
+const AcceptedIdSchema = Type.Object({ ballot: BallotSchema, id: Type.String({ maxLength: 128 }) });
 const Refused = Type.Object({ ok: Type.Literal(false), promised: BallotSchema, ts: Type.Number() });
 
 export const CAS_PREPARE = endpoint(
@@ -57,7 +70,8 @@ export const CAS_ACCEPT = endpoint(
   Type.Object({ ...KeySchema, ballot: BallotSchema, value: Type.Unknown() }),
   Type.Union([Type.Object({ ok: Type.Literal(true), ts: Type.Number() }), Refused]),
 );
-export const CAS_STATUS = endpoint("cas/status", Type.Object(KeySchema), Type.Object({ accepted: Type.Union([Type.Null(), BallotSchema]), ts: Type.Number() }));
+export const CAS_STATUS = endpoint("cas/status", Type.Object(KeySchema), Type.Object({ accepted: Type.Union([Type.Null(), AcceptedIdSchema]), ts: Type.Number() }));
+export const CAS_LEARN = endpoint("cas/learn", Type.Object({ ...KeySchema, ballot: BallotSchema }), Type.Object({ ts: Type.Number() }));
 
 /** This node's acceptor state, in sqlite. Promises and acceptances are durable before they are answered. */
 export class CasAcceptor {
@@ -74,6 +88,8 @@ export class CasAcceptor {
      * here (invisible until it is known to be chosen), so that readers know to ask.
      */
     private readonly onAccept: (pk: string, sk: string, ballot: Ballot, value: unknown) => void = () => {},
+    /** Which value an acceptance holds, for readers (`acceptedId`): the guarded version's uuid. */
+    private readonly valueId: (value: unknown) => string = () => "",
   ) {
     this.getStmt = db.query(`SELECT promised, accepted FROM cas_acceptor WHERE pk = ? AND sk = ?`);
     this.putStmt = db.query(`INSERT OR REPLACE INTO cas_acceptor (pk, sk, promised, accepted) VALUES (?, ?, ?, ?)`);
@@ -106,9 +122,19 @@ export class CasAcceptor {
     });
   }
 
-  /** The ballot of the last acceptance, if any (a read: it promises nothing). */
-  acceptedBallot(pk: string, sk: string): Ballot | null {
-    return this.read(pk, sk).accepted?.ballot ?? null;
+  /** The ballot and value id of the last acceptance, if any (a read: it promises nothing). */
+  acceptedId(pk: string, sk: string): AcceptedId | null {
+    const accepted = this.read(pk, sk).accepted;
+    return accepted ? { ballot: accepted.ballot, id: this.valueId(accepted.value) } : null;
+  }
+
+  /** Records that the value accepted at `ballot` is written in the guarded table. */
+  learn(pk: string, sk: string, ballot: Ballot): Promise<void> {
+    return this.committer.write(() => {
+      const state = this.read(pk, sk);
+      if (!state.accepted || compareBallots(state.accepted.ballot, ballot) !== 0 || state.accepted.learned) return;
+      this.putStmt.run(pk, sk, state.promised ? JSON.stringify(state.promised) : null, JSON.stringify({ ...state.accepted, learned: true }));
+    });
   }
 }
 
@@ -116,8 +142,9 @@ export class CasAcceptor {
 export interface CasPeers {
   prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply>;
   accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply>;
-  /** The ballot the node last accepted for the key (null: none). */
-  acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null>;
+  /** The ballot and value id the node last accepted for the key (null: none). */
+  acceptedId(node: string, pk: string, sk: string): Promise<AcceptedId | null>;
+  learn(node: string, pk: string, sk: string, ballot: Ballot): Promise<void>;
 }
 
 export class RpcCasPeers implements CasPeers {
@@ -142,8 +169,12 @@ export class RpcCasPeers implements CasPeers {
     return this.observed(await call(this.rpc, node, CAS_ACCEPT, { pk, sk, ballot, value, ts: this.clock.now() }, this.opts)) as AcceptReply;
   }
 
-  async acceptedBallot(node: string, pk: string, sk: string): Promise<Ballot | null> {
+  async acceptedId(node: string, pk: string, sk: string): Promise<AcceptedId | null> {
     return this.observed(await call(this.rpc, node, CAS_STATUS, { pk, sk, ts: this.clock.now() }, this.opts)).accepted;
+  }
+
+  async learn(node: string, pk: string, sk: string, ballot: Ballot): Promise<void> {
+    this.observed(await call(this.rpc, node, CAS_LEARN, { pk, sk, ballot, ts: this.clock.now() }, this.opts));
   }
 }
 
@@ -165,35 +196,48 @@ export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor
   });
   handle(rpc, CAS_STATUS, async (req) => {
     clock.observe(req.ts);
-    return stamp({ accepted: acceptor.acceptedBallot(req.pk, req.sk) });
+    return stamp({ accepted: acceptor.acceptedId(req.pk, req.sk) });
+  });
+  handle(rpc, CAS_LEARN, async (req) => {
+    clock.observe(req.ts);
+    await acceptor.learn(req.pk, req.sk, req.ballot);
+    return stamp({});
   });
 }
 
-/** The acceptors' last accepted ballots for one key, per node of every live layout version. */
+/** The acceptors' last acceptances for one key, per node of every live layout version. */
 export interface Acceptances {
   sets: string[][];
-  answers: ReadonlyMap<string, Ballot | null | Error>;
+  answers: ReadonlyMap<string, AcceptedId | null | Error>;
 }
 
 /**
- * What the acceptances say of the value accepted at `ballot`: `chosen` when a majority of every
- * node set holds it; `superseded` when some acceptor accepted a higher ballot since (the writer
- * of that ballot wrote every value chosen before it to the guarded table first: read it again);
- * `not-chosen` when too few hold it, even counting the acceptors that did not answer;
- * `unknown` when the missing answers could make either true.
+ * What the acceptances say of the value `id`, known to have been accepted at `ballot` (the
+ * highest ballot a reader saw it marked with): `chosen` when, at some one ballot, a majority of
+ * every node set holds it; `superseded` when some acceptor accepted another value at a higher
+ * ballot since (the writer of that ballot wrote every value chosen before it to the guarded
+ * table first: read it again); `not-chosen` when too few hold it at any ballot, even counting
+ * the acceptors that did not answer; `unknown` when the missing answers could make it chosen.
  */
 export type Verdict = "chosen" | "superseded" | "not-chosen" | "unknown";
 
-export function verdictOf({ sets, answers }: Acceptances, ballot: Ballot): Verdict {
-  const holds = (n: string) => {
+export function verdictOf({ sets, answers }: Acceptances, id: string, ballot: Ballot): Verdict {
+  const held = (n: string): AcceptedId | undefined => {
     const a = answers.get(n);
-    return a !== undefined && a !== null && !(a instanceof Error) && compareBallots(a, ballot) === 0;
+    return a !== undefined && a !== null && !(a instanceof Error) && a.id === id ? a : undefined;
   };
   const silent = (n: string) => answers.get(n) === undefined || answers.get(n) instanceof Error;
   const majority = (s: string[]) => Math.floor(s.length / 2) + 1;
-  if (sets.every((s) => s.filter(holds).length >= majority(s))) return "chosen";
-  if ([...answers.values()].some((a) => a !== null && !(a instanceof Error) && compareBallots(a, ballot) > 0)) return "superseded";
-  if (sets.some((s) => s.filter((n) => holds(n) || silent(n)).length < majority(s))) return "not-chosen";
+  const ballots = new Map<string, Ballot>();
+  for (const n of answers.keys()) {
+    const h = held(n);
+    if (h) ballots.set(`${h.ballot.ts}/${h.ballot.node}`, h.ballot);
+  }
+  for (const b of ballots.values()) {
+    if (sets.every((s) => s.filter((n) => held(n) !== undefined && compareBallots(held(n)!.ballot, b) === 0).length >= majority(s))) return "chosen";
+  }
+  for (const a of answers.values()) if (a !== null && !(a instanceof Error) && a.id !== id && compareBallots(a.ballot, ballot) > 0) return "superseded";
+  if (sets.some((s) => s.filter((n) => held(n) !== undefined || silent(n)).length < majority(s))) return "not-chosen";
   return "unknown";
 }
 
@@ -289,12 +333,12 @@ export class CasRegister {
     return this.peers.accept(node, pk, sk, ballot, value);
   }
 
-  private acceptedOn(node: string, pk: string, sk: string): Promise<Ballot | null> {
-    if (node === this.placement.selfId) return Promise.resolve(this.local.acceptedBallot(pk, sk));
+  private acceptedOn(node: string, pk: string, sk: string): Promise<AcceptedId | null> {
+    if (node === this.placement.selfId) return Promise.resolve(this.local.acceptedId(pk, sk));
     const down = this.down(node);
     if (down) return Promise.reject(down);
     assert(this.peers !== undefined, "no RPC route to other acceptors (single-node build)");
-    return this.peers.acceptedBallot(node, pk, sk);
+    return this.peers.acceptedId(node, pk, sk);
   }
 
   /**
@@ -305,7 +349,7 @@ export class CasRegister {
     const sets = this.placement.writeSets(partition);
     if (sets.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     const nodes = [...new Set(sets.flat())];
-    const answers = new Map<string, Ballot | null | Error>();
+    const answers = new Map<string, AcceptedId | null | Error>();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.all(nodes.map((n) => this.acceptedOn(n, pk, sk).then((b) => void answers.set(n, b), (err: unknown) => void answers.set(n, err instanceof Error ? err : new Error(String(err)))))),
@@ -315,9 +359,20 @@ export class CasRegister {
     return { sets, answers: new Map(answers) };
   }
 
-  /** Whether the value accepted at `ballot` is chosen: `acceptances` and `verdictOf` in one. */
-  async chosenAt(partition: number, pk: string, sk: string, ballot: Ballot): Promise<Verdict> {
-    return verdictOf(await this.acceptances(partition, pk, sk), ballot);
+  /** Whether value `id`, accepted at `ballot`, is chosen: `acceptances` and `verdictOf` in one. */
+  async chosenAt(partition: number, pk: string, sk: string, id: string, ballot: Ballot): Promise<Verdict> {
+    return verdictOf(await this.acceptances(partition, pk, sk), id, ballot);
+  }
+
+  /**
+   * Tells every acceptor of the key, in the background, that the value accepted at `ballot` is
+   * written in the guarded table (failures are left: a later proposer writes it again).
+   */
+  learn(partition: number, pk: string, sk: string, ballot: Ballot): void {
+    for (const node of new Set(this.placement.writeSets(partition).flat())) {
+      const done = node === this.placement.selfId ? this.local.learn(pk, sk, ballot) : this.down(node) || !this.peers ? Promise.resolve() : this.peers.learn(node, pk, sk, ballot);
+      done.catch(() => {});
+    }
   }
 
   /** A ballot above everything this node has seen. */
@@ -350,6 +405,7 @@ export class CasRegister {
     for (const r of replies.values()) {
       assert(r.ok, "only promises are counted");
       if (r.accepted && (adopted === null || compareBallots(r.accepted.ballot, adopted.ballot) > 0)) adopted = r.accepted;
+      else if (r.accepted?.learned && adopted && compareBallots(r.accepted.ballot, adopted.ballot) === 0) adopted = r.accepted;
       if (r.entry !== null) entries.push(r.entry);
     }
     return { ballot, adopted, entries };

@@ -43,7 +43,8 @@ const remote: RemoteReplicas = {
 const casPeers: CasPeers = {
   prepare: async (node, pk, sk, ballot) => reach(node).casAcceptor.prepare(pk, sk, ballot),
   accept: async (node, pk, sk, ballot, value) => reach(node).casAcceptor.accept(pk, sk, ballot, value),
-  acceptedBallot: async (node, pk, sk) => reach(node).casAcceptor.acceptedBallot(pk, sk),
+  acceptedId: async (node, pk, sk) => reach(node).casAcceptor.acceptedId(pk, sk),
+  learn: async (node, pk, sk, ballot) => reach(node).casAcceptor.learn(pk, sk, ballot),
 };
 
 function placementOf(self: string): Placement {
@@ -119,18 +120,18 @@ describe("register", () => {
     const b1 = m1.cas.newBallot();
     await m1.cas.prepare(partition, "p", "k", b1);
     await models.get("n1")!.casAcceptor.accept("p", "k", b1, version("v", "v"));
-    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("not-chosen");
+    expect(await m1.cas.chosenAt(partition, "p", "k", "v", b1)).toBe("not-chosen");
     down.add("n3");
-    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("unknown");
+    expect(await m1.cas.chosenAt(partition, "p", "k", "v", b1)).toBe("unknown");
     down.clear();
     await models.get("n2")!.casAcceptor.accept("p", "k", b1, version("v", "v"));
-    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("chosen");
+    expect(await m1.cas.chosenAt(partition, "p", "k", "v", b1)).toBe("chosen");
     const b2 = m1.cas.newBallot();
     await models.get("n3")!.casAcceptor.accept("p", "k", b2, version("w", "w"));
     // A majority still holds b1: chosen, whatever came after.
-    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("chosen");
+    expect(await m1.cas.chosenAt(partition, "p", "k", "v", b1)).toBe("chosen");
     await models.get("n2")!.casAcceptor.accept("p", "k", b2, version("w", "w"));
-    expect(await m1.cas.chosenAt(partition, "p", "k", b1)).toBe("superseded");
+    expect(await m1.cas.chosenAt(partition, "p", "k", "v", b1)).toBe("superseded");
   });
 });
 
