@@ -11,6 +11,7 @@ import { PreemptedError, type CasRegister } from "../table/cas-register";
 import { partitionOfEntry } from "../table/partition";
 import { objectSchema, visibleVersion, type ObjectEntry, type ObjectVersion, type VersionState, type VisibleVersion } from "./object";
 import { resolvePending, type PendingServices } from "./pending";
+import { proposedVersionValidator } from "./entry-schemas";
 
 /**
  * How long a conditional write may spend getting its turn on the register (rounds lost to
@@ -107,6 +108,12 @@ export async function installConditionally(
       const prepared = await s.cas.prepare(partition, bucketId, key, ballot);
       // A one-block PUT acknowledged a moment ago may still be pending: resolved as a read
       // would. Proposed versions are not: the register's adopted value below says which counts.
+      // What peers sent is checked like any entry they send (entry-schemas.ts): a malformed one
+      // fails the round (503) rather than the request (500).
+      const validate = s.objects.schema.validateEntry;
+      const malformed = validate && prepared.entries.map(validate).find((p) => p !== undefined);
+      const valueProblem = prepared.adopted ? proposedVersionValidator.problem(prepared.adopted.value) : undefined;
+      if (malformed || valueProblem) throw new QuorumError(2, 1, [`an acceptor of ${key} answered a malformed ${malformed ? `entry: ${malformed}` : `value: ${valueProblem}`}`]);
       let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]), { proposed: false });
       // A value some acceptor knows was written (learned) needs nothing more, even if the
       // entry no longer shows it (deleted since, its tombstone collected).

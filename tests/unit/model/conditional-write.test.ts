@@ -25,6 +25,8 @@ let dbs: Database[];
 let models: Map<string, Model>;
 /** Nodes that do not answer (their calls fail at once, as a closed connection would). */
 let down: Set<string>;
+/** Nodes whose promises carry a malformed entry (a buggy peer). */
+let tampered: Set<string>;
 
 function reach(node: string): Model {
   if (down.has(node)) throw new Error(`node ${node} is not connected`);
@@ -41,7 +43,10 @@ const remote: RemoteReplicas = {
 };
 
 const casPeers: CasPeers = {
-  prepare: async (node, pk, sk, ballot) => reach(node).casAcceptor.prepare(pk, sk, ballot),
+  prepare: async (node, pk, sk, ballot) => {
+    const reply = await reach(node).casAcceptor.prepare(pk, sk, ballot);
+    return tampered.has(node) && reply.ok ? { ...reply, entry: { bucketId: pk, key: sk, versions: 5 } } : reply;
+  },
   accept: async (node, pk, sk, ballot, value) => reach(node).casAcceptor.accept(pk, sk, ballot, value),
   acceptedId: async (node, pk, sk) => reach(node).casAcceptor.acceptedId(pk, sk),
   learn: async (node, pk, sk, ballot) => reach(node).casAcceptor.learn(pk, sk, ballot),
@@ -60,6 +65,7 @@ function placementOf(self: string): Placement {
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "bunker-cas-"));
   down = new Set();
+  tampered = new Set();
   dbs = [];
   models = new Map();
   for (const n of NODES) {
@@ -194,6 +200,14 @@ describe("installConditionally", () => {
     expect(err).toBeInstanceOf(ConditionalUnavailableError);
     // Refused connections fail the quorum at once, not at a timeout (bound, not timing: 5 s).
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  test("a malformed entry in a peer's promise fails the write as unavailable (503), not as a bug", async () => {
+    tampered.add("n2");
+    tampered.add("n3");
+    const err = await installConditionally(services("n1"), target, ifNoneMatchStar, { kind: "fresh", state: () => ({ kind: "complete", data: inline("x") }) }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConditionalUnavailableError);
+    expect(String(err.message)).toContain("malformed entry");
   });
 
   test("a fixed version older than what the register's round sees is a conflict, not a silent hidden write", async () => {
