@@ -11,15 +11,32 @@ const START_TIMEOUT_MS = 20_000;
 /** `[s3_web] root_domain` of test servers. */
 export const WEB_ROOT_DOMAIN = "web.bunker.test";
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports are drawn below Linux's ephemeral range (32768-60999 by default), so that no outgoing
+ * connection takes one between the draw and the server's bind (a node with peers binds its S3
+ * port only once it has reconnected, up to STARTUP_PEER_WAIT_MS later), and never twice per
+ * test process.
+ */
+const PORT_RANGE = { from: 20_000, to: 32_000 } as const;
+const handedOut = new Set<number>();
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
+}
+
+export async function freePort(): Promise<number> {
+  // Bounded: the range holds 12 000 ports and a test process uses a few hundred.
+  for (let attempt = 0; attempt < 1_000; attempt++) {
+    const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_RANGE.from}-${PORT_RANGE.to}`);
 }
 
 export interface TestServer {
