@@ -48,6 +48,8 @@ export class BlockScrub {
   readonly stats = new WorkerStats("block scrub");
   private timer: ReturnType<typeof setInterval> | undefined;
   private running: Promise<ScrubReport> | undefined;
+  /** The pass asked for while one was running: it follows it. */
+  private next: Promise<ScrubReport> | undefined;
   private stopping = false;
 
   constructor(
@@ -70,12 +72,26 @@ export class BlockScrub {
     await this.running?.catch(() => {});
   }
 
-  /** One pass over every stored block (a call during a pass joins it). */
+  /**
+   * One pass over every stored block. A call during a pass gets the next one, which starts when
+   * the current one ends (calls meanwhile share it): the pass under way may be past blocks that
+   * rotted before the call (`bunker repair scrub` must check everything as of its request).
+   */
   run(): Promise<ScrubReport> {
-    this.running ??= this.stats.run(() => this.pass()).finally(() => {
-      this.running = undefined;
+    if (this.running) {
+      this.next ??= this.running
+        .catch(() => {})
+        .then(() => {
+          this.next = undefined;
+          return this.run();
+        });
+      return this.next;
+    }
+    const pass: Promise<ScrubReport> = this.stats.run(() => this.pass()).finally(() => {
+      if (this.running === pass) this.running = undefined;
     });
-    return this.running;
+    this.running = pass;
+    return pass;
   }
 
   private async pass(): Promise<ScrubReport> {

@@ -123,3 +123,24 @@ test("stop() interrupts a pass, which then does not count as complete", async ()
   expect(report.checked).toBeLessThan(5);
   expect(slow.lastCompleted()).toBeUndefined();
 });
+
+test("a run asked for during a pass gets a whole pass of its own after it (a rot the pass under way is past is found)", async () => {
+  const blocks: BlockHash[] = [];
+  for (let i = 0; i < 6; i++) blocks.push(await storeBlock(new Uint8Array(randomBytes(20_000))));
+  // Slow enough that the first pass is still running when the rot happens and the run is asked.
+  const scrub = scrubber(20);
+  const first = scrub.run();
+  await Bun.sleep(5);
+  for (const h of blocks) {
+    const path = store.path(h, false);
+    const bytes = await Bun.file(path).bytes();
+    bytes[10] = bytes[10]! ^ 0xff;
+    writeFileSync(path, bytes);
+  }
+  const asked = scrub.run();
+  const [a, b] = await Promise.all([first, asked]);
+  // Whatever the first pass saw, the asked one checked every block still there after it started.
+  expect(a.corrupted + b.corrupted).toBe(6);
+  expect(b).not.toBe(a);
+  for (const h of blocks) expect(await store.has(h)).toBe(false);
+});
