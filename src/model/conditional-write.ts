@@ -9,7 +9,7 @@ import { assert } from "../util/assert";
 import { QuorumError } from "../table/quorum";
 import { PreemptedError, type CasRegister } from "../table/cas-register";
 import { partitionOfEntry } from "../table/partition";
-import { objectSchema, visibleVersion, type ObjectEntry, type ObjectVersion, type VersionState, type VisibleVersion } from "./object";
+import { newestCompleteTimestamp, objectSchema, visibleVersion, type ObjectEntry, type ObjectVersion, type VersionState, type VisibleVersion } from "./object";
 import { resolvePending, type PendingServices } from "./pending";
 import { proposedVersionValidator } from "./entry-schemas";
 
@@ -50,17 +50,12 @@ function mergeEntries(entries: readonly ObjectEntry[]): ObjectEntry | undefined 
   return entries.length === 0 ? undefined : entries.reduce((a, b) => objectSchema.merge(a, b));
 }
 
-function newestComplete(entry: ObjectEntry | undefined, except?: string): number {
-  let newest = -1;
-  for (const v of entry?.versions ?? []) if (v.uuid !== except && v.state.kind === "complete" && v.timestamp > newest) newest = v.timestamp;
-  return newest;
-}
 
 /** True when the entry already reflects `v`: it holds it complete or aborted, or something complete newer replaced it. */
 function settledIn(entry: ObjectEntry | undefined, v: ObjectVersion): boolean {
   const held = entry?.versions.find((x) => x.uuid === v.uuid);
   if (held && (held.state.kind === "complete" || held.state.kind === "aborted")) return true;
-  return newestComplete(entry, v.uuid) > v.timestamp;
+  return newestCompleteTimestamp(entry, v.uuid) > v.timestamp;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -153,7 +148,7 @@ export async function installConditionally(
         if (given.length > 0) await s.objects.insert({ bucketId, key, versions: given });
         throw refusal;
       }
-      const newest = newestComplete(state, mine?.uuid);
+      const newest = newestCompleteTimestamp(state, mine?.uuid);
       if (next.kind === "fresh" && (mine === undefined || newest >= mine.timestamp)) {
         const timestamp = s.clock.nowAfter(newest);
         mine = { uuid: newUuid(), timestamp, state: next.state(timestamp) };

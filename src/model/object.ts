@@ -248,6 +248,13 @@ export function visibleVersion(o: ObjectEntry | undefined): VisibleVersion | und
   return undefined;
 }
 
+/** The timestamp of the entry's newest complete version (but `except`), -1 when it has none. */
+export function newestCompleteTimestamp(o: ObjectEntry | undefined, except?: string): number {
+  let newest = -1;
+  for (const v of o?.versions ?? []) if (v.uuid !== except && v.state.kind === "complete" && v.timestamp > newest) newest = v.timestamp;
+  return newest;
+}
+
 export function newestTimestamp(o: ObjectEntry | undefined): number {
   return o?.versions.reduce((m, v) => Math.max(m, v.timestamp), 0) ?? 0;
 }

@@ -1,11 +1,13 @@
-// Pending versions (model/object.ts): a PUT of one block writes its block and its whole version
-// in the same round trip, the version `pending`, and answers once both reached their quorum.
-// This module owns when such a version is served: only once its block is seen on a write
-// quorum of its nodes. Every read that meets one (readObject, resolvePending) checks that, and
-// then serves it and writes it `complete` (its writer does so too, after answering); a pending
-// version whose block can no longer reach a quorum is aborted.
+// Versions waiting for a confirmation (model/object.ts), and when they are served. `pending`: a
+// PUT of one block writes its block and its whole version in the same round trip and answers
+// once both reached their quorum; such a version is served only once its block is seen on a
+// write quorum of its nodes. `proposed`: a conditional write's version as an acceptor of the
+// key's register accepted it (model/conditional-write.ts); served only once the acceptors show
+// it chosen (docs/conditional-writes.md). Every read that meets one (readObject,
+// resolvePending) checks, then serves it and writes it `complete` (its writer does so too,
+// after answering); a pending version whose block can no longer reach a quorum is aborted.
 //
-// Why it is safe: a served version has its block on a write quorum, because it is complete
+// Why the pending state is safe: a served version has its block on a write quorum, because it is complete
 // (written only after the block's quorum: by its writer, or by a reader that saw the quorum) or
 // a pending one whose block a reader just saw on a quorum. An acknowledged version is never
 // lost: its entry is on a write quorum of replicas (a later read quorum meets one of them, and
@@ -15,7 +17,7 @@
 // that they lack it.
 import type { BlockPresence } from "../block/manager";
 import type { Model } from "./model";
-import { objectSchema, pruneVersions, type ObjectEntry, type ObjectVersion, type PendingVersion, type ProposedVersion } from "./object";
+import { newestCompleteTimestamp, objectSchema, pruneVersions, type ObjectEntry, type ObjectVersion, type PendingVersion, type ProposedVersion } from "./object";
 import { verdictOf } from "../table/cas-register";
 import { partitionOfEntry } from "../table/partition";
 import { QuorumError } from "../table/quorum";
@@ -40,17 +42,12 @@ export const PENDING_ABORT_GRACE_MS = 5 * 60_000;
 
 export const isPending = (v: ObjectVersion): v is PendingVersion => v.state.kind === "pending";
 
-/** The complete form of a pending version: same uuid, timestamp, data and tags. */
-export function completedVersion(v: PendingVersion): ObjectVersion {
+/** The complete form of a version waiting for confirmation (pending or proposed): same uuid, timestamp, data and tags. */
+export function completedVersion(v: PendingVersion | ProposedVersion): ObjectVersion {
   const { data, tags } = v.state;
   return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
 }
 
-/** The complete form of a proposed version: same uuid, timestamp, data and tags. */
-function completedProposal(v: ProposedVersion): ObjectVersion {
-  const { data, tags } = v.state;
-  return { uuid: v.uuid, timestamp: v.timestamp, state: tags === undefined ? { kind: "complete", data } : { kind: "complete", data, tags } };
-}
 
 /** A version that is not visible until confirmed: pending (its block) or proposed (the register). */
 export const isUnconfirmed = (v: ObjectVersion): boolean => v.state.kind === "pending" || v.state.kind === "proposed";
@@ -74,9 +71,6 @@ export interface Settlement {
   unjudged?: string;
 }
 
-function newestCompleteTimestamp(entry: ObjectEntry): number {
-  return entry.versions.reduce((m, v) => (v.state.kind === "complete" && v.timestamp > m ? v.timestamp : m), -1);
-}
 
 /**
  * Where the entry's proposed versions (newer than its newest complete one) stand in the key's
@@ -125,7 +119,7 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
   const blocked = unjudged !== undefined && (servedPending === undefined || unjudged.timestamp > servedPending.timestamp);
   const served = servedPending && register.served ? (servedPending.timestamp > register.served.timestamp ? servedPending : register.served) : (servedPending ?? register.served);
   const now = services.model.clock.now();
-  const writes: ObjectVersion[] = served ? [isPending(served) ? completedVersion(served) : completedProposal(served as ProposedVersion)] : [];
+  const writes: ObjectVersion[] = served ? [completedVersion(served)] : [];
   for (const v of pending) {
     if (served !== undefined && v.timestamp <= served.timestamp) break;
     if (presence.get(v.state.data.singleBlock) === "short" && now - v.timestamp > PENDING_ABORT_GRACE_MS) writes.push({ uuid: v.uuid, timestamp: v.timestamp, state: { kind: "aborted" } });
