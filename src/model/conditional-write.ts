@@ -112,7 +112,11 @@ export async function installConditionally(
       let state = await resolvePending(services, mergeEntries(prepared.entries as ObjectEntry[]), { proposed: false });
       // A value some acceptor knows was written (learned) needs nothing more, even if the
       // entry no longer shows it (deleted since, its tombstone collected).
-      const adopted = prepared.adopted?.learned ? undefined : (prepared.adopted?.value as ObjectVersion | undefined);
+      const highest = prepared.adopted?.value as ObjectVersion | undefined;
+      // Ours, from an earlier round, written and learned by a writer that adopted it (the entry
+      // may show something newer by now): it is this write's result.
+      if (prepared.adopted?.learned && highest && proposed.has(highest.uuid)) return finish(proposed.get(highest.uuid)!);
+      const adopted = prepared.adopted?.learned ? undefined : highest;
       const committed = state?.versions.find((v) => proposed.has(v.uuid) && v.state.kind === "complete");
       if (committed) {
         // A value of an earlier round was chosen after all, and a writer that adopted it wrote
