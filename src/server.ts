@@ -195,11 +195,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
     store,
     codec: defaultZstd(),
     hash: async (data) => (await hasher.hash(data)).hash,
-    resync: (hashes) => blocks.enqueueResync(hashes),
+    resync: (hashes) => blocks.resync.enqueue(hashes),
     db,
     blockSize: config.block_size,
   });
-  onBlockRefsReceived = (refs) => blocks.enqueueResync(refs.filter((r) => !r.deleted).map((r) => r.hash));
+  onBlockRefsReceived = (refs) => blocks.resync.enqueue(refs.filter((r) => !r.deleted).map((r) => r.hash));
   cluster.start();
 
   const adminToken = await ensureFirstStartCredentials(config, model);
@@ -216,7 +216,6 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const lifecycle = new LifecycleWorker(model);
   lifecycle.start();
   const syncTracker = trackSync(cluster, shardedSync, blocks);
-  void blocks.collectOrphans().catch((e) => log.warn(`orphan scan: ${(e as Error).message}`));
 
   const s3Addr = listenAddr(config.s3_api.api_bind_addr, "s3_api.api_bind_addr");
   const adminAddr = listenAddr(config.admin.api_bind_addr, "admin.api_bind_addr");
@@ -237,9 +236,9 @@ export async function startNode(config: Config): Promise<RunningNode> {
         adminToken,
         metricsToken: config.admin.metrics_token,
         domains: { s3RootDomain: config.s3_api.root_domain, webRootDomain: config.s3_web?.root_domain, webEnabled: config.s3_web !== undefined },
-        blockErrors: () => blocks.resyncErrors(),
+        blockErrors: () => blocks.resync.errors(),
         workers: () =>
-          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, blocks.resyncStats, blocks.offloadStats, blocks.gcStats, blocks.orphanStats, scrub.stats, checkpointer.stats].map((w) => w.info()),
+          [fullSync.stats, shardedSync.stats, tableGc.stats, tableOffload.stats, model.queueStats, model.countsStats, lifecycle.stats, ...blocks.workers(), scrub.stats, checkpointer.stats].map((w) => w.info()),
         repair: (kind) => {
           if (kind === "blocks") return { queued: blocks.queueAllForResync() };
           if (kind === "lifecycle") {
@@ -349,7 +348,7 @@ function trackSync(cluster: ClusterSystem, sync: ShardedTableSync, blocks: Block
         });
       return;
     }
-    if (blocks.resyncQueueLength() === 0) {
+    if (blocks.resync.queueLength() === 0) {
       cluster.updateHistory((x) => markSynced(x, cluster.selfId, passedVersion));
       log.info(`synced layout version ${passedVersion}`);
     }

@@ -1,17 +1,25 @@
-// The block manager: stores a block on the nodes of its partition (compressed first when
-// that helps), reads it back from the nearest copy, and deletes blocks whose reference
-// count has stayed at zero past the grace delay.
+// The block manager: the data path of blocks. It stores a block on the nodes of its partition
+// (compressed first when that helps), reads it back from the nearest copy, and tells whether a
+// write quorum holds one (presence). It also puts together this node's block workers, each in
+// its own file: resync.ts (fetch blocks this node lacks), gc.ts (delete unreferenced blocks),
+// orphans.ts (files no reference ever counted), offload.ts (blocks a layout change moved away);
+// rc.ts owns the reference counts and hash-lock.ts the per-block lock they share with writes.
 import type { Database } from "bun:sqlite";
-import { stat } from "node:fs/promises";
-import { partitionOfHashHex, releasedPartitions, type Placement } from "../cluster/layout";
+import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import { replicaQuorum } from "../table/quorum";
 import { assert } from "../util/assert";
 import { logger } from "../util/log";
 import { compressIfSmaller, type ZstdCodec } from "./codec";
 import type { LocalBlockStore, StoredBlock } from "./store";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
 import { BufferPool, lend } from "../util/buffer-pool";
 import { parseBlockHash, type BlockHash } from "../util/ids";
+import { BlockGc } from "./gc";
+import { HashLocks } from "./hash-lock";
+import { BlockOffload } from "./offload";
+import { OrphanCollector } from "./orphans";
+import { BLOCK_GC_DELAY_MS, BlockRc } from "./rc";
+import { BlockResync } from "./resync";
 
 const log = logger("block");
 
@@ -36,24 +44,12 @@ export class BlockNotFoundError extends Error {
   }
 }
 
-/** How long a block with no reference stays on disk before GC may delete it (Garage: 10 min). */
-export const BLOCK_GC_DELAY_MS = 10 * 60 * 1000;
 /** Bytes sampled to decide whether a block is worth compressing. */
 const COMPRESSION_PROBE_BYTES = 32 * 1024;
 /** A sample must shrink below this ratio for the whole block to be compressed. */
 const COMPRESSION_PROBE_MAX_RATIO = 0.95;
-/** How often the resync queue is looked at, and how many entries a pass takes. */
-const RESYNC_INTERVAL_MS = 1_000;
-const RESYNC_BATCH = 32;
 /** Bytes of block copies that may still be written after their put returned (Garage: block_ram_buffer_max). */
 export const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
-/** How often a node looks for blocks it no longer holds (also run by `bunker repair blocks`). */
-const OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
-/**
- * How often a node checks whether the layout took partitions away from it; when the set of such
- * partitions changes, an offload pass starts at once instead of at the next interval.
- */
-export const OFFLOAD_LAYOUT_CHECK_MS = 5_000;
 /**
  * Longest a presence check waits for a node's answer: a reader waits on it, and a node that
  * does not answer this fast counts as unknown (a reader then serves the previous version).
@@ -63,54 +59,43 @@ export const PRESENCE_TIMEOUT_MS = 5_000;
 const READ_BUFFERS_KEPT = 16;
 /** Block hashes read per query when `repair blocks` queues every block. */
 const REPAIR_PAGE = 1000;
-/** Retry delays of a failing resync: doubling from the first to the longest. */
-const RESYNC_FIRST_BACKOFF_MS = 10_000;
-const RESYNC_MAX_BACKOFF_MS = 60 * 60 * 1000;
-/** Blocks deleted per GC round, so deletions never flood the disk (docs/stack-facts.md#other: discard). */
-const GC_BATCH = 64;
-const GC_INTERVAL_MS = 30_000;
-/** A block file with no reference row is an orphan of a crashed upload once this old. */
-export const ORPHAN_GRACE_MS = 60 * 60 * 1000;
 
 export interface BlockManagerOptions {
   blockSize: number;
   /** zstd level, or null when compression is off. */
   compressionLevel: number | null;
+  /** Clock of GC, resync and orphan collection (default Date.now; tests move it). */
+  now?: () => number;
+  /** Age from which a file no reference counted is an orphan (default ORPHAN_GRACE_MS). */
+  orphanGraceMs?: number;
 }
 
 export class BlockManager {
-  private gcTimer: ReturnType<typeof setInterval> | undefined;
-  private gcRunning: Promise<void> | undefined;
-  private offloadRunning: Promise<number> | undefined;
+  readonly rc: BlockRc;
+  readonly resync: BlockResync;
+  readonly gc: BlockGc;
+  readonly offload: BlockOffload;
+  readonly orphans: OrphanCollector;
   /** Bytes held by block copies still being written after their put returned. */
   private backgroundBytes = 0;
-  private offloadTimer: ReturnType<typeof setInterval> | undefined;
-  private layoutTimer: ReturnType<typeof setInterval> | undefined;
-  /** The partitions this node held in no live layout version at the last check, as a key. */
-  private lastReleased = "";
-  readonly offloadStats = new WorkerStats("block offload");
-  readonly gcStats = new WorkerStats("block gc");
-  readonly orphanStats = new WorkerStats("orphan block collector");
-  readonly resyncStats = new WorkerStats("block resync", () => this.resyncQueueLength());
-  private readonly hashLocks = new Map<string, Promise<void>>();
-  private resyncTimer: ReturnType<typeof setInterval> | undefined;
-  private resyncRunning: Promise<void> | undefined;
-  private readonly postponeGc;
+  private readonly locks = new HashLocks();
   private readonly readBuffers: BufferPool;
-  /** A read first: the update (its own commit) runs only for the rare block awaiting GC. */
-  private readonly pendingGc;
 
   constructor(
     readonly store: LocalBlockStore,
     private readonly placement: Placement,
     private readonly codec: ZstdCodec,
-    private readonly db: Database,
+    db: Database,
     private readonly opts: BlockManagerOptions,
     private readonly remote?: RemoteBlocks,
   ) {
     this.readBuffers = new BufferPool(opts.blockSize, READ_BUFFERS_KEPT);
-    this.pendingGc = db.query(`SELECT 1 FROM block_rc WHERE hash = ? AND deletable_at IS NOT NULL`);
-    this.postponeGc = db.query(`UPDATE block_rc SET deletable_at = max(deletable_at, ?2) WHERE hash = ?1 AND deletable_at IS NOT NULL`);
+    this.rc = new BlockRc(db);
+    const now = opts.now ?? Date.now;
+    this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, now);
+    this.gc = new BlockGc(this.rc, store, this.locks, now);
+    this.offload = new BlockOffload(store, placement, this.locks, remote);
+    this.orphans = new OrphanCollector(this.rc, store, this.locks, now, opts.orphanGraceMs);
   }
 
   /**
@@ -253,7 +238,7 @@ export class BlockManager {
               : await this.store.read(hashHex);
         if (!stored) {
           // This node should have had it: fetch it in the background.
-          if (node === this.placement.selfId && this.remote) this.enqueueResync([hashHex]);
+          if (node === this.placement.selfId && this.remote) this.resync.enqueue([hashHex]);
           continue;
         }
         const buffer = stored.buffer;
@@ -281,27 +266,6 @@ export class BlockManager {
     return got!;
   }
 
-  /**
-   * Serialises work on one hash: GC's "no reference left, delete the file" must not
-   * interleave with a write that found the file present. Writers store a block before
-   * committing its reference; storing postpones a pending deletion (storeLocal) and refreshes
-   * the file's mtime, which orphan collection checks under this lock.
-   */
-  private async withHashLock<T>(hashHex: BlockHash, fn: () => Promise<T>): Promise<T> {
-    const prev = this.hashLocks.get(hashHex);
-    const run = (prev ?? Promise.resolve()).then(fn, fn);
-    const tail = run.then(
-      () => {},
-      () => {},
-    );
-    this.hashLocks.set(hashHex, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.hashLocks.get(hashHex) === tail) this.hashLocks.delete(hashHex);
-    }
-  }
-
   private putTo(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void> {
     if (node === this.placement.selfId) return this.storeLocal(hashHex, data, compressed);
     return this.remoteFor(node).put(node, hashHex, data, compressed, signal);
@@ -309,10 +273,10 @@ export class BlockManager {
 
   /** Writes a block to this node's disk (for local puts and for peers' puts over RPC). */
   storeLocal(hashHex: BlockHash, data: Uint8Array, compressed: boolean): Promise<void> {
-    return this.withHashLock(hashHex, async () => {
+    return this.locks.with(hashHex, async () => {
       // A block waiting for GC is about to be referenced again: push its deletion back so
       // the reference (committed after the store) arrives first.
-      if (this.pendingGc.get(hashHex)) this.postponeGc.run(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
+      this.rc.postponeDeletion(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
       await this.store.write(hashHex, data, compressed);
     });
   }
@@ -323,233 +287,41 @@ export class BlockManager {
   }
 
   start(): void {
-    this.gcTimer = setInterval(() => void this.runGc(), GC_INTERVAL_MS);
-    this.resyncTimer = setInterval(() => void this.runResync(), RESYNC_INTERVAL_MS);
+    this.gc.loop.start();
+    this.resync.loop.start();
     // Offloading walks the whole store: rare, and only in a cluster.
-    if (this.remote) {
-      this.offloadTimer = setInterval(() => void this.offloadPass(), OFFLOAD_INTERVAL_MS);
-      this.layoutTimer = setInterval(() => this.offloadOnLayoutChange(), OFFLOAD_LAYOUT_CHECK_MS);
-    }
+    if (this.remote) this.offload.loop.start();
+    // Orphans are left by a crash, so one scan after each start finds them.
+    this.orphans.loop.start();
+    this.orphans.loop.wake();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.gcTimer);
-    clearInterval(this.resyncTimer);
-    clearInterval(this.offloadTimer);
-    clearInterval(this.layoutTimer);
-    await this.gcRunning;
-    await this.resyncRunning;
-    await this.offloadRunning;
+    await Promise.all([this.gc.loop.stop(), this.resync.loop.stop(), this.offload.loop.stop(), this.orphans.loop.stop()]);
   }
 
-  // ---- resync: fetch blocks this node should hold but lacks ----
-
-  /** Queues blocks to check (and fetch if missing); `delayMs` lets in-flight writes land first. */
-  enqueueResync(hashes: Iterable<BlockHash>, delayMs = 0): void {
-    const at = Date.now() + delayMs;
-    const stmt = this.db.query(`INSERT INTO block_resync (hash, next_try) VALUES (?, ?) ON CONFLICT(hash) DO NOTHING`);
-    this.db.transaction(() => {
-      for (const h of hashes) stmt.run(h, at);
-    }).immediate();
+  /** The block workers, for `bunker worker list`. */
+  workers(): WorkerStats[] {
+    return [this.resync.stats, this.offload.stats, this.gc.stats, this.orphans.stats];
   }
 
   /**
    * `bunker repair blocks`: queues for a check every block this node holds references to (so
-   * should store), and starts a resync pass; missing ones are fetched. Returns how many.
+   * should store), and starts a resync pass (missing ones are fetched) and an offload pass.
+   * Returns how many were queued.
    */
   queueAllForResync(): number {
-    const page = this.db.query(`SELECT hash FROM block_rc WHERE refs > 0 AND hash > ? ORDER BY hash LIMIT ?`);
     let after = "";
     let queued = 0;
     for (;;) {
-      const rows = page.all(after, REPAIR_PAGE) as { hash: BlockHash }[];
-      if (rows.length === 0) break;
-      this.enqueueResync(rows.map((r) => r.hash));
-      queued += rows.length;
-      after = rows[rows.length - 1]!.hash;
+      const page = this.rc.referenced(after, REPAIR_PAGE);
+      if (page.length === 0) break;
+      this.resync.enqueue(page);
+      queued += page.length;
+      after = page[page.length - 1]!;
     }
-    void this.runResync();
-    void this.offloadPass();
+    this.resync.loop.wake();
+    this.offload.loop.wake();
     return queued;
-  }
-
-  // ---- offload: blocks this node no longer holds after a layout change ----
-
-  /**
-   * One pass over the stored blocks: a block whose partition this node holds in no live layout
-   * version (the version that moved it away is retired, so its new nodes finished syncing) is
-   * sent to each of its nodes that lacks it, then deleted here. A node that cannot be reached
-   * leaves the block in place until a later pass. Returns how many blocks left this node.
-   */
-  offloadPass(): Promise<number> {
-    this.offloadRunning ??= this.offloadStats
-      .run(async () => {
-        const self = this.placement.selfId;
-        let moved = 0;
-        for await (const hash of this.store.list()) {
-          const holders = new Set(this.placement.writeSets(partitionOfHashHex(hash)).flat());
-          if (holders.size === 0 || holders.has(self)) continue;
-          try {
-            if (await this.withHashLock(hash, () => this.offloadOne(hash, holders))) moved++;
-          } catch (err) {
-            this.offloadStats.noteError(err);
-            log.debug(`offload of ${hash.slice(0, 16)}: ${(err as Error).message}`);
-          }
-        }
-        if (moved > 0) log.info(`offloaded ${moved} blocks this node no longer holds`);
-        return moved;
-      })
-      .finally(() => {
-        this.offloadRunning = undefined;
-      });
-    return this.offloadRunning;
-  }
-
-  /** Starts an offload pass when the partitions this node no longer holds are not those of the last check. */
-  private offloadOnLayoutChange(): void {
-    const released = releasedPartitions(this.placement);
-    const key = released.map((r) => r.partition).join(",");
-    if (key === this.lastReleased) return;
-    if (released.length > 0) {
-      // A pass under way may have gone past blocks of the newly released partitions: look again later.
-      if (this.offloadRunning) return;
-      void this.offloadPass();
-    }
-    this.lastReleased = key;
-  }
-
-  private async offloadOne(hash: BlockHash, holders: Set<string>): Promise<boolean> {
-    const stored = await this.store.read(hash);
-    if (!stored) return false;
-    const remote = this.remoteFor([...holders][0]!);
-    for (const node of holders) {
-      if (!(await remote.has(node, hash))) await remote.put(node, hash, stored.data, stored.compressed);
-    }
-    return this.store.delete(hash);
-  }
-
-  /** Blocks whose resync keeps failing, for `bunker block list-errors`. */
-  resyncErrors(): { hash: string; errors: number; nextTry: number; lastError: string | null }[] {
-    return (
-      this.db.query(`SELECT hash, errors, next_try, last_error FROM block_resync WHERE errors > 0 ORDER BY errors DESC LIMIT 1000`).all() as {
-        hash: string;
-        errors: number;
-        next_try: number;
-        last_error: string | null;
-      }[]
-    ).map((r) => ({ hash: r.hash, errors: r.errors, nextTry: r.next_try, lastError: r.last_error }));
-  }
-
-  resyncQueueLength(): number {
-    return (this.db.query(`SELECT count(*) AS n FROM block_resync`).get() as { n: number }).n;
-  }
-
-  /** One pass over the due entries of the resync queue. */
-  runResync(now = Date.now()): Promise<void> {
-    this.resyncRunning ??= this.resyncStats.run(async () => {
-      const due = this.db.query(`SELECT hash, errors FROM block_resync WHERE next_try <= ? ORDER BY next_try LIMIT ?`).all(now, RESYNC_BATCH) as {
-        hash: BlockHash;
-        errors: number;
-      }[];
-      for (const { hash, errors } of due) {
-        try {
-          await this.resyncOne(hash);
-          this.db.query(`DELETE FROM block_resync WHERE hash = ?`).run(hash);
-        } catch (err) {
-          const backoff = Math.min(RESYNC_MAX_BACKOFF_MS, RESYNC_FIRST_BACKOFF_MS * 2 ** errors);
-          this.db
-            .query(`UPDATE block_resync SET errors = errors + 1, next_try = ?, last_error = ? WHERE hash = ?`)
-            .run(Date.now() + backoff, (err as Error).message.slice(0, 500), hash);
-          this.resyncStats.noteError(err);
-        }
-      }
-    }).finally(() => {
-      this.resyncRunning = undefined;
-    });
-    return this.resyncRunning;
-  }
-
-  private async resyncOne(hashHex: BlockHash): Promise<void> {
-    const rc = this.db.query(`SELECT refs FROM block_rc WHERE hash = ?`).get(hashHex) as { refs: number } | null;
-    if (!rc || rc.refs <= 0) return; // no longer needed here
-    const self = this.placement.selfId;
-    const holders = new Set(this.placement.writeSets(partitionOfHashHex(hashHex)).flat());
-    if (!holders.has(self) || (await this.store.has(hashHex))) return;
-    for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
-      if (node === self) continue;
-      const got = await this.remoteFor(node).get(node, hashHex).catch(() => null);
-      if (got) {
-        await this.storeLocal(hashHex, got.data, got.compressed);
-        return;
-      }
-    }
-    throw new Error("no reachable node has this block");
-  }
-
-  /** One GC pass: deletes blocks whose last reference went away more than the grace delay ago. */
-  runGc(now = Date.now()): Promise<void> {
-    this.gcRunning ??= this.gcStats.run(async () => {
-      try {
-        for (;;) {
-          const rows = this.db
-            .query(`SELECT hash FROM block_rc WHERE deletable_at IS NOT NULL AND deletable_at <= ? AND refs <= 0 LIMIT ?`)
-            .all(now, GC_BATCH) as { hash: BlockHash }[];
-          if (rows.length === 0) break;
-          for (const { hash } of rows) {
-            await this.withHashLock(hash, async () => {
-              // Re-check inside the lock: a new reference may have arrived meanwhile.
-              const gone = this.db
-                .query(`DELETE FROM block_rc WHERE hash = ? AND refs <= 0 AND deletable_at IS NOT NULL AND deletable_at <= ?`)
-                .run(hash, now);
-              if (gone.changes > 0) await this.store.delete(hash);
-            });
-          }
-        }
-      } catch (err) {
-        log.warn(`gc: ${(err as Error).message}`);
-        this.gcStats.noteError(err);
-      }
-    }).finally(() => {
-      this.gcRunning = undefined;
-    });
-    return this.gcRunning;
-  }
-
-  /**
-   * Deletes block files that no reference ever counted (an upload killed between writing a
-   * block and recording it) once they are older than ORPHAN_GRACE_MS. Returns how many.
-   */
-  collectOrphans(now = Date.now(), graceMs = ORPHAN_GRACE_MS): Promise<number> {
-    return this.orphanStats.run(() => this.collectOrphansPass(now, graceMs));
-  }
-
-  private async collectOrphansPass(now: number, graceMs: number): Promise<number> {
-    const known = this.db.query(`SELECT 1 FROM block_rc WHERE hash = ?`);
-    let deleted = 0;
-    for await (const hash of this.store.list()) {
-      if (known.get(hash)) continue;
-      const mtime = await this.mtimeOf(hash);
-      if (mtime === undefined || now - mtime < graceMs) continue;
-      // Checked again under the lock: a writer may have just stored it again (refreshing its
-      // mtime) and not yet committed the reference.
-      const removed = await this.withHashLock(hash, async () => {
-        const fresh = await this.mtimeOf(hash);
-        return !known.get(hash) && fresh !== undefined && now - fresh >= graceMs && (await this.store.delete(hash));
-      });
-      if (removed) deleted++;
-    }
-    if (deleted > 0) log.info(`collected ${deleted} orphan blocks`);
-    return deleted;
-  }
-
-  private async mtimeOf(hash: BlockHash): Promise<number | undefined> {
-    for (const compressed of [false, true]) {
-      try {
-        return (await stat(this.store.path(hash, compressed))).mtimeMs;
-      } catch {
-        // try the other variant
-      }
-    }
-    return undefined;
   }
 }

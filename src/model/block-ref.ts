@@ -1,23 +1,12 @@
 // Block references (sharded by block hash, next to the block itself): which versions use a
 // block. The update hook keeps the local reference count that block GC reads.
-import type { HookContext, TableSchema } from "../table/schema";
-import { BLOCK_GC_DELAY_MS } from "../block/manager";
+import type { TableSchema } from "../table/schema";
+import { addRef, releaseRef } from "../block/rc";
 
 export interface BlockRefEntry {
   hash: string;
   version: string;
   deleted: boolean;
-}
-
-
-/** One reference fewer; at zero the block may be deleted after the GC delay. */
-function releaseRef(hash: string, ctx: HookContext): void {
-  ctx.db
-    .query(
-      `UPDATE block_rc SET refs = refs - 1,
-         deletable_at = CASE WHEN refs - 1 <= 0 THEN ?2 ELSE NULL END WHERE hash = ?1`,
-    )
-    .run(hash, ctx.now() + BLOCK_GC_DELAY_MS);
 }
 
 export const blockRefSchema: TableSchema<BlockRefEntry> = {
@@ -33,17 +22,11 @@ export const blockRefSchema: TableSchema<BlockRefEntry> = {
     const wasLive = old !== undefined && !old.deleted;
     const isLive = !merged.deleted;
     if (wasLive === isLive) return;
-    if (isLive) {
-      ctx.db
-        .query(
-          `INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 1, NULL)
-           ON CONFLICT(hash) DO UPDATE SET refs = refs + 1, deletable_at = NULL`,
-        )
-        .run(merged.hash);
-    } else releaseRef(merged.hash, ctx);
+    if (isLive) addRef(ctx.db, merged.hash);
+    else releaseRef(ctx.db, merged.hash, ctx.now());
   },
   // A live reference handed to its new holders (table offload) no longer counts here.
   onRemove(stored, ctx) {
-    if (!stored.deleted) releaseRef(stored.hash, ctx);
+    if (!stored.deleted) releaseRef(ctx.db, stored.hash, ctx.now());
   },
 };

@@ -9,7 +9,8 @@ import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.t
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { defaultZstd } from "../../../src/block/codec.ts";
 import { blake3Sync, hashHex } from "../../../src/block/hash.ts";
-import { BlockManager, BlockNotFoundError, ORPHAN_GRACE_MS } from "../../../src/block/manager.ts";
+import { BlockManager, BlockNotFoundError, type BlockManagerOptions } from "../../../src/block/manager.ts";
+import { ORPHAN_GRACE_MS } from "../../../src/block/orphans.ts";
 import { LocalBlockStore } from "../../../src/block/store.ts";
 import { QuorumError, REQUEST_QUORUM_TIMEOUT_MS } from "../../../src/table/quorum.ts";
 
@@ -30,8 +31,8 @@ afterEach(async () => {
 
 const BLOCK_SIZE = 1024 * 1024;
 const placement = new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent");
-function manager(compressionLevel: number | null = 1): BlockManager {
-  return new BlockManager(store, placement, defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel });
+function manager(compressionLevel: number | null = 1, more: Partial<BlockManagerOptions> = {}): BlockManager {
+  return new BlockManager(store, placement, defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel, ...more });
 }
 
 function block(data: Uint8Array): { hash: BlockHash; data: Uint8Array } {
@@ -108,9 +109,9 @@ describe("BlockManager GC", () => {
     db.query(`INSERT OR REPLACE INTO block_rc (hash, refs, deletable_at) VALUES (?, ?, ?)`).run(hash, refs, deletableAt);
   const rcRow = (hash: BlockHash) => db.query(`SELECT refs, deletable_at FROM block_rc WHERE hash = ?`).get(hash);
 
-  test("runGc(now) deletes only blocks with refs <= 0 and deletable_at <= now", async () => {
-    const m = manager(1);
+  test("a GC pass deletes only blocks with refs <= 0 and deletable_at <= now", async () => {
     const now = 10_000_000;
+    const m = manager(1, { now: () => now });
     const cases = [
       { name: "due", refs: 0, at: now - 1, gone: true },
       { name: "due-exactly", refs: 0, at: now, gone: true },
@@ -124,7 +125,7 @@ describe("BlockManager GC", () => {
       await m.put(c.hash, c.data);
       setRc(c.hash, c.refs, c.at);
     }
-    await m.runGc(now);
+    await m.gc.run();
     for (const c of cases) {
       expect({ name: c.name, stored: await store.has(c.hash) }).toEqual({ name: c.name, stored: !c.gone });
       if (c.gone) expect(rcRow(c.hash)).toBeNull();
@@ -132,9 +133,9 @@ describe("BlockManager GC", () => {
     }
   });
 
-  test("runGc handles more due blocks than one batch, and a row whose file is already gone", async () => {
-    const m = manager(null);
+  test("a GC pass handles more due blocks than one batch, and a row whose file is already gone", async () => {
     const now = 5_000;
+    const m = manager(null, { now: () => now });
     const hashes: BlockHash[] = [];
     for (let i = 0; i < 150; i++) {
       const b = block(text(1, `blk${i}-`));
@@ -143,15 +144,16 @@ describe("BlockManager GC", () => {
       hashes.push(b.hash);
     }
     setRc(parseBlockHash("f".repeat(64)), 0, now - 1); // no file
-    await m.runGc(now);
+    await m.gc.run();
     for (const h of hashes) expect(await store.has(h)).toBe(false);
     expect(db.query(`SELECT count(*) AS n FROM block_rc`).get()).toEqual({ n: 0 });
   });
 
-  test("collectOrphans deletes unreferenced files older than the grace delay, keeps the rest", async () => {
-    const m = manager(3);
+  test("orphan collection deletes unreferenced files older than the grace delay, keeps the rest", async () => {
     const now = Date.now();
     const grace = 60_000;
+    let clock = now;
+    const m = manager(3, { now: () => clock, orphanGraceMs: grace });
     const oldOrphan = block(text(300, "old orphan")); // compressed
     const oldOrphanPlain = block(random(4096)); // plain
     const freshOrphan = block(text(300, "fresh orphan"));
@@ -164,7 +166,7 @@ describe("BlockManager GC", () => {
     for (const b of [oldOrphan, oldReferenced, oldZeroRefs]) await utimes(store.path(b.hash, true), old, old);
     await utimes(store.path(oldOrphanPlain.hash, false), old, old);
 
-    expect(await m.collectOrphans(now, grace)).toBe(2);
+    expect(await m.orphans.run()).toBe(2);
     expect(await store.has(oldOrphan.hash)).toBe(false);
     expect(await store.has(oldOrphanPlain.hash)).toBe(false);
     expect(await store.has(freshOrphan.hash)).toBe(true);
@@ -172,22 +174,23 @@ describe("BlockManager GC", () => {
     expect(await store.has(oldZeroRefs.hash)).toBe(true);
 
     // Once past the grace delay the fresh orphan goes too; a second pass finds nothing more.
-    expect(await m.collectOrphans(now + grace + 60_000, grace)).toBe(1);
-    expect(await m.collectOrphans(now + grace + 60_000, grace)).toBe(0);
+    clock = now + grace + 60_000;
+    expect(await m.orphans.run()).toBe(1);
+    expect(await m.orphans.run()).toBe(0);
     expect(ORPHAN_GRACE_MS).toBeGreaterThanOrEqual(grace);
   });
 
   test("an old unreferenced block stored again (a writer about to reference it) is not collected", async () => {
-    const m = manager(3);
     const now = Date.now();
     const grace = 60_000;
+    const m = manager(3, { now: () => now, orphanGraceMs: grace });
     const b = block(random(4096));
     await m.put(b.hash, b.data);
     const old = new Date(now - grace - 5_000);
     await utimes(store.path(b.hash, false), old, old);
     // A writer stores before it commits the reference: the store refreshes the file's mtime.
     await m.put(b.hash, b.data);
-    expect(await m.collectOrphans(now, grace)).toBe(0);
+    expect(await m.orphans.run()).toBe(0);
     expect(await store.has(b.hash)).toBe(true);
   });
 });
@@ -344,5 +347,28 @@ describe("BlockManager presence", () => {
   test("one holder and nodes that do not answer: unknown, never short", async () => {
     expect(await withPeers({ n2: "error", n3: "error" }).presence(await stored())).toBe("unknown");
     expect(await withPeers({ n2: true, n3: "error" }).presence(missing())).toBe("unknown");
+  });
+});
+
+describe("BlockManager workers", () => {
+  test("start scans for orphans once; the workers keep their names for `worker list`", async () => {
+    const now = Date.now();
+    const m = manager(null, { now: () => now, orphanGraceMs: 60_000 });
+    const orphan = block(random(4096));
+    await m.put(orphan.hash, orphan.data);
+    const old = new Date(now - 120_000);
+    await utimes(store.path(orphan.hash, false), old, old);
+    expect(m.workers().map((w) => w.info().name)).toEqual(["block resync", "block offload", "block gc", "orphan block collector"]);
+    m.start();
+    expect(m.orphans.stats.info().state).toBe("busy");
+    expect(await m.orphans.run()).toBe(1); // joins the scan start() began
+    await m.stop();
+    expect(await store.has(orphan.hash)).toBe(false);
+    expect(m.workers().map((w) => [w.info().name, w.info().passes])).toEqual([
+      ["block resync", 0],
+      ["block offload", 0], // single node: never offloads
+      ["block gc", 0],
+      ["orphan block collector", 1],
+    ]);
   });
 });

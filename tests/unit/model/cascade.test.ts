@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
-import { BLOCK_GC_DELAY_MS } from "../../../src/block/manager.ts";
+import { BLOCK_GC_DELAY_MS } from "../../../src/block/rc.ts";
 import { Model } from "../../../src/model/model.ts";
 import { HybridClock } from "../../../src/util/hlc.ts";
 import { READ_GRACE_MS } from "../../../src/table/read-grace.ts";

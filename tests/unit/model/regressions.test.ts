@@ -45,12 +45,12 @@ test("block GC runs again after a pass with nothing due", async () => {
   const store = new LocalBlockStore({ dataDir: join(dir, "blocks"), fsync: false });
   await store.init();
   const placement = new LayoutPlacement("n", singleNodeLayout("n"), "consistent");
-  const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null });
+  const blocks = new BlockManager(store, placement, defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null, now: () => 1000 });
   const hash = parseBlockHash("ab".repeat(32));
-  await blocks.runGc(1000);
+  await blocks.gc.run();
   await store.write(hash, new Uint8Array([1, 2, 3]), false);
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 500)`).run(hash);
-  await blocks.runGc(1000);
+  await blocks.gc.run();
   expect(await store.has(hash)).toBe(false);
 });
 
@@ -88,7 +88,7 @@ test("storing a block that waits for GC postpones its deletion", async () => {
   await store.write(hash, new Uint8Array([4, 5, 6]), false);
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 0, 1)`).run(hash);
   await blocks.put(hash, new Uint8Array([4, 5, 6]));
-  await blocks.runGc(Date.now());
+  await blocks.gc.run();
   expect(await store.has(hash)).toBe(true);
 });
 
@@ -111,16 +111,19 @@ test("a block that cannot be fetched stays in the resync queue with its error an
       throw new Error("peer unreachable");
     },
   };
-  const blocks = new BlockManager(store, new LayoutPlacement("n", layout, "consistent"), defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null }, failingRemote);
+  let later = 0;
+  const now = () => Date.now() + later;
+  const blocks = new BlockManager(store, new LayoutPlacement("n", layout, "consistent"), defaultZstd(), db, { blockSize: 1 << 20, compressionLevel: null, now }, failingRemote);
   const hash = parseBlockHash("9a".repeat(32));
   db.query(`INSERT INTO block_rc (hash, refs, deletable_at) VALUES (?, 1, NULL)`).run(hash);
-  blocks.enqueueResync([hash]);
-  await blocks.runResync();
-  const errors = blocks.resyncErrors();
+  blocks.resync.enqueue([hash]);
+  await blocks.resync.run();
+  const errors = blocks.resync.errors();
   expect(errors.map((e) => [e.hash, e.errors])).toEqual([[hash, 1]]);
   expect(errors[0]!.nextTry).toBeGreaterThan(Date.now());
   // Once the block is present, the next pass drops it from the queue.
   await store.write(hash, new Uint8Array([1]), false);
-  await blocks.runResync(Date.now() + 3_600_000);
-  expect(blocks.resyncQueueLength()).toBe(0);
+  later = 3_600_000;
+  await blocks.resync.run();
+  expect(blocks.resync.queueLength()).toBe(0);
 });
