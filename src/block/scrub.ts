@@ -5,7 +5,8 @@
 // time of the last complete pass is kept in node_meta so restarts do not postpone it forever.
 import type { Database } from "bun:sqlite";
 import { logger } from "../util/log";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import type { ZstdCodec } from "./codec";
 import { hashHex, type RawBlockHash } from "./hash";
 import type { BlockHash } from "../util/ids";
@@ -45,59 +46,44 @@ export interface ScrubDeps {
 }
 
 export class BlockScrub {
-  readonly stats = new WorkerStats("block scrub");
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<ScrubReport> | undefined;
-  /** The pass asked for while one was running: it follows it. */
-  private next: Promise<ScrubReport> | undefined;
-  private stopping = false;
+  private readonly loop: WorkerLoop<ScrubReport>;
 
   constructor(
     private readonly deps: ScrubDeps,
     private readonly tranquility = SCRUB_TRANQUILITY,
-  ) {}
+  ) {
+    // A call during a pass gets the next one, which starts when the current one ends (calls
+    // meanwhile share it): the pass under way may be past blocks that rotted before the call
+    // (`bunker repair scrub` must check everything as of its request).
+    this.loop = new WorkerLoop(
+      { name: "block scrub", again: true, poll: { everyMs: SCRUB_CHECK_INTERVAL_MS, due: () => Date.now() - (this.lastCompleted() ?? 0) >= SCRUB_INTERVAL_MS } },
+      ({ signal }) => this.pass(signal),
+    );
+  }
+
+  get stats(): WorkerStats {
+    return this.loop.stats;
+  }
 
   start(): void {
-    this.stopping = false;
     if (this.lastCompleted() === undefined) this.setLastCompleted(Date.now() - SCRUB_INTERVAL_MS + SCRUB_FIRST_DELAY_MS);
-    this.timer = setInterval(() => {
-      if (Date.now() - (this.lastCompleted() ?? 0) >= SCRUB_INTERVAL_MS) void this.run();
-    }, SCRUB_CHECK_INTERVAL_MS);
-    this.timer.unref?.();
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    this.stopping = true;
-    await this.running?.catch(() => {});
+  /** Stops the pass under way (it then does not count as complete) and waits for it. */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  /**
-   * One pass over every stored block. A call during a pass gets the next one, which starts when
-   * the current one ends (calls meanwhile share it): the pass under way may be past blocks that
-   * rotted before the call (`bunker repair scrub` must check everything as of its request).
-   */
+  /** One pass over every stored block (see the constructor for a call during a pass). */
   run(): Promise<ScrubReport> {
-    if (this.running) {
-      this.next ??= this.running
-        .catch(() => {})
-        .then(() => {
-          this.next = undefined;
-          return this.run();
-        });
-      return this.next;
-    }
-    const pass: Promise<ScrubReport> = this.stats.run(() => this.pass()).finally(() => {
-      if (this.running === pass) this.running = undefined;
-    });
-    this.running = pass;
-    return pass;
+    return this.loop.run();
   }
 
-  private async pass(): Promise<ScrubReport> {
+  private async pass(signal: AbortSignal): Promise<ScrubReport> {
     const report: ScrubReport = { checked: 0, corrupted: 0, interrupted: false };
     for await (const name of this.deps.store.list()) {
-      if (this.stopping) {
+      if (signal.aborted) {
         report.interrupted = true;
         return report;
       }

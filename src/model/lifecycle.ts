@@ -11,7 +11,8 @@ import type { Model } from "./model";
 import { objectSchema, versionTags, visibleVersion, type ObjectEntry, type TagList } from "./object";
 import type { UploadEntry } from "./upload";
 import { partitionOfEntry } from "../table/partition";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import { logger } from "../util/log";
 
 const log = logger("lifecycle");
@@ -70,41 +71,43 @@ export interface LifecyclePassResult {
 }
 
 export class LifecycleWorker {
-  readonly stats = new WorkerStats("lifecycle");
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<LifecyclePassResult> | undefined;
+  private readonly loop: WorkerLoop<LifecyclePassResult>;
 
   constructor(
     private readonly model: Model,
     /** Wall clock: expiry is a matter of calendar days. */
     private readonly now: () => number = Date.now,
-  ) {}
-
-  start(): void {
-    this.timer = setInterval(() => void this.runIfDue(), LIFECYCLE_CHECK_MS);
-    void this.runIfDue();
+  ) {
+    this.loop = new WorkerLoop({ name: "lifecycle", poll: { everyMs: LIFECYCLE_CHECK_MS, due: () => this.isDue() } }, () => this.pass());
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running?.catch(() => {});
+  get stats(): WorkerStats {
+    return this.loop.stats;
+  }
+
+  start(): void {
+    this.loop.start();
+    if (this.isDue()) this.loop.wake();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Runs a pass when none has finished yet on this UTC day. */
   async runIfDue(): Promise<void> {
-    const last = this.lastPass();
-    if (last !== undefined && Math.floor(last / DAY_MS) === Math.floor(this.now() / DAY_MS)) return;
+    if (!this.isDue()) return;
     await this.run().catch((err) => log.warn(`lifecycle pass: ${(err as Error).message}; next check in ${LIFECYCLE_CHECK_MS / 60000} min`));
   }
 
   /** One pass over every bucket with rules whose partition this node holds (or the one running). */
   run(): Promise<LifecyclePassResult> {
-    this.running ??= this.stats
-      .run(() => this.pass())
-      .finally(() => {
-        this.running = undefined;
-      });
-    return this.running;
+    return this.loop.run();
+  }
+
+  private isDue(): boolean {
+    const last = this.lastPass();
+    return last === undefined || Math.floor(last / DAY_MS) !== Math.floor(this.now() / DAY_MS);
   }
 
   private lastPass(): number | undefined {
