@@ -22,7 +22,8 @@ import { ENTRY_VALIDATORS } from "./entry-schemas";
 import { adjustLocalCounts, bucketCounterSchema, countsOf, localCounts, ZERO_COUNTS, type BucketCounterEntry, type BucketCounts } from "./counter";
 import { partitionOfEntry } from "../table/partition";
 import type { Permissions } from "./crdt";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 
 const log = logger("model");
 
@@ -104,16 +105,19 @@ export class Model {
   readonly cas: CasRegister;
   /** What this node last published of each bucket's counts (JSON), to publish only changes. */
   private readonly publishedCounts = new Map<string, string>();
-  private countsTimer: ReturnType<typeof setInterval> | undefined;
-  private publishing: Promise<void> | undefined;
-  readonly countsStats = new WorkerStats("bucket counts publisher");
+  private readonly countsLoop = new WorkerLoop({ name: "bucket counts publisher", intervalMs: COUNTS_PUBLISH_INTERVAL_MS }, () => this.publishPass());
   private readonly byName = new Map<CrdtTableName, Table<unknown>>();
-  private queueTimer: ReturnType<typeof setInterval> | undefined;
-  private draining: Promise<void> | undefined;
   /** Object writes made after the request that caused them was answered (writeLater). */
   private readonly backgroundWrites = new Set<Promise<void>>();
   /** Its queue length counts the rows that are due (not those waiting for their read grace). */
-  readonly queueStats = new WorkerStats("cascading insert queue", () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n);
+  private readonly queueLoop = new WorkerLoop(
+    {
+      name: "cascading insert queue",
+      intervalMs: INSERT_QUEUE_INTERVAL_MS,
+      queueLength: () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n,
+    },
+    () => this.drainPass(),
+  );
 
   constructor(
     readonly db: Database,
@@ -198,29 +202,30 @@ export class Model {
 
   /** Publishes this node's counts of the buckets whose partition it holds, when they changed. */
   publishCounts(): Promise<void> {
-    this.publishing ??= this.countsStats
-      .run(async () => {
-        const ts = this.clock.now();
-        const entries: BucketCounterEntry[] = [];
-        const sent: [string, string][] = [];
-        for (const [bucketId, counts] of localCounts(this.db)) {
-          const json = JSON.stringify(counts);
-          if (this.publishedCounts.get(bucketId) === json) continue;
-          const holders = this.placement.writeSets(partitionOfEntry(bucketCounterSchema, bucketId)).flat();
-          if (!holders.includes(this.placement.selfId)) continue;
-          entries.push({ bucketId, nodes: { [this.placement.selfId]: { ts, ...counts } } });
-          sent.push([bucketId, json]);
-          if (entries.length >= COUNTS_PUBLISH_BATCH) break;
-        }
-        if (entries.length === 0) return;
-        await this.counters.insert(entries);
-        for (const [bucketId, json] of sent) this.publishedCounts.set(bucketId, json);
-      })
-      .catch((err) => log.warn(`publishing bucket counts: ${(err as Error).message}; will retry`))
-      .finally(() => {
-        this.publishing = undefined;
-      });
-    return this.publishing;
+    return this.countsLoop.run();
+  }
+
+  private async publishPass(): Promise<void> {
+    try {
+      const ts = this.clock.now();
+      const entries: BucketCounterEntry[] = [];
+      const sent: [string, string][] = [];
+      for (const [bucketId, counts] of localCounts(this.db)) {
+        const json = JSON.stringify(counts);
+        if (this.publishedCounts.get(bucketId) === json) continue;
+        const holders = this.placement.writeSets(partitionOfEntry(bucketCounterSchema, bucketId)).flat();
+        if (!holders.includes(this.placement.selfId)) continue;
+        entries.push({ bucketId, nodes: { [this.placement.selfId]: { ts, ...counts } } });
+        sent.push([bucketId, json]);
+        if (entries.length >= COUNTS_PUBLISH_BATCH) break;
+      }
+      if (entries.length === 0) return;
+      await this.counters.insert(entries);
+      for (const [bucketId, json] of sent) this.publishedCounts.set(bucketId, json);
+    } catch (err) {
+      log.warn(`publishing bucket counts: ${(err as Error).message}; will retry`);
+      this.countsStats.noteError(err);
+    }
   }
 
   table(name: CrdtTableName): Table<unknown> {
@@ -232,17 +237,24 @@ export class Model {
     return new Map([...this.byName].map(([name, t]) => [name, t.local]));
   }
 
+  get queueStats(): WorkerStats {
+    return this.queueLoop.stats;
+  }
+
+  get countsStats(): WorkerStats {
+    return this.countsLoop.stats;
+  }
+
   start(): void {
-    this.queueTimer = setInterval(() => void this.drainInsertQueue(), INSERT_QUEUE_INTERVAL_MS);
-    this.countsTimer = setInterval(() => void this.publishCounts(), COUNTS_PUBLISH_INTERVAL_MS);
+    this.queueLoop.start();
+    this.countsLoop.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.queueTimer);
-    clearInterval(this.countsTimer);
+    // The passes look at no stop signal: a drain under way finishes its queue, as before.
+    const loops = Promise.all([this.queueLoop.stop(), this.countsLoop.stop()]);
     await Promise.allSettled(this.backgroundWrites);
-    await this.draining;
-    await this.publishing;
+    await loops;
   }
 
   /**
@@ -265,32 +277,29 @@ export class Model {
 
   /** Applies the queued cascading writes that are due (version and block-ref tombstones) through the tables. */
   drainInsertQueue(): Promise<void> {
-    // Cleared in .finally on the promise itself: a pass that finds nothing finishes
-    // synchronously, before `??=` would have stored it.
-    this.draining ??= this.queueStats.run(async () => {
-      try {
-        for (;;) {
-          // Rows waiting for their read grace stay behind rows queued after them.
-          const rows = this.db
-            .query(`SELECT id, tbl, v FROM insert_queue WHERE due <= ? ORDER BY due, id LIMIT ?`)
-            .all(this.clock.now(), INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
-          if (rows.length === 0) break;
-          const byTable = new Map<CrdtTableName, unknown[]>();
-          for (const r of rows) byTable.set(r.tbl, [...(byTable.get(r.tbl) ?? []), JSON.parse(r.v)]);
-          await Promise.all([...byTable].map(([tbl, entries]) => this.table(tbl).insert(entries)));
-          const done = this.db.query(`DELETE FROM insert_queue WHERE id = ?`);
-          await this.committer.write(() => {
-            for (const r of rows) done.run(r.id);
-          });
-        }
-      } catch (err) {
-        log.warn(`insert queue: ${(err as Error).message}; will retry`);
-        this.queueStats.noteError(err);
+    return this.queueLoop.run();
+  }
+
+  private async drainPass(): Promise<void> {
+    try {
+      for (;;) {
+        // Rows waiting for their read grace stay behind rows queued after them.
+        const rows = this.db
+          .query(`SELECT id, tbl, v FROM insert_queue WHERE due <= ? ORDER BY due, id LIMIT ?`)
+          .all(this.clock.now(), INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
+        if (rows.length === 0) break;
+        const byTable = new Map<CrdtTableName, unknown[]>();
+        for (const r of rows) byTable.set(r.tbl, [...(byTable.get(r.tbl) ?? []), JSON.parse(r.v)]);
+        await Promise.all([...byTable].map(([tbl, entries]) => this.table(tbl).insert(entries)));
+        const done = this.db.query(`DELETE FROM insert_queue WHERE id = ?`);
+        await this.committer.write(() => {
+          for (const r of rows) done.run(r.id);
+        });
       }
-    }).finally(() => {
-      this.draining = undefined;
-    });
-    return this.draining;
+    } catch (err) {
+      log.warn(`insert queue: ${(err as Error).message}; will retry`);
+      this.queueStats.noteError(err);
+    }
   }
 
   // ---- new object versions ----
