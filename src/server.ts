@@ -39,6 +39,7 @@ import { logger } from "./util/log";
 import { randomHex, type BlockHash } from "./util/ids";
 import { describeChange, makePrivateDir, PRIVATE_FILE_MODE, tightenModes } from "./util/private-files";
 import { VERSION_LINE } from "./util/version";
+import { WorkerLoop } from "./util/worker-loop";
 
 const log = logger("server");
 
@@ -299,9 +300,11 @@ export async function startNode(config: Config): Promise<RunningNode> {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of servers) s.closeAllConnections?.();
       cluster.stop();
-      clearInterval(syncTracker);
+      // Its timer stops now; a check under way ends with the sync pass it waits for.
+      const trackerStopped = syncTracker.stop();
       await fullSync.stop();
       await shardedSync.stop();
+      await trackerStopped;
       await tableGc.stop();
       await tableOffload.stop();
       await scrub.stop();
@@ -326,33 +329,28 @@ const SYNC_TRACK_INTERVAL_MS = 2_000;
  * queue is empty, this node holds everything version N gives it. When every storage node of
  * N says so, reads move to N and older versions retire.
  */
-function trackSync(cluster: ClusterSystem, sync: ShardedTableSync, blocks: BlockManager): ReturnType<typeof setInterval> {
+function trackSync(cluster: ClusterSystem, sync: ShardedTableSync, blocks: BlockManager): WorkerLoop<void> {
   let passedVersion = 0;
-  let passing = false;
   let seen = { version: 0, at: 0 };
-  return setInterval(() => {
+  // Single flight: no check runs while one waits for its anti-entropy pass.
+  const tracker = new WorkerLoop({ name: "layout sync tracker", intervalMs: SYNC_TRACK_INTERVAL_MS }, async () => {
     const h = cluster.history();
-    if (h.current === 0 || (h.syncMap[cluster.selfId] ?? 0) >= h.current || passing) return;
+    if (h.current === 0 || (h.syncMap[cluster.selfId] ?? 0) >= h.current) return;
     if (seen.version !== h.current) seen = { version: h.current, at: Date.now() };
     if (passedVersion < h.current) {
-      passing = true;
       const { version, at } = seen;
-      void sync
-        .syncAll()
-        .then((report) => {
-          // Only a pass that started once this version was known covers its placement.
-          if (report.startedAt >= at && report.errors === 0 && report.unreachable === 0) passedVersion = version;
-        })
-        .finally(() => {
-          passing = false;
-        });
+      const report = await sync.syncAll();
+      // Only a pass that started once this version was known covers its placement.
+      if (report.startedAt >= at && report.errors === 0 && report.unreachable === 0 && !report.interrupted) passedVersion = version;
       return;
     }
     if (blocks.resync.queueLength() === 0) {
       cluster.updateHistory((x) => markSynced(x, cluster.selfId, passedVersion));
       log.info(`synced layout version ${passedVersion}`);
     }
-  }, SYNC_TRACK_INTERVAL_MS);
+  });
+  tracker.start();
+  return tracker;
 }
 
 /** `bunker server`: runs until SIGINT/SIGTERM. */

@@ -9,7 +9,8 @@ import { call, endpoint, handle } from "../rpc/endpoint";
 import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import type { LocalStore } from "./local-store";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
 import { storeNamed, TableNameSchema } from "./rpc-replicas";
 
@@ -45,9 +46,7 @@ function dump(db: Database, table: string): unknown[] {
 }
 
 export class FullTableSync {
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<void> | undefined;
-  readonly stats = new WorkerStats("full-copy table sync");
+  private readonly loop = new WorkerLoop({ name: "full-copy table sync", intervalMs: FULL_SYNC_INTERVAL_MS, firstDelayMs: 0 }, ({ signal }) => this.pass(signal));
 
   constructor(
     private readonly rpc: RpcNode,
@@ -72,37 +71,39 @@ export class FullTableSync {
     });
   }
 
+  get stats(): WorkerStats {
+    return this.loop.stats;
+  }
+
   start(): void {
-    this.timer = setInterval(() => void this.syncAll(), FULL_SYNC_INTERVAL_MS);
     // A peer that (re)connects may have missed key or bucket changes: compare at once.
-    this.rpc.on("peer-up", () => setTimeout(() => void this.syncAll(), PEER_UP_DELAY_MS));
-    void this.syncAll();
+    this.rpc.on("peer-up", () => setTimeout(() => this.loop.wake(), PEER_UP_DELAY_MS));
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  /** One pass over every full-copy table and every connected peer. */
+  /** One pass over every full-copy table and every connected peer (or the one under way). */
   syncAll(): Promise<void> {
-    this.running ??= this.stats.run(async () => {
-      const tables = [...this.stores.values()].filter((s) => s.schema.replication === "full");
-      for (const peer of this.peers()) {
-        if (!this.rpc.isConnected(peer)) continue;
-        for (const store of tables) {
-          try {
-            await this.syncWith(peer, store);
-          } catch (err) {
-            log.debug(`${store.schema.name} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
-            this.stats.noteError(err);
-          }
+    return this.loop.run();
+  }
+
+  private async pass(signal: AbortSignal): Promise<void> {
+    const tables = [...this.stores.values()].filter((s) => s.schema.replication === "full");
+    for (const peer of this.peers()) {
+      if (signal.aborted) return;
+      if (!this.rpc.isConnected(peer)) continue;
+      for (const store of tables) {
+        try {
+          await this.syncWith(peer, store);
+        } catch (err) {
+          log.debug(`${store.schema.name} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
+          this.stats.noteError(err);
         }
       }
-    }).finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    }
   }
 
   private async syncWith(peer: string, store: LocalStore<unknown>): Promise<void> {

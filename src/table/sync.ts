@@ -12,7 +12,8 @@ import { call, endpoint, handle } from "../rpc/endpoint";
 import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-store";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
 import { EntriesSchema, storeNamed, TableNameSchema } from "./rpc-replicas";
 
@@ -58,13 +59,15 @@ export interface SyncReport {
   unreachable: number;
   /** When the pass started (ms): it reflects the placement of that moment. */
   startedAt: number;
+  /** The node was stopping: peers after that point were not compared. */
+  interrupted: boolean;
 }
 
 export class ShardedTableSync {
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<SyncReport> | undefined;
-  readonly stats = new WorkerStats("sharded table sync");
-  private again = false;
+  /** A request during a pass gets one more whole pass after it (it may be past what changed). */
+  private readonly loop = new WorkerLoop<SyncReport>({ name: "sharded table sync", intervalMs: SHARDED_SYNC_INTERVAL_MS, firstDelayMs: 0, again: true }, ({ signal }) =>
+    this.pass(signal),
+  );
   private readonly stores: LocalStore<unknown>[];
   private readonly passListeners: ((report: SyncReport) => void)[] = [];
 
@@ -89,15 +92,17 @@ export class ShardedTableSync {
     handle(rpc, EP_ENTRIES, async ({ table, bucket }) => ({ entries: storeOf(EP_ENTRIES.name, table).bucketEntries(bucket) }));
   }
 
-  start(): void {
-    this.timer = setInterval(() => void this.syncAll(), SHARDED_SYNC_INTERVAL_MS);
-    this.rpc.on("peer-up", () => setTimeout(() => void this.syncAll(), PEER_UP_SYNC_DELAY_MS));
-    void this.syncAll();
+  get stats(): WorkerStats {
+    return this.loop.stats;
   }
 
-  async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+  start(): void {
+    this.rpc.on("peer-up", () => setTimeout(() => this.loop.wake(), PEER_UP_SYNC_DELAY_MS));
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /**
@@ -108,33 +113,13 @@ export class ShardedTableSync {
     this.passListeners.push(fn);
   }
 
-  /** One full pass; a request during a pass schedules one more pass right after it. */
+  /** One full pass; a request during a pass gets one more whole pass, right after it. */
   syncAll(): Promise<SyncReport> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.stats.run(() => this.pass()).then((report) => {
-      for (const fn of this.passListeners) {
-        try {
-          fn(report);
-        } catch (err) {
-          log.warn(`after a sync pass: ${(err as Error).message}`);
-        }
-      }
-      return report;
-    }).finally(() => {
-      this.running = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.syncAll();
-      }
-    });
-    return this.running;
+    return this.loop.run();
   }
 
-  private async pass(): Promise<SyncReport> {
-    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now() };
+  private async pass(signal: AbortSignal): Promise<SyncReport> {
+    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now(), interrupted: false };
     const self = this.placement.selfId;
     // The partitions this node shares with each other replica.
     const shared = new Map<string, number[]>();
@@ -145,6 +130,10 @@ export class ShardedTableSync {
       for (const peer of replicas) if (peer !== self) shared.set(peer, [...(shared.get(peer) ?? []), p]);
     }
     for (const [peer, partitions] of shared) {
+      if (signal.aborted) {
+        report.interrupted = true;
+        return report;
+      }
       if (!this.rpc.isConnected(peer)) {
         report.unreachable += partitions.length;
         continue;
@@ -169,6 +158,13 @@ export class ShardedTableSync {
       }
     }
     if (report.bucketsExchanged > 0) log.info(`anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions`);
+    for (const fn of this.passListeners) {
+      try {
+        fn(report);
+      } catch (err) {
+        log.warn(`after a sync pass: ${(err as Error).message}`);
+      }
+    }
     return report;
   }
 
