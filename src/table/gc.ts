@@ -14,7 +14,8 @@ import type { Database, Statement } from "bun:sqlite";
 import type { Placement } from "../cluster/layout";
 import type { GroupCommitter } from "../db/committer";
 import { logger } from "../util/log";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import type { DeleteOutcome, LocalStore, TombstoneRef } from "./local-store";
 import { partitionOfEntry } from "./partition";
 import { checkPeerEntries } from "./peer-entries";
@@ -155,14 +156,11 @@ interface Group {
 }
 
 export class TableGc {
-  readonly stats: WorkerStats;
+  private readonly loop: WorkerLoop<GcReport>;
   private readonly todo: GcTodo;
   private readonly now: () => number;
   private readonly batchSize: number;
   private readonly intervalMs: number;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private running: Promise<GcReport> | undefined;
-  private stopped = true;
 
   constructor(
     private readonly stores: ReadonlyMap<string, LocalStore<unknown>>,
@@ -177,42 +175,33 @@ export class TableGc {
     this.now = options.now ?? Date.now;
     this.batchSize = options.batchSize ?? TABLE_GC_BATCH;
     this.intervalMs = options.intervalMs ?? TABLE_GC_INTERVAL_MS;
-    this.stats = new WorkerStats("table gc", () => this.todo.count());
+    this.loop = new WorkerLoop(
+      {
+        name: "table gc",
+        intervalMs: this.intervalMs,
+        // A full batch means more are due: come back after a short pause.
+        nextDelayMs: (o) => (o.ok && o.result.examined >= this.batchSize ? TABLE_GC_BUSY_PAUSE_MS : this.intervalMs),
+        queueLength: () => this.todo.count(),
+      },
+      () => this.pass(),
+    );
+  }
+
+  get stats(): WorkerStats {
+    return this.loop.stats;
   }
 
   start(): void {
-    this.stopped = false;
-    this.schedule(this.intervalMs);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running?.catch(() => {});
-  }
-
-  private schedule(ms: number): void {
-    if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(), ms);
-    this.timer.unref?.();
-  }
-
-  private async tick(): Promise<void> {
-    let full = false;
-    try {
-      full = (await this.runOnce()).examined >= this.batchSize;
-    } catch (err) {
-      log.warn(`table gc: ${(err as Error).message}`);
-    }
-    this.schedule(full ? TABLE_GC_BUSY_PAUSE_MS : this.intervalMs);
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** One pass over at most one batch of due rows; a call during a pass joins it. */
   runOnce(): Promise<GcReport> {
-    this.running ??= this.stats.run(() => this.pass()).finally(() => {
-      this.running = undefined;
-    });
-    return this.running;
+    return this.loop.run();
   }
 
   private async pass(): Promise<GcReport> {

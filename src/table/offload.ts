@@ -16,7 +16,8 @@ import type { GroupCommitter } from "../db/committer";
 import { call } from "../rpc/endpoint";
 import { PRIO_BACKGROUND, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
-import { WorkerStats } from "../util/worker-stats";
+import type { WorkerStats } from "../util/worker-stats";
+import { WorkerLoop } from "../util/worker-loop";
 import type { LocalStore, RowCursor, StoredRow } from "./local-store";
 import { SYNC_PUSH } from "./sync";
 
@@ -98,7 +99,6 @@ export interface TableOffloadOptions {
 type Released = ReleasedPartition;
 
 export class TableOffload {
-  readonly stats: WorkerStats;
   private readonly stores: LocalStore<unknown>[];
   private readonly pageRows: number;
   private readonly pageBytes: number;
@@ -107,11 +107,7 @@ export class TableOffload {
   private readonly layoutCheckMs: number;
   private readonly retryMs: number;
   private readonly busyPauseMs: number;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private layoutTimer: ReturnType<typeof setInterval> | undefined;
-  private running: Promise<OffloadReport> | undefined;
-  private again = false;
-  private stopped = true;
+  private readonly loop: WorkerLoop<OffloadReport>;
   /** The released partitions (and their holders) the last pass started from. */
   private lastReleased: string | undefined;
 
@@ -130,67 +126,53 @@ export class TableOffload {
     this.layoutCheckMs = options.layoutCheckMs ?? TABLE_OFFLOAD_LAYOUT_CHECK_MS;
     this.retryMs = options.retryMs ?? TABLE_OFFLOAD_RETRY_MS;
     this.busyPauseMs = options.busyPauseMs ?? TABLE_OFFLOAD_BUSY_PAUSE_MS;
-    this.stats = new WorkerStats("table offload", () => this.waiting());
+    this.loop = new WorkerLoop(
+      {
+        name: "table offload",
+        intervalMs: this.intervalMs,
+        // A pass that hit its page bound comes back soon; one that left rows behind, later.
+        nextDelayMs: (o) => (!o.ok ? this.retryMs : o.result.more ? this.busyPauseMs : o.result.kept + o.result.changed + o.result.deferred > 0 ? this.retryMs : this.intervalMs),
+        poll: { everyMs: this.layoutCheckMs, due: () => this.layoutChanged() },
+        again: true,
+        queueLength: () => this.waiting(),
+      },
+      ({ signal }) => this.pass(signal),
+    );
+  }
+
+  get stats(): WorkerStats {
+    return this.loop.stats;
   }
 
   start(): void {
-    this.stopped = false;
-    this.layoutTimer = setInterval(() => this.checkLayout(), this.layoutCheckMs);
-    this.layoutTimer.unref?.();
-    this.schedule(this.intervalMs);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    clearInterval(this.layoutTimer);
-    await this.running?.catch(() => {});
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /**
-   * Starts a pass without waiting for it (sync passes, `repair tables`, timers) once started,
-   * and not after stop; errors are logged.
+   * Starts a pass without waiting for it (sync passes, `repair tables`) once started, and not
+   * after stop; errors are logged.
    */
   trigger(): void {
-    if (this.stopped) return;
-    this.runOnce().catch((err) => log.warn(`table offload: ${(err as Error).message}`));
+    this.loop.wake();
   }
 
-  /** One bounded pass; a request during a pass schedules one more right after it. */
+  /** One bounded pass; a request during a pass gets one more, right after it. */
   runOnce(): Promise<OffloadReport> {
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = this.stats
-      .run(() => this.pass())
-      .then(
-        (report) => {
-          this.schedule(report.more ? this.busyPauseMs : report.kept + report.changed + report.deferred > 0 ? this.retryMs : this.intervalMs);
-          return report;
-        },
-        (err) => {
-          this.schedule(this.retryMs);
-          throw err;
-        },
-      )
-      .finally(() => {
-        this.running = undefined;
-        if (this.again && !this.stopped) {
-          this.again = false;
-          this.trigger();
-        }
-      });
-    return this.running;
+    return this.loop.run();
   }
 
   private released(): Released[] {
     return releasedPartitions(this.placement);
   }
 
-  private checkLayout(): void {
+  /** A pass under way may be past a partition released since it began: looked at between passes. */
+  private layoutChanged(): boolean {
     const released = this.released();
-    if (released.length > 0 && signature(released) !== this.lastReleased) this.trigger();
+    return released.length > 0 && signature(released) !== this.lastReleased;
   }
 
   /** (table, partition) pairs with rows this node should hand over: the worker's queue. */
@@ -200,14 +182,7 @@ export class TableOffload {
     return n;
   }
 
-  private schedule(ms: number): void {
-    clearTimeout(this.timer);
-    if (this.stopped) return;
-    this.timer = setTimeout(() => this.trigger(), ms);
-    this.timer.unref?.();
-  }
-
-  private async pass(): Promise<OffloadReport> {
+  private async pass(signal: AbortSignal): Promise<OffloadReport> {
     const report: OffloadReport = { released: 0, pages: 0, pushed: 0, offloaded: 0, changed: 0, kept: 0, deferred: 0, more: false };
     const released = this.released();
     this.lastReleased = signature(released);
@@ -226,7 +201,7 @@ export class TableOffload {
             report.deferred++;
             break;
           }
-          if (pagesLeft === 0) {
+          if (pagesLeft === 0 || signal.aborted) {
             report.more = true;
             break walk;
           }
