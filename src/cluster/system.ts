@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { call, handle } from "../rpc/endpoint";
 import { PRIO_HIGH, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
+import { WorkerLoop } from "../util/worker-loop";
 import { PARTITION_COUNT, type ConsistencyMode, type NodeRole } from "./layout";
 import { applyStaged, emptyHistory, markSynced, mergeHistories, stageRole, type LayoutHistory } from "./layout-history";
 import { HistoryPlacement } from "./placement";
@@ -89,7 +90,11 @@ export class ClusterSystem {
   /** Digest of historyValue, sent in every ping: hashing the JSON history per ping cost ~2% of a busy node. */
   private historyDigest = "";
   private readonly peersById = new Map<string, PeerState>();
-  private timer: ReturnType<typeof setInterval> | undefined;
+  /**
+   * Pings (and reconnects) every PING_INTERVAL_MS. A pass only sends them: each has its own
+   * timeout, and a silent peer must not hold back the pings of the others.
+   */
+  private readonly pinger = new WorkerLoop({ name: "cluster ping", intervalMs: PING_INTERVAL_MS, firstDelayMs: 0 }, async () => void this.tick());
   private readonly rpc: RpcNode;
 
   constructor(private readonly opts: ClusterOptions) {
@@ -152,12 +157,12 @@ export class ClusterSystem {
       p.lastSeen = this.opts.now();
       void this.pingPeer(id);
     });
-    this.timer = setInterval(() => void this.tick(), PING_INTERVAL_MS);
-    void this.tick();
+    this.pinger.start();
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    // Its timer stops at once; pings in flight end with their timeout.
+    void this.pinger.stop();
   }
 
   /** Connects to "id@host:port" and remembers the peer. */
