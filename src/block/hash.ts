@@ -6,8 +6,10 @@
 // in the one holding that stream, both reading the same SharedArrayBuffer (no copy). Plain
 // ArrayBuffers travel to the worker and back by transfer (zero copy). The worker is a build
 // entrypoint of the compiled binary (util/worker-path.ts).
+// Nothing here costs start-up time or idle memory: the workers (each a whole JS isolate) start
+// with the first job, and blake3-wasm, which compiles its wasm as it loads, is loaded on the first
+// blake3Sync().
 import type { BlockHash } from "../util/ids";
-import { hash as blake3 } from "blake3-wasm/dist/index.js";
 import { assert } from "../util/assert.ts";
 import { workerSpecifier } from "../util/worker-path.ts";
 
@@ -45,8 +47,11 @@ export function sharedBytes(size: number): Uint8Array {
   return new Uint8Array(new SharedArrayBuffer(size));
 }
 
+let blake3: ((data: Uint8Array) => Buffer | string) | undefined;
+
 /** BLAKE3 on the calling thread: for small data, tests and tools. */
 export function blake3Sync(data: Uint8Array): RawBlockHash {
+  blake3 ??= (require("blake3-wasm/dist/index.js") as typeof import("blake3-wasm/dist/index.js")).hash;
   return new Uint8Array(blake3(data) as Buffer); // Buffer: no encoding was asked for
 }
 
