@@ -58,19 +58,29 @@ export const TARGETS = { "linux-x64": "bun-linux-x64-baseline", "linux-arm64": "
 export type TargetName = keyof typeof TARGETS;
 
 /**
+ * JavaScriptCore's tier-up thresholds are multiplied by this until `bunker server` serves
+ * (src/cli/index.ts sets the normal policy then): start-up code runs once, and compiling it
+ * cost more than it saved. Measured on this machine, CPU to the first S3 answer 197 -> 169 ms
+ * and idle RSS 60 -> 58 MiB (medians of 9; 4 gained nothing, 16 and 100 no more than 8).
+ */
+const START_JIT_POLICY = 8;
+
+/**
  * Builds bunker-<target> in outdir and returns its path. Options, measured on this machine
  * (docs/targets.md#build-options): `bytecode` ships JavaScriptCore bytecode beside the source so
- * that the 2.6 MB bundle is not parsed and compiled at every start (start to first S3 answer
- * ~300 -> ~200 ms before the other start-up work was cut; `bunker --version` 180 -> 90 ms) for
- * ~10 MB more binary; it needs the ESM output format because main.ts awaits at top level.
- * `minify` shrinks the source that is kept for functions' toString and error positions.
+ * that the 2.6 MB bundle is not parsed and compiled at every start (CPU to the first S3 answer
+ * ~300 -> ~200 ms, `bunker --version` 180 -> 90 ms, for no growth of the binary once zstd-codec's
+ * asm.js copy is gone); it needs the ESM output format because main.ts awaits at top level.
+ * `minify` shrinks the source kept beside the bytecode (for toString and error positions).
+ * The binary reads no `.env` or `bunfig.toml` from the directory it is started in: its
+ * configuration is bunker.toml and BUNKER_* variables only, wherever it runs.
  */
 export async function buildBinary(target: TargetName, outdir: string, build: string = buildId()): Promise<string> {
   const outfile = join(outdir, `bunker-${target}`);
   const result = await Bun.build({
     // Workers are entrypoints of their own (src/util/worker-path.ts).
     entrypoints: [join(ROOT, "src/main.ts"), join(ROOT, "src/block/hash-worker.ts"), join(ROOT, "src/db/checkpoint-worker.ts")],
-    compile: { target: TARGETS[target], outfile },
+    compile: { target: TARGETS[target], outfile, autoloadDotenv: false, autoloadBunfig: false, jitPolicy: START_JIT_POLICY },
     minify: true,
     bytecode: true,
     format: "esm",
