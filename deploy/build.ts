@@ -27,7 +27,7 @@ const embedBlake3Wasm: BunPlugin = {
 
 /**
  * zstd-codec ships its codec twice, as wasm and as a 1.3 MB asm.js copy for runtimes without
- * WebAssembly; Bun always has WebAssembly, so the copy is dead weight in the binary (5.3 MB of
+ * WebAssembly; Bun always has WebAssembly, so the copy is dead weight in the binary (5.1 MiB of
  * it, source and bytecode). The branch that would load it throws instead.
  */
 const dropZstdAsmJs: BunPlugin = {
@@ -60,8 +60,8 @@ export type TargetName = keyof typeof TARGETS;
 /**
  * JavaScriptCore's tier-up thresholds are multiplied by this until `bunker server` serves
  * (src/cli/index.ts sets the normal policy then): start-up code runs once, and compiling it
- * cost more than it saved. Measured on this machine, CPU to the first S3 answer 197 -> 169 ms
- * and idle RSS 60 -> 58 MiB (medians of 9; 4 gained nothing, 16 and 100 no more than 8).
+ * cost more than it saved. Measured on this machine, CPU to the first S3 answer 234 -> 177 ms
+ * and idle RSS 64.5 -> 60.1 MiB (medians of 9; 4 gained nothing, 16 and 100 no more than 8).
  */
 const START_JIT_POLICY = 8;
 
@@ -69,8 +69,8 @@ const START_JIT_POLICY = 8;
  * Builds bunker-<target> in outdir and returns its path. Options, measured on this machine
  * (docs/targets.md#build-options): `bytecode` ships JavaScriptCore bytecode beside the source so
  * that the 2.6 MB bundle is not parsed and compiled at every start (CPU to the first S3 answer
- * ~300 -> ~200 ms, `bunker --version` 180 -> 90 ms, for no growth of the binary once zstd-codec's
- * asm.js copy is gone); it needs the ESM output format because main.ts awaits at top level.
+ * 301 -> 234 ms, `bunker --version` 180 -> 90 ms, for 6 MiB more binary); it needs the ESM
+ * output format because main.ts awaits at top level.
  * `minify` shrinks the source kept beside the bytecode (for toString and error positions).
  * The binary reads no `.env` or `bunfig.toml` from the directory it is started in: its
  * configuration is bunker.toml and BUNKER_* variables only, wherever it runs.
