@@ -204,6 +204,9 @@ async function runServer(argv: string[], d: Dispatch): Promise<number> {
   applyAllocatorSettings();
   const server = await import("../server");
   await server.runServer(d.configPath);
+  // The compiled binary starts with JIT tier-up held back (deploy/build.ts, START_JIT_POLICY):
+  // start-up code runs once and rarely repays compiling. Serving code does: normal policy now.
+  Bun.unsafe.setJITPolicy(1);
   // The node now lives on its sockets; handing an exit code back would let main kill it.
   return new Promise<number>(() => {});
 }

@@ -15,7 +15,7 @@ self.onmessage = (ev: MessageEvent<CheckpointRequest>) => {
       db = new Database(msg.path, { strict: true });
       db.exec(`PRAGMA synchronous = ${msg.fsync ? "FULL" : "NORMAL"}`);
       db.exec(`PRAGMA busy_timeout = ${msg.busyTimeoutMs}`);
-      self.postMessage({ id: msg.id, ok: true } satisfies CheckpointReply);
+      self.postMessage({ id: msg.id, ok: true, complete: true } satisfies CheckpointReply);
       return;
     }
     if (!db) throw new Error("checkpoint before open");
@@ -26,8 +26,9 @@ self.onmessage = (ev: MessageEvent<CheckpointRequest>) => {
     // costs 80 us beside a 120 MB WAL, 25 us beside an empty one), and only a writer would
     // restart it (a phase of reads has none). Right after a complete PASSIVE pass there is
     // almost nothing left to copy, so the writer lock TRUNCATE takes is held only briefly.
-    if (done.busy === 0 && done.log >= msg.truncateMinFrames && done.checkpointed === done.log) db.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
-    self.postMessage({ id: msg.id, ok: true } satisfies CheckpointReply);
+    const complete = done.busy === 0 && done.checkpointed === done.log;
+    if (complete && done.log >= msg.truncateMinFrames) db.query("PRAGMA wal_checkpoint(TRUNCATE)").get();
+    self.postMessage({ id: msg.id, ok: true, complete } satisfies CheckpointReply);
   } catch (err) {
     self.postMessage({ id: msg.id, ok: false, error: String(err) } satisfies CheckpointReply);
   }

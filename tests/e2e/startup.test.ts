@@ -1,13 +1,14 @@
 // Start-up of the real server process (`bun src/main.ts -c FILE server`): configuration
 // mistakes stop it in one line before anything is written to disk, secrets and data are
-// the owner's only (and are made so when an older start left them open), and the node says
-// which version it runs.
+// the owner's only (and are made so when an older start left them open), the node says
+// which version it runs, and a node that has started and serves nothing stays small.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { freePort, startServer, type TestServer } from "../helpers/server";
+import { statusKiB } from "../../benchmarks/lib/proc.ts";
 
 setDefaultTimeout(60_000);
 
@@ -183,4 +184,32 @@ test("no admin token: the node says at start-up that its admin API is disabled",
   const lines = (await stderr).split("\n").filter((l) => l.includes("admin API disabled"));
   expect(lines).toHaveLength(1);
   expect(lines[0]).toContain("no admin token configured");
+});
+
+/**
+ * Idle RSS of a node started from source the way tests start it (`bun src/main.ts`, the test
+ * config with its web endpoint). From source the runtime also holds the transpiled sources, so
+ * this is higher than the compiled binary's figure, which benchmarks/footprint/startup.ts
+ * measures against issue 13's 50 MiB: measured here, ~74 MiB from source against ~60 MiB for
+ * the binary (before the worker isolates were started on demand and the schemas compiled on
+ * first use: 83 MiB from source, 80 for the binary).
+ */
+const IDLE_RSS_FROM_SOURCE_MIB = 80;
+/** Idle means after start-up's one-off work: sampled from this long after the node serves. */
+const IDLE_SETTLE_MS = 2_000;
+
+test("a node that has started and serves nothing stays within its idle RSS bound", async () => {
+  const server = await startServer();
+  try {
+    await Bun.sleep(IDLE_SETTLE_MS);
+    let peakKiB = 0;
+    for (let i = 0; i < 5; i++) {
+      peakKiB = Math.max(peakKiB, statusKiB(server.proc.pid, "VmRSS"));
+      await Bun.sleep(200);
+    }
+    expect(peakKiB).toBeGreaterThan(0); // the process was there to be measured
+    expect(peakKiB / 1024).toBeLessThanOrEqual(IDLE_RSS_FROM_SOURCE_MIB);
+  } finally {
+    await server.stop();
+  }
 });

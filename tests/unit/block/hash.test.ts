@@ -130,6 +130,23 @@ describe("HashPool", () => {
     }
   });
 
+  test("an idle worker stops; the next job starts a new one", async () => {
+    const idleMs = 100;
+    const p = new HashPool(1, idleMs);
+    try {
+      expect(p.workersRunning).toBe(0);
+      expect(hashHex((await p.hash(vectorInput(1024))).hash) as string).toBe(VECTORS[3]![1]);
+      expect(p.workersRunning).toBe(1);
+      const deadline = Date.now() + 50 * idleMs;
+      while (p.workersRunning > 0 && Date.now() < deadline) await Bun.sleep(20);
+      expect(p.workersRunning).toBe(0);
+      expect(hashHex((await p.hash(vectorInput(1025))).hash) as string).toBe(VECTORS[4]![1]);
+      expect(p.workersRunning).toBe(1);
+    } finally {
+      p.close();
+    }
+  });
+
   test("a closed pool rejects", async () => {
     const p = new HashPool(1);
     expect(hashHex((await p.hash(vectorInput(0))).hash) as string).toBe(VECTORS[0]![1]);
@@ -191,6 +208,25 @@ describe("MD5 streams", () => {
     const p = random(64);
     await t.update(shared(p));
     expect(Buffer.from(await t.digest()).toString("hex")).toBe(md5([p]));
+  });
+
+  test("an open stream keeps its worker past the idle time; finished, the worker stops", async () => {
+    const idleMs = 100;
+    const p = new HashPool(1, idleMs);
+    try {
+      const parts = [random(1000), random(2000)];
+      const s = p.openMd5();
+      await s.update(shared(parts[0]!));
+      await Bun.sleep(5 * idleMs);
+      expect(p.workersRunning).toBe(1);
+      await s.update(shared(parts[1]!));
+      expect(Buffer.from(await s.digest()).toString("hex")).toBe(md5(parts));
+      const deadline = Date.now() + 50 * idleMs;
+      while (p.workersRunning > 0 && Date.now() < deadline) await Bun.sleep(20);
+      expect(p.workersRunning).toBe(0);
+    } finally {
+      p.close();
+    }
   });
 
   test("a stream on a closed pool fails", async () => {

@@ -233,7 +233,65 @@ describe("Checkpointer", () => {
     const db = openDb();
     const cp = new Checkpointer(db, dir /* a directory, not a database */, false);
     await cp.start();
-    expect(autoCheckpoint(db)).toBe(1000);
-    await cp.stop();
-  });
+    try {
+      expect(autoCheckpoint(db)).toBe(0);
+      // The worker starts with the first checkpoint to take.
+      db.exec("CREATE TABLE t (v INTEGER)");
+      db.query("INSERT INTO t VALUES (1)").run();
+      const deadline = Date.now() + 10 * CHECKPOINT_INTERVAL_MS;
+      while (autoCheckpoint(db) !== 1000 && Date.now() < deadline) await Bun.sleep(50);
+      expect(autoCheckpoint(db)).toBe(1000);
+      expect(cp.stats.info().errors).toBe(1);
+      expect(cp.workerRunning).toBe(false);
+    } finally {
+      await cp.stop();
+    }
+  }, 30_000);
+
+  test("the worker starts only when there is something to copy and stops once idle", async () => {
+    const path = join(dir, "meta/db.sqlite");
+    const intervalMs = 100;
+    const idleMs = 3 * intervalMs;
+    const waitUntil = async (what: () => boolean) => {
+      const deadline = Date.now() + idleMs + 50 * intervalMs;
+      while (!what() && Date.now() < deadline) await Bun.sleep(50);
+      return what();
+    };
+    // A database closed cleanly has no WAL: reopened, nothing is to be copied.
+    openDatabase(path, { fsync: false }).close();
+    const db = openDb();
+    const cp = new Checkpointer(db, path, false, { intervalMs, workerIdleMs: idleMs });
+    await cp.start();
+    try {
+      await Bun.sleep(5 * intervalMs);
+      expect(cp.workerRunning).toBe(false);
+      expect(cp.stats.info().passes).toBe(0);
+      expect(autoCheckpoint(db)).toBe(0);
+
+      db.exec("CREATE TABLE t (v INTEGER)");
+      db.query("INSERT INTO t VALUES (1)").run();
+      expect(await waitUntil(() => cp.stats.info().passes > 0)).toBe(true);
+      expect(cp.workerRunning).toBe(true);
+      const walBefore = statSync(`${path}-wal`).size;
+      expect(walBefore).toBeGreaterThan(0);
+      // Idle: the worker goes away, and no further checkpoint runs.
+      expect(await waitUntil(() => !cp.workerRunning)).toBe(true);
+      const passes = cp.stats.info().passes;
+      await Bun.sleep(5 * intervalMs);
+      expect(cp.stats.info().passes).toBe(passes);
+      expect(cp.workerRunning).toBe(false);
+
+      // The next write starts a new one, which copies it.
+      const sizeBefore = statSync(path).size;
+      const ins = db.query("INSERT INTO t VALUES (?)");
+      db.transaction(() => {
+        for (let i = 0; i < 2000; i++) ins.run(i);
+      })();
+      expect(await waitUntil(() => cp.stats.info().passes > passes)).toBe(true);
+      expect(await waitUntil(() => statSync(path).size > sizeBefore)).toBe(true);
+      expect(cp.stats.info().errors).toBe(0);
+    } finally {
+      await cp.stop();
+    }
+  }, 30_000);
 });
