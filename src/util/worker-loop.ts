@@ -93,6 +93,8 @@ export class WorkerLoop<T> {
 
   /** One pass, or the one under way (see `again`); its result or error goes to the caller. */
   run(): Promise<T> {
+    // After stop() the node is closing what passes use (its database): nothing new starts.
+    if (this.state === "stopped") return Promise.reject(new Error(`${this.opts.name} is stopped`));
     if (!this.running) return this.begin();
     if (!this.opts.again) return this.running;
     this.next ??= this.running
@@ -131,7 +133,14 @@ export class WorkerLoop<T> {
   private ended(pass: Promise<T>, outcome: PassOutcome<T>): void {
     assert(this.running === pass, `${this.opts.name} runs one pass at a time`);
     this.running = undefined;
-    this.arm(this.opts.nextDelayMs?.(outcome) ?? this.opts.intervalMs);
+    let delay = this.opts.intervalMs;
+    try {
+      delay = this.opts.nextDelayMs?.(outcome) ?? delay;
+    } catch (err) {
+      // A loop whose next timer is never armed would stop silently: fall back to the interval.
+      log.warn(`${this.opts.name}: choosing the next delay failed (${(err as Error).message}); using the interval`);
+    }
+    this.arm(delay);
   }
 
   private arm(ms: number | undefined): void {

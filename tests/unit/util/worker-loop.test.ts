@@ -54,7 +54,7 @@ test("again: runs asked during a pass share one whole pass that starts after it"
   expect(g.starts).toBe(2);
 });
 
-test("stop interrupts the running pass through its signal and waits for it, and for the pass asked after it", async () => {
+test("stop interrupts the running pass through its signal and waits for it; the pass asked after it never starts", async () => {
   const seen: boolean[] = [];
   let checks = 0;
   const loop = new WorkerLoop({ name: "t", again: true }, async ({ signal }: PassContext) => {
@@ -72,10 +72,11 @@ test("stop interrupts the running pass through its signal and waits for it, and 
   const stopping = loop.stop().then(() => (stopped = true));
   expect(stopped).toBe(false);
   await stopping;
-  // stop() returned only once both passes had ended, each told to stop.
-  expect(seen).toEqual([true, true]);
+  // stop() returned only once the running pass had ended, told to stop; the one asked after it
+  // is refused rather than started on a closing node.
+  expect(seen).toEqual([true]);
   expect(await first).toBe("interrupted");
-  expect(await second).toBe("interrupted");
+  await expect(second).rejects.toThrow(/is stopped/);
 });
 
 test("a failing pass: the error goes to the caller and into the stats; the next pass runs", async () => {
@@ -200,4 +201,31 @@ test("invariants: periods are positive, delays need an interval, start is not re
   loop.start();
   expect(() => loop.start()).toThrow(/not started twice/);
   void loop.stop();
+});
+
+test("run() after stop() starts nothing, and a throwing nextDelayMs keeps the loop timed", async () => {
+  let passes = 0;
+  const stopped = new WorkerLoop({ name: "stopped" }, async () => ++passes);
+  stopped.start();
+  await stopped.stop();
+  await expect(stopped.run()).rejects.toThrow(/stopped is stopped/);
+  expect(passes).toBe(0);
+
+  let timed = 0;
+  const loop = new WorkerLoop(
+    {
+      name: "bad delay",
+      intervalMs: 5,
+      firstDelayMs: 0,
+      nextDelayMs: () => {
+        throw new Error("no delay");
+      },
+    },
+    async () => ++timed,
+  );
+  loop.start();
+  const deadline = Date.now() + 10_000;
+  while (timed < 3 && Date.now() < deadline) await Bun.sleep(5);
+  await loop.stop();
+  expect(timed).toBeGreaterThanOrEqual(3);
 });
