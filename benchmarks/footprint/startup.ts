@@ -1,14 +1,16 @@
 // Start-up figures of the compiled binary (issue 13): start to first S3 answer with an existing
 // and with a new data directory, idle RSS after start-up, and the binary's size. It builds the
 // binary itself (deploy/build.ts, host target) and runs it as a user would: no environment
-// settings, single node, default config apart from the data directories and loopback ports
-// (a config file is given, so no first-start credentials are written: see the notes).
+// settings, single node, the embedded defaults' settings (S3, admin and web endpoints) apart
+// from the data directories and loopback ports (a config file is given, so no first-start
+// credentials are written: see the notes). Bounded: every start has a deadline, and so has the build.
 // Run alone with `bun benchmarks/footprint/startup.ts`.
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { buildBinary } from "../../deploy/build.ts";
+import { DEFAULT_WEB_ROOT_DOMAIN } from "../../src/config.ts";
 import { freePort } from "../../tests/helpers/server.ts";
 import { foreignCpuSeconds, ownPids, statusKiB, stopProcess } from "../lib/proc.ts";
 import { median, MiB } from "../lib/stats.ts";
@@ -23,6 +25,8 @@ const FIRST_ANSWER_NEW_MS = 250;
 const IDLE_RSS_MIB = 50;
 /** A start that has not answered by then is a failure, not a slow figure. */
 const START_DEADLINE_MS = 10_000;
+/** The build (one-off download of a runtime aside, ~3 s here). */
+const BUILD_DEADLINE_MS = 120_000;
 /** How often the S3 port is tried while the server starts; the figures' resolution. */
 const POLL_MS = 2;
 /** Idle RSS is read this long after the first answer: past start-up's one-off work. */
@@ -39,7 +43,7 @@ interface Node {
 
 async function newNode(): Promise<Node> {
   const dir = mkdtempSync(join(tmpdir(), "bunker-startup-bench-"));
-  const [s3Port, adminPort, rpcPort] = [await freePort(), await freePort(), await freePort()];
+  const [s3Port, adminPort, rpcPort, webPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const config = join(dir, "bunker.toml");
   writeFileSync(
     config,
@@ -49,6 +53,9 @@ async function newNode(): Promise<Node> {
       `rpc_bind_addr = "127.0.0.1:${rpcPort}"`,
       `[s3_api]`,
       `api_bind_addr = "127.0.0.1:${s3Port}"`,
+      `[s3_web]`,
+      `bind_addr = "127.0.0.1:${webPort}"`,
+      `root_domain = "${DEFAULT_WEB_ROOT_DOMAIN}"`,
       `[admin]`,
       `api_bind_addr = "127.0.0.1:${adminPort}"`,
       `admin_token = "startup-bench"`,
@@ -143,7 +150,8 @@ async function idleRssMiB(binary: string): Promise<number> {
 export async function run(): Promise<FootprintRow[]> {
   const outdir = mkdtempSync(join(tmpdir(), "bunker-startup-build-"));
   try {
-    const binary = await buildBinary(process.arch === "arm64" ? "linux-arm64" : "linux-x64", outdir, "startup-bench");
+    const built = buildBinary(process.arch === "arm64" ? "linux-arm64" : "linux-x64", outdir, "startup-bench");
+    const binary = await Promise.race([built, Bun.sleep(BUILD_DEADLINE_MS).then(() => Promise.reject(new Error(`the build took over ${BUILD_DEADLINE_MS} ms`)))]);
     const foreign0 = foreignCpuSeconds(ownPids);
     const t0 = performance.now();
     const existing = await timedStarts(binary, false);

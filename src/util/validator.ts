@@ -1,7 +1,7 @@
 // Compiled TypeBox checks for data that arrives from outside this process (RPC messages from
 // peers, table entries they send): one compile per schema, on its first check, a fast `check`
 // on the hot path, and, only for a value that fails, the first failing path in words.
-// Compiling is deferred because validators are declared at module load: compiling all ~60 of them
+// Compiling is deferred because validators are declared at module load: compiling all ~50 of them
 // there cost the compiled binary ~30 ms of start-up (and every CLI command as much), for schemas
 // a single node without peers may never check.
 import type { Static, TSchema } from "@sinclair/typebox";
