@@ -5,6 +5,9 @@ import { Database } from "bun:sqlite";
 import { dirname } from "node:path";
 import { createPrivateFile, makePrivateDir } from "../util/private-files";
 import { MIGRATIONS } from "./migrations";
+import { logger } from "../util/log";
+
+const log = logger("db");
 
 export interface OpenOptions {
   /** metadata_fsync: sync the WAL on every commit (survives power loss), not only at checkpoints. */
@@ -42,10 +45,35 @@ function migrate(db: Database): void {
     throw new Error(
       `metadata database has schema version ${current}, newer than this release knows (${MIGRATIONS.length}); refusing to start`,
     );
+  let rewrote = false;
   for (let v = current; v < MIGRATIONS.length; v++) {
+    const m = MIGRATIONS[v]!;
+    const started = Date.now();
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      if (typeof m === "string") db.exec(m);
+      else m.run(db);
       db.exec(`PRAGMA user_version = ${v + 1}`);
     })();
+    if (typeof m !== "string" && m.rewritesTables) {
+      rewrote = current > 0; // a new database has nothing to compact
+      if (rewrote) log.info(`metadata: schema ${v + 1} applied in ${Date.now() - started} ms`);
+    }
+  }
+  if (rewrote) compact(db);
+}
+
+/**
+ * Gives the pages a table rewrite freed back to the file system (the old rows' pages would
+ * otherwise stay in the file, free, until new rows fill them). Needs free space for a copy of
+ * the database; without it the database stays as it is, correct, only larger.
+ */
+function compact(db: Database): void {
+  const started = Date.now();
+  try {
+    db.exec("VACUUM");
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    log.info(`metadata: compacted in ${Date.now() - started} ms`);
+  } catch (err) {
+    log.warn(`metadata: could not compact after the upgrade (${(err as Error).message}); the freed pages stay in the file and are reused`);
   }
 }

@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
+import { decodeEntry } from "../../../src/db/entry-codec.ts";
+import { TableRows } from "../../../src/db/table-rows.ts";
 import { Model } from "../../../src/model/model.ts";
 import { bucketCounterSchema, countsOf, localCounts, type BucketCounterEntry } from "../../../src/model/counter.ts";
 import { visibleVersion, type ObjectEntry, type VersionState } from "../../../src/model/object.ts";
@@ -58,16 +60,16 @@ const KEYS = ["a", "b", "c", "d"];
 function recount(): Record<string, { objects: number; bytes: number; uploads: number }> {
   const out: Record<string, { objects: number; bytes: number; uploads: number }> = {};
   const at = (b: string) => (out[b] ??= { objects: 0, bytes: 0, uploads: 0 });
-  for (const r of db.query(`SELECT v FROM t_object`).all() as { v: string }[]) {
-    const o = JSON.parse(r.v) as ObjectEntry;
+  for (const r of TableRows.of(db, "object").iterate()) {
+    const o = decodeEntry(r) as ObjectEntry;
     const v = visibleVersion(o);
     if (v) {
       at(o.bucketId).objects++;
       at(o.bucketId).bytes += v.state.data.meta.size;
     }
   }
-  for (const r of db.query(`SELECT v FROM t_mpu`).all() as { v: string }[]) {
-    const u = JSON.parse(r.v) as UploadEntry;
+  for (const r of TableRows.of(db, "mpu").iterate()) {
+    const u = decodeEntry(r) as UploadEntry;
     if (!u.deleted) at(u.bucketId).uploads++;
   }
   return out;

@@ -1,0 +1,235 @@
+// The rows of a CRDT table in sqlite (t_<name>, created by db/migrations.ts): every read and
+// write of them goes through here, so that what is kept beside each row stays exact:
+//   - v: the entry in the binary row format (db/entry-codec.ts);
+//   - part: its sync bucket (partition * SYNC_BUCKETS + a hash byte of its key), indexed, so
+//     anti-entropy and offload read one partition or bucket without scanning the others;
+//   - unsettled: 1 for entries start-up repair must come back to (an upload in progress, a
+//     version not settled yet), in a partial index, so repair reads those and nothing else;
+//   - sync_digest: per table and partition, the row count and the XOR of a hash of each row,
+//     kept up to date by every write, so comparing partitions with a peer reads 256 small rows
+//     instead of the table. XOR makes the digest independent of row order: a partition's sync
+//     buckets are digested the same way, by one pass over the partition.
+// Rows have an integer id (rowid) in the order they were first written and a unique index on
+// (pk, sk): a row of a 1 KiB inline object (~1.2 KB) then lives whole in its table page, three
+// to a page, where a WITHOUT ROWID table (an index b-tree, at most ~1000 bytes of a row in its
+// page) spilled every such row onto an overflow page of its own.
+import type { Database, Statement } from "bun:sqlite";
+import { createHash } from "node:crypto";
+import { decodeEntry } from "./entry-codec";
+
+/** Sync buckets per partition (a two-level summary: partition, then bucket). */
+export const SYNC_BUCKETS = 256;
+/** Bytes of a row's hash that go into a digest (128 bits: no accidental match between sets). */
+const ROW_HASH_BYTES = 16;
+
+/** A stored row: its id, sync bucket, key and stored bytes. */
+export interface StoredRow {
+  id: number;
+  part: number;
+  pk: string;
+  sk: string;
+  /** The stored bytes (db/entry-codec.ts). */
+  v: Uint8Array;
+}
+
+/** The hash of one row that digests XOR together. */
+export function rowHash(pk: string, sk: string, v: Uint8Array): Uint8Array {
+  return createHash("sha256").update(pk).update("\u0000").update(sk).update("\u0000").update(v).digest().subarray(0, ROW_HASH_BYTES);
+}
+
+function xorInto(acc: Uint8Array, h: Uint8Array): void {
+  for (let i = 0; i < ROW_HASH_BYTES; i++) acc[i]! ^= h[i]!;
+}
+
+/** A digest as peers exchange it: "" for no rows, else the XOR of the row hashes in hex. */
+function digestText(n: number, x: Uint8Array): string {
+  return n === 0 ? "" : Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("hex");
+}
+
+/** The SQL that creates a CRDT table of this layout (used by migrations; never edit a released one). */
+export function createTableSql(name: string): string {
+  return `CREATE TABLE t_${name} (id INTEGER PRIMARY KEY, pk TEXT NOT NULL, sk TEXT NOT NULL, part INTEGER NOT NULL, unsettled INTEGER, v BLOB NOT NULL);
+   CREATE UNIQUE INDEX i_${name}_key ON t_${name} (pk, sk);
+   CREATE INDEX i_${name}_part ON t_${name} (part);
+   CREATE INDEX i_${name}_unsettled ON t_${name} (id) WHERE unsettled IS NOT NULL;`;
+}
+
+/** The per-partition digests of every table (see the header). */
+export const SYNC_DIGEST_SQL = `CREATE TABLE sync_digest (tbl TEXT NOT NULL, partition INTEGER NOT NULL, n INTEGER NOT NULL, x BLOB NOT NULL, PRIMARY KEY (tbl, partition)) WITHOUT ROWID;`;
+
+const instances = new WeakMap<Database, Map<string, TableRows>>();
+
+export class TableRows {
+  /** The rows of table `name` in `db` (statements prepared once per database and table). */
+  static of(db: Database, name: string): TableRows {
+    let byName = instances.get(db);
+    if (!byName) instances.set(db, (byName = new Map()));
+    let rows = byName.get(name);
+    if (!rows) byName.set(name, (rows = new TableRows(db, name)));
+    return rows;
+  }
+
+  private readonly getStmt: Statement;
+  private readonly hasStmt: Statement;
+  private readonly insertStmt: Statement;
+  private readonly updateStmt: Statement;
+  private readonly deleteStmt: Statement;
+  private readonly rangeStmt: Statement;
+  private readonly ofKeyStmt: Statement;
+  private readonly bucketStmt: Statement;
+  private readonly partitionStmt: Statement;
+  private readonly pageStmt: Statement;
+  private readonly anyInRangeStmt: Statement;
+  private readonly unsettledStmt: Statement;
+  private readonly allStmt: Statement;
+  private readonly bySortKeyStmt: Statement;
+  private readonly digestGetStmt: Statement;
+  private readonly digestPutStmt: Statement;
+  private readonly digestAllStmt: Statement;
+
+  private constructor(
+    db: Database,
+    readonly name: string,
+  ) {
+    const t = `t_${name}`;
+    this.getStmt = db.query(`SELECT id, part, v FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.hasStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.insertStmt = db.query(`INSERT INTO ${t} (pk, sk, part, unsettled, v) VALUES (?, ?, ?, ?, ?)`);
+    this.updateStmt = db.query(`UPDATE ${t} SET unsettled = ?, v = ? WHERE id = ?`);
+    this.deleteStmt = db.query(`DELETE FROM ${t} WHERE id = ?`);
+    this.rangeStmt = db.query(`SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`);
+    this.ofKeyStmt = db.query(`SELECT id, part, sk, v FROM ${t} WHERE pk = ? ORDER BY sk`);
+    this.bucketStmt = db.query(`SELECT v FROM ${t} WHERE part = ? LIMIT ?`);
+    this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ?`);
+    this.pageStmt = db.query(`SELECT id, part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, id) > (?3, ?4) ORDER BY part, id LIMIT ?5`);
+    this.anyInRangeStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
+    this.unsettledStmt = db.query(`SELECT id, v FROM ${t} WHERE unsettled IS NOT NULL AND id > ? ORDER BY id LIMIT ?`);
+    this.allStmt = db.query(`SELECT v FROM ${t}`);
+    this.bySortKeyStmt = db.query(`SELECT sk, v FROM ${t} ORDER BY sk LIMIT ?`);
+    this.digestGetStmt = db.query(`SELECT n, x FROM sync_digest WHERE tbl = ? AND partition = ?`);
+    this.digestPutStmt = db.query(`INSERT OR REPLACE INTO sync_digest (tbl, partition, n, x) VALUES (?, ?, ?, ?)`);
+    this.digestAllStmt = db.query(`SELECT partition, n, x FROM sync_digest WHERE tbl = ?`);
+  }
+
+  /** The stored bytes of (pk, sk), with the row's id and sync bucket. */
+  get(pk: string, sk: string): { id: number; part: number; v: Uint8Array } | undefined {
+    return (this.getStmt.get(pk, sk) as { id: number; part: number; v: Uint8Array } | null) ?? undefined;
+  }
+
+  has(pk: string, sk: string): boolean {
+    return this.hasStmt.get(pk, sk) !== null;
+  }
+
+  /** Stored bytes of the rows of `pk` with start <= sk < end (end null: no bound), in sk order. */
+  range(pk: string, start: string, end: string | null, limit: number): Uint8Array[] {
+    return (this.rangeStmt.all(pk, start, end, limit) as { v: Uint8Array }[]).map((r) => r.v);
+  }
+
+  /** The entries of `pk` with start <= sk < end, decoded, in sk order (lookups inside update hooks). */
+  entries(pk: string, start = "", end: string | null = null): unknown[] {
+    return this.range(pk, start, end, -1).map(decodeEntry);
+  }
+
+  /** The entry stored at (pk, sk), decoded. */
+  entry(pk: string, sk: string): unknown {
+    const row = this.get(pk, sk);
+    return row ? decodeEntry(row.v) : undefined;
+  }
+
+  /**
+   * Writes (pk, sk) as `v` in sync bucket `part`. `old` is the row as get() returned it in this
+   * transaction (undefined: none). The caller must be inside a transaction.
+   */
+  put(pk: string, sk: string, part: number, v: Uint8Array, unsettled: boolean, old: { id: number; part: number; v: Uint8Array } | undefined): void {
+    if (old) {
+      this.updateStmt.run(unsettled ? 1 : null, v, old.id);
+      this.noteChange(old.part, 0, rowHash(pk, sk, old.v), rowHash(pk, sk, v));
+    } else {
+      this.insertStmt.run(pk, sk, part, unsettled ? 1 : null, v);
+      this.noteChange(part, 1, rowHash(pk, sk, v));
+    }
+  }
+
+  /** Removes (pk, sk); returns its stored bytes, or undefined if absent. Inside a transaction. */
+  delete(pk: string, sk: string): Uint8Array | undefined {
+    const old = this.get(pk, sk);
+    if (!old) return undefined;
+    this.deleteStmt.run(old.id);
+    this.noteChange(old.part, -1, rowHash(pk, sk, old.v));
+    return old.v;
+  }
+
+  /** Removes every row of `pk`; returns their stored bytes in sk order. Inside a transaction. */
+  takeAll(pk: string): Uint8Array[] {
+    const rows = this.ofKeyStmt.all(pk) as { id: number; part: number; sk: string; v: Uint8Array }[];
+    for (const r of rows) {
+      this.deleteStmt.run(r.id);
+      this.noteChange(r.part, -1, rowHash(pk, r.sk, r.v));
+    }
+    return rows.map((r) => r.v);
+  }
+
+  /** XORs row hashes into (or out of) the digest of the partition of sync bucket `part`; `count` is the change in rows. */
+  private noteChange(part: number, count: number, ...hashes: Uint8Array[]): void {
+    const partition = Math.floor(part / SYNC_BUCKETS);
+    const cur = this.digestGetStmt.get(this.name, partition) as { n: number; x: Uint8Array } | null;
+    const x = new Uint8Array(ROW_HASH_BYTES);
+    if (cur) x.set(cur.x);
+    for (const h of hashes) xorInto(x, h);
+    this.digestPutStmt.run(this.name, partition, (cur?.n ?? 0) + count, x);
+  }
+
+  /** Stored bytes of up to `limit` rows of one sync bucket. */
+  bucket(bucket: number, limit: number): Uint8Array[] {
+    return (this.bucketStmt.all(bucket, limit) as { v: Uint8Array }[]).map((r) => r.v);
+  }
+
+  /** One digest per partition, "" where this node holds nothing (256 small rows read). */
+  partitionDigests(partitions: number): string[] {
+    const out = new Array<string>(partitions).fill("");
+    for (const r of this.digestAllStmt.all(this.name) as { partition: number; n: number; x: Uint8Array }[]) {
+      if (r.partition < partitions) out[r.partition] = digestText(r.n, r.x);
+    }
+    return out;
+  }
+
+  /** The digest of each sync bucket of `partition`, from one pass over that partition's rows. */
+  bucketDigests(partition: number): string[] {
+    const n = new Array<number>(SYNC_BUCKETS).fill(0);
+    const xs: (Uint8Array | undefined)[] = new Array(SYNC_BUCKETS);
+    const lo = partition * SYNC_BUCKETS;
+    for (const r of this.partitionStmt.iterate(lo, lo + SYNC_BUCKETS) as IterableIterator<{ part: number; pk: string; sk: string; v: Uint8Array }>) {
+      const b = r.part - lo;
+      n[b]!++;
+      xorInto((xs[b] ??= new Uint8Array(ROW_HASH_BYTES)), rowHash(r.pk, r.sk, r.v));
+    }
+    return n.map((count, b) => (count === 0 ? "" : digestText(count, xs[b]!)));
+  }
+
+  /** Up to `limit` rows with lo <= part < hi, in (part, id) order, after `after`. */
+  page(lo: number, hi: number, after: { part: number; id: number } | undefined, limit: number): StoredRow[] {
+    return this.pageStmt.all(after ? Math.max(lo, after.part) : lo, hi, after?.part ?? -1, after?.id ?? -1, limit) as StoredRow[];
+  }
+
+  anyIn(lo: number, hi: number): boolean {
+    return this.anyInRangeStmt.get(lo, hi) !== null;
+  }
+
+  /** Up to `limit` rows marked unsettled, in id order after `afterId`. */
+  unsettled(afterId: number, limit: number): { id: number; v: Uint8Array }[] {
+    return this.unsettledStmt.all(afterId, limit) as { id: number; v: Uint8Array }[];
+  }
+
+  /** Every row's stored bytes, streamed (one-time fills, tests). */
+  iterate(): IterableIterator<Uint8Array> {
+    const rows = this.allStmt.iterate() as IterableIterator<{ v: Uint8Array }>;
+    return (function* () {
+      for (const r of rows) yield r.v;
+    })();
+  }
+
+  /** Up to `limit` rows in sort-key order (full-copy tables, whose partition key is ""). */
+  bySortKey(limit: number): { sk: string; v: Uint8Array }[] {
+    return this.bySortKeyStmt.all(limit) as { sk: string; v: Uint8Array }[];
+  }
+}
