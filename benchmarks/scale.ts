@@ -7,13 +7,16 @@
 //   - list pages/s over the first and the last LIST_EDGE_PAGES pages of the sweep;
 //   - idle CPU; GET and HEAD rates on random loaded keys.
 // Anti-entropy is measured on a second set-up (skip it with SCALE_AE=0): a 2-node cluster with
-// RF 2 and consistency_mode "dangerous" (a write needs one node), SCALE_AE_OBJECTS objects
-// loaded through node 1 (both nodes store them), then node 2 stopped, AE_MISSED more objects
-// written to node 1 alone, node 1 restarted (what the load left in its allocator is not the
-// pass's), node 2 started again: node 1's RSS is sampled during the sync pass
-// that reconciles them (digests of every partition, then the differing sync buckets) and during
-// a second, explicit pass (LaunchRepairOperation "tables") that only compares digests.
-// Every phase is bounded in time; a load that runs out of time reports how many it wrote.
+// RF 2 and consistency_mode "dangerous" (a write needs one node). SCALE_AE_OBJECTS objects are
+// loaded through node 1 (both nodes store them); node 1 is restarted (what the load left in
+// its allocator is not the passes'); its RSS is sampled during an explicit pass
+// (LaunchRepairOperation "tables") that finds both nodes in sync, then, after node 2 was
+// stopped, AE_MISSED objects written to node 1 alone and node 2 started again, during the pass
+// that reconciles them (partition digests, the differing partitions' bucket digests, then the
+// entries of the differing sync buckets).
+// Every phase is bounded in time; a load that runs out of time reports how many it wrote. A PUT
+// that fails is retried once; the load gives up past MAX_PUT_ERROR_SHARE of double failures.
+// SCALE_SINGLE=0 skips the single node, SCALE_AE=0 the anti-entropy cluster.
 import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { join } from "node:path";
@@ -94,12 +97,30 @@ async function pool(from: number, to: number, concurrency: number, limitMs: numb
   return done;
 }
 
-async function load(client: S3Client, from: number, to: number, label: string): Promise<{ loaded: number; seconds: number }> {
+/** A PUT that failed is tried once more after this wait; a second failure counts as an error. */
+const PUT_RETRY_WAIT_MS = 1_000;
+/** The load gives up when more than this share of its PUTs failed twice. */
+const MAX_PUT_ERROR_SHARE = 0.01;
+
+async function load(client: S3Client, from: number, to: number, label: string): Promise<{ loaded: number; seconds: number; errors: number }> {
   const t0 = performance.now();
   let last = t0;
   let count = 0;
+  let errors = 0;
+  const put = (i: number) => client.ok("PUT", BUCKET, keyOf(i), { body: randomBytes(OBJECT_SIZE) });
   const loaded = await pool(from, to, LOAD_CONCURRENCY, LOAD_LIMIT_MS, async (i) => {
-    await client.ok("PUT", BUCKET, keyOf(i), { body: randomBytes(OBJECT_SIZE) });
+    try {
+      await put(i);
+    } catch (err) {
+      log(`${label}: PUT ${keyOf(i)} failed (${(err as Error).message.slice(0, 120)}); retrying`);
+      await Bun.sleep(PUT_RETRY_WAIT_MS);
+      try {
+        await put(i);
+      } catch {
+        if (++errors > MAX_PUT_ERROR_SHARE * (to - from)) throw new Error(`${label}: ${errors} PUTs failed twice`);
+        return;
+      }
+    }
     count++;
     const now = performance.now();
     if (now - last > 30_000) {
@@ -107,7 +128,7 @@ async function load(client: S3Client, from: number, to: number, label: string): 
       log(`${label}: ${count} objects, ${(count / ((now - t0) / 1000)).toFixed(0)}/s`);
     }
   });
-  return { loaded, seconds: (performance.now() - t0) / 1000 };
+  return { loaded: loaded - errors, seconds: (performance.now() - t0) / 1000, errors };
 }
 
 function metaBytes(server: TestServer): number {
@@ -121,18 +142,22 @@ function metaBytes(server: TestServer): number {
   return total;
 }
 
-/** The single node's process, restartable with timing (the test helper's restart polls too coarsely). */
+/** A node's server process, restartable with timing (the test helper's restart polls coarsely and gives up after 20 s). */
 class Node {
   proc: Subprocess;
   constructor(readonly server: TestServer) {
     this.proc = server.proc;
+    ownPids.add(this.proc.pid);
   }
   get pid(): number {
     return this.proc.pid;
   }
-  /** Stops the process, starts it again, and returns the ms from spawn to the first S3 answer. */
-  async restart(): Promise<number> {
-    await stopProcess(this.proc);
+  /** Stops the process (the data stays). */
+  halt(): Promise<void> {
+    return stopProcess(this.proc);
+  }
+  /** Starts the process and returns the ms from spawn to the first S3 answer. */
+  async start(): Promise<number> {
     const t0 = performance.now();
     this.proc = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "-c", this.server.configPath, "server"], {
       cwd: this.server.dir,
@@ -151,8 +176,12 @@ class Node {
       await Bun.sleep(5);
     }
   }
+  async restart(): Promise<number> {
+    await this.halt();
+    return this.start();
+  }
   async stop(): Promise<void> {
-    await stopProcess(this.proc);
+    await this.halt();
     await this.server.stop();
   }
 }
@@ -221,7 +250,6 @@ async function singleNode(rows: FootprintRow[]): Promise<void> {
   const row = (figure: string, value: number, unit: string, bound?: number, note?: string) => rows.push({ section: "scale", figure, value, unit, bound, note });
   const server = await startServer();
   const node = new Node(server);
-  ownPids.add(node.pid);
   try {
     const client = clientFor(server);
     await client.ok("PUT", BUCKET, undefined);
@@ -233,9 +261,10 @@ async function singleNode(rows: FootprintRow[]): Promise<void> {
     log(`empty: idle ${emptyIdle.toFixed(1)} MiB, restart ${emptyRestart.ms.toFixed(0)} ms, after restart ${emptyRestart.rss.toFixed(1)} MiB`);
 
     log(`loading ${OBJECTS} objects of ${OBJECT_SIZE} B (${LOAD_CONCURRENCY} in flight)`);
-    const { loaded, seconds } = await load(client, 0, OBJECTS, "load");
+    const { loaded, seconds, errors } = await load(client, 0, OBJECTS, "load");
     log(`loaded ${loaded} in ${seconds.toFixed(0)} s`);
-    row("objects loaded", loaded, "objects", undefined, loaded < OBJECTS ? `load stopped after ${LOAD_LIMIT_MS / 1000} s` : undefined);
+    row("objects loaded", loaded, "objects", undefined, loaded + errors < OBJECTS ? `load stopped after ${LOAD_LIMIT_MS / 1000} s` : undefined);
+    row("PUTs failed twice during the load", errors, "PUTs");
     row("load rate", loaded / seconds, "PUT/s", undefined, `${LOAD_CONCURRENCY} in flight`);
     row("VmHWM after the load", statusKiB(node.pid, "VmHWM") / 1024, "MiB");
     await Bun.sleep(SETTLE_MS);
@@ -266,7 +295,7 @@ async function singleNode(rows: FootprintRow[]): Promise<void> {
     row("GET 1 KiB, random keys", get, "op/s", undefined, `${READ_CONCURRENCY} in flight`);
     row("HEAD, random keys", head, "op/s", undefined, `${READ_CONCURRENCY} in flight`);
     row("VmHWM since the last restart, loaded", statusKiB(node.pid, "VmHWM") / 1024, "MiB", undefined, "restarts, reads, listing");
-    await stopProcess(node.proc);
+    await node.halt();
     if (process.env.SCALE_DBSTAT !== "0") tableSizes(server, loaded, row);
   } finally {
     await node.stop();
@@ -296,12 +325,12 @@ async function syncPasses(server: TestServer): Promise<WorkerInfo> {
 }
 
 /** Node 1's peak RSS while `start` leads to one more finished sync pass on it. */
-async function duringPass(node: TestServer, start: () => Promise<void>): Promise<{ peak: number; seconds: number }> {
-  const before = (await syncPasses(node)).passes;
-  const { sample } = await sampled(node.proc.pid, async () => {
+async function duringPass(node: Node, start: () => Promise<unknown>): Promise<{ peak: number; seconds: number }> {
+  const before = (await syncPasses(node.server)).passes;
+  const { sample } = await sampled(node.pid, async () => {
     await start();
     await waitFor("a sync pass", async () => {
-      const w = await syncPasses(node);
+      const w = await syncPasses(node.server);
       return w.passes > before && w.state === "idle";
     }, AE_PASS_LIMIT_MS);
   });
@@ -311,40 +340,37 @@ async function duringPass(node: TestServer, start: () => Promise<void>): Promise
 async function antiEntropy(rows: FootprintRow[]): Promise<void> {
   const row = (figure: string, value: number, unit: string, bound?: number, note?: string) => rows.push({ section: "scale", figure, value, unit, bound, note });
   const cluster = await startCluster({ nodes: 2, replicationFactor: 2, extraToml: `consistency_mode = "dangerous"` });
-  const [n1, n2] = cluster.nodes as [TestServer, TestServer];
-  for (const n of cluster.nodes) ownPids.add(n.proc.pid);
+  const [n1, n2] = cluster.nodes.map((n) => new Node(n)) as [Node, Node];
   try {
-    const client = clientFor(n1);
+    const client = clientFor(n1.server);
     await client.ok("PUT", BUCKET, undefined);
     await Bun.sleep(SETTLE_MS);
-    const launch = async () => void (await n1.admin("POST", "/v2/LaunchRepairOperation", { repairType: "tables" }));
+    const launch = async () => void (await n1.server.admin("POST", "/v2/LaunchRepairOperation", { repairType: "tables" }));
     const empty = await duringPass(n1, launch);
     log(`anti-entropy, empty: peak ${empty.peak.toFixed(1)} MiB`);
 
     log(`anti-entropy cluster: loading ${AE_OBJECTS} objects`);
-    const { loaded } = await load(client, 0, AE_OBJECTS, "ae load");
-    await stopProcess(n2.proc);
-    await load(client, AE_OBJECTS, AE_OBJECTS + AE_MISSED, "missed");
+    const { loaded, errors } = await load(client, 0, AE_OBJECTS, "ae load");
+    row("PUTs failed twice during the anti-entropy cluster's load", errors, "PUTs");
     // Restarted, so that what the load left in node 1's allocator does not count as the pass's.
-    await stopProcess(n1.proc);
     await n1.restart();
-    ownPids.add(n1.proc.pid);
     await Bun.sleep(SETTLE_MS);
-    const idle = rssMiB(n1.proc.pid);
-    // Node 1 syncs when node 2 comes back (peer-up), and reconciles what node 2 missed.
-    const catchUp = await duringPass(n1, async () => {
-      await n2.restart();
-      ownPids.add(n2.proc.pid);
-    });
+    const idle = rssMiB(n1.pid);
+    // Both nodes hold the same entries: the pass compares digests only.
     const steady = await duringPass(n1, launch);
+    // Node 1 syncs when node 2 comes back (peer-up), and reconciles what node 2 missed.
+    await n2.halt();
+    await load(client, AE_OBJECTS, AE_OBJECTS + AE_MISSED, "missed");
+    const catchUp = await duringPass(n1, () => n2.start());
     log(`anti-entropy, ${loaded}: idle ${idle.toFixed(1)}, catch-up ${catchUp.peak.toFixed(1)} (${catchUp.seconds.toFixed(1)} s), digests only ${steady.peak.toFixed(1)} MiB`);
     row("anti-entropy cluster: objects on each node", loaded, "objects", undefined, "2 nodes, RF 2");
     row("RSS idle, anti-entropy node 1 restarted after the load", idle, "MiB");
     row("RSS during an anti-entropy pass, empty", empty.peak, "MiB");
     row("RSS during anti-entropy catching up a peer", catchUp.peak, "MiB", empty.peak + BOUND_RSS_OVER_EMPTY_MIB, `node 1; peer missed ${AE_MISSED} objects; pass ${catchUp.seconds.toFixed(1)} s`);
     row("RSS during an anti-entropy pass, in sync", steady.peak, "MiB", empty.peak + BOUND_RSS_OVER_EMPTY_MIB, `node 1; digests only; pass ${steady.seconds.toFixed(1)} s`);
-    row("VmHWM, anti-entropy node 1", statusKiB(n1.proc.pid, "VmHWM") / 1024, "MiB", undefined, "since its restart after the load");
+    row("VmHWM, anti-entropy node 1", statusKiB(n1.pid, "VmHWM") / 1024, "MiB", undefined, "since its restart after the load");
   } finally {
+    await Promise.all([n1.halt(), n2.halt()]);
     await cluster.stop();
   }
 }
@@ -359,7 +385,7 @@ function print(rows: FootprintRow[]): void {
 const rows: FootprintRow[] = [];
 const load0 = loadavg()[0]!;
 try {
-  await singleNode(rows);
+  if (process.env.SCALE_SINGLE !== "0") await singleNode(rows);
   if (AE_ENABLED) await antiEntropy(rows);
 } finally {
   rows.push({ section: "scale", figure: "machine load average (1 min), start / end", value: load0, unit: `/ ${loadavg()[0]!.toFixed(2)}` });
