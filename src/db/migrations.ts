@@ -2,7 +2,7 @@
 // Never edit a released migration: add a new one.
 import type { Database } from "bun:sqlite";
 import { encodeEntry } from "./entry-codec";
-import { createTableSql, rowHash, SYNC_BUCKETS, SYNC_DIGEST_SQL } from "./table-rows";
+import { createTableSql, rowHash, storedKey, SYNC_BUCKETS, SYNC_DIGEST_SQL } from "./table-rows";
 
 /** A migration that needs code, not only SQL: it runs inside the migration's transaction. */
 export interface DataMigration {
@@ -54,7 +54,7 @@ function binaryRows(db: Database): void {
     for (const r of db.query(`SELECT pk, sk, part, v FROM t_${name}_json ORDER BY pk, sk`).iterate() as IterableIterator<{ pk: string; sk: string; part: number; v: string }>) {
       const v = encodeEntry(JSON.parse(r.v));
       const unsettled = name === "object" && UNSETTLED_JSON_MARKS.some((m) => r.v.includes(m));
-      insert.run(r.pk, r.sk, r.part, unsettled ? 1 : null, v);
+      insert.run(storedKey(r.pk), r.sk, r.part, unsettled ? 1 : null, v);
       const partition = Math.floor(r.part / SYNC_BUCKETS);
       let d = digests.get(partition);
       if (!d) digests.set(partition, (d = { n: 0, x: new Uint8Array(16) }));

@@ -11,7 +11,7 @@ import { startCluster, waitFor, type TestCluster } from "../helpers/cluster";
 import type { TestServer } from "../helpers/server";
 import { objectSchema, type ObjectEntry } from "../../src/model/object";
 import { decodeEntry, encodeEntry } from "../../src/db/entry-codec";
-import { TableRows } from "../../src/db/table-rows";
+import { keyText, TableRows } from "../../src/db/table-rows";
 
 setDefaultTimeout(60_000);
 let cluster: TestCluster;
@@ -27,8 +27,8 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 function localStates(node: TestServer, k: string): string[] {
   const db = new Database(`${node.dir}/meta/db.sqlite`, { readonly: true });
   try {
-    const row = db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: string } | null;
-    const entry = row && (TableRows.of(db, "object").entry(row.pk, k) as ObjectEntry);
+    const row = db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: Uint8Array } | null;
+    const entry = row && (TableRows.of(db, "object").entry(keyText(row.pk), k) as ObjectEntry);
     return entry ? entry.versions.map((v) => v.state.kind) : [];
   } finally {
     db.close();
@@ -43,7 +43,7 @@ function localStates(node: TestServer, k: string): string[] {
 function makePending(node: TestServer, k: string, blockHash?: string): void {
   const db = new Database(`${node.dir}/meta/db.sqlite`);
   try {
-    const { pk } = db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: string };
+    const pk = keyText((db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: Uint8Array }).pk);
     const rows = TableRows.of(db, "object");
     const stored = rows.get(pk, k)!;
     const entry = decodeEntry(stored.v) as ObjectEntry;

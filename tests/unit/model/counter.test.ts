@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
 import { decodeEntry } from "../../../src/db/entry-codec.ts";
-import { TableRows } from "../../../src/db/table-rows.ts";
+import { keyText, TableRows } from "../../../src/db/table-rows.ts";
 import { Model } from "../../../src/model/model.ts";
 import { bucketCounterSchema, countsOf, localCounts, type BucketCounterEntry } from "../../../src/model/counter.ts";
 import { visibleVersion, type ObjectEntry, type VersionState } from "../../../src/model/object.ts";
@@ -105,8 +105,8 @@ describe("local counts", () => {
       } else {
         // an entry removed outright (offload of a partition, GC of a tombstone)
         const table = rng.bool() ? model.objects : model.uploads;
-        const rows = db.query(`SELECT pk, sk FROM t_${table === model.objects ? "object" : "mpu"} LIMIT 1 OFFSET ?`).all(rng.int(0, 5)) as { pk: string; sk: string }[];
-        for (const r of rows) model.committer.writeNow(() => table.local.deleteInTransaction(r.pk, r.sk));
+        const rows = db.query(`SELECT pk, sk FROM t_${table === model.objects ? "object" : "mpu"} LIMIT 1 OFFSET ?`).all(rng.int(0, 5)) as { pk: Uint8Array; sk: string }[];
+        for (const r of rows) model.committer.writeNow(() => table.local.deleteInTransaction(keyText(r.pk), r.sk));
       }
       expect(stored()).toEqual(recount());
     }
