@@ -60,12 +60,19 @@ const DICTIONARY: readonly string[] = [
   "name", "secret", "allowCreateBucket", "nodes", "objects", "bytes", "uploads", "v",
 ];
 const DICT_INDEX = new Map(DICTIONARY.map((s, i) => [s, i]));
+const DICT_MAX_LENGTH = Math.max(...DICTIONARY.map((s) => s.length));
 assert(DICTIONARY.length <= 0x80 && DICT_INDEX.size === DICTIONARY.length, "the dictionary fits its tag range, each string once");
 
-const HEX_RE = /^(?:[0-9a-f]{2})+$/;
+const HEX_RE = /^[0-9a-f]+$/;
 const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Shorter base64-looking strings are left as text: too little to gain for the check. */
 const BASE64_MIN_LENGTH = 12;
+/**
+ * Longer strings go straight to the strict decoder, which refuses what is not base64 (a
+ * pattern test costs more than the decoding on a 1 KiB body); shorter ones, often keys or
+ * names that are not base64, are tested first, as a refusal (an exception) costs more.
+ */
+const BASE64_TRY_LENGTH = 64;
 
 const utf8 = new TextEncoder();
 
@@ -73,6 +80,8 @@ const utf8 = new TextEncoder();
 type SetFromBase64 = (this: Uint8Array, base64: string, options: { lastChunkHandling: "strict" }) => { read: number; written: number };
 const setFromBase64 = Uint8Array.prototype.setFromBase64 as unknown as SetFromBase64;
 const STRICT = { lastChunkHandling: "strict" } as const;
+/** TC39's Uint8Array.fromHex (in Bun, missing from its bundled types). */
+const fromHex = (Uint8Array as unknown as { fromHex(hex: string): Uint8Array }).fromHex;
 
 /** A malformed row: a stored value this codec cannot read (corruption, or a newer format). */
 export class RowFormatError extends Error {}
@@ -121,56 +130,83 @@ class Writer {
   }
 
   string(s: string): void {
-    const d = DICT_INDEX.get(s);
+    const len = s.length;
+    // (The length test spares hashing long strings, an inline body above all.)
+    const d = len <= DICT_MAX_LENGTH ? DICT_INDEX.get(s) : undefined;
     if (d !== undefined) return this.byte(T_DICT + d);
-    if (s.length >= 2 && s.length % 2 === 0 && HEX_RE.test(s)) {
-      this.byte(T_HEX);
-      this.varint(s.length / 2);
-      this.reserve(s.length / 2);
-      this.pos += this.buf.subarray(this.pos).setFromHex(s).written;
-      return;
-    }
-    if (s.length >= BASE64_MIN_LENGTH && s.length % 4 === 0 && BASE64_RE.test(s)) {
-      // Strict: padding and unused bits as the encoder writes them, so that the bytes encode
-      // back to this very text (the pattern has already ruled out whitespace and "-_").
-      const start = this.pos;
-      const n = (s.length / 4) * 3 - (s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0);
-      this.byte(T_BASE64);
-      this.varint(n);
-      this.reserve(n);
-      try {
-        const { read, written } = setFromBase64.call(this.buf.subarray(this.pos, this.pos + n), s, STRICT);
-        if (read === s.length && written === n) {
-          this.pos += n;
-          return;
-        }
-      } catch {
-        // not canonical base64: stored as text
-      }
-      this.pos = start;
-    }
+    if (len >= 2 && len % 2 === 0 && this.hex(s)) return;
+    if (len >= BASE64_MIN_LENGTH && len % 4 === 0 && (len > BASE64_TRY_LENGTH || BASE64_RE.test(s)) && this.base64(s)) return;
+    if (len < 0x80 && this.ascii(s)) return;
     if (!s.isWellFormed()) {
       this.byte(T_UTF16);
-      this.varint(s.length);
-      this.reserve(s.length * 2);
-      for (let i = 0; i < s.length; i++) {
+      this.varint(len);
+      this.reserve(len * 2);
+      for (let i = 0; i < len; i++) {
         this.view.setUint16(this.pos, s.charCodeAt(i), true);
         this.pos += 2;
       }
       return;
     }
     this.byte(T_UTF8);
-    // A string of fewer than 43 UTF-16 units has fewer than 128 UTF-8 bytes: a one-byte length.
-    const length = s.length * 3 < 0x80 ? -1 : Buffer.byteLength(s, "utf8");
-    this.reserve(s.length * 3 + 8);
-    if (length < 0) {
-      const { written } = utf8.encodeInto(s, this.buf.subarray(this.pos + 1));
-      this.buf[this.pos] = written;
-      this.pos += 1 + written;
-    } else {
-      this.varint(length);
-      this.pos += utf8.encodeInto(s, this.buf.subarray(this.pos)).written;
+    this.varint(Buffer.byteLength(s, "utf8"));
+    this.reserve(len * 3);
+    this.pos += utf8.encodeInto(s, this.buf.subarray(this.pos)).written;
+  }
+
+  /** Lowercase hex as its bytes; false (nothing written) for any other text. */
+  private hex(s: string): boolean {
+    if (!HEX_RE.test(s)) return false;
+    this.byte(T_HEX);
+    this.varint(s.length / 2);
+    this.reserve(s.length / 2);
+    this.buf.set(fromHex(s), this.pos);
+    this.pos += s.length / 2;
+    return true;
+  }
+
+  /**
+   * Canonical base64 as its bytes; false (nothing written) for any other text. Strict: only the
+   * base64 alphabet (no "-_"), padding and unused bits as the encoder writes them, and every
+   * character a digit (whitespace, which the decoder skips, would leave fewer bytes than the
+   * length promises): the bytes encode back to this very text.
+   */
+  private base64(s: string): boolean {
+    const start = this.pos;
+    const n = (s.length / 4) * 3 - (s.endsWith("==") ? 2 : s.endsWith("=") ? 1 : 0);
+    this.byte(T_BASE64);
+    this.varint(n);
+    this.reserve(n);
+    try {
+      const { read, written } = setFromBase64.call(this.buf.subarray(this.pos, this.pos + n), s, STRICT);
+      if (read === s.length && written === n) {
+        this.pos += n;
+        return true;
+      }
+    } catch {
+      // not canonical base64
     }
+    this.pos = start;
+    return false;
+  }
+
+  /** A short ASCII string as UTF-8 (its char codes); false (nothing written) otherwise. */
+  private ascii(s: string): boolean {
+    const start = this.pos;
+    this.reserve(s.length + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = T_UTF8;
+    buf[p++] = s.length;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        this.pos = start;
+        return false;
+      }
+      buf[p++] = c;
+    }
+    this.pos = p;
+    return true;
   }
 
   value(x: unknown, inArray: boolean): boolean {
@@ -206,12 +242,17 @@ class Writer {
         } else if (typeof (x as { toJSON?: unknown }).toJSON === "function") {
           return this.value((x as { toJSON(): unknown }).toJSON(), inArray);
         } else {
-          const keys = Object.keys(x).filter((k) => storable((x as Record<string, unknown>)[k]));
+          const o = x as Record<string, unknown>;
+          const keys = Object.keys(o);
+          let n = 0;
+          for (const k of keys) if (storable(o[k])) n++;
           this.byte(T_OBJECT);
-          this.varint(keys.length);
+          this.varint(n);
           for (const k of keys) {
+            const v = o[k];
+            if (!storable(v)) continue;
             this.string(k);
-            this.value((x as Record<string, unknown>)[k], false);
+            this.value(v, false);
           }
         }
         return true;
@@ -249,12 +290,16 @@ export function encodeEntry(entry: unknown): Uint8Array {
 
 class Reader {
   pos = 1;
-  private readonly view: DataView;
   /** The same bytes as a Buffer: its toString slices text out without a copy first. */
   private readonly buf: Buffer;
+  private dataView: DataView | undefined;
   constructor(row: Uint8Array) {
     this.buf = Buffer.from(row.buffer, row.byteOffset, row.byteLength);
-    this.view = new DataView(row.buffer, row.byteOffset, row.byteLength);
+  }
+
+  /** Made when first needed (floats, UTF-16 text): most rows have neither. */
+  private get view(): DataView {
+    return (this.dataView ??= new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength));
   }
 
   fail(what: string): never {
