@@ -2,7 +2,7 @@
 // Never edit a released migration: add a new one.
 import type { Database } from "bun:sqlite";
 import { encodeEntry } from "./entry-codec";
-import { createTableSql, rowHash, storedKey, SYNC_BUCKETS, SYNC_DIGEST_SQL } from "./table-rows";
+import { createTableSql, digestSlots, rowHash, storedKey, SYNC_DIGEST_SQL } from "./table-rows";
 
 /** A migration that needs code, not only SQL: it runs inside the migration's transaction. */
 export interface DataMigration {
@@ -39,7 +39,7 @@ const UNSETTLED_JSON_MARKS = ['"kind":"uploading","multipart":false', '"kind":"p
 /**
  * Migration 6: every CRDT table from JSON rows in a WITHOUT ROWID table to the layout of
  * db/table-rows.ts (binary entries, rowid order, key and sync-bucket indexes, unsettled marks,
- * per-partition digests). Rows are copied in key order, so ids follow keys as a sequential
+ * partition and sync-bucket digests). Rows are copied in key order, so ids follow keys as a sequential
  * load would have made them; indexes are built after the copy (sorted, packed pages).
  * The unsettled marks are what start-up repair searched the JSON for until then.
  */
@@ -50,22 +50,23 @@ function binaryRows(db: Database): void {
     const [create, ...indexes] = createTableSql(name).split(";").map((s) => s.trim()).filter(Boolean);
     db.exec(create!);
     const insert = db.query(`INSERT INTO t_${name} (pk, sk, part, unsettled, v) VALUES (?, ?, ?, ?, ?)`);
-    const digests = new Map<number, { n: number; x: Uint8Array }>();
+    const digests = new Map<string, { partition: number; bucket: number; n: number; x: Uint8Array }>();
     for (const r of db.query(`SELECT pk, sk, part, v FROM t_${name}_json ORDER BY pk, sk`).iterate() as IterableIterator<{ pk: string; sk: string; part: number; v: string }>) {
       const v = encodeEntry(JSON.parse(r.v));
       const unsettled = name === "object" && UNSETTLED_JSON_MARKS.some((m) => r.v.includes(m));
       insert.run(storedKey(r.pk), r.sk, r.part, unsettled ? 1 : null, v);
-      const partition = Math.floor(r.part / SYNC_BUCKETS);
-      let d = digests.get(partition);
-      if (!d) digests.set(partition, (d = { n: 0, x: new Uint8Array(16) }));
-      d.n++;
       const h = rowHash(r.pk, r.sk, v);
-      for (let i = 0; i < h.length; i++) d.x[i]! ^= h[i]!;
+      for (const [partition, bucket] of digestSlots(r.part)) {
+        let d = digests.get(`${partition}/${bucket}`);
+        if (!d) digests.set(`${partition}/${bucket}`, (d = { partition, bucket, n: 0, x: new Uint8Array(h.length) }));
+        d.n++;
+        for (let i = 0; i < h.length; i++) d.x[i]! ^= h[i]!;
+      }
     }
     db.exec(`DROP TABLE t_${name}_json`);
     for (const sql of indexes) db.exec(sql);
-    const putDigest = db.query(`INSERT INTO sync_digest (tbl, partition, n, x) VALUES (?, ?, ?, ?)`);
-    for (const [partition, d] of digests) putDigest.run(name, partition, d.n, d.x);
+    const putDigest = db.query(`INSERT INTO sync_digest (tbl, partition, bucket, n, x) VALUES (?, ?, ?, ?, ?)`);
+    for (const d of digests.values()) putDigest.run(name, d.partition, d.bucket, d.n, d.x);
   }
 }
 
@@ -108,6 +109,6 @@ export const MIGRATIONS: readonly Migration[] = [
   // the highest ballot promised and the last value accepted, both JSON. Local only: never
   // merged or synced between nodes.
   `CREATE TABLE cas_acceptor (pk TEXT NOT NULL, sk TEXT NOT NULL, promised TEXT, accepted TEXT, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`,
-  // 6: binary rows, ids in write order, unsettled marks, per-partition digests (binaryRows).
+  // 6: binary rows, ids in write order, unsettled marks, kept digests (binaryRows).
   { run: binaryRows, rewritesTables: true },
 ];

@@ -5,10 +5,10 @@
 //     anti-entropy and offload read one partition or bucket without scanning the others;
 //   - unsettled: 1 for entries start-up repair must come back to (an upload in progress, a
 //     version not settled yet), in a partial index, so repair reads those and nothing else;
-//   - sync_digest: per table and partition, the row count and the XOR of a hash of each row,
-//     kept up to date by every write, so comparing partitions with a peer reads 256 small rows
-//     instead of the table. XOR makes the digest independent of row order: a partition's sync
-//     buckets are digested the same way, by one pass over the partition.
+//   - sync_digest: per table, partition and sync bucket, the row count and the XOR of a hash of
+//     each row, kept up to date by every write, so comparing partitions (then the buckets of one
+//     partition) with a peer reads 256 small rows instead of the table. XOR makes a digest
+//     independent of the order rows were written in: replicas holding the same rows agree.
 // Rows have an integer id (rowid) in the order they were first written and a unique index on
 // (pk, sk): a row of a 1 KiB inline object (~1.2 KB) then lives whole in its table page, three
 // to a page, where a WITHOUT ROWID table (an index b-tree, at most ~1000 bytes of a row in its
@@ -70,8 +70,22 @@ export function createTableSql(name: string): string {
    CREATE INDEX i_${name}_unsettled ON t_${name} (id) WHERE unsettled IS NOT NULL;`;
 }
 
-/** The per-partition digests of every table (see the header). */
-export const SYNC_DIGEST_SQL = `CREATE TABLE sync_digest (tbl TEXT NOT NULL, partition INTEGER NOT NULL, n INTEGER NOT NULL, x BLOB NOT NULL, PRIMARY KEY (tbl, partition)) WITHOUT ROWID;`;
+/**
+ * The digests of every table (see the header): one row per partition (bucket = WHOLE_PARTITION)
+ * and one per sync bucket (bucket = its index in the partition) that holds or held rows.
+ */
+export const SYNC_DIGEST_SQL = `CREATE TABLE sync_digest (tbl TEXT NOT NULL, partition INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, x BLOB NOT NULL, PRIMARY KEY (tbl, partition, bucket)) WITHOUT ROWID;`;
+/** The `bucket` of a partition's own digest row. */
+const WHOLE_PARTITION = -1;
+
+/** The digest rows a row in sync bucket `part` counts in: its partition's and its bucket's. */
+export function digestSlots(part: number): [partition: number, bucket: number][] {
+  const partition = Math.floor(part / SYNC_BUCKETS);
+  return [
+    [partition, WHOLE_PARTITION],
+    [partition, part % SYNC_BUCKETS],
+  ];
+}
 
 const instances = new WeakMap<Database, Map<string, TableRows>>();
 
@@ -93,7 +107,6 @@ export class TableRows {
   private readonly rangeStmt: Statement;
   private readonly ofKeyStmt: Statement;
   private readonly bucketStmt: Statement;
-  private readonly partitionStmt: Statement;
   private readonly pageStmt: Statement;
   private readonly anyInRangeStmt: Statement;
   private readonly unsettledStmt: Statement;
@@ -101,7 +114,8 @@ export class TableRows {
   private readonly bySortKeyStmt: Statement;
   private readonly digestGetStmt: Statement;
   private readonly digestPutStmt: Statement;
-  private readonly digestAllStmt: Statement;
+  private readonly partitionDigestsStmt: Statement;
+  private readonly bucketDigestsStmt: Statement;
 
   private constructor(
     db: Database,
@@ -116,15 +130,15 @@ export class TableRows {
     this.rangeStmt = db.query(`SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`);
     this.ofKeyStmt = db.query(`SELECT id, part, sk, v FROM ${t} WHERE pk = ? ORDER BY sk`);
     this.bucketStmt = db.query(`SELECT v FROM ${t} WHERE part = ? LIMIT ?`);
-    this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ?`);
     this.pageStmt = db.query(`SELECT id, part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, id) > (?3, ?4) ORDER BY part, id LIMIT ?5`);
     this.anyInRangeStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
     this.unsettledStmt = db.query(`SELECT id, v FROM ${t} WHERE unsettled IS NOT NULL AND id > ? ORDER BY id LIMIT ?`);
     this.allStmt = db.query(`SELECT v FROM ${t}`);
     this.bySortKeyStmt = db.query(`SELECT sk, v FROM ${t} ORDER BY sk LIMIT ?`);
-    this.digestGetStmt = db.query(`SELECT n, x FROM sync_digest WHERE tbl = ? AND partition = ?`);
-    this.digestPutStmt = db.query(`INSERT OR REPLACE INTO sync_digest (tbl, partition, n, x) VALUES (?, ?, ?, ?)`);
-    this.digestAllStmt = db.query(`SELECT partition, n, x FROM sync_digest WHERE tbl = ?`);
+    this.digestGetStmt = db.query(`SELECT n, x FROM sync_digest WHERE tbl = ? AND partition = ? AND bucket = ?`);
+    this.digestPutStmt = db.query(`INSERT OR REPLACE INTO sync_digest (tbl, partition, bucket, n, x) VALUES (?, ?, ?, ?, ?)`);
+    this.partitionDigestsStmt = db.query(`SELECT partition, n, x FROM sync_digest WHERE tbl = ? AND bucket = ${WHOLE_PARTITION}`);
+    this.bucketDigestsStmt = db.query(`SELECT bucket, n, x FROM sync_digest WHERE tbl = ? AND partition = ? AND bucket >= 0`);
   }
 
   /** The stored bytes of (pk, sk), with the row's id and sync bucket. */
@@ -185,14 +199,18 @@ export class TableRows {
     return rows.map((r) => r.v);
   }
 
-  /** XORs row hashes into (or out of) the digest of the partition of sync bucket `part`; `count` is the change in rows. */
+  /**
+   * XORs row hashes into (or out of) the digests of sync bucket `part` and of its partition;
+   * `count` is the change in rows.
+   */
   private noteChange(part: number, count: number, ...hashes: Uint8Array[]): void {
-    const partition = Math.floor(part / SYNC_BUCKETS);
-    const cur = this.digestGetStmt.get(this.name, partition) as { n: number; x: Uint8Array } | null;
-    const x = new Uint8Array(ROW_HASH_BYTES);
-    if (cur) x.set(cur.x);
-    for (const h of hashes) xorInto(x, h);
-    this.digestPutStmt.run(this.name, partition, (cur?.n ?? 0) + count, x);
+    for (const [partition, bucket] of digestSlots(part)) {
+      const cur = this.digestGetStmt.get(this.name, partition, bucket) as { n: number; x: Uint8Array } | null;
+      const x = new Uint8Array(ROW_HASH_BYTES);
+      if (cur) x.set(cur.x);
+      for (const h of hashes) xorInto(x, h);
+      this.digestPutStmt.run(this.name, partition, bucket, (cur?.n ?? 0) + count, x);
+    }
   }
 
   /** Stored bytes of up to `limit` rows of one sync bucket. */
@@ -200,26 +218,20 @@ export class TableRows {
     return (this.bucketStmt.all(bucket, limit) as { v: Uint8Array }[]).map((r) => r.v);
   }
 
-  /** One digest per partition, "" where this node holds nothing (256 small rows read). */
+  /** One digest per partition, "" where this node holds nothing (at most 256 small rows read). */
   partitionDigests(partitions: number): string[] {
     const out = new Array<string>(partitions).fill("");
-    for (const r of this.digestAllStmt.all(this.name) as { partition: number; n: number; x: Uint8Array }[]) {
+    for (const r of this.partitionDigestsStmt.all(this.name) as { partition: number; n: number; x: Uint8Array }[]) {
       if (r.partition < partitions) out[r.partition] = digestText(r.n, r.x);
     }
     return out;
   }
 
-  /** The digest of each sync bucket of `partition`, from one pass over that partition's rows. */
+  /** The digest of each sync bucket of `partition` (at most 256 small rows read). */
   bucketDigests(partition: number): string[] {
-    const n = new Array<number>(SYNC_BUCKETS).fill(0);
-    const xs: (Uint8Array | undefined)[] = new Array(SYNC_BUCKETS);
-    const lo = partition * SYNC_BUCKETS;
-    for (const r of this.partitionStmt.iterate(lo, lo + SYNC_BUCKETS) as IterableIterator<{ part: number; pk: string | Uint8Array; sk: string; v: Uint8Array }>) {
-      const b = r.part - lo;
-      n[b]!++;
-      xorInto((xs[b] ??= new Uint8Array(ROW_HASH_BYTES)), rowHash(keyText(r.pk), r.sk, r.v));
-    }
-    return n.map((count, b) => (count === 0 ? "" : digestText(count, xs[b]!)));
+    const out = new Array<string>(SYNC_BUCKETS).fill("");
+    for (const r of this.bucketDigestsStmt.all(this.name, partition) as { bucket: number; n: number; x: Uint8Array }[]) out[r.bucket] = digestText(r.n, r.x);
+    return out;
   }
 
   /** Up to `limit` rows with lo <= part < hi, in (part, id) order, after `after`. */

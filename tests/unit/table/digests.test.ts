@@ -46,18 +46,31 @@ function store(name: string): { db: Database; local: LocalStore<E> } {
   return { db, local: new LocalStore(schema, db, new GroupCommitter(db), () => 1) };
 }
 
-/** Partition digests as a scan of every row computes them, independently of the kept ones. */
-function scanned(db: Database): string[] {
+/** Partition and sync-bucket digests as a scan of every row computes them, independently of the kept ones. */
+function scanned(db: Database): { partitions: string[]; buckets: string[][] } {
   const xs = new Map<number, Uint8Array>();
-  for (const r of db.query(`SELECT pk, sk, part, v FROM t_version_block`).all() as { pk: string | Uint8Array; sk: string; part: number; v: Uint8Array }[]) {
-    const p = Math.floor(r.part / SYNC_BUCKETS);
-    const x = xs.get(p) ?? new Uint8Array(16);
-    const h = rowHash(keyText(r.pk), r.sk, r.v);
+  const fold = (slot: number, h: Uint8Array) => {
+    const x = xs.get(slot) ?? new Uint8Array(16);
     for (let i = 0; i < 16; i++) x[i]! ^= h[i]!;
-    xs.set(p, x);
+    xs.set(slot, x);
+  };
+  for (const r of db.query(`SELECT pk, sk, part, v FROM t_version_block`).all() as { pk: string | Uint8Array; sk: string; part: number; v: Uint8Array }[]) {
+    const h = rowHash(keyText(r.pk), r.sk, r.v);
+    fold(-1 - Math.floor(r.part / SYNC_BUCKETS), h);
+    fold(r.part, h);
   }
-  return Array.from({ length: PARTITION_COUNT }, (_, p) => (xs.has(p) ? Buffer.from(xs.get(p)!).toString("hex") : ""));
+  const text = (slot: number) => (xs.has(slot) ? Buffer.from(xs.get(slot)!).toString("hex") : "");
+  return {
+    partitions: Array.from({ length: PARTITION_COUNT }, (_, p) => text(-1 - p)),
+    buckets: Array.from({ length: PARTITION_COUNT }, (_, p) => Array.from({ length: SYNC_BUCKETS }, (_, b) => text(p * SYNC_BUCKETS + b))),
+  };
 }
+
+/** Every kept digest, both levels. */
+const kept = (local: LocalStore<E>) => ({
+  partitions: local.partitionDigests(),
+  buckets: Array.from({ length: PARTITION_COUNT }, (_, p) => local.bucketDigests(p)),
+});
 
 describe("kept digests", () => {
   test("equal a scan of the rows after random writes, merges and removals (seeded)", async () => {
@@ -72,10 +85,10 @@ describe("kept digests", () => {
       else if (roll < 0.8) await local.apply([{ ...k, n: 0, busy: false }]); // usually no change
       else if (roll < 0.9) db.transaction(() => local.deleteInTransaction(k.pk, k.sk))();
       else db.transaction(() => TableRows.of(db, "version_block").takeAll(k.pk))();
-      if (step % 50 === 0) expect(local.partitionDigests()).toEqual(scanned(db));
+      if (step % 50 === 0) expect(kept(local)).toEqual(scanned(db));
     }
+    expect(kept(local)).toEqual(scanned(db));
     const digests = local.partitionDigests();
-    expect(digests).toEqual(scanned(db));
     // The sync buckets of a partition combine (XOR) into the partition's digest.
     for (let p = 0; p < PARTITION_COUNT; p++) {
       const x = new Uint8Array(16);
