@@ -1,9 +1,21 @@
 // The metadata schema, as an append-only list of migrations (index + 1 = schema version).
 // Never edit a released migration: add a new one.
+import type { Database } from "bun:sqlite";
+import { encodeEntry } from "./entry-codec";
+import { createTableSql, digestSlots, rowHash, storedKey, SYNC_DIGEST_SQL } from "./table-rows";
+
+/** A migration that needs code, not only SQL: it runs inside the migration's transaction. */
+export interface DataMigration {
+  run(db: Database): void;
+  /** It rewrites whole tables: the database file is compacted (VACUUM) afterwards. */
+  rewritesTables?: boolean;
+}
+export type Migration = string | DataMigration;
 
 /**
- * Columns shared by every CRDT table: partition key, sort key, JSON-encoded entry, and the
- * sync bucket (partition << 8 | a hash byte of the whole key) that anti-entropy compares.
+ * The first layout of a CRDT table (migrations 1 and 3; migration 6 replaced it): partition
+ * key, sort key, JSON-encoded entry, and the sync bucket (partition << 8 | a hash byte of the
+ * whole key) that anti-entropy compares.
  */
 const crdtTable = (name: string) =>
   `CREATE TABLE t_${name} (pk TEXT NOT NULL, sk TEXT NOT NULL, v TEXT NOT NULL, part INTEGER NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;
@@ -21,7 +33,44 @@ export const CRDT_TABLES = [
 ] as const;
 export type CrdtTableName = (typeof CRDT_TABLES)[number];
 
-export const MIGRATIONS: readonly string[] = [
+/** Text that marks, in a JSON row of t_object, a version start-up repair must look at. */
+const UNSETTLED_JSON_MARKS = ['"kind":"uploading","multipart":false', '"kind":"pending"', '"kind":"proposed"'];
+
+/**
+ * Migration 6: every CRDT table from JSON rows in a WITHOUT ROWID table to the layout of
+ * db/table-rows.ts (binary entries, rowid order, key and sync-bucket indexes, unsettled marks,
+ * partition and sync-bucket digests). Rows are copied in key order, so ids follow keys as a sequential
+ * load would have made them; indexes are built after the copy (sorted, packed pages).
+ * The unsettled marks are what start-up repair searched the JSON for until then.
+ */
+function binaryRows(db: Database): void {
+  db.exec(SYNC_DIGEST_SQL);
+  for (const name of CRDT_TABLES) {
+    db.exec(`ALTER TABLE t_${name} RENAME TO t_${name}_json`);
+    const [create, ...indexes] = createTableSql(name).split(";").map((s) => s.trim()).filter(Boolean);
+    db.exec(create!);
+    const insert = db.query(`INSERT INTO t_${name} (pk, sk, part, unsettled, v) VALUES (?, ?, ?, ?, ?)`);
+    const digests = new Map<string, { partition: number; bucket: number; n: number; x: Uint8Array }>();
+    for (const r of db.query(`SELECT pk, sk, part, v FROM t_${name}_json ORDER BY pk, sk`).iterate() as IterableIterator<{ pk: string; sk: string; part: number; v: string }>) {
+      const v = encodeEntry(JSON.parse(r.v));
+      const unsettled = name === "object" && UNSETTLED_JSON_MARKS.some((m) => r.v.includes(m));
+      insert.run(storedKey(r.pk), r.sk, r.part, unsettled ? 1 : null, v);
+      const h = rowHash(r.pk, r.sk, v);
+      for (const [partition, bucket] of digestSlots(r.part)) {
+        let d = digests.get(`${partition}/${bucket}`);
+        if (!d) digests.set(`${partition}/${bucket}`, (d = { partition, bucket, n: 0, x: new Uint8Array(h.length) }));
+        d.n++;
+        for (let i = 0; i < h.length; i++) d.x[i]! ^= h[i]!;
+      }
+    }
+    db.exec(`DROP TABLE t_${name}_json`);
+    for (const sql of indexes) db.exec(sql);
+    const putDigest = db.query(`INSERT INTO sync_digest (tbl, partition, bucket, n, x) VALUES (?, ?, ?, ?, ?)`);
+    for (const d of digests.values()) putDigest.run(name, d.partition, d.bucket, d.n, d.x);
+  }
+}
+
+export const MIGRATIONS: readonly Migration[] = [
   // 1: first release
   [
     ...FIRST_RELEASE_TABLES.map(crdtTable),
@@ -60,4 +109,6 @@ export const MIGRATIONS: readonly string[] = [
   // the highest ballot promised and the last value accepted, both JSON. Local only: never
   // merged or synced between nodes.
   `CREATE TABLE cas_acceptor (pk TEXT NOT NULL, sk TEXT NOT NULL, promised TEXT, accepted TEXT, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`,
+  // 6: binary rows, ids in write order, unsettled marks, kept digests (binaryRows).
+  { run: binaryRows, rewritesTables: true },
 ];

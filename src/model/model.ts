@@ -2,6 +2,8 @@
 // operations on buckets and keys shared by the S3 and admin APIs.
 import type { Database } from "bun:sqlite";
 import { GroupCommitter } from "../db/committer";
+import { decodeEntry } from "../db/entry-codec";
+import { TableRows } from "../db/table-rows";
 import type { CrdtTableName } from "../db/migrations";
 import type { Placement } from "../cluster/layout";
 import { HybridClock } from "../util/hlc";
@@ -165,12 +167,12 @@ export class Model {
     if (this.db.query(`SELECT 1 FROM node_meta WHERE k = ?`).get(COUNTS_READY_KEY)) return;
     this.db.transaction(() => {
       this.db.run(`DELETE FROM bucket_counts`);
-      for (const row of this.db.query(`SELECT v FROM t_object`).iterate() as IterableIterator<{ v: string }>) {
-        const o = JSON.parse(row.v) as ObjectEntry;
+      for (const row of TableRows.of(this.db, "object").iterate()) {
+        const o = decodeEntry(row) as ObjectEntry;
         adjustLocalCounts(this.db, o.bucketId, visibleDelta(undefined, o));
       }
-      for (const row of this.db.query(`SELECT v FROM t_mpu`).iterate() as IterableIterator<{ v: string }>) {
-        const u = JSON.parse(row.v) as UploadEntry;
+      for (const row of TableRows.of(this.db, "mpu").iterate()) {
+        const u = decodeEntry(row) as UploadEntry;
         adjustLocalCounts(this.db, u.bucketId, { ...ZERO_COUNTS, uploads: openCount(u) });
       }
       this.db.query(`INSERT INTO node_meta (k, v) VALUES (?, '1')`).run(COUNTS_READY_KEY);

@@ -7,6 +7,7 @@ import { adjustLocalCounts, type BucketCounts } from "./counter";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
 import type { EncryptionRecord } from "../block/encryption";
 import type { TableSchema } from "../table/schema";
+import { TableRows } from "../db/table-rows";
 import { compareBallots, type Ballot } from "../table/cas-register";
 import { assert } from "../util/assert";
 import { uploadSortKey, type UploadEntry } from "./upload";
@@ -192,16 +193,16 @@ export const objectSchema: TableSchema<ObjectEntry> = {
     }
     return { bucketId: a.bucketId, key: a.key, versions: pruneVersions([...byUuid.values()]) };
   },
+  // What start-up repair (model/repair.ts) looks at: a PUT being received, a version pending or proposed.
+  unsettled: (o) => o.versions.some((v) => (v.state.kind === "uploading" && !v.state.multipart) || v.state.kind === "pending" || v.state.kind === "proposed"),
   // Only delete markers and aborted versions: nothing visible, nothing still uploading. (An
   // entry that still holds an upload is live: collecting it could drop the upload's result.)
   isTombstone: (o) => o.versions.every(isDeletion),
   holdTombstone(o, db) {
     // A delete marker dropped any older multipart upload of the key from the entry; while such
     // an upload is open, the marker must stay to hide what its completion would write.
-    const rows = db
-      .query(`SELECT v FROM t_mpu WHERE pk = ? AND sk >= ? AND sk < ?`)
-      .all(o.bucketId, uploadSortKey(o.key, ""), `${o.key}\u0001`) as { v: string }[];
-    return rows.some((r) => !(JSON.parse(r.v) as UploadEntry).deleted);
+    const uploads = TableRows.of(db, "mpu").entries(o.bucketId, uploadSortKey(o.key, ""), `${o.key}\u0001`) as UploadEntry[];
+    return uploads.some((u) => !u.deleted);
   },
   onMerge(old, incoming, merged, ctx) {
     // Versions that left the entry or were aborted no longer need their data. One that left

@@ -1,6 +1,8 @@
 // Start-up repair: uploads this node was receiving when it stopped can never finish, so
 // their versions are aborted and their blocks released; pending versions (model/pending.ts)
 // whose writer stopped before completing them are settled.
+// Both read only the object entries marked unsettled as they were stored (objectSchema.unsettled,
+// an index): the work is proportional to what was in progress, not to the table.
 import { logger } from "../util/log";
 import type { Model } from "./model";
 import type { ObjectEntry } from "./object";
@@ -8,14 +10,24 @@ import { isUnconfirmed, settlePending, writeSettlement, type PendingServices } f
 
 const log = logger("repair");
 
+/** Unsettled entries read at a time (each page is one indexed query). */
+const UNSETTLED_PAGE = 256;
+
+/** This node's unsettled object entries, page by page, in the order they were first stored. */
+async function* unsettledObjects(model: Model): AsyncGenerator<ObjectEntry> {
+  let after = 0;
+  for (;;) {
+    const page = model.objects.local.unsettledEntries(after, UNSETTLED_PAGE);
+    for (const { entry } of page) yield entry;
+    if (page.length < UNSETTLED_PAGE) return;
+    after = page[page.length - 1]!.id;
+  }
+}
+
 /** Aborts the non-multipart uploads this node started before `bootTime`. Returns how many. */
 export async function abortInterruptedUploads(model: Model, bootTime: number): Promise<number> {
-  const rows = model.db
-    .query(`SELECT v FROM t_object WHERE v LIKE '%"kind":"uploading","multipart":false%'`)
-    .all() as { v: string }[];
   let aborted = 0;
-  for (const row of rows) {
-    const o = JSON.parse(row.v) as ObjectEntry;
+  for await (const o of unsettledObjects(model)) {
     const stale = o.versions.filter(
       (v) => v.state.kind === "uploading" && !v.state.multipart && v.state.uploader === model.placement.selfId && v.timestamp < bootTime,
     );
@@ -47,10 +59,9 @@ export interface PendingRepairResult {
  */
 export async function settlePendingVersions(services: PendingServices): Promise<PendingRepairResult> {
   const { model } = services;
-  const rows = model.db.query(`SELECT v FROM t_object WHERE v LIKE '%"kind":"pending"%' OR v LIKE '%"kind":"proposed"%'`).all() as { v: string }[];
   const result: PendingRepairResult = { completed: 0, aborted: 0, unsettled: 0 };
-  for (const row of rows) {
-    const local = JSON.parse(row.v) as ObjectEntry;
+  for await (const local of unsettledObjects(model)) {
+    if (!local.versions.some(isUnconfirmed)) continue;
     const entry = await model.objects.get(local.bucketId, local.key);
     if (entry === undefined || !entry.versions.some(isUnconfirmed)) continue;
     const { served, writes } = await settlePending(services, entry);

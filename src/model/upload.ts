@@ -8,6 +8,7 @@
 // cannot see the parts: each of them writes a "closed" marker row (part 0)
 // into the upload's part partition, and each replica of that partition tombstones the parts it
 // holds when the marker arrives, and any part that arrives after it.
+import { TableRows } from "../db/table-rows";
 import { adjustLocalCounts } from "./counter";
 import type { Database } from "bun:sqlite";
 import type { ChecksumAlgorithm, ChecksumType } from "../util/checksum";
@@ -143,9 +144,7 @@ function joinDeleted(a: boolean | undefined, b: boolean | undefined): boolean | 
 }
 
 function tombstoneLiveParts(db: Database, uploadId: string, enqueue: (t: "mpu_part", e: unknown) => void): void {
-  const rows = db.query(`SELECT v FROM t_mpu_part WHERE pk = ? AND sk > ?`).all(uploadId, MARKER_SK) as { v: string }[];
-  for (const r of rows) {
-    const p = JSON.parse(r.v) as UploadPartEntry;
+  for (const p of TableRows.of(db, "mpu_part").entries(uploadId, `${MARKER_SK}\u0000`) as UploadPartEntry[]) {
     if (isLivePart(p)) enqueue("mpu_part", partTombstone(p));
   }
 }
@@ -177,7 +176,7 @@ export const uploadPartSchema: TableSchema<UploadPartEntry> = {
       // Closed: its data goes too. finishUpload releases it as well, but not if its node died,
       // nor for a part stored after the close (an UploadPart racing with it).
       if (old === undefined || isLivePart(old)) ctx.enqueue("version", { uuid: merged.version, deleted: true, backlink: null });
-    } else if (ctx.db.query(`SELECT 1 FROM t_mpu_part WHERE pk = ? AND sk = ?`).get(merged.uploadId, MARKER_SK)) {
+    } else if (TableRows.of(ctx.db, "mpu_part").has(merged.uploadId, MARKER_SK)) {
       // Arrived after its upload was closed.
       ctx.enqueue("mpu_part", partTombstone(merged));
     }

@@ -3,6 +3,8 @@
 // row in version_block, so appending a block costs one small write whatever the size.
 import type { Database } from "bun:sqlite";
 import type { TableSchema } from "../table/schema";
+import { decodeEntry } from "../db/entry-codec";
+import { TableRows } from "../db/table-rows";
 
 export type VersionBacklink = { kind: "object"; bucketId: string; key: string } | { kind: "upload"; uploadId: string; part: number };
 
@@ -29,12 +31,10 @@ export function blockSortKey(part: number, offset: number): string {
 }
 
 function tombstoneBlocks(db: Database, uuid: string, enqueue: (t: "block_ref", e: unknown) => void): void {
-  const rows = db.query(`SELECT v FROM t_version_block WHERE pk = ?`).all(uuid) as { v: string }[];
-  for (const r of rows) {
-    const b = JSON.parse(r.v) as VersionBlockEntry;
+  for (const row of TableRows.of(db, "version_block").takeAll(uuid)) {
+    const b = decodeEntry(row) as VersionBlockEntry;
     enqueue("block_ref", { hash: b.hash, version: uuid, deleted: true });
   }
-  db.query(`DELETE FROM t_version_block WHERE pk = ?`).run(uuid);
 }
 
 export const versionSchema: TableSchema<VersionEntry> = {
@@ -59,7 +59,7 @@ export const versionBlockSchema: TableSchema<VersionBlockEntry> = {
   onMerge(_old, _incoming, merged, ctx) {
     // A block that arrives after its version was deleted (an upload overtaken by a newer
     // PUT) must not keep its data alive.
-    const header = ctx.db.query(`SELECT v FROM t_version WHERE pk = ? AND sk = ''`).get(merged.uuid) as { v: string } | null;
-    if (header && (JSON.parse(header.v) as VersionEntry).deleted) tombstoneBlocks(ctx.db, merged.uuid, ctx.enqueue);
+    const header = TableRows.of(ctx.db, "version").entry(merged.uuid, "") as VersionEntry | undefined;
+    if (header?.deleted) tombstoneBlocks(ctx.db, merged.uuid, ctx.enqueue);
   },
 };

@@ -4,6 +4,8 @@
 // that was down, or that joined after a key was created, catches up without operator action.
 import { createHash } from "node:crypto";
 import type { Database } from "bun:sqlite";
+import { decodeEntry } from "../db/entry-codec";
+import { TableRows } from "../db/table-rows";
 import { Type } from "@sinclair/typebox";
 import { call, endpoint, handle } from "../rpc/endpoint";
 import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
@@ -29,8 +31,8 @@ const EP_DIGEST = endpoint("table/full-digest", Type.Object({ table: TableNameSc
 const EP_DUMP = endpoint("table/full-dump", Type.Object({ table: TableNameSchema }), Type.Object({ entries: FullEntriesSchema }));
 const EP_PUSH = endpoint("table/full-push", Type.Object({ table: TableNameSchema, entries: FullEntriesSchema }), Type.Object({}));
 
-function rows(db: Database, table: string): { sk: string; v: string }[] {
-  return db.query(`SELECT sk, v FROM t_${table} ORDER BY sk LIMIT ?`).all(MAX_FULL_TABLE_ENTRIES + 1) as { sk: string; v: string }[];
+function rows(db: Database, table: string): { sk: string; v: Uint8Array }[] {
+  return TableRows.of(db, table).bySortKey(MAX_FULL_TABLE_ENTRIES + 1);
 }
 
 function digest(db: Database, table: string): string {
@@ -42,7 +44,7 @@ function digest(db: Database, table: string): string {
 function dump(db: Database, table: string): unknown[] {
   const all = rows(db, table);
   if (all.length > MAX_FULL_TABLE_ENTRIES) throw new Error(`table ${table} has more than ${MAX_FULL_TABLE_ENTRIES} entries`);
-  return all.map((r) => JSON.parse(r.v));
+  return all.map((r) => decodeEntry(r.v));
 }
 
 export class FullTableSync {

@@ -1,8 +1,11 @@
 // One node's copy of a table in sqlite: read, and merge-then-write entries with the
-// table's CRDT join, running its update hook in the same transaction.
+// table's CRDT join, running its update hook in the same transaction. Rows are stored and
+// digested by db/table-rows.ts, in the binary row format of db/entry-codec.ts.
 import type { Database, Statement } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import type { GroupCommitter } from "../db/committer";
+import { decodeEntry, encodeEntry, entryJson } from "../db/entry-codec";
+import { SYNC_BUCKETS, TableRows, type StoredRow } from "../db/table-rows";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
@@ -10,8 +13,7 @@ import { PARTITION_COUNT } from "../cluster/layout";
 import { GcTodo, tableGcDelayMs } from "./gc";
 import { readGraceMs } from "./read-grace";
 
-/** Sync buckets per partition (a two-level summary: partition, then bucket). */
-export const SYNC_BUCKETS = 256;
+export { SYNC_BUCKETS, type StoredRow };
 /** Most entries exchanged for one sync bucket in one message. */
 export const MAX_SYNC_BUCKET_ENTRIES = 50_000;
 
@@ -24,11 +26,11 @@ export function syncBucketOf(partition: number, pk: string, sk: string): number 
   return partition * SYNC_BUCKETS + spread;
 }
 
-/** A tombstone as one replica holds it: its key and its exact stored encoding. */
+/** A tombstone as one replica holds it: its key and its exact value. */
 export interface TombstoneRef {
   pk: string;
   sk: string;
-  /** The stored JSON encoding; a replica deletes only a byte-identical value. */
+  /** The value's canonical JSON text (getEncoded); a replica deletes only an identical value. */
   v: string;
 }
 
@@ -45,17 +47,8 @@ export interface LocalStoreOptions {
   readGraceMs?: number;
 }
 
-/** A row as stored, with its sync bucket: what offloading reads, pushes and then removes. */
-export interface StoredRow {
-  part: number;
-  pk: string;
-  sk: string;
-  /** The stored JSON encoding. */
-  v: string;
-}
-
 /** Where a page of a partition's rows ends: the next page starts after it. */
-export type RowCursor = Pick<StoredRow, "part" | "pk" | "sk">;
+export type RowCursor = Pick<StoredRow, "part" | "id">;
 
 export interface RangeQuery {
   /** Inclusive lower bound of the sort key. */
@@ -66,19 +59,8 @@ export interface RangeQuery {
 }
 
 export class LocalStore<E> {
-  private readonly getStmt: Statement;
-  private readonly putStmt: Statement;
-  private readonly deleteStmt: Statement;
-  private readonly rangeStmt: Statement;
+  private readonly rows: TableRows;
   private readonly queueStmt: Statement;
-  private readonly bucketStmt: Statement;
-  private readonly partitionStmt: Statement;
-  private readonly tableStmt: Statement;
-  private readonly pageStmt: Statement;
-  private readonly anyInPartitionStmt: Statement;
-  /** Bumped by every stored change: partition digests computed at the same count are reused. */
-  private changes = 0;
-  private digestCache: { changes: number; digests: string[] } | undefined;
   /**
    * Full-copy tables (keys, buckets, aliases) are small and read on every request: they
    * are cached whole in memory. This process is the only writer, so the cache stays exact.
@@ -96,22 +78,7 @@ export class LocalStore<E> {
     private readonly now: () => number,
     options: LocalStoreOptions = {},
   ) {
-    const t = `t_${schema.name}`;
-    this.getStmt = db.query(`SELECT v FROM ${t} WHERE pk = ? AND sk = ?`);
-    this.putStmt = db.query(`INSERT OR REPLACE INTO ${t} (pk, sk, v, part) VALUES (?, ?, ?, ?)`);
-    this.bucketStmt = db.query(`SELECT pk, sk, v FROM ${t} WHERE part = ? ORDER BY pk, sk LIMIT ?`);
-    this.partitionStmt = db.query(`SELECT part, pk, sk, v FROM ${t} WHERE part >= ? AND part < ? ORDER BY part, pk, sk`);
-    this.tableStmt = db.query(`SELECT part, pk, sk, v FROM ${t} ORDER BY part, pk, sk`);
-    this.deleteStmt = db.query(`DELETE FROM ${t} WHERE pk = ? AND sk = ?`);
-    // Both walk the (part) index, which also holds (pk, sk): no scan of other partitions. A page
-    // starts its range at the cursor's sync bucket, so only rows of that one bucket are skipped.
-    this.pageStmt = db.query(
-      `SELECT part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, pk, sk) > (?3, ?4, ?5) ORDER BY part, pk, sk LIMIT ?6`,
-    );
-    this.anyInPartitionStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
-    this.rangeStmt = db.query(
-      `SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`,
-    );
+    this.rows = TableRows.of(db, schema.name);
     this.queueStmt = db.query(`INSERT INTO insert_queue (tbl, v, due) VALUES (?, ?, ?)`);
     if (schema.replication === "full") this.cache = new Map();
     this.gcTodo = schema.replication === "sharded" && schema.isTombstone ? new GcTodo(db) : undefined;
@@ -119,9 +86,13 @@ export class LocalStore<E> {
     this.readGraceMs = options.readGraceMs ?? readGraceMs();
   }
 
-  /** The stored JSON encoding of an entry, as delete-if-equal compares it. */
+  /**
+   * The stored value as canonical JSON text: what table GC names a tombstone by across nodes
+   * (delete-if-equal compares it), the same text on every node that stores the same value.
+   */
   getEncoded(pk: string, sk: string): string | undefined {
-    return (this.getStmt.get(pk, sk) as { v: string } | null)?.v;
+    const row = this.rows.get(pk, sk);
+    return row ? entryJson(row.v) : undefined;
   }
 
   get(pk: string, sk: string): E | undefined {
@@ -130,16 +101,15 @@ export class LocalStore<E> {
       const hit = this.cache!.get(cacheKey);
       if (hit !== undefined) return hit ?? undefined;
     }
-    const row = this.getStmt.get(pk, sk) as { v: string } | null;
-    const value = row ? (JSON.parse(row.v) as E) : undefined;
+    const row = this.rows.get(pk, sk);
+    const value = row ? (decodeEntry(row.v) as E) : undefined;
     // Never cache what a transaction has not committed yet: it could still roll back.
     if (cacheKey !== undefined && !this.db.inTransaction) this.cache!.set(cacheKey, value ?? null);
     return value;
   }
 
   range(pk: string, q: RangeQuery): E[] {
-    const rows = this.rangeStmt.all(pk, q.start ?? "", q.end ?? null, q.limit) as { v: string }[];
-    return rows.map((r) => JSON.parse(r.v) as E);
+    return this.rows.range(pk, q.start ?? "", q.end ?? null, q.limit).map((v) => decodeEntry(v) as E);
   }
 
   /** Merges entries into the store; resolves, once committed (group commit), to the merged values. */
@@ -153,16 +123,17 @@ export class LocalStore<E> {
     return entries.map((incoming) => {
       const pk = this.schema.partitionKey(incoming);
       const sk = this.schema.sortKey(incoming);
-      const old = this.get(pk, sk);
+      const stored = this.rows.get(pk, sk);
+      const old = stored ? (decodeEntry(stored.v) as E) : undefined;
       const merged = old === undefined ? incoming : this.schema.merge(old, incoming);
-      const encoded = JSON.stringify(merged);
-      if (old === undefined || encoded !== JSON.stringify(old)) {
-        this.putStmt.run(pk, sk, encoded, syncBucketOf(partitionOfEntry(this.schema, pk), pk, sk));
-        this.changes++;
+      const encoded = encodeEntry(merged);
+      if (stored === undefined || !sameBytes(encoded, stored.v)) {
+        const part = stored?.part ?? syncBucketOf(partitionOfEntry(this.schema, pk), pk, sk);
+        this.rows.put(pk, sk, part, encoded, this.schema.unsettled?.(merged) ?? false, stored);
         // Dropped rather than updated: if the transaction rolls back, the next read reloads.
         this.cache?.delete(`${pk}\u0000${sk}`);
         // Only a changed value is (re)queued: a repeated tombstone keeps its original due time.
-        if (this.gcTodo && this.schema.isTombstone!(merged)) this.gcTodo.arm(this.schema.name, pk, sk, encoded, this.now() + this.gcDelayMs);
+        if (this.gcTodo && this.schema.isTombstone!(merged)) this.gcTodo.arm(this.schema.name, pk, sk, JSON.stringify(merged), this.now() + this.gcDelayMs);
       }
       this.schema.onMerge?.(old, incoming, merged, ctx);
       return merged;
@@ -172,64 +143,51 @@ export class LocalStore<E> {
   /**
    * One digest per partition ("" for an empty one), the first level of anti-entropy: replicas
    * compare these with one call per table and go down to sync buckets only where they differ.
-   * One scan of the table, reused until something changes (an idle cluster scans nothing).
+   * Kept up to date by every write (db/table-rows.ts): no scan of the table.
    */
   partitionDigests(): string[] {
-    // Counted before the scan: a change committed during it makes the next call scan again.
-    const changes = this.changes;
-    if (this.digestCache?.changes === changes) return this.digestCache.digests;
-    const digests = new Array<string>(PARTITION_COUNT).fill("");
-    let current = -1;
-    let hasher: ReturnType<typeof createHash> | undefined;
-    const close = () => {
-      if (hasher) digests[current] = hasher.digest("hex").slice(0, 32);
-    };
-    for (const r of this.tableStmt.iterate() as IterableIterator<{ part: number; pk: string; sk: string; v: string }>) {
-      const partition = Math.floor(r.part / SYNC_BUCKETS);
-      if (partition !== current) {
-        close();
-        current = partition;
-        hasher = createHash("sha256");
-      }
-      hasher!.update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
-    }
-    close();
-    this.digestCache = { changes, digests };
-    return digests;
+    return this.rows.partitionDigests(PARTITION_COUNT);
   }
 
   /**
    * Digest of each of the SYNC_BUCKETS sync buckets of a partition: two replicas compare
-   * these and exchange only the buckets that differ.
+   * these and exchange only the buckets that differ. One pass over that partition's rows.
    */
   bucketDigests(partition: number): string[] {
-    // Hashers only for buckets that hold something: most buckets of a small table are empty.
-    const hashers: (ReturnType<typeof createHash> | undefined)[] = new Array(SYNC_BUCKETS);
-    const rows = this.partitionStmt.iterate(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS) as IterableIterator<{ part: number; pk: string; sk: string; v: string }>;
-    for (const r of rows) (hashers[r.part % SYNC_BUCKETS] ??= createHash("sha256")).update(r.pk).update("\u0000").update(r.sk).update("\u0000").update(r.v).update("\u0001");
-    return Array.from({ length: SYNC_BUCKETS }, (_, b) => hashers[b]?.digest("hex").slice(0, 32) ?? "");
+    return this.rows.bucketDigests(partition);
   }
 
   /** Every entry of one sync bucket (bounded: a bucket is 1/65536 of the table). */
   bucketEntries(bucket: number): E[] {
-    const rows = this.bucketStmt.all(bucket, MAX_SYNC_BUCKET_ENTRIES + 1) as { v: string }[];
+    const rows = this.rows.bucket(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
-    return rows.map((r) => JSON.parse(r.v) as E);
+    return rows.map((v) => decodeEntry(v) as E);
   }
 
   /** True when this node stores at least one entry of `partition`. */
   hasRowsInPartition(partition: number): boolean {
-    return this.anyInPartitionStmt.get(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS) !== null;
+    return this.rows.anyIn(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS);
   }
 
   /**
-   * Up to `limit` stored rows of `partition` in (part, pk, sk) order, starting after `after`
+   * Up to `limit` stored rows of `partition` in (part, id) order, starting after `after`
    * (from the first row when undefined): table offload reads a partition page by page.
    */
   partitionPage(partition: number, after: RowCursor | undefined, limit: number): StoredRow[] {
-    const lo = partition * SYNC_BUCKETS;
-    const from = after ? Math.max(lo, after.part) : lo;
-    return this.pageStmt.all(from, lo + SYNC_BUCKETS, after?.part ?? -1, after?.pk ?? "", after?.sk ?? "", limit) as StoredRow[];
+    return this.rows.page(partition * SYNC_BUCKETS, (partition + 1) * SYNC_BUCKETS, after, limit);
+  }
+
+  /** The entry a stored row holds. */
+  decode(row: StoredRow): E {
+    return decodeEntry(row.v) as E;
+  }
+
+  /**
+   * Up to `limit` entries marked unsettled (schema.unsettled), after the one with id `afterId`,
+   * each with its id to continue from: start-up repair reads these and nothing else.
+   */
+  unsettledEntries(afterId: number, limit: number): { id: number; entry: E }[] {
+    return this.rows.unsettled(afterId, limit).map((r) => ({ id: r.id, entry: decodeEntry(r.v) as E }));
   }
 
   /**
@@ -237,10 +195,10 @@ export class LocalStore<E> {
    * since it was read and pushed may not be on the new holders yet, so it stays for a later
    * pass). The caller must be inside a transaction.
    */
-  deleteIfUnchangedInTransaction(pk: string, sk: string, v: string): "deleted" | "absent" | "changed" {
-    const stored = this.getEncoded(pk, sk);
+  deleteIfUnchangedInTransaction(pk: string, sk: string, v: Uint8Array): "deleted" | "absent" | "changed" {
+    const stored = this.rows.get(pk, sk);
     if (stored === undefined) return "absent";
-    if (stored !== v) return "changed";
+    if (!sameBytes(stored.v, v)) return "changed";
     this.deleteInTransaction(pk, sk);
     return "deleted";
   }
@@ -263,8 +221,7 @@ export class LocalStore<E> {
       const stored = this.get(pk, sk);
       if (stored !== undefined) this.schema.onRemove(stored, this.hookContext());
     }
-    this.deleteStmt.run(pk, sk);
-    this.changes++;
+    this.rows.delete(pk, sk);
     this.cache?.delete(`${pk}\u0000${sk}`);
     this.gcTodo?.remove(this.schema.name, pk, sk);
   }
@@ -281,18 +238,22 @@ export class LocalStore<E> {
 
   /** As deleteIfEqual; the caller must be inside a transaction. */
   deleteIfEqualInTransaction(t: TombstoneRef): DeleteOutcome {
-    const stored = this.getEncoded(t.pk, t.sk);
-    if (stored === undefined) {
+    const row = this.rows.get(t.pk, t.sk);
+    if (row === undefined) {
       this.gcTodo?.remove(this.schema.name, t.pk, t.sk);
       return "absent";
     }
+    const entry = decodeEntry(row.v) as E;
     // A different value (something merged in since the sender read it) stays.
-    if (stored !== t.v) return { current: JSON.parse(stored) };
-    const entry = JSON.parse(stored) as E;
+    if (JSON.stringify(entry) !== t.v) return { current: entry };
     // Never trust the sender alone to say that a value is garbage.
     if (this.schema.replication !== "sharded" || !this.schema.isTombstone?.(entry)) return "held";
     if (this.holdsTombstone(entry)) return "held";
     this.deleteInTransaction(t.pk, t.sk);
     return "deleted";
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }

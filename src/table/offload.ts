@@ -230,7 +230,7 @@ export class TableOffload {
   /** Pushes one page to every holder, then deletes it here; false when the partition must wait. */
   private async handOver(store: LocalStore<unknown>, partition: number, holders: string[], page: StoredRow[], failed: Set<string>, report: OffloadReport): Promise<boolean> {
     const table = store.schema.name;
-    const entries = page.map((r) => JSON.parse(r.v) as unknown);
+    const entries = page.map((r) => store.decode(r));
     const results = await Promise.allSettled(holders.map((node) => this.remote.push(node, table, entries)));
     const errors = results.flatMap((r, i) => (r.status === "rejected" ? [{ node: holders[i]!, err: r.reason as Error }] : []));
     if (errors.length > 0) {

@@ -56,6 +56,12 @@ export interface TableSchema<E> {
    */
   isTombstone?(entry: E): boolean;
   /**
+   * True while the entry holds work that start-up repair must finish if this node stops (an
+   * upload it was receiving, a version not settled yet). Such entries are marked in an index
+   * as they are stored, so repair reads them and nothing else (LocalStore.unsettledEntries).
+   */
+  unsettled?(entry: E): boolean;
+  /**
    * Checked by each replica just before it removes a tombstone: true while other local state
    * still needs it (the tombstone stays and GC retries later).
    */

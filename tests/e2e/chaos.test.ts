@@ -25,6 +25,7 @@ import {
   S3Client,
 } from "@aws-sdk/client-s3";
 import { Database } from "bun:sqlite";
+import { TableRows } from "../../src/db/table-rows";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -358,12 +359,12 @@ async function chaos(): Promise<void> {
 // ---- final checks ----
 
 /** The newest complete version of an object entry as stored (merged across the given rows). */
-function visibleVersionOf(rows: string[]): { uuid: string; timestamp: number; etag: string; size: number; kind: string } | undefined {
+function visibleVersionOf(entries: unknown[]): { uuid: string; timestamp: number; etag: string; size: number; kind: string } | undefined {
   type StoredVersion = { uuid: string; timestamp: number; state: { kind: string; data?: { kind: string; meta?: { etag: string; size: number } } } };
   const byUuid = new Map<string, StoredVersion>();
   const rank: Record<string, number> = { uploading: 0, complete: 1, aborted: 2 };
-  for (const row of rows) {
-    for (const v of (JSON.parse(row) as { versions: StoredVersion[] }).versions) {
+  for (const entry of entries) {
+    for (const v of (entry as { versions: StoredVersion[] }).versions) {
       const prev = byUuid.get(v.uuid);
       if (!prev || rank[v.state.kind]! > rank[prev.state.kind]!) byUuid.set(v.uuid, v);
     }
@@ -414,15 +415,14 @@ function checkBlocks(expected: Map<string, string>): { problems: string[]; block
   let blockCount = 0;
   const ring = ringOfLayout();
   const bucketId = withDb(nodes[0]!, (db) => {
-    const row = db.query(`SELECT v FROM t_bucket_alias WHERE sk = ?`).get(BUCKET) as { v: string } | null;
-    return row ? (JSON.parse(row.v) as { bucketId: string }).bucketId : undefined;
+    return (TableRows.of(db, "bucket_alias").entry("", BUCKET) as { bucketId: string } | undefined)?.bucketId;
   });
   if (!bucketId) return { problems: ["bucket alias not found in node 0's metadata"], blocks: 0 };
   for (const [k, value] of expected) {
     if (value === ABSENT) continue;
     const info = bodies.get(value)!;
     const objectRows = nodes.flatMap((n) =>
-      withDb(n, (db) => (db.query(`SELECT v FROM t_object WHERE pk = ? AND sk = ?`).all(bucketId, k) as { v: string }[]).map((r) => r.v)),
+      withDb(n, (db) => TableRows.of(db, "object").entries(bucketId, k, `${k}\u0000`)),
     );
     const v = visibleVersionOf(objectRows);
     if (!v) {
@@ -440,7 +440,7 @@ function checkBlocks(expected: Map<string, string>): { problems: string[]; block
     const blockRows = new Map<string, { offset: number; hash: string; size: number }>();
     for (const n of nodes) {
       withDb(n, (db) => {
-        for (const r of db.query(`SELECT sk, v FROM t_version_block WHERE pk = ?`).all(v.uuid) as { sk: string; v: string }[]) blockRows.set(r.sk, JSON.parse(r.v));
+        for (const b of TableRows.of(db, "version_block").entries(v.uuid) as { part: number; offset: number; hash: string; size: number }[]) blockRows.set(`${b.part}:${b.offset}`, b);
       });
     }
     const list = [...blockRows.values()].sort((a, b) => a.offset - b.offset);

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { CreateBucketCommand, ListObjectsCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { openDatabase } from "../../src/db/sqlite";
+import { encodeEntry } from "../../src/db/entry-codec";
+import { TableRows } from "../../src/db/table-rows";
 import { syncBucketOf } from "../../src/table/local-store";
 import { partitionOfKey } from "../../src/table/partition";
 import { startServer, type TestServer } from "../helpers/server";
@@ -30,7 +32,7 @@ beforeAll(async () => {
   await server.kill();
 
   const db = openDatabase(join(server.dir, "meta", "db.sqlite"), { fsync: false });
-  const insert = db.query(`INSERT INTO t_object (pk, sk, v, part) VALUES (?, ?, ?, ?)`);
+  const rows = TableRows.of(db, "object");
   const now = Date.now();
   db.transaction(() => {
     for (let d = 0; d < DIRS; d++) {
@@ -47,7 +49,7 @@ beforeAll(async () => {
             },
           ],
         };
-        insert.run(info.id, key, JSON.stringify(entry), syncBucketOf(partitionOfKey(info.id), info.id, key));
+        rows.put(info.id, key, syncBucketOf(partitionOfKey(info.id), info.id, key), encodeEntry(entry), false, undefined);
       }
     }
   })();

@@ -9,7 +9,9 @@ import { Database } from "bun:sqlite";
 import { createHash, randomBytes } from "node:crypto";
 import { startCluster, waitFor, type TestCluster } from "../helpers/cluster";
 import type { TestServer } from "../helpers/server";
-import type { ObjectEntry } from "../../src/model/object";
+import { objectSchema, type ObjectEntry } from "../../src/model/object";
+import { decodeEntry, encodeEntry } from "../../src/db/entry-codec";
+import { keyText, TableRows } from "../../src/db/table-rows";
 
 setDefaultTimeout(60_000);
 let cluster: TestCluster;
@@ -25,8 +27,9 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 function localStates(node: TestServer, k: string): string[] {
   const db = new Database(`${node.dir}/meta/db.sqlite`, { readonly: true });
   try {
-    const row = db.query(`SELECT v FROM t_object WHERE sk = ?`).get(k) as { v: string } | null;
-    return row ? (JSON.parse(row.v) as ObjectEntry).versions.map((v) => v.state.kind) : [];
+    const row = db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: Uint8Array } | null;
+    const entry = row && (TableRows.of(db, "object").entry(keyText(row.pk), k) as ObjectEntry);
+    return entry ? entry.versions.map((v) => v.state.kind) : [];
   } finally {
     db.close();
   }
@@ -40,13 +43,15 @@ function localStates(node: TestServer, k: string): string[] {
 function makePending(node: TestServer, k: string, blockHash?: string): void {
   const db = new Database(`${node.dir}/meta/db.sqlite`);
   try {
-    const row = db.query(`SELECT pk, v FROM t_object WHERE sk = ?`).get(k) as { pk: string; v: string };
-    const entry = JSON.parse(row.v) as ObjectEntry;
+    const pk = keyText((db.query(`SELECT pk FROM t_object WHERE sk = ?`).get(k) as { pk: Uint8Array }).pk);
+    const rows = TableRows.of(db, "object");
+    const stored = rows.get(pk, k)!;
+    const entry = decodeEntry(stored.v) as ObjectEntry;
     for (const v of entry.versions) {
       if (v.state.kind !== "complete" || v.state.data.kind !== "blocks" || v.state.data.singleBlock === undefined) throw new Error(`${k} is not a complete one-block version`);
       v.state = { kind: "pending", data: { ...v.state.data, singleBlock: blockHash ?? v.state.data.singleBlock } };
     }
-    db.query(`UPDATE t_object SET v = ? WHERE pk = ? AND sk = ?`).run(JSON.stringify(entry), row.pk, k);
+    db.transaction(() => rows.put(pk, k, stored.part, encodeEntry(entry), objectSchema.unsettled!(entry), stored))();
   } finally {
     db.close();
   }

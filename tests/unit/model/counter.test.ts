@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
+import { decodeEntry } from "../../../src/db/entry-codec.ts";
+import { keyText, TableRows } from "../../../src/db/table-rows.ts";
 import { Model } from "../../../src/model/model.ts";
 import { bucketCounterSchema, countsOf, localCounts, type BucketCounterEntry } from "../../../src/model/counter.ts";
 import { visibleVersion, type ObjectEntry, type VersionState } from "../../../src/model/object.ts";
@@ -58,16 +60,16 @@ const KEYS = ["a", "b", "c", "d"];
 function recount(): Record<string, { objects: number; bytes: number; uploads: number }> {
   const out: Record<string, { objects: number; bytes: number; uploads: number }> = {};
   const at = (b: string) => (out[b] ??= { objects: 0, bytes: 0, uploads: 0 });
-  for (const r of db.query(`SELECT v FROM t_object`).all() as { v: string }[]) {
-    const o = JSON.parse(r.v) as ObjectEntry;
+  for (const r of TableRows.of(db, "object").iterate()) {
+    const o = decodeEntry(r) as ObjectEntry;
     const v = visibleVersion(o);
     if (v) {
       at(o.bucketId).objects++;
       at(o.bucketId).bytes += v.state.data.meta.size;
     }
   }
-  for (const r of db.query(`SELECT v FROM t_mpu`).all() as { v: string }[]) {
-    const u = JSON.parse(r.v) as UploadEntry;
+  for (const r of TableRows.of(db, "mpu").iterate()) {
+    const u = decodeEntry(r) as UploadEntry;
     if (!u.deleted) at(u.bucketId).uploads++;
   }
   return out;
@@ -103,8 +105,8 @@ describe("local counts", () => {
       } else {
         // an entry removed outright (offload of a partition, GC of a tombstone)
         const table = rng.bool() ? model.objects : model.uploads;
-        const rows = db.query(`SELECT pk, sk FROM t_${table === model.objects ? "object" : "mpu"} LIMIT 1 OFFSET ?`).all(rng.int(0, 5)) as { pk: string; sk: string }[];
-        for (const r of rows) model.committer.writeNow(() => table.local.deleteInTransaction(r.pk, r.sk));
+        const rows = db.query(`SELECT pk, sk FROM t_${table === model.objects ? "object" : "mpu"} LIMIT 1 OFFSET ?`).all(rng.int(0, 5)) as { pk: Uint8Array; sk: string }[];
+        for (const r of rows) model.committer.writeNow(() => table.local.deleteInTransaction(keyText(r.pk), r.sk));
       }
       expect(stored()).toEqual(recount());
     }

@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
+import { decodeEntry } from "../../../src/db/entry-codec.ts";
+import { TableRows } from "../../../src/db/table-rows.ts";
 import { HybridClock } from "../../../src/util/hlc.ts";
 import { TableGc } from "../../../src/table/gc.ts";
 import { Model } from "../../../src/model/model.ts";
@@ -85,11 +87,16 @@ function completeBody(parts: UploadPartEntry[]): string {
 
 /** Every stored row of the upload's part partition, by part number (the marker is part 0). */
 function rows(uploadId: string): Map<number, UploadPartEntry> {
-  const all = db.query(`SELECT v FROM t_mpu_part WHERE pk = ? ORDER BY sk`).all(uploadId) as { v: string }[];
-  return new Map(all.map((r) => JSON.parse(r.v) as UploadPartEntry).map((p) => [p.part, p]));
+  const all = TableRows.of(db, "mpu_part").entries(uploadId) as UploadPartEntry[];
+  return new Map(all.map((p) => [p.part, p]));
 }
-const rawRow = (uploadId: string, part: number) =>
-  (db.query(`SELECT v FROM t_mpu_part WHERE pk = ? AND sk = ?`).get(uploadId, partSortKey(part)) as { v: string } | null)?.v;
+/** The stored value as JSON text (its fields as stored, none added or dropped). */
+const rawRow = (uploadId: string, part: number) => {
+  const row = TableRows.of(db, "mpu_part").get(uploadId, partSortKey(part));
+  return row && JSON.stringify(decodeEntry(row.v));
+};
+/** The stored rows of an upload, as bytes. */
+const storedRows = (uploadId: string) => TableRows.of(db, "mpu_part").range(uploadId, "", null, -1);
 
 async function listedParts(key: string, uploadId: string, query: Record<string, string> = {}): Promise<string> {
   return (await listParts(req(key, { uploadId, ...query }))).text();
@@ -176,11 +183,11 @@ describe("closing an upload tombstones its part rows", () => {
     const o2 = await putPart(open, 2, 6);
     const closed = await create("open"); // same key, another upload
     await putPart(closed, 1, 5);
-    const before = db.query(`SELECT sk, v FROM t_mpu_part WHERE pk = ? ORDER BY sk`).all(open);
+    const before = storedRows(open);
     await abortMultipartUpload(req("open", { uploadId: closed }));
     await model.drainInsertQueue();
     expect(rows(closed).get(1)!.deleted).toBe(true);
-    expect(db.query(`SELECT sk, v FROM t_mpu_part WHERE pk = ? ORDER BY sk`).all(open)).toEqual(before);
+    expect(storedRows(open)).toEqual(before);
     expect([...rows(open).values()]).toEqual([o1, o2]);
     expect(await listedParts("open", open)).toContain("<PartNumber>2</PartNumber>");
   });

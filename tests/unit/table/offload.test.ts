@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { PARTITION_COUNT, type Placement } from "../../../src/cluster/layout.ts";
 import { GroupCommitter } from "../../../src/db/committer.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
+import { decodeEntry } from "../../../src/db/entry-codec.ts";
 import { LocalStore, SYNC_BUCKETS } from "../../../src/table/local-store.ts";
 import { partitionOfEntry } from "../../../src/table/partition.ts";
 import type { TableSchema } from "../../../src/table/schema.ts";
@@ -109,7 +110,7 @@ interface Row {
   part: number;
   pk: string;
   sk: string;
-  v: string;
+  v: Uint8Array;
 }
 
 interface Node {
@@ -317,7 +318,7 @@ describe("offload of partitions this node no longer holds", () => {
     expect(report).toMatchObject({ changed: 1, offloaded: count(before) - 1 });
     const left = c.dump("self");
     expect(count(left)).toBe(1);
-    expect(JSON.parse(left.object![0]!.v)).toEqual(newer);
+    expect(decodeEntry(left.object![0]!.v)).toEqual(newer);
     // The holders have the value that was pushed, not yet the late one.
     expect(c.node("n1").stores.get("object")!.get(old!.bucketId, old!.key)).toEqual(old!);
 

@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { LayoutPlacement, singleNodeLayout } from "../../../src/cluster/layout.ts";
 import { GroupCommitter } from "../../../src/db/committer.ts";
 import { openDatabase } from "../../../src/db/sqlite.ts";
+import { encodeEntry } from "../../../src/db/entry-codec.ts";
+import { TableRows } from "../../../src/db/table-rows.ts";
 import { LocalStore } from "../../../src/table/local-store.ts";
 import type { HookContext, TableSchema } from "../../../src/table/schema.ts";
 import { Table } from "../../../src/table/table.ts";
@@ -70,8 +72,8 @@ describe("Table on a single-node layout", () => {
     expect(await table.get("b1", "k1")).toEqual(e("b1", "k1", 5));
     expect(await table.get("b1", "nope")).toBeUndefined();
     expect(await table.get("b2", "k1")).toBeUndefined();
-    // Persisted: visible to a raw query.
-    expect(db.query(`SELECT v FROM t_object WHERE pk = 'b1' AND sk = 'k1'`).get()).toEqual({ v: JSON.stringify(e("b1", "k1", 5)) });
+    // Persisted: in the table's row, in the stored format.
+    expect(TableRows.of(db, "object").get("b1", "k1")!.v).toEqual(encodeEntry(e("b1", "k1", 5)));
   });
 
   test("re-insert merges with the stored entry (CRDT join)", async () => {

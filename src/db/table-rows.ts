@@ -1,0 +1,264 @@
+// The rows of a CRDT table in sqlite (t_<name>, created by db/migrations.ts): every read and
+// write of them goes through here, so that what is kept beside each row stays exact:
+//   - v: the entry in the binary row format (db/entry-codec.ts);
+//   - part: its sync bucket (partition * SYNC_BUCKETS + a hash byte of its key), indexed, so
+//     anti-entropy and offload read one partition or bucket without scanning the others;
+//   - unsettled: 1 for entries start-up repair must come back to (an upload in progress, a
+//     version not settled yet), in a partial index, so repair reads those and nothing else;
+//   - sync_digest: per table, partition and sync bucket, the row count and the XOR of a hash of
+//     each row, kept up to date by every write, so comparing partitions (then the buckets of one
+//     partition) with a peer reads 256 small rows instead of the table. XOR makes a digest
+//     independent of the order rows were written in: replicas holding the same rows agree.
+// Rows have an integer id (rowid) in the order they were first written and a unique index on
+// (pk, sk): a row of a 1 KiB inline object (~1.2 KB) then lives whole in its table page, three
+// to a page, where a WITHOUT ROWID table (an index b-tree, at most ~1000 bytes of a row in its
+// page) spilled every such row onto an overflow page of its own.
+// A partition key that is an id or a hash (64 lowercase hex digits: bucket ids, version uuids,
+// block hashes) is stored as its 32 bytes (a BLOB), any other as text: the key index, one entry
+// per object, is 40% smaller. Partition keys are only ever compared for equality, so the mix of
+// types orders nothing wrongly. (By hand: WHERE pk = X'<hex>'.)
+import type { Database, Statement } from "bun:sqlite";
+import { createHash } from "node:crypto";
+import { decodeEntry } from "./entry-codec";
+
+/** Sync buckets per partition (a two-level summary: partition, then bucket). */
+export const SYNC_BUCKETS = 256;
+/** Bytes of a row's hash that go into a digest (128 bits: no accidental match between sets). */
+const ROW_HASH_BYTES = 16;
+
+/** A stored row: its id, sync bucket, key and stored bytes. */
+export interface StoredRow {
+  id: number;
+  part: number;
+  pk: string;
+  sk: string;
+  /** The stored bytes (db/entry-codec.ts). */
+  v: Uint8Array;
+}
+
+const ID_KEY = /^[0-9a-f]{64}$/;
+
+/** A partition key as stored (see the header). */
+export function storedKey(pk: string): string | Uint8Array {
+  return ID_KEY.test(pk) ? Buffer.from(pk, "hex") : pk;
+}
+
+/** A stored partition key as the table layer knows it. */
+export function keyText(stored: string | Uint8Array): string {
+  return typeof stored === "string" ? stored : Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength).toString("hex");
+}
+
+/** The hash of one row that digests XOR together. */
+export function rowHash(pk: string, sk: string, v: Uint8Array): Uint8Array {
+  return createHash("sha256").update(pk).update("\u0000").update(sk).update("\u0000").update(v).digest().subarray(0, ROW_HASH_BYTES);
+}
+
+function xorInto(acc: Uint8Array, h: Uint8Array): void {
+  for (let i = 0; i < ROW_HASH_BYTES; i++) acc[i]! ^= h[i]!;
+}
+
+/** A digest as peers exchange it: "" for no rows, else the XOR of the row hashes in hex. */
+function digestText(n: number, x: Uint8Array): string {
+  return n === 0 ? "" : Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("hex");
+}
+
+/** The SQL that creates a CRDT table of this layout (used by migrations; never edit a released one). */
+export function createTableSql(name: string): string {
+  return `CREATE TABLE t_${name} (id INTEGER PRIMARY KEY, pk NOT NULL, sk TEXT NOT NULL, part INTEGER NOT NULL, unsettled INTEGER, v BLOB NOT NULL);
+   CREATE UNIQUE INDEX i_${name}_key ON t_${name} (pk, sk);
+   CREATE INDEX i_${name}_part ON t_${name} (part);
+   CREATE INDEX i_${name}_unsettled ON t_${name} (id) WHERE unsettled IS NOT NULL;`;
+}
+
+/**
+ * The digests of every table (see the header): one row per partition (bucket = WHOLE_PARTITION)
+ * and one per sync bucket (bucket = its index in the partition) that holds or held rows.
+ */
+export const SYNC_DIGEST_SQL = `CREATE TABLE sync_digest (tbl TEXT NOT NULL, partition INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, x BLOB NOT NULL, PRIMARY KEY (tbl, partition, bucket)) WITHOUT ROWID;`;
+/** The `bucket` of a partition's own digest row. */
+const WHOLE_PARTITION = -1;
+
+/** The digest rows a row in sync bucket `part` counts in: its partition's and its bucket's. */
+export function digestSlots(part: number): [partition: number, bucket: number][] {
+  const partition = Math.floor(part / SYNC_BUCKETS);
+  return [
+    [partition, WHOLE_PARTITION],
+    [partition, part % SYNC_BUCKETS],
+  ];
+}
+
+const instances = new WeakMap<Database, Map<string, TableRows>>();
+
+export class TableRows {
+  /** The rows of table `name` in `db` (statements prepared once per database and table). */
+  static of(db: Database, name: string): TableRows {
+    let byName = instances.get(db);
+    if (!byName) instances.set(db, (byName = new Map()));
+    let rows = byName.get(name);
+    if (!rows) byName.set(name, (rows = new TableRows(db, name)));
+    return rows;
+  }
+
+  private readonly getStmt: Statement;
+  private readonly hasStmt: Statement;
+  private readonly insertStmt: Statement;
+  private readonly updateStmt: Statement;
+  private readonly deleteStmt: Statement;
+  private readonly rangeStmt: Statement;
+  private readonly ofKeyStmt: Statement;
+  private readonly bucketStmt: Statement;
+  private readonly pageStmt: Statement;
+  private readonly anyInRangeStmt: Statement;
+  private readonly unsettledStmt: Statement;
+  private readonly allStmt: Statement;
+  private readonly bySortKeyStmt: Statement;
+  private readonly digestGetStmt: Statement;
+  private readonly digestPutStmt: Statement;
+  private readonly partitionDigestsStmt: Statement;
+  private readonly bucketDigestsStmt: Statement;
+
+  private constructor(
+    db: Database,
+    readonly name: string,
+  ) {
+    const t = `t_${name}`;
+    this.getStmt = db.query(`SELECT id, part, v FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.hasStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.insertStmt = db.query(`INSERT INTO ${t} (pk, sk, part, unsettled, v) VALUES (?, ?, ?, ?, ?)`);
+    this.updateStmt = db.query(`UPDATE ${t} SET unsettled = ?, v = ? WHERE id = ?`);
+    this.deleteStmt = db.query(`DELETE FROM ${t} WHERE id = ?`);
+    this.rangeStmt = db.query(`SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`);
+    this.ofKeyStmt = db.query(`SELECT id, part, sk, v FROM ${t} WHERE pk = ? ORDER BY sk`);
+    this.bucketStmt = db.query(`SELECT v FROM ${t} WHERE part = ? LIMIT ?`);
+    this.pageStmt = db.query(`SELECT id, part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, id) > (?3, ?4) ORDER BY part, id LIMIT ?5`);
+    this.anyInRangeStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
+    this.unsettledStmt = db.query(`SELECT id, v FROM ${t} WHERE unsettled IS NOT NULL AND id > ? ORDER BY id LIMIT ?`);
+    this.allStmt = db.query(`SELECT v FROM ${t}`);
+    this.bySortKeyStmt = db.query(`SELECT sk, v FROM ${t} ORDER BY sk LIMIT ?`);
+    this.digestGetStmt = db.query(`SELECT n, x FROM sync_digest WHERE tbl = ? AND partition = ? AND bucket = ?`);
+    this.digestPutStmt = db.query(`INSERT OR REPLACE INTO sync_digest (tbl, partition, bucket, n, x) VALUES (?, ?, ?, ?, ?)`);
+    this.partitionDigestsStmt = db.query(`SELECT partition, n, x FROM sync_digest WHERE tbl = ? AND bucket = ${WHOLE_PARTITION}`);
+    this.bucketDigestsStmt = db.query(`SELECT bucket, n, x FROM sync_digest WHERE tbl = ? AND partition = ? AND bucket >= 0`);
+  }
+
+  /** The stored bytes of (pk, sk), with the row's id and sync bucket. */
+  get(pk: string, sk: string): { id: number; part: number; v: Uint8Array } | undefined {
+    return (this.getStmt.get(storedKey(pk), sk) as { id: number; part: number; v: Uint8Array } | null) ?? undefined;
+  }
+
+  has(pk: string, sk: string): boolean {
+    return this.hasStmt.get(storedKey(pk), sk) !== null;
+  }
+
+  /** Stored bytes of the rows of `pk` with start <= sk < end (end null: no bound), in sk order. */
+  range(pk: string, start: string, end: string | null, limit: number): Uint8Array[] {
+    return (this.rangeStmt.all(storedKey(pk), start, end, limit) as { v: Uint8Array }[]).map((r) => r.v);
+  }
+
+  /** The entries of `pk` with start <= sk < end, decoded, in sk order (lookups inside update hooks). */
+  entries(pk: string, start = "", end: string | null = null): unknown[] {
+    return this.range(pk, start, end, -1).map(decodeEntry);
+  }
+
+  /** The entry stored at (pk, sk), decoded. */
+  entry(pk: string, sk: string): unknown {
+    const row = this.get(pk, sk);
+    return row ? decodeEntry(row.v) : undefined;
+  }
+
+  /**
+   * Writes (pk, sk) as `v` in sync bucket `part`. `old` is the row as get() returned it in this
+   * transaction (undefined: none). The caller must be inside a transaction.
+   */
+  put(pk: string, sk: string, part: number, v: Uint8Array, unsettled: boolean, old: { id: number; part: number; v: Uint8Array } | undefined): void {
+    if (old) {
+      this.updateStmt.run(unsettled ? 1 : null, v, old.id);
+      this.noteChange(old.part, 0, rowHash(pk, sk, old.v), rowHash(pk, sk, v));
+    } else {
+      this.insertStmt.run(storedKey(pk), sk, part, unsettled ? 1 : null, v);
+      this.noteChange(part, 1, rowHash(pk, sk, v));
+    }
+  }
+
+  /** Removes (pk, sk); returns its stored bytes, or undefined if absent. Inside a transaction. */
+  delete(pk: string, sk: string): Uint8Array | undefined {
+    const old = this.get(pk, sk);
+    if (!old) return undefined;
+    this.deleteStmt.run(old.id);
+    this.noteChange(old.part, -1, rowHash(pk, sk, old.v));
+    return old.v;
+  }
+
+  /** Removes every row of `pk`; returns their stored bytes in sk order. Inside a transaction. */
+  takeAll(pk: string): Uint8Array[] {
+    const rows = this.ofKeyStmt.all(storedKey(pk)) as { id: number; part: number; sk: string; v: Uint8Array }[];
+    for (const r of rows) {
+      this.deleteStmt.run(r.id);
+      this.noteChange(r.part, -1, rowHash(pk, r.sk, r.v));
+    }
+    return rows.map((r) => r.v);
+  }
+
+  /**
+   * XORs row hashes into (or out of) the digests of sync bucket `part` and of its partition;
+   * `count` is the change in rows.
+   */
+  private noteChange(part: number, count: number, ...hashes: Uint8Array[]): void {
+    for (const [partition, bucket] of digestSlots(part)) {
+      const cur = this.digestGetStmt.get(this.name, partition, bucket) as { n: number; x: Uint8Array } | null;
+      const x = new Uint8Array(ROW_HASH_BYTES);
+      if (cur) x.set(cur.x);
+      for (const h of hashes) xorInto(x, h);
+      this.digestPutStmt.run(this.name, partition, bucket, (cur?.n ?? 0) + count, x);
+    }
+  }
+
+  /** Stored bytes of up to `limit` rows of one sync bucket. */
+  bucket(bucket: number, limit: number): Uint8Array[] {
+    return (this.bucketStmt.all(bucket, limit) as { v: Uint8Array }[]).map((r) => r.v);
+  }
+
+  /** One digest per partition, "" where this node holds nothing (at most 256 small rows read). */
+  partitionDigests(partitions: number): string[] {
+    const out = new Array<string>(partitions).fill("");
+    for (const r of this.partitionDigestsStmt.all(this.name) as { partition: number; n: number; x: Uint8Array }[]) {
+      if (r.partition < partitions) out[r.partition] = digestText(r.n, r.x);
+    }
+    return out;
+  }
+
+  /** The digest of each sync bucket of `partition` (at most 256 small rows read). */
+  bucketDigests(partition: number): string[] {
+    const out = new Array<string>(SYNC_BUCKETS).fill("");
+    for (const r of this.bucketDigestsStmt.all(this.name, partition) as { bucket: number; n: number; x: Uint8Array }[]) out[r.bucket] = digestText(r.n, r.x);
+    return out;
+  }
+
+  /** Up to `limit` rows with lo <= part < hi, in (part, id) order, after `after`. */
+  page(lo: number, hi: number, after: { part: number; id: number } | undefined, limit: number): StoredRow[] {
+    const rows = this.pageStmt.all(after ? Math.max(lo, after.part) : lo, hi, after?.part ?? -1, after?.id ?? -1, limit) as (Omit<StoredRow, "pk"> & { pk: string | Uint8Array })[];
+    return rows.map((r) => ({ ...r, pk: keyText(r.pk) }));
+  }
+
+  anyIn(lo: number, hi: number): boolean {
+    return this.anyInRangeStmt.get(lo, hi) !== null;
+  }
+
+  /** Up to `limit` rows marked unsettled, in id order after `afterId`. */
+  unsettled(afterId: number, limit: number): { id: number; v: Uint8Array }[] {
+    return this.unsettledStmt.all(afterId, limit) as { id: number; v: Uint8Array }[];
+  }
+
+  /** Every row's stored bytes, streamed (one-time fills, tests). */
+  iterate(): IterableIterator<Uint8Array> {
+    const rows = this.allStmt.iterate() as IterableIterator<{ v: Uint8Array }>;
+    return (function* () {
+      for (const r of rows) yield r.v;
+    })();
+  }
+
+  /** Up to `limit` rows in sort-key order (full-copy tables, whose partition key is ""). */
+  bySortKey(limit: number): { sk: string; v: Uint8Array }[] {
+    return this.bySortKeyStmt.all(limit) as { sk: string; v: Uint8Array }[];
+  }
+}
