@@ -60,8 +60,10 @@ export const NODE_ID_BYTES = 32;
  * handshake. Bump it whenever a message, an endpoint or a stored entry changes incompatibly.
  *   1: first release (no version header).
  *   2: version header; endpoint schemas checked; new object version state and endpoints.
+ *   3: anti-entropy digests are XORs of hashes of the binary rows (src/db/table-rows.ts), not
+ *      hashes of JSON: a node of version 2 would see every partition differ on every pass.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /** The release before the hello header: recognised by its MAC, refused as a version mismatch. */
 const LEGACY_PROTOCOL_VERSION = 1;
 const HEADER_MAGIC = Buffer.from("bunker");
