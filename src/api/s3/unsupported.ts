@@ -216,12 +216,16 @@ function headerMatches(rule: Rule, name: string): boolean {
   return typeof rule.header === "string" ? rule.header === name : rule.header.test(name);
 }
 
+/** The rules of each operation, picked from the table once (a bounded set: RoutedOperation). */
+const rulesByOperation = new Map<RoutedOperation, readonly Rule[]>();
+
 /**
  * Refuses a request carrying anything the table says Bunker does not do for `op`. Called by
  * the router once the operation is known and authorized, before the handler reads the body.
  */
 export function refuseUnsupported(op: RoutedOperation, headers: Headers, query: URLSearchParams): void {
-  const rules = RULES.filter((r) => appliesTo(r, op));
+  let rules = rulesByOperation.get(op);
+  if (!rules) rulesByOperation.set(op, (rules = RULES.filter((r) => appliesTo(r, op))));
   for (const rule of rules) {
     if (rule.query !== undefined && query.has(rule.query)) rule.check(query.get(rule.query)!, rule.query);
   }
