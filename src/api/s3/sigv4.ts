@@ -7,7 +7,6 @@
 // Only "AWS4-HMAC-SHA256" is accepted here (no SigV4a); SigV2 is sigv2.ts's, which the
 // router picks for requests that carry it.
 
-import { timingSafeEqual } from "node:crypto";
 import { parseDecimal } from "../../util/decimal.ts";
 import { S3Error } from "./errors.ts";
 
@@ -168,11 +167,15 @@ export function trimAll(v: string, reading: HeaderReading = "text"): string {
 }
 const BLANK_RE = /\s/;
 
-/** Constant-time comparison of two signatures (hex strings). */
+/**
+ * Constant-time comparison of two signatures (hex strings): every code unit is compared,
+ * whatever the first difference (no buffers built for it, unlike timingSafeEqual).
+ */
 export function signaturesEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a, "latin1");
-  const bb = Buffer.from(b, "latin1");
-  return ab.length === bb.length && timingSafeEqual(ab, bb);
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 // ---------------------------------------------------------------------------
