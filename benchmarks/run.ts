@@ -12,7 +12,7 @@
 // Prints a table on stdout (progress on stderr) and writes benchmarks/results/<timestamp>.json.
 // Environment: BENCH_SCALE=quick (small sizes, for checking the harness), BENCH_RUNS=<n>,
 // BENCH_PIN=1 (taskset: this client on CPU 0, every server on CPU 1).
-import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync, readFileSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { randomFillSync } from "node:crypto";
 import { tmpdir, cpus, totalmem, release } from "node:os";
 import { join } from "node:path";
@@ -20,7 +20,8 @@ import { Database } from "bun:sqlite";
 import { median, percentile, MiB, GiB } from "./lib/stats.ts";
 import { sampled, type Sample } from "./lib/proc.ts";
 import { startBunker, startCeiling, startS3rver, BIG_TIMEOUT_MS, type Target } from "./lib/targets.ts";
-import { stampSource } from "./lib/source.ts";
+import { makeRandomFile, stampSource } from "./lib/source.ts";
+import { pool } from "./lib/pool.ts";
 
 // ---------------------------------------------------------------- configuration (all bounds named)
 
@@ -73,33 +74,6 @@ function measured(runs: number[], samples: Sample[], error?: string): Measured {
 function pin(pid: number | undefined, cpu: number): void {
   if (!CFG.pin || !pid) return;
   Bun.spawnSync(["taskset", "-a", "-p", "-c", String(cpu), String(pid)], { stdout: "ignore", stderr: "ignore" });
-}
-
-/** Runs fn(i) for i = 0..n-1 on `concurrency` workers; stops early after limitMs. */
-async function pool(n: number, concurrency: number, limitMs: number, fn: (i: number) => Promise<void>) {
-  let next = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const latencies: number[] = [];
-  const deadline = performance.now() + limitMs;
-  const t0 = performance.now();
-  const worker = async () => {
-    while (next < n && performance.now() < deadline) {
-      const i = next++;
-      const s = performance.now();
-      try {
-        await fn(i);
-        latencies.push(performance.now() - s);
-      } catch (err) {
-        errors++;
-        firstError ??= (err as Error).message;
-        if (errors > 100) throw new Error(`too many errors, first: ${firstError}`);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const seconds = (performance.now() - t0) / 1000;
-  return { done: latencies.length, errors, firstError, latencies, seconds, timedOut: next < n };
 }
 
 /**
@@ -159,25 +133,6 @@ async function throughputRun<T>(
     if (disturbed) disturbance.keptDisturbed++;
     log(`${label} ${t.name}: ${mibs.toFixed(0)} MiB/s, RSS peak ${sample.peakRssMiB.toFixed(0)} MiB, server ${sample.serverCores.toFixed(2)} cores, client ${sample.clientCores.toFixed(2)}, others ${sample.foreignCores.toFixed(2)}, io stall ${sample.ioStallPct.toFixed(0)}%`);
     return { mibs, sample };
-  }
-}
-
-// ---------------------------------------------------------------- source data
-
-/**
- * The large bodies come from one random file (in the page cache, sent with sendfile); before
- * each PUT, stampSource (lib/source.ts) makes every block of it new.
- */
-function makeRandomFile(path: string, size: number): void {
-  const buf = Buffer.alloc(MiB);
-  const fd = openSync(path, "w");
-  try {
-    for (let off = 0; off < size; off += MiB) {
-      randomFillSync(buf);
-      writeSync(fd, buf, 0, Math.min(MiB, size - off));
-    }
-  } finally {
-    closeSync(fd);
   }
 }
 

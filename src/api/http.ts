@@ -12,7 +12,6 @@ import http from "node:http";
 import type { Socket } from "node:net";
 import { readFileSync } from "node:fs";
 import { once } from "node:events";
-import type { Elysia } from "elysia";
 import { logger } from "../util/log";
 import { chunkDone } from "../util/buffer-pool";
 import { parseDecimal } from "../util/decimal";
@@ -66,6 +65,18 @@ const DEFAULT_MAX_CONNECTIONS = 256;
 const CONNECTION_LIMIT_LOG_INTERVAL_MS = 60_000;
 
 const rawUrls = new WeakMap<Request, string>();
+/** The bytes of responses made by bytesResponse: sent as they are, without reading a stream. */
+const wholeBodies = new WeakMap<Response, Uint8Array>();
+
+/**
+ * A response whose body is `bytes`, all of it already in memory (a small object, an XML
+ * document): serveNode writes it out in one call instead of going through a stream reader.
+ */
+export function bytesResponse(bytes: Uint8Array, init: ResponseInit): Response {
+  const response = new Response(bytes, init);
+  wholeBodies.set(response, bytes);
+  return response;
+}
 
 /** The client closed the connection before sending its whole request body. */
 export class ClientDisconnected extends Error {
@@ -133,15 +144,24 @@ function bodyStream(req: http.IncomingMessage, state: BodyState, idleMs: number)
   );
 }
 
-function announcesBody(req: http.IncomingMessage): boolean {
-  if (req.headers["transfer-encoding"] !== undefined) return true;
-  const length = req.headers["content-length"];
-  return length !== undefined && length.trim() !== "0";
-}
-
-function toRequest(req: http.IncomingMessage, state: BodyState, idleMs: number): Request {
+/**
+ * The request as a Fetch Request, built from the raw header list only (req.headers, node's
+ * header object, is never built), and whether it announces a body: a Transfer-Encoding, or a
+ * Content-Length other than 0 (node:http refuses a request with several differing ones).
+ */
+function toRequest(req: http.IncomingMessage, idleMs: number): { request: Request; body: BodyState } {
   const headers = new Headers();
-  for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+  const raw = req.rawHeaders;
+  let expected = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    headers.append(name, value);
+    // Names are compared by length first: most headers are neither.
+    if (name.length === 17 && name.toLowerCase() === "transfer-encoding") expected = true;
+    else if (name.length === 14 && name.toLowerCase() === "content-length" && value.trim() !== "0") expected = true;
+  }
+  const state: BodyState = { expected, ended: false };
   const method = req.method ?? "GET";
   const hasBody = method !== "GET" && method !== "HEAD";
   // Elysia routes on a normalised URL with a long host (its short-Host bug); handlers that
@@ -160,7 +180,7 @@ function toRequest(req: http.IncomingMessage, state: BodyState, idleMs: number):
     duplex: "half",
   } as RequestInit);
   rawUrls.set(request, target);
-  return request;
+  return { request, body: state };
 }
 
 /**
@@ -193,6 +213,18 @@ async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse,
   if (body.expected && !body.ended && !req.complete) headers["connection"] = "close";
   if (!response.body || req.method === "HEAD") {
     res.writeHead(response.status, headers);
+    res.end();
+    return;
+  }
+  const whole = wholeBodies.get(response);
+  if (whole !== undefined) {
+    // Already in memory: no first chunk to wait for, and one write; the send timeout as below.
+    res.writeHead(response.status, headers);
+    if (!res.write(whole, () => chunkDone(whole)) && !(await drained(res, sendTimeoutMs))) {
+      log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
+      res.destroy();
+      return;
+    }
     res.end();
     return;
   }
@@ -270,7 +302,12 @@ export interface ServeOptions {
   sendTimeoutMs?: number;
 }
 
-export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, opts: ServeOptions): Promise<http.Server> {
+/** What serveNode serves: an Elysia app, or a bare handler where no routing is needed (S3). */
+export interface RequestHandler {
+  handle(request: Request): Response | Promise<Response>;
+}
+
+export async function serveNode(app: RequestHandler, opts: ServeOptions): Promise<http.Server> {
   const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
   const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
   const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
@@ -278,7 +315,6 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
   // (more body than its Content-Length) must not cost that request its answer.
   const inFlight = new WeakMap<Socket, http.ServerResponse>();
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const body: BodyState = { expected: announcesBody(req), ended: false };
     const socket = req.socket as Socket;
     inFlight.set(socket, res);
     const answered = () => {
@@ -287,7 +323,8 @@ export async function serveNode(app: Elysia<any, any, any, any, any, any, any>, 
     res.once("finish", answered);
     res.once("close", answered);
     try {
-      const response = await app.handle(toRequest(req, body, idleMs));
+      const { request, body } = toRequest(req, idleMs);
+      const response = await app.handle(request);
       await sendResponse(req, res, response, body, sendTimeoutMs);
     } catch (err) {
       log.error(`unhandled: ${(err as Error).stack ?? err}`);

@@ -73,6 +73,15 @@ export class Table<E> {
    */
   async get(pk: string, sk: string): Promise<E | undefined> {
     const nodes = this.readNodes(pk);
+    if (nodes.length === 1 && nodes[0] === this.placement.selfId) {
+      // This node is the only replica (a one-node layout): a synchronous local read, without
+      // the quorum's timer and promises; a failure is still the quorum's.
+      try {
+        return this.local.get(pk, sk);
+      } catch (err) {
+        throw new QuorumError(1, 0, [err instanceof Error ? err.message : String(err)]);
+      }
+    }
     const answers = await this.quorum(
       nodes,
       async (node): Promise<{ node: string; entry: E | undefined }> => ({ node, entry: await this.getFrom(node, pk, sk) }),

@@ -23,11 +23,11 @@ export async function waitFor(what: string, check: () => Promise<boolean>, timeo
   }
 }
 
-export async function startCluster(opts: { nodes: number; replicationFactor: number; zones?: string[]; extraToml?: string; blockSize?: number }): Promise<TestCluster> {
+export async function startCluster(opts: { nodes: number; replicationFactor: number; zones?: string[]; extraToml?: string; blockSize?: number; compression?: number | "none" }): Promise<TestCluster> {
   const rpcSecret = randomBytes(32).toString("hex");
   const nodes: TestServer[] = [];
   try {
-    for (let i = 0; i < opts.nodes; i++) nodes.push(await startServer({ replicationFactor: opts.replicationFactor, rpcSecret, extraToml: opts.extraToml, blockSize: opts.blockSize }));
+    for (let i = 0; i < opts.nodes; i++) nodes.push(await startServer({ replicationFactor: opts.replicationFactor, rpcSecret, extraToml: opts.extraToml, blockSize: opts.blockSize, compression: opts.compression }));
     return await formCluster(nodes, rpcSecret, opts.zones);
   } catch (err) {
     // Nothing is left running when the cluster cannot be formed.

@@ -12,6 +12,7 @@ import { parseSseC, sseCResponseHeaders, unlockSseC, type SseCKey } from "./sse-
 import { NULL_VERSION_ID } from "./version-id";
 import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
 import { chunkDone } from "../../util/buffer-pool";
+import { bytesResponse } from "../http";
 
 /** Blocks fetched ahead of the one being sent. */
 const PREFETCH_BLOCKS = 3;
@@ -273,9 +274,11 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   }
   // After the part and range checks, as AWS orders its answers (s3-tests test_multipart_sse_c_get_part).
   const dataKey = unlockSseC(meta.encryption, key, "read");
-  for (const [param, header] of Object.entries(RESPONSE_OVERRIDES)) {
-    const v = r.query.get(param);
-    if (v !== null) headers[header] = headerValueFromText(param, v);
+  if (r.query.size > 0) {
+    for (const [param, header] of Object.entries(RESPONSE_OVERRIDES)) {
+      const v = r.query.get(param);
+      if (v !== null) headers[header] = headerValueFromText(param, v);
+    }
   }
   if (r.headers.get("x-amz-checksum-mode")?.toUpperCase() === "ENABLED") {
     const checksum = checksumOfResponse(meta, partNumber, range);
@@ -290,11 +293,11 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   if (isHead || meta.size === 0) return new Response(null, { status, headers });
   const open = (stored: Uint8Array, plainSize: number) => (dataKey ? openSealed(dataKey, stored, plainSize) : stored);
   if (data.kind === "inline") {
-    return new Response(open(Buffer.from(data.base64, "base64"), meta.size).subarray(start, end + 1), { status, headers });
+    return bytesResponse(open(Buffer.from(data.base64, "base64"), meta.size).subarray(start, end + 1), { status, headers });
   }
   if (data.singleBlock !== undefined) {
     const bytes = open(await services.blocks.get(data.singleBlock), meta.size);
-    return new Response(bytes.subarray(start, end + 1), { status, headers });
+    return bytesResponse(bytes.subarray(start, end + 1), { status, headers });
   }
   if (meta.size <= services.settings.blockSize) {
     // One block: answer with its bytes directly, without the streaming machinery.

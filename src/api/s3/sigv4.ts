@@ -7,7 +7,6 @@
 // Only "AWS4-HMAC-SHA256" is accepted here (no SigV4a); SigV2 is sigv2.ts's, which the
 // router picks for requests that carry it.
 
-import { timingSafeEqual } from "node:crypto";
 import { parseDecimal } from "../../util/decimal.ts";
 import { S3Error } from "./errors.ts";
 
@@ -85,7 +84,7 @@ export function hmacSha256(key: string | Uint8Array, data: string | Uint8Array):
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
+  return Bun.SHA256.hash(data, "hex") as string;
 }
 
 export function toHex(bytes: Uint8Array): string {
@@ -99,24 +98,27 @@ function deriveSigningKeyUncached(secret: string, date: string, region: string, 
   return hmacSha256(kService, SCOPE_TERMINATOR);
 }
 
-/** Signing keys change once a day per key: caching them saves four HMACs per request. */
+/**
+ * Signing keys change once a day per key: caching them saves four HMACs per request. One
+ * entry per secret (the newest scope it signed with), looked up by the secret string itself,
+ * which the key table hands out as the same object every time: no key string is built per
+ * request. Bounded: past SIGNING_KEY_CACHE_MAX secrets the cache starts again.
+ */
 const SIGNING_KEY_CACHE_MAX = 1024;
-const signingKeys = new Map<string, Uint8Array>();
+const signingKeys = new Map<string, { date: string; region: string; service: string; key: Uint8Array }>();
 
 export function deriveSigningKey(secret: string, date: string, region: string, service: string): Uint8Array {
-  const id = `${secret}\u0000${date}\u0000${region}\u0000${service}`;
-  let key = signingKeys.get(id);
-  if (!key) {
-    key = deriveSigningKeyUncached(secret, date, region, service);
-    if (signingKeys.size >= SIGNING_KEY_CACHE_MAX) signingKeys.clear();
-    signingKeys.set(id, key);
-  }
+  const hit = signingKeys.get(secret);
+  if (hit && hit.date === date && hit.region === region && hit.service === service) return hit.key;
+  const key = deriveSigningKeyUncached(secret, date, region, service);
+  if (!hit && signingKeys.size >= SIGNING_KEY_CACHE_MAX) signingKeys.clear();
+  signingKeys.set(secret, { date, region, service, key });
   return key;
 }
 
 /** Hex HMAC of a string to sign: the signature itself. */
-export function signatureHex(signingKey: Uint8Array, stringToSign: string): string {
-  return toHex(hmacSha256(signingKey, stringToSign));
+export function signatureHex(signingKey: Uint8Array, stringToSign: string | Uint8Array): string {
+  return new Bun.CryptoHasher("sha256", signingKey).update(stringToSign).digest("hex");
 }
 
 /**
@@ -139,20 +141,41 @@ export function headerReadings(headerText: string): HeaderReading[] {
 
 /** The bytes signed for `text` (a canonical request, a V2 string to sign) under a reading. */
 export function signedBytes(text: string, reading: HeaderReading): Uint8Array {
+  return reading === "text" ? encoder.encode(text) : latin1OrUtf8(text);
+}
+
+/**
+ * What the hashers are given for `text` under a reading: a string is hashed as its UTF-8
+ * encoding, the same bytes as signedBytes(text, "text") without building them first.
+ */
+function signedInput(text: string, reading: HeaderReading): string | Uint8Array {
+  return reading === "text" ? text : latin1OrUtf8(text);
+}
+
+function latin1OrUtf8(text: string): Uint8Array {
   // Beyond Latin-1 a character is no byte received (only direct callers pass such text).
-  return reading === "bytes" && !/[^\x00-\xff]/.test(text) ? Buffer.from(text, "latin1") : encoder.encode(text);
+  return !/[^\x00-\xff]/.test(text) ? Buffer.from(text, "latin1") : encoder.encode(text);
 }
 
 /** A header value trimmed, with runs of blanks as one space (AWS's Trimall), under a reading. */
 export function trimAll(v: string, reading: HeaderReading = "text"): string {
-  return reading === "text" ? v.trim().replace(/\s+/g, " ") : v.replace(/^[ \t]+|[ \t]+$/g, "").replace(/[ \t]+/g, " ");
+  if (reading === "text") {
+    const t = v.trim();
+    return BLANK_RE.test(t) ? t.replace(/\s+/g, " ") : t;
+  }
+  return v.replace(/^[ \t]+|[ \t]+$/g, "").replace(/[ \t]+/g, " ");
 }
+const BLANK_RE = /\s/;
 
-/** Constant-time comparison of two signatures (hex strings). */
+/**
+ * Constant-time comparison of two signatures (hex strings): every code unit is compared,
+ * whatever the first difference (no buffers built for it, unlike timingSafeEqual).
+ */
 export function signaturesEqual(a: string, b: string): boolean {
-  const ab = Buffer.from(a, "latin1");
-  const bb = Buffer.from(b, "latin1");
-  return ab.length === bb.length && timingSafeEqual(ab, bb);
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -161,6 +184,8 @@ export function signaturesEqual(a: string, b: string): boolean {
 // to bytes first, so "%7e", "%7E" and "~" all canonicalise alike.
 
 const HEX_UPPER = "0123456789ABCDEF";
+/** A path made only of unreserved characters and "/", which canonicalUri leaves as it is. */
+const CANONICAL_PATH_RE = /^[A-Za-z0-9\-._~/]*$/;
 
 function isUnreserved(b: number): boolean {
   return (
@@ -246,6 +271,8 @@ export function canonicalizeComponent(raw: string, plusAsSpace = false): string 
  */
 export function canonicalUri(rawPath: string): string {
   if (rawPath === "") return "/";
+  // Only unreserved characters and slashes (most paths): each segment is its own encoding.
+  if (CANONICAL_PATH_RE.test(rawPath)) return rawPath;
   return rawPath
     .split("/")
     .map((seg) => canonicalizeComponent(seg))
@@ -272,6 +299,7 @@ export function splitRawQuery(rawQuery: string): Array<[string, string]> {
 }
 
 export function canonicalQuery(rawQuery: string, opts: CanonicalQueryOptions = {}): string {
+  if (rawQuery === "") return "";
   const plus = opts.plusAsSpace ?? false;
   const encoded: Array<[string, string]> = [];
   for (const [name, value] of splitRawQuery(rawQuery)) {
@@ -345,8 +373,18 @@ const SCOPE_DATE_RE = /^\d{8}$/;
 const SHA256_HEX_RE = /^[0-9a-fA-F]{64}$/;
 const HEADER_NAME_RE = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
 
+/** The last timestamp parsed: requests of the same second carry the same one. */
+let lastAmzDate: { text: string; ms: number | undefined } = { text: "", ms: undefined };
+
 /** Milliseconds since the epoch of an ISO 8601 basic timestamp, or undefined. */
 export function parseAmzDate(s: string): number | undefined {
+  if (s === lastAmzDate.text) return lastAmzDate.ms;
+  const ms = parseAmzDateUncached(s);
+  lastAmzDate = { text: s, ms };
+  return ms;
+}
+
+function parseAmzDateUncached(s: string): number | undefined {
   const m = AMZ_DATE_RE.exec(s);
   if (!m) return undefined;
   const [, y, mo, d, h, mi, se] = m.map(Number) as [number, number, number, number, number, number, number];
@@ -414,21 +452,31 @@ function checkScope(kind: AuthKind, c: ParsedCredential, region: string, amzDate
   }
 }
 
-function parseSignedHeaders(kind: AuthKind, value: string): string[] {
+/**
+ * SignedHeaders lists already checked: a client sends the same few lists again and again.
+ * Bounded: past SIGNED_HEADERS_CACHE_MAX lists the cache starts again.
+ */
+const SIGNED_HEADERS_CACHE_MAX = 256;
+const signedHeaderLists = new Map<string, readonly string[]>();
+
+function parseSignedHeaders(kind: AuthKind, value: string): readonly string[] {
+  const known = signedHeaderLists.get(value);
+  if (known) return known;
   const names = value.split(";");
   for (const n of names) {
     if (!HEADER_NAME_RE.test(n)) throw malformed(kind, `invalid SignedHeaders "${value}".`);
   }
+  if (signedHeaderLists.size >= SIGNED_HEADERS_CACHE_MAX) signedHeaderLists.clear();
+  signedHeaderLists.set(value, names);
   return names;
 }
 
 /** AWS refuses host-less signatures and x-amz-* headers that ride along unsigned. */
 function checkSignedHeaderCoverage(signed: readonly string[], headers: Headers): void {
-  const set = new Set(signed);
   const missing: string[] = [];
-  if (!set.has("host")) missing.push("host");
-  for (const [name] of headers) {
-    if (name.startsWith("x-amz-") && !set.has(name) && !UNSIGNED_AMZ_HEADERS_ALLOWED.has(name)) missing.push(name);
+  if (!signed.includes("host")) missing.push("host");
+  for (const name of headers.keys()) {
+    if (name.startsWith("x-amz-") && !signed.includes(name) && !UNSIGNED_AMZ_HEADERS_ALLOWED.has(name)) missing.push(name);
   }
   if (missing.length > 0) {
     throw new S3Error(
@@ -446,8 +494,16 @@ function lookup(lookupSecret: (id: string) => string | undefined, accessKeyId: s
   return secret;
 }
 
+/**
+ * The header as SDKs write it: the three fields in order, no blanks inside values. What it
+ * matches, the general parse below reads alike; anything else goes through that parse.
+ */
+const AUTHORIZATION_USUAL_RE = /^AWS4-HMAC-SHA256 Credential=([^\s,]+), ?SignedHeaders=([^\s,]+), ?Signature=([^\s,]+)$/;
+
 /** Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`. */
 export function parseAuthorizationHeader(value: string): { credential: string; signedHeaders: string; signature: string } {
+  const usual = AUTHORIZATION_USUAL_RE.exec(value);
+  if (usual) return { credential: usual[1]!, signedHeaders: usual[2]!, signature: usual[3]! };
   const v = value.trim();
   const sp = v.search(/\s/);
   const algorithm = sp < 0 ? v : v.slice(0, sp);
@@ -478,7 +534,7 @@ export function parseAuthorizationHeader(value: string): { credential: string; s
 // Verification
 
 function nowMs(opts: { now?: Date }): number {
-  return (opts.now ?? new Date()).getTime();
+  return opts.now ? opts.now.getTime() : Date.now();
 }
 
 /** True when the request carries SigV4 credentials of either form (else it is anonymous). */
@@ -539,9 +595,10 @@ function matchSignature(
   given: string,
 ): boolean {
   const uri = canonicalUri(req.rawPath);
-  const plusReadings = req.rawQuery.includes("+") ? [false, true] : [false];
-  for (const reading of headerReadings(canonicalHeaders(req.headers, signedHeaderNames))) {
-    const headers = canonicalHeaders(req.headers, signedHeaderNames, reading);
+  const plusReadings = req.rawQuery.includes("+") ? PLUS_READINGS_BOTH : PLUS_READINGS_LITERAL;
+  const textHeaders = canonicalHeaders(req.headers, signedHeaderNames);
+  for (const reading of headerReadings(textHeaders)) {
+    const headers = reading === "text" ? textHeaders : canonicalHeaders(req.headers, signedHeaderNames, reading);
     for (const plusAsSpace of plusReadings) {
       const cr = buildCanonicalRequest({
         method: req.method.toUpperCase(),
@@ -551,12 +608,15 @@ function matchSignature(
         signedHeaders,
         payloadHash,
       });
-      const expected = signatureHex(signingKey, buildStringToSign(amzDate, scope, signedBytes(cr, reading)));
+      const expected = signatureHex(signingKey, buildStringToSign(amzDate, scope, signedInput(cr, reading)));
       if (signaturesEqual(expected, given)) return true;
     }
   }
   return false;
 }
+
+const PLUS_READINGS_LITERAL = [false] as const;
+const PLUS_READINGS_BOTH = [false, true] as const;
 
 function signatureMismatch(): S3Error {
   return new S3Error(

@@ -1,12 +1,12 @@
 // The node:http adapter (api/http.ts) as a client sees it on the wire: a response body that
 // fails is never a complete-looking response, a request body nobody reads is not drained (the
 // connection is closed), a silent body is cut after the idle timeout, a client that stops
-// reading its response is cut after the send timeout, and connections over the bound are
-// refused with one log line.
+// reading its response is cut after the send timeout (also when the whole body was in memory:
+// bytesResponse), and connections over the bound are refused with one log line.
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Server } from "node:http";
 import { Elysia } from "elysia";
-import { connectionLimitFor, RequestBodyTimeout, serveNode } from "../../../src/api/http";
+import { bytesResponse, connectionLimitFor, RequestBodyTimeout, serveNode } from "../../../src/api/http";
 import { freePort } from "../../helpers/server";
 import { rawConnect, within } from "../../helpers/raw-http";
 import { captureStderr } from "../rpc/helpers";
@@ -95,6 +95,44 @@ test("a client that stops reading its response is cut off after the send timeout
   expect(c.received().length).toBeLessThan(64 * 1024 * 1024);
 });
 
+describe("a body held in memory (bytesResponse)", () => {
+  test("goes out byte for byte under its Content-Length, and the connection stays for the next request", async () => {
+    const bytes = new Uint8Array(100_000).map((_, i) => i % 251);
+    const port = await serve({ handle: () => bytesResponse(bytes, { status: 200, headers: { "content-length": String(bytes.length), etag: '"e"' } }) } as unknown as Elysia);
+    const c = await rawConnect(port);
+    for (let i = 0; i < 2; i++) {
+      const before = c.received().length;
+      await c.send("GET /obj HTTP/1.1\r\nHost: x\r\n\r\n");
+      await within(
+        (async () => {
+          while (c.received().length - before < bytes.length) await Bun.sleep(5);
+        })(),
+        PROMPTLY_MS,
+        "timeout",
+      );
+      const text = c.received().subarray(before);
+      const end = text.indexOf("\r\n\r\n") + 4;
+      expect(text.subarray(0, end).toString("latin1")).toContain("content-length: 100000");
+      expect(Buffer.compare(text.subarray(end), Buffer.from(bytes))).toBe(0);
+    }
+    expect(c.isClosed()).toBe(false);
+    c.destroy();
+  });
+
+  test("a client that does not read it is cut off after the send timeout", async () => {
+    // Far more than the socket buffers take: the write waits for room that never comes.
+    const bytes = new Uint8Array(32 * 1024 * 1024);
+    const port = await serve({ handle: () => bytesResponse(bytes, { headers: { "content-length": String(bytes.length) } }) } as unknown as Elysia, { sendTimeoutMs: 300 });
+    const c = await rawConnect(port);
+    await c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.socket.pause();
+    await Bun.sleep(1_000);
+    c.socket.resume();
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    expect(c.received().length).toBeLessThan(bytes.length);
+  });
+});
+
 describe("request bodies", () => {
   const refuser = () =>
     new Elysia().put("/*", () => new Response("<Error><Code>AccessDenied</Code></Error>", { status: 403, headers: { "content-type": "application/xml" } }), {
@@ -115,6 +153,24 @@ describe("request bodies", () => {
     })();
     expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
     await sending;
+  });
+
+  test("a refused chunked body is not drained either; a refused request with Content-Length: 0 keeps its connection", async () => {
+    const port = await serve(refuser());
+    const chunked = await rawConnect(port);
+    await chunked.send("PUT /b/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+    const head = await chunked.head(PROMPTLY_MS);
+    expect(head.status).toBe(403);
+    expect(head.headers.get("connection")?.toLowerCase()).toBe("close");
+    expect(await within(chunked.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    const empty = await rawConnect(port);
+    await empty.send("PUT /b/k HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n");
+    const emptyHead = await empty.head(PROMPTLY_MS);
+    expect(emptyHead.status).toBe(403);
+    expect(emptyHead.headers.get("connection")?.toLowerCase()).not.toBe("close");
+    await Bun.sleep(100);
+    expect(empty.isClosed()).toBe(false);
+    empty.destroy();
   });
 
   test("bytes past a body's Content-Length do not cost the request its own answer (it goes out first, then the connection closes)", async () => {

@@ -618,3 +618,57 @@ describe("requests signed by the AWS SDK for JavaScript v3", () => {
     bad.destroy();
   });
 });
+
+describe("what is remembered between requests", () => {
+  const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+  test("the signing key cache follows each secret's date, region and service", () => {
+    const first = hex(deriveSigningKey(SECRET, "20130524", REGION, "s3"));
+    // AWS's documented signature for its GetObject example is made with this key.
+    expect(signatureHex(deriveSigningKey(SECRET, "20130524", REGION, "s3"), "x")).toBe(signatureHex(new Uint8Array(Buffer.from(first, "hex")), "x"));
+    const otherDay = hex(deriveSigningKey(SECRET, "20130525", REGION, "s3"));
+    const otherRegion = hex(deriveSigningKey(SECRET, "20130524", "eu-west-1", "s3"));
+    const otherService = hex(deriveSigningKey(SECRET, "20130524", REGION, "iam"));
+    const otherSecret = hex(deriveSigningKey(SECRET + "x", "20130524", REGION, "s3"));
+    expect(new Set([first, otherDay, otherRegion, otherService, otherSecret]).size).toBe(5);
+    expect(hex(deriveSigningKey(SECRET, "20130524", REGION, "s3"))).toBe(first);
+    expect(hex(deriveSigningKey(SECRET, "20130525", REGION, "s3"))).toBe(otherDay);
+  });
+
+  test("a request of another second, or a malformed date after a valid one, is read for itself", () => {
+    const signed = docGetObject();
+    expect(verify(signed).amzDate).toBe("20130524T000000Z");
+    const later = docGetObject();
+    later.headers.set("x-amz-date", "20130524T000001Z");
+    // Same signature, one second later in the string to sign: it no longer matches.
+    expect(s3ErrorOf(() => verify(later)).code).toBe("SignatureDoesNotMatch");
+    const rolled = docGetObject();
+    rolled.headers.set("x-amz-date", "20131324T000000Z");
+    expect(s3ErrorOf(() => verify(rolled)).code).toBe("AccessDenied");
+    expect(verify(docGetObject()).amzDate).toBe("20130524T000000Z");
+  });
+
+  test("SignedHeaders lists are checked every time, remembered only when valid", () => {
+    const bad = docGetObject();
+    bad.headers.set("authorization", bad.headers.get("authorization")!.replace("SignedHeaders=host;", "SignedHeaders=Host;"));
+    expect(s3ErrorOf(() => verify(bad)).code).toBe("AuthorizationHeaderMalformed");
+    expect(verify(docGetObject()).accessKeyId).toBe(AKID);
+    expect(s3ErrorOf(() => verify(bad)).code).toBe("AuthorizationHeaderMalformed");
+  });
+
+  test("an Authorization header laid out unusually verifies as the usual one", () => {
+    const usual = docGetObject().headers.get("authorization")!;
+    const m = /Credential=([^,]+), ?SignedHeaders=([^,]+), ?Signature=(\S+)/.exec(usual)!;
+    const [, credential, signedHeaders, signature] = m;
+    for (const layout of [
+      `AWS4-HMAC-SHA256 Credential=${credential}, SignedHeaders=${signedHeaders}, Signature=${signature}`,
+      `AWS4-HMAC-SHA256 Credential=${credential},SignedHeaders=${signedHeaders},Signature=${signature}`,
+      `AWS4-HMAC-SHA256  Credential=${credential} , SignedHeaders=${signedHeaders} ,Signature=${signature} `,
+      `AWS4-HMAC-SHA256 Signature=${signature}, Credential=${credential}, SignedHeaders=${signedHeaders}`,
+    ]) {
+      const r = docGetObject();
+      r.headers.set("authorization", layout);
+      expect(verify(r).seedSignature).toBe(signature!);
+    }
+  });
+});

@@ -85,6 +85,27 @@ describe("headers", () => {
   });
 });
 
+test("operations whose rules all name exact headers refuse them as the others do, in header order, whatever the case sent", () => {
+  for (const op of ["GetObject", "HeadObject", "DeleteObject", "PutObject"] as const) {
+    expect(request(op, { "X-Amz-Expected-Bucket-Owner": "111122223333" })).toBe("501 NotImplemented");
+    expect(request(op, { "x-amz-source-expected-bucket-owner": "1" })).toBe("501 NotImplemented");
+  }
+  expect(request("DeleteObject", { "x-amz-if-match-size": "2" })).toBe("501 NotImplemented");
+  expect(request("DeleteObject", { "x-amz-if-match-last-modified-time": "Wed, 21 Oct 2015 07:28:00 GMT" })).toBe("501 NotImplemented");
+  expect(request("GetObject", { "x-amz-if-match-size": "2" })).toBe("ok");
+  // Two refusals: the first header name in sorted order answers, on either path.
+  const both = { "x-amz-storage-class": "GLACIER", "x-amz-expected-bucket-owner": "1" };
+  const message = (op: RoutedOperation) => {
+    try {
+      refuseUnsupported(op, new Headers(both), new URLSearchParams());
+    } catch (e) {
+      return (e as S3Error).message;
+    }
+  };
+  expect(message("GetObject")).toStartWith("x-amz-expected-bucket-owner:");
+  expect(message("PutObject")).toStartWith("x-amz-expected-bucket-owner:");
+});
+
 describe("query parameters", () => {
   test("versionId: null passes; others are NoSuchVersion or InvalidArgument", () => {
     expect(request("GetObject", {}, "versionId=null")).toBe("ok");

@@ -11,6 +11,7 @@ import { TableRows } from "../../../src/db/table-rows.ts";
 import { LocalStore } from "../../../src/table/local-store.ts";
 import type { HookContext, TableSchema } from "../../../src/table/schema.ts";
 import { Table } from "../../../src/table/table.ts";
+import { QuorumError } from "../../../src/table/quorum.ts";
 import { partitionOfKey } from "../../../src/table/partition.ts";
 
 /** A test CRDT: a grow-only max counter plus a set of tags. */
@@ -66,6 +67,17 @@ function make(replication: "sharded" | "full" = "sharded") {
 }
 
 describe("Table on a single-node layout", () => {
+  test("a local read that fails is the quorum's failure (503 to a client), not an internal error", async () => {
+    const { table, local } = make();
+    await table.insert(e("b1", "k1", 5));
+    local.get = () => {
+      throw new Error("database is locked");
+    };
+    const err = await table.get("b1", "k1").catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(QuorumError);
+    expect((err as Error).message).toContain("database is locked");
+  });
+
   test("insert then get; a missing entry is undefined", async () => {
     const { table } = make();
     await table.insert(e("b1", "k1", 5));
