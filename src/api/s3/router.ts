@@ -1,7 +1,8 @@
 // The S3 endpoint: parses bucket and key (path or virtual-host style), authenticates with
 // SigV4 or SigV2, checks permissions, and dispatches to the handler of each S3 operation.
+import { Elysia } from "elysia";
 import { randomBytes } from "node:crypto";
-import { bucketOfHost, rawUrlOf, type RequestHandler } from "../http";
+import { bucketOfHost, rawUrlOf } from "../http";
 import { logger } from "../../util/log";
 import { metrics, secondsSince, type Labels } from "../../util/metrics";
 import { MAX_KEY_BYTES } from "../../util/limits";
@@ -479,8 +480,12 @@ async function answerS3(request: Request, services: S3Services, named: { endpoin
 
 /**
  * The S3 endpoint for serveNode: every method and path goes to handleS3, which parses the
- * target itself (a router would have nothing to choose between, for a measured ~2 µs a request).
+ * target itself. Elysia is the stack's HTTP layer; here it costs ~1-2 µs of a ~200 µs GET
+ * (measured in session 9, benchmarks/footprint/cpu.ts), not worth a second way to serve.
  */
-export function s3App(services: S3Services): RequestHandler {
-  return { handle: (request) => handleS3(request, services) };
+export function s3App(services: S3Services) {
+  const handler = ({ request }: { request: Request }) => handleS3(request, services);
+  return new Elysia({ normalize: false })
+    .all("/", handler, { parse: "none" })
+    .all("/*", handler, { parse: "none" });
 }
