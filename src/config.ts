@@ -323,7 +323,8 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
   if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE)
     throw new ConfigError(`config: block_size: must be between ${MIN_BLOCK_SIZE} and ${MAX_BLOCK_SIZE} bytes (got ${blockSize})`);
   const compression = raw.compression_level ?? 1;
-  const bufferMax = parseSize(raw.block_ram_buffer_max ?? DEFAULT_BLOCK_RAM_BUFFER_MAX, "block_ram_buffer_max");
+  // The default grows with a large block_size, to hold MIN_BUDGET_BLOCKS of them.
+  const bufferMax = parseSize(raw.block_ram_buffer_max ?? Math.max(DEFAULT_BLOCK_RAM_BUFFER_MAX, MIN_BUDGET_BLOCKS * blockSize), "block_ram_buffer_max");
   if (bufferMax < MIN_BUDGET_BLOCKS * blockSize || !Number.isSafeInteger(bufferMax))
     throw new ConfigError(`config: block_ram_buffer_max: must be at least ${MIN_BUDGET_BLOCKS} blocks (${MIN_BUDGET_BLOCKS} x block_size = ${MIN_BUDGET_BLOCKS * blockSize} bytes; got ${bufferMax})`);
 
