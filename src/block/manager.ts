@@ -6,10 +6,12 @@
 // rc.ts owns the reference counts and hash-lock.ts the per-block lock they share with writes.
 //
 // Memory (docs/memory.md): every block buffer of the data path is leased from the node's budget
-// (block_ram_buffer_max). This node's own requests (PUTs, GETs, resync, offload) lease from
-// `local`, a share of the budget that leaves `PEER_RESERVE` to other nodes' blocks (rpc-blocks.ts
-// leases those from the whole budget): work here that waits on a peer never takes the room the
-// peer's own work needs here.
+// (block_ram_buffer_max), in three parts. Blocks of other nodes' requests (received to be
+// stored, read to be sent: rpc-blocks.ts) lease from the whole budget, and always find its
+// reserve free: nothing that waits on another node holds it. This node's own requests (PUTs,
+// GETs, resync, offload) lease from `local`, and the sources of copies from `copySources`: a
+// copy's reader waits only for other copies' readers, never for writers like its own, which
+// already holds a window of `local`.
 import type { Database } from "bun:sqlite";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import { replicaQuorum } from "../table/quorum";
@@ -78,6 +80,9 @@ const COMPRESSION_PROBE_MAX_RATIO = 0.95;
  */
 export const PEER_RESERVE_SHARE = 0.25;
 export const PEER_RESERVE_MIN_BLOCKS = 2;
+/** Part of the budget for the sources of copies (a sixteenth, at least one reader's window of two blocks). */
+export const COPY_SOURCES_SHARE = 1 / 16;
+export const COPY_SOURCES_MIN_BLOCKS = 2;
 /** Free block buffers of the node's pool for blocks read and received (leased, dropped when the budget is short). */
 const POOL_FREE_MAX = 16;
 /**
@@ -100,11 +105,13 @@ export interface BlockManagerOptions {
   budget?: MemoryBudget;
 }
 
-/** The share of `budget` a node's own requests lease from (see PEER_RESERVE_SHARE). */
-export function localShare(budget: MemoryBudget, blockSize: number): MemoryBudget {
+/** The shares of `budget` that this node's own requests and the sources of copies lease from (see the header). */
+export function budgetShares(budget: MemoryBudget, blockSize: number): { local: MemoryBudget; copySources: MemoryBudget } {
   const reserve = Math.max(PEER_RESERVE_MIN_BLOCKS * blockSize, Math.floor(budget.maxBytes * PEER_RESERVE_SHARE));
-  assert(budget.maxBytes - reserve >= blockSize, "the budget leaves room for this node's requests (config checks MIN_BUDGET_BLOCKS)");
-  return budget.share("block buffers of this node's requests", budget.maxBytes - reserve);
+  const copies = Math.max(COPY_SOURCES_MIN_BLOCKS * blockSize, Math.floor(budget.maxBytes * COPY_SOURCES_SHARE));
+  const local = budget.maxBytes - reserve - copies;
+  assert(local >= 2 * blockSize, "the budget leaves room for this node's requests (config checks MIN_BUDGET_BLOCKS)");
+  return { local: budget.share("block buffers of this node's requests", local), copySources: budget.share("block buffers of copy sources", copies) };
 }
 
 export class BlockManager {
@@ -117,6 +124,8 @@ export class BlockManager {
   readonly budget: MemoryBudget;
   /** The part of it this node's own requests use. */
   readonly local: MemoryBudget;
+  /** The part of it the sources of copies use. */
+  readonly copySources: MemoryBudget;
   /** Block buffers for blocks read from disk and received from peers. */
   readonly buffers: BufferPool;
   private readonly locks = new HashLocks();
@@ -130,7 +139,7 @@ export class BlockManager {
     private readonly remote?: RemoteBlocks,
   ) {
     this.budget = opts.budget ?? new MemoryBudget("block buffers", Math.max(DEFAULT_BLOCK_RAM_BUFFER_MAX, MIN_BUDGET_BLOCKS * opts.blockSize));
-    this.local = localShare(this.budget, opts.blockSize);
+    ({ local: this.local, copySources: this.copySources } = budgetShares(this.budget, opts.blockSize));
     this.buffers = new BufferPool(opts.blockSize, POOL_FREE_MAX, this.budget, uninitialized);
     this.rc = new BlockRc(db);
     const now = opts.now ?? Date.now;

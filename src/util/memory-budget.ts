@@ -18,8 +18,8 @@ import { assert } from "./assert";
  */
 export const DEFAULT_BLOCK_RAM_BUFFER_MAX = 64 * 1024 * 1024;
 /**
- * Smallest block_ram_buffer_max, in blocks: room left to other nodes' blocks (block/manager.ts
- * PEER_RESERVE_MIN_BLOCKS), and the window of an SSE-C PUT (two slots of two blocks).
+ * Smallest block_ram_buffer_max, in blocks: room left to other nodes' blocks and to copy sources
+ * (block/manager.ts, two blocks each), and the window of an SSE-C PUT (two slots of two blocks).
  */
 export const MIN_BUDGET_BLOCKS = 8;
 

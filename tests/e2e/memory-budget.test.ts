@@ -1,15 +1,25 @@
 // block_ram_buffer_max holds when it is the limit: with the smallest budget (8 blocks), many
-// parallel PUTs, SSE-C PUTs, GETs, a copy and a GET its client gives up on all finish (they wait
+// parallel PUTs, SSE-C PUTs, GETs, copies and a GET its client gives up on all finish (they wait
 // for memory instead of taking it), the budget's peak never passes its size (read from /metrics),
 // and everything leased comes back. On an RF 3 cluster of such nodes, PUTs through every node at
 // once (each node's own PUTs waiting on the others' receives) all finish: a node's own requests
 // leave part of its budget to its peers' blocks.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { CopyObjectCommand, CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  UploadPartCopyCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { createHash, randomBytes } from "node:crypto";
 import { startServer, type TestServer } from "../helpers/server";
 import { startCluster, waitFor, type TestCluster } from "../helpers/cluster";
 import { sdkClient } from "../helpers/clients";
+import { budgetGauges } from "../helpers/metrics";
 
 setDefaultTimeout(90_000);
 const MiB = 1024 * 1024;
@@ -21,15 +31,11 @@ const DEADLINE_MS = 60_000;
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-async function gauges(s: TestServer): Promise<{ max: number; used: number; peak: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${s.adminPort}/metrics`, { headers: { authorization: `Bearer ${s.adminToken}` } })).text();
-  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, "m").exec(text)?.[1] ?? NaN);
-  return { max: value("block_buffer_budget_bytes"), used: value("block_buffer_used_bytes"), peak: value("block_buffer_peak_bytes") };
-}
+
 
 /** Everything leased comes back (pools keep free buffers for a moment, under lease, then drop them). */
 async function allReturned(s: TestServer): Promise<void> {
-  await waitFor("every lease of block buffers given back", async () => (await gauges(s)).used === 0, 15_000);
+  await waitFor("every lease of block buffers given back", async () => (await budgetGauges(s)).used === 0, 15_000);
 }
 
 function bounded<T>(p: Promise<T>, what: string): Promise<T> {
@@ -49,7 +55,7 @@ describe("one node at its smallest budget", () => {
   });
 
   test("parallel PUTs, SSE-C PUTs, GETs and a copy all finish, within the budget", async () => {
-    expect((await gauges(server)).max).toBe(BUDGET);
+    expect((await budgetGauges(server)).max).toBe(BUDGET);
     const bodies = Array.from({ length: 12 }, () => randomBytes(6 * MiB + 123));
     const key = randomBytes(32);
     const sse = { SSECustomerAlgorithm: "AES256", SSECustomerKey: key.toString("base64"), SSECustomerKeyMD5: createHash("md5").update(key).digest("base64") };
@@ -73,9 +79,30 @@ describe("one node at its smallest budget", () => {
     expect(got).toEqual(bodies.map(sha));
     expect(gotSealed).toEqual([sha(sealed), sha(sealed)]);
     expect(await read("copy")).toBe(sha(bodies[0]!));
-    const g = await gauges(server);
+    const g = await budgetGauges(server);
     expect(g.peak).toBeGreaterThan(BUDGET / 2); // the budget was the limit
     expect(g.peak).toBeLessThanOrEqual(BUDGET);
+    await allReturned(server);
+  });
+
+  test("copies at once all finish: a copy waits for its reader's memory in a share of their own, not behind writers like its own", async () => {
+    const source = randomBytes(6 * MiB);
+    await s3.send(new PutObjectCommand({ Bucket: "mem", Key: "source", Body: source }));
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: "mem", Key: "assembled" }));
+    const parts = await bounded(
+      Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          s3.send(new UploadPartCopyCommand({ Bucket: "mem", Key: "assembled", UploadId, PartNumber: i + 1, CopySource: "mem/source", CopySourceRange: `bytes=0-${6 * MiB - 1}` })),
+        ),
+      ),
+      "8 UploadPartCopy",
+    );
+    await s3.send(
+      new CompleteMultipartUploadCommand({ Bucket: "mem", Key: "assembled", UploadId, MultipartUpload: { Parts: parts.map((p, i) => ({ PartNumber: i + 1, ETag: p.CopyPartResult!.ETag })) } }),
+    );
+    const got = await (await s3.send(new GetObjectCommand({ Bucket: "mem", Key: "assembled" }))).Body!.transformToByteArray();
+    expect(sha(got)).toBe(sha(Buffer.concat(Array.from({ length: 8 }, () => source))));
+    expect((await budgetGauges(server)).peak).toBeLessThanOrEqual(BUDGET);
     await allReturned(server);
   });
 
@@ -90,7 +117,7 @@ describe("one node at its smallest budget", () => {
       abort.abort();
     }
     await allReturned(server);
-    expect((await gauges(server)).peak).toBeLessThanOrEqual(BUDGET);
+    expect((await budgetGauges(server)).peak).toBeLessThanOrEqual(BUDGET);
   });
 });
 
@@ -122,7 +149,7 @@ describe("an RF 3 cluster of nodes at their smallest budget", () => {
       expect(sha(await r.Body!.transformToByteArray())).toBe(sha(b));
     }
     for (const n of cluster.nodes) {
-      expect((await gauges(n)).peak).toBeLessThanOrEqual(BUDGET);
+      expect((await budgetGauges(n)).peak).toBeLessThanOrEqual(BUDGET);
       await allReturned(n);
     }
   });

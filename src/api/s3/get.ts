@@ -17,7 +17,7 @@ import { parseSseC, sseCResponseHeaders, unlockSseC, type SseCKey } from "./sse-
 import { NULL_VERSION_ID } from "./version-id";
 import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
 import { chunkDone, relend } from "../../util/buffer-pool";
-import { BudgetWindow } from "../../util/memory-budget";
+import { BudgetWindow, type MemoryBudget } from "../../util/memory-budget";
 
 /** Blocks fetched ahead of the one being sent, when the budget has room for them. */
 const PREFETCH_BLOCKS = 3;
@@ -110,11 +110,11 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
  * Streams plaintext bytes [start, end] of a version made of blocks. A failure (a block or the
  * block list out of reach) fails the stream: the caller decides what the client then sees.
  */
-export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey): ReadableStream<Uint8Array> {
+export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey, budget: MemoryBudget = services.blocks.local): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
   async function* generate(): AsyncGenerator<Uint8Array> {
     // Waited for before anything is held: a GET never waits for memory while holding some.
-    const win = await BudgetWindow.open(blocks.local, blocks.readCover(), 1, 1 + PREFETCH_BLOCKS);
+    const win = await BudgetWindow.open(budget, blocks.readCover(), 1, 1 + PREFETCH_BLOCKS);
     const queue: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
     try {
       const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
@@ -225,7 +225,9 @@ function openSealedBytes(dataKey: DataKey, sealed: Uint8Array, plainSize: number
 /**
  * Plaintext bytes [start, end] of a visible version, inline or in blocks, opened with
  * `dataKey` when it is sealed: what CopyObject and UploadPartCopy read when they must rewrite
- * the data (a range, another key).
+ * the data (a range, another key). The read-ahead window comes from the budget's share for copy
+ * sources (block/manager.ts): the copy's writer already holds a window of the node's own
+ * requests' share, and waiting there for another while holding one could wait forever.
  */
 export function readPlain(services: S3Services, version: VisibleVersion, dataKey: DataKey | undefined, start: number, end: number): AsyncIterable<Uint8Array> {
   const data = version.state.data;
@@ -237,7 +239,7 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
       yield plain.subarray(start, end + 1);
     })();
   }
-  return streamBlocks(services, version.uuid, start, end, dataKey);
+  return streamBlocks(services, version.uuid, start, end, dataKey, services.blocks.copySources);
 }
 
 export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Response> {
