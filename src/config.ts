@@ -9,6 +9,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { parsePeerAddress, PeerAddressError } from "./cluster/system";
 import { nearestWord } from "./util/edit-distance";
+import { DEFAULT_BLOCK_RAM_BUFFER_MAX, MIN_BUDGET_BLOCKS } from "./util/memory-budget";
 import { GROUP_OTHER_BITS } from "./util/private-files";
 
 export class ConfigError extends Error {}
@@ -25,6 +26,7 @@ const FileSchema = Type.Object({
     Type.Union([Type.Literal("consistent"), Type.Literal("degraded"), Type.Literal("dangerous")]),
   ),
   block_size: Type.Optional(SizeSchema),
+  block_ram_buffer_max: Type.Optional(SizeSchema),
   compression_level: Type.Optional(Type.Union([Type.Integer({ minimum: -99, maximum: 22 }), Type.Literal("none")])),
   metadata_fsync: Type.Optional(Type.Boolean()),
   data_fsync: Type.Optional(Type.Boolean()),
@@ -78,7 +80,6 @@ const GARAGE_ONLY: Record<string, Record<string, string>> = {
     use_local_tz: "",
     db_engine: "metadata is always in SQLite",
     lmdb_map_size: "metadata is always in SQLite",
-    block_ram_buffer_max: "background block copies have a fixed bound",
     rpc_bind_outgoing: "",
     rpc_public_addr_subnet: "set rpc_public_addr",
     rpc_ping_timeout_msec: "",
@@ -108,6 +109,8 @@ export interface Config {
   replication_factor: number;
   consistency_mode: "consistent" | "degraded" | "dangerous";
   block_size: number;
+  /** Bytes of block buffers a node holds at once (docs/memory.md). */
+  block_ram_buffer_max: number;
   /** zstd level, or null when compression is off. */
   compression_level: number | null;
   metadata_fsync: boolean;
@@ -320,6 +323,10 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
   if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE)
     throw new ConfigError(`config: block_size: must be between ${MIN_BLOCK_SIZE} and ${MAX_BLOCK_SIZE} bytes (got ${blockSize})`);
   const compression = raw.compression_level ?? 1;
+  // The default grows with a large block_size, to hold MIN_BUDGET_BLOCKS of them.
+  const bufferMax = parseSize(raw.block_ram_buffer_max ?? Math.max(DEFAULT_BLOCK_RAM_BUFFER_MAX, MIN_BUDGET_BLOCKS * blockSize), "block_ram_buffer_max");
+  if (bufferMax < MIN_BUDGET_BLOCKS * blockSize || !Number.isSafeInteger(bufferMax))
+    throw new ConfigError(`config: block_ram_buffer_max: must be at least ${MIN_BUDGET_BLOCKS} blocks (${MIN_BUDGET_BLOCKS} x block_size = ${MIN_BUDGET_BLOCKS * blockSize} bytes; got ${bufferMax})`);
 
   const rpcBindAddr = raw.rpc_bind_addr ?? "[::]:3901";
   parseHostPort(rpcBindAddr, "rpc_bind_addr");
@@ -368,6 +375,7 @@ export function loadConfig(path?: string, warn: (msg: string) => void = (m) => c
     replication_factor: raw.replication_factor ?? 1,
     consistency_mode: raw.consistency_mode ?? "consistent",
     block_size: blockSize,
+    block_ram_buffer_max: bufferMax,
     compression_level: compression === "none" ? null : compression,
     metadata_fsync: raw.metadata_fsync ?? false,
     data_fsync: raw.data_fsync ?? false,

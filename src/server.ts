@@ -36,6 +36,8 @@ import { adminApp } from "./api/admin/router";
 import { webApp } from "./web/router";
 import { serveNode } from "./api/http";
 import { logger } from "./util/log";
+import { MemoryBudget } from "./util/memory-budget";
+import { metrics } from "./util/metrics";
 import { randomHex, type BlockHash } from "./util/ids";
 import { describeChange, makePrivateDir, PRIVATE_FILE_MODE, tightenModes } from "./util/private-files";
 import { VERSION_LINE } from "./util/version";
@@ -183,15 +185,18 @@ export async function startNode(config: Config): Promise<RunningNode> {
   const store = new LocalBlockStore({ dataDir: config.data_dir, fsync: config.data_fsync });
   await store.init();
   const hasher = new HashPool();
+  // Every block buffer of this node is leased from it (docs/memory.md).
+  const budget = new MemoryBudget("block buffers", config.block_ram_buffer_max);
+  exposeBudget(budget);
   const blocks = new BlockManager(
     store,
     cluster.placement,
     defaultZstd(),
     db,
-    { blockSize: config.block_size, compressionLevel: config.compression_level },
+    { blockSize: config.block_size, compressionLevel: config.compression_level, budget },
     new RpcBlocks(rpc),
   );
-  serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed), config.block_size);
+  serveBlocks(rpc, store, (hash, data, compressed) => blocks.storeLocal(hash, data, compressed), budget, blocks.buffers);
   const scrub = new BlockScrub({
     store,
     codec: defaultZstd(),
@@ -381,4 +386,12 @@ export async function runServer(configPath: string | undefined): Promise<void> {
   };
   process.on("SIGINT", () => void shutdown("SIGINT"));
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
+}
+
+/** The block buffer budget on /metrics: its size, what is leased, the most ever leased, and the leases waiting. */
+function exposeBudget(budget: MemoryBudget): void {
+  metrics.gauge("block_buffer_budget_bytes", "block_ram_buffer_max: bytes of block buffers this node may hold", () => budget.maxBytes);
+  metrics.gauge("block_buffer_used_bytes", "Bytes of block buffers leased now", () => budget.used);
+  metrics.gauge("block_buffer_peak_bytes", "Most bytes of block buffers ever leased at once", () => budget.peak);
+  metrics.gauge("block_buffer_waiting", "Leases of block buffers waiting for memory", () => budget.waiting);
 }

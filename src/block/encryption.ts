@@ -28,6 +28,7 @@
 import * as crypto from "node:crypto";
 import { toBase64 } from "../util/checksum";
 import { assert } from "../util/assert";
+import { freeNow } from "../util/buffer-pool";
 
 /** The only record format: HKDF-SHA256 key schedule, AES-256-GCM blocks. */
 export const ENCRYPTION_ALG = "AES256-GCM-v1";
@@ -143,6 +144,7 @@ export function encryptBlock(dataKey: DataKey, payload: Uint8Array, compressed =
   out.set(body, FORMAT_BYTES + NONCE_BYTES);
   out.set(tail, FORMAT_BYTES + NONCE_BYTES + body.length);
   out.set(cipher.getAuthTag(), out.length - TAG_BYTES);
+  freeNow(body); // copied out: handed back now rather than at the next collection
   return out;
 }
 

@@ -4,6 +4,14 @@
 // its own file: resync.ts (fetch blocks this node lacks), gc.ts (delete unreferenced blocks),
 // orphans.ts (files no reference ever counted), offload.ts (blocks a layout change moved away);
 // rc.ts owns the reference counts and hash-lock.ts the per-block lock they share with writes.
+//
+// Memory (docs/memory.md): every block buffer of the data path is leased from the node's budget
+// (block_ram_buffer_max), in three parts. Blocks of other nodes' requests (received to be
+// stored, read to be sent: rpc-blocks.ts) lease from the whole budget, and always find its
+// reserve free: nothing that waits on another node holds it. This node's own requests (PUTs,
+// GETs, resync, offload) lease from `local`, and the sources of copies from `copySources`: a
+// copy's reader waits only for other copies' readers, never for writers like its own, which
+// already holds a window of `local`.
 import type { Database } from "bun:sqlite";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import { replicaQuorum } from "../table/quorum";
@@ -12,8 +20,9 @@ import { logger } from "../util/log";
 import { compressIfSmaller, type ZstdCodec } from "./codec";
 import type { LocalBlockStore, StoredBlock } from "./store";
 import type { WorkerStats } from "../util/worker-stats";
-import { BufferPool, lend } from "../util/buffer-pool";
+import { BufferPool, freeNow, lend, uninitialized, type BlockRoom } from "../util/buffer-pool";
 import { parseBlockHash, type BlockHash } from "../util/ids";
+import { DEFAULT_BLOCK_RAM_BUFFER_MAX, MemoryBudget, MIN_BUDGET_BLOCKS, type Release } from "../util/memory-budget";
 import { BlockGc } from "./gc";
 import { HashLocks } from "./hash-lock";
 import { BlockOffload } from "./offload";
@@ -35,7 +44,23 @@ export interface RemoteBlocks {
   /** `signal` aborts the transfer: once the put settles, `data` is no longer read. */
   put(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void>;
   has(node: string, hashHex: BlockHash): Promise<boolean>;
-  get(node: string, hashHex: BlockHash): Promise<{ data: Uint8Array; compressed: boolean } | null>;
+  /**
+   * The stored block, in memory of `room` leased once its size is known (the caller calls
+   * `release`, then gives `data` back to room.pool), or null when the node lacks it.
+   */
+  get(node: string, hashHex: BlockHash, room: BlockRoom): Promise<{ data: Uint8Array; compressed: boolean; release: Release } | null>;
+}
+
+/** What a put leaves to its caller. */
+export interface PutOutcome {
+  /** Resolves once every copy is written or has failed (never rejects). */
+  settled: Promise<void>;
+  /**
+   * Copies still being written after the write quorum read the caller's buffer until `settled`,
+   * under a lease of the put's own: the caller's lease on that buffer may end now, but the buffer
+   * is reused only after `settled`. When false, the caller's buffer is no longer read.
+   */
+  background: boolean;
 }
 
 export class BlockNotFoundError extends Error {
@@ -48,15 +73,23 @@ export class BlockNotFoundError extends Error {
 const COMPRESSION_PROBE_BYTES = 32 * 1024;
 /** A sample must shrink below this ratio for the whole block to be compressed. */
 const COMPRESSION_PROBE_MAX_RATIO = 0.95;
-/** Bytes of block copies that may still be written after their put returned (Garage: block_ram_buffer_max). */
-export const BACKGROUND_WRITE_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Part of the budget this node's own requests leave to blocks of other nodes' requests (a quarter,
+ * at least PEER_RESERVE_MIN_BLOCKS blocks): they always find room here, whatever this node's own
+ * requests, which may be waiting for them, hold.
+ */
+export const PEER_RESERVE_SHARE = 0.25;
+export const PEER_RESERVE_MIN_BLOCKS = 2;
+/** Part of the budget for the sources of copies (a sixteenth, at least one reader's window of two blocks). */
+export const COPY_SOURCES_SHARE = 1 / 16;
+export const COPY_SOURCES_MIN_BLOCKS = 2;
+/** Free block buffers of the node's pool for blocks read and received (leased, dropped when the budget is short). */
+const POOL_FREE_MAX = 16;
 /**
  * Longest a presence check waits for a node's answer: a reader waits on it, and a node that
  * does not answer this fast counts as unknown (a reader then serves the previous version).
  */
 export const PRESENCE_TIMEOUT_MS = 5_000;
-/** Free block-sized buffers kept for reads streamed to clients (16 MiB with 1 MiB blocks). */
-const READ_BUFFERS_KEPT = 16;
 /** Block hashes read per query when `repair blocks` queues every block. */
 const REPAIR_PAGE = 1000;
 
@@ -68,6 +101,17 @@ export interface BlockManagerOptions {
   now?: () => number;
   /** Age from which a file no reference counted is an orphan (default ORPHAN_GRACE_MS). */
   orphanGraceMs?: number;
+  /** The node's budget of block buffers (default: DEFAULT_BLOCK_RAM_BUFFER_MAX of its own). */
+  budget?: MemoryBudget;
+}
+
+/** The shares of `budget` that this node's own requests and the sources of copies lease from (see the header). */
+export function budgetShares(budget: MemoryBudget, blockSize: number): { local: MemoryBudget; copySources: MemoryBudget } {
+  const reserve = Math.max(PEER_RESERVE_MIN_BLOCKS * blockSize, Math.floor(budget.maxBytes * PEER_RESERVE_SHARE));
+  const copies = Math.max(COPY_SOURCES_MIN_BLOCKS * blockSize, Math.floor(budget.maxBytes * COPY_SOURCES_SHARE));
+  const local = budget.maxBytes - reserve - copies;
+  assert(local >= 2 * blockSize, "the budget leaves room for this node's requests (config checks MIN_BUDGET_BLOCKS)");
+  return { local: budget.share("block buffers of this node's requests", local), copySources: budget.share("block buffers of copy sources", copies) };
 }
 
 export class BlockManager {
@@ -76,10 +120,15 @@ export class BlockManager {
   readonly gc: BlockGc;
   readonly offload: BlockOffload;
   readonly orphans: OrphanCollector;
-  /** Bytes held by block copies still being written after their put returned. */
-  private backgroundBytes = 0;
+  /** Every block buffer of this node (block_ram_buffer_max). */
+  readonly budget: MemoryBudget;
+  /** The part of it this node's own requests use. */
+  readonly local: MemoryBudget;
+  /** The part of it the sources of copies use. */
+  readonly copySources: MemoryBudget;
+  /** Block buffers for blocks read from disk and received from peers. */
+  readonly buffers: BufferPool;
   private readonly locks = new HashLocks();
-  private readonly readBuffers: BufferPool;
 
   constructor(
     readonly store: LocalBlockStore,
@@ -89,27 +138,42 @@ export class BlockManager {
     private readonly opts: BlockManagerOptions,
     private readonly remote?: RemoteBlocks,
   ) {
-    this.readBuffers = new BufferPool(opts.blockSize, READ_BUFFERS_KEPT);
+    this.budget = opts.budget ?? new MemoryBudget("block buffers", Math.max(DEFAULT_BLOCK_RAM_BUFFER_MAX, MIN_BUDGET_BLOCKS * opts.blockSize));
+    ({ local: this.local, copySources: this.copySources } = budgetShares(this.budget, opts.blockSize));
+    this.buffers = new BufferPool(opts.blockSize, POOL_FREE_MAX, this.budget, uninitialized);
     this.rc = new BlockRc(db);
     const now = opts.now ?? Date.now;
-    this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, now);
+    this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, { lease: (bytes) => this.local.acquireUpTo(bytes), pool: this.buffers }, now);
     this.gc = new BlockGc(this.rc, store, this.locks, now);
-    this.offload = new BlockOffload(store, placement, this.locks, remote);
+    this.offload = new BlockOffload(store, placement, this.locks, remote, { lease: (bytes) => this.local.acquireUpTo(bytes), pool: this.buffers });
     this.orphans = new OrphanCollector(this.rc, store, this.locks, now, opts.orphanGraceMs);
   }
 
   /**
    * Stores a block (plaintext, named by its BLAKE3 hash) on a write quorum of its nodes and
-   * resolves then; the other copies go on in the background. Those still read `plain` (or its
-   * compressed form): the caller must leave `plain` untouched until `settled` resolves (it
-   * never rejects). Background copies hold at most BACKGROUND_WRITE_BYTES_MAX; beyond that a
-   * put waits for all its copies. A put that fails has no write left in flight.
+   * resolves then; the other copies go on in the background (PutOutcome says who owns the memory
+   * they read). The caller leases `plain`. Its compressed form is leased here, when the budget
+   * has room at once (else the block is stored as it is: a put never waits for memory). Copies
+   * after the quorum read `plain` under a lease of their own when there is room at once; else
+   * the put waits for all its copies. A put that fails has no write left in flight.
    */
-  async put(hashHex: BlockHash, plain: Uint8Array): Promise<{ settled: Promise<void> }> {
-    const { data, compressed } =
-      this.opts.compressionLevel === null || !(await this.looksCompressible(plain))
-        ? { data: plain, compressed: false }
-        : await compressIfSmaller(this.codec, plain, this.opts.compressionLevel);
+  async put(hashHex: BlockHash, plain: Uint8Array): Promise<PutOutcome> {
+    const copyLease = this.opts.compressionLevel === null ? undefined : this.local.tryAcquire(plain.length);
+    let packed: { data: Uint8Array; compressed: boolean } = { data: plain, compressed: false };
+    try {
+      if (copyLease && (await this.looksCompressible(plain))) packed = await compressIfSmaller(this.codec, plain, this.opts.compressionLevel!);
+    } catch (err) {
+      copyLease?.();
+      throw err;
+    }
+    const { data, compressed } = packed;
+    if (copyLease && data === plain) copyLease();
+    // The compressed copy is this put's own: freed, and its lease given back, once it is written.
+    const done = (): void => {
+      if (data === plain) return;
+      freeNow(data);
+      copyLease!();
+    };
     const partition = partitionOfHashHex(hashHex);
     const writes: Promise<void>[] = [];
     let running = 0;
@@ -133,17 +197,18 @@ export class BlockManager {
       // (a silent peer would hold it until its call timeout) and wait until they have.
       abort.abort(err);
       await Promise.allSettled(writes);
+      done();
       throw err;
     }
-    const settled = Promise.allSettled(writes).then(() => {});
-    if (running === 0) return { settled };
-    if (this.backgroundBytes + data.length > BACKGROUND_WRITE_BYTES_MAX) {
+    const settled = Promise.allSettled(writes).then(done);
+    if (running === 0 || data !== plain) return { settled, background: false };
+    const background = this.local.tryAcquire(data.length);
+    if (!background) {
       await settled;
-      return { settled };
+      return { settled, background: false };
     }
-    this.backgroundBytes += data.length;
-    void settled.then(() => (this.backgroundBytes -= data.length));
-    return { settled };
+    void settled.then(background);
+    return { settled, background: true };
   }
 
   /**
@@ -212,41 +277,70 @@ export class BlockManager {
   }
 
   /**
-   * Reads a block's plaintext from the nearest node that has it. The hash comes from a table
-   * entry (typed as a plain string in the model), so it is parsed here.
+   * Reads a block's plaintext from the nearest node that has it, under a lease of `local` held
+   * while it is read (waited for: the caller holds no other lease meanwhile); the plaintext is
+   * then the caller's. The hash comes from a table entry (typed as a plain string in the model),
+   * so it is parsed here.
    */
-  get(hashHex: string): Promise<Uint8Array> {
-    return this.read(parseBlockHash(hashHex), false);
+  async get(hashHex: string): Promise<Uint8Array> {
+    const lease = await this.local.acquire(this.readCover());
+    try {
+      const { data, release } = await this.read(parseBlockHash(hashHex), this.readCover(), undefined);
+      release();
+      return data;
+    } finally {
+      lease();
+    }
   }
 
   /**
-   * Like get, for bytes on their way out to a client: a block read from this node's disk comes in
-   * a reused buffer, lent (util/buffer-pool) until the consumer calls chunkDone on it.
+   * Like get, for bytes on their way out to a client, in memory the caller leased (`cover`
+   * bytes, at least readCover()): the plaintext is lent (util/buffer-pool) until the consumer
+   * calls chunkDone on it, then freed, and `done` runs. When the read fails, `done` does not run:
+   * the caller's lease is still its own.
    */
-  getLent(hashHex: string): Promise<Uint8Array> {
-    return this.read(parseBlockHash(hashHex), true);
+  async getLent(hashHex: string, cover: number, done: () => void): Promise<Uint8Array> {
+    assert(cover >= this.readCover(), "a lent read is covered by its caller's lease");
+    const { data, release } = await this.read(parseBlockHash(hashHex), cover, undefined);
+    return lend(
+      data,
+      () => {
+        release();
+        done();
+      },
+      this.buffers,
+    );
   }
 
-  private async read(hashHex: BlockHash, lendPooled: boolean): Promise<Uint8Array> {
+  /**
+   * Bytes a read must have leased: the stored form and the plaintext made from it (decompressed
+   * or, for SSE-C, decrypted by the caller) may be in memory at once, each at most a block.
+   */
+  readCover(): number {
+    return 2 * this.opts.blockSize;
+  }
+
+  /**
+   * The plaintext of a block, within `cover` leased bytes (a stored block larger than that, left
+   * by an earlier larger block_size, leases the difference: `release` gives it back, after the
+   * plaintext is given back to this.buffers).
+   */
+  private async read(hashHex: BlockHash, cover: number, signal: AbortSignal | undefined): Promise<{ data: Uint8Array; release: Release }> {
+    const room: BlockRoom = { lease: async (bytes) => (bytes <= cover ? () => {} : this.local.acquireUpTo(bytes - cover, signal)), pool: this.buffers };
     for (const node of this.placement.readNodes(partitionOfHashHex(hashHex))) {
       try {
-        const stored: (StoredBlock & { buffer?: Uint8Array }) | null =
-          node !== this.placement.selfId
-            ? await this.remoteGet(node, hashHex)
-            : lendPooled
-              ? this.store.readPooled(hashHex, this.readBuffers)
-              : await this.store.read(hashHex);
+        const stored = node === this.placement.selfId ? await this.store.readLeased(hashHex, room) : await this.remoteGet(node, hashHex, room);
         if (!stored) {
           // This node should have had it: fetch it in the background.
           if (node === this.placement.selfId && this.remote) this.resync.enqueue([hashHex]);
           continue;
         }
-        const buffer = stored.buffer;
-        if (!stored.compressed) return buffer ? lend(stored.data, () => this.readBuffers.give(buffer)) : stored.data;
+        if (!stored.compressed) return stored; // with its lease beyond `cover`, if any
         try {
-          return await this.codec.decompress(stored.data, this.opts.blockSize);
+          return { data: await this.codec.decompress(stored.data, this.opts.blockSize), release: () => {} };
         } finally {
-          if (buffer) this.readBuffers.give(buffer);
+          stored.release();
+          this.buffers.giveOrFree(stored.data);
         }
       } catch (err) {
         log.warn(`block ${hashHex.slice(0, 16)} from ${node.slice(0, 16)}: ${(err as Error).message}`);
@@ -260,10 +354,23 @@ export class BlockManager {
    * nothing for REQUEST_QUORUM_TIMEOUT_MS is left (the read moves on to the next copy) while a
    * slow transfer goes on. What a peer left behind still sends lands in a buffer of its own.
    */
-  private async remoteGet(node: string, hashHex: BlockHash): Promise<StoredBlock | null> {
-    const remote = this.remoteFor(node);
-    const [got] = await replicaQuorum([node], () => remote.get(node, hashHex), 1, { liveness: this.placement.liveness, mode: "progress" });
-    return got!;
+  private async remoteGet(node: string, hashHex: BlockHash, room: BlockRoom): Promise<(StoredBlock & { release: Release }) | null> {
+    const attempt = this.remoteFor(node).get(node, hashHex, room);
+    try {
+      const [got] = await replicaQuorum([node], () => attempt, 1, { liveness: this.placement.liveness, mode: "progress" });
+      return got!;
+    } catch (err) {
+      // Given up on, the transfer may still end: its memory is then freed here.
+      void attempt.then(
+        (late) => {
+          if (!late) return;
+          late.release();
+          this.buffers.giveOrFree(late.data);
+        },
+        () => {},
+      );
+      throw err;
+    }
   }
 
   private putTo(node: string, hashHex: BlockHash, data: Uint8Array, compressed: boolean, signal?: AbortSignal): Promise<void> {

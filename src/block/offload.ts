@@ -4,6 +4,7 @@
 // walks the whole store, so it runs rarely, and at once when the set of such partitions changes.
 import { partitionOfHashHex, releasedPartitions, type Placement } from "../cluster/layout";
 import { assert } from "../util/assert";
+import type { BlockRoom } from "../util/buffer-pool";
 import type { BlockHash } from "../util/ids";
 import { logger } from "../util/log";
 import { WorkerLoop } from "../util/worker-loop";
@@ -33,6 +34,8 @@ export class BlockOffload {
     private readonly locks: HashLocks,
     /** Undefined on a single-node build, where nothing is ever offloaded (the loop is not started). */
     private readonly remote: RemoteBlocks | undefined,
+    /** Where the block being handed over is read to (leased from the node's own requests' share). */
+    private readonly room: BlockRoom,
   ) {
     this.loop = new WorkerLoop(
       { name: "block offload", intervalMs: OFFLOAD_INTERVAL_MS, poll: { everyMs: OFFLOAD_LAYOUT_CHECK_MS, due: () => this.layoutChanged() } },
@@ -83,12 +86,18 @@ export class BlockOffload {
     return moved;
   }
 
+  /** One block at a time, under one lease. */
   private async offloadOne(hash: BlockHash, holders: Set<string>): Promise<boolean> {
-    const stored = await this.store.read(hash);
+    const stored = await this.store.readLeased(hash, this.room);
     if (!stored) return false;
-    assert(this.remote !== undefined, "a node that offloads blocks has an RPC route to their holders");
-    for (const node of holders) {
-      if (!(await this.remote.has(node, hash))) await this.remote.put(node, hash, stored.data, stored.compressed);
+    try {
+      assert(this.remote !== undefined, "a node that offloads blocks has an RPC route to their holders");
+      for (const node of holders) {
+        if (!(await this.remote.has(node, hash))) await this.remote.put(node, hash, stored.data, stored.compressed);
+      }
+    } finally {
+      stored.release();
+      this.room.pool.giveOrFree(stored.data);
     }
     return this.store.delete(hash);
   }

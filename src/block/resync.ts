@@ -6,6 +6,7 @@
 import type { Database, Statement } from "bun:sqlite";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import { assert } from "../util/assert";
+import type { BlockRoom } from "../util/buffer-pool";
 import type { BlockHash } from "../util/ids";
 import { WorkerLoop } from "../util/worker-loop";
 import type { RemoteBlocks } from "./manager";
@@ -47,6 +48,8 @@ export class BlockResync {
     /** Writes a fetched block here (manager.ts storeLocal: under the hash lock). */
     private readonly storeLocal: (hash: BlockHash, data: Uint8Array, compressed: boolean) => Promise<void>,
     private readonly remote: RemoteBlocks | undefined,
+    /** Where a fetched block's memory comes from (leased from the node's own requests' share). */
+    private readonly room: BlockRoom,
     /** Clock of the backoff and of what is due (tests move it). */
     private readonly now: () => number = Date.now,
   ) {
@@ -113,9 +116,15 @@ export class BlockResync {
     for (const node of this.placement.readNodes(partition)) {
       if (node === self) continue;
       assert(this.remote !== undefined, `no RPC route to node ${node.slice(0, 16)} (single-node build)`);
-      const got = await this.remote.get(node, hash).catch(() => null);
+      // One block at a time, leased once its size is known: the pass holds no other lease.
+      const got = await this.remote.get(node, hash, this.room).catch(() => null);
       if (got) {
-        await this.storeLocal(hash, got.data, got.compressed);
+        try {
+          await this.storeLocal(hash, got.data, got.compressed);
+        } finally {
+          got.release();
+          this.room.pool.giveOrFree(got.data);
+        }
         return;
       }
     }

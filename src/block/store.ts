@@ -8,7 +8,8 @@ import { closeSync, existsSync, fstatSync, openSync, readSync, renameSync, unlin
 import { mkdir, open, readdir, rename, stat, statfs, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { assert } from "../util/assert.ts";
-import type { BufferPool } from "../util/buffer-pool.ts";
+import type { BlockRoom } from "../util/buffer-pool.ts";
+import type { Release } from "../util/memory-budget.ts";
 
 export interface StoredBlock {
   data: Uint8Array;
@@ -196,12 +197,11 @@ export class LocalBlockStore {
   }
 
   /**
-   * Like read, into a buffer taken from `pool` (when the file fits; else a fresh one): `buffer`
-   * is then the pool's buffer, which the caller gives back once done with `data`. Synchronous: a
-   * page-cache copy into memory already faulted in takes tens of microseconds per MiB, less
-   * than a thread-pool round trip, and several times less than reading into a new allocation.
+   * Like read, into memory of `room` (not zeroed), leased once the file's size is known, before
+   * anything is allocated. The caller calls `release`, then gives `data` back (room.pool.giveOrFree). The copy is synchronous: from the page cache it takes tens
+   * of microseconds per MiB, less than a thread-pool round trip.
    */
-  readPooled(hashHex: BlockHash, pool: BufferPool): (StoredBlock & { buffer?: Uint8Array }) | null {
+  async readLeased(hashHex: BlockHash, room: BlockRoom): Promise<(StoredBlock & { release: Release }) | null> {
     for (const compressed of [false, true]) {
       let fd: number;
       try {
@@ -212,8 +212,8 @@ export class LocalBlockStore {
       }
       try {
         const size = fstatSync(fd).size;
-        const buffer = size <= pool.size ? pool.take() : undefined;
-        const data = buffer ? buffer.subarray(0, size) : new Uint8Array(size);
+        const release = await room.lease(size);
+        const data = room.pool.takeFor(size);
         let got = 0;
         try {
           while (got < size) {
@@ -222,11 +222,12 @@ export class LocalBlockStore {
             got += n;
           }
         } catch (err) {
-          if (buffer) pool.give(buffer);
+          release();
+          room.pool.giveOrFree(data);
           throw err;
         }
         bytesRead.inc({}, size);
-        return { data, compressed, ...(buffer ? { buffer } : {}) };
+        return { data, compressed, release };
       } finally {
         closeSync(fd);
       }

@@ -2,7 +2,6 @@
 // command, help, and the exit-code contract — 0 success, 1 failure (config, connection,
 // API error), 2 usage error. Every error is one `error: ...` line on stderr.
 
-import { applyAllocatorSettings } from "../util/allocator";
 import { loadConfig, readCredentials } from "../config";
 import { AdminApiError, AdminClient, adminUrlFromConfig } from "./admin-client";
 import { UnknownFlagError, UsageError, flagSynopsis, parseArgs, type FlagSpec } from "./args";
@@ -201,7 +200,6 @@ async function runServer(argv: string[], d: Dispatch): Promise<number> {
     return EXIT_OK;
   }
   if (parsed.positional.length > 0) throw new UsageError(`unexpected argument '${parsed.positional[0]}'`);
-  applyAllocatorSettings();
   const server = await import("../server");
   await server.runServer(d.configPath);
   // The compiled binary starts with JIT tier-up held back (deploy/build.ts, START_JIT_POLICY):

@@ -9,8 +9,15 @@
 // has its own key (from the handshake), so the two counters can never reuse a nonce.
 // AES-256-GCM rather than ChaCha20-Poly1305: Bun's node:crypto has no ChaCha20-Poly1305, and
 // AES-GCM with AES-NI runs at ~4.8 GB/s sealing 64 KiB records here.
+//
+// node:crypto allocates every output: the sealer frees each once copied into the writer's
+// buffer, and the opener frees the received chunks once it has opened the records they carried
+// (util/buffer-pool.ts freeNow: memory left to the collector was handed back to the OS and
+// faulted in again, which cost a receiving replica more than its work). A record spread over
+// several chunks is put together in one reused buffer.
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { AssertionError, assert } from "../util/assert.ts";
+import { freeNow } from "../util/buffer-pool.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import { FRAME_HEADER_BYTES, MAX_FRAME_PAYLOAD } from "./frame.ts";
 
@@ -76,7 +83,9 @@ export class BoxSealer {
     let pos = offset + RECORD_HEADER_BYTES;
     for (const part of parts) {
       if (part.length === 0) continue;
-      pos += cipher.update(part).copy(out, pos);
+      const sealed = cipher.update(part);
+      pos += sealed.copy(out, pos);
+      freeNow(sealed);
     }
     pos += cipher.final().copy(out, pos);
     assert(pos === offset + RECORD_HEADER_BYTES + length, "sealed length matches the declared plaintext length");
@@ -88,29 +97,41 @@ export class BoxSealer {
 export class BoxOpener {
   private counter = 0;
   private readonly nonce = Buffer.alloc(NONCE_BYTES);
-  private readonly queue = new ByteQueue();
+  private readonly queue = new ByteQueue(true);
   private failed: RecordError | null = null;
+  /** Where a record's ciphertext spread over several chunks is put together (allocated on first need). */
+  private spanning: Uint8Array | null = null;
 
   constructor(private readonly key: Uint8Array) {
     assert(key.length === SESSION_KEY_BYTES, "session key is 32 bytes");
   }
 
-  /** Feeds received ciphertext (split anywhere); returns the plaintexts of completed records. */
+  /**
+   * Feeds received ciphertext (split anywhere); returns the plaintexts of completed records,
+   * each in memory of its own (the caller may free it once done, util/buffer-pool freeNow).
+   * The chunks read to their end are freed here: a caller must pass chunks it does not read
+   * again (a socket read), or views that do not cover their whole buffer (kept as they are).
+   */
   push(chunk: Uint8Array): Uint8Array[] {
     if (this.failed) throw this.failed;
     this.queue.push(chunk);
     const out: Uint8Array[] = [];
-    while (this.queue.length >= RECORD_HEADER_BYTES) {
-      const length = this.queue.peekU32(0);
-      if (length === 0 || length > MAX_RECORD_PLAINTEXT) {
-        this.failed = new RecordError(`record length ${length} outside 1..${MAX_RECORD_PLAINTEXT}`);
-        throw this.failed;
+    try {
+      while (this.queue.length >= RECORD_HEADER_BYTES) {
+        const length = this.queue.peekU32(0);
+        if (length === 0 || length > MAX_RECORD_PLAINTEXT) {
+          this.failed = new RecordError(`record length ${length} outside 1..${MAX_RECORD_PLAINTEXT}`);
+          throw this.failed;
+        }
+        if (this.queue.length < RECORD_HEADER_BYTES + length + RECORD_TAG_BYTES) break;
+        const header = this.queue.read(RECORD_HEADER_BYTES);
+        const ciphertext = this.queue.read(length, (this.spanning ??= Buffer.allocUnsafeSlow(MAX_RECORD_PLAINTEXT)));
+        const tag = this.queue.read(RECORD_TAG_BYTES);
+        out.push(this.open(header, ciphertext, tag));
       }
-      if (this.queue.length < RECORD_HEADER_BYTES + length + RECORD_TAG_BYTES) break;
-      const header = this.queue.read(RECORD_HEADER_BYTES);
-      const ciphertext = this.queue.read(length);
-      const tag = this.queue.read(RECORD_TAG_BYTES);
-      out.push(this.open(header, ciphertext, tag));
+    } finally {
+      // Every view of these chunks was read above (opened, copied out).
+      for (const done of this.queue.takeDropped()) if (done.byteOffset === 0 && done.byteLength === done.buffer.byteLength) freeNow(done);
     }
     return out;
   }

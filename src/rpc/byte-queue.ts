@@ -1,6 +1,8 @@
 // A FIFO of received byte chunks that length-prefixed parsers (records, frames, handshake
 // messages) read from. It owns the reassembly of data that TCP split at arbitrary points:
 // reads are zero-copy when the bytes sit in one chunk and copy only when they span chunks.
+// With `keepDropped`, the chunks it has read to their end are kept aside for the owner, who may
+// hand their memory back once it no longer reads views of them (takeDropped).
 import { assert } from "../util/assert.ts";
 
 export class ByteQueue {
@@ -8,6 +10,9 @@ export class ByteQueue {
   /** Offset of the first unread byte inside chunks[0]. */
   private headOffset = 0;
   private total = 0;
+  private dropped: Uint8Array[] = [];
+
+  constructor(private readonly keepDropped = false) {}
 
   get length(): number {
     return this.total;
@@ -40,8 +45,11 @@ export class ByteQueue {
     );
   }
 
-  /** Consumes exactly n bytes (n <= length). Zero-copy when they lie in one received chunk. */
-  read(n: number): Uint8Array {
+  /**
+   * Consumes exactly n bytes (n <= length). Zero-copy when they lie in one received chunk; else
+   * copied into `scratch` when given (at least n bytes, reused by the caller), or a new buffer.
+   */
+  read(n: number, scratch?: Uint8Array): Uint8Array {
     assert(n >= 0 && n <= this.total, "read within the queued bytes");
     if (n === 0) return new Uint8Array(0);
     const first = this.chunks[0]!;
@@ -51,8 +59,9 @@ export class ByteQueue {
       this.consume(n);
       return out;
     }
+    assert(scratch === undefined || scratch.length >= n, "a scratch buffer holds the read");
     // allocUnsafe: every byte is overwritten below, so zero-filling would be wasted work.
-    const out = Buffer.allocUnsafe(n);
+    const out = scratch ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[0]!;
@@ -61,6 +70,13 @@ export class ByteQueue {
       filled += take;
       this.consume(take);
     }
+    return out;
+  }
+
+  /** The chunks read to their end since the last call (with `keepDropped`). */
+  takeDropped(): Uint8Array[] {
+    const out = this.dropped;
+    this.dropped = [];
     return out;
   }
 
@@ -82,7 +98,8 @@ export class ByteQueue {
     this.headOffset += n;
     while (this.chunks.length > 0 && this.headOffset >= this.chunks[0]!.length) {
       this.headOffset -= this.chunks[0]!.length;
-      this.chunks.shift();
+      const done = this.chunks.shift()!;
+      if (this.keepDropped) this.dropped.push(done);
     }
     if (this.chunks.length === 0) {
       assert(this.total === 0 && this.headOffset === 0, "empty queue has no bytes");

@@ -11,6 +11,7 @@
 // Callee side: the head is reassembled, the dispatcher runs the handler with an AbortSignal that
 // fires on CANCEL or connection loss, and the reply goes back on a lane of the request's priority.
 import { assert } from "../util/assert.ts";
+import { chunkDone, freeNow, lendAll } from "../util/buffer-pool.ts";
 import type { NodeId } from "../util/ids.ts";
 import { logger } from "../util/log.ts";
 import type { BoxOpener, BoxSealer } from "./box-stream.ts";
@@ -509,7 +510,11 @@ export class Connection {
 
   private onResponseFrame(f: Frame): void {
     const call = this.calls.get(f.requestId);
-    if (!call) return; // late frame of a call that finished or was given up
+    if (!call) {
+      // A late frame of a call that finished or was given up.
+      if (f.flags & FLAG_BODY) chunkDone(f.payload);
+      return;
+    }
     if (f.flags & FLAG_CREDIT) {
       if (!call.out.grant(readCredit(f.payload))) throw new ProtocolViolation("credit beyond the stream window");
       return;
@@ -578,6 +583,7 @@ export class Connection {
     }
     if (!req) {
       // Body or error frames of a request already finished here (we stopped reading it).
+      if (f.flags & FLAG_BODY) chunkDone(f.payload);
       if (f.flags & (FLAG_BODY | FLAG_ERROR)) return;
       req = {
         id: f.requestId,
@@ -773,11 +779,14 @@ export class Connection {
     this.bytesReceived += chunk.length;
     try {
       for (const plain of this.opener.push(chunk)) {
-        for (const frame of this.decoder.push(plain)) {
+        const frames = this.decoder.push(plain);
+        const bodies = this.lendRecord(plain, frames);
+        for (const frame of frames) {
           if (frame.flags & FLAG_RESPONSE) this.onResponseFrame(frame);
           else this.onRequestFrame(frame);
           if (this.closed) return;
         }
+        if (bodies === 0) freeNow(plain);
       }
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
@@ -786,6 +795,27 @@ export class Connection {
       this.transport.close(rpcErr, true);
       this.shutdown(rpcErr);
     }
+  }
+
+  /**
+   * A record's memory goes back to the allocator as soon as nothing reads it (util/buffer-pool
+   * freeNow): its body chunks are lent to their readers (InboundBody: the reader, or the body
+   * dropping them, calls chunkDone), and control frames are read while routed. A record with a
+   * head, or whose end the decoder keeps for the next frame, is left to the collector: a head's
+   * reader may keep views of it. Returns how many body chunks were lent, or -1 when the record
+   * is not freed here.
+   */
+  private lendRecord(plain: Uint8Array, frames: readonly Frame[]): number {
+    if (this.decoder.pending > 0) return -1;
+    const bodies: Uint8Array[] = [];
+    for (const f of frames) {
+      const control = (f.flags & (FLAG_CREDIT | FLAG_CANCEL | FLAG_ERROR)) !== 0;
+      if (!control && !(f.flags & FLAG_BODY)) return -1;
+      if (f.payload.length > 0 && f.payload.buffer !== plain.buffer) return -1;
+      if (f.flags & FLAG_BODY && f.payload.length > 0) bodies.push(f.payload);
+    }
+    if (bodies.length > 0) lendAll(bodies, () => {}, "free");
+    return bodies.length;
   }
 
   private closeIfDrained(): void {

@@ -2,7 +2,12 @@
 // request direction. It owns receive-side flow control: the sender may have at most
 // STREAM_WINDOW_BYTES unacknowledged, and credit is granted back only as the consumer reads, so a
 // slow consumer holds the sender back instead of growing this buffer.
+//
+// Chunks may be lent memory (a received record, rpc/connection.ts): the reader calls chunkDone
+// (util/buffer-pool) on each once it has copied it out, and chunks dropped here unread are
+// marked done too.
 import { assert } from "../util/assert.ts";
+import { chunkDone } from "../util/buffer-pool.ts";
 import { RPC_ERR, RpcError } from "./errors.ts";
 
 /** Body bytes a sender may have in flight per stream before it waits for credit. */
@@ -51,7 +56,10 @@ export class InboundBody implements AsyncIterable<Uint8Array> {
 
   /** Delivers a received chunk. False means the sender overran its credit (protocol error). */
   push(chunk: Uint8Array): boolean {
-    if (this.finished) return true; // late frames after an abandon are dropped
+    if (this.finished) {
+      chunkDone(chunk); // late frames after an abandon are dropped
+      return true;
+    }
     this.allowance -= chunk.length;
     if (this.allowance < 0) return false;
     if (chunk.length === 0) return true;
@@ -76,7 +84,7 @@ export class InboundBody implements AsyncIterable<Uint8Array> {
   fail(err: Error): void {
     if (this.finished) return;
     this.error = err;
-    this.chunks.length = 0;
+    this.dropChunks();
     this.settleWaiter();
   }
 
@@ -84,7 +92,7 @@ export class InboundBody implements AsyncIterable<Uint8Array> {
   discard(): void {
     if (this.finished) return;
     this.abandoned = true;
-    this.chunks.length = 0;
+    this.dropChunks();
     this.settleWaiter();
     this.hooks.abandon();
   }
@@ -121,6 +129,10 @@ export class InboundBody implements AsyncIterable<Uint8Array> {
         this.hooks.abandon();
       }, this.hooks.idleTimeoutMs);
     });
+  }
+
+  private dropChunks(): void {
+    for (const c of this.chunks.splice(0)) chunkDone(c);
   }
 
   private consumed(bytes: number): void {

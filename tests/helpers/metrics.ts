@@ -39,3 +39,10 @@ export function serverErrors(counts: S3Counts): Record<string, number> {
   for (const [k, v] of counts.errors) if (/ 5\d\d$/.test(k)) out[k] = v;
   return out;
 }
+
+/** The block buffer budget (block_ram_buffer_max) as /metrics shows it: its size, what is leased now, the most ever leased. */
+export async function budgetGauges(server: TestServer): Promise<{ max: number; used: number; peak: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`, { headers: { authorization: `Bearer ${server.adminToken}` } })).text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(text)?.[1] ?? NaN);
+  return { max: value("block_buffer_budget_bytes"), used: value("block_buffer_used_bytes"), peak: value("block_buffer_peak_bytes") };
+}

@@ -1,5 +1,10 @@
 // GetObject and HeadObject: conditional requests, single ranges, partNumber, response-*
 // overrides, and the body streamed block by block with a small prefetch window.
+//
+// Memory (docs/memory.md): a streamed body's blocks live in a BudgetWindow of the node's budget
+// (the share of its own requests). One slot (a block, stored form and plaintext) is waited for
+// before the first block is read; read-ahead takes further slots only when they are free. Each
+// block is lent to the response (util/buffer-pool), which gives its slot back once written out.
 import type { ObjectMeta } from "../../model/object";
 import { readObject } from "../../model/pending";
 import { versionTags, visibleVersion, type VisibleVersion } from "../../model/object";
@@ -11,16 +16,12 @@ import { parsePartNumber } from "./multipart";
 import { parseSseC, sseCResponseHeaders, unlockSseC, type SseCKey } from "./sse-c";
 import { NULL_VERSION_ID } from "./version-id";
 import { decryptBlock, DecryptionError, type DataKey } from "../../block/encryption";
-import { chunkDone } from "../../util/buffer-pool";
+import { chunkDone, relend } from "../../util/buffer-pool";
+import { BudgetWindow, type MemoryBudget } from "../../util/memory-budget";
 import { bytesResponse } from "../http";
 
-/** Blocks fetched ahead of the one being sent. */
+/** Blocks fetched ahead of the one being sent, when the budget has room for them. */
 const PREFETCH_BLOCKS = 3;
-/**
- * Every block read allocates a fresh buffer that JSC collects lazily; on a long GET the
- * garbage alone would pass the 200 MiB RSS bound, so the collector is nudged regularly.
- */
-const GC_HINT_EVERY_BLOCKS = 8;
 /** Version block rows read per metadata query while streaming. */
 const BLOCK_ROWS_PER_QUERY = 256;
 
@@ -110,58 +111,81 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
  * Streams plaintext bytes [start, end] of a version made of blocks. A failure (a block or the
  * block list out of reach) fails the stream: the caller decides what the client then sees.
  */
-export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey): ReadableStream<Uint8Array> {
+export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey, budget: MemoryBudget = services.blocks.local): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
   async function* generate(): AsyncGenerator<Uint8Array> {
-    const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
-    let rows: VersionBlockEntry[] = [];
-    let past = false; // every needed row has been queued
-    let pos = 0; // object offset of the next row
-    let sent = 0;
-    let blocksSent = 0;
-    const window: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
-    const nextRow = async (): Promise<VersionBlockEntry | undefined> => {
-      while (rows.length === 0) {
-        const page = await pages.next();
-        if (page.done) return undefined;
-        rows = page.value;
-      }
-      return rows.shift();
-    };
-    const refill = async () => {
-      while (window.length < PREFETCH_BLOCKS && !past) {
-        const entry = await nextRow();
-        if (!entry) {
-          past = true;
-          return;
+    // Waited for before anything is held: a GET never waits for memory while holding some.
+    const win = await BudgetWindow.open(budget, blocks.readCover(), 1, 1 + PREFETCH_BLOCKS);
+    const queue: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
+    try {
+      const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
+      let rows: VersionBlockEntry[] = [];
+      let past = false; // every needed row has been queued
+      let pos = 0; // object offset of the next row
+      let sent = 0;
+      const peekRow = async (): Promise<VersionBlockEntry | undefined> => {
+        while (rows.length === 0) {
+          const page = await pages.next();
+          if (page.done) return undefined;
+          rows = page.value;
         }
-        const at = pos;
-        pos += entry.size;
-        if (at + entry.size <= start) continue; // before the range
-        if (at > end) {
-          past = true;
-          return;
+        return rows[0];
+      };
+      /**
+       * Starts reads of the next blocks while slots are free; with `wait` and nothing queued,
+       * waits for a slot of this window (the client reading the block sent last gives it back).
+       */
+      const refill = async (wait: boolean) => {
+        while (queue.length < 1 + PREFETCH_BLOCKS && !past) {
+          const entry = await peekRow();
+          if (!entry || pos > end) {
+            past = true;
+            return;
+          }
+          if (pos + entry.size > start) {
+            if (queue.length === 0 && wait) await win.take();
+            else if (!win.tryTake()) return;
+            const data = blocks.getLent(entry.hash, win.slotBytes, () => win.give());
+            data.catch(() => win.give()); // a failed read leaves its slot to the window; awaited below
+            queue.push({ entry, data, at: pos });
+          }
+          rows.shift();
+          pos += entry.size;
         }
-        const data = blocks.getLent(entry.hash);
-        data.catch(() => {}); // awaited below; avoid an unhandled rejection while queued
-        window.push({ entry, data, at });
+      };
+      for (;;) {
+        await refill(true);
+        const next = queue.shift();
+        if (!next) break;
+        const { entry, data, at } = next;
+        const stored = await data;
+        let bytes = stored;
+        if (dataKey) {
+          try {
+            bytes = relend(stored, openSealedBytes(dataKey, stored, entry.size));
+          } catch (err) {
+            chunkDone(stored);
+            throw err;
+          }
+        }
+        if (bytes.length !== entry.size) {
+          chunkDone(bytes);
+          throw new Error(`block ${entry.hash} has ${bytes.length} bytes, expected ${entry.size}`);
+        }
+        const from = Math.max(0, start - at);
+        const to = Math.min(entry.size, end + 1 - at);
+        sent += to - from;
+        await refill(false);
+        yield bytes.subarray(from, to);
       }
-    };
-    await refill();
-    while (window.length > 0) {
-      const { entry, data, at } = window.shift()!;
-      const bytes = dataKey ? openSealed(dataKey, await data, entry.size) : await data;
-      if (bytes.length !== entry.size) throw new Error(`block ${entry.hash} has ${bytes.length} bytes, expected ${entry.size}`);
-      const from = Math.max(0, start - at);
-      const to = Math.min(entry.size, end + 1 - at);
-      await refill();
-      sent += to - from;
-      if (++blocksSent % GC_HINT_EVERY_BLOCKS === 0) Bun.gc(false);
-      yield bytes.subarray(from, to);
+      // Fewer block bytes than announced means missing metadata: fail so the client sees a
+      // cut connection rather than a short body that looks complete.
+      if (sent !== end - start + 1) throw new Error(`version ${versionUuid}: sent ${sent} of ${end - start + 1} bytes`);
+    } finally {
+      // Reads started and never sent give their slots back once they land.
+      for (const q of queue.splice(0)) q.data.then(chunkDone, () => {});
+      win.close();
     }
-    // Fewer block bytes than announced means missing metadata: fail so the client sees a
-    // cut connection rather than a short body that looks complete.
-    if (sent !== end - start + 1) throw new Error(`version ${versionUuid}: sent ${sent} of ${end - start + 1} bytes`);
   }
   const it = generate();
   return new ReadableStream<Uint8Array>(
@@ -185,19 +209,26 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
  */
 export function openSealed(dataKey: DataKey, sealed: Uint8Array, plainSize: number): Uint8Array {
   try {
-    const { payload, compressed } = decryptBlock(dataKey, sealed);
-    // Bunker seals plaintext only (body-writer); a compressed payload is not one it wrote.
-    if (compressed || payload.length !== plainSize) throw new DecryptionError(`sealed block holds ${payload.length} bytes${compressed ? " (compressed)" : ""}, expected ${plainSize}`);
-    return payload;
+    return openSealedBytes(dataKey, sealed, plainSize);
   } finally {
     chunkDone(sealed);
   }
 }
 
+/** The plaintext of a sealed block, in memory of its own; `sealed` is left as it is. */
+function openSealedBytes(dataKey: DataKey, sealed: Uint8Array, plainSize: number): Uint8Array {
+  const { payload, compressed } = decryptBlock(dataKey, sealed);
+  // Bunker seals plaintext only (body-writer); a compressed payload is not one it wrote.
+  if (compressed || payload.length !== plainSize) throw new DecryptionError(`sealed block holds ${payload.length} bytes${compressed ? " (compressed)" : ""}, expected ${plainSize}`);
+  return payload;
+}
+
 /**
  * Plaintext bytes [start, end] of a visible version, inline or in blocks, opened with
  * `dataKey` when it is sealed: what CopyObject and UploadPartCopy read when they must rewrite
- * the data (a range, another key).
+ * the data (a range, another key). The read-ahead window comes from the budget's share for copy
+ * sources (block/manager.ts): the copy's writer already holds a window of the node's own
+ * requests' share, and waiting there for another while holding one could wait forever.
  */
 export function readPlain(services: S3Services, version: VisibleVersion, dataKey: DataKey | undefined, start: number, end: number): AsyncIterable<Uint8Array> {
   const data = version.state.data;
@@ -209,7 +240,7 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
       yield plain.subarray(start, end + 1);
     })();
   }
-  return streamBlocks(services, version.uuid, start, end, dataKey);
+  return streamBlocks(services, version.uuid, start, end, dataKey, services.blocks.copySources);
 }
 
 export async function getObject(r: ObjectRequest, isHead: boolean): Promise<Response> {

@@ -277,7 +277,7 @@ describe("copies written after the write quorum", () => {
     const remote = {
       has: async () => false,
       put: async () => {},
-      get: (node: string) => (node === "fast" ? new Promise<never>(() => {}) : Promise.resolve({ data, compressed: false })),
+      get: (node: string) => (node === "fast" ? new Promise<never>(() => {}) : Promise.resolve({ data, compressed: false, release: () => {} })),
     };
     const m = new BlockManager(store, withLiveness([], ["fast"]), defaultZstd(), db, { blockSize: BLOCK_SIZE, compressionLevel: null }, remote);
     const t0 = Date.now();

@@ -11,7 +11,13 @@ import { MAX_REMOTE_BLOCK, RpcBlocks, serveBlocks } from "../../../src/block/rpc
 import { LocalBlockStore } from "../../../src/block/store.ts";
 import { encodeJson, RPC_ERR, RpcError, type RpcNode } from "../../../src/rpc/rpc.ts";
 import type { BlockHash } from "../../../src/util/ids.ts";
+import { MemoryBudget } from "../../../src/util/memory-budget.ts";
+import { BufferPool, uninitialized } from "../../../src/util/buffer-pool.ts";
 import { captureStderr, enc, startPair } from "../rpc/helpers.ts";
+
+const budget = new MemoryBudget("block buffers", 64 * 1024 * 1024);
+const pool = new BufferPool(1024 * 1024, 4, budget, uninitialized);
+const noLease = { lease: async () => () => {}, pool };
 
 let dir: string;
 const nodes: RpcNode[] = [];
@@ -31,7 +37,7 @@ async function served() {
   serveBlocks(b, store, async (hash, data, compressed) => {
     writes.push(hash);
     await store.write(hash, data, compressed);
-  }, 1024 * 1024);
+  }, budget, pool);
   return { a, b, store, writes };
 }
 
@@ -61,7 +67,7 @@ describe("block endpoints check what peers send", () => {
     await remote.put(b.id, hash, data, false);
     expect(await store.has(hash)).toBe(true);
     expect(await remote.has(b.id, hash)).toBe(true);
-    expect(Buffer.from((await remote.get(b.id, hash))!.data).equals(Buffer.from(data))).toBe(true);
+    expect(Buffer.from((await remote.get(b.id, hash, noLease))!.data).equals(Buffer.from(data))).toBe(true);
   });
 
   const badPuts: [string, unknown, RegExp][] = [
@@ -100,7 +106,7 @@ describe("block endpoints check what peers send", () => {
     b.handle("block/has", async () => ({ payload: encodeJson({ found: "yes" }) }));
     const remote = new RpcBlocks(a);
     const hash = "ab".repeat(32) as BlockHash;
-    const get = await refusal(remote.get(b.id, hash));
+    const get = await refusal(remote.get(b.id, hash, noLease));
     expect(get.code).toBe(RPC_ERR.badResponse);
     expect(get.message).toMatch(/endpoint 'block\/get': invalid response: \/size: Expected integer to be less or equal to/);
     const has = await refusal(remote.has(b.id, hash));

@@ -173,7 +173,6 @@ trace_sink = "http://localhost:4317"
       "use_local_tz",
       "metadata_auto_snapshot_interval",
       "db_engine",
-      "block_ram_buffer_max",
       "lmdb_map_size",
       "rpc_bind_outgoing",
       "allow_punycode",
@@ -230,6 +229,19 @@ trace_sink = "http://localhost:4317"
     expect((await load(BASE + `compression_level = "none"\n`)).compression_level).toBeNull();
     expect((await load(BASE + `compression_level = 19\n`)).compression_level).toBe(19);
     expect((await load(BASE + `compression_level = -5\n`)).compression_level).toBe(-5);
+  });
+
+  test("block_ram_buffer_max: 64 MiB (or 8 blocks) by default, a size, at least 8 blocks; else one line naming it", async () => {
+    expect((await load(BASE)).block_ram_buffer_max).toBe(64 * 1048576);
+    expect((await load(BASE + `block_size = "16M"\n`)).block_ram_buffer_max).toBe(128 * 1048576);
+    expect((await load(BASE + `block_ram_buffer_max = "256MiB"\n`)).block_ram_buffer_max).toBe(256 * 1048576);
+    expect((await load(BASE + `block_size = "1M"\nblock_ram_buffer_max = 8388608\n`)).block_ram_buffer_max).toBe(8 * 1048576);
+    expect(await refused(BASE + `block_ram_buffer_max = "7MiB"\n`)).toBe(
+      "config: block_ram_buffer_max: must be at least 8 blocks (8 x block_size = 8388608 bytes; got 7340032)",
+    );
+    expect(await refused(BASE + `block_size = "16M"\nblock_ram_buffer_max = "64M"\n`)).toStartWith("config: block_ram_buffer_max: must be at least 8 blocks");
+    expect(await refused(BASE + `block_ram_buffer_max = "lots"\n`)).toStartWith("config: block_ram_buffer_max: cannot read size");
+    expect(await refused(BASE + `block_ram_buffer_max = 0\n`)).toStartWith("config: block_ram_buffer_max:");
   });
 
   test("block_size accepts plain bytes and size strings", async () => {

@@ -16,6 +16,7 @@ import { completeUpload, copyObject, IncompleteBlockListError, planWrite, StaleC
 import { visibleVersion, type ObjectMeta, type VisibleVersion } from "../../../src/model/object.ts";
 import type { BlockPresence } from "../../../src/block/manager.ts";
 import { INLINE_THRESHOLD } from "../../../src/util/limits.ts";
+import { MemoryBudget } from "../../../src/util/memory-budget.ts";
 
 const BLOCK = 1024 * 1024;
 // A failed write queues its releases; stopping the model waits for them (about a second).
@@ -162,9 +163,10 @@ describe("writeObject, one block (one round trip)", () => {
         puts.push(hash);
         await gate;
         if (outcome instanceof Error) throw outcome;
-        return { settled: Promise.resolve() };
+        return { settled: Promise.resolve(), background: false };
       },
       presence: async () => presence,
+      local: new MemoryBudget("block buffers", 8 * 1024 * 1024),
     };
     services = { ...services, blocks: blocks as never };
     return { release, puts };
