@@ -1,7 +1,7 @@
 // Memory bounds of issue 13 on the real server with the default config (RSS from /proc: VmRSS
 // sampled every 50 ms, and VmHWM reset before each load): a 2 GiB single-stream PUT then its GET
 // peak at 160 MiB at most (bodies stream, block buffers are bounded and reused); 8 parallel
-// 128 MiB PUTs then GETs at 256 MiB at most; within 30 s after each load RSS is back within
+// 64 MiB PUTs then GETs at 256 MiB at most; within 30 s after each load RSS is back within
 // 30 MiB of idle (memory is handed back, not kept at its peak); the block buffer budget's peak
 // lease never passes block_ram_buffer_max. The bench (benchmarks/footprint/memory.ts) measures
 // the same with 8 x 256 MiB and on an RF 3 cluster.
@@ -20,7 +20,7 @@ const MiB = 1024 * 1024;
 const SINGLE = 2048 * MiB;
 const SINGLE_PEAK_MiB = 160;
 const STREAMS = 8;
-const STREAM = 128 * MiB;
+const STREAM = 64 * MiB;
 const PARALLEL_PEAK_MiB = 256;
 const SETTLE_MS = 30_000;
 const SETTLE_ABOVE_IDLE_MiB = 30;
