@@ -37,9 +37,11 @@ const WINDOW_BASE_SLOTS = 2;
 const WINDOW_MAX_SLOTS = BLOCKS_IN_FLIGHT_PER_REQUEST + 1;
 /**
  * Free block buffers a node's pool keeps for reuse (first-touch memory is slow on these
- * machines): one body's window. They hold leases of the budget, given up when it is short.
+ * machines): two bodies' windows, as buffers handed to copies after the write quorum come back
+ * only later (with one window's worth, an RF 3 coordinator still allocated a fresh
+ * SharedArrayBuffer for many blocks). They hold leases of the budget, given up when it is short.
  */
-const POOL_FREE_MAX = WINDOW_MAX_SLOTS;
+const POOL_FREE_MAX = 2 * WINDOW_MAX_SLOTS;
 /** Block references committed together (about 2 sqlite pages per block instead of 16). */
 const REFS_PER_COMMIT = 32;
 /** Reference commits a body may have waiting before it stops reading more blocks. */
