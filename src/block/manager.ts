@@ -143,9 +143,9 @@ export class BlockManager {
     this.buffers = new BufferPool(opts.blockSize, POOL_FREE_MAX, this.budget, uninitialized);
     this.rc = new BlockRc(db);
     const now = opts.now ?? Date.now;
-    this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, { lease: (bytes) => this.local.acquireUpTo(bytes), pool: this.buffers }, now);
+    this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, { budget: this.local, pool: this.buffers }, now);
     this.gc = new BlockGc(this.rc, store, this.locks, now);
-    this.offload = new BlockOffload(store, placement, this.locks, remote, { lease: (bytes) => this.local.acquireUpTo(bytes), pool: this.buffers });
+    this.offload = new BlockOffload(store, placement, this.locks, remote, { budget: this.local, pool: this.buffers });
     this.orphans = new OrphanCollector(this.rc, store, this.locks, now, opts.orphanGraceMs);
   }
 

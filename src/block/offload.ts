@@ -4,8 +4,9 @@
 // walks the whole store, so it runs rarely, and at once when the set of such partitions changes.
 import { partitionOfHashHex, releasedPartitions, type Placement } from "../cluster/layout";
 import { assert } from "../util/assert";
-import type { BlockRoom } from "../util/buffer-pool";
+import type { BlockRoom, BufferPool } from "../util/buffer-pool";
 import type { BlockHash } from "../util/ids";
+import type { MemoryBudget } from "../util/memory-budget";
 import { logger } from "../util/log";
 import { WorkerLoop } from "../util/worker-loop";
 import type { HashLocks } from "./hash-lock";
@@ -34,12 +35,12 @@ export class BlockOffload {
     private readonly locks: HashLocks,
     /** Undefined on a single-node build, where nothing is ever offloaded (the loop is not started). */
     private readonly remote: RemoteBlocks | undefined,
-    /** Where the block being handed over is read to (leased from the node's own requests' share). */
-    private readonly room: BlockRoom,
+    /** Where the block being handed over is read to: the loop's budget (the node's own requests' share), and the block buffer pool. */
+    memory: { budget: MemoryBudget; pool: BufferPool },
   ) {
     this.loop = new WorkerLoop(
-      { name: "block offload", intervalMs: OFFLOAD_INTERVAL_MS, poll: { everyMs: OFFLOAD_LAYOUT_CHECK_MS, due: () => this.layoutChanged() } },
-      ({ signal }) => this.pass(signal),
+      { name: "block offload", intervalMs: OFFLOAD_INTERVAL_MS, poll: { everyMs: OFFLOAD_LAYOUT_CHECK_MS, due: () => this.layoutChanged() }, budget: memory.budget },
+      ({ signal, budget }) => this.pass(signal, { lease: (bytes) => budget!.acquireUpTo(bytes), pool: memory.pool }),
     );
   }
 
@@ -68,7 +69,7 @@ export class BlockOffload {
     return released.length > 0;
   }
 
-  private async pass(signal: AbortSignal): Promise<number> {
+  private async pass(signal: AbortSignal, room: BlockRoom): Promise<number> {
     const self = this.placement.selfId;
     let moved = 0;
     for await (const hash of this.store.list()) {
@@ -76,7 +77,7 @@ export class BlockOffload {
       const holders = new Set(this.placement.writeSets(partitionOfHashHex(hash)).flat());
       if (holders.size === 0 || holders.has(self)) continue;
       try {
-        if (await this.locks.with(hash, () => this.offloadOne(hash, holders))) moved++;
+        if (await this.locks.with(hash, () => this.offloadOne(hash, holders, room))) moved++;
       } catch (err) {
         this.stats.noteError(err);
         log.debug(`offload of ${hash.slice(0, 16)}: ${(err as Error).message}`);
@@ -87,8 +88,8 @@ export class BlockOffload {
   }
 
   /** One block at a time, under one lease. */
-  private async offloadOne(hash: BlockHash, holders: Set<string>): Promise<boolean> {
-    const stored = await this.store.readLeased(hash, this.room);
+  private async offloadOne(hash: BlockHash, holders: Set<string>, room: BlockRoom): Promise<boolean> {
+    const stored = await this.store.readLeased(hash, room);
     if (!stored) return false;
     try {
       assert(this.remote !== undefined, "a node that offloads blocks has an RPC route to their holders");
@@ -97,7 +98,7 @@ export class BlockOffload {
       }
     } finally {
       stored.release();
-      this.room.pool.giveOrFree(stored.data);
+      room.pool.giveOrFree(stored.data);
     }
     return this.store.delete(hash);
   }

@@ -6,8 +6,9 @@
 import type { Database, Statement } from "bun:sqlite";
 import { partitionOfHashHex, type Placement } from "../cluster/layout";
 import { assert } from "../util/assert";
-import type { BlockRoom } from "../util/buffer-pool";
+import type { BlockRoom, BufferPool } from "../util/buffer-pool";
 import type { BlockHash } from "../util/ids";
+import type { MemoryBudget } from "../util/memory-budget";
 import { WorkerLoop } from "../util/worker-loop";
 import type { RemoteBlocks } from "./manager";
 import type { BlockRc } from "./rc";
@@ -48,8 +49,8 @@ export class BlockResync {
     /** Writes a fetched block here (manager.ts storeLocal: under the hash lock). */
     private readonly storeLocal: (hash: BlockHash, data: Uint8Array, compressed: boolean) => Promise<void>,
     private readonly remote: RemoteBlocks | undefined,
-    /** Where a fetched block's memory comes from (leased from the node's own requests' share). */
-    private readonly room: BlockRoom,
+    /** Where a fetched block's memory comes from: the loop's budget (the node's own requests' share), and the block buffer pool. */
+    memory: { budget: MemoryBudget; pool: BufferPool },
     /** Clock of the backoff and of what is due (tests move it). */
     private readonly now: () => number = Date.now,
   ) {
@@ -59,7 +60,9 @@ export class BlockResync {
     this.failedStmt = db.query(`UPDATE block_resync SET errors = errors + 1, next_try = ?, last_error = ? WHERE hash = ?`);
     this.countStmt = db.query(`SELECT count(*) AS n FROM block_resync`);
     this.errorsStmt = db.query(`SELECT hash, errors, next_try, last_error FROM block_resync WHERE errors > 0 ORDER BY errors DESC LIMIT ?`);
-    this.loop = new WorkerLoop({ name: "block resync", intervalMs: RESYNC_INTERVAL_MS, queueLength: () => this.queueLength() }, () => this.pass());
+    this.loop = new WorkerLoop({ name: "block resync", intervalMs: RESYNC_INTERVAL_MS, queueLength: () => this.queueLength(), budget: memory.budget }, ({ budget }) =>
+      this.pass({ lease: (bytes) => budget!.acquireUpTo(bytes), pool: memory.pool }),
+    );
   }
 
   get stats() {
@@ -93,11 +96,11 @@ export class BlockResync {
     return this.loop.run();
   }
 
-  private async pass(): Promise<void> {
+  private async pass(room: BlockRoom): Promise<void> {
     const due = this.dueStmt.all(this.now(), RESYNC_BATCH) as { hash: BlockHash; errors: number }[];
     for (const { hash, errors } of due) {
       try {
-        await this.resyncOne(hash);
+        await this.resyncOne(hash, room);
         this.doneStmt.run(hash);
       } catch (err) {
         const backoff = Math.min(RESYNC_MAX_BACKOFF_MS, RESYNC_FIRST_BACKOFF_MS * 2 ** errors);
@@ -107,7 +110,7 @@ export class BlockResync {
     }
   }
 
-  private async resyncOne(hash: BlockHash): Promise<void> {
+  private async resyncOne(hash: BlockHash, room: BlockRoom): Promise<void> {
     if (!this.rc.isReferenced(hash)) return; // no longer needed here
     const self = this.placement.selfId;
     const partition = partitionOfHashHex(hash);
@@ -117,13 +120,13 @@ export class BlockResync {
       if (node === self) continue;
       assert(this.remote !== undefined, `no RPC route to node ${node.slice(0, 16)} (single-node build)`);
       // One block at a time, leased once its size is known: the pass holds no other lease.
-      const got = await this.remote.get(node, hash, this.room).catch(() => null);
+      const got = await this.remote.get(node, hash, room).catch(() => null);
       if (got) {
         try {
           await this.storeLocal(hash, got.data, got.compressed);
         } finally {
           got.release();
-          this.room.pool.giveOrFree(got.data);
+          room.pool.giveOrFree(got.data);
         }
         return;
       }
