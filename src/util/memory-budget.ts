@@ -257,8 +257,12 @@ export class BudgetWindow {
     while (!this.tryTake()) {
       if (signal?.aborted) throw new BudgetAbortedError(this.budget.name);
       await new Promise<void>((resolve) => {
-        this.slotWaiters.push(resolve);
-        signal?.addEventListener("abort", () => resolve(), { once: true });
+        const wake = () => {
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        this.slotWaiters.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
       });
     }
   }

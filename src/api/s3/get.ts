@@ -113,9 +113,11 @@ export function objectHeaders(meta: ObjectMeta, lastModified: number): Record<st
  */
 export function streamBlocks(services: S3Services, versionUuid: string, start: number, end: number, dataKey?: DataKey, budget: MemoryBudget = services.blocks.local): ReadableStream<Uint8Array> {
   const { model, blocks } = services;
+  // Cancelling the body ends its waits: for memory, and for a slot its reader never gives back.
+  const cancelled = new AbortController();
   async function* generate(): AsyncGenerator<Uint8Array> {
     // Waited for before anything is held: a GET never waits for memory while holding some.
-    const win = await BudgetWindow.open(budget, blocks.readCover(), 1, 1 + PREFETCH_BLOCKS);
+    const win = await BudgetWindow.open(budget, blocks.readCover(), 1, 1 + PREFETCH_BLOCKS, cancelled.signal);
     const queue: { entry: VersionBlockEntry; data: Promise<Uint8Array>; at: number }[] = [];
     try {
       const pages = model.blockPages(versionUuid, BLOCK_ROWS_PER_QUERY);
@@ -143,7 +145,7 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
             return;
           }
           if (pos + entry.size > start) {
-            if (queue.length === 0 && wait) await win.take();
+            if (queue.length === 0 && wait) await win.take(cancelled.signal);
             else if (!win.tryTake()) return;
             const data = blocks.getLent(entry.hash, win.slotBytes, () => win.give());
             data.catch(() => win.give()); // a failed read leaves its slot to the window; awaited below
@@ -196,6 +198,7 @@ export function streamBlocks(services: S3Services, versionUuid: string, start: n
         else controller.enqueue(value);
       },
       async cancel() {
+        cancelled.abort();
         await it.return(undefined);
       },
     },
