@@ -249,7 +249,10 @@ test("SSE-C objects replicate, read through every node with the key, and scrub r
   const sealed = [...blockFiles()].filter((f) => !before.has(f));
   const path = `${b.dir}/data/${sealed[0]}`;
   const rotten = readFileSync(path);
-  rotten[100] = rotten[100]! ^ 0x55;
+  // The middle byte: the object's tail block is under 100 bytes, and an index past the end of a
+  // Buffer is silently not written.
+  const at = rotten.length >> 1;
+  rotten[at] = rotten[at]! ^ 0x55;
   writeFileSync(path, rotten);
   expect((await b.cli("repair", "scrub")).code).toBe(0);
   await waitFor("the rotten sealed copy is moved aside and fetched again", async () => existsSync(`${path}.corrupted`) && existsSync(path), 30_000);
