@@ -129,6 +129,8 @@ export class BlockManager {
   /** Block buffers for blocks read from disk and received from peers. */
   readonly buffers: BufferPool;
   private readonly locks = new HashLocks();
+  /** The clock GC compares deletion times with: a postponement must use the same one. */
+  private readonly now: () => number;
 
   constructor(
     readonly store: LocalBlockStore,
@@ -142,7 +144,7 @@ export class BlockManager {
     ({ local: this.local, copySources: this.copySources } = budgetShares(this.budget, opts.blockSize));
     this.buffers = new BufferPool(opts.blockSize, POOL_FREE_MAX, this.budget, uninitialized);
     this.rc = new BlockRc(db);
-    const now = opts.now ?? Date.now;
+    const now = (this.now = opts.now ?? Date.now);
     this.resync = new BlockResync(db, this.rc, store, placement, (h, data, compressed) => this.storeLocal(h, data, compressed), remote, { budget: this.local, pool: this.buffers }, now);
     this.gc = new BlockGc(this.rc, store, this.locks, now);
     this.offload = new BlockOffload(store, placement, this.locks, remote, { budget: this.local, pool: this.buffers });
@@ -383,7 +385,7 @@ export class BlockManager {
     return this.locks.with(hashHex, async () => {
       // A block waiting for GC is about to be referenced again: push its deletion back so
       // the reference (committed after the store) arrives first.
-      this.rc.postponeDeletion(hashHex, Date.now() + BLOCK_GC_DELAY_MS);
+      this.rc.postponeDeletion(hashHex, this.now() + BLOCK_GC_DELAY_MS);
       await this.store.write(hashHex, data, compressed);
     });
   }

@@ -11,6 +11,7 @@ import { defaultZstd } from "../../../src/block/codec.ts";
 import { blake3Sync, hashHex } from "../../../src/block/hash.ts";
 import { BlockManager, BlockNotFoundError, type BlockManagerOptions } from "../../../src/block/manager.ts";
 import { ORPHAN_GRACE_MS } from "../../../src/block/orphans.ts";
+import { BLOCK_GC_DELAY_MS } from "../../../src/block/rc.ts";
 import { LocalBlockStore } from "../../../src/block/store.ts";
 import { QuorumError, REQUEST_QUORUM_TIMEOUT_MS } from "../../../src/table/quorum.ts";
 
@@ -131,6 +132,23 @@ describe("BlockManager GC", () => {
       if (c.gone) expect(rcRow(c.hash)).toBeNull();
       else expect(rcRow(c.hash)).toEqual({ refs: c.refs, deletable_at: c.at });
     }
+  });
+
+  test("a block waiting for GC and stored again is kept: the postponement uses GC's clock", async () => {
+    // A clock far from the wall clock: a postponement computed from Date.now() would be long past.
+    let clock = Date.now() + 365 * 24 * 3600_000;
+    const m = manager(null, { now: () => clock });
+    const b = block(text(10, "stored again while due"));
+    await m.put(b.hash, b.data);
+    setRc(b.hash, 0, clock);
+    await m.storeLocal(b.hash, b.data, false);
+    expect((rcRow(b.hash) as { deletable_at: number }).deletable_at).toBeGreaterThan(clock);
+    clock += 60_000;
+    await m.gc.run();
+    expect(await store.has(b.hash)).toBe(true);
+    clock += BLOCK_GC_DELAY_MS;
+    await m.gc.run();
+    expect(await store.has(b.hash)).toBe(false);
   });
 
   test("a GC pass handles more due blocks than one batch, and a row whose file is already gone", async () => {
