@@ -145,6 +145,15 @@ function bodyStream(req: http.IncomingMessage, state: BodyState, idleMs: number)
 }
 
 /**
+ * A request target that URL parsing would leave as it is (path and query of characters it never
+ * escapes or rewrites), unless it has a dot segment (DOT_SEGMENT_RE): the common S3 request,
+ * made into a URL by concatenation instead of a parse.
+ */
+const PLAIN_TARGET_RE = /^\/(?!\/)[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*$/;
+/** "." or ".." path segments (also percent-encoded) and a "%" not followed by two hex digits. */
+const DOT_SEGMENT_RE = /\/(?:\.|%2e)|%(?![0-9A-Fa-f]{2})/i;
+
+/**
  * The request as a Fetch Request, built from the raw header list only (req.headers, node's
  * header object, is never built), and whether it announces a body: a Transfer-Encoding, or a
  * Content-Length other than 0 (node:http refuses a request with several differing ones).
@@ -168,10 +177,13 @@ function toRequest(req: http.IncomingMessage, idleMs: number): { request: Reques
   // need the exact target read rawUrlOf().
   const target = req.url ?? "/";
   let url: string;
-  try {
-    url = new URL(target, "http://localhost").href;
-  } catch {
-    url = "http://localhost/";
+  if (PLAIN_TARGET_RE.test(target) && !DOT_SEGMENT_RE.test(target)) url = "http://localhost" + target;
+  else {
+    try {
+      url = new URL(target, "http://localhost").href;
+    } catch {
+      url = "http://localhost/";
+    }
   }
   const request = new Request(url, {
     method,
