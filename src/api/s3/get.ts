@@ -71,17 +71,34 @@ export function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
 
+/** The four condition headers, by prefix ("" or x-amz-copy-source-): named once, not per request. */
+const CONDITION_NAMES = new Map<string, readonly [string, string, string, string]>();
+
+function conditionNames(prefix: string): readonly [string, string, string, string] {
+  let names = CONDITION_NAMES.get(prefix);
+  if (names === undefined) {
+    names = [`${prefix}if-match`, `${prefix}if-unmodified-since`, `${prefix}if-none-match`, `${prefix}if-modified-since`];
+    CONDITION_NAMES.set(prefix, names);
+  }
+  return names;
+}
+
+function etagListMatches(list: string, etag: string): boolean {
+  return list.split(",").some((t) => t.trim() === "*" || normalizeEtag(t) === etag);
+}
+
 /** RFC 7232 §6 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since. */
 export function checkConditions(h: Headers, etag: string, lastModified: number, prefix = "", notModifiedStatus: "304" | "412" = "304"): void {
+  const [ifMatchName, ifUnmodifiedName, ifNoneMatchName, ifModifiedName] = conditionNames(prefix);
+  const ifMatch = h.get(ifMatchName);
+  const ifUnmodified = h.get(ifUnmodifiedName);
+  const ifNoneMatch = h.get(ifNoneMatchName);
+  const ifModified = h.get(ifModifiedName);
+  if (ifMatch === null && ifUnmodified === null && ifNoneMatch === null && ifModified === null) return;
   const lastModifiedSec = Math.floor(lastModified / 1000);
-  const ifMatch = h.get(`${prefix}if-match`);
-  const ifUnmodified = h.get(`${prefix}if-unmodified-since`);
-  const ifNoneMatch = h.get(`${prefix}if-none-match`);
-  const ifModified = h.get(`${prefix}if-modified-since`);
-  const matches = (list: string) => list.split(",").some((t) => t.trim() === "*" || normalizeEtag(t) === etag);
   const failed = () => new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
   if (ifMatch !== null) {
-    if (!matches(ifMatch)) throw failed();
+    if (!etagListMatches(ifMatch, etag)) throw failed();
   } else if (ifUnmodified !== null) {
     const t = Date.parse(ifUnmodified);
     if (!Number.isNaN(t) && lastModifiedSec > Math.floor(t / 1000)) throw failed();
@@ -89,7 +106,7 @@ export function checkConditions(h: Headers, etag: string, lastModified: number, 
   const notModified = () =>
     notModifiedStatus === "304" ? new S3Error("NotModified", "Not Modified", { etag: etagHeader(etag), "last-modified": httpDate(lastModified) }) : failed();
   if (ifNoneMatch !== null) {
-    if (matches(ifNoneMatch)) throw notModified();
+    if (etagListMatches(ifNoneMatch, etag)) throw notModified();
   } else if (ifModified !== null) {
     const t = Date.parse(ifModified);
     if (!Number.isNaN(t) && lastModifiedSec <= Math.floor(t / 1000)) throw notModified();
