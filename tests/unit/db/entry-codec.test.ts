@@ -81,6 +81,25 @@ describe("entry codec", () => {
     expect(encodeEntry(entry).length).toBeLessThanOrEqual(1024 + 32 + 32 + 16 + 26 + 64);
   });
 
+  test("an inline body decoded without being read is an ordinary string property once read, written or copied", () => {
+    const body = randomBytes(4096).toString("base64");
+    const entry = { kind: "inline", meta: { size: 4096 }, base64: body, after: [1, "x"] };
+    const row = encodeEntry(entry);
+    const read = decodeEntry(row) as typeof entry;
+    expect(Object.keys(read)).toEqual(["kind", "meta", "base64", "after"]);
+    expect(JSON.stringify(read)).toBe(JSON.stringify(entry));
+    expect(read.base64).toBe(body);
+    expect(Object.getOwnPropertyDescriptor(read, "base64")).toEqual({ value: body, writable: true, enumerable: true, configurable: true });
+    const copied = { ...(decodeEntry(row) as typeof entry) };
+    expect(Object.getOwnPropertyDescriptor(copied, "base64")?.value).toBe(body);
+    const written = decodeEntry(row) as typeof entry;
+    written.base64 = "QUJD";
+    expect(written.base64).toBe("QUJD");
+    expect(Object.keys(written)).toEqual(["kind", "meta", "base64", "after"]);
+    expect(encodeEntry(decodeEntry(row))).toEqual(row);
+    expect(decodeEntry(row)).toEqual(entry);
+  });
+
   test("malformed rows are refused with RowFormatError", () => {
     const good = encodeEntry({ a: [1, "x", randomBytes(8).toString("hex")] });
     expect(() => decodeEntry(new Uint8Array())).toThrow(RowFormatError);
