@@ -84,6 +84,19 @@ const BASE64_TRY_LENGTH = 64;
  */
 const LAZY_BASE64_MIN_BYTES = 1024;
 
+/** The bytes behind each lazy base64 property, by its getter (see base64Bytes). */
+const lazyBytes = new WeakMap<() => string, Uint8Array>();
+
+/**
+ * The bytes a base64 string property of a decoded entry stands for (an inline body): the row's
+ * own bytes while its text has not been made, without making it; else the text decoded.
+ */
+export function base64Bytes(holder: object, key: string): Uint8Array {
+  const get = Object.getOwnPropertyDescriptor(holder, key)?.get;
+  const bytes = get === undefined ? undefined : lazyBytes.get(get as () => string);
+  return bytes ?? Buffer.from((holder as Record<string, string>)[key]!, "base64");
+}
+
 const utf8 = new TextEncoder();
 
 /** TC39's Uint8Array.prototype.setFromBase64, whose options Bun's bundled types leave out. */
@@ -363,16 +376,13 @@ class Reader {
     const start = this.skip(n);
     const buf = this.buf;
     const settle = (value: unknown) => Object.defineProperty(out, k, { value, writable: true, enumerable: true, configurable: true });
-    Object.defineProperty(out, k, {
-      get() {
-        const text = buf.toString("base64", start, start + n);
-        settle(text);
-        return text;
-      },
-      set: settle,
-      enumerable: true,
-      configurable: true,
-    });
+    const get = () => {
+      const text = buf.toString("base64", start, start + n);
+      settle(text);
+      return text;
+    };
+    lazyBytes.set(get, buf.subarray(start, start + n));
+    Object.defineProperty(out, k, { get, set: settle, enumerable: true, configurable: true });
     return true;
   }
 

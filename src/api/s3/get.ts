@@ -19,6 +19,7 @@ import { decryptBlock, DecryptionError, type DataKey } from "../../block/encrypt
 import { chunkDone, relend } from "../../util/buffer-pool";
 import { BudgetWindow, type MemoryBudget } from "../../util/memory-budget";
 import { bytesResponse } from "../http";
+import { base64Bytes } from "../../db/entry-codec";
 
 /** Blocks fetched ahead of the one being sent, when the budget has room for them. */
 const PREFETCH_BLOCKS = 3;
@@ -254,7 +255,7 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
   const data = version.state.data;
   if (end < start) return (async function* () {})();
   if (data.kind === "inline") {
-    const stored = Buffer.from(data.base64, "base64");
+    const stored = base64Bytes(data, "base64");
     const plain = dataKey ? openSealed(dataKey, stored, data.meta.size) : stored;
     return (async function* () {
       yield plain.subarray(start, end + 1);
@@ -344,7 +345,7 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   if (isHead || meta.size === 0) return new Response(null, { status, headers });
   const open = (stored: Uint8Array, plainSize: number) => (dataKey ? openSealed(dataKey, stored, plainSize) : stored);
   if (data.kind === "inline") {
-    return bytesResponse(open(Buffer.from(data.base64, "base64"), meta.size).subarray(start, end + 1), { status, headers });
+    return bytesResponse(open(base64Bytes(data, "base64"), meta.size).subarray(start, end + 1), { status, headers });
   }
   if (data.singleBlock !== undefined) {
     const bytes = open(await services.blocks.get(data.singleBlock), meta.size);

@@ -2,7 +2,7 @@
 // about what it reads.
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { decodeEntry, encodeEntry, entryJson, RowFormatError } from "../../../src/db/entry-codec.ts";
+import { base64Bytes, decodeEntry, encodeEntry, entryJson, RowFormatError } from "../../../src/db/entry-codec.ts";
 import { mulberry32 } from "../../helpers/random.ts";
 
 /** Strings that sit on the edges of the special string forms (hex, base64, dictionary, UTF-16). */
@@ -98,6 +98,13 @@ describe("entry codec", () => {
     expect(Object.keys(written)).toEqual(["kind", "meta", "base64", "after"]);
     expect(encodeEntry(decodeEntry(row))).toEqual(row);
     expect(decodeEntry(row)).toEqual(entry);
+    // Its bytes, read before and after its text was made, and of a plain object.
+    const bytes = Buffer.from(body, "base64");
+    const fresh = decodeEntry(row) as typeof entry;
+    expect(Buffer.from(base64Bytes(fresh, "base64")).equals(bytes)).toBe(true);
+    void fresh.base64;
+    expect(Buffer.from(base64Bytes(fresh, "base64")).equals(bytes)).toBe(true);
+    expect(Buffer.from(base64Bytes(entry, "base64")).equals(bytes)).toBe(true);
   });
 
   test("malformed rows are refused with RowFormatError", () => {
