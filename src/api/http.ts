@@ -325,17 +325,14 @@ export async function serveNode(app: RequestHandler, opts: ServeOptions): Promis
   const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
   const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
   const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
-  // The response being answered on each socket: bytes the parser cannot take after a request
-  // (more body than its Content-Length) must not cost that request its answer.
+  // The response last begun on each socket: bytes the parser cannot take after a request
+  // (more body than its Content-Length) must not cost that request its answer. Whether it is
+  // still being answered is asked of it when needed (rarely), not tracked with two listeners
+  // per request.
   const inFlight = new WeakMap<Socket, http.ServerResponse>();
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket as Socket;
-    inFlight.set(socket, res);
-    const answered = () => {
-      if (inFlight.get(socket) === res) inFlight.delete(socket);
-    };
-    res.once("finish", answered);
-    res.once("close", answered);
+    // Kept until the socket's next request replaces it: clientError asks whether it is done.
+    inFlight.set(req.socket as Socket, res);
     try {
       const { request, body } = toRequest(req, idleMs);
       const response = await app.handle(request);
@@ -375,7 +372,7 @@ export async function serveNode(app: RequestHandler, opts: ServeOptions): Promis
   // then the connection closes. With nothing in flight, a bare 400 and close.
   server.on("clientError", (_err: Error, socket: Socket) => {
     const res = inFlight.get(socket);
-    if (res === undefined) {
+    if (res === undefined || res.writableFinished || res.destroyed) {
       if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       else socket.destroy();
       return;

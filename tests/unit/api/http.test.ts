@@ -202,6 +202,17 @@ describe("request bodies", () => {
     expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
   });
 
+  test("garbage after an answered request on a kept-alive connection gets a bare 400 too", async () => {
+    const port = await serve(new Elysia().get("/", () => "hi") as unknown as Elysia);
+    const c = await rawConnect(port);
+    await c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect((await c.head(PROMPTLY_MS)).status).toBe(200);
+    await Bun.sleep(100); // answered in full before the garbage comes
+    await c.send("NOT HTTP AT ALL\r\n\r\n");
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    expect(c.received().toString("latin1")).toContain("HTTP/1.1 400 Bad Request");
+  });
+
   test("a body read to its end keeps the connection for the next request", async () => {
     const port = await serve(new Elysia().put("/echo", async ({ request }) => new Response(String((await request.arrayBuffer()).byteLength)), { parse: "none" }) as unknown as Elysia);
     const c = await rawConnect(port);
