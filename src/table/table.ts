@@ -58,6 +58,12 @@ export class Table<E> {
    * this way, with no extra round trip, whether a replica already held something newer.
    */
   async insertReporting(entries: readonly E[]): Promise<E[][]> {
+    if (entries.length === 1) {
+      // One entry (every object write): one partition, without the grouping below.
+      const entry = entries[0]!;
+      const replies = await this.insertPartition(this.partitionOf(this.schema.partitionKey(entry)), [entry], true);
+      return [replies.map((merged) => merged[0]!)];
+    }
     const byPartition = new Map<number, number[]>();
     entries.forEach((e, i) => {
       const p = this.partitionOf(this.schema.partitionKey(e));
