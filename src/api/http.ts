@@ -67,14 +67,19 @@ const CONNECTION_LIMIT_LOG_INTERVAL_MS = 60_000;
 const rawUrls = new WeakMap<Request, string>();
 /** The bytes of responses made by bytesResponse: sent as they are, without reading a stream. */
 const wholeBodies = new WeakMap<Response, Uint8Array>();
+/** Those of them that are nobody's loan (util/buffer-pool): no one waits for them to be written. */
+const unlentBodies = new WeakSet<Response>();
 
 /**
  * A response whose body is `bytes`, all of it already in memory (a small object, an XML
  * document): serveNode writes it out in one call instead of going through a stream reader.
+ * `lent: false` says the bytes are no pool's loan (e.g. an inline body read from its row):
+ * they then go out with the end of the response, one call less.
  */
-export function bytesResponse(bytes: Uint8Array, init: ResponseInit): Response {
+export function bytesResponse(bytes: Uint8Array, init: ResponseInit, opts: { lent?: boolean } = {}): Response {
   const response = new Response(bytes, init);
   wholeBodies.set(response, bytes);
+  if (opts.lent === false) unlentBodies.add(response);
   return response;
 }
 
@@ -198,20 +203,21 @@ function toRequest(req: http.IncomingMessage, idleMs: number): { request: Reques
 }
 
 /**
- * Resolves true when the socket wants more data or is gone, false when it did not within
- * `ms` (the client stopped reading); leaves no listener or timer behind.
+ * Resolves true when the socket wants more data (`event` "drain"; "finish": has taken all of
+ * an ended response) or is gone, false when it did not within `ms` (the client stopped
+ * reading); leaves no listener or timer behind.
  */
-function drained(res: http.ServerResponse, ms: number): Promise<boolean> {
+function drained(res: http.ServerResponse, ms: number, event: "drain" | "finish" = "drain"): Promise<boolean> {
   return new Promise((resolve) => {
     const finish = (ok: boolean) => {
       clearTimeout(timer);
-      res.off("drain", done);
+      res.off(event, done);
       res.off("close", done);
       resolve(ok);
     };
     const done = () => finish(true);
     const timer = setTimeout(() => finish(false), ms);
-    res.on("drain", done);
+    res.on(event, done);
     res.on("close", done);
   });
 }
@@ -234,6 +240,16 @@ async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse,
   if (whole !== undefined) {
     // Already in memory: no first chunk to wait for, and one write; the send timeout as below.
     res.writeHead(response.status, headers);
+    if (unlentBodies.has(response)) {
+      // Nothing to give back once written: the body goes with the end. What the socket did
+      // not take yet still has the send timeout to be read in.
+      res.end(whole);
+      if (!res.writableFinished && !(await drained(res, sendTimeoutMs, "finish"))) {
+        log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
+        res.destroy();
+      }
+      return;
+    }
     if (!res.write(whole, () => chunkDone(whole)) && !(await drained(res, sendTimeoutMs))) {
       log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
       res.destroy();

@@ -345,7 +345,8 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   if (isHead || meta.size === 0) return new Response(null, { status, headers });
   const open = (stored: Uint8Array, plainSize: number) => (dataKey ? openSealed(dataKey, stored, plainSize) : stored);
   if (data.kind === "inline") {
-    return bytesResponse(open(base64Bytes(data, "base64"), meta.size).subarray(start, end + 1), { status, headers });
+    // The row's own bytes, or the plaintext opened from them: no pool's loan.
+    return bytesResponse(open(base64Bytes(data, "base64"), meta.size).subarray(start, end + 1), { status, headers }, { lent: false });
   }
   if (data.singleBlock !== undefined) {
     const bytes = open(await services.blocks.get(data.singleBlock), meta.size);
