@@ -67,14 +67,19 @@ const CONNECTION_LIMIT_LOG_INTERVAL_MS = 60_000;
 const rawUrls = new WeakMap<Request, string>();
 /** The bytes of responses made by bytesResponse: sent as they are, without reading a stream. */
 const wholeBodies = new WeakMap<Response, Uint8Array>();
+/** Those of them that are nobody's loan (util/buffer-pool): no one waits for them to be written. */
+const unlentBodies = new WeakSet<Response>();
 
 /**
  * A response whose body is `bytes`, all of it already in memory (a small object, an XML
  * document): serveNode writes it out in one call instead of going through a stream reader.
+ * `lent: false` says the bytes are no pool's loan (e.g. an inline body read from its row):
+ * they then go out with the end of the response, one call less.
  */
-export function bytesResponse(bytes: Uint8Array, init: ResponseInit): Response {
+export function bytesResponse(bytes: Uint8Array, init: ResponseInit, opts: { lent?: boolean } = {}): Response {
   const response = new Response(bytes, init);
   wholeBodies.set(response, bytes);
+  if (opts.lent === false) unlentBodies.add(response);
   return response;
 }
 
@@ -145,6 +150,15 @@ function bodyStream(req: http.IncomingMessage, state: BodyState, idleMs: number)
 }
 
 /**
+ * A request target that URL parsing would leave as it is (path and query of characters it never
+ * escapes or rewrites), unless it has a dot segment (DOT_SEGMENT_RE): the common S3 request,
+ * made into a URL by concatenation instead of a parse.
+ */
+const PLAIN_TARGET_RE = /^\/(?!\/)[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*$/;
+/** "." or ".." path segments (also percent-encoded) and a "%" not followed by two hex digits. */
+const DOT_SEGMENT_RE = /\/(?:\.|%2e)|%(?![0-9A-Fa-f]{2})/i;
+
+/**
  * The request as a Fetch Request, built from the raw header list only (req.headers, node's
  * header object, is never built), and whether it announces a body: a Transfer-Encoding, or a
  * Content-Length other than 0 (node:http refuses a request with several differing ones).
@@ -163,15 +177,20 @@ function toRequest(req: http.IncomingMessage, idleMs: number): { request: Reques
   }
   const state: BodyState = { expected, ended: false };
   const method = req.method ?? "GET";
-  const hasBody = method !== "GET" && method !== "HEAD";
+  // A DELETE that announces no body (nearly all) gets none rather than an empty stream, whose
+  // reader and iterator cost more than the rest of the Request; no DELETE handler reads one.
+  const hasBody = method !== "GET" && method !== "HEAD" && (expected || method !== "DELETE");
   // Elysia routes on a normalised URL with a long host (its short-Host bug); handlers that
   // need the exact target read rawUrlOf().
   const target = req.url ?? "/";
   let url: string;
-  try {
-    url = new URL(target, "http://localhost").href;
-  } catch {
-    url = "http://localhost/";
+  if (PLAIN_TARGET_RE.test(target) && !DOT_SEGMENT_RE.test(target)) url = "http://localhost" + target;
+  else {
+    try {
+      url = new URL(target, "http://localhost").href;
+    } catch {
+      url = "http://localhost/";
+    }
   }
   const request = new Request(url, {
     method,
@@ -184,20 +203,21 @@ function toRequest(req: http.IncomingMessage, idleMs: number): { request: Reques
 }
 
 /**
- * Resolves true when the socket wants more data or is gone, false when it did not within
- * `ms` (the client stopped reading); leaves no listener or timer behind.
+ * Resolves true when the socket wants more data (`event` "drain"; "finish": has taken all of
+ * an ended response) or is gone, false when it did not within `ms` (the client stopped
+ * reading); leaves no listener or timer behind.
  */
-function drained(res: http.ServerResponse, ms: number): Promise<boolean> {
+function drained(res: http.ServerResponse, ms: number, event: "drain" | "finish" = "drain"): Promise<boolean> {
   return new Promise((resolve) => {
     const finish = (ok: boolean) => {
       clearTimeout(timer);
-      res.off("drain", done);
+      res.off(event, done);
       res.off("close", done);
       resolve(ok);
     };
     const done = () => finish(true);
     const timer = setTimeout(() => finish(false), ms);
-    res.on("drain", done);
+    res.on(event, done);
     res.on("close", done);
   });
 }
@@ -220,6 +240,16 @@ async function sendResponse(req: http.IncomingMessage, res: http.ServerResponse,
   if (whole !== undefined) {
     // Already in memory: no first chunk to wait for, and one write; the send timeout as below.
     res.writeHead(response.status, headers);
+    if (unlentBodies.has(response)) {
+      // Nothing to give back once written: the body goes with the end. What the socket did
+      // not take yet still has the send timeout to be read in.
+      res.end(whole);
+      if (!res.writableFinished && !(await drained(res, sendTimeoutMs, "finish"))) {
+        log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
+        res.destroy();
+      }
+      return;
+    }
     if (!res.write(whole, () => chunkDone(whole)) && !(await drained(res, sendTimeoutMs))) {
       log.debug(`client did not read its response for ${sendTimeoutMs} ms: closing the connection`);
       res.destroy();
@@ -311,17 +341,14 @@ export async function serveNode(app: RequestHandler, opts: ServeOptions): Promis
   const idleMs = opts.bodyIdleTimeoutMs ?? bodyIdleTimeoutFromEnv();
   const sendTimeoutMs = opts.sendTimeoutMs ?? SEND_TIMEOUT_MS;
   const maxConnections = opts.maxConnections ?? connectionLimitFor(openFileLimit());
-  // The response being answered on each socket: bytes the parser cannot take after a request
-  // (more body than its Content-Length) must not cost that request its answer.
+  // The response last begun on each socket: bytes the parser cannot take after a request
+  // (more body than its Content-Length) must not cost that request its answer. Whether it is
+  // still being answered is asked of it when needed (rarely), not tracked with two listeners
+  // per request.
   const inFlight = new WeakMap<Socket, http.ServerResponse>();
   const onRequest = async (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket as Socket;
-    inFlight.set(socket, res);
-    const answered = () => {
-      if (inFlight.get(socket) === res) inFlight.delete(socket);
-    };
-    res.once("finish", answered);
-    res.once("close", answered);
+    // Kept until the socket's next request replaces it: clientError asks whether it is done.
+    inFlight.set(req.socket as Socket, res);
     try {
       const { request, body } = toRequest(req, idleMs);
       const response = await app.handle(request);
@@ -361,7 +388,7 @@ export async function serveNode(app: RequestHandler, opts: ServeOptions): Promis
   // then the connection closes. With nothing in flight, a bare 400 and close.
   server.on("clientError", (_err: Error, socket: Socket) => {
     const res = inFlight.get(socket);
-    if (res === undefined) {
+    if (res === undefined || res.writableFinished || res.destroyed) {
       if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
       else socket.destroy();
       return;

@@ -74,6 +74,29 @@ const BASE64_MIN_LENGTH = 12;
  */
 const BASE64_TRY_LENGTH = 64;
 
+/**
+ * Base64 strings of at least this many bytes (inline bodies) are decoded into their text only
+ * when read: HEAD, a DELETE merging the version away and most reads of an entry never look at
+ * the body, and its text (4/3 of it) was the largest allocation of a small object's HEAD. The
+ * property is an accessor until first read (or written), then an ordinary one: JSON, spreads
+ * and key order see a plain string property. Rows are fresh copies from sqlite, never reused,
+ * so holding the row until then is safe.
+ */
+const LAZY_BASE64_MIN_BYTES = 1024;
+
+/** The bytes behind each lazy base64 property, by its getter (see base64Bytes). */
+const lazyBytes = new WeakMap<() => string, Uint8Array>();
+
+/**
+ * The bytes a base64 string property of a decoded entry stands for (an inline body): the row's
+ * own bytes while its text has not been made, without making it; else the text decoded.
+ */
+export function base64Bytes(holder: object, key: string): Uint8Array {
+  const get = Object.getOwnPropertyDescriptor(holder, key)?.get;
+  const bytes = get === undefined ? undefined : lazyBytes.get(get as () => string);
+  return bytes ?? Buffer.from((holder as Record<string, string>)[key]!, "base64");
+}
+
 const utf8 = new TextEncoder();
 
 /** TC39's Uint8Array.prototype.setFromBase64, whose options Bun's bundled types leave out. */
@@ -337,6 +360,32 @@ class Reader {
     return this.buf.toString(encoding, start, start + n);
   }
 
+  /**
+   * At a base64 string of at least LAZY_BASE64_MIN_BYTES (an inline body): makes it property
+   * `k` of `out`, its text made on first read (see LAZY_BASE64_MIN_BYTES), and returns true.
+   * Shorter: reads nothing and returns false.
+   */
+  lazyBase64(out: Record<string, unknown>, k: string): boolean {
+    const at = this.pos;
+    this.pos++; // the tag
+    const n = this.varint();
+    if (n < LAZY_BASE64_MIN_BYTES) {
+      this.pos = at;
+      return false;
+    }
+    const start = this.skip(n);
+    const buf = this.buf;
+    const settle = (value: unknown) => Object.defineProperty(out, k, { value, writable: true, enumerable: true, configurable: true });
+    const get = () => {
+      const text = buf.toString("base64", start, start + n);
+      settle(text);
+      return text;
+    };
+    lazyBytes.set(get, buf.subarray(start, start + n));
+    Object.defineProperty(out, k, { get, set: settle, enumerable: true, configurable: true });
+    return true;
+  }
+
   value(): unknown {
     const tag = this.byte();
     if (tag >= T_DICT) return DICTIONARY[tag - T_DICT] ?? this.fail(`unknown dictionary string ${tag - T_DICT}`);
@@ -385,6 +434,7 @@ class Reader {
         for (let i = 0; i < n; i++) {
           const k = this.value();
           if (typeof k !== "string") this.fail("object key is not a string");
+          if (this.buf[this.pos] === T_BASE64 && k !== "__proto__" && this.lazyBase64(out, k)) continue;
           const v = this.value();
           // As JSON.parse: "__proto__" is an ordinary own property, never the prototype.
           if (k === "__proto__") Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });

@@ -7,7 +7,7 @@
 // publishes it under its own node id in the sharded bucket_counter table. A reader takes the
 // values of the nodes that serve reads of the partition and keeps the largest: replicas agree
 // once synced, and the largest is the safe side for quotas.
-import type { Database } from "bun:sqlite";
+import type { Database, Statement } from "bun:sqlite";
 import type { TableSchema } from "../table/schema";
 
 export interface BucketCounts {
@@ -72,11 +72,19 @@ export function countsOf(entry: BucketCounterEntry | undefined, trusted: readonl
 /** Adds a change to this node's own counts of a bucket; call inside the write transaction. */
 export function adjustLocalCounts(db: Database, bucketId: string, delta: BucketCounts): void {
   if (delta.objects === 0 && delta.bytes === 0 && delta.uploads === 0) return;
-  db.query(
-    `INSERT INTO bucket_counts (bucket_id, objects, bytes, uploads) VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT (bucket_id) DO UPDATE SET objects = objects + ?2, bytes = bytes + ?3, uploads = uploads + ?4`,
-  ).run(bucketId, delta.objects, delta.bytes, delta.uploads);
+  let stmt = adjustStatements.get(db);
+  if (stmt === undefined) {
+    stmt = db.query(
+      `INSERT INTO bucket_counts (bucket_id, objects, bytes, uploads) VALUES (?1, ?2, ?3, ?4)
+       ON CONFLICT (bucket_id) DO UPDATE SET objects = objects + ?2, bytes = bytes + ?3, uploads = uploads + ?4`,
+    );
+    adjustStatements.set(db, stmt);
+  }
+  stmt.run(bucketId, delta.objects, delta.bytes, delta.uploads);
 }
+
+/** adjustLocalCounts runs in every object write: its statement is looked up once per database, not by its text. */
+const adjustStatements = new WeakMap<Database, Statement>();
 
 /** This node's own counts of every bucket it has stored something of (or of one bucket). */
 export function localCounts(db: Database, bucketId?: string): Map<string, BucketCounts> {

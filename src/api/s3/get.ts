@@ -19,6 +19,7 @@ import { decryptBlock, DecryptionError, type DataKey } from "../../block/encrypt
 import { chunkDone, relend } from "../../util/buffer-pool";
 import { BudgetWindow, type MemoryBudget } from "../../util/memory-budget";
 import { bytesResponse } from "../http";
+import { base64Bytes } from "../../db/entry-codec";
 
 /** Blocks fetched ahead of the one being sent, when the budget has room for them. */
 const PREFETCH_BLOCKS = 3;
@@ -71,17 +72,34 @@ export function httpDate(ms: number): string {
   return new Date(ms).toUTCString();
 }
 
+/** The four condition headers, by prefix ("" or x-amz-copy-source-): named once, not per request. */
+const CONDITION_NAMES = new Map<string, readonly [string, string, string, string]>();
+
+function conditionNames(prefix: string): readonly [string, string, string, string] {
+  let names = CONDITION_NAMES.get(prefix);
+  if (names === undefined) {
+    names = [`${prefix}if-match`, `${prefix}if-unmodified-since`, `${prefix}if-none-match`, `${prefix}if-modified-since`];
+    CONDITION_NAMES.set(prefix, names);
+  }
+  return names;
+}
+
+function etagListMatches(list: string, etag: string): boolean {
+  return list.split(",").some((t) => t.trim() === "*" || normalizeEtag(t) === etag);
+}
+
 /** RFC 7232 §6 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since. */
 export function checkConditions(h: Headers, etag: string, lastModified: number, prefix = "", notModifiedStatus: "304" | "412" = "304"): void {
+  const [ifMatchName, ifUnmodifiedName, ifNoneMatchName, ifModifiedName] = conditionNames(prefix);
+  const ifMatch = h.get(ifMatchName);
+  const ifUnmodified = h.get(ifUnmodifiedName);
+  const ifNoneMatch = h.get(ifNoneMatchName);
+  const ifModified = h.get(ifModifiedName);
+  if (ifMatch === null && ifUnmodified === null && ifNoneMatch === null && ifModified === null) return;
   const lastModifiedSec = Math.floor(lastModified / 1000);
-  const ifMatch = h.get(`${prefix}if-match`);
-  const ifUnmodified = h.get(`${prefix}if-unmodified-since`);
-  const ifNoneMatch = h.get(`${prefix}if-none-match`);
-  const ifModified = h.get(`${prefix}if-modified-since`);
-  const matches = (list: string) => list.split(",").some((t) => t.trim() === "*" || normalizeEtag(t) === etag);
   const failed = () => new S3Error("PreconditionFailed", "At least one of the pre-conditions you specified did not hold");
   if (ifMatch !== null) {
-    if (!matches(ifMatch)) throw failed();
+    if (!etagListMatches(ifMatch, etag)) throw failed();
   } else if (ifUnmodified !== null) {
     const t = Date.parse(ifUnmodified);
     if (!Number.isNaN(t) && lastModifiedSec > Math.floor(t / 1000)) throw failed();
@@ -89,7 +107,7 @@ export function checkConditions(h: Headers, etag: string, lastModified: number, 
   const notModified = () =>
     notModifiedStatus === "304" ? new S3Error("NotModified", "Not Modified", { etag: etagHeader(etag), "last-modified": httpDate(lastModified) }) : failed();
   if (ifNoneMatch !== null) {
-    if (matches(ifNoneMatch)) throw notModified();
+    if (etagListMatches(ifNoneMatch, etag)) throw notModified();
   } else if (ifModified !== null) {
     const t = Date.parse(ifModified);
     if (!Number.isNaN(t) && lastModifiedSec <= Math.floor(t / 1000)) throw notModified();
@@ -237,7 +255,7 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
   const data = version.state.data;
   if (end < start) return (async function* () {})();
   if (data.kind === "inline") {
-    const stored = Buffer.from(data.base64, "base64");
+    const stored = base64Bytes(data, "base64");
     const plain = dataKey ? openSealed(dataKey, stored, data.meta.size) : stored;
     return (async function* () {
       yield plain.subarray(start, end + 1);
@@ -327,7 +345,8 @@ export async function objectResponse(services: S3Services, version: VisibleVersi
   if (isHead || meta.size === 0) return new Response(null, { status, headers });
   const open = (stored: Uint8Array, plainSize: number) => (dataKey ? openSealed(dataKey, stored, plainSize) : stored);
   if (data.kind === "inline") {
-    return bytesResponse(open(Buffer.from(data.base64, "base64"), meta.size).subarray(start, end + 1), { status, headers });
+    // The row's own bytes, or the plaintext opened from them: no pool's loan.
+    return bytesResponse(open(base64Bytes(data, "base64"), meta.size).subarray(start, end + 1), { status, headers }, { lent: false });
   }
   if (data.singleBlock !== undefined) {
     const bytes = open(await services.blocks.get(data.singleBlock), meta.size);

@@ -50,8 +50,22 @@ function decodeKey(raw: string): string {
   return key;
 }
 
+/**
+ * The bucket a Host header names, for the last Host and root domain seen: a client sends the
+ * same Host on every request, and bucketOfHost costs three regular expressions.
+ */
+let lastHost: { host: string | null; rootDomain: string | undefined; bucket: string | undefined } = { host: null, rootDomain: undefined, bucket: undefined };
+
+function vhostBucketOf(host: string | null, rootDomain: string | undefined): string | undefined {
+  const last = lastHost;
+  if (host !== null && host === last.host && rootDomain === last.rootDomain) return last.bucket;
+  const bucket = bucketOfHost(host, rootDomain, false);
+  lastHost = { host, rootDomain, bucket };
+  return bucket;
+}
+
 function parseTarget(rawPath: string, host: string | null, rootDomain: string | undefined): Target {
-  const vhostBucket = bucketOfHost(host, rootDomain, false);
+  const vhostBucket = vhostBucketOf(host, rootDomain);
   if (vhostBucket !== undefined) {
     const bucketName = vhostBucket;
     const rest = rawPath.slice(1);

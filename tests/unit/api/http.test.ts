@@ -96,9 +96,9 @@ test("a client that stops reading its response is cut off after the send timeout
 });
 
 describe("a body held in memory (bytesResponse)", () => {
-  test("goes out byte for byte under its Content-Length, and the connection stays for the next request", async () => {
+  test.each([true, false])("goes out byte for byte under its Content-Length, and the connection stays for the next request (lent: %p)", async (lent) => {
     const bytes = new Uint8Array(100_000).map((_, i) => i % 251);
-    const port = await serve({ handle: () => bytesResponse(bytes, { status: 200, headers: { "content-length": String(bytes.length), etag: '"e"' } }) } as unknown as Elysia);
+    const port = await serve({ handle: () => bytesResponse(bytes, { status: 200, headers: { "content-length": String(bytes.length), etag: '"e"' } }, { lent }) } as unknown as Elysia);
     const c = await rawConnect(port);
     for (let i = 0; i < 2; i++) {
       const before = c.received().length;
@@ -119,18 +119,20 @@ describe("a body held in memory (bytesResponse)", () => {
     c.destroy();
   });
 
-  test("a client that does not read it is cut off after the send timeout", async () => {
-    // Far more than the socket buffers take: the write waits for room that never comes.
-    const bytes = new Uint8Array(32 * 1024 * 1024);
-    const port = await serve({ handle: () => bytesResponse(bytes, { headers: { "content-length": String(bytes.length) } }) } as unknown as Elysia, { sendTimeoutMs: 300 });
-    const c = await rawConnect(port);
-    await c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    c.socket.pause();
-    await Bun.sleep(1_000);
-    c.socket.resume();
-    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
-    expect(c.received().length).toBeLessThan(bytes.length);
-  });
+  for (const lent of [true, false]) {
+    test(`a client that does not read it is cut off after the send timeout (${lent ? "a loan" : "no loan"})`, async () => {
+      // Far more than the socket buffers take: the write waits for room that never comes.
+      const bytes = new Uint8Array(32 * 1024 * 1024);
+      const port = await serve({ handle: () => bytesResponse(bytes, { headers: { "content-length": String(bytes.length) } }, { lent }) } as unknown as Elysia, { sendTimeoutMs: 300 });
+      const c = await rawConnect(port);
+      await c.send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
+      c.socket.pause();
+      await Bun.sleep(1_000);
+      c.socket.resume();
+      expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+      expect(c.received().length).toBeLessThan(bytes.length);
+    });
+  }
 });
 
 describe("request bodies", () => {
@@ -200,6 +202,17 @@ describe("request bodies", () => {
     await c.send("NOT HTTP AT ALL\r\n\r\n");
     expect((await c.head(PROMPTLY_MS)).status).toBe(400);
     expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+  });
+
+  test("garbage after an answered request on a kept-alive connection gets a bare 400 too", async () => {
+    const port = await serve(new Elysia().get("/", () => "hi") as unknown as Elysia);
+    const c = await rawConnect(port);
+    await c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect((await c.head(PROMPTLY_MS)).status).toBe(200);
+    await Bun.sleep(100); // answered in full before the garbage comes
+    await c.send("NOT HTTP AT ALL\r\n\r\n");
+    expect(await within(c.closed, PROMPTLY_MS, "still open")).not.toBe("still open");
+    expect(c.received().toString("latin1")).toContain("HTTP/1.1 400 Bad Request");
   });
 
   test("a body read to its end keeps the connection for the next request", async () => {

@@ -2,7 +2,7 @@
 // about what it reads.
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { decodeEntry, encodeEntry, entryJson, RowFormatError } from "../../../src/db/entry-codec.ts";
+import { base64Bytes, decodeEntry, encodeEntry, entryJson, RowFormatError } from "../../../src/db/entry-codec.ts";
 import { mulberry32 } from "../../helpers/random.ts";
 
 /** Strings that sit on the edges of the special string forms (hex, base64, dictionary, UTF-16). */
@@ -79,6 +79,32 @@ describe("entry codec", () => {
     expect(JSON.stringify(entry).length).toBeGreaterThan(1700);
     // 1024 body + 32 + 32 + 16 (ids and etag as bytes) + the key + at most 64 of structure
     expect(encodeEntry(entry).length).toBeLessThanOrEqual(1024 + 32 + 32 + 16 + 26 + 64);
+  });
+
+  test("an inline body decoded without being read is an ordinary string property once read, written or copied", () => {
+    const body = randomBytes(4096).toString("base64");
+    const entry = { kind: "inline", meta: { size: 4096 }, base64: body, after: [1, "x"] };
+    const row = encodeEntry(entry);
+    const read = decodeEntry(row) as typeof entry;
+    expect(Object.keys(read)).toEqual(["kind", "meta", "base64", "after"]);
+    expect(JSON.stringify(read)).toBe(JSON.stringify(entry));
+    expect(read.base64).toBe(body);
+    expect(Object.getOwnPropertyDescriptor(read, "base64")).toEqual({ value: body, writable: true, enumerable: true, configurable: true });
+    const copied = { ...(decodeEntry(row) as typeof entry) };
+    expect(Object.getOwnPropertyDescriptor(copied, "base64")?.value).toBe(body);
+    const written = decodeEntry(row) as typeof entry;
+    written.base64 = "QUJD";
+    expect(written.base64).toBe("QUJD");
+    expect(Object.keys(written)).toEqual(["kind", "meta", "base64", "after"]);
+    expect(encodeEntry(decodeEntry(row))).toEqual(row);
+    expect(decodeEntry(row)).toEqual(entry);
+    // Its bytes, read before and after its text was made, and of a plain object.
+    const bytes = Buffer.from(body, "base64");
+    const fresh = decodeEntry(row) as typeof entry;
+    expect(Buffer.from(base64Bytes(fresh, "base64")).equals(bytes)).toBe(true);
+    void fresh.base64;
+    expect(Buffer.from(base64Bytes(fresh, "base64")).equals(bytes)).toBe(true);
+    expect(Buffer.from(base64Bytes(entry, "base64")).equals(bytes)).toBe(true);
   });
 
   test("malformed rows are refused with RowFormatError", () => {
