@@ -4,14 +4,14 @@
 // ~42 MiB of the ~63 measured idle. Once the node serves, MADV_DONTNEED on the executable's
 // read-only mappings unmaps them; the code the node keeps running faults back in from the page
 // cache (a minor fault per 64 KiB, no disk read while the file is cached), and the rest stays in
-// the page cache only, where the kernel can reclaim it. Measured on the compiled binary:
-// docs/targets.md#build-options.
+// the page cache only, where the kernel can reclaim it. Serving requests runs much of that code
+// again: a node that has served gets most of the pages back (measured: docs/targets.md#build-options).
 // Only what is the file's content, so that dropping a page loses nothing: mappings that are
 // read-only now, hold no anonymous (copied-on-write) page, and lie in a load segment the ELF
 // file itself declares read-only. JavaScriptCore writes its configuration pages (in the
 // writable segment) at start and then makes them read-only: dropping them crashed the process
-// in an experiment, and qemu-user, which runs the arm64 binary in tests, reports every
-// mapping's anonymous pages as 0, so the segment check is the one that keeps them.
+// in an experiment, and qemu-user, which runs the arm64 binary in tests, emulates smaps with
+// zeros for every mapping's counts, so the segment check is the one that keeps them.
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { logger } from "../util/log";
 
