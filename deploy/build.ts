@@ -26,22 +26,20 @@ const embedBlake3Wasm: BunPlugin = {
 };
 
 /**
- * zstd-codec ships its codec twice, as wasm and as a 1.3 MB asm.js copy for runtimes without
- * WebAssembly; Bun always has WebAssembly, so the copy is dead weight in the binary (5.1 MiB of
- * it, source and bytecode). The branch that would load it throws instead.
+ * zstd-codec is src/block/codec.ts's fallback for runtimes without a built-in zstd; the binary's
+ * Bun has one, so the codec is never loaded there. Left in, it was 1.5 MiB of inlined wasm that
+ * the binary carried and, at every start, read into memory with the rest of the bundle (idle RSS
+ * 1.5 MiB higher, measured: docs/targets.md#build-options). The binary gets a stand-in whose use
+ * fails with a clear error; an earlier build dropped only the codec's asm.js copy (5.1 MiB).
  */
-const dropZstdAsmJs: BunPlugin = {
-  name: "drop-zstd-asmjs",
+const dropZstdCodec: BunPlugin = {
+  name: "drop-zstd-codec",
   setup(build) {
-    build.onLoad({ filter: /zstd-codec[\\/]lib[\\/]module\.js$/ }, async (args) => {
-      const source = await Bun.file(args.path).text();
-      const patched = source.replace(
-        "require('./zstd-codec-binding.js')(Module);",
-        "throw new Error('zstd-codec: this runtime has no WebAssembly (its asm.js fallback is not in the bunker binary)');",
-      );
-      if (patched === source) throw new Error("zstd-codec's module.js changed: cannot drop its asm.js copy (update deploy/build.ts)");
-      return { loader: "js", contents: patched };
-    });
+    build.onResolve({ filter: /^zstd-codec$/ }, () => ({ path: "zstd-codec", namespace: "bunker-absent" }));
+    build.onLoad({ filter: /.*/, namespace: "bunker-absent" }, () => ({
+      loader: "js",
+      contents: "export const ZstdCodec = { run() { throw new Error('zstd-codec is not in the bunker binary (its Bun has a built-in zstd)'); } };",
+    }));
   },
 };
 
@@ -86,7 +84,7 @@ export async function buildBinary(target: TargetName, outdir: string, build: str
     format: "esm",
     // src/util/version.ts reads it; undefined when run from source ("dev").
     define: { BUNKER_BUILD: JSON.stringify(build) },
-    plugins: [embedBlake3Wasm, dropZstdAsmJs],
+    plugins: [embedBlake3Wasm, dropZstdCodec],
   });
   if (!result.success) {
     for (const log of result.logs) console.error(log);

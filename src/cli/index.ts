@@ -14,6 +14,7 @@ import { layoutCommands } from "./commands/layout";
 import { nodeCommands } from "./commands/node";
 import { statusCommand } from "./commands/status";
 import { formatColumns } from "./table";
+import { releaseStartupPages, RELEASE_STARTUP_PAGES_DELAY_MS } from "./startup-pages";
 import { VERSION_LINE } from "../util/version";
 
 export const EXIT_OK = 0;
@@ -205,6 +206,8 @@ async function runServer(argv: string[], d: Dispatch): Promise<number> {
   // The compiled binary starts with JIT tier-up held back (deploy/build.ts, START_JIT_POLICY):
   // start-up code runs once and rarely repays compiling. Serving code does: normal policy now.
   Bun.unsafe.setJITPolicy(1);
+  // Start-up's code stays mapped, but the node no longer runs most of it (src/cli/startup-pages.ts).
+  setTimeout(() => void releaseStartupPages().catch(() => {}), RELEASE_STARTUP_PAGES_DELAY_MS).unref();
   // The node now lives on its sockets; handing an exit code back would let main kill it.
   return new Promise<number>(() => {});
 }
