@@ -10,11 +10,13 @@ import { logger } from "../util/log";
 const log = logger("db");
 
 /**
- * SQLite's own page cache (anonymous memory, at most this much per connection): it holds the
- * b-tree interior pages of a million objects (~4 MiB) with room for hot leaves; other pages come
- * from the kernel's file cache, which is not the process's resident memory.
+ * SQLite's own page cache (anonymous memory, at most this much per connection): room for the
+ * b-tree interior pages of a million objects (~4 MiB); other pages come from the kernel's file
+ * cache, which is not the process's resident memory. A listing of 200 000 objects filled the
+ * former 16 MB cache whole (RSS +17 MiB over a 2 MB one); random GET and HEAD rates did not
+ * differ between 16 MB and 2 MB (4 500-8 500 GET/s, 5 800-12 000 HEAD/s, alternating runs).
  */
-export const PAGE_CACHE_KIB = 16_000;
+export const PAGE_CACHE_KIB = 4096;
 /**
  * No memory map of the database file. Every page read through a map stays in the process's
  * resident memory (file-backed) until the kernel needs it: with the former 256 MiB map, RSS

@@ -5,7 +5,7 @@ import type { Database, Statement } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import type { GroupCommitter } from "../db/committer";
 import { decodeEntry, encodeEntry, entryJson } from "../db/entry-codec";
-import { SYNC_BUCKETS, TableRows, type StoredRow } from "../db/table-rows";
+import { releaseRow, SYNC_BUCKETS, TableRows, type StoredRow } from "../db/table-rows";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
@@ -103,13 +103,18 @@ export class LocalStore<E> {
     }
     const row = this.rows.get(pk, sk);
     const value = row ? (decodeEntry(row.v) as E) : undefined;
+    if (row) releaseRow(row.v);
     // Never cache what a transaction has not committed yet: it could still roll back.
     if (cacheKey !== undefined && !this.db.inTransaction) this.cache!.set(cacheKey, value ?? null);
     return value;
   }
 
   range(pk: string, q: RangeQuery): E[] {
-    return this.rows.range(pk, q.start ?? "", q.end ?? null, q.limit).map((v) => decodeEntry(v) as E);
+    return this.rows.range(pk, q.start ?? "", q.end ?? null, q.limit).map((v) => {
+      const e = decodeEntry(v) as E;
+      releaseRow(v);
+      return e;
+    });
   }
 
   /** Merges entries into the store; resolves, once committed (group commit), to the merged values. */
