@@ -162,11 +162,20 @@ export class LocalStore<E> {
     return this.rows.bucketDigests(partition);
   }
 
-  /** Every entry of one sync bucket (bounded: a bucket is 1/65536 of the table). */
-  bucketEntries(bucket: number): E[] {
-    const rows = this.rows.bucket(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
+  /**
+   * The rows of one sync bucket, each with its row hash (the digests XOR these): anti-entropy
+   * compares them with a peer's to send only the entries that differ. Bounded: a bucket is
+   * 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES this throws.
+   */
+  bucketRows(bucket: number): { hash: string; v: Uint8Array }[] {
+    const rows = this.rows.bucketRows(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
-    return rows.map((v) => decodeEntry(v) as E);
+    return rows;
+  }
+
+  /** The entry stored as `v` (a row of bucketRows). */
+  decodeStored(v: Uint8Array): E {
+    return decodeEntry(v) as E;
   }
 
   /** True when this node stores at least one entry of `partition`. */

@@ -1,7 +1,10 @@
 // Anti-entropy for sharded tables: with every other replica of the partitions this node holds,
 // it compares a digest per partition (one call per table and peer), then, for a partition that
-// differs, a digest per sync bucket, then pulls and pushes the entries of the buckets that
-// differ; CRDT merges do the rest.
+// differs, a digest per sync bucket, then, for a bucket that differs, the hash of each row (the
+// hashes the digests XOR): it pulls the rows only the peer holds and pushes the rows only it
+// holds, so a pass moves the entries that differ, not whole buckets; CRDT merges do the rest.
+// Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_BYTES, one
+// batch in flight per pass.
 // It runs periodically and whenever a peer comes back, so a node that missed writes while
 // it was down converges without operator action.
 // Partitions this node no longer holds are not compared here: table offload (offload.ts) hands
@@ -27,7 +30,16 @@ const CALL_TIMEOUT_MS = 60_000;
 
 /** A digest per partition or sync bucket: hex, "" for an empty one. */
 const DigestSchema = Type.String({ maxLength: 64 });
-const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: MAX_SYNC_BUCKET_ENTRIES });
+/** A row's hash (db/table-rows.ts rowHash), hex. */
+const RowHashSchema = Type.String({ minLength: 32, maxLength: 32 });
+/** Most entries a pass pulls in one call or pushes in one call (and holds decoded at once). */
+export const SYNC_BATCH_ENTRIES = 1_000;
+/**
+ * Stored bytes past which a pull answer or a push ends early (at least one entry each): entries
+ * of large objects' versions list many blocks, and a message head is at most 16 MiB.
+ */
+export const SYNC_BATCH_BYTES = 4 * 1024 * 1024;
+const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: SYNC_BATCH_ENTRIES });
 
 const EP_PARTITION_DIGESTS = endpoint(
   "table/partition-digests",
@@ -39,10 +51,24 @@ const EP_DIGESTS = endpoint(
   Type.Object({ table: TableNameSchema, partition: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT - 1 }) }),
   Type.Object({ digests: Type.Array(DigestSchema, { minItems: SYNC_BUCKETS, maxItems: SYNC_BUCKETS }) }),
 );
-const EP_ENTRIES = endpoint(
-  "table/bucket-entries",
+const EP_ROW_HASHES = endpoint(
+  "table/bucket-row-hashes",
   Type.Object({ table: TableNameSchema, bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }) }),
-  Type.Object({ entries: SyncEntriesSchema }),
+  Type.Object({ hashes: Type.Array(RowHashSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }) }),
+);
+/**
+ * The entries of one sync bucket stored with the given row hashes, in the order asked; `served`
+ * says how many of the hashes the answer covers (hashes no longer stored included): the caller
+ * asks again for the rest.
+ */
+const EP_PULL = endpoint(
+  "table/bucket-pull",
+  Type.Object({
+    table: TableNameSchema,
+    bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }),
+    hashes: Type.Array(RowHashSchema, { minItems: 1, maxItems: SYNC_BATCH_ENTRIES }),
+  }),
+  Type.Object({ entries: SyncEntriesSchema, served: Type.Integer({ minimum: 1, maximum: SYNC_BATCH_ENTRIES }) }),
 );
 /**
  * Merges the entries sent into the receiver's copy of a sharded table (as a sync push does,
@@ -54,6 +80,10 @@ const EP_PUSH = SYNC_PUSH;
 export interface SyncReport {
   partitions: number;
   bucketsExchanged: number;
+  /** Entries pulled from peers (they differed or were missing here). */
+  entriesPulled: number;
+  /** Entries pushed to peers (they differed or were missing there). */
+  entriesPushed: number;
   errors: number;
   /** Replicas that were not connected, so their partitions could not be compared. */
   unreachable: number;
@@ -89,7 +119,8 @@ export class ShardedTableSync {
       this.onReceived(table, checked);
       return {};
     });
-    handle(rpc, EP_ENTRIES, async ({ table, bucket }) => ({ entries: storeOf(EP_ENTRIES.name, table).bucketEntries(bucket) }));
+    handle(rpc, EP_ROW_HASHES, async ({ table, bucket }) => ({ hashes: storeOf(EP_ROW_HASHES.name, table).bucketRows(bucket).map((r) => r.hash) }));
+    handle(rpc, EP_PULL, async ({ table, bucket, hashes }) => pullAnswer(storeOf(EP_PULL.name, table), bucket, hashes));
   }
 
   get stats(): WorkerStats {
@@ -119,7 +150,7 @@ export class ShardedTableSync {
   }
 
   private async pass(signal: AbortSignal): Promise<SyncReport> {
-    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now(), interrupted: false };
+    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, entriesPulled: 0, entriesPushed: 0, errors: 0, unreachable: 0, startedAt: Date.now(), interrupted: false };
     const self = this.placement.selfId;
     // The partitions this node shares with each other replica.
     const shared = new Map<string, number[]>();
@@ -149,7 +180,7 @@ export class ShardedTableSync {
         }
         for (const p of differing) {
           try {
-            report.bucketsExchanged += await this.syncPartition(peer, store, p);
+            await this.syncPartition(peer, store, p, report);
           } catch (err) {
             report.errors++;
             log.debug(`${store.schema.name} partition ${p} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
@@ -157,7 +188,10 @@ export class ShardedTableSync {
         }
       }
     }
-    if (report.bucketsExchanged > 0) log.info(`anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions`);
+    if (report.bucketsExchanged > 0)
+      log.info(
+        `anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions (${report.entriesPulled} entries pulled, ${report.entriesPushed} pushed)`,
+      );
     for (const fn of this.passListeners) {
       try {
         fn(report);
@@ -175,23 +209,84 @@ export class ShardedTableSync {
     return partitions.filter((p) => theirs[p] !== ours[p]);
   }
 
-  private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number): Promise<number> {
+  /**
+   * Reconciles the differing buckets of one partition with `peer`, row by row: pulls the rows
+   * only the peer holds (or holds in another state), and pushes those only this node holds, in
+   * batches (SYNC_BATCH_ENTRIES, SYNC_BATCH_BYTES) that may gather several buckets' rows.
+   */
+  private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number, report: SyncReport): Promise<void> {
     const table = store.schema.name;
     const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
     const theirs = (await call(this.rpc, peer, EP_DIGESTS, { table, partition }, opts)).digests;
     const ours = store.bucketDigests(partition);
-    let exchanged = 0;
+    const push = new PushBatch(async (entries) => {
+      await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
+      report.entriesPushed += entries.length;
+    });
     for (let b = 0; b < SYNC_BUCKETS; b++) {
       if (theirs[b] === ours[b]) continue;
       const bucket = partition * SYNC_BUCKETS + b;
-      const { entries } = await call(this.rpc, peer, EP_ENTRIES, { table, bucket }, opts);
-      const received = checkPeerEntries(store.schema, entries, `${table} sync bucket ${bucket} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
-      await store.apply(received);
-      this.onReceived(table, received);
-      const mine = store.bucketEntries(bucket);
-      if (mine.length > 0) await call(this.rpc, peer, EP_PUSH, { table, entries: mine }, opts);
-      exchanged++;
+      const theirHashes = new Set((await call(this.rpc, peer, EP_ROW_HASHES, { table, bucket }, opts)).hashes);
+      const mine = store.bucketRows(bucket);
+      const myHashes = new Set(mine.map((r) => r.hash));
+      let wanted = [...theirHashes].filter((h) => !myHashes.has(h));
+      while (wanted.length > 0) {
+        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, bucket, hashes: wanted.slice(0, SYNC_BATCH_ENTRIES) }, opts);
+        const received = checkPeerEntries(store.schema, entries, `${table} sync bucket ${bucket} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
+        if (received.length > 0) {
+          await store.apply(received);
+          this.onReceived(table, received);
+          report.entriesPulled += received.length;
+        }
+        wanted = wanted.slice(served);
+      }
+      for (const r of mine) if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+      report.bucketsExchanged++;
     }
-    return exchanged;
+    await push.flush();
   }
+}
+
+/** Entries gathered for one push call; sent when SYNC_BATCH_ENTRIES or SYNC_BATCH_BYTES is reached. */
+export class PushBatch<E> {
+  private entries: E[] = [];
+  private bytes = 0;
+
+  constructor(private readonly send: (entries: E[]) => Promise<void>) {}
+
+  /** Adds an entry of `bytes` stored bytes; sends the batch first when it would grow past its bounds. */
+  async add(entry: E, bytes: number): Promise<void> {
+    if (this.entries.length > 0 && (this.entries.length >= SYNC_BATCH_ENTRIES || this.bytes + bytes > SYNC_BATCH_BYTES)) await this.flush();
+    this.entries.push(entry);
+    this.bytes += bytes;
+  }
+
+  async flush(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const entries = this.entries;
+    this.entries = [];
+    this.bytes = 0;
+    await this.send(entries);
+  }
+}
+
+/**
+ * A pull's answer: the entries of `bucket` stored with `hashes`, in that order, up to
+ * SYNC_BATCH_BYTES of stored bytes (at least one hash served).
+ */
+export function pullAnswer<E>(store: LocalStore<E>, bucket: number, hashes: readonly string[]): { entries: E[]; served: number } {
+  const byHash = new Map(store.bucketRows(bucket).map((r) => [r.hash, r.v]));
+  const entries: E[] = [];
+  let bytes = 0;
+  let served = 0;
+  for (const h of hashes) {
+    const v = byHash.get(h);
+    if (v !== undefined) {
+      if (entries.length > 0 && bytes + v.byteLength > SYNC_BATCH_BYTES) break;
+      bytes += v.byteLength;
+      entries.push(store.decodeStored(v));
+    }
+    served++;
+  }
+  return { entries, served };
 }
