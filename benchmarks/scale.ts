@@ -325,8 +325,9 @@ async function syncPasses(server: TestServer): Promise<WorkerInfo> {
 }
 
 /** Node 1's peak RSS while `start` leads to one more finished sync pass on it. */
-async function duringPass(node: Node, start: () => Promise<unknown>): Promise<{ peak: number; seconds: number }> {
+async function duringPass(node: Node, start: () => Promise<unknown>): Promise<{ peak: number; seconds: number; atStart: number }> {
   const before = (await syncPasses(node.server)).passes;
+  const atStart = rssMiB(node.pid);
   const { sample } = await sampled(node.pid, async () => {
     await start();
     await waitFor("a sync pass", async () => {
@@ -334,7 +335,7 @@ async function duringPass(node: Node, start: () => Promise<unknown>): Promise<{ 
       return w.passes > before && w.state === "idle";
     }, AE_PASS_LIMIT_MS);
   });
-  return { peak: sample.peakRssMiB, seconds: sample.seconds };
+  return { peak: sample.peakRssMiB, seconds: sample.seconds, atStart };
 }
 
 async function antiEntropy(rows: FootprintRow[]): Promise<void> {
@@ -362,11 +363,11 @@ async function antiEntropy(rows: FootprintRow[]): Promise<void> {
     await n2.halt();
     await load(client, AE_OBJECTS, AE_OBJECTS + AE_MISSED, "missed");
     const catchUp = await duringPass(n1, () => n2.start());
-    log(`anti-entropy, ${loaded}: idle ${idle.toFixed(1)}, catch-up ${catchUp.peak.toFixed(1)} (${catchUp.seconds.toFixed(1)} s), digests only ${steady.peak.toFixed(1)} MiB`);
+    log(`anti-entropy, ${loaded}: idle ${idle.toFixed(1)}, catch-up ${catchUp.peak.toFixed(1)} (from ${catchUp.atStart.toFixed(1)}, ${catchUp.seconds.toFixed(1)} s), digests only ${steady.peak.toFixed(1)} MiB`);
     row("anti-entropy cluster: objects on each node", loaded, "objects", undefined, "2 nodes, RF 2");
     row("RSS idle, anti-entropy node 1 restarted after the load", idle, "MiB");
     row("RSS during an anti-entropy pass, empty", empty.peak, "MiB");
-    row("RSS during anti-entropy catching up a peer", catchUp.peak, "MiB", empty.peak + BOUND_RSS_OVER_EMPTY_MIB, `node 1; peer missed ${AE_MISSED} objects; pass ${catchUp.seconds.toFixed(1)} s`);
+    row("RSS during anti-entropy catching up a peer", catchUp.peak, "MiB", empty.peak + BOUND_RSS_OVER_EMPTY_MIB, `node 1; peer missed ${AE_MISSED} objects; pass ${catchUp.seconds.toFixed(1)} s; ${catchUp.atStart.toFixed(0)} MiB when the peer was started`);
     row("RSS during an anti-entropy pass, in sync", steady.peak, "MiB", empty.peak + BOUND_RSS_OVER_EMPTY_MIB, `node 1; digests only; pass ${steady.seconds.toFixed(1)} s`);
     row("VmHWM, anti-entropy node 1", statusKiB(n1.pid, "VmHWM") / 1024, "MiB", undefined, "since its restart after the load");
   } finally {
