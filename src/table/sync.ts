@@ -39,6 +39,13 @@ export const SYNC_BATCH_ENTRIES = 1_000;
  * of large objects' versions list many blocks, and a message head is at most 16 MiB.
  */
 export const SYNC_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Row hashes past which an answer of table/bucket-row-hashes ends early (at least one bucket):
+ * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
+ */
+export const SYNC_HASHES_PER_CALL = 20_000;
+/** Most sync buckets one pull names: the answer reads every row of each to find the hashes. */
+export const SYNC_PULL_BUCKETS = 64;
 const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: SYNC_BATCH_ENTRIES });
 
 const EP_PARTITION_DIGESTS = endpoint(
@@ -51,21 +58,30 @@ const EP_DIGESTS = endpoint(
   Type.Object({ table: TableNameSchema, partition: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT - 1 }) }),
   Type.Object({ digests: Type.Array(DigestSchema, { minItems: SYNC_BUCKETS, maxItems: SYNC_BUCKETS }) }),
 );
+const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 });
+/**
+ * The row hashes of sync buckets (one list per bucket, in the order asked); `served` says how
+ * many of the buckets the answer covers, at least one, fewer when their rows pass
+ * SYNC_HASHES_PER_CALL: the caller asks again for the rest.
+ */
 const EP_ROW_HASHES = endpoint(
   "table/bucket-row-hashes",
-  Type.Object({ table: TableNameSchema, bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }) }),
-  Type.Object({ hashes: Type.Array(RowHashSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }) }),
+  Type.Object({ table: TableNameSchema, buckets: Type.Array(BucketIdSchema, { minItems: 1, maxItems: SYNC_BUCKETS }) }),
+  Type.Object({
+    hashes: Type.Array(Type.Array(RowHashSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }), { minItems: 1, maxItems: SYNC_BUCKETS }),
+    served: Type.Integer({ minimum: 1, maximum: SYNC_BUCKETS }),
+  }),
 );
 /**
- * The entries of one sync bucket stored with the given row hashes, in the order asked; `served`
- * says how many of the hashes the answer covers (hashes no longer stored included): the caller
- * asks again for the rest.
+ * The entries stored with the given row hashes in the given sync buckets, in the order asked;
+ * `served` says how many of the hashes the answer covers (hashes no longer stored included):
+ * the caller asks again for the rest.
  */
 const EP_PULL = endpoint(
   "table/bucket-pull",
   Type.Object({
     table: TableNameSchema,
-    bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }),
+    buckets: Type.Array(BucketIdSchema, { minItems: 1, maxItems: SYNC_PULL_BUCKETS }),
     hashes: Type.Array(RowHashSchema, { minItems: 1, maxItems: SYNC_BATCH_ENTRIES }),
   }),
   Type.Object({ entries: SyncEntriesSchema, served: Type.Integer({ minimum: 1, maximum: SYNC_BATCH_ENTRIES }) }),
@@ -119,8 +135,8 @@ export class ShardedTableSync {
       this.onReceived(table, checked);
       return {};
     });
-    handle(rpc, EP_ROW_HASHES, async ({ table, bucket }) => ({ hashes: storeOf(EP_ROW_HASHES.name, table).bucketRows(bucket).map((r) => r.hash) }));
-    handle(rpc, EP_PULL, async ({ table, bucket, hashes }) => pullAnswer(storeOf(EP_PULL.name, table), bucket, hashes));
+    handle(rpc, EP_ROW_HASHES, async ({ table, buckets }) => rowHashesAnswer(storeOf(EP_ROW_HASHES.name, table), buckets));
+    handle(rpc, EP_PULL, async ({ table, buckets, hashes }) => pullAnswer(storeOf(EP_PULL.name, table), buckets, hashes));
   }
 
   get stats(): WorkerStats {
@@ -210,29 +226,27 @@ export class ShardedTableSync {
   }
 
   /**
-   * Reconciles the differing buckets of one partition with `peer`, row by row: pulls the rows
-   * only the peer holds (or holds in another state), and pushes those only this node holds, in
-   * batches (SYNC_BATCH_ENTRIES, SYNC_BATCH_BYTES) that may gather several buckets' rows.
+   * Reconciles the differing buckets of one partition with `peer`, row by row: asks for their
+   * row hashes (many buckets a call), pulls the rows only the peer holds (or holds in another
+   * state) and pushes those only this node holds, in batches (SYNC_BATCH_ENTRIES,
+   * SYNC_BATCH_BYTES) that may gather several buckets' rows.
    */
   private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number, report: SyncReport): Promise<void> {
     const table = store.schema.name;
     const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
     const theirs = (await call(this.rpc, peer, EP_DIGESTS, { table, partition }, opts)).digests;
     const ours = store.bucketDigests(partition);
+    const differing: number[] = [];
+    for (let b = 0; b < SYNC_BUCKETS; b++) if (theirs[b] !== ours[b]) differing.push(partition * SYNC_BUCKETS + b);
     const push = new PushBatch(async (entries) => {
       await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
       report.entriesPushed += entries.length;
     });
-    for (let b = 0; b < SYNC_BUCKETS; b++) {
-      if (theirs[b] === ours[b]) continue;
-      const bucket = partition * SYNC_BUCKETS + b;
-      const theirHashes = new Set((await call(this.rpc, peer, EP_ROW_HASHES, { table, bucket }, opts)).hashes);
-      const mine = store.bucketRows(bucket);
-      const myHashes = new Set(mine.map((r) => r.hash));
-      let wanted = [...theirHashes].filter((h) => !myHashes.has(h));
+    const pull = new PullBatch(async (buckets, hashes) => {
+      let wanted = hashes;
       while (wanted.length > 0) {
-        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, bucket, hashes: wanted.slice(0, SYNC_BATCH_ENTRIES) }, opts);
-        const received = checkPeerEntries(store.schema, entries, `${table} sync bucket ${bucket} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
+        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, buckets, hashes: wanted }, opts);
+        const received = checkPeerEntries(store.schema, entries, `${table} partition ${partition} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
         if (received.length > 0) {
           await store.apply(received);
           this.onReceived(table, received);
@@ -240,10 +254,46 @@ export class ShardedTableSync {
         }
         wanted = wanted.slice(served);
       }
-      for (const r of mine) if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
-      report.bucketsExchanged++;
+    });
+    for (let i = 0; i < differing.length; ) {
+      const { hashes, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
+      const n = Math.min(served, hashes.length);
+      for (let k = 0; k < n; k++) {
+        const bucket = differing[i + k]!;
+        const theirHashes = new Set(hashes[k]);
+        const mine = store.bucketRows(bucket);
+        const myHashes = new Set(mine.map((r) => r.hash));
+        for (const h of theirHashes) if (!myHashes.has(h)) await pull.add(bucket, h);
+        for (const r of mine) if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+        report.bucketsExchanged++;
+      }
+      i += n;
     }
+    await pull.flush();
     await push.flush();
+  }
+}
+
+/** Row hashes gathered for one pull call (with their buckets); sent at SYNC_BATCH_ENTRIES hashes or SYNC_PULL_BUCKETS buckets. */
+export class PullBatch {
+  private buckets = new Set<number>();
+  private hashes: string[] = [];
+
+  constructor(private readonly send: (buckets: number[], hashes: string[]) => Promise<void>) {}
+
+  async add(bucket: number, hash: string): Promise<void> {
+    if (this.hashes.length >= SYNC_BATCH_ENTRIES || (!this.buckets.has(bucket) && this.buckets.size >= SYNC_PULL_BUCKETS)) await this.flush();
+    this.buckets.add(bucket);
+    this.hashes.push(hash);
+  }
+
+  async flush(): Promise<void> {
+    if (this.hashes.length === 0) return;
+    const buckets = [...this.buckets];
+    const hashes = this.hashes;
+    this.buckets = new Set();
+    this.hashes = [];
+    await this.send(buckets, hashes);
   }
 }
 
@@ -271,11 +321,28 @@ export class PushBatch<E> {
 }
 
 /**
- * A pull's answer: the entries of `bucket` stored with `hashes`, in that order, up to
+ * A row-hashes answer: the row hashes of each of `buckets` in order, until SYNC_HASHES_PER_CALL
+ * hashes (at least one bucket).
+ */
+export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly number[]): { hashes: string[][]; served: number } {
+  const hashes: string[][] = [];
+  let total = 0;
+  for (const bucket of buckets) {
+    const rows = store.bucketRows(bucket);
+    if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
+    total += rows.length;
+    hashes.push(rows.map((r) => r.hash));
+  }
+  return { hashes, served: hashes.length };
+}
+
+/**
+ * A pull's answer: the entries stored in `buckets` with `hashes`, in that order, up to
  * SYNC_BATCH_BYTES of stored bytes (at least one hash served).
  */
-export function pullAnswer<E>(store: LocalStore<E>, bucket: number, hashes: readonly string[]): { entries: E[]; served: number } {
-  const byHash = new Map(store.bucketRows(bucket).map((r) => [r.hash, r.v]));
+export function pullAnswer<E>(store: LocalStore<E>, buckets: readonly number[], hashes: readonly string[]): { entries: E[]; served: number } {
+  const byHash = new Map<string, Uint8Array>();
+  for (const bucket of buckets) for (const r of store.bucketRows(bucket)) byHash.set(r.hash, r.v);
   const entries: E[] = [];
   let bytes = 0;
   let served = 0;

@@ -13,7 +13,17 @@ import type { RpcNode } from "../../../src/rpc/rpc.ts";
 import { LocalStore, SYNC_BUCKETS, syncBucketOf } from "../../../src/table/local-store.ts";
 import { partitionOfEntry } from "../../../src/table/partition.ts";
 import type { TableSchema } from "../../../src/table/schema.ts";
-import { pullAnswer, PushBatch, ShardedTableSync, SYNC_BATCH_BYTES, SYNC_BATCH_ENTRIES } from "../../../src/table/sync.ts";
+import {
+  PullBatch,
+  pullAnswer,
+  PushBatch,
+  rowHashesAnswer,
+  ShardedTableSync,
+  SYNC_BATCH_BYTES,
+  SYNC_BATCH_ENTRIES,
+  SYNC_HASHES_PER_CALL,
+  SYNC_PULL_BUCKETS,
+} from "../../../src/table/sync.ts";
 import { startPair } from "../rpc/helpers.ts";
 
 /** A max register per key. */
@@ -132,7 +142,7 @@ test("a pull answer serves hashes in the order asked, skips those no longer stor
   const rows = store.bucketRows(bucket);
   expect(rows.length).toBe(4);
   const hashes = ["00".repeat(16), ...rows.map((r) => r.hash).reverse()];
-  const first = pullAnswer(store, bucket, hashes);
+  const first = pullAnswer(store, [bucket], hashes);
   expect(first.entries.length).toBe(3);
   expect(first.served).toBe(4); // the unknown hash, then three entries
   expect(first.entries).toEqual(rows.slice(-3).reverse().map((r) => store.decodeStored(r.v)));
@@ -146,4 +156,38 @@ test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_BYTES, neve
   await batch.flush();
   await batch.flush();
   expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1, 1]);
+});
+
+test("a pull batch sends at SYNC_BATCH_ENTRIES hashes or when a new bucket would pass SYNC_PULL_BUCKETS", async () => {
+  const sent: [number, number][] = [];
+  const batch = new PullBatch(async (buckets, hashes) => void sent.push([buckets.length, hashes.length]));
+  for (let i = 0; i < SYNC_BATCH_ENTRIES + 1; i++) await batch.add(7, `h${i}`);
+  await batch.flush();
+  for (let b = 0; b < SYNC_PULL_BUCKETS + 1; b++) await batch.add(b, `h${b}`);
+  await batch.add(SYNC_PULL_BUCKETS, "again"); // a bucket already in the batch
+  await batch.flush();
+  expect(sent).toEqual([
+    [1, SYNC_BATCH_ENTRIES],
+    [1, 1],
+    [SYNC_PULL_BUCKETS, SYNC_PULL_BUCKETS],
+    [1, 2],
+  ]);
+});
+
+test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_PER_CALL hashes", async () => {
+  const db = openDatabase(join(dir, "hashes.sqlite"), { fsync: false });
+  dbs.push(db);
+  const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+  // One partition key: SYNC_HASHES_PER_CALL + 2 000 rows over the partition's 256 buckets.
+  await store.apply(Array.from({ length: SYNC_HASHES_PER_CALL + 2000 }, (_, i) => entry("p", i)));
+  const part = partitionOfEntry(schema, "p");
+  const buckets = Array.from({ length: SYNC_BUCKETS }, (_, b) => part * SYNC_BUCKETS + b);
+  const first = rowHashesAnswer(store as LocalStore<unknown>, buckets);
+  expect(first.served).toBeLessThan(SYNC_BUCKETS);
+  expect(first.hashes.length).toBe(first.served);
+  expect(first.hashes.flat().length).toBeLessThanOrEqual(SYNC_HASHES_PER_CALL);
+  const rest = rowHashesAnswer(store as LocalStore<unknown>, buckets.slice(first.served));
+  expect(first.served + rest.served).toBe(SYNC_BUCKETS);
+  expect(first.hashes.flat().length + rest.hashes.flat().length).toBe(SYNC_HASHES_PER_CALL + 2000);
+  expect(first.hashes[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.hash));
 });
