@@ -148,6 +148,7 @@ export class TableRows {
   private readonly rangeStmt: Statement;
   private readonly ofKeyStmt: Statement;
   private readonly bucketRowsStmt: Statement;
+  private readonly byIdStmt: Statement;
   private readonly pageStmt: Statement;
   private readonly anyInRangeStmt: Statement;
   private readonly unsettledStmt: Statement;
@@ -170,7 +171,8 @@ export class TableRows {
     this.deleteStmt = db.query(`DELETE FROM ${t} WHERE id = ?`);
     this.rangeStmt = db.query(`SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`);
     this.ofKeyStmt = db.query(`SELECT id, part, sk, v FROM ${t} WHERE pk = ? ORDER BY sk`);
-    this.bucketRowsStmt = db.query(`SELECT pk, sk, v FROM ${t} WHERE part = ? LIMIT ?`);
+    this.bucketRowsStmt = db.query(`SELECT id, pk, sk, v FROM ${t} WHERE part = ? LIMIT ?`);
+    this.byIdStmt = db.query(`SELECT v FROM ${t} WHERE id = ?`);
     this.pageStmt = db.query(`SELECT id, part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, id) > (?3, ?4) ORDER BY part, id LIMIT ?5`);
     this.anyInRangeStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
     this.unsettledStmt = db.query(`SELECT id, v FROM ${t} WHERE unsettled IS NOT NULL AND id > ? ORDER BY id LIMIT ?`);
@@ -261,9 +263,17 @@ export class TableRows {
    * Up to `limit` rows of one sync bucket, each with its hash as digests count it (hex): what
    * anti-entropy compares row by row inside a bucket whose digest differs.
    */
-  bucketRows(bucket: number, limit: number): { hash: string; v: Uint8Array }[] {
-    const rows = noteRows(this.bucketRowsStmt.all(bucket, limit) as { pk: string | Uint8Array; sk: string; v: Uint8Array }[]);
-    return rows.map((r) => ({ hash: Buffer.from(rowHash(keyText(r.pk), r.sk, r.v)).toString("hex"), v: r.v }));
+  bucketRows(bucket: number, limit: number): { id: number; hash: string; v: Uint8Array }[] {
+    const rows = noteRows(this.bucketRowsStmt.all(bucket, limit) as { id: number; pk: string | Uint8Array; sk: string; v: Uint8Array }[]);
+    return rows.map((r) => ({ id: r.id, hash: Buffer.from(rowHash(keyText(r.pk), r.sk, r.v)).toString("hex"), v: r.v }));
+  }
+
+  /** The stored bytes of the row with this id, if it is still there. */
+  byId(id: number): Uint8Array | undefined {
+    const row = this.byIdStmt.get(id) as { v: Uint8Array } | null;
+    if (row === null) return undefined;
+    noteRowsRead(row.v.byteLength);
+    return row.v;
   }
 
   /** One digest per partition, "" where this node holds nothing (at most 256 small rows read). */

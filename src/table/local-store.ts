@@ -167,10 +167,15 @@ export class LocalStore<E> {
    * compares them with a peer's to send only the entries that differ. Bounded: a bucket is
    * 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES this throws.
    */
-  bucketRows(bucket: number): { hash: string; v: Uint8Array }[] {
+  bucketRows(bucket: number): { id: number; hash: string; v: Uint8Array }[] {
     const rows = this.rows.bucketRows(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
     return rows;
+  }
+
+  /** The stored bytes of the row with this id (bucketRows), if it is still there. */
+  storedById(id: number): Uint8Array | undefined {
+    return this.rows.byId(id);
   }
 
   /** The entry stored as `v` (a row of bucketRows). */

@@ -18,6 +18,7 @@ import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-
 import type { WorkerStats } from "../util/worker-stats";
 import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
+import { releaseRow } from "../db/table-rows";
 import { EntriesSchema, storeNamed, TableNameSchema } from "./rpc-replicas";
 
 const log = logger("sync");
@@ -44,8 +45,6 @@ export const SYNC_BATCH_BYTES = 4 * 1024 * 1024;
  * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
  */
 export const SYNC_HASHES_PER_CALL = 20_000;
-/** Most sync buckets one pull names: the answer reads every row of each to find the hashes. */
-export const SYNC_PULL_BUCKETS = 64;
 const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: SYNC_BATCH_ENTRIES });
 
 const EP_PARTITION_DIGESTS = endpoint(
@@ -58,32 +57,31 @@ const EP_DIGESTS = endpoint(
   Type.Object({ table: TableNameSchema, partition: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT - 1 }) }),
   Type.Object({ digests: Type.Array(DigestSchema, { minItems: SYNC_BUCKETS, maxItems: SYNC_BUCKETS }) }),
 );
+const RowIdSchema = Type.Integer({ minimum: 1 });
 const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 });
 /**
- * The row hashes of sync buckets (one list per bucket, in the order asked); `served` says how
- * many of the buckets the answer covers, at least one, fewer when their rows pass
- * SYNC_HASHES_PER_CALL: the caller asks again for the rest.
+ * The row hashes of sync buckets (one list per bucket, in the order asked) with each row's id
+ * on the answering node; `served` says how many of the buckets the answer covers, at least one,
+ * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_BATCH_BYTES read: the caller asks again for the
+ * rest.
  */
 const EP_ROW_HASHES = endpoint(
   "table/bucket-row-hashes",
   Type.Object({ table: TableNameSchema, buckets: Type.Array(BucketIdSchema, { minItems: 1, maxItems: SYNC_BUCKETS }) }),
   Type.Object({
     hashes: Type.Array(Type.Array(RowHashSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }), { minItems: 1, maxItems: SYNC_BUCKETS }),
+    ids: Type.Array(Type.Array(RowIdSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }), { minItems: 1, maxItems: SYNC_BUCKETS }),
     served: Type.Integer({ minimum: 1, maximum: SYNC_BUCKETS }),
   }),
 );
 /**
- * The entries stored with the given row hashes in the given sync buckets, in the order asked;
- * `served` says how many of the hashes the answer covers (hashes no longer stored included):
- * the caller asks again for the rest.
+ * The entries stored in the rows with these ids (from table/bucket-row-hashes), in the order
+ * asked, as they are now; `served` says how many of the ids the answer covers (rows gone since
+ * included): the caller asks again for the rest.
  */
 const EP_PULL = endpoint(
   "table/bucket-pull",
-  Type.Object({
-    table: TableNameSchema,
-    buckets: Type.Array(BucketIdSchema, { minItems: 1, maxItems: SYNC_PULL_BUCKETS }),
-    hashes: Type.Array(RowHashSchema, { minItems: 1, maxItems: SYNC_BATCH_ENTRIES }),
-  }),
+  Type.Object({ table: TableNameSchema, ids: Type.Array(RowIdSchema, { minItems: 1, maxItems: SYNC_BATCH_ENTRIES }) }),
   Type.Object({ entries: SyncEntriesSchema, served: Type.Integer({ minimum: 1, maximum: SYNC_BATCH_ENTRIES }) }),
 );
 /**
@@ -136,7 +134,7 @@ export class ShardedTableSync {
       return {};
     });
     handle(rpc, EP_ROW_HASHES, async ({ table, buckets }) => rowHashesAnswer(storeOf(EP_ROW_HASHES.name, table), buckets));
-    handle(rpc, EP_PULL, async ({ table, buckets, hashes }) => pullAnswer(storeOf(EP_PULL.name, table), buckets, hashes));
+    handle(rpc, EP_PULL, async ({ table, ids }) => pullAnswer(storeOf(EP_PULL.name, table), ids));
   }
 
   get stats(): WorkerStats {
@@ -242,10 +240,10 @@ export class ShardedTableSync {
       await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
       report.entriesPushed += entries.length;
     });
-    const pull = new PullBatch(async (buckets, hashes) => {
-      let wanted = hashes;
+    const pull = new PullBatch(async (ids) => {
+      let wanted = ids;
       while (wanted.length > 0) {
-        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, buckets, hashes: wanted }, opts);
+        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, ids: wanted }, opts);
         const received = checkPeerEntries(store.schema, entries, `${table} partition ${partition} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
         if (received.length > 0) {
           await store.apply(received);
@@ -256,15 +254,19 @@ export class ShardedTableSync {
       }
     });
     for (let i = 0; i < differing.length; ) {
-      const { hashes, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
-      const n = Math.min(served, hashes.length);
+      const { hashes, ids, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
+      const n = Math.min(served, hashes.length, ids.length);
       for (let k = 0; k < n; k++) {
         const bucket = differing[i + k]!;
         const theirHashes = new Set(hashes[k]);
         const mine = store.bucketRows(bucket);
         const myHashes = new Set(mine.map((r) => r.hash));
-        for (const h of theirHashes) if (!myHashes.has(h)) await pull.add(bucket, h);
-        for (const r of mine) if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+        const theirIds = ids[k]!;
+        for (let j = 0; j < hashes[k]!.length && j < theirIds.length; j++) if (!myHashes.has(hashes[k]![j]!)) await pull.add(theirIds[j]!);
+        for (const r of mine) {
+          if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+          releaseRow(r.v);
+        }
         report.bucketsExchanged++;
       }
       i += n;
@@ -274,26 +276,22 @@ export class ShardedTableSync {
   }
 }
 
-/** Row hashes gathered for one pull call (with their buckets); sent at SYNC_BATCH_ENTRIES hashes or SYNC_PULL_BUCKETS buckets. */
+/** Row ids gathered for one pull call; sent at SYNC_BATCH_ENTRIES ids. */
 export class PullBatch {
-  private buckets = new Set<number>();
-  private hashes: string[] = [];
+  private ids: number[] = [];
 
-  constructor(private readonly send: (buckets: number[], hashes: string[]) => Promise<void>) {}
+  constructor(private readonly send: (ids: number[]) => Promise<void>) {}
 
-  async add(bucket: number, hash: string): Promise<void> {
-    if (this.hashes.length >= SYNC_BATCH_ENTRIES || (!this.buckets.has(bucket) && this.buckets.size >= SYNC_PULL_BUCKETS)) await this.flush();
-    this.buckets.add(bucket);
-    this.hashes.push(hash);
+  async add(id: number): Promise<void> {
+    if (this.ids.length >= SYNC_BATCH_ENTRIES) await this.flush();
+    this.ids.push(id);
   }
 
   async flush(): Promise<void> {
-    if (this.hashes.length === 0) return;
-    const buckets = [...this.buckets];
-    const hashes = this.hashes;
-    this.buckets = new Set();
-    this.hashes = [];
-    await this.send(buckets, hashes);
+    if (this.ids.length === 0) return;
+    const ids = this.ids;
+    this.ids = [];
+    await this.send(ids);
   }
 }
 
@@ -324,34 +322,43 @@ export class PushBatch<E> {
  * A row-hashes answer: the row hashes of each of `buckets` in order, until SYNC_HASHES_PER_CALL
  * hashes (at least one bucket).
  */
-export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly number[]): { hashes: string[][]; served: number } {
+export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly number[]): { hashes: string[][]; ids: number[][]; served: number } {
   const hashes: string[][] = [];
+  const ids: number[][] = [];
   let total = 0;
+  let bytes = 0;
   for (const bucket of buckets) {
+    // All the rows of one S3 bucket are in one partition: at a million objects, a sync bucket
+    // holds ~4 000 rows (~5 MB), read here whole, so the answer also ends at SYNC_BATCH_BYTES read.
+    if (hashes.length > 0 && bytes >= SYNC_BATCH_BYTES) break;
     const rows = store.bucketRows(bucket);
     if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
     total += rows.length;
     hashes.push(rows.map((r) => r.hash));
+    ids.push(rows.map((r) => r.id));
+    for (const r of rows) {
+      bytes += r.v.byteLength;
+      releaseRow(r.v);
+    }
   }
-  return { hashes, served: hashes.length };
+  return { hashes, ids, served: hashes.length };
 }
 
 /**
- * A pull's answer: the entries stored in `buckets` with `hashes`, in that order, up to
- * SYNC_BATCH_BYTES of stored bytes (at least one hash served).
+ * A pull's answer: the entries in the rows with these ids, in that order, up to SYNC_BATCH_BYTES
+ * of stored bytes (at least one id served); a row gone since is skipped.
  */
-export function pullAnswer<E>(store: LocalStore<E>, buckets: readonly number[], hashes: readonly string[]): { entries: E[]; served: number } {
-  const byHash = new Map<string, Uint8Array>();
-  for (const bucket of buckets) for (const r of store.bucketRows(bucket)) byHash.set(r.hash, r.v);
+export function pullAnswer<E>(store: LocalStore<E>, ids: readonly number[]): { entries: E[]; served: number } {
   const entries: E[] = [];
   let bytes = 0;
   let served = 0;
-  for (const h of hashes) {
-    const v = byHash.get(h);
+  for (const id of ids) {
+    const v = store.storedById(id);
     if (v !== undefined) {
       if (entries.length > 0 && bytes + v.byteLength > SYNC_BATCH_BYTES) break;
       bytes += v.byteLength;
       entries.push(store.decodeStored(v));
+      releaseRow(v);
     }
     served++;
   }

@@ -22,7 +22,6 @@ import {
   SYNC_BATCH_BYTES,
   SYNC_BATCH_ENTRIES,
   SYNC_HASHES_PER_CALL,
-  SYNC_PULL_BUCKETS,
 } from "../../../src/table/sync.ts";
 import { startPair } from "../rpc/helpers.ts";
 
@@ -126,7 +125,7 @@ test("a partition with more differing entries than a batch moves in batches of a
   expect(report.bucketsExchanged).toBeLessThanOrEqual(SYNC_BUCKETS);
 });
 
-test("a pull answer serves hashes in the order asked, skips those no longer stored, and stops past SYNC_BATCH_BYTES", async () => {
+test("a pull answer serves ids in the order asked, skips rows gone since, and stops past SYNC_BATCH_BYTES", async () => {
   const db = openDatabase(join(dir, "one.sqlite"), { fsync: false });
   dbs.push(db);
   const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
@@ -141,11 +140,13 @@ test("a pull answer serves hashes in the order asked, skips those no longer stor
   await store.apply(inBucket);
   const rows = store.bucketRows(bucket);
   expect(rows.length).toBe(4);
-  const hashes = ["00".repeat(16), ...rows.map((r) => r.hash).reverse()];
-  const first = pullAnswer(store, [bucket], hashes);
+  const ids = [999_999, ...rows.map((r) => r.id).reverse()];
+  const first = pullAnswer(store, ids);
   expect(first.entries.length).toBe(3);
-  expect(first.served).toBe(4); // the unknown hash, then three entries
-  expect(first.entries).toEqual(rows.slice(-3).reverse().map((r) => store.decodeStored(r.v)));
+  expect(first.served).toBe(4); // the id of no row, then three entries
+  expect(first.entries.map((e) => e.sk)).toEqual(rows.slice(-3).reverse().map((r) => (store.decodeStored(r.v) as E).sk));
+  const rest = pullAnswer(store, ids.slice(first.served));
+  expect(rest).toEqual({ entries: [store.decodeStored(rows[0]!.v)], served: 1 });
 });
 
 test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_BYTES, never an empty batch", async () => {
@@ -158,20 +159,13 @@ test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_BYTES, neve
   expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1, 1]);
 });
 
-test("a pull batch sends at SYNC_BATCH_ENTRIES hashes or when a new bucket would pass SYNC_PULL_BUCKETS", async () => {
-  const sent: [number, number][] = [];
-  const batch = new PullBatch(async (buckets, hashes) => void sent.push([buckets.length, hashes.length]));
-  for (let i = 0; i < SYNC_BATCH_ENTRIES + 1; i++) await batch.add(7, `h${i}`);
+test("a pull batch sends at SYNC_BATCH_ENTRIES ids, never an empty batch", async () => {
+  const sent: number[] = [];
+  const batch = new PullBatch(async (ids) => void sent.push(ids.length));
+  for (let i = 1; i <= SYNC_BATCH_ENTRIES + 1; i++) await batch.add(i);
   await batch.flush();
-  for (let b = 0; b < SYNC_PULL_BUCKETS + 1; b++) await batch.add(b, `h${b}`);
-  await batch.add(SYNC_PULL_BUCKETS, "again"); // a bucket already in the batch
   await batch.flush();
-  expect(sent).toEqual([
-    [1, SYNC_BATCH_ENTRIES],
-    [1, 1],
-    [SYNC_PULL_BUCKETS, SYNC_PULL_BUCKETS],
-    [1, 2],
-  ]);
+  expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1]);
 });
 
 test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_PER_CALL hashes", async () => {
@@ -190,4 +184,5 @@ test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_
   expect(first.served + rest.served).toBe(SYNC_BUCKETS);
   expect(first.hashes.flat().length + rest.hashes.flat().length).toBe(SYNC_HASHES_PER_CALL + 2000);
   expect(first.hashes[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.hash));
+  expect(first.ids[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.id));
 });
