@@ -4,7 +4,13 @@
 // hashes the digests XOR): it pulls the rows only the peer holds and pushes the rows only it
 // holds, so a pass moves the entries that differ, not whole buckets; CRDT merges do the rest.
 // Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_BYTES, one
-// batch in flight per pass.
+// batch in flight per pass; a pull names the peer's row ids (from its row-hashes answer), so the
+// peer reads those rows and no others.
+// Still proportional to the data: every object of one S3 bucket is in one partition (the object
+// table's partition key is the bucket id), so at a million objects a sync bucket holds ~4 000
+// rows, and a partition that differs at all has its rows read and hashed on both sides, one
+// bucket at a time (~1.2 GB at 1M objects of 1 KiB). A row hash kept beside each row (indexed
+// with its bucket), or a further digest level, would make that proportional to the differences.
 // It runs periodically and whenever a peer comes back, so a node that missed writes while
 // it was down converges without operator action.
 // Partitions this node no longer holds are not compared here: table offload (offload.ts) hands
