@@ -92,11 +92,12 @@ export function digestSlots(part: number): [partition: number, bucket: number][]
  * its own ArrayBuffer and decoding one makes strings (an inline body's base64, about as long
  * again), both outside the collector's count of what was allocated: a listing of 1M rows of
  * 1 KiB objects (1.2 GB read) grew RSS by 140 MiB before a collection came on its own. Every
- * 6 MiB read (~5 000 such rows) costs one collection of ~15 ms, 10-15% of a listing's time;
- * 200 000-object sweeps peaked at +30 MiB with it (and a 2 MiB page cache); with a 4 MiB cache,
- * +34 at 8 MiB and +32 at 4 MiB (28% slower); +100 with no collection paced.
+ * 4 MiB read (~3 500 such rows) costs one collection of ~15 ms, 15-25% of a listing's time.
+ * Sweeps of 200 000 objects with a 4 MiB page cache: +34 MiB at 8 MiB, +32 at 4 MiB; with a
+ * 2 MiB cache, +31 at 8 MiB, +30 at 6 MiB; +100 with no collection paced. At 1M objects, 6 MiB
+ * gave +33.5 MiB (bound: 32).
  */
-export const READ_GC_BYTES = 6 * 1024 * 1024;
+export const READ_GC_BYTES = 4 * 1024 * 1024;
 let readSinceGc = 0;
 let gcPending = false;
 
