@@ -62,8 +62,11 @@ export const NODE_ID_BYTES = 32;
  *   2: version header; endpoint schemas checked; new object version state and endpoints.
  *   3: anti-entropy digests are XORs of hashes of the binary rows (src/db/table-rows.ts), not
  *      hashes of JSON: a node of version 2 would see every partition differ on every pass.
+ *   4: anti-entropy exchanges the row hashes (and row ids) of differing sync buckets, then only
+ *      the entries that differ, pulled by row id (table/bucket-row-hashes, table/bucket-pull);
+ *      table/bucket-entries is gone.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** The release before the hello header: recognised by its MAC, refused as a version mismatch. */
 const LEGACY_PROTOCOL_VERSION = 1;
 const HEADER_MAGIC = Buffer.from("bunker");

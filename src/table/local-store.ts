@@ -5,7 +5,7 @@ import type { Database, Statement } from "bun:sqlite";
 import { createHash } from "node:crypto";
 import type { GroupCommitter } from "../db/committer";
 import { decodeEntry, encodeEntry, entryJson } from "../db/entry-codec";
-import { SYNC_BUCKETS, TableRows, type StoredRow } from "../db/table-rows";
+import { releaseRow, SYNC_BUCKETS, TableRows, type StoredRow } from "../db/table-rows";
 import type { CrdtTableName } from "../db/migrations";
 import type { HookContext, TableSchema } from "./schema";
 import { partitionOfEntry } from "./partition";
@@ -103,13 +103,18 @@ export class LocalStore<E> {
     }
     const row = this.rows.get(pk, sk);
     const value = row ? (decodeEntry(row.v) as E) : undefined;
+    if (row) releaseRow(row.v);
     // Never cache what a transaction has not committed yet: it could still roll back.
     if (cacheKey !== undefined && !this.db.inTransaction) this.cache!.set(cacheKey, value ?? null);
     return value;
   }
 
   range(pk: string, q: RangeQuery): E[] {
-    return this.rows.range(pk, q.start ?? "", q.end ?? null, q.limit).map((v) => decodeEntry(v) as E);
+    return this.rows.range(pk, q.start ?? "", q.end ?? null, q.limit).map((v) => {
+      const e = decodeEntry(v) as E;
+      releaseRow(v);
+      return e;
+    });
   }
 
   /** Merges entries into the store; resolves, once committed (group commit), to the merged values. */
@@ -157,11 +162,25 @@ export class LocalStore<E> {
     return this.rows.bucketDigests(partition);
   }
 
-  /** Every entry of one sync bucket (bounded: a bucket is 1/65536 of the table). */
-  bucketEntries(bucket: number): E[] {
-    const rows = this.rows.bucket(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
+  /**
+   * The rows of one sync bucket, each with its row hash (the digests XOR these): anti-entropy
+   * compares them with a peer's to send only the entries that differ. Bounded: a bucket is
+   * 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES this throws.
+   */
+  bucketRows(bucket: number): { id: number; hash: string; v: Uint8Array }[] {
+    const rows = this.rows.bucketRows(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
-    return rows.map((v) => decodeEntry(v) as E);
+    return rows;
+  }
+
+  /** The stored bytes of the row with this id (bucketRows), if it is still there. */
+  storedById(id: number): Uint8Array | undefined {
+    return this.rows.byId(id);
+  }
+
+  /** The entry stored as `v` (a row of bucketRows). */
+  decodeStored(v: Uint8Array): E {
+    return decodeEntry(v) as E;
   }
 
   /** True when this node stores at least one entry of `partition`. */

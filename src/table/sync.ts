@@ -1,7 +1,16 @@
 // Anti-entropy for sharded tables: with every other replica of the partitions this node holds,
 // it compares a digest per partition (one call per table and peer), then, for a partition that
-// differs, a digest per sync bucket, then pulls and pushes the entries of the buckets that
-// differ; CRDT merges do the rest.
+// differs, a digest per sync bucket, then, for a bucket that differs, the hash of each row (the
+// hashes the digests XOR): it pulls the rows only the peer holds and pushes the rows only it
+// holds, so a pass moves the entries that differ, not whole buckets; CRDT merges do the rest.
+// Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_BYTES, one
+// batch in flight per pass; a pull names the peer's row ids (from its row-hashes answer), so the
+// peer reads those rows and no others.
+// Still proportional to the data: every object of one S3 bucket is in one partition (the object
+// table's partition key is the bucket id), so at a million objects a sync bucket holds ~4 000
+// rows, and a partition that differs at all has its rows read and hashed on both sides, one
+// bucket at a time (~1.2 GB at 1M objects of 1 KiB). A row hash kept beside each row (indexed
+// with its bucket), or a further digest level, would make that proportional to the differences.
 // It runs periodically and whenever a peer comes back, so a node that missed writes while
 // it was down converges without operator action.
 // Partitions this node no longer holds are not compared here: table offload (offload.ts) hands
@@ -15,6 +24,7 @@ import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-
 import type { WorkerStats } from "../util/worker-stats";
 import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
+import { releaseRow } from "../db/table-rows";
 import { EntriesSchema, storeNamed, TableNameSchema } from "./rpc-replicas";
 
 const log = logger("sync");
@@ -27,7 +37,21 @@ const CALL_TIMEOUT_MS = 60_000;
 
 /** A digest per partition or sync bucket: hex, "" for an empty one. */
 const DigestSchema = Type.String({ maxLength: 64 });
-const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: MAX_SYNC_BUCKET_ENTRIES });
+/** A row's hash (db/table-rows.ts rowHash), hex. */
+const RowHashSchema = Type.String({ minLength: 32, maxLength: 32 });
+/** Most entries a pass pulls in one call or pushes in one call (and holds decoded at once). */
+export const SYNC_BATCH_ENTRIES = 1_000;
+/**
+ * Stored bytes past which a pull answer or a push ends early (at least one entry each): entries
+ * of large objects' versions list many blocks, and a message head is at most 16 MiB.
+ */
+export const SYNC_BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Row hashes past which an answer of table/bucket-row-hashes ends early (at least one bucket):
+ * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
+ */
+export const SYNC_HASHES_PER_CALL = 20_000;
+const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: SYNC_BATCH_ENTRIES });
 
 const EP_PARTITION_DIGESTS = endpoint(
   "table/partition-digests",
@@ -39,10 +63,32 @@ const EP_DIGESTS = endpoint(
   Type.Object({ table: TableNameSchema, partition: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT - 1 }) }),
   Type.Object({ digests: Type.Array(DigestSchema, { minItems: SYNC_BUCKETS, maxItems: SYNC_BUCKETS }) }),
 );
-const EP_ENTRIES = endpoint(
-  "table/bucket-entries",
-  Type.Object({ table: TableNameSchema, bucket: Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 }) }),
-  Type.Object({ entries: SyncEntriesSchema }),
+const RowIdSchema = Type.Integer({ minimum: 1 });
+const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYNC_BUCKETS - 1 });
+/**
+ * The row hashes of sync buckets (one list per bucket, in the order asked) with each row's id
+ * on the answering node; `served` says how many of the buckets the answer covers, at least one,
+ * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_BATCH_BYTES read: the caller asks again for the
+ * rest.
+ */
+const EP_ROW_HASHES = endpoint(
+  "table/bucket-row-hashes",
+  Type.Object({ table: TableNameSchema, buckets: Type.Array(BucketIdSchema, { minItems: 1, maxItems: SYNC_BUCKETS }) }),
+  Type.Object({
+    hashes: Type.Array(Type.Array(RowHashSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }), { minItems: 1, maxItems: SYNC_BUCKETS }),
+    ids: Type.Array(Type.Array(RowIdSchema, { maxItems: MAX_SYNC_BUCKET_ENTRIES }), { minItems: 1, maxItems: SYNC_BUCKETS }),
+    served: Type.Integer({ minimum: 1, maximum: SYNC_BUCKETS }),
+  }),
+);
+/**
+ * The entries stored in the rows with these ids (from table/bucket-row-hashes), in the order
+ * asked, as they are now; `served` says how many of the ids the answer covers (rows gone since
+ * included): the caller asks again for the rest.
+ */
+const EP_PULL = endpoint(
+  "table/bucket-pull",
+  Type.Object({ table: TableNameSchema, ids: Type.Array(RowIdSchema, { minItems: 1, maxItems: SYNC_BATCH_ENTRIES }) }),
+  Type.Object({ entries: SyncEntriesSchema, served: Type.Integer({ minimum: 1, maximum: SYNC_BATCH_ENTRIES }) }),
 );
 /**
  * Merges the entries sent into the receiver's copy of a sharded table (as a sync push does,
@@ -54,6 +100,10 @@ const EP_PUSH = SYNC_PUSH;
 export interface SyncReport {
   partitions: number;
   bucketsExchanged: number;
+  /** Entries pulled from peers (they differed or were missing here). */
+  entriesPulled: number;
+  /** Entries pushed to peers (they differed or were missing there). */
+  entriesPushed: number;
   errors: number;
   /** Replicas that were not connected, so their partitions could not be compared. */
   unreachable: number;
@@ -89,7 +139,8 @@ export class ShardedTableSync {
       this.onReceived(table, checked);
       return {};
     });
-    handle(rpc, EP_ENTRIES, async ({ table, bucket }) => ({ entries: storeOf(EP_ENTRIES.name, table).bucketEntries(bucket) }));
+    handle(rpc, EP_ROW_HASHES, async ({ table, buckets }) => rowHashesAnswer(storeOf(EP_ROW_HASHES.name, table), buckets));
+    handle(rpc, EP_PULL, async ({ table, ids }) => pullAnswer(storeOf(EP_PULL.name, table), ids));
   }
 
   get stats(): WorkerStats {
@@ -119,7 +170,7 @@ export class ShardedTableSync {
   }
 
   private async pass(signal: AbortSignal): Promise<SyncReport> {
-    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, errors: 0, unreachable: 0, startedAt: Date.now(), interrupted: false };
+    const report: SyncReport = { partitions: 0, bucketsExchanged: 0, entriesPulled: 0, entriesPushed: 0, errors: 0, unreachable: 0, startedAt: Date.now(), interrupted: false };
     const self = this.placement.selfId;
     // The partitions this node shares with each other replica.
     const shared = new Map<string, number[]>();
@@ -149,7 +200,7 @@ export class ShardedTableSync {
         }
         for (const p of differing) {
           try {
-            report.bucketsExchanged += await this.syncPartition(peer, store, p);
+            await this.syncPartition(peer, store, p, report);
           } catch (err) {
             report.errors++;
             log.debug(`${store.schema.name} partition ${p} with ${peer.slice(0, 16)}: ${(err as Error).message}`);
@@ -157,7 +208,10 @@ export class ShardedTableSync {
         }
       }
     }
-    if (report.bucketsExchanged > 0) log.info(`anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions`);
+    if (report.bucketsExchanged > 0)
+      log.info(
+        `anti-entropy: ${report.bucketsExchanged} sync buckets reconciled over ${report.partitions} partitions (${report.entriesPulled} entries pulled, ${report.entriesPushed} pushed)`,
+      );
     for (const fn of this.passListeners) {
       try {
         fn(report);
@@ -175,23 +229,144 @@ export class ShardedTableSync {
     return partitions.filter((p) => theirs[p] !== ours[p]);
   }
 
-  private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number): Promise<number> {
+  /**
+   * Reconciles the differing buckets of one partition with `peer`, row by row: asks for their
+   * row hashes (many buckets a call), pulls the rows only the peer holds (or holds in another
+   * state) and pushes those only this node holds, in batches (SYNC_BATCH_ENTRIES,
+   * SYNC_BATCH_BYTES) that may gather several buckets' rows.
+   */
+  private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number, report: SyncReport): Promise<void> {
     const table = store.schema.name;
     const opts = { priority: PRIO_BACKGROUND, timeoutMs: CALL_TIMEOUT_MS };
     const theirs = (await call(this.rpc, peer, EP_DIGESTS, { table, partition }, opts)).digests;
     const ours = store.bucketDigests(partition);
-    let exchanged = 0;
-    for (let b = 0; b < SYNC_BUCKETS; b++) {
-      if (theirs[b] === ours[b]) continue;
-      const bucket = partition * SYNC_BUCKETS + b;
-      const { entries } = await call(this.rpc, peer, EP_ENTRIES, { table, bucket }, opts);
-      const received = checkPeerEntries(store.schema, entries, `${table} sync bucket ${bucket} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
-      await store.apply(received);
-      this.onReceived(table, received);
-      const mine = store.bucketEntries(bucket);
-      if (mine.length > 0) await call(this.rpc, peer, EP_PUSH, { table, entries: mine }, opts);
-      exchanged++;
+    const differing: number[] = [];
+    for (let b = 0; b < SYNC_BUCKETS; b++) if (theirs[b] !== ours[b]) differing.push(partition * SYNC_BUCKETS + b);
+    const push = new PushBatch(async (entries) => {
+      await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
+      report.entriesPushed += entries.length;
+    });
+    const pull = new PullBatch(async (ids) => {
+      let wanted = ids;
+      while (wanted.length > 0) {
+        const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, ids: wanted }, opts);
+        const received = checkPeerEntries(store.schema, entries, `${table} partition ${partition} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
+        if (received.length > 0) {
+          await store.apply(received);
+          this.onReceived(table, received);
+          report.entriesPulled += received.length;
+        }
+        wanted = wanted.slice(served);
+      }
+    });
+    for (let i = 0; i < differing.length; ) {
+      const { hashes, ids, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
+      const n = Math.min(served, hashes.length, ids.length);
+      for (let k = 0; k < n; k++) {
+        const bucket = differing[i + k]!;
+        const theirHashes = new Set(hashes[k]);
+        const mine = store.bucketRows(bucket);
+        const myHashes = new Set(mine.map((r) => r.hash));
+        const theirIds = ids[k]!;
+        for (let j = 0; j < hashes[k]!.length && j < theirIds.length; j++) if (!myHashes.has(hashes[k]![j]!)) await pull.add(theirIds[j]!);
+        for (const r of mine) {
+          if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+          releaseRow(r.v);
+        }
+        report.bucketsExchanged++;
+      }
+      i += n;
     }
-    return exchanged;
+    await pull.flush();
+    await push.flush();
   }
+}
+
+/** Row ids gathered for one pull call; sent at SYNC_BATCH_ENTRIES ids. */
+export class PullBatch {
+  private ids: number[] = [];
+
+  constructor(private readonly send: (ids: number[]) => Promise<void>) {}
+
+  async add(id: number): Promise<void> {
+    if (this.ids.length >= SYNC_BATCH_ENTRIES) await this.flush();
+    this.ids.push(id);
+  }
+
+  async flush(): Promise<void> {
+    if (this.ids.length === 0) return;
+    const ids = this.ids;
+    this.ids = [];
+    await this.send(ids);
+  }
+}
+
+/** Entries gathered for one push call; sent when SYNC_BATCH_ENTRIES or SYNC_BATCH_BYTES is reached. */
+export class PushBatch<E> {
+  private entries: E[] = [];
+  private bytes = 0;
+
+  constructor(private readonly send: (entries: E[]) => Promise<void>) {}
+
+  /** Adds an entry of `bytes` stored bytes; sends the batch first when it would grow past its bounds. */
+  async add(entry: E, bytes: number): Promise<void> {
+    if (this.entries.length > 0 && (this.entries.length >= SYNC_BATCH_ENTRIES || this.bytes + bytes > SYNC_BATCH_BYTES)) await this.flush();
+    this.entries.push(entry);
+    this.bytes += bytes;
+  }
+
+  async flush(): Promise<void> {
+    if (this.entries.length === 0) return;
+    const entries = this.entries;
+    this.entries = [];
+    this.bytes = 0;
+    await this.send(entries);
+  }
+}
+
+/**
+ * A row-hashes answer: the row hashes of each of `buckets` in order, until SYNC_HASHES_PER_CALL
+ * hashes (at least one bucket).
+ */
+export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly number[]): { hashes: string[][]; ids: number[][]; served: number } {
+  const hashes: string[][] = [];
+  const ids: number[][] = [];
+  let total = 0;
+  let bytes = 0;
+  for (const bucket of buckets) {
+    // All the rows of one S3 bucket are in one partition: at a million objects, a sync bucket
+    // holds ~4 000 rows (~5 MB), read here whole, so the answer also ends at SYNC_BATCH_BYTES read.
+    if (hashes.length > 0 && bytes >= SYNC_BATCH_BYTES) break;
+    const rows = store.bucketRows(bucket);
+    if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
+    total += rows.length;
+    hashes.push(rows.map((r) => r.hash));
+    ids.push(rows.map((r) => r.id));
+    for (const r of rows) {
+      bytes += r.v.byteLength;
+      releaseRow(r.v);
+    }
+  }
+  return { hashes, ids, served: hashes.length };
+}
+
+/**
+ * A pull's answer: the entries in the rows with these ids, in that order, up to SYNC_BATCH_BYTES
+ * of stored bytes (at least one id served); a row gone since is skipped.
+ */
+export function pullAnswer<E>(store: LocalStore<E>, ids: readonly number[]): { entries: E[]; served: number } {
+  const entries: E[] = [];
+  let bytes = 0;
+  let served = 0;
+  for (const id of ids) {
+    const v = store.storedById(id);
+    if (v !== undefined) {
+      if (entries.length > 0 && bytes + v.byteLength > SYNC_BATCH_BYTES) break;
+      bytes += v.byteLength;
+      entries.push(store.decodeStored(v));
+      releaseRow(v);
+    }
+    served++;
+  }
+  return { entries, served };
 }

@@ -187,7 +187,7 @@ describe("handshake", () => {
     const refusals = (output: string, dir: "from" | "to") => output.split("\n").filter((l) => l.includes(`refused connection ${dir}`));
 
     test(`this release speaks version ${PROTOCOL_VERSION}; two nodes of the same version connect`, async () => {
-      expect(PROTOCOL_VERSION).toBe(3);
+      expect(PROTOCOL_VERSION).toBe(4);
       const a = await node();
       const b = await node();
       await a.connect(b.id, "127.0.0.1", b.port);

@@ -1,0 +1,188 @@
+// Anti-entropy of sharded tables between two real nodes on loopback: a pass leaves both replicas
+// holding the same rows (equal digests), and moves only the entries that differ (row hashes
+// compared inside a differing sync bucket), in batches of at most SYNC_BATCH_ENTRIES entries.
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import type { Database } from "bun:sqlite";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Placement } from "../../../src/cluster/layout.ts";
+import { GroupCommitter } from "../../../src/db/committer.ts";
+import { openDatabase } from "../../../src/db/sqlite.ts";
+import type { RpcNode } from "../../../src/rpc/rpc.ts";
+import { LocalStore, SYNC_BUCKETS, syncBucketOf } from "../../../src/table/local-store.ts";
+import { partitionOfEntry } from "../../../src/table/partition.ts";
+import type { TableSchema } from "../../../src/table/schema.ts";
+import {
+  PullBatch,
+  pullAnswer,
+  PushBatch,
+  rowHashesAnswer,
+  ShardedTableSync,
+  SYNC_BATCH_BYTES,
+  SYNC_BATCH_ENTRIES,
+  SYNC_HASHES_PER_CALL,
+} from "../../../src/table/sync.ts";
+import { startPair } from "../rpc/helpers.ts";
+
+/** A max register per key. */
+interface E {
+  pk: string;
+  sk: string;
+  n: number;
+}
+const schema: TableSchema<E> = {
+  name: "version_block",
+  replication: "sharded",
+  partitionKey: (e) => e.pk,
+  sortKey: (e) => e.sk,
+  merge: (a, b) => (b.n > a.n ? b : a),
+};
+
+let dir: string;
+const dbs: Database[] = [];
+const nodes: RpcNode[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), "bunker-sync-"));
+});
+afterEach(async () => {
+  await Promise.all(nodes.splice(0).map((n) => n.close()));
+  for (const db of dbs.splice(0)) db.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Both nodes hold every partition. */
+function placement(self: string, peer: string): Placement {
+  return { selfId: self, writeSets: () => [[self, peer]], readNodes: () => [self, peer], allNodes: () => [self, peer], quorums: { read: 1, write: 1 } } as unknown as Placement;
+}
+
+async function pair() {
+  const [a, b] = await startPair(nodes);
+  const side = (node: RpcNode, peer: RpcNode) => {
+    const db = openDatabase(join(dir, `${node.id.slice(0, 8)}.sqlite`), { fsync: false });
+    dbs.push(db);
+    const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+    const received: E[][] = [];
+    const sync = new ShardedTableSync(node, new Map([[schema.name, store as LocalStore<unknown>]]), placement(node.id, peer.id), (_t, entries) =>
+      received.push(entries as E[]),
+    );
+    return { store, sync, received, rows: () => db.query(`SELECT count(*) AS n FROM t_version_block`).get() as { n: number } };
+  };
+  return { a: side(a, b), b: side(b, a) };
+}
+
+const entry = (pk: string, i: number, n = 1): E => ({ pk, sk: `k${String(i).padStart(6, "0")}`, n });
+
+test("a pass converges two replicas and moves only the entries that differ", async () => {
+  const { a, b } = await pair();
+  const common = Array.from({ length: 3000 }, (_, i) => entry(`p${i % 40}`, i));
+  await a.store.apply(common);
+  await b.store.apply(common);
+  const onlyA = Array.from({ length: 30 }, (_, i) => entry(`p${i % 7}`, 10_000 + i));
+  const onlyB = Array.from({ length: 20 }, (_, i) => entry(`p${i % 5}`, 20_000 + i));
+  // The same keys on both, in different states: each side's state goes over, the merge keeps the larger.
+  const newerOnA = Array.from({ length: 10 }, (_, i) => entry(`p${(i * 3) % 40}`, i * 3, 5));
+  const newerOnB = Array.from({ length: 10 }, (_, i) => entry(`p${(1000 + i * 3) % 40}`, 1000 + i * 3, 7));
+  await a.store.apply([...onlyA, ...newerOnA]);
+  await b.store.apply([...onlyB, ...newerOnB]);
+  expect(a.store.partitionDigests()).not.toEqual(b.store.partitionDigests());
+
+  const report = await a.sync.syncAll();
+  expect(report.errors).toBe(0);
+  expect(a.store.partitionDigests()).toEqual(b.store.partitionDigests());
+  expect(a.rows().n).toBe(3000 + 30 + 20);
+  for (const e of [...newerOnA, ...newerOnB]) {
+    expect(a.store.get(e.pk, e.sk)!.n).toBe(e.n);
+    expect(b.store.get(e.pk, e.sk)!.n).toBe(e.n);
+  }
+  // A key held in two states goes both ways (the merge sorts it out): pulled, what only b held
+  // and b's state of the 20 changed keys; pushed, what only a held and a's state of them.
+  expect(report.entriesPulled).toBe(20 + 20);
+  expect(report.entriesPushed).toBe(30 + 20);
+  expect(a.received.flat().length).toBe(40);
+  expect(b.received.flat().length).toBe(50);
+
+  // In sync: the next pass compares partition digests only.
+  const again = await a.sync.syncAll();
+  expect(again.bucketsExchanged + again.entriesPulled + again.entriesPushed).toBe(0);
+});
+
+test("a partition with more differing entries than a batch moves in batches of at most SYNC_BATCH_ENTRIES", async () => {
+  const { a, b } = await pair();
+  const n = 2 * SYNC_BATCH_ENTRIES + 500;
+  // One partition key: every entry is in the same partition, spread over its sync buckets.
+  await a.store.apply(Array.from({ length: n }, (_, i) => entry("one", i)));
+  await b.store.apply(Array.from({ length: n }, (_, i) => entry("one", n + i)));
+  const report = await a.sync.syncAll();
+  expect(report.errors).toBe(0);
+  expect(report.entriesPulled).toBe(n);
+  expect(report.entriesPushed).toBe(n);
+  expect(a.store.partitionDigests()).toEqual(b.store.partitionDigests());
+  expect(a.rows().n).toBe(2 * n);
+  // Each merge call is one message: a's pulls and b's received pushes.
+  for (const batch of [...a.received, ...b.received]) expect(batch.length).toBeLessThanOrEqual(SYNC_BATCH_ENTRIES);
+  expect(b.received.length).toBeGreaterThanOrEqual(Math.ceil(n / SYNC_BATCH_ENTRIES));
+  expect(report.bucketsExchanged).toBeLessThanOrEqual(SYNC_BUCKETS);
+});
+
+test("a pull answer serves ids in the order asked, skips rows gone since, and stops past SYNC_BATCH_BYTES", async () => {
+  const db = openDatabase(join(dir, "one.sqlite"), { fsync: false });
+  dbs.push(db);
+  const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+  // Four entries of a quarter of the byte bound each, in one sync bucket: the fourth goes past it.
+  const part = partitionOfEntry(schema, "big");
+  const bucket = syncBucketOf(part, "big", entry("big", 0).sk);
+  const inBucket: E[] = [];
+  for (let i = 0; inBucket.length < 4 && i < 100_000; i++) {
+    const e = entry("big", i);
+    if (syncBucketOf(part, e.pk, e.sk) === bucket) inBucket.push({ ...e, pad: "~".repeat(SYNC_BATCH_BYTES / 4) } as E);
+  }
+  await store.apply(inBucket);
+  const rows = store.bucketRows(bucket);
+  expect(rows.length).toBe(4);
+  const ids = [999_999, ...rows.map((r) => r.id).reverse()];
+  const first = pullAnswer(store, ids);
+  expect(first.entries.length).toBe(3);
+  expect(first.served).toBe(4); // the id of no row, then three entries
+  expect(first.entries.map((e) => e.sk)).toEqual(rows.slice(-3).reverse().map((r) => (store.decodeStored(r.v) as E).sk));
+  const rest = pullAnswer(store, ids.slice(first.served));
+  expect(rest).toEqual({ entries: [store.decodeStored(rows[0]!.v)], served: 1 });
+});
+
+test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_BYTES, never an empty batch", async () => {
+  const sent: number[] = [];
+  const batch = new PushBatch<number>(async (entries) => void sent.push(entries.length));
+  for (let i = 0; i < SYNC_BATCH_ENTRIES + 1; i++) await batch.add(i, 10);
+  await batch.add(-1, SYNC_BATCH_BYTES);
+  await batch.flush();
+  await batch.flush();
+  expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1, 1]);
+});
+
+test("a pull batch sends at SYNC_BATCH_ENTRIES ids, never an empty batch", async () => {
+  const sent: number[] = [];
+  const batch = new PullBatch(async (ids) => void sent.push(ids.length));
+  for (let i = 1; i <= SYNC_BATCH_ENTRIES + 1; i++) await batch.add(i);
+  await batch.flush();
+  await batch.flush();
+  expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1]);
+});
+
+test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_PER_CALL hashes", async () => {
+  const db = openDatabase(join(dir, "hashes.sqlite"), { fsync: false });
+  dbs.push(db);
+  const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+  // One partition key: SYNC_HASHES_PER_CALL + 2 000 rows over the partition's 256 buckets.
+  await store.apply(Array.from({ length: SYNC_HASHES_PER_CALL + 2000 }, (_, i) => entry("p", i)));
+  const part = partitionOfEntry(schema, "p");
+  const buckets = Array.from({ length: SYNC_BUCKETS }, (_, b) => part * SYNC_BUCKETS + b);
+  const first = rowHashesAnswer(store as LocalStore<unknown>, buckets);
+  expect(first.served).toBeLessThan(SYNC_BUCKETS);
+  expect(first.hashes.length).toBe(first.served);
+  expect(first.hashes.flat().length).toBeLessThanOrEqual(SYNC_HASHES_PER_CALL);
+  const rest = rowHashesAnswer(store as LocalStore<unknown>, buckets.slice(first.served));
+  expect(first.served + rest.served).toBe(SYNC_BUCKETS);
+  expect(first.hashes.flat().length + rest.hashes.flat().length).toBe(SYNC_HASHES_PER_CALL + 2000);
+  expect(first.hashes[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.hash));
+  expect(first.ids[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.id));
+});
