@@ -79,8 +79,8 @@ const BASE64_TRY_LENGTH = 64;
  * when read: HEAD, a DELETE merging the version away and most reads of an entry never look at
  * the body, and its text (4/3 of it) was the largest allocation of a small object's HEAD. The
  * property is an accessor until first read (or written), then an ordinary one: JSON, spreads
- * and key order see a plain string property. Rows are fresh copies from sqlite, never reused,
- * so holding the row until then is safe.
+ * and key order see a plain string property. The accessor keeps a copy of the bytes, never a
+ * view of the row, whose buffer is handed back once decoded.
  */
 const LAZY_BASE64_MIN_BYTES = 1024;
 
@@ -374,14 +374,16 @@ class Reader {
       return false;
     }
     const start = this.skip(n);
-    const buf = this.buf;
+    // A copy, not a view: the row's buffer is handed back to the allocator once decoded
+    // (table-rows.ts releaseRow), and a copy of n bytes is still cheaper than its 4n/3 of text.
+    const bytes = Uint8Array.prototype.slice.call(this.buf, start, start + n);
     const settle = (value: unknown) => Object.defineProperty(out, k, { value, writable: true, enumerable: true, configurable: true });
     const get = () => {
-      const text = buf.toString("base64", start, start + n);
+      const text = Buffer.from(bytes.buffer, bytes.byteOffset, n).toString("base64");
       settle(text);
       return text;
     };
-    lazyBytes.set(get, buf.subarray(start, start + n));
+    lazyBytes.set(get, bytes);
     Object.defineProperty(out, k, { get, set: settle, enumerable: true, configurable: true });
     return true;
   }

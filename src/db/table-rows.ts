@@ -189,7 +189,9 @@ export class TableRows {
   get(pk: string, sk: string): { id: number; part: number; v: Uint8Array } | undefined {
     const row = this.getStmt.get(storedKey(pk), sk) as { id: number; part: number; v: Uint8Array } | null;
     if (row === null) return undefined;
-    noteRowsRead(row.v.byteLength);
+    // Not counted towards READ_GC_BYTES: callers hand a point read's bytes back at once
+    // (releaseRow), and a paced full collection every few hundred GETs would cost more CPU than
+    // the rows it frees.
     return row;
   }
 

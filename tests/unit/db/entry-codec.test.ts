@@ -3,6 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { base64Bytes, decodeEntry, encodeEntry, entryJson, RowFormatError } from "../../../src/db/entry-codec.ts";
+import { releaseRow } from "../../../src/db/table-rows.ts";
 import { mulberry32 } from "../../helpers/random.ts";
 
 /** Strings that sit on the edges of the special string forms (hex, base64, dictionary, UTF-16). */
@@ -105,6 +106,20 @@ describe("entry codec", () => {
     void fresh.base64;
     expect(Buffer.from(base64Bytes(fresh, "base64")).equals(bytes)).toBe(true);
     expect(Buffer.from(base64Bytes(entry, "base64")).equals(bytes)).toBe(true);
+  });
+
+  test("an inline body not yet read survives its row's buffer being handed back (releaseRow)", () => {
+    const body = randomBytes(4096).toString("base64");
+    const entry = { kind: "inline", base64: body };
+    const twoReads = [0, 1].map(() => {
+      const row = new Uint8Array(encodeEntry(entry)); // a row of its own, as bun:sqlite returns
+      const read = decodeEntry(row) as typeof entry;
+      releaseRow(row);
+      expect(row.buffer.detached).toBe(true);
+      return read;
+    });
+    expect(Buffer.from(base64Bytes(twoReads[0]!, "base64")).equals(Buffer.from(body, "base64"))).toBe(true);
+    expect(twoReads[1]!.base64).toBe(body);
   });
 
   test("malformed rows are refused with RowFormatError", () => {
