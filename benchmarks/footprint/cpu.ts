@@ -2,7 +2,9 @@
 // operation costs Bunker, against the bare node:http ceiling (benchmarks/ceiling-server.ts node)
 // measured in the same run on the same workloads:
 //   - 4 KiB PUT, GET, HEAD, DELETE, many operations per phase on concurrent clients, so that
-//     /proc's 10 ms tick does not matter;
+//     /proc's 10 ms tick does not matter; the same phases on the S3 floor
+//     (benchmarks/floor-server.ts: node:http + SigV4 + one sqlite row, nothing else) say how
+//     much of a ratio S3 itself costs on this stack and how much Bunker's own layers;
 //   - a large PUT (against the ceiling's MD5 + write, plus BLAKE3 alone, which Bunker pays and
 //     the ceiling does not) and its GET;
 //   - RF 3 on this machine: each node's CPU per MiB of a large PUT sent to the first node,
@@ -18,7 +20,7 @@ import { join } from "node:path";
 import { hash as blake3 } from "blake3-wasm/dist/index.js";
 import type { FootprintRow } from "./row.ts";
 import { cpuSeconds, foreignCpuSeconds, ownPids } from "../lib/proc.ts";
-import { startBunker, startCeiling, BIG_TIMEOUT_MS, type Target } from "../lib/targets.ts";
+import { startBunker, startCeiling, startFloor, BIG_TIMEOUT_MS, type Target } from "../lib/targets.ts";
 import { S3Client } from "../lib/client.ts";
 import { makeRandomFile, stampSource } from "../lib/source.ts";
 import { pool } from "../lib/pool.ts";
@@ -184,9 +186,10 @@ function blake3MsPerMiB(): number {
   return (c.user + c.system) / 1000 / (LARGE_SIZE / MiB);
 }
 
-async function warmUp(t: Target, src: string): Promise<void> {
+async function warmUp(t: Target, src: string, large: boolean): Promise<void> {
   let n = WARMUP_OPS;
   for (const op of SMALL_OPS_ORDER) n = Math.min(n, (await smallPhase(t, op, "warmup", n)).done);
+  if (!large) return;
   await t.put("bench", "warmup-large", Bun.file(src).slice(0, 16 * MiB), BIG_TIMEOUT_MS);
   await t.get("bench", "warmup-large", BIG_TIMEOUT_MS);
 }
@@ -233,15 +236,19 @@ export async function run(): Promise<FootprintRow[]> {
     targets.push(ceiling);
     const bunker = await startBunker("Bunker", "none");
     targets.push(bunker);
+    // Small objects only: it is the floor of the 4 KiB phases.
+    const floor = await startFloor("S3 floor", workDir);
+    targets.push(floor);
+    const largeTargets = [ceiling, bunker];
     for (const t of targets) {
       await t.createBucket("bench");
-      await warmUp(t, src);
+      await warmUp(t, src, largeTargets.includes(t));
     }
     const idle = await measure([bunker.pid()!], () => Bun.sleep(IDLE_MS));
     // Each phase runs on both servers back to back (in alternating order), so that a change
     // of load on the shared machine hits both sides of a ratio alike.
     const small = new Map<Target, Record<SmallOp, number>[]>(targets.map((t) => [t, []]));
-    const large = new Map<Target, { put: number; get: number }[]>(targets.map((t) => [t, []]));
+    const large = new Map<Target, { put: number; get: number }[]>(largeTargets.map((t) => [t, []]));
     const blake: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       const order = r % 2 ? [...targets].reverse() : targets;
@@ -255,13 +262,18 @@ export async function run(): Promise<FootprintRow[]> {
         }
       }
       const put = new Map<Target, number>();
-      for (const t of order) put.set(t, await largePut(t, `large-${r}`, src, srcFd));
+      const largeOrder = order.filter((t) => largeTargets.includes(t));
+      for (const t of largeOrder) put.set(t, await largePut(t, `large-${r}`, src, srcFd));
       for (const t of order) {
-        const get = await largeGet(t, `large-${r}`);
         small.get(t)!.push(results.get(t)!);
-        large.get(t)!.push({ put: put.get(t)!, get });
         const s = results.get(t)!;
-        log(`round ${r + 1} ${t.name}: µs/op ${SMALL_OPS_ORDER.map((op) => `${op} ${s[op].toFixed(0)}`).join(", ")}; ms/MiB PUT ${put.get(t)!.toFixed(2)}, GET ${get.toFixed(2)}`);
+        let largeFigures = "";
+        if (largeTargets.includes(t)) {
+          const get = await largeGet(t, `large-${r}`);
+          large.get(t)!.push({ put: put.get(t)!, get });
+          largeFigures = `; ms/MiB PUT ${put.get(t)!.toFixed(2)}, GET ${get.toFixed(2)}`;
+        }
+        log(`round ${r + 1} ${t.name}: µs/op ${SMALL_OPS_ORDER.map((op) => `${op} ${s[op].toFixed(0)}`).join(", ")}${largeFigures}`);
       }
       blake.push(blake3MsPerMiB());
     }
@@ -277,9 +289,13 @@ export async function run(): Promise<FootprintRow[]> {
     for (const op of SMALL_OPS_ORDER) {
       const c = perRound(small, ceiling).map((s) => s[op]);
       const b = perRound(small, bunker).map((s) => s[op]);
+      const f = perRound(small, floor).map((s) => s[op]);
       const name = op.toUpperCase();
       rows.push({ section: SECTION, figure: `4 KiB ${name}, server CPU per op, node:http ceiling`, value: round(median(c)), unit: "µs/op", note });
+      rows.push({ section: SECTION, figure: `4 KiB ${name}, server CPU per op, S3 floor`, value: round(median(f)), unit: "µs/op", note: `${note}; node:http + SigV4 + one sqlite row (benchmarks/floor-server.ts)` });
       rows.push({ section: SECTION, figure: `4 KiB ${name}, server CPU per op, Bunker`, value: round(median(b)), unit: "µs/op", note });
+      rows.push({ section: SECTION, figure: `4 KiB ${name}, S3 floor / ceiling CPU per op`, value: round2(median(ratios(f, c))), unit: "×", note: "what S3 itself costs over bare HTTP on this stack; a bound below it cannot be met" });
+      rows.push({ section: SECTION, figure: `4 KiB ${name}, Bunker / S3 floor CPU per op`, value: round2(median(ratios(b, f))), unit: "×", note: "what Bunker's own layers cost" });
       rows.push({ section: SECTION, figure: `4 KiB ${name}, Bunker / ceiling CPU per op`, value: round2(median(ratios(b, c))), unit: "×", bound: SMALL_BOUNDS[op], note: `${SMALL_OPS} ops per phase, ${SMALL_CONCURRENCY} clients; median of per-round ratios` });
     }
     const blakeMs = median(blake);

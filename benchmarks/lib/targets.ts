@@ -1,6 +1,7 @@
 // The servers under test behind one interface: Bunker (real process), s3rver (Node child
 // process; --openssl-legacy-provider because its continuation tokens use DES, which Node 17+
-// refuses otherwise) and the bare ceiling servers (Bun.serve / node:http child processes, no S3 logic).
+// refuses otherwise), the bare ceiling servers (Bun.serve / node:http child processes, no S3 logic)
+// and the S3 floor (node:http + SigV4 + one sqlite row: floor-server.ts).
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { startServer, freePort, type TestServer } from "../../tests/helpers/server.ts";
@@ -149,6 +150,23 @@ export async function startCeiling(name: string, mode: "bun" | "node", workDir: 
   const dir = mkdtempSync(join(workDir, `ceiling-${mode}-`));
   const { proc } = await spawnReady([process.execPath, join(BENCH_DIR, "ceiling-server.ts"), mode, String(port), dir]);
   return new CeilingTarget(name, `http://127.0.0.1:${port}`, () => proc.pid, async () => {
+    await stopProcess(proc);
+    rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+/**
+ * The S3 floor (benchmarks/floor-server.ts): signed requests as to Bunker, the least S3 work
+ * behind them. Small objects only; it does not list.
+ */
+export async function startFloor(name: string, workDir: string): Promise<Target> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(workDir, "floor-"));
+  const credentials = { accessKeyId: "GKfloorbench", secretAccessKey: "floor-bench-secret", region: "garage" };
+  const { proc } = await spawnReady([process.execPath, join(BENCH_DIR, "floor-server.ts"), String(port), dir, credentials.accessKeyId, credentials.secretAccessKey, credentials.region]);
+  ownPids.add(proc.pid);
+  const client = new S3Client({ url: `http://127.0.0.1:${port}`, ...credentials });
+  return new S3Target(name, client, () => proc.pid, async () => {
     await stopProcess(proc);
     rmSync(dir, { recursive: true, force: true });
   });
