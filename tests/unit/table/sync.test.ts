@@ -19,10 +19,14 @@ import {
   PushBatch,
   rowHashesAnswer,
   ShardedTableSync,
-  SYNC_BATCH_BYTES,
   SYNC_BATCH_ENTRIES,
+  SYNC_BATCH_WIRE_BYTES,
+  SYNC_ENTRY_MAX_WIRE_BYTES,
   SYNC_HASHES_PER_CALL,
+  wireBytes,
 } from "../../../src/table/sync.ts";
+import { encodeEntry } from "../../../src/db/entry-codec.ts";
+import { encodeJson, MAX_HEAD_BYTES } from "../../../src/rpc/rpc.ts";
 import { startPair } from "../rpc/helpers.ts";
 
 /** A max register per key. */
@@ -125,17 +129,17 @@ test("a partition with more differing entries than a batch moves in batches of a
   expect(report.bucketsExchanged).toBeLessThanOrEqual(SYNC_BUCKETS);
 });
 
-test("a pull answer serves ids in the order asked, skips rows gone since, and stops past SYNC_BATCH_BYTES", async () => {
+test("a pull answer serves ids in the order asked, skips rows gone since, and stops past SYNC_BATCH_WIRE_BYTES of JSON", async () => {
   const db = openDatabase(join(dir, "one.sqlite"), { fsync: false });
   dbs.push(db);
   const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
-  // Four entries of a quarter of the byte bound each, in one sync bucket: the fourth goes past it.
+  // Four entries of a quarter of the JSON bound each, in one sync bucket: the fourth goes past it.
   const part = partitionOfEntry(schema, "big");
   const bucket = syncBucketOf(part, "big", entry("big", 0).sk);
   const inBucket: E[] = [];
   for (let i = 0; inBucket.length < 4 && i < 100_000; i++) {
     const e = entry("big", i);
-    if (syncBucketOf(part, e.pk, e.sk) === bucket) inBucket.push({ ...e, pad: "~".repeat(SYNC_BATCH_BYTES / 4) } as E);
+    if (syncBucketOf(part, e.pk, e.sk) === bucket) inBucket.push({ ...e, pad: "~".repeat(SYNC_BATCH_WIRE_BYTES / 4) } as E);
   }
   await store.apply(inBucket);
   const rows = store.bucketRows(bucket);
@@ -149,14 +153,57 @@ test("a pull answer serves ids in the order asked, skips rows gone since, and st
   expect(rest).toEqual({ entries: [store.decodeStored(rows[0]!.v)], served: 1 });
 });
 
-test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_BYTES, never an empty batch", async () => {
+test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_WIRE_BYTES of JSON, never an empty batch", async () => {
   const sent: number[] = [];
-  const batch = new PushBatch<number>(async (entries) => void sent.push(entries.length));
-  for (let i = 0; i < SYNC_BATCH_ENTRIES + 1; i++) await batch.add(i, 10);
-  await batch.add(-1, SYNC_BATCH_BYTES);
+  const batch = new PushBatch<unknown>(async (entries) => void sent.push(entries.length));
+  for (let i = 0; i < SYNC_BATCH_ENTRIES + 1; i++) expect(await batch.add(i)).toBe(true);
+  // Alone over the batch bound (but under the head limit): it goes, alone.
+  expect(await batch.add("~".repeat(SYNC_BATCH_WIRE_BYTES))).toBe(true);
+  await batch.add(1);
+  // No message could carry it: not added.
+  expect(await batch.add("~".repeat(SYNC_ENTRY_MAX_WIRE_BYTES))).toBe(false);
   await batch.flush();
   await batch.flush();
-  expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1, 1]);
+  expect(sent).toEqual([SYNC_BATCH_ENTRIES, 1, 1, 1]);
+});
+
+/** An entry that is ~27 times larger in JSON than stored: dictionary words are one stored byte each. */
+const wordy = (pk: string, i: number): E => ({ ...entry(pk, i), words: Array<string>(700).fill("application/octet-stream") }) as E;
+
+test("entries many times larger in JSON than stored move in messages under the head limit", async () => {
+  const { a, b } = await pair();
+  const n = SYNC_BATCH_ENTRIES;
+  const onA = Array.from({ length: n }, (_, i) => wordy("one", i));
+  const onB = Array.from({ length: n }, (_, i) => wordy("one", n + i));
+  // What a bound on stored bytes let through: one batch of every entry, far past the head limit.
+  const stored = onA.reduce((sum, e) => sum + encodeEntry(e).byteLength, 0);
+  expect(stored).toBeLessThan(SYNC_BATCH_WIRE_BYTES / 4);
+  expect(encodeJson({ table: schema.name, entries: onA }).byteLength).toBeGreaterThan(MAX_HEAD_BYTES);
+  await a.store.apply(onA);
+  await b.store.apply(onB);
+
+  const report = await a.sync.syncAll();
+  expect(report.errors).toBe(0);
+  expect(report.entriesPulled).toBe(n);
+  expect(report.entriesPushed).toBe(n);
+  expect(a.store.partitionDigests()).toEqual(b.store.partitionDigests());
+  // a's pulls (each one answer) and b's received pushes (each one request).
+  for (const batch of [...a.received, ...b.received]) expect(encodeJson({ entries: batch, served: batch.length }).byteLength).toBeLessThanOrEqual(SYNC_BATCH_WIRE_BYTES + 1024);
+  expect(b.received.length).toBeGreaterThan(1);
+  expect(a.received.length).toBeGreaterThan(1);
+});
+
+test("a pull answer leaves out, with a warning, an entry no message could carry", () => {
+  const huge = { pk: "p", sk: "huge", n: 1, pad: "~".repeat(SYNC_ENTRY_MAX_WIRE_BYTES) };
+  const small = entry("p", 1);
+  const rows = new Map<number, unknown>([
+    [1, huge],
+    [2, small],
+  ]);
+  // Only what pullAnswer reads of a store: bytes by id, decoded (the id stands for the bytes).
+  const store = { schema, storedById: (id: number) => (rows.has(id) ? new Uint8Array([id]) : undefined), decodeStored: (v: Uint8Array) => rows.get(v[0]!) };
+  expect(wireBytes(huge)).toBeGreaterThan(SYNC_ENTRY_MAX_WIRE_BYTES);
+  expect(pullAnswer(store as unknown as LocalStore<unknown>, [1, 2])).toEqual({ entries: [small], served: 2 });
 });
 
 test("a pull batch sends at SYNC_BATCH_ENTRIES ids, never an empty batch", async () => {
@@ -186,3 +233,4 @@ test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_
   expect(first.hashes[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.hash));
   expect(first.ids[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.id));
 });
+
