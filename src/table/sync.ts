@@ -18,7 +18,7 @@
 import { PARTITION_COUNT, type Placement } from "../cluster/layout";
 import { Type } from "@sinclair/typebox";
 import { call, endpoint, handle } from "../rpc/endpoint";
-import { MAX_HEAD_BYTES, PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
+import { MAX_HEAD_BYTES, PRIO_BACKGROUND, RPC_ERR, RpcError, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
 import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-store";
 import type { WorkerStats } from "../util/worker-stats";
@@ -266,6 +266,8 @@ export class ShardedTableSync {
       let wanted = ids;
       while (wanted.length > 0) {
         const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, ids: wanted }, opts);
+        if (served > wanted.length || entries.length > served)
+          throw new RpcError(`endpoint '${EP_PULL.name}' ${from}: ${entries.length} entries, ${served} ids served, for ${wanted.length} asked`, RPC_ERR.badResponse);
         const received = checkPeerEntries(store.schema, entries, from, RPC_ERR.badResponse);
         if (received.length > 0) {
           await store.apply(received);
@@ -276,15 +278,18 @@ export class ShardedTableSync {
       }
     });
     for (let i = 0; i < differing.length; ) {
-      const { hashes, ids, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
-      const n = Math.min(served, hashes.length, ids.length);
-      for (let k = 0; k < n; k++) {
-        const bucket = differing[i + k]!;
+      const asked = differing.slice(i, i + SYNC_BUCKETS);
+      const answer = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: asked }, opts);
+      checkRowHashesAnswer(answer, asked.length, from);
+      const { hashes, ids, served } = answer;
+      for (let k = 0; k < served; k++) {
+        const bucket = asked[k]!;
         const theirHashes = new Set(hashes[k]);
         const mine = store.bucketRows(bucket);
         const myHashes = new Set(mine.map((r) => r.hash));
+        const bucketHashes = hashes[k]!;
         const theirIds = ids[k]!;
-        for (let j = 0; j < hashes[k]!.length && j < theirIds.length; j++) if (!myHashes.has(hashes[k]![j]!)) await pull.add(theirIds[j]!);
+        for (let j = 0; j < bucketHashes.length; j++) if (!myHashes.has(bucketHashes[j]!)) await pull.add(theirIds[j]!);
         for (const r of mine) {
           if (!theirHashes.has(r.hash)) {
             const e = store.decodeStored(r.v);
@@ -297,7 +302,7 @@ export class ShardedTableSync {
         }
         report.bucketsExchanged++;
       }
-      i += n;
+      i += served;
     }
     await pull.flush();
     await push.flush();
@@ -334,6 +339,23 @@ export function wireBytes(entry: unknown): number {
 /** An entry's key, cut short, for a log line. */
 function keyOf<E>(store: LocalStore<E>, entry: E): string {
   return `${store.schema.partitionKey(entry).slice(0, 64)} / ${store.schema.sortKey(entry).slice(0, 64)}`;
+}
+
+/**
+ * Rejects a row-hashes answer that does not cover, one list of hashes and one of the same
+ * length of row ids each, the first `served` of the `asked` buckets (the schema bounds only
+ * each part): a peer that breaks it would make this node pull the wrong rows or none.
+ */
+export function checkRowHashesAnswer(answer: { hashes: string[][]; ids: number[][]; served: number }, asked: number, from: string): void {
+  const { hashes, ids, served } = answer;
+  let problem: string | undefined;
+  if (served > asked) problem = `${served} buckets served of ${asked} asked`;
+  else if (hashes.length !== served || ids.length !== served) problem = `${served} buckets served with ${hashes.length} hash lists and ${ids.length} row id lists`;
+  else {
+    const k = hashes.findIndex((h, k) => h.length !== ids[k]!.length);
+    if (k >= 0) problem = `bucket ${k}: ${hashes[k]!.length} hashes for ${ids[k]!.length} row ids`;
+  }
+  if (problem !== undefined) throw new RpcError(`endpoint '${EP_ROW_HASHES.name}' ${from}: invalid response: ${problem}`, RPC_ERR.badResponse);
 }
 
 /**

@@ -14,6 +14,7 @@ import { LocalStore, SYNC_BUCKETS, syncBucketOf } from "../../../src/table/local
 import { partitionOfEntry } from "../../../src/table/partition.ts";
 import type { TableSchema } from "../../../src/table/schema.ts";
 import {
+  checkRowHashesAnswer,
   PullBatch,
   pullAnswer,
   PushBatch,
@@ -26,7 +27,7 @@ import {
   wireBytes,
 } from "../../../src/table/sync.ts";
 import { encodeEntry } from "../../../src/db/entry-codec.ts";
-import { encodeJson, MAX_HEAD_BYTES } from "../../../src/rpc/rpc.ts";
+import { encodeJson, MAX_HEAD_BYTES, RPC_ERR, RpcError } from "../../../src/rpc/rpc.ts";
 import { startPair } from "../rpc/helpers.ts";
 
 /** A max register per key. */
@@ -234,3 +235,66 @@ test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_
   expect(first.ids[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.id));
 });
 
+test("a row-hashes answer that does not match the buckets asked is a bad response", () => {
+  const h = "0".repeat(32);
+  const bad = (answer: { hashes: string[][]; ids: number[][]; served: number }, asked: number) => {
+    try {
+      checkRowHashesAnswer(answer, asked, "test");
+    } catch (err) {
+      expect(err).toBeInstanceOf(RpcError);
+      return (err as RpcError).code;
+    }
+    return "accepted";
+  };
+  expect(bad({ hashes: [[h], []], ids: [[1], []], served: 2 }, 2)).toBe("accepted");
+  expect(bad({ hashes: [[h]], ids: [[1]], served: 1 }, 2)).toBe("accepted");
+  // More buckets served than asked.
+  expect(bad({ hashes: [[h], [h]], ids: [[1], [2]], served: 2 }, 1)).toBe(RPC_ERR.badResponse);
+  // Fewer lists than served, or more.
+  expect(bad({ hashes: [[h]], ids: [[1], [2]], served: 2 }, 2)).toBe(RPC_ERR.badResponse);
+  expect(bad({ hashes: [[h], [h]], ids: [[1]], served: 2 }, 2)).toBe(RPC_ERR.badResponse);
+  expect(bad({ hashes: [[h], [h]], ids: [[1], [2]], served: 1 }, 2)).toBe(RPC_ERR.badResponse);
+  // A bucket's hashes and row ids of different lengths.
+  expect(bad({ hashes: [[h, h]], ids: [[1]], served: 1 }, 1)).toBe(RPC_ERR.badResponse);
+  expect(bad({ hashes: [[h]], ids: [[1, 2]], served: 1 }, 1)).toBe(RPC_ERR.badResponse);
+});
+
+/**
+ * Node a with an empty store, and b, a fake peer that differs from it in partition 3, bucket 0,
+ * and answers row hashes and pulls as told; `asked` lists the endpoints b was called on.
+ */
+async function fakePeer(rowHashes: unknown, pull: unknown) {
+  const [a, b] = await startPair(nodes);
+  const db = openDatabase(join(dir, "a.sqlite"), { fsync: false });
+  dbs.push(db);
+  const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+  const sync = new ShardedTableSync(a, new Map([[schema.name, store as LocalStore<unknown>]]), placement(a.id, b.id));
+  const digest = "ab".repeat(32);
+  const asked: string[] = [];
+  const answer = (name: string, value: unknown) =>
+    b.handle(name, async () => {
+      asked.push(name);
+      return { payload: encodeJson(value) };
+    });
+  answer("table/partition-digests", { digests: Array.from({ length: 256 }, (_, p) => (p === 3 ? digest : "")) });
+  answer("table/bucket-digests", { digests: Array.from({ length: SYNC_BUCKETS }, (_, k) => (k === 0 ? digest : "")) });
+  answer("table/bucket-row-hashes", rowHashes);
+  answer("table/bucket-pull", pull);
+  return { sync, store, asked };
+}
+
+test("a pass refuses a peer's row-hashes answer with more hashes than row ids, and pulls nothing", async () => {
+  const { sync, asked } = await fakePeer({ hashes: [["1".repeat(32), "2".repeat(32)]], ids: [[7]], served: 1 }, { entries: [entry("p", 1)], served: 1 });
+  const report = await sync.syncAll();
+  expect(report.errors).toBe(1);
+  expect(report.entriesPulled).toBe(0);
+  expect(asked).toEqual(["table/partition-digests", "table/bucket-digests", "table/bucket-row-hashes"]);
+});
+
+test("a pass refuses a pull answer with more entries than ids served", async () => {
+  const { sync, store } = await fakePeer({ hashes: [["1".repeat(32)]], ids: [[7]], served: 1 }, { entries: [entry("p", 1), entry("p", 2)], served: 1 });
+  const report = await sync.syncAll();
+  expect(report.errors).toBe(1);
+  expect(report.entriesPulled).toBe(0);
+  expect(store.get("p", entry("p", 1).sk)).toBeUndefined();
+});
