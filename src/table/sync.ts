@@ -5,7 +5,9 @@
 // holds, so a pass moves the entries that differ, not whole buckets; CRDT merges do the rest.
 // Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_WIRE_BYTES
 // of JSON (what crosses the wire), one batch in flight per pass; a pull names the peer's row ids
-// (from its row-hashes answer), so the peer reads those rows and no others.
+// (from its row-hashes answer), so the peer reads those rows and no others. Row ids can be reused
+// by the peer between its answer and the pull, so what a pull brings is merged only if it belongs
+// to one of the sync buckets being reconciled.
 // Still proportional to the data: every object of one S3 bucket is in one partition (the object
 // table's partition key is the bucket id), so at a million objects a sync bucket holds ~4 000
 // rows, and a partition that differs at all has its rows read and hashed on both sides, one
@@ -20,7 +22,8 @@ import { Type } from "@sinclair/typebox";
 import { call, endpoint, handle } from "../rpc/endpoint";
 import { MAX_HEAD_BYTES, PRIO_BACKGROUND, RPC_ERR, RpcError, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
-import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-store";
+import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, syncBucketOf, type LocalStore } from "./local-store";
+import { partitionOfEntry } from "./partition";
 import type { WorkerStats } from "../util/worker-stats";
 import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
@@ -257,6 +260,11 @@ export class ShardedTableSync {
     const ours = store.bucketDigests(partition);
     const differing: number[] = [];
     for (let b = 0; b < SYNC_BUCKETS; b++) if (theirs[b] !== ours[b]) differing.push(partition * SYNC_BUCKETS + b);
+    // A pull names row ids from the peer's row-hashes answer; the peer may have deleted one of
+    // those rows since and reused its id (INTEGER PRIMARY KEY), so the pull can bring an
+    // unrelated entry, maybe of a partition this node does not hold: only entries of the
+    // buckets being reconciled are merged (any entry of them is one this node should hold).
+    const reconciling = new Set(differing);
     const from = `${table} partition ${partition} from ${peer.slice(0, 16)}`;
     const push = new PushBatch(async (entries) => {
       await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
@@ -268,7 +276,9 @@ export class ShardedTableSync {
         const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, ids: wanted }, opts);
         if (served > wanted.length || entries.length > served)
           throw new RpcError(`endpoint '${EP_PULL.name}' ${from}: ${entries.length} entries, ${served} ids served, for ${wanted.length} asked`, RPC_ERR.badResponse);
-        const received = checkPeerEntries(store.schema, entries, from, RPC_ERR.badResponse);
+        const checked = checkPeerEntries(store.schema, entries, from, RPC_ERR.badResponse);
+        const received = checked.filter((e) => reconciling.has(entrySyncBucket(store, e)));
+        if (received.length < checked.length) log.debug(`${from}: ${checked.length - received.length} pulled entries left out, not of the buckets reconciled (row ids reused)`);
         if (received.length > 0) {
           await store.apply(received);
           this.onReceived(table, received);
@@ -334,6 +344,12 @@ export class PullBatch {
  */
 export function wireBytes(entry: unknown): number {
   return Buffer.byteLength(JSON.stringify(entry) ?? "null", "utf8") + 1;
+}
+
+/** The sync bucket an entry of `store` is stored in. */
+function entrySyncBucket(store: LocalStore<unknown>, entry: unknown): number {
+  const pk = store.schema.partitionKey(entry);
+  return syncBucketOf(partitionOfEntry(store.schema, pk), pk, store.schema.sortKey(entry));
 }
 
 /** An entry's key, cut short, for a log line. */

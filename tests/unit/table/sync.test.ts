@@ -56,19 +56,22 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Both nodes hold every partition. */
-function placement(self: string, peer: string): Placement {
-  return { selfId: self, writeSets: () => [[self, peer]], readNodes: () => [self, peer], allNodes: () => [self, peer], quorums: { read: 1, write: 1 } } as unknown as Placement;
+/** Both nodes hold every partition, or with `only`, that partition only (a third node holds the rest with the peer). */
+function placement(self: string, peer: string, only?: number): Placement {
+  const third = "c".repeat(64);
+  const writeSets = (p: number) => (only === undefined || p === only ? [[self, peer]] : [[peer, third]]);
+  return { selfId: self, writeSets, readNodes: () => [self, peer], allNodes: () => [self, peer, third], quorums: { read: 1, write: 1 } } as unknown as Placement;
 }
 
-async function pair() {
+async function pair(onlyPartitionOfA?: number) {
   const [a, b] = await startPair(nodes);
   const side = (node: RpcNode, peer: RpcNode) => {
     const db = openDatabase(join(dir, `${node.id.slice(0, 8)}.sqlite`), { fsync: false });
     dbs.push(db);
     const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
     const received: E[][] = [];
-    const sync = new ShardedTableSync(node, new Map([[schema.name, store as LocalStore<unknown>]]), placement(node.id, peer.id), (_t, entries) =>
+    const only = node === a ? onlyPartitionOfA : undefined;
+    const sync = new ShardedTableSync(node, new Map([[schema.name, store as LocalStore<unknown>]]), placement(node.id, peer.id, only), (_t, entries) =>
       received.push(entries as E[]),
     );
     return { store, sync, received, rows: () => db.query(`SELECT count(*) AS n FROM t_version_block`).get() as { n: number } };
@@ -297,4 +300,32 @@ test("a pass refuses a pull answer with more entries than ids served", async () 
   expect(report.errors).toBe(1);
   expect(report.entriesPulled).toBe(0);
   expect(store.get("p", entry("p", 1).sk)).toBeUndefined();
+});
+
+test("a pull merges only entries of the buckets reconciled: a row id the peer reused brings another entry", async () => {
+  // Two keys of different partitions; a holds (with b) only the first one's.
+  const held = entry("held", 1);
+  let other = entry("other0", 1);
+  for (let i = 1; partitionOfEntry(schema, other.pk) === partitionOfEntry(schema, held.pk); i++) other = entry(`other${i}`, 1);
+  const { a, b } = await pair(partitionOfEntry(schema, held.pk));
+  await b.store.apply([held, other]);
+  const idOf = (e: E) => b.store.bucketRows(syncBucketOf(partitionOfEntry(schema, e.pk), e.pk, e.sk)).find((r) => (b.store.decodeStored(r.v) as E).pk === e.pk)!.id;
+  const heldId = idOf(held);
+  const otherId = idOf(other);
+  // Between b's row-hashes answer and a's pull, b deleted `held` and its id went to `other`.
+  const storedById = b.store.storedById.bind(b.store);
+  b.store.storedById = (id: number) => storedById(id === heldId ? otherId : id);
+
+  const report = await a.sync.syncAll();
+  expect(report.errors).toBe(0);
+  expect(report.entriesPulled).toBe(0);
+  expect(a.store.get(other.pk, other.sk)).toBeUndefined();
+  expect(a.rows().n).toBe(0);
+
+  // Ids as answered again: the next pass pulls the entry.
+  b.store.storedById = storedById;
+  const again = await a.sync.syncAll();
+  expect(again.entriesPulled).toBe(1);
+  expect(a.store.get(held.pk, held.sk)).toEqual(held);
+  expect(a.store.get(other.pk, other.sk)).toBeUndefined();
 });
