@@ -7,7 +7,8 @@
 // the page cache only, where the kernel can reclaim it. Serving requests runs much of that code
 // again: a node that has served gets most of the pages back (measured: docs/targets.md#build-options).
 // Only what is the file's content, so that dropping a page loses nothing: mappings that are
-// read-only now, hold no anonymous (copied-on-write) page, and lie in a load segment the ELF
+// read-only now, hold no anonymous (copied-on-write) page, resident or swapped out (smaps counts
+// a swapped-out copy under Swap, not Anonymous), and lie in a load segment the ELF
 // file itself declares read-only. JavaScriptCore writes its configuration pages (in the
 // writable segment) at start and then makes them read-only: dropping them crashed the process
 // in an experiment, and qemu-user, which runs the arm64 binary in tests, emulates smaps with
@@ -61,7 +62,8 @@ export function readOnlySegments(header: Uint8Array): FileSpan[] {
 
 /**
  * The mappings of `exe` in `smaps` (the text of /proc/self/smaps) that can be dropped and read
- * back from the file unchanged: not writable, without anonymous pages, and within the file's
+ * back from the file unchanged: not writable, without anonymous pages (resident or swapped out:
+ * MADV_DONTNEED would discard a swapped-out copy too), and within the file's
  * read-only segments (`segments`; a mapping's ends may round them out to whole pages).
  */
 export function droppableRanges(smaps: string, exe: string, segments: FileSpan[]): CodeRange[] {
@@ -75,6 +77,8 @@ export function droppableRanges(smaps: string, exe: string, segments: FileSpan[]
     if (perms[0] !== "r" || perms[1] !== "-" || perms[3] !== "p") continue;
     const anon = /^Anonymous:\s+(\d+) kB$/m.exec(entry);
     if (anon === null || anon[1] !== "0") continue;
+    const swap = /^Swap:\s+(\d+) kB$/m.exec(entry);
+    if (swap === null || swap[1] !== "0") continue;
     const [start, end] = header[0]!.split("-").map((h) => BigInt(`0x${h}`));
     const offset = Number.parseInt(header[2]!, 16);
     const length = Number(end! - start!);

@@ -3,9 +3,11 @@
 // differs, a digest per sync bucket, then, for a bucket that differs, the hash of each row (the
 // hashes the digests XOR): it pulls the rows only the peer holds and pushes the rows only it
 // holds, so a pass moves the entries that differ, not whole buckets; CRDT merges do the rest.
-// Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_BYTES, one
-// batch in flight per pass; a pull names the peer's row ids (from its row-hashes answer), so the
-// peer reads those rows and no others.
+// Entries move in batches of at most SYNC_BATCH_ENTRIES entries and about SYNC_BATCH_WIRE_BYTES
+// of JSON (what crosses the wire), one batch in flight per pass; a pull names the peer's row ids
+// (from its row-hashes answer), so the peer reads those rows and no others. Row ids can be reused
+// by the peer between its answer and the pull, so what a pull brings is merged only if it belongs
+// to one of the sync buckets being reconciled.
 // Still proportional to the data: every object of one S3 bucket is in one partition (the object
 // table's partition key is the bucket id), so at a million objects a sync bucket holds ~4 000
 // rows, and a partition that differs at all has its rows read and hashed on both sides, one
@@ -18,9 +20,10 @@
 import { PARTITION_COUNT, type Placement } from "../cluster/layout";
 import { Type } from "@sinclair/typebox";
 import { call, endpoint, handle } from "../rpc/endpoint";
-import { PRIO_BACKGROUND, RPC_ERR, type RpcNode } from "../rpc/rpc";
+import { MAX_HEAD_BYTES, PRIO_BACKGROUND, RPC_ERR, RpcError, type RpcNode } from "../rpc/rpc";
 import { logger } from "../util/log";
-import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, type LocalStore } from "./local-store";
+import { MAX_SYNC_BUCKET_ENTRIES, SYNC_BUCKETS, syncBucketOf, type LocalStore } from "./local-store";
+import { partitionOfEntry } from "./partition";
 import type { WorkerStats } from "../util/worker-stats";
 import { WorkerLoop } from "../util/worker-loop";
 import { checkPeerEntries } from "./peer-entries";
@@ -42,10 +45,25 @@ const RowHashSchema = Type.String({ minLength: 32, maxLength: 32 });
 /** Most entries a pass pulls in one call or pushes in one call (and holds decoded at once). */
 export const SYNC_BATCH_ENTRIES = 1_000;
 /**
- * Stored bytes past which a pull answer or a push ends early (at least one entry each): entries
- * of large objects' versions list many blocks, and a message head is at most 16 MiB.
+ * JSON bytes past which a pull answer or a push ends early (at least one entry each). Entries
+ * cross the wire as JSON, which is up to many times their stored size (a dictionary word is one
+ * stored byte and up to 27 in JSON, a small int one and up to 3): a bound on stored bytes let a
+ * batch go past the 16 MiB head limit and fail on every pass. Half the limit leaves room for
+ * the envelope and for the one entry that may go past it.
  */
-export const SYNC_BATCH_BYTES = 4 * 1024 * 1024;
+export const SYNC_BATCH_WIRE_BYTES = MAX_HEAD_BYTES / 2;
+/**
+ * Largest JSON of one entry that is sent at all: alone in a message, it must leave room in the
+ * head for the endpoint name and the envelope. A larger entry could not cross the wire in any
+ * message (a table insert sends entries the same way, but merges can grow one): sync leaves
+ * it out with a warning rather than fail the whole partition on every pass.
+ */
+export const SYNC_ENTRY_MAX_WIRE_BYTES = MAX_HEAD_BYTES - 64 * 1024;
+/**
+ * Stored bytes a row-hashes answer reads past which it ends early (at least one bucket): it
+ * reads whole sync buckets to hash them.
+ */
+export const SYNC_READ_BYTES = 4 * 1024 * 1024;
 /**
  * Row hashes past which an answer of table/bucket-row-hashes ends early (at least one bucket):
  * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
@@ -68,7 +86,7 @@ const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYN
 /**
  * The row hashes of sync buckets (one list per bucket, in the order asked) with each row's id
  * on the answering node; `served` says how many of the buckets the answer covers, at least one,
- * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_BATCH_BYTES read: the caller asks again for the
+ * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_READ_BYTES read: the caller asks again for the
  * rest.
  */
 const EP_ROW_HASHES = endpoint(
@@ -233,7 +251,7 @@ export class ShardedTableSync {
    * Reconciles the differing buckets of one partition with `peer`, row by row: asks for their
    * row hashes (many buckets a call), pulls the rows only the peer holds (or holds in another
    * state) and pushes those only this node holds, in batches (SYNC_BATCH_ENTRIES,
-   * SYNC_BATCH_BYTES) that may gather several buckets' rows.
+   * SYNC_BATCH_WIRE_BYTES) that may gather several buckets' rows.
    */
   private async syncPartition(peer: string, store: LocalStore<unknown>, partition: number, report: SyncReport): Promise<void> {
     const table = store.schema.name;
@@ -242,6 +260,12 @@ export class ShardedTableSync {
     const ours = store.bucketDigests(partition);
     const differing: number[] = [];
     for (let b = 0; b < SYNC_BUCKETS; b++) if (theirs[b] !== ours[b]) differing.push(partition * SYNC_BUCKETS + b);
+    // A pull names row ids from the peer's row-hashes answer; the peer may have deleted one of
+    // those rows since and reused its id (INTEGER PRIMARY KEY), so the pull can bring an
+    // unrelated entry, maybe of a partition this node does not hold: only entries of the
+    // buckets being reconciled are merged (any entry of them is one this node should hold).
+    const reconciling = new Set(differing);
+    const from = `${table} partition ${partition} from ${peer.slice(0, 16)}`;
     const push = new PushBatch(async (entries) => {
       await call(this.rpc, peer, EP_PUSH, { table, entries }, opts);
       report.entriesPushed += entries.length;
@@ -250,7 +274,11 @@ export class ShardedTableSync {
       let wanted = ids;
       while (wanted.length > 0) {
         const { entries, served } = await call(this.rpc, peer, EP_PULL, { table, ids: wanted }, opts);
-        const received = checkPeerEntries(store.schema, entries, `${table} partition ${partition} from ${peer.slice(0, 16)}`, RPC_ERR.badResponse);
+        if (served > wanted.length || entries.length > served)
+          throw new RpcError(`endpoint '${EP_PULL.name}' ${from}: ${entries.length} entries, ${served} ids served, for ${wanted.length} asked`, RPC_ERR.badResponse);
+        const checked = checkPeerEntries(store.schema, entries, from, RPC_ERR.badResponse);
+        const received = checked.filter((e) => reconciling.has(entrySyncBucket(store, e)));
+        if (received.length < checked.length) log.debug(`${from}: ${checked.length - received.length} pulled entries left out, not of the buckets reconciled (row ids reused)`);
         if (received.length > 0) {
           await store.apply(received);
           this.onReceived(table, received);
@@ -260,22 +288,31 @@ export class ShardedTableSync {
       }
     });
     for (let i = 0; i < differing.length; ) {
-      const { hashes, ids, served } = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: differing.slice(i, i + SYNC_BUCKETS) }, opts);
-      const n = Math.min(served, hashes.length, ids.length);
-      for (let k = 0; k < n; k++) {
-        const bucket = differing[i + k]!;
+      const asked = differing.slice(i, i + SYNC_BUCKETS);
+      const answer = await call(this.rpc, peer, EP_ROW_HASHES, { table, buckets: asked }, opts);
+      checkRowHashesAnswer(answer, asked.length, from);
+      const { hashes, ids, served } = answer;
+      for (let k = 0; k < served; k++) {
+        const bucket = asked[k]!;
         const theirHashes = new Set(hashes[k]);
         const mine = store.bucketRows(bucket);
         const myHashes = new Set(mine.map((r) => r.hash));
+        const bucketHashes = hashes[k]!;
         const theirIds = ids[k]!;
-        for (let j = 0; j < hashes[k]!.length && j < theirIds.length; j++) if (!myHashes.has(hashes[k]![j]!)) await pull.add(theirIds[j]!);
+        for (let j = 0; j < bucketHashes.length; j++) if (!myHashes.has(bucketHashes[j]!)) await pull.add(theirIds[j]!);
         for (const r of mine) {
-          if (!theirHashes.has(r.hash)) await push.add(store.decodeStored(r.v), r.v.byteLength);
+          if (!theirHashes.has(r.hash)) {
+            const e = store.decodeStored(r.v);
+            if (!(await push.add(e))) {
+              report.errors++;
+              log.warn(`${from}: an entry (${keyOf(store, e)}) is over ${SYNC_ENTRY_MAX_WIRE_BYTES} bytes of JSON, more than one message carries: not pushed`);
+            }
+          }
           releaseRow(r.v);
         }
         report.bucketsExchanged++;
       }
-      i += n;
+      i += served;
     }
     await pull.flush();
     await push.flush();
@@ -301,18 +338,63 @@ export class PullBatch {
   }
 }
 
-/** Entries gathered for one push call; sent when SYNC_BATCH_ENTRIES or SYNC_BATCH_BYTES is reached. */
+/**
+ * The bytes an entry adds to a message's JSON head (rpc/payload.ts encodes it with
+ * JSON.stringify, as UTF-8), its separating comma included.
+ */
+export function wireBytes(entry: unknown): number {
+  return Buffer.byteLength(JSON.stringify(entry) ?? "null", "utf8") + 1;
+}
+
+/** The sync bucket an entry of `store` is stored in. */
+function entrySyncBucket(store: LocalStore<unknown>, entry: unknown): number {
+  const pk = store.schema.partitionKey(entry);
+  return syncBucketOf(partitionOfEntry(store.schema, pk), pk, store.schema.sortKey(entry));
+}
+
+/** An entry's key, cut short, for a log line. */
+function keyOf<E>(store: LocalStore<E>, entry: E): string {
+  return `${store.schema.partitionKey(entry).slice(0, 64)} / ${store.schema.sortKey(entry).slice(0, 64)}`;
+}
+
+/**
+ * Rejects a row-hashes answer that does not cover, one list of hashes and one of the same
+ * length of row ids each, the first `served` of the `asked` buckets (the schema bounds only
+ * each part): a peer that breaks it would make this node pull the wrong rows or none.
+ */
+export function checkRowHashesAnswer(answer: { hashes: string[][]; ids: number[][]; served: number }, asked: number, from: string): void {
+  const { hashes, ids, served } = answer;
+  let problem: string | undefined;
+  if (served > asked) problem = `${served} buckets served of ${asked} asked`;
+  else if (hashes.length !== served || ids.length !== served) problem = `${served} buckets served with ${hashes.length} hash lists and ${ids.length} row id lists`;
+  else {
+    const k = hashes.findIndex((h, k) => h.length !== ids[k]!.length);
+    if (k >= 0) problem = `bucket ${k}: ${hashes[k]!.length} hashes for ${ids[k]!.length} row ids`;
+  }
+  if (problem !== undefined) throw new RpcError(`endpoint '${EP_ROW_HASHES.name}' ${from}: invalid response: ${problem}`, RPC_ERR.badResponse);
+}
+
+/**
+ * Entries gathered for one push call; sent when SYNC_BATCH_ENTRIES entries or
+ * SYNC_BATCH_WIRE_BYTES of JSON are reached (at least one entry a call).
+ */
 export class PushBatch<E> {
   private entries: E[] = [];
   private bytes = 0;
 
   constructor(private readonly send: (entries: E[]) => Promise<void>) {}
 
-  /** Adds an entry of `bytes` stored bytes; sends the batch first when it would grow past its bounds. */
-  async add(entry: E, bytes: number): Promise<void> {
-    if (this.entries.length > 0 && (this.entries.length >= SYNC_BATCH_ENTRIES || this.bytes + bytes > SYNC_BATCH_BYTES)) await this.flush();
+  /**
+   * Adds an entry, sending the batch first when the entry would take it past its bounds. An
+   * entry over SYNC_ENTRY_MAX_WIRE_BYTES, which no message could carry, is not added: false.
+   */
+  async add(entry: E): Promise<boolean> {
+    const bytes = wireBytes(entry);
+    if (bytes > SYNC_ENTRY_MAX_WIRE_BYTES) return false;
+    if (this.entries.length > 0 && (this.entries.length >= SYNC_BATCH_ENTRIES || this.bytes + bytes > SYNC_BATCH_WIRE_BYTES)) await this.flush();
     this.entries.push(entry);
     this.bytes += bytes;
+    return true;
   }
 
   async flush(): Promise<void> {
@@ -335,8 +417,8 @@ export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly nu
   let bytes = 0;
   for (const bucket of buckets) {
     // All the rows of one S3 bucket are in one partition: at a million objects, a sync bucket
-    // holds ~4 000 rows (~5 MB), read here whole, so the answer also ends at SYNC_BATCH_BYTES read.
-    if (hashes.length > 0 && bytes >= SYNC_BATCH_BYTES) break;
+    // holds ~4 000 rows (~5 MB), read here whole, so the answer also ends at SYNC_READ_BYTES read.
+    if (hashes.length > 0 && bytes >= SYNC_READ_BYTES) break;
     const rows = store.bucketRows(bucket);
     if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
     total += rows.length;
@@ -351,8 +433,9 @@ export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly nu
 }
 
 /**
- * A pull's answer: the entries in the rows with these ids, in that order, up to SYNC_BATCH_BYTES
- * of stored bytes (at least one id served); a row gone since is skipped.
+ * A pull's answer: the entries in the rows with these ids, in that order, up to
+ * SYNC_BATCH_WIRE_BYTES of JSON (at least one id served); a row gone since is skipped, and so,
+ * with a warning, is an entry over SYNC_ENTRY_MAX_WIRE_BYTES, which no answer could carry.
  */
 export function pullAnswer<E>(store: LocalStore<E>, ids: readonly number[]): { entries: E[]; served: number } {
   const entries: E[] = [];
@@ -361,10 +444,16 @@ export function pullAnswer<E>(store: LocalStore<E>, ids: readonly number[]): { e
   for (const id of ids) {
     const v = store.storedById(id);
     if (v !== undefined) {
-      if (entries.length > 0 && bytes + v.byteLength > SYNC_BATCH_BYTES) break;
-      bytes += v.byteLength;
-      entries.push(store.decodeStored(v));
+      const entry = store.decodeStored(v);
       releaseRow(v);
+      const size = wireBytes(entry);
+      if (size > SYNC_ENTRY_MAX_WIRE_BYTES) {
+        log.warn(`${store.schema.name} entry (${keyOf(store, entry)}) is over ${SYNC_ENTRY_MAX_WIRE_BYTES} bytes of JSON, more than one message carries: left out of a pull answer`);
+      } else {
+        if (entries.length > 0 && bytes + size > SYNC_BATCH_WIRE_BYTES) break;
+        bytes += size;
+        entries.push(entry);
+      }
     }
     served++;
   }

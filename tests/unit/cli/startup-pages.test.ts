@@ -8,13 +8,15 @@ const SEGMENTS = [
   { start: 0x1838d00, end: 0x6641c90 },
 ];
 
-function mapping(range: string, perms: string, offset: string, path: string, anonKiB: number): string {
+function mapping(range: string, perms: string, offset: string, path: string, anonKiB: number, swapKiB = 0): string {
   return [
     `${range} ${perms} ${offset} fe:00 42                         ${path}`,
     "Size:               1024 kB",
     "KernelPageSize:        4 kB",
     "Rss:                 512 kB",
     `Anonymous:          ${anonKiB} kB`,
+    `Swap:               ${swapKiB} kB`,
+    "SwapPss:               0 kB",
     "VmFlags: rd mr mw me",
   ].join("\n");
 }
@@ -42,9 +44,18 @@ test("a read-only mapping of the writable segment is kept even where smaps shows
   expect(droppableRanges(faked, EXE, SEGMENTS).map((r) => r.start)).toEqual([0x200000n, 0x1a40000n]);
 });
 
-test("nothing is dropped without the file's segments or the anonymous count", () => {
+test("nothing is dropped without the file's segments, the anonymous count or the swap count", () => {
   expect(droppableRanges(SMAPS, EXE, [])).toEqual([]);
   expect(droppableRanges(`00200000-01a39000 r--p 00000000 fe:00 42 ${EXE}\nSize: 1024 kB\n`, EXE, SEGMENTS)).toEqual([]);
+  expect(droppableRanges(`00200000-01a39000 r--p 00000000 fe:00 42 ${EXE}\nSize: 1024 kB\nAnonymous: 0 kB\n`, EXE, SEGMENTS)).toEqual([]);
+});
+
+test("a mapping whose copied-on-write pages are swapped out (Anonymous 0, Swap not) is kept", () => {
+  const swapped = [
+    mapping("00200000-01a39000", "r--p", "00000000", EXE, 0, 8),
+    mapping("01a40000-0684a000", "r-xp", "01838000", EXE, 0),
+  ].join("\n");
+  expect(droppableRanges(swapped, EXE, SEGMENTS)).toEqual([{ start: 0x1a40000n, end: 0x684a000n }]);
 });
 
 test("the read-only load segments of this runtime's executable", async () => {
