@@ -79,8 +79,11 @@ const BASE64_TRY_LENGTH = 64;
  * when read: HEAD, a DELETE merging the version away and most reads of an entry never look at
  * the body, and its text (4/3 of it) was the largest allocation of a small object's HEAD. The
  * property is an accessor until first read (or written), then an ordinary one: JSON, spreads
- * and key order see a plain string property. The accessor keeps a copy of the bytes, never a
- * view of the row, whose buffer is handed back once decoded.
+ * and key order see a plain string property. The accessor keeps a copy of the bytes, as the
+ * row's buffer may be handed back once decoded (table-rows.ts releaseRow), or, when the caller
+ * says the row is kept (`rowKept`: a point read, whose row lives as long as its entry), a view
+ * of the row: no copy. A view whose row was handed back all the same is a bug, refused loudly
+ * (lazyBodyBytes), never read as an empty body.
  */
 const LAZY_BASE64_MIN_BYTES = 1024;
 
@@ -94,7 +97,13 @@ const lazyBytes = new WeakMap<() => string, Uint8Array>();
 export function base64Bytes(holder: object, key: string): Uint8Array {
   const get = Object.getOwnPropertyDescriptor(holder, key)?.get;
   const bytes = get === undefined ? undefined : lazyBytes.get(get as () => string);
-  return bytes ?? Buffer.from((holder as Record<string, string>)[key]!, "base64");
+  return bytes === undefined ? Buffer.from((holder as Record<string, string>)[key]!, "base64") : lazyBodyBytes(bytes);
+}
+
+/** The bytes behind a lazy property, asserted still there (see LAZY_BASE64_MIN_BYTES). */
+function lazyBodyBytes(bytes: Uint8Array): Uint8Array {
+  if ((bytes.buffer as ArrayBuffer).detached) throw new Error("an inline body was read after its row was handed back (releaseRow of a row decoded with rowKept)");
+  return bytes;
 }
 
 const utf8 = new TextEncoder();
@@ -316,7 +325,11 @@ class Reader {
   /** The same bytes as a Buffer: its toString slices text out without a copy first. */
   private readonly buf: Buffer;
   private dataView: DataView | undefined;
-  constructor(row: Uint8Array) {
+  constructor(
+    row: Uint8Array,
+    /** The row lives as long as the entry (never handed back): lazy bodies are views of it. */
+    private readonly rowKept: boolean,
+  ) {
     this.buf = Buffer.from(row.buffer, row.byteOffset, row.byteLength);
   }
 
@@ -374,12 +387,12 @@ class Reader {
       return false;
     }
     const start = this.skip(n);
-    // A copy, not a view: the row's buffer is handed back to the allocator once decoded
-    // (table-rows.ts releaseRow), and a copy of n bytes is still cheaper than its 4n/3 of text.
-    const bytes = Uint8Array.prototype.slice.call(this.buf, start, start + n);
+    // A copy unless the row is kept: its buffer may be handed back to the allocator once
+    // decoded (table-rows.ts releaseRow), and a copy of n bytes is still cheaper than its 4n/3 of text.
+    const bytes = this.rowKept ? new Uint8Array(this.buf.buffer, this.buf.byteOffset + start, n) : Uint8Array.prototype.slice.call(this.buf, start, start + n);
     const settle = (value: unknown) => Object.defineProperty(out, k, { value, writable: true, enumerable: true, configurable: true });
     const get = () => {
-      const text = Buffer.from(bytes.buffer, bytes.byteOffset, n).toString("base64");
+      const text = Buffer.from(lazyBodyBytes(bytes).buffer, bytes.byteOffset, n).toString("base64");
       settle(text);
       return text;
     };
@@ -450,10 +463,14 @@ class Reader {
   }
 }
 
-/** The entry stored as `row`. Throws RowFormatError on bytes that are not a row of this format. */
-export function decodeEntry(row: Uint8Array): unknown {
+/**
+ * The entry stored as `row`. Throws RowFormatError on bytes that are not a row of this format.
+ * `rowKept`: the caller never hands `row` back (releaseRow), so inline bodies may stay views
+ * of it instead of copies.
+ */
+export function decodeEntry(row: Uint8Array, opts: { rowKept?: boolean } = {}): unknown {
   if (row.length === 0 || row[0] !== FORMAT_VERSION) throw new RowFormatError(`row format ${row[0] ?? "(empty)"}, this release reads ${FORMAT_VERSION}`);
-  const r = new Reader(row);
+  const r = new Reader(row, opts.rowKept === true);
   const value = r.value();
   if (r.pos !== row.length) r.fail("bytes after the value");
   return value;

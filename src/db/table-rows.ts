@@ -189,9 +189,9 @@ export class TableRows {
   get(pk: string, sk: string): { id: number; part: number; v: Uint8Array } | undefined {
     const row = this.getStmt.get(storedKey(pk), sk) as { id: number; part: number; v: Uint8Array } | null;
     if (row === null) return undefined;
-    // Not counted towards READ_GC_BYTES: callers hand a point read's bytes back at once
-    // (releaseRow), and a paced full collection every few hundred GETs would cost more CPU than
-    // the rows it frees.
+    // Not counted towards READ_GC_BYTES: a point read's row is one row, freed with the entry
+    // decoded from it (local-store.ts), and a paced full collection every few hundred GETs
+    // would cost more CPU than the rows it frees.
     return row;
   }
 
@@ -206,7 +206,7 @@ export class TableRows {
 
   /** The entries of `pk` with start <= sk < end, decoded, in sk order (lookups inside update hooks). */
   entries(pk: string, start = "", end: string | null = null): unknown[] {
-    return this.range(pk, start, end, -1).map(decodeEntry);
+    return this.range(pk, start, end, -1).map((v) => decodeEntry(v));
   }
 
   /** The entry stored at (pk, sk), decoded. */

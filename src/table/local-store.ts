@@ -102,8 +102,9 @@ export class LocalStore<E> {
       if (hit !== undefined) return hit ?? undefined;
     }
     const row = this.rows.get(pk, sk);
-    const value = row ? (decodeEntry(row.v) as E) : undefined;
-    if (row) releaseRow(row.v);
+    // One row, which lives as long as its entry: an inline body is a view of it, not a copy,
+    // and it is not handed back (a range read's rows are, many at a time).
+    const value = row ? (decodeEntry(row.v, { rowKept: true }) as E) : undefined;
     // Never cache what a transaction has not committed yet: it could still roll back.
     if (cacheKey !== undefined && !this.db.inTransaction) this.cache!.set(cacheKey, value ?? null);
     return value;

@@ -258,7 +258,9 @@ export function readPlain(services: S3Services, version: VisibleVersion, dataKey
     const stored = base64Bytes(data, "base64");
     const plain = dataKey ? openSealed(dataKey, stored, data.meta.size) : stored;
     return (async function* () {
-      yield plain.subarray(start, end + 1);
+      // A copy: the entry's bytes (base64Bytes) stay the entry's, whatever the consumer frees
+      // once written (body-writer hands whole buffers back to the allocator).
+      yield plain.slice(start, end + 1);
     })();
   }
   return streamBlocks(services, version.uuid, start, end, dataKey, services.blocks.copySources);

@@ -122,6 +122,23 @@ describe("entry codec", () => {
     expect(twoReads[1]!.base64).toBe(body);
   });
 
+  test("a kept row's inline body is read from the row itself; handed back all the same, it is refused, never empty", () => {
+    const body = randomBytes(4096).toString("base64");
+    const entry = { kind: "inline", base64: body };
+    const row = new Uint8Array(encodeEntry(entry));
+    const kept = decodeEntry(row, { rowKept: true }) as typeof entry;
+    const bytes = base64Bytes(kept, "base64");
+    expect(bytes.buffer).toBe(row.buffer); // a view of the row: no copy
+    expect(Buffer.from(bytes).equals(Buffer.from(body, "base64"))).toBe(true);
+    expect(kept.base64).toBe(body);
+    // A caller that hands the row back after all (a bug) gets an error, not a silent empty body.
+    const row2 = new Uint8Array(encodeEntry(entry));
+    const released = decodeEntry(row2, { rowKept: true }) as typeof entry;
+    releaseRow(row2);
+    expect(() => base64Bytes(released, "base64")).toThrow(/after its row was handed back/);
+    expect(() => released.base64).toThrow(/after its row was handed back/);
+  });
+
   test("malformed rows are refused with RowFormatError", () => {
     const good = encodeEntry({ a: [1, "x", randomBytes(8).toString("hex")] });
     expect(() => decodeEntry(new Uint8Array())).toThrow(RowFormatError);
