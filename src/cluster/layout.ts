@@ -59,7 +59,7 @@ export interface Placement {
   /** One node set per live layout version; a write needs `quorums.write` acks in each. */
   writeSets(partition: number): string[][];
   /** Nodes to read from, preferred first (self, same zone, lowest ping). */
-  readNodes(partition: number): string[];
+  readNodes(partition: number): readonly string[];
   /** Every node of the layout, gateways included: where full-copy tables live. */
   allNodes(): string[];
   readonly quorums: Quorums;

@@ -189,12 +189,12 @@ export class Table<E> {
     return p;
   }
 
-  private readNodes(pk: string): string[] {
+  private readNodes(pk: string): readonly string[] {
     if (this.schema.replication === "full") return [this.placement.selfId];
     return this.placement.readNodes(this.partitionOf(pk));
   }
 
-  private readQuorum(nodes: string[]): number {
+  private readQuorum(nodes: readonly string[]): number {
     if (nodes.length === 0) throw new QuorumError(1, 0, ["no cluster layout has been applied yet"]);
     return Math.min(this.placement.quorums.read, nodes.length);
   }

@@ -7,6 +7,8 @@ import {
   singleNodeLayout,
   type ConsistencyMode,
 } from "../../../src/cluster/layout.ts";
+import { HistoryPlacement } from "../../../src/cluster/placement.ts";
+import { applyStaged, emptyHistory, stageRole } from "../../../src/cluster/layout-history.ts";
 
 describe("quorumsFor (Garage's table)", () => {
   // Garage rpc/replication_mode.rs: consistent R = ceil(N/2), W = N + 1 - R;
@@ -84,5 +86,26 @@ describe("single-node layout and placement", () => {
     expect(new LayoutPlacement("c", layout, "consistent").readNodes(3)).toEqual(["c", "a", "b"]);
     expect(new LayoutPlacement("z", layout, "consistent").readNodes(3)).toEqual(["a", "b", "c"]);
     expect(new LayoutPlacement("c", layout, "consistent").quorums).toEqual({ read: 2, write: 2 });
+  });
+});
+
+describe("HistoryPlacement.readNodes", () => {
+  test("answers from the history it was computed from, and again once the history changes", () => {
+    const role = (zone: string) => ({ zone, capacity: 1_000_000_000, tags: [] });
+    let h = emptyHistory();
+    for (const [n, z] of [["a", "z1"], ["b", "z1"], ["c", "z2"]] as const) h = stageRole(h, n, role(z), 1);
+    h = applyStaged(h, 1, 3, 2).history;
+    let current = h;
+    const placement = new HistoryPlacement("c", () => current, 3, "consistent");
+    const first = placement.readNodes(7);
+    expect(first[0]).toBe("c"); // self first
+    expect([...first].sort()).toEqual(["a", "b", "c"]);
+    expect(placement.readNodes(7)).toBe(first); // the same answer, not recomputed
+    expect(Object.isFrozen(first)).toBe(true); // nobody can change it for the next caller
+    // A new history (here: a new layout version where c left) is a new object: new answers.
+    current = applyStaged(stageRole(current, "c", null, 3), 2, 2, 4).history;
+    const after = placement.readNodes(7);
+    expect(after).not.toBe(first);
+    expect(after).toEqual(placement.readNodes(7));
   });
 });
