@@ -32,7 +32,7 @@ export async function spawnReady(cmd: string[], opts: { cwd?: string; env?: Reco
   return { proc, logs: () => out };
 }
 
-export function statusKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
+export function statusKiB(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon" | "RssFile"): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
     return m ? Number(m[1]) : 0;

@@ -34,9 +34,17 @@ function formatNumber(n: number): string {
 /** Series keyed by their label set, bounded. */
 class SeriesMap<T> {
   private readonly series = new Map<string, { labels: Labels; value: T }>();
+  /**
+   * The series of label objects already seen, by identity: hot paths pass the same label
+   * object on every call (e.g. one per S3 endpoint), and its JSON text was most of what an
+   * increment cost. A label object is never changed once used (the series keeps it too).
+   */
+  private readonly byObject = new WeakMap<Labels, T>();
   constructor(private readonly make: () => T) {}
 
   at(labels: Labels): T {
+    const known = this.byObject.get(labels);
+    if (known !== undefined) return known;
     const key = JSON.stringify(labels);
     let s = this.series.get(key);
     if (!s) {
@@ -45,6 +53,7 @@ class SeriesMap<T> {
       s = { labels, value: this.make() };
       this.series.set(key, s);
     }
+    this.byObject.set(labels, s.value);
     return s.value;
   }
 

@@ -69,3 +69,16 @@ describe("s3EndpointName", () => {
     expect(name("PATCH", { bucketName: "b", key: "k" })).toBe("Unknown");
   });
 });
+
+test("a label object passed again counts in its series, and an equal new object in the same one", async () => {
+  const { metrics } = await import("../../../src/util/metrics.ts");
+  const c = metrics.counter("test_identity_counter_total", "test");
+  const labels = { api_endpoint: "GetObject" };
+  c.inc(labels);
+  c.inc(labels);
+  c.inc({ api_endpoint: "GetObject" });
+  c.inc({ api_endpoint: "HeadObject" });
+  const text = metrics.render();
+  expect(text).toContain('test_identity_counter_total{api_endpoint="GetObject"} 3');
+  expect(text).toContain('test_identity_counter_total{api_endpoint="HeadObject"} 1');
+});
