@@ -10,6 +10,9 @@
 //      stored exactly as read (a value merged in meanwhile may not be on the holders yet).
 // A holder that cannot be reached leaves the rows in place for a later pass. A partition this
 // node holds in any live version is never touched; nor is anything before a layout exists.
+// Pages cross the wire as JSON, bounded as sync.ts bounds its batches (SYNC_BATCH_WIRE_BYTES);
+// an entry no message can carry (SYNC_ENTRY_MAX_WIRE_BYTES) is left out with a warning and,
+// never handed over, stays here: offload deletes only what every holder acknowledged.
 // Blocks have their own offload (block/manager.ts offloadPass).
 import { releasedPartitions, type Placement, type ReleasedPartition } from "../cluster/layout";
 import type { GroupCommitter } from "../db/committer";
@@ -19,7 +22,7 @@ import { logger } from "../util/log";
 import type { WorkerStats } from "../util/worker-stats";
 import { WorkerLoop } from "../util/worker-loop";
 import type { LocalStore, RowCursor, StoredRow } from "./local-store";
-import { SYNC_PUSH } from "./sync";
+import { SYNC_BATCH_WIRE_BYTES, SYNC_ENTRY_MAX_WIRE_BYTES, SYNC_PUSH, wireBytes } from "./sync";
 
 const log = logger("offload");
 
@@ -34,8 +37,13 @@ export const TABLE_OFFLOAD_INTERVAL_MS = 10 * 60 * 1000;
 export const TABLE_OFFLOAD_LAYOUT_CHECK_MS = 5_000;
 /** Most rows pushed in one message (and deleted in one transaction). */
 export const TABLE_OFFLOAD_PAGE_ROWS = 500;
-/** Most stored bytes in one page, so a message stays far below the RPC's 16 MiB head limit. */
-export const TABLE_OFFLOAD_PAGE_BYTES = 4 * 1024 * 1024;
+/**
+ * JSON bytes past which a page ends (at least one entry a page): a page goes through the sync
+ * push endpoint as JSON, up to many times its stored size (a bound on stored bytes let a page
+ * of 4 MiB stored pass the 16 MiB head limit, and the partition failed on every pass). The
+ * same bound as a sync push batch, for the same reason.
+ */
+export const TABLE_OFFLOAD_PAGE_WIRE_BYTES = SYNC_BATCH_WIRE_BYTES;
 /**
  * Pages handed over in one pass; a pass that stops there is followed by another soon. A page
  * covers one table and one partition, so a node that left the layout has up to 6 x 256 of
@@ -80,6 +88,11 @@ export interface OffloadReport {
   changed: number;
   /** Rows of pushed pages kept because a holder failed or the layout moved meanwhile. */
   kept: number;
+  /**
+   * Rows kept because their entry is over SYNC_ENTRY_MAX_WIRE_BYTES of JSON, more than one
+   * message carries: never pushed, so never deleted (each logged, on every pass).
+   */
+  tooLarge: number;
   /** (table, partition) pairs with rows left for a later pass because a holder failed earlier in this one. */
   deferred: number;
   /** True when the pass stopped at the page bound with rows left. */
@@ -88,7 +101,7 @@ export interface OffloadReport {
 
 export interface TableOffloadOptions {
   pageRows?: number;
-  pageBytes?: number;
+  pageWireBytes?: number;
   pagesPerPass?: number;
   intervalMs?: number;
   layoutCheckMs?: number;
@@ -101,7 +114,7 @@ type Released = ReleasedPartition;
 export class TableOffload {
   private readonly stores: LocalStore<unknown>[];
   private readonly pageRows: number;
-  private readonly pageBytes: number;
+  private readonly pageWireBytes: number;
   private readonly pagesPerPass: number;
   private readonly intervalMs: number;
   private readonly layoutCheckMs: number;
@@ -120,7 +133,7 @@ export class TableOffload {
   ) {
     this.stores = [...allStores.values()].filter((s) => s.schema.replication === "sharded");
     this.pageRows = options.pageRows ?? TABLE_OFFLOAD_PAGE_ROWS;
-    this.pageBytes = options.pageBytes ?? TABLE_OFFLOAD_PAGE_BYTES;
+    this.pageWireBytes = options.pageWireBytes ?? TABLE_OFFLOAD_PAGE_WIRE_BYTES;
     this.pagesPerPass = options.pagesPerPass ?? TABLE_OFFLOAD_PAGES_PER_PASS;
     this.intervalMs = options.intervalMs ?? TABLE_OFFLOAD_INTERVAL_MS;
     this.layoutCheckMs = options.layoutCheckMs ?? TABLE_OFFLOAD_LAYOUT_CHECK_MS;
@@ -175,7 +188,10 @@ export class TableOffload {
     return released.length > 0 && signature(released) !== this.lastReleased;
   }
 
-  /** (table, partition) pairs with rows this node should hand over: the worker's queue. */
+  /**
+   * (table, partition) pairs with rows this node should hand over: the worker's queue. A
+   * partition whose only rows are entries too large to send stays in it.
+   */
   private waiting(): number {
     let n = 0;
     for (const { partition } of this.released()) for (const store of this.stores) if (store.hasRowsInPartition(partition)) n++;
@@ -183,7 +199,7 @@ export class TableOffload {
   }
 
   private async pass(signal: AbortSignal): Promise<OffloadReport> {
-    const report: OffloadReport = { released: 0, pages: 0, pushed: 0, offloaded: 0, changed: 0, kept: 0, deferred: 0, more: false };
+    const report: OffloadReport = { released: 0, pages: 0, pushed: 0, offloaded: 0, changed: 0, kept: 0, tooLarge: 0, deferred: 0, more: false };
     const released = this.released();
     this.lastReleased = signature(released);
     report.released = released.length;
@@ -196,7 +212,7 @@ export class TableOffload {
         let after: RowCursor | undefined;
         for (;;) {
           const page = this.readPage(store, partition, after);
-          if (page.length === 0) break;
+          if (page.last === undefined) break;
           if (holders.some((n) => failed.has(n))) {
             report.deferred++;
             break;
@@ -207,8 +223,16 @@ export class TableOffload {
           }
           pagesLeft--;
           report.pages++;
-          after = page[page.length - 1]!;
-          if (!(await this.handOver(store, partition, holders, page, failed, report))) break;
+          after = page.last;
+          for (const { row, bytes } of page.tooLarge) {
+            report.tooLarge++;
+            log.warn(
+              `${store.schema.name} entry (${row.pk.slice(0, 64)} / ${row.sk.slice(0, 64)}) of partition ${partition} is ${bytes} bytes of JSON, over the ${SYNC_ENTRY_MAX_WIRE_BYTES} one message carries: not offloaded, kept here`,
+            );
+          }
+          // A page of nothing but such entries: the cursor moved past them, go on.
+          if (page.rows.length === 0) continue;
+          if (!(await this.handOver(store, partition, holders, page.rows, page.entries, failed, report))) break;
         }
       }
     }
@@ -216,21 +240,53 @@ export class TableOffload {
     return report;
   }
 
-  /** The next page of a partition: at most pageRows rows and (beyond its first row) pageBytes bytes. */
-  private readPage(store: LocalStore<unknown>, partition: number, after: RowCursor | undefined): StoredRow[] {
-    const rows = store.partitionPage(partition, after, this.pageRows);
+  /**
+   * The next page of a partition after `after`: of at most pageRows rows read, the rows to hand
+   * over with their entries, up to pageWireBytes of JSON (at least one entry); those over
+   * SYNC_ENTRY_MAX_WIRE_BYTES apart (not handed over, so never deleted); and the cursor past
+   * every row looked at (undefined: none left).
+   */
+  private readPage(
+    store: LocalStore<unknown>,
+    partition: number,
+    after: RowCursor | undefined,
+  ): { rows: StoredRow[]; entries: unknown[]; tooLarge: { row: StoredRow; bytes: number }[]; last: RowCursor | undefined } {
+    const read = store.partitionPage(partition, after, this.pageRows);
+    const rows: StoredRow[] = [];
+    const entries: unknown[] = [];
+    const tooLarge: { row: StoredRow; bytes: number }[] = [];
+    let last: RowCursor | undefined;
     let bytes = 0;
-    for (let i = 0; i < rows.length; i++) {
-      bytes += rows[i]!.pk.length + rows[i]!.sk.length + rows[i]!.v.length;
-      if (bytes > this.pageBytes && i > 0) return rows.slice(0, i);
+    for (const row of read) {
+      const entry = store.decode(row);
+      const size = wireBytes(entry);
+      if (size > SYNC_ENTRY_MAX_WIRE_BYTES) {
+        tooLarge.push({ row, bytes: size });
+      } else {
+        if (rows.length > 0 && bytes + size > this.pageWireBytes) break;
+        bytes += size;
+        rows.push(row);
+        entries.push(entry);
+      }
+      last = row;
     }
-    return rows;
+    return { rows, entries, tooLarge, last };
   }
 
-  /** Pushes one page to every holder, then deletes it here; false when the partition must wait. */
-  private async handOver(store: LocalStore<unknown>, partition: number, holders: string[], page: StoredRow[], failed: Set<string>, report: OffloadReport): Promise<boolean> {
+  /**
+   * Pushes one page (`entries`, decoded from `page`) to every holder, then deletes those rows
+   * here, and only those; false when the partition must wait.
+   */
+  private async handOver(
+    store: LocalStore<unknown>,
+    partition: number,
+    holders: string[],
+    page: StoredRow[],
+    entries: unknown[],
+    failed: Set<string>,
+    report: OffloadReport,
+  ): Promise<boolean> {
     const table = store.schema.name;
-    const entries = page.map((r) => store.decode(r));
     const results = await Promise.allSettled(holders.map((node) => this.remote.push(node, table, entries)));
     const errors = results.flatMap((r, i) => (r.status === "rejected" ? [{ node: holders[i]!, err: r.reason as Error }] : []));
     if (errors.length > 0) {

@@ -19,21 +19,23 @@ import {
   RpcOffloadRemote,
   TABLE_OFFLOAD_CALL_TIMEOUT_MS,
   TABLE_OFFLOAD_INTERVAL_MS,
-  TABLE_OFFLOAD_PAGE_BYTES,
+  TABLE_OFFLOAD_PAGE_WIRE_BYTES,
   TABLE_OFFLOAD_PAGE_ROWS,
   TABLE_OFFLOAD_PAGES_PER_PASS,
   TableOffload,
   type OffloadRemote,
   type TableOffloadOptions,
 } from "../../../src/table/offload.ts";
-import { ShardedTableSync } from "../../../src/table/sync.ts";
+import { ShardedTableSync, SYNC_BATCH_WIRE_BYTES, SYNC_ENTRY_MAX_WIRE_BYTES, wireBytes } from "../../../src/table/sync.ts";
+import { encodeEntry } from "../../../src/db/entry-codec.ts";
 import { objectSchema, type ObjectEntry } from "../../../src/model/object.ts";
 import { versionBlockSchema, versionSchema } from "../../../src/model/version.ts";
 import { blockRefSchema, type BlockRefEntry } from "../../../src/model/block-ref.ts";
 import { uploadPartSchema, uploadSchema } from "../../../src/model/upload.ts";
 import { keySchema, type KeyEntry } from "../../../src/model/key.ts";
 import { startPair } from "../rpc/helpers.ts";
-import { MAX_HEAD_BYTES, type RpcNode } from "../../../src/rpc/rpc.ts";
+import { encodeJson, MAX_HEAD_BYTES, type RpcNode } from "../../../src/rpc/rpc.ts";
+import { captureStderr } from "../rpc/helpers.ts";
 
 const NODES = ["self", "n1", "n2", "n3"] as const;
 type NodeId = (typeof NODES)[number];
@@ -186,6 +188,29 @@ function cluster(opts: TableOffloadOptions = {}) {
     },
     todo: (id: NodeId) => node(id).db.query(`SELECT tbl, pk, sk FROM table_gc_todo ORDER BY tbl, pk, sk`).all() as { tbl: string; pk: string; sk: string }[],
   };
+}
+
+/**
+ * An object entry ~10 times larger in JSON than stored: each header pair is two dictionary
+ * words, 4 bytes stored and 43 of JSON.
+ */
+function wordy(pk: string, i: number, pairs: number): ObjectEntry {
+  const o = entry("object", pk, i) as ObjectEntry;
+  const headers = Array.from({ length: pairs }, () => ["content-type", "application/octet-stream"] as [string, string]);
+  return { ...o, versions: [{ ...o.versions[0]!, state: { kind: "complete", data: { kind: "inline", meta: { size: 1, etag: "e", headers }, base64: "eA==" } } }] };
+}
+
+/** Every row `before` held that is no longer on `id` is on each of `holders`, byte for byte: nothing was deleted undelivered. */
+function expectDeliveredOnly(c: ReturnType<typeof cluster>, before: Record<string, Row[]>, holders: NodeId[], id: NodeId = "self"): void {
+  const now = c.dump(id);
+  for (const [table, rows] of Object.entries(before)) {
+    const left = new Set(now[table]!.map((r) => `${r.pk}/${r.sk}`));
+    const gone = rows.filter((r) => !left.has(`${r.pk}/${r.sk}`));
+    for (const h of holders) {
+      const there = new Map(c.rows(h, table).map((r) => [`${r.pk}/${r.sk}`, r.v]));
+      for (const r of gone) expect(there.get(`${r.pk}/${r.sk}`)).toEqual(r.v);
+    }
+  }
 }
 
 const partOf = (r: Row) => Math.floor(r.part / SYNC_BUCKETS);
@@ -375,8 +400,8 @@ describe("bounds", () => {
     for (const id of ["n1", "n2", "n3"] as const) expect(c.rows(id, "block_ref")).toEqual(all);
   });
 
-  test("pages are also cut at pageBytes (a row larger than that still goes, alone)", async () => {
-    const c = cluster({ pageBytes: 3000 });
+  test("pages are also cut at pageWireBytes of JSON (a row larger than that still goes, alone)", async () => {
+    const c = cluster({ pageWireBytes: 3000 });
     const pk = pkWhere(objectSchema as TableSchema<unknown>, (p) => !isHeld(p), "big");
     const store = c.node("self").stores.get("object")!;
     const big = (i: number, size: number): ObjectEntry => {
@@ -392,11 +417,59 @@ describe("bounds", () => {
     for (const x of pages) expect(x.count === 1 || x.bytes <= 3000).toBe(true);
   });
 
+  // pageRows 1: the huge row is a page of its own, passed over.
+  for (const pageRows of [TABLE_OFFLOAD_PAGE_ROWS, 1])
+    test(`an entry no message can carry is never pushed nor deleted here, with a warning; the rest goes (pages of ${pageRows} rows)`, async () => {
+      const c = cluster({ pageRows });
+      const pk = pkWhere(objectSchema as TableSchema<unknown>, (p) => !isHeld(p), `huge-${pageRows}`);
+      const huge = wordy(pk, 1, Math.ceil(SYNC_ENTRY_MAX_WIRE_BYTES / 43) + 10);
+      expect(wireBytes(huge)).toBeGreaterThan(SYNC_ENTRY_MAX_WIRE_BYTES);
+      await c.node("self").stores.get("object")!.apply([entry("object", pk, 0), huge, entry("object", pk, 2)]);
+      const before = c.dump("self");
+      const { result: report, output: stderr } = await captureStderr(() => c.offload.runOnce());
+      expect(report).toMatchObject({ pushed: 2, offloaded: 2, tooLarge: 1, kept: 0, changed: 0, more: false });
+      expect(stderr).toMatch(/object entry .* is \d+ bytes of JSON, over the \d+ one message carries: not offloaded, kept here/);
+      // It stays here, as it was; every holder got the other two and never the huge one.
+      expect(c.dump("self")).toEqual({ ...empty, object: before.object!.filter((r) => r.sk === "k1") });
+      for (const id of ["n1", "n2", "n3"] as const) expect(c.rows(id, "object").map((r) => r.sk)).toEqual(["k0", "k2"]);
+      expect(Math.max(...c.calls.map((x) => x.bytes))).toBeLessThan(SYNC_BATCH_WIRE_BYTES);
+      expectDeliveredOnly(c, before, ["n1", "n2", "n3"]);
+      // Every later pass passes it over again (and deletes nothing).
+      c.calls.length = 0;
+      const again = await captureStderr(() => c.offload.runOnce());
+      expect(again.result).toMatchObject({ pushed: 0, offloaded: 0, tooLarge: 1 });
+      expect(c.calls).toEqual([]);
+      expect(count(c.dump("self"))).toBe(1);
+    });
+
+  test("a page cut at the JSON bound: a holder lost after the first page keeps every row not yet delivered here", async () => {
+    const c = cluster({ pageWireBytes: 20_000 });
+    const pk = pkWhere(objectSchema as TableSchema<unknown>, (p) => !isHeld(p), "cut");
+    // 12 entries of ~4.3 KB of JSON (~400 bytes stored): four to a page.
+    await c.node("self").stores.get("object")!.apply(Array.from({ length: 12 }, (_, i) => wordy(pk, i, 100)));
+    const before = c.dump("self");
+    // n3 goes away while the second page is on its way: it merges it, but never answers.
+    c.setAfterPush(async (node) => {
+      if (node === "n1" && c.calls.filter((x) => x.node === "n1").length === 2) c.down.add("n3");
+    });
+    const report = await c.offload.runOnce();
+    expect(report.offloaded).toBe(4);
+    expect(report.kept).toBe(4);
+    expect(count(c.dump("self"))).toBe(8);
+    expectDeliveredOnly(c, before, ["n1", "n2", "n3"]);
+    c.down.clear();
+    c.setAfterPush(async () => {});
+    expect(await c.offload.runOnce()).toMatchObject({ offloaded: 8, kept: 0 });
+    expect(c.dump("self")).toEqual(empty);
+    for (const id of ["n1", "n2", "n3"] as const) expect(c.dump(id)).toEqual(before);
+  });
+
   test("defaults are named and bounded", async () => {
     expect(TABLE_OFFLOAD_PAGE_ROWS).toBeGreaterThan(0);
     expect(TABLE_OFFLOAD_PAGES_PER_PASS).toBeGreaterThan(0);
-    // A page must fit in one RPC message, with room for the JSON around it.
-    expect(TABLE_OFFLOAD_PAGE_BYTES).toBeLessThanOrEqual(MAX_HEAD_BYTES / 2);
+    // A page must fit in one RPC message, with room for the JSON around it: sync's push bound.
+    expect(TABLE_OFFLOAD_PAGE_WIRE_BYTES).toBe(SYNC_BATCH_WIRE_BYTES);
+    expect(TABLE_OFFLOAD_PAGE_WIRE_BYTES).toBeLessThanOrEqual(MAX_HEAD_BYTES / 2);
     expect(TABLE_OFFLOAD_INTERVAL_MS).toBe(10 * 60 * 1000);
     expect(TABLE_OFFLOAD_CALL_TIMEOUT_MS).toBeGreaterThan(0);
     const c = cluster();
@@ -455,5 +528,44 @@ describe("over RPC", () => {
     sync.onPass((r) => passes.push(r.partitions));
     await sync.syncAll();
     expect(passes).toEqual([0]);
+  });
+
+  test("pages of entries ~10 times larger in JSON than stored cross the wire under the head limit, and the partition is handed over", async () => {
+    const [a, b] = await startPair(rpcs);
+    const dbOf = (name: string) => {
+      const db = openDatabase(join(dir, `${name}.sqlite`), { fsync: false });
+      open.push(db);
+      return db;
+    };
+    const dbA = dbOf("a");
+    const committerA = new GroupCommitter(dbA);
+    const onA = new LocalStore(objectSchema, dbA, committerA, now);
+    const dbB = dbOf("b");
+    const onB = new LocalStore(objectSchema, dbB, new GroupCommitter(dbB), now);
+    new ShardedTableSync(b, new Map([["object", onB as LocalStore<unknown>]]), new FakePlacement(b.id));
+    // b alone holds every partition; a none.
+    const placement = new FakePlacement(a.id);
+    placement.versions = [ring(() => [b.id])];
+    const pk = pkWhere(objectSchema as TableSchema<unknown>, () => true, "wordy");
+    const entries = Array.from({ length: TABLE_OFFLOAD_PAGE_ROWS }, (_, i) => wordy(pk, i, 1000));
+    // One page by the row bound, and by the old bound on stored bytes (4 MiB): its JSON is past the head limit.
+    expect(entries.reduce((n, e) => n + encodeEntry(e).byteLength, 0)).toBeLessThan(4 * 1024 * 1024);
+    expect(encodeJson({ table: "object", entries }).byteLength).toBeGreaterThan(MAX_HEAD_BYTES);
+    await onA.apply(entries);
+    const sizes: number[] = [];
+    const rpcRemote = new RpcOffloadRemote(a);
+    const remote: OffloadRemote = {
+      push: (node, table, page) => (sizes.push(encodeJson({ table, entries: page }).byteLength), rpcRemote.push(node, table, page)),
+    };
+    const offload = new TableOffload(new Map([["object", onA as LocalStore<unknown>]]), placement, committerA, remote);
+    expect(await offload.runOnce()).toMatchObject({ pushed: entries.length, offloaded: entries.length, kept: 0, tooLarge: 0 });
+    expect(offload.stats.info().errors).toBe(0);
+    expect(sizes.length).toBeGreaterThan(1);
+    for (const n of sizes) expect(n).toBeLessThanOrEqual(SYNC_BATCH_WIRE_BYTES + 1024);
+    const got = onB.range(pk, { limit: -1 }) as ObjectEntry[];
+    expect(got.length).toBe(entries.length);
+    const sent = new Map(entries.map((e) => [e.key, e]));
+    expect(got.every((e) => Bun.deepEquals(e, sent.get(e.key)))).toBe(true);
+    expect(onA.hasRowsInPartition(partitionOfEntry(objectSchema as TableSchema<unknown>, pk))).toBe(false);
   });
 });
