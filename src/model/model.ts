@@ -33,8 +33,19 @@ const log = logger("model");
 const INSERT_QUEUE_BATCH = 256;
 /** Block rows read or copied per metadata query. */
 const BLOCK_PAGE = 512;
-/** How often the cascading-insert queue is drained when idle. */
-const INSERT_QUEUE_INTERVAL_MS = 200;
+/**
+ * The cascading-insert queue is drained when a row is queued (INSERT_QUEUE_WAKE_DELAY_MS after,
+ * or when it comes due), and every INSERT_QUEUE_POLL_MS besides, for rows a wake missed (queued
+ * by a process that stopped before draining them). Polling every 200 ms was half of an idle
+ * node's CPU (docs/targets.md, "Idle CPU").
+ */
+const INSERT_QUEUE_POLL_MS = 5_000;
+/**
+ * How long after a row is queued the drain runs: the row is queued inside the transaction of the
+ * write that caused it, which commits after this call returns; the rows of a burst of writes
+ * share one pass.
+ */
+const INSERT_QUEUE_WAKE_DELAY_MS = 10;
 /** How often a node publishes the bucket counts that changed (what other nodes read). */
 const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
 /** Upload rows read per page when cleaning up a bucket's uploads. */
@@ -105,6 +116,10 @@ export class Model {
   /** This node's acceptor of the per-key conditional-write register, and the proposer using it. */
   readonly casAcceptor: CasAcceptor;
   readonly cas: CasRegister;
+  /** The next drain a queued row asked for, and when (clock ms): one timer for a burst of rows. */
+  private queueWake: { timer: ReturnType<typeof setTimeout>; at: number } | undefined;
+  /** Wakes are armed only between start() and stop(): a model not started drains when asked (tests). */
+  private lifecycle: "new" | "started" | "stopped" = "new";
   /** What this node last published of each bucket's counts (JSON), to publish only changes. */
   private readonly publishedCounts = new Map<string, string>();
   private readonly countsLoop = new WorkerLoop({ name: "bucket counts publisher", intervalMs: COUNTS_PUBLISH_INTERVAL_MS }, () => this.publishPass());
@@ -115,7 +130,10 @@ export class Model {
   private readonly queueLoop = new WorkerLoop(
     {
       name: "cascading insert queue",
-      intervalMs: INSERT_QUEUE_INTERVAL_MS,
+      intervalMs: INSERT_QUEUE_POLL_MS,
+      firstDelayMs: 0,
+      // A row queued while a pass runs may be behind its query: a wake then gets a pass after it.
+      again: true,
       queueLength: () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n,
     },
     () => this.drainPass(),
@@ -129,7 +147,7 @@ export class Model {
     options: ModelOptions = {},
   ) {
     this.committer = new GroupCommitter(db);
-    const storeOptions = { gcDelayMs: options.tableGcDelayMs, readGraceMs: options.readGraceMs };
+    const storeOptions = { gcDelayMs: options.tableGcDelayMs, readGraceMs: options.readGraceMs, onEnqueue: (due: number) => this.wakeQueueAt(due) };
     const make = <E>(schema: TableSchema<E>): Table<E> => {
       const checked: TableSchema<E> = { ...schema, validateEntry: ENTRY_VALIDATORS[schema.name] }; // entries from peers are checked
       const t = new Table(new LocalStore(checked, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
@@ -248,11 +266,29 @@ export class Model {
   }
 
   start(): void {
+    this.lifecycle = "started";
     this.queueLoop.start();
     this.countsLoop.start();
   }
 
+  /** Arms the drain for a row queued to be due at `due` (0: now), unless one is armed no later. */
+  private wakeQueueAt(due: number): void {
+    if (this.lifecycle !== "started") return;
+    const at = Math.max(due, this.clock.now()) + INSERT_QUEUE_WAKE_DELAY_MS;
+    if (this.queueWake !== undefined && this.queueWake.at <= at) return;
+    if (this.queueWake !== undefined) clearTimeout(this.queueWake.timer);
+    const timer = setTimeout(() => {
+      this.queueWake = undefined;
+      this.queueLoop.run().catch((err) => log.warn(`cascading insert queue: ${(err as Error).message}`));
+    }, at - this.clock.now());
+    timer.unref?.();
+    this.queueWake = { timer, at };
+  }
+
   async stop(): Promise<void> {
+    this.lifecycle = "stopped";
+    if (this.queueWake !== undefined) clearTimeout(this.queueWake.timer);
+    this.queueWake = undefined;
     // The passes look at no stop signal: a drain under way finishes its queue, as before.
     const loops = Promise.all([this.queueLoop.stop(), this.countsLoop.stop()]);
     await Promise.allSettled(this.backgroundWrites);

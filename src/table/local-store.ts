@@ -45,6 +45,11 @@ export interface LocalStoreOptions {
   gcDelayMs?: number;
   /** How long an "after-read-grace" cascade waits (default: readGraceMs()). */
   readGraceMs?: number;
+  /**
+   * Told of every cascading write queued, with the clock time it is due at (0: now), from inside
+   * the transaction that queues it: whoever drains the queue wakes for it once that commits.
+   */
+  onEnqueue?: (due: number) => void;
 }
 
 /** Where a page of a partition's rows ends: the next page starts after it. */
@@ -70,6 +75,7 @@ export class LocalStore<E> {
   private readonly gcTodo: GcTodo | undefined;
   private readonly gcDelayMs: number;
   private readonly readGraceMs: number;
+  private readonly onEnqueue: ((due: number) => void) | undefined;
 
   constructor(
     readonly schema: TableSchema<E>,
@@ -84,6 +90,7 @@ export class LocalStore<E> {
     this.gcTodo = schema.replication === "sharded" && schema.isTombstone ? new GcTodo(db) : undefined;
     this.gcDelayMs = options.gcDelayMs ?? tableGcDelayMs();
     this.readGraceMs = options.readGraceMs ?? readGraceMs();
+    this.onEnqueue = options.onEnqueue;
   }
 
   /**
@@ -226,8 +233,11 @@ export class LocalStore<E> {
   private hookContext(): HookContext {
     return {
       db: this.db,
-      enqueue: (table: CrdtTableName, entry: unknown, when = "now") =>
-        this.queueStmt.run(table, JSON.stringify(entry), when === "now" ? 0 : this.now() + this.readGraceMs),
+      enqueue: (table: CrdtTableName, entry: unknown, when = "now") => {
+        const due = when === "now" ? 0 : this.now() + this.readGraceMs;
+        this.queueStmt.run(table, JSON.stringify(entry), due);
+        this.onEnqueue?.(due);
+      },
       now: this.now,
     };
   }

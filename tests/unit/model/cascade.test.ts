@@ -210,3 +210,24 @@ describe("cascade: a newer complete version releases the older one", () => {
     expect(queueLength()).toBe(0);
   });
 });
+
+describe("the cascading-insert queue wakes for its rows", () => {
+  test("a started model applies a queued row when it comes due, without being asked and long before its poll", async () => {
+    const graceMs = 100;
+    const started = new Model(db, new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent"), undefined, new HybridClock(), { readGraceMs: graceMs });
+    started.start();
+    try {
+      await started.versions.insert({ uuid: "w-old", deleted: false, backlink: { kind: "object", bucketId: "bk", key: "w" } });
+      const complete = (uuid: string, timestamp: number): ObjectVersion => ({ uuid, timestamp, state: { kind: "complete", data: { kind: "blocks", meta: { size: 0, etag: uuid, headers: [] } } } });
+      await started.objects.insert({ bucketId: "bk", key: "w", versions: [complete("w-old", 1000)] });
+      await started.objects.insert({ bucketId: "bk", key: "w", versions: [complete("w-new", 2000)] });
+      expect(queueLength()).toBe(1); // w-old's tombstone, due after the read grace
+      const deadline = Date.now() + 2_000; // the poll is 5 s away: only a wake can drain it sooner
+      while (queueLength() > 0 && Date.now() < deadline) await Bun.sleep(20);
+      expect(queueLength()).toBe(0);
+      expect((started.versions.getLocal("w-old", "") as VersionEntry).deleted).toBe(true);
+    } finally {
+      await started.stop();
+    }
+  });
+});
