@@ -46,6 +46,11 @@ const INSERT_QUEUE_POLL_MS = 5_000;
  * share one pass.
  */
 const INSERT_QUEUE_WAKE_DELAY_MS = 10;
+/**
+ * A row due later (after the read grace) is drained up to this long after it comes due, so that
+ * rows queued over a burst of writes share passes, as they did when the queue was polled.
+ */
+const INSERT_QUEUE_DUE_SLACK_MS = 200;
 /** How often a node publishes the bucket counts that changed (what other nodes read). */
 const COUNTS_PUBLISH_INTERVAL_MS = 2_000;
 /** Upload rows read per page when cleaning up a bucket's uploads. */
@@ -274,7 +279,8 @@ export class Model {
   /** Arms the drain for a row queued to be due at `due` (0: now), unless one is armed no later. */
   private wakeQueueAt(due: number): void {
     if (this.lifecycle !== "started") return;
-    const at = Math.max(due, this.clock.now()) + INSERT_QUEUE_WAKE_DELAY_MS;
+    const now = this.clock.now();
+    const at = due > now ? due + INSERT_QUEUE_DUE_SLACK_MS : now + INSERT_QUEUE_WAKE_DELAY_MS;
     if (this.queueWake !== undefined && this.queueWake.at <= at) return;
     if (this.queueWake !== undefined) clearTimeout(this.queueWake.timer);
     const timer = setTimeout(() => {
@@ -334,6 +340,9 @@ export class Model {
           for (const r of rows) done.run(r.id);
         });
       }
+      // Rows queued while an earlier wake was armed (not yet due then) get theirs now.
+      const next = this.db.query(`SELECT min(due) AS due FROM insert_queue`).get() as { due: number | null };
+      if (next.due !== null) this.wakeQueueAt(next.due);
     } catch (err) {
       log.warn(`insert queue: ${(err as Error).message}; will retry`);
       this.queueStats.noteError(err);

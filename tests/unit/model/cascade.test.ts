@@ -231,3 +231,25 @@ describe("the cascading-insert queue wakes for its rows", () => {
     }
   });
 });
+
+test("rows queued while a wake is armed for an earlier one are each applied once due", async () => {
+  const graceMs = 150;
+  let ahead = 0;
+  const started = new Model(db, new LayoutPlacement("node1", singleNodeLayout("node1"), "consistent"), undefined, new HybridClock(() => Date.now() + ahead), { readGraceMs: graceMs });
+  started.start();
+  try {
+    const complete = (uuid: string, timestamp: number): ObjectVersion => ({ uuid, timestamp, state: { kind: "complete", data: { kind: "blocks", meta: { size: 0, etag: uuid, headers: [] } } } });
+    for (const [key, gapMs] of [["x", 0], ["y", 300]] as const) {
+      await Bun.sleep(gapMs); // queued while x's wake (due + 200 ms) is armed, due after it fires
+      await started.versions.insert({ uuid: `${key}-old`, deleted: false, backlink: { kind: "object", bucketId: "bk", key } });
+      await started.objects.insert({ bucketId: "bk", key, versions: [complete(`${key}-old`, 1000)] });
+      await started.objects.insert({ bucketId: "bk", key, versions: [complete(`${key}-new`, 2000)] });
+    }
+    const deadline = Date.now() + 3_000; // the poll is 5 s away
+    while (queueLength() > 0 && Date.now() < deadline) await Bun.sleep(20);
+    expect(queueLength()).toBe(0);
+    for (const key of ["x", "y"]) expect((started.versions.getLocal(`${key}-old`, "") as VersionEntry).deleted).toBe(true);
+  } finally {
+    await started.stop();
+  }
+});
