@@ -18,6 +18,12 @@ import { logger } from "../util/log";
 
 const log = logger("server");
 
+/**
+ * Set to "0" to keep the pages: for measurements that compare the RSS of nodes that ran
+ * different code (benchmarks/scale.ts compares a loaded node with an empty one, and only the
+ * loaded one has run most of its code again).
+ */
+export const RELEASE_STARTUP_PAGES_ENV = "BUNKER_RELEASE_STARTUP_PAGES";
 /** After the node serves: start-up's last one-off work is done, and the first answers are not delayed. */
 export const RELEASE_STARTUP_PAGES_DELAY_MS = 2_000;
 /** The page size assumed where smaps does not give one (x64's, and arm64's usual one). */
@@ -98,7 +104,7 @@ export function droppableRanges(smaps: string, exe: string, segments: FileSpan[]
  * of the mappings dropped, or 0 where that is not possible (not Linux, no glibc, no bun:ffi).
  */
 export async function releaseStartupPages(): Promise<number> {
-  if (process.platform !== "linux") return 0;
+  if (process.platform !== "linux" || process.env[RELEASE_STARTUP_PAGES_ENV] === "0") return 0;
   let ranges: CodeRange[];
   try {
     ranges = droppableRanges(readFileSync("/proc/self/smaps", "utf8"), process.execPath, readOnlySegments(elfHeaders(process.execPath)));

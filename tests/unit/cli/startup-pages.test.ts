@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { droppableRanges, readOnlySegments, releaseStartupPages } from "../../../src/cli/startup-pages";
+import { droppableRanges, readOnlySegments, releaseStartupPages, RELEASE_STARTUP_PAGES_ENV } from "../../../src/cli/startup-pages";
 
 const EXE = "/opt/bunker/bunker";
 /** The load segments of a Bun 1.4.5 x64 binary (readelf -l): R, R E, then RW. */
@@ -72,4 +72,15 @@ test("this process keeps running after its executable's pages are dropped", asyn
   // The runtime's code comes back on use.
   expect(JSON.parse(JSON.stringify({ a: [1, 2, 3] }))).toEqual({ a: [1, 2, 3] });
   await Bun.sleep(10);
+});
+
+test("BUNKER_RELEASE_STARTUP_PAGES=0 keeps every page (measurements comparing nodes)", async () => {
+  const before = process.env[RELEASE_STARTUP_PAGES_ENV];
+  process.env[RELEASE_STARTUP_PAGES_ENV] = "0";
+  try {
+    expect(await releaseStartupPages()).toBe(0);
+  } finally {
+    if (before === undefined) delete process.env[RELEASE_STARTUP_PAGES_ENV];
+    else process.env[RELEASE_STARTUP_PAGES_ENV] = before;
+  }
 });
