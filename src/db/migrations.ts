@@ -111,4 +111,6 @@ export const MIGRATIONS: readonly Migration[] = [
   `CREATE TABLE cas_acceptor (pk TEXT NOT NULL, sk TEXT NOT NULL, promised TEXT, accepted TEXT, PRIMARY KEY (pk, sk)) WITHOUT ROWID;`,
   // 6: binary rows, ids in write order, unsettled marks, kept digests (binaryRows).
   { run: binaryRows, rewritesTables: true },
+  // 7: each row's hash kept beside it (db/table-rows.ts, column h); rows keep NULL until rewritten.
+  CRDT_TABLES.map((name) => `ALTER TABLE t_${name} ADD COLUMN h BLOB;`).join("\n"),
 ];

@@ -5,6 +5,10 @@
 //     anti-entropy and offload read one partition or bucket without scanning the others;
 //   - unsettled: 1 for entries start-up repair must come back to (an upload in progress, a
 //     version not settled yet), in a partial index, so repair reads those and nothing else;
+//   - h: the row's hash as the digests count it (rowHash), written with the row (migration 7;
+//     NULL for a row not rewritten since, whose hash is then computed from v when needed): a
+//     write need not hash the row it replaces, and comparing a sync bucket row by row reads
+//     the hashes, not the entries;
 //   - sync_digest: per table, partition and sync bucket, the row count and the XOR of a hash of
 //     each row, kept up to date by every write, so comparing partitions (then the buckets of one
 //     partition) with a peer reads 256 small rows instead of the table. XOR makes a digest
@@ -25,6 +29,14 @@ import { decodeEntry } from "./entry-codec";
 export const SYNC_BUCKETS = 256;
 /** Bytes of a row's hash that go into a digest (128 bits: no accidental match between sets). */
 const ROW_HASH_BYTES = 16;
+
+/** A row as get() reads it: id, sync bucket, stored bytes, and its hash when kept (see h above). */
+export interface PointRow {
+  id: number;
+  part: number;
+  v: Uint8Array;
+  h: Uint8Array | null;
+}
 
 /** A stored row: its id, sync bucket, key and stored bytes. */
 export interface StoredRow {
@@ -165,14 +177,15 @@ export class TableRows {
     readonly name: string,
   ) {
     const t = `t_${name}`;
-    this.getStmt = db.query(`SELECT id, part, v FROM ${t} WHERE pk = ? AND sk = ?`);
+    this.getStmt = db.query(`SELECT id, part, v, h FROM ${t} WHERE pk = ? AND sk = ?`);
     this.hasStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE pk = ? AND sk = ?`);
-    this.insertStmt = db.query(`INSERT INTO ${t} (pk, sk, part, unsettled, v) VALUES (?, ?, ?, ?, ?)`);
-    this.updateStmt = db.query(`UPDATE ${t} SET unsettled = ?, v = ? WHERE id = ?`);
+    this.insertStmt = db.query(`INSERT INTO ${t} (pk, sk, part, unsettled, v, h) VALUES (?, ?, ?, ?, ?, ?)`);
+    this.updateStmt = db.query(`UPDATE ${t} SET unsettled = ?, v = ?, h = ? WHERE id = ?`);
     this.deleteStmt = db.query(`DELETE FROM ${t} WHERE id = ?`);
     this.rangeStmt = db.query(`SELECT v FROM ${t} WHERE pk = ?1 AND sk >= ?2 AND (?3 IS NULL OR sk < ?3) ORDER BY sk LIMIT ?4`);
-    this.ofKeyStmt = db.query(`SELECT id, part, sk, v FROM ${t} WHERE pk = ? ORDER BY sk`);
-    this.bucketRowsStmt = db.query(`SELECT id, pk, sk, v FROM ${t} WHERE part = ? LIMIT ?`);
+    this.ofKeyStmt = db.query(`SELECT id, part, sk, v, h FROM ${t} WHERE pk = ? ORDER BY sk`);
+    // The entry only where no hash is kept (a row not rewritten since migration 7).
+    this.bucketRowsStmt = db.query(`SELECT id, pk, sk, h, CASE WHEN h IS NULL THEN v END AS v FROM ${t} WHERE part = ? LIMIT ?`);
     this.byIdStmt = db.query(`SELECT v FROM ${t} WHERE id = ?`);
     this.pageStmt = db.query(`SELECT id, part, pk, sk, v FROM ${t} WHERE part >= ?1 AND part < ?2 AND (part, id) > (?3, ?4) ORDER BY part, id LIMIT ?5`);
     this.anyInRangeStmt = db.query(`SELECT 1 AS x FROM ${t} WHERE part >= ? AND part < ? LIMIT 1`);
@@ -186,8 +199,8 @@ export class TableRows {
   }
 
   /** The stored bytes of (pk, sk), with the row's id and sync bucket. */
-  get(pk: string, sk: string): { id: number; part: number; v: Uint8Array } | undefined {
-    const row = this.getStmt.get(storedKey(pk), sk) as { id: number; part: number; v: Uint8Array } | null;
+  get(pk: string, sk: string): PointRow | undefined {
+    const row = this.getStmt.get(storedKey(pk), sk) as PointRow | null;
     if (row === null) return undefined;
     // Not counted towards READ_GC_BYTES: a point read's row is one row, freed with the entry
     // decoded from it (local-store.ts), and a paced full collection every few hundred GETs
@@ -219,13 +232,14 @@ export class TableRows {
    * Writes (pk, sk) as `v` in sync bucket `part`. `old` is the row as get() returned it in this
    * transaction (undefined: none). The caller must be inside a transaction.
    */
-  put(pk: string, sk: string, part: number, v: Uint8Array, unsettled: boolean, old: { id: number; part: number; v: Uint8Array } | undefined): void {
+  put(pk: string, sk: string, part: number, v: Uint8Array, unsettled: boolean, old: PointRow | undefined): void {
+    const h = rowHash(pk, sk, v);
     if (old) {
-      this.updateStmt.run(unsettled ? 1 : null, v, old.id);
-      this.noteChange(old.part, 0, rowHash(pk, sk, old.v), rowHash(pk, sk, v));
+      this.updateStmt.run(unsettled ? 1 : null, v, h, old.id);
+      this.noteChange(old.part, 0, old.h ?? rowHash(pk, sk, old.v), h);
     } else {
-      this.insertStmt.run(storedKey(pk), sk, part, unsettled ? 1 : null, v);
-      this.noteChange(part, 1, rowHash(pk, sk, v));
+      this.insertStmt.run(storedKey(pk), sk, part, unsettled ? 1 : null, v, h);
+      this.noteChange(part, 1, h);
     }
   }
 
@@ -234,16 +248,16 @@ export class TableRows {
     const old = this.get(pk, sk);
     if (!old) return undefined;
     this.deleteStmt.run(old.id);
-    this.noteChange(old.part, -1, rowHash(pk, sk, old.v));
+    this.noteChange(old.part, -1, old.h ?? rowHash(pk, sk, old.v));
     return old.v;
   }
 
   /** Removes every row of `pk`; returns their stored bytes in sk order. Inside a transaction. */
   takeAll(pk: string): Uint8Array[] {
-    const rows = noteRows(this.ofKeyStmt.all(storedKey(pk)) as { id: number; part: number; sk: string; v: Uint8Array }[]) as { id: number; part: number; sk: string; v: Uint8Array }[];
+    const rows = noteRows(this.ofKeyStmt.all(storedKey(pk)) as (PointRow & { sk: string })[]) as (PointRow & { sk: string })[];
     for (const r of rows) {
       this.deleteStmt.run(r.id);
-      this.noteChange(r.part, -1, rowHash(pk, r.sk, r.v));
+      this.noteChange(r.part, -1, r.h ?? rowHash(pk, r.sk, r.v));
     }
     return rows.map((r) => r.v);
   }
@@ -263,12 +277,17 @@ export class TableRows {
   }
 
   /**
-   * Up to `limit` rows of one sync bucket, each with its hash as digests count it (hex): what
-   * anti-entropy compares row by row inside a bucket whose digest differs.
+   * The ids of up to `limit` rows of one sync bucket, each with its hash as digests count it
+   * (hex): what anti-entropy compares row by row inside a bucket whose digest differs. Only the
+   * kept hashes are read, not the entries (byId reads the few that differ).
    */
-  bucketRows(bucket: number, limit: number): { id: number; hash: string; v: Uint8Array }[] {
-    const rows = noteRows(this.bucketRowsStmt.all(bucket, limit) as { id: number; pk: string | Uint8Array; sk: string; v: Uint8Array }[]);
-    return rows.map((r) => ({ id: r.id, hash: Buffer.from(rowHash(keyText(r.pk), r.sk, r.v)).toString("hex"), v: r.v }));
+  bucketRows(bucket: number, limit: number): { id: number; hash: string }[] {
+    const rows = this.bucketRowsStmt.all(bucket, limit) as { id: number; pk: string | Uint8Array; sk: string; h: Uint8Array | null; v: Uint8Array | null }[];
+    return rows.map((r) => {
+      const h = r.h ?? rowHash(keyText(r.pk), r.sk, r.v!);
+      if (r.v !== null) noteRowsRead(r.v.byteLength);
+      return { id: r.id, hash: Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("hex") };
+    });
   }
 
   /** The stored bytes of the row with this id, if it is still there. */

@@ -171,11 +171,12 @@ export class LocalStore<E> {
   }
 
   /**
-   * The rows of one sync bucket, each with its row hash (the digests XOR these): anti-entropy
-   * compares them with a peer's to send only the entries that differ. Bounded: a bucket is
-   * 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES this throws.
+   * The rows of one sync bucket (ids), each with its row hash (the digests XOR these):
+   * anti-entropy compares them with a peer's to send only the entries that differ, read by id
+   * (storedById). Bounded: a bucket is 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES
+   * this throws.
    */
-  bucketRows(bucket: number): { id: number; hash: string; v: Uint8Array }[] {
+  bucketRows(bucket: number): { id: number; hash: string }[] {
     const rows = this.rows.bucketRows(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
     return rows;
@@ -186,7 +187,7 @@ export class LocalStore<E> {
     return this.rows.byId(id);
   }
 
-  /** The entry stored as `v` (a row of bucketRows). */
+  /** The entry stored as `v` (a row read by storedById). */
   decodeStored(v: Uint8Array): E {
     return decodeEntry(v) as E;
   }

@@ -60,11 +60,6 @@ export const SYNC_BATCH_WIRE_BYTES = MAX_HEAD_BYTES / 2;
  */
 export const SYNC_ENTRY_MAX_WIRE_BYTES = MAX_HEAD_BYTES - 64 * 1024;
 /**
- * Stored bytes a row-hashes answer reads past which it ends early (at least one bucket): it
- * reads whole sync buckets to hash them.
- */
-export const SYNC_READ_BYTES = 4 * 1024 * 1024;
-/**
  * Row hashes past which an answer of table/bucket-row-hashes ends early (at least one bucket):
  * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
  */
@@ -86,8 +81,7 @@ const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYN
 /**
  * The row hashes of sync buckets (one list per bucket, in the order asked) with each row's id
  * on the answering node; `served` says how many of the buckets the answer covers, at least one,
- * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_READ_BYTES read: the caller asks again for the
- * rest.
+ * fewer past SYNC_HASHES_PER_CALL hashes: the caller asks again for the rest.
  */
 const EP_ROW_HASHES = endpoint(
   "table/bucket-row-hashes",
@@ -301,14 +295,16 @@ export class ShardedTableSync {
         const theirIds = ids[k]!;
         for (let j = 0; j < bucketHashes.length; j++) if (!myHashes.has(bucketHashes[j]!)) await pull.add(theirIds[j]!);
         for (const r of mine) {
-          if (!theirHashes.has(r.hash)) {
-            const e = store.decodeStored(r.v);
-            if (!(await push.add(e))) {
-              report.errors++;
-              log.warn(`${from}: an entry (${keyOf(store, e)}) is over ${SYNC_ENTRY_MAX_WIRE_BYTES} bytes of JSON, more than one message carries: not pushed`);
-            }
+          if (theirHashes.has(r.hash)) continue;
+          // Read now, not with the hashes: a row changed since is pushed as it is now (newer).
+          const v = store.storedById(r.id);
+          if (v === undefined) continue; // gone since: nothing of it to push
+          const e = store.decodeStored(v);
+          releaseRow(v);
+          if (!(await push.add(e))) {
+            report.errors++;
+            log.warn(`${from}: an entry (${keyOf(store, e)}) is over ${SYNC_ENTRY_MAX_WIRE_BYTES} bytes of JSON, more than one message carries: not pushed`);
           }
-          releaseRow(r.v);
         }
         report.bucketsExchanged++;
       }
@@ -414,20 +410,14 @@ export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly nu
   const hashes: string[][] = [];
   const ids: number[][] = [];
   let total = 0;
-  let bytes = 0;
   for (const bucket of buckets) {
     // All the rows of one S3 bucket are in one partition: at a million objects, a sync bucket
-    // holds ~4 000 rows (~5 MB), read here whole, so the answer also ends at SYNC_READ_BYTES read.
-    if (hashes.length > 0 && bytes >= SYNC_READ_BYTES) break;
+    // holds ~4 000 rows; their kept hashes are read, not the entries (db/table-rows.ts, h).
     const rows = store.bucketRows(bucket);
     if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
     total += rows.length;
     hashes.push(rows.map((r) => r.hash));
     ids.push(rows.map((r) => r.id));
-    for (const r of rows) {
-      bytes += r.v.byteLength;
-      releaseRow(r.v);
-    }
   }
   return { hashes, ids, served: hashes.length };
 }

@@ -152,9 +152,10 @@ test("a pull answer serves ids in the order asked, skips rows gone since, and st
   const first = pullAnswer(store, ids);
   expect(first.entries.length).toBe(3);
   expect(first.served).toBe(4); // the id of no row, then three entries
-  expect(first.entries.map((e) => e.sk)).toEqual(rows.slice(-3).reverse().map((r) => (store.decodeStored(r.v) as E).sk));
+  const stored = (id: number) => store.decodeStored(store.storedById(id)!) as E;
+  expect(first.entries.map((e) => e.sk)).toEqual(rows.slice(-3).reverse().map((r) => stored(r.id).sk));
   const rest = pullAnswer(store, ids.slice(first.served));
-  expect(rest).toEqual({ entries: [store.decodeStored(rows[0]!.v)], served: 1 });
+  expect(rest).toEqual({ entries: [stored(rows[0]!.id)], served: 1 });
 });
 
 test("a push batch sends at SYNC_BATCH_ENTRIES entries or SYNC_BATCH_WIRE_BYTES of JSON, never an empty batch", async () => {
@@ -309,7 +310,7 @@ test("a pull merges only entries of the buckets reconciled: a row id the peer re
   for (let i = 1; partitionOfEntry(schema, other.pk) === partitionOfEntry(schema, held.pk); i++) other = entry(`other${i}`, 1);
   const { a, b } = await pair(partitionOfEntry(schema, held.pk));
   await b.store.apply([held, other]);
-  const idOf = (e: E) => b.store.bucketRows(syncBucketOf(partitionOfEntry(schema, e.pk), e.pk, e.sk)).find((r) => (b.store.decodeStored(r.v) as E).pk === e.pk)!.id;
+  const idOf = (e: E) => b.store.bucketRows(syncBucketOf(partitionOfEntry(schema, e.pk), e.pk, e.sk)).find((r) => (b.store.decodeStored(b.store.storedById(r.id)!) as E).pk === e.pk)!.id;
   const heldId = idOf(held);
   const otherId = idOf(other);
   // Between b's row-hashes answer and a's pull, b deleted `held` and its id went to `other`.
