@@ -2,7 +2,7 @@
 // back; MD5 streams fed block by block. Its only state is the open MD5 streams, so a crash loses
 // the jobs in flight and those streams (their requests fail).
 import { hash } from "blake3-wasm/dist/index.js";
-import { MD5_STREAMS_PER_WORKER, type HashReply, type HashRequest } from "./hash.ts";
+import { MD5_STREAMS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, type HashReply, type HashRequest, type JobMemory } from "./hash.ts";
 
 declare const self: Worker;
 
@@ -20,29 +20,53 @@ function md5Of(id: number): Bun.CryptoHasher {
   return h;
 }
 
+/**
+ * Shared buffers kept by number, oldest first (hash.ts keeps the same list: same insertions and
+ * evictions, in message order).
+ */
+const kept = new Map<number, SharedArrayBuffer>();
+/** A collection is due after buffers were forgotten: they hold memory until this heap collects. */
+let collectSoon: ReturnType<typeof setTimeout> | undefined;
+
+/** The bytes a job reads, keeping its shared buffer when asked. */
+function memoryOf(m: JobMemory): Uint8Array {
+  const buf = m.buf ?? (m.shared === undefined ? undefined : kept.get(m.shared));
+  if (buf === undefined) throw new Error(`shared buffer ${m.shared} is not kept here`);
+  if (m.keep && m.shared !== undefined && buf instanceof SharedArrayBuffer) {
+    kept.set(m.shared, buf);
+    if (kept.size > SHARED_BUFFERS_PER_WORKER) kept.delete(kept.keys().next().value!);
+  }
+  return new Uint8Array(buf, m.offset, m.length);
+}
+
+/** A plain ArrayBuffer sent by transfer goes back the same way; shared memory never travels back. */
+function ownBuffer(m: JobMemory): ArrayBuffer | undefined {
+  return m.buf instanceof ArrayBuffer ? m.buf : undefined;
+}
+
 function reply(msg: HashReply): void {
-  // A SharedArrayBuffer is shared, not owned: only a plain ArrayBuffer travels back by transfer.
   const buf = "buf" in msg ? msg.buf : undefined;
-  self.postMessage(msg, buf instanceof ArrayBuffer ? [buf] : []);
+  self.postMessage(msg, buf ? [buf] : []);
 }
 
 self.onmessage = (ev: MessageEvent<HashRequest>) => {
   const msg = ev.data;
   switch (msg.kind) {
     case "hash": {
-      const { id, buf, offset, length } = msg;
+      const { id } = msg;
+      const buf = ownBuffer(msg);
       try {
         // blake3-wasm's one-shot hash owns no hasher object, so nothing can leak if it throws.
-        const digest = hash(new Uint8Array(buf, offset, length)) as Buffer; // Buffer: no encoding asked
-        reply({ id, hash: new Uint8Array(digest), buf });
+        const digest = hash(memoryOf(msg)) as Buffer; // Buffer: no encoding asked
+        reply(buf ? { id, hash: new Uint8Array(digest), buf } : { id, hash: new Uint8Array(digest) });
       } catch (err) {
-        reply({ id, error: String(err), buf });
+        reply(buf ? { id, error: String(err), buf } : { id, error: String(err) });
       }
       return;
     }
     case "md5-update": {
       try {
-        md5Of(msg.md5).update(new Uint8Array(msg.buf, msg.offset, msg.length));
+        md5Of(msg.md5).update(memoryOf(msg));
         reply({ id: msg.id, done: true });
       } catch (err) {
         md5s.set(msg.md5, null);
@@ -60,6 +84,14 @@ self.onmessage = (ev: MessageEvent<HashRequest>) => {
     }
     case "md5-drop":
       md5s.delete(msg.md5);
+      return;
+    case "forget":
+      kept.delete(msg.shared);
+      // Forgotten buffers come in bursts (a pool dropping its free ones): one collection after.
+      collectSoon ??= setTimeout(() => {
+        collectSoon = undefined;
+        Bun.gc(false);
+      }, 0);
       return;
   }
 };
