@@ -1,10 +1,17 @@
 // Worker side of HashPool (hash.ts): BLAKE3 of the byte range it is sent, and the buffer handed
 // back; MD5 streams fed block by block. Its only state is the open MD5 streams, so a crash loses
 // the jobs in flight and those streams (their requests fail).
-import { hash } from "blake3-wasm/dist/index.js";
-import { MD5_STREAMS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, type HashReply, type HashRequest, type JobMemory } from "./hash.ts";
+//
+// blake3-wasm's wasm-bindgen glue, without the package's Node wrapper around it (which loads
+// several more modules, ~5 ms of CPU per worker start here, for the same call). Its `hash`
+// writes the 32-byte digest into `out`. deploy/build.ts embeds the wasm this glue reads.
+import { hash as blake3Into } from "blake3-wasm/dist/wasm/nodejs/blake3_js.js";
+import { MD5_STREAMS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, type HashReply, type HashRequest, type JobMemory } from "./hash-protocol.ts";
 
 declare const self: Worker;
+
+/** BLAKE3's default output, a block's name (hash.ts BLAKE3_LEN). */
+const BLAKE3_DIGEST_BYTES = 32;
 
 /** Open MD5 streams; null marks one that missed a block, whose digest would be wrong. */
 const md5s = new Map<number, Bun.CryptoHasher | null>();
@@ -56,9 +63,10 @@ self.onmessage = (ev: MessageEvent<HashRequest>) => {
       const { id } = msg;
       const buf = ownBuffer(msg);
       try {
-        // blake3-wasm's one-shot hash owns no hasher object, so nothing can leak if it throws.
-        const digest = hash(memoryOf(msg)) as Buffer; // Buffer: no encoding asked
-        reply(buf ? { id, hash: new Uint8Array(digest), buf } : { id, hash: new Uint8Array(digest) });
+        // The one-shot hash owns no hasher object, so nothing can leak if it throws.
+        const digest = new Uint8Array(BLAKE3_DIGEST_BYTES);
+        blake3Into(memoryOf(msg), digest);
+        reply(buf ? { id, hash: digest, buf } : { id, hash: digest });
       } catch (err) {
         reply(buf ? { id, error: String(err), buf } : { id, error: String(err) });
       }

@@ -19,6 +19,9 @@
 import type { BlockHash } from "../util/ids";
 import { assert } from "../util/assert.ts";
 import { workerSpecifier } from "../util/worker-path.ts";
+import { SHARED_BUFFERS_PER_WORKER, type HashRequest, type HashReply, type JobMemory } from "./hash-protocol.ts";
+
+export { MD5_STREAMS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, type HashRequest, type HashReply, type JobMemory } from "./hash-protocol.ts";
 
 /** A block hash as bytes (BLAKE3, 32 bytes); hashHex gives its name, a util/ids BlockHash. */
 export type RawBlockHash = Uint8Array;
@@ -26,8 +29,6 @@ export type RawBlockHash = Uint8Array;
 export const BLAKE3_LEN = 32;
 /** Workers per pool: BLAKE3 (~2.2 ms per MiB here) and MD5 (~1.4 ms) of one body run side by side. */
 export const HASH_POOL_SIZE = 2;
-/** MD5 streams one worker keeps open at once; more means a caller forgot to finish or drop one. */
-export const MD5_STREAMS_PER_WORKER = 4096;
 /** Jobs queued per worker; `hash()` waits for a slot beyond this, bounding memory in flight. */
 export const HASH_JOBS_PER_WORKER = 4;
 /**
@@ -36,42 +37,12 @@ export const HASH_JOBS_PER_WORKER = 4;
  */
 export const HASH_COPY_BELOW = 64 * 1024;
 /**
- * Shared buffers one worker keeps by number (see the header): more than a node's block buffer
- * pools hold; beyond it the oldest is forgotten (sent again whole when used again).
- */
-export const SHARED_BUFFERS_PER_WORKER = 64;
-/**
  * A worker with no job and no open MD5 stream for this long is stopped (the next job starts a
  * new one, ~20 ms of CPU): the two workers held 23 MiB of RSS after one large PUT here, of which
  * stopping them gave back 7 MiB at once.
  */
 export const HASH_WORKER_IDLE_MS = 10_000;
 
-/**
- * The memory a job reads: a buffer sent whole (`buf`), with `shared` (a SharedArrayBuffer's
- * number) and `keep` when the worker is to keep it under that number; or only `shared`, one
- * it keeps already.
- */
-export interface JobMemory {
-  buf?: ArrayBuffer | SharedArrayBuffer;
-  shared?: number;
-  keep?: boolean;
-  offset: number;
-  length: number;
-}
-/** Messages to the worker. */
-export type HashRequest =
-  | ({ kind: "hash"; id: number } & JobMemory)
-  | ({ kind: "md5-update"; id: number; md5: number } & JobMemory)
-  | { kind: "md5-digest"; id: number; md5: number }
-  | { kind: "md5-drop"; md5: number }
-  | { kind: "forget"; shared: number };
-/** Messages from the worker: a transferred buffer always comes back (a shared one never), with the result or an error. */
-export type HashReply =
-  | { id: number; hash: Uint8Array; buf?: ArrayBuffer }
-  | { id: number; digest: Uint8Array }
-  | { id: number; done: true }
-  | { id: number; error: string; buf?: ArrayBuffer };
 
 /** A zeroed buffer that hash workers can read while this thread keeps it (no transfer, no copy). */
 export function sharedBytes(size: number): Uint8Array {
