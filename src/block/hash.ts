@@ -6,12 +6,22 @@
 // in the one holding that stream, both reading the same SharedArrayBuffer (no copy). Plain
 // ArrayBuffers travel to the worker and back by transfer (zero copy). The worker is a build
 // entrypoint of the compiled binary (util/worker-path.ts).
+// A SharedArrayBuffer sent in a message costs its whole size in the receiving heap's GC
+// accounting (JSC counts each received one as a new allocation): with one per block and job,
+// each worker collected every ~10 MiB hashed (measured: ~100 collections and 60-95 ms of GC
+// per worker for 350 MiB put). So a shared buffer seen again (a pooled block buffer) is kept
+// by the worker under a number and later jobs name it; replies never send it back. The worker
+// forgets it once this thread has collected it (FinalizationRegistry), so it holds no memory
+// the pool has let go of.
 // Nothing here costs start-up time or idle memory: the workers (each a whole JS isolate) start
 // with the first job and stop after HASH_WORKER_IDLE_MS without one, and blake3-wasm, which
 // compiles its wasm as it loads, is loaded on the first blake3Sync().
 import type { BlockHash } from "../util/ids";
 import { assert } from "../util/assert.ts";
 import { workerSpecifier } from "../util/worker-path.ts";
+import { SHARED_BUFFERS_PER_WORKER, type HashRequest, type HashReply, type JobMemory } from "./hash-protocol.ts";
+
+export { MD5_STREAMS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, type HashRequest, type HashReply, type JobMemory } from "./hash-protocol.ts";
 
 /** A block hash as bytes (BLAKE3, 32 bytes); hashHex gives its name, a util/ids BlockHash. */
 export type RawBlockHash = Uint8Array;
@@ -19,8 +29,6 @@ export type RawBlockHash = Uint8Array;
 export const BLAKE3_LEN = 32;
 /** Workers per pool: BLAKE3 (~2.2 ms per MiB here) and MD5 (~1.4 ms) of one body run side by side. */
 export const HASH_POOL_SIZE = 2;
-/** MD5 streams one worker keeps open at once; more means a caller forgot to finish or drop one. */
-export const MD5_STREAMS_PER_WORKER = 4096;
 /** Jobs queued per worker; `hash()` waits for a slot beyond this, bounding memory in flight. */
 export const HASH_JOBS_PER_WORKER = 4;
 /**
@@ -35,18 +43,6 @@ export const HASH_COPY_BELOW = 64 * 1024;
  */
 export const HASH_WORKER_IDLE_MS = 10_000;
 
-/** Messages to the worker. */
-export type HashRequest =
-  | { kind: "hash"; id: number; buf: ArrayBuffer | SharedArrayBuffer; offset: number; length: number }
-  | { kind: "md5-update"; id: number; md5: number; buf: SharedArrayBuffer; offset: number; length: number }
-  | { kind: "md5-digest"; id: number; md5: number }
-  | { kind: "md5-drop"; md5: number };
-/** Messages from the worker: a buffer sent always comes back, with the result or an error. */
-export type HashReply =
-  | { id: number; hash: Uint8Array; buf: ArrayBuffer | SharedArrayBuffer }
-  | { id: number; digest: Uint8Array }
-  | { id: number; done: true }
-  | { id: number; error: string; buf?: ArrayBuffer | SharedArrayBuffer };
 
 /** A zeroed buffer that hash workers can read while this thread keeps it (no transfer, no copy). */
 export function sharedBytes(size: number): Uint8Array {
@@ -76,13 +72,41 @@ export class HashError extends Error {
 interface Job {
   resolve(r: { hash?: RawBlockHash; digest?: Uint8Array; buf?: Uint8Array }): void;
   reject(err: Error): void;
-  /** Builds the view handed back to the caller from the returned ArrayBuffer. */
-  restore(ab: ArrayBuffer | SharedArrayBuffer): Uint8Array;
+  /** Builds the view handed back to the caller from the returned ArrayBuffer (none for shared memory). */
+  restore(ab: ArrayBuffer | undefined): Uint8Array | undefined;
+}
+
+/** Numbers of shared buffers (see the header): one per SharedArrayBuffer, for its lifetime. */
+const sharedNumbers = new WeakMap<SharedArrayBuffer, number>();
+let nextSharedNumber = 1;
+/** The pools whose workers keep a shared buffer, told to forget it once it is collected here. */
+const keptBy = new Map<number, Set<HashPool>>();
+const sharedCollected = new FinalizationRegistry<number>((n) => {
+  const pools = keptBy.get(n);
+  keptBy.delete(n);
+  for (const pool of pools ?? []) pool.forgetShared(n);
+});
+
+function sharedNumberOf(sab: SharedArrayBuffer): number {
+  let n = sharedNumbers.get(sab);
+  if (n === undefined) {
+    n = nextSharedNumber++;
+    sharedNumbers.set(sab, n);
+    sharedCollected.register(sab, n);
+  }
+  return n;
 }
 
 interface Slot {
   worker: Worker;
   jobs: Map<number, Job>;
+  /**
+   * The shared buffers this worker keeps, by number, oldest first: the worker applies the same
+   * insertions and evictions in the same order (messages arrive in order), so this is its list.
+   */
+  kept: Set<number>;
+  /** Shared buffers sent once without being kept: kept when sent again. */
+  sentOnce: WeakSet<SharedArrayBuffer>;
   /** MD5 streams opened on this worker and not yet finished: their state lives in it. */
   streams: number;
   /** Stops the worker once idle (see HASH_WORKER_IDLE_MS). */
@@ -154,6 +178,11 @@ export class HashPool {
     return this.slots.filter((s) => s !== undefined).length;
   }
 
+  /** Shared buffers the workers keep by number now (see the header). */
+  get sharedBuffersKept(): number {
+    return this.slots.reduce((n, s) => n + (s?.kept.size ?? 0), 0);
+  }
+
   /** BLAKE3 of buf. */
   async hash(buf: Uint8Array): Promise<{ hash: RawBlockHash; buf: Uint8Array }> {
     // A free slot goes to the longest waiter, never to a newcomer.
@@ -186,7 +215,7 @@ export class HashPool {
     assert(buf.buffer instanceof SharedArrayBuffer, "MD5 blocks must live in a SharedArrayBuffer (sharedBytes)");
     const slot = this.liveSlotOf(stream);
     const id = this.nextId++;
-    const msg: HashRequest = { kind: "md5-update", id, md5: stream.id, buf: buf.buffer, offset: buf.byteOffset, length: buf.byteLength };
+    const msg: HashRequest = { kind: "md5-update", id, md5: stream.id, ...this.sharedMemory(slot, buf as Uint8Array<SharedArrayBuffer>) };
     return new Promise((resolve, reject) => {
       this.send(slot, id, { resolve: () => resolve(), reject, restore: () => buf }, msg, []);
     });
@@ -206,6 +235,39 @@ export class HashPool {
     if (!this.slots.includes(stream.slot)) return;
     stream.slot.worker.postMessage({ kind: "md5-drop", md5: stream.id } satisfies HashRequest);
     this.retireWhenIdle(stream.slot);
+  }
+
+  /**
+   * @internal A shared buffer was collected on this thread: the workers that keep it forget it
+   * (it is not reused: numbers are never given twice).
+   */
+  forgetShared(n: number): void {
+    for (const slot of this.slots) {
+      if (!slot?.kept.delete(n)) continue;
+      slot.worker.postMessage({ kind: "forget", shared: n } satisfies HashRequest);
+    }
+  }
+
+  /**
+   * How a job names the shared memory `buf` lives in (see the header): by number when the
+   * worker keeps it; whole, and kept from now on, the second time it is sent to that worker;
+   * whole only the first time (a buffer used once, e.g. a small body's, is never kept).
+   */
+  private sharedMemory(slot: Slot, buf: Uint8Array<SharedArrayBuffer>): JobMemory {
+    const sab = buf.buffer;
+    const where = { offset: buf.byteOffset, length: buf.byteLength };
+    const n = sharedNumberOf(sab);
+    if (slot.kept.has(n)) return { shared: n, ...where };
+    if (!slot.sentOnce.has(sab)) {
+      slot.sentOnce.add(sab);
+      return { buf: sab, ...where };
+    }
+    slot.kept.add(n);
+    if (slot.kept.size > SHARED_BUFFERS_PER_WORKER) slot.kept.delete(slot.kept.values().next().value!);
+    let pools = keptBy.get(n);
+    if (!pools) keptBy.set(n, (pools = new Set()));
+    pools.add(this);
+    return { buf: sab, shared: n, keep: true, ...where };
   }
 
   /** Stops the workers; pending and later calls reject. */
@@ -256,19 +318,21 @@ export class HashPool {
     const id = this.nextId++;
     const { byteOffset: offset, byteLength: length } = buf;
     const spansBuffer = offset === 0 && length === buf.buffer.byteLength;
-    const request = (ab: ArrayBuffer | SharedArrayBuffer, off: number): HashRequest => ({ kind: "hash", id, buf: ab, offset: off, length });
+    const request = (ab: ArrayBuffer, off: number): HashRequest => ({ kind: "hash", id, buf: ab, offset: off, length });
     return new Promise((resolve, reject) => {
       const sendCopy = () => {
         const copy = buf.slice();
         this.send(slot, id, { resolve, reject, restore: () => buf }, request(copy.buffer, 0), [copy.buffer]);
       };
       if (buf.buffer instanceof SharedArrayBuffer) {
-        this.send(slot, id, { resolve, reject, restore: () => buf }, request(buf.buffer, offset), []);
+        const msg: HashRequest = { kind: "hash", id, ...this.sharedMemory(slot, buf as Uint8Array<SharedArrayBuffer>) };
+        this.send(slot, id, { resolve, reject, restore: () => buf }, msg, []);
       } else if (!spansBuffer && length < HASH_COPY_BELOW) {
         sendCopy();
       } else {
         try {
-          this.send(slot, id, { resolve, reject, restore: (ab) => new Uint8Array(ab, offset, length) }, request(buf.buffer, offset), [buf.buffer]);
+          const ab = buf.buffer as ArrayBuffer;
+          this.send(slot, id, { resolve, reject, restore: (back) => back && new Uint8Array(back, offset, length) }, request(ab, offset), [ab]);
         } catch {
           // Not transferable (e.g. wasm memory): it was not detached, so copy instead.
           sendCopy();
@@ -287,7 +351,7 @@ export class HashPool {
 
   private spawn(index: number): Slot {
     const worker = new Worker(workerSpecifier("block", "hash-worker", new URL("./hash-worker.ts", import.meta.url)));
-    const slot: Slot = { worker, jobs: new Map(), streams: 0 };
+    const slot: Slot = { worker, jobs: new Map(), streams: 0, kept: new Set(), sentOnce: new WeakSet() };
     // An idle pool must not keep the process alive; a busy one must (see send()).
     worker.unref();
     worker.onmessage = (ev: MessageEvent<HashReply>) => {
@@ -299,12 +363,14 @@ export class HashPool {
         worker.unref();
         this.retireWhenIdle(slot);
       }
-      if ("error" in reply) job.reject(new HashError(`hash worker: ${reply.error}`, reply.buf && job.restore(reply.buf)));
+      if ("error" in reply) job.reject(new HashError(`hash worker: ${reply.error}`, job.restore(reply.buf)));
       else if ("digest" in reply) job.resolve({ digest: reply.digest });
       else if ("done" in reply) job.resolve({});
       else {
         assert(reply.hash.length === BLAKE3_LEN, "BLAKE3 digest must be 32 bytes");
-        job.resolve({ hash: reply.hash, buf: job.restore(reply.buf) });
+        const back = job.restore(reply.buf);
+        assert(back !== undefined, "a transferred buffer comes back with its hash");
+        job.resolve({ hash: reply.hash, buf: back });
       }
     };
     const onFailure = (what: string) => () => {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { BLAKE3_LEN, HashPool, HASH_JOBS_PER_WORKER, blake3Sync, hashHex, sharedBytes } from "../../../src/block/hash.ts";
+import { BLAKE3_LEN, HashPool, HASH_JOBS_PER_WORKER, SHARED_BUFFERS_PER_WORKER, blake3Sync, hashHex, sharedBytes } from "../../../src/block/hash.ts";
 
 /** Official BLAKE3 vectors (BLAKE3-team/BLAKE3 test_vectors.json): input byte i is i % 251. */
 const VECTORS: [number, string][] = [
@@ -234,5 +234,77 @@ describe("MD5 streams", () => {
     const s = own.openMd5();
     own.close();
     expect(() => s.update(sharedBytes(1))).toThrow(/closed/);
+  });
+});
+
+describe("shared buffers kept by the workers", () => {
+  const md5hex = (parts: Uint8Array[]) => {
+    const h = new Bun.CryptoHasher("md5");
+    for (const p of parts) h.update(p);
+    return Buffer.from(h.digest()).toString("hex");
+  };
+
+  test("a reused buffer is hashed from its current bytes, whole or in part, by BLAKE3 and MD5", async () => {
+    const p = new HashPool(2);
+    try {
+      const block = sharedBytes(256 * 1024);
+      const s = p.openMd5();
+      const fed: Uint8Array[] = [];
+      for (let i = 0; i < 6; i++) {
+        block.set(random(block.length));
+        const part = i % 2 ? block.subarray(1000, 200_000) : block;
+        const [{ hash, buf }] = await Promise.all([p.hash(part), s.update(part)]);
+        expect(hashHex(hash)).toBe(hashHex(blake3Sync(part)));
+        expect(buf).toBe(part);
+        fed.push(part.slice());
+      }
+      expect(Buffer.from(await s.digest()).toString("hex")).toBe(md5hex(fed));
+      expect(p.sharedBuffersKept).toBeGreaterThan(0);
+    } finally {
+      p.close();
+    }
+  });
+
+  test("more buffers than a worker keeps: the oldest are sent whole again, every hash is right", async () => {
+    const p = new HashPool(1);
+    try {
+      const blocks = Array.from({ length: SHARED_BUFFERS_PER_WORKER + 10 }, () => sharedBytes(1024));
+      for (let round = 0; round < 3; round++) {
+        for (const b of blocks) {
+          b.set(random(b.length));
+          expect(hashHex((await p.hash(b)).hash)).toBe(hashHex(blake3Sync(b)));
+        }
+      }
+      expect(p.sharedBuffersKept).toBe(SHARED_BUFFERS_PER_WORKER);
+    } finally {
+      p.close();
+    }
+  });
+
+  test("a buffer used once is not kept; one collected here is forgotten by the worker", async () => {
+    const p = new HashPool(1);
+    try {
+      await p.hash(sharedBytes(4096));
+      expect(p.sharedBuffersKept).toBe(0);
+      await (async () => {
+        const b = sharedBytes(4096);
+        await p.hash(b);
+        await p.hash(b);
+      })();
+      expect(p.sharedBuffersKept).toBe(1);
+      // Bounded: the collector runs finalizers soon after a full collection.
+      for (let i = 0; i < 100 && p.sharedBuffersKept > 0; i++) {
+        Bun.gc(true);
+        await Bun.sleep(10);
+      }
+      expect(p.sharedBuffersKept).toBe(0);
+      // The worker still serves, and keeps new buffers.
+      const c = sharedBytes(100);
+      await p.hash(c);
+      expect(hashHex((await p.hash(c)).hash)).toBe(hashHex(blake3Sync(c)));
+      expect(p.sharedBuffersKept).toBe(1);
+    } finally {
+      p.close();
+    }
   });
 });
