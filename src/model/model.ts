@@ -139,7 +139,7 @@ export class Model {
       firstDelayMs: 0,
       // A row queued while a pass runs may be behind its query: a wake then gets a pass after it.
       again: true,
-      queueLength: () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.now()) as { n: number }).n,
+      queueLength: () => (this.db.query(`SELECT count(*) AS n FROM insert_queue WHERE due <= ?`).get(this.clock.read()) as { n: number }).n,
     },
     () => this.drainPass(),
   );
@@ -155,7 +155,8 @@ export class Model {
     const storeOptions = { gcDelayMs: options.tableGcDelayMs, readGraceMs: options.readGraceMs, onEnqueue: (due: number) => this.wakeQueueAt(due) };
     const make = <E>(schema: TableSchema<E>): Table<E> => {
       const checked: TableSchema<E> = { ...schema, validateEntry: ENTRY_VALIDATORS[schema.name] }; // entries from peers are checked
-      const t = new Table(new LocalStore(checked, db, this.committer, () => this.clock.now(), storeOptions), placement, remote);
+      // Due times of tombstone GC, read grace and block release: read, never stamped (HybridClock.read).
+      const t = new Table(new LocalStore(checked, db, this.committer, () => this.clock.read(), storeOptions), placement, remote);
       this.byName.set(schema.name, t as Table<unknown>);
       return t;
     };
@@ -279,14 +280,14 @@ export class Model {
   /** Arms the drain for a row queued to be due at `due` (0: now), unless one is armed no later. */
   private wakeQueueAt(due: number): void {
     if (this.lifecycle !== "started") return;
-    const now = this.clock.now();
+    const now = this.clock.read();
     const at = due > now ? due + INSERT_QUEUE_DUE_SLACK_MS : now + INSERT_QUEUE_WAKE_DELAY_MS;
     if (this.queueWake !== undefined && this.queueWake.at <= at) return;
     if (this.queueWake !== undefined) clearTimeout(this.queueWake.timer);
     const timer = setTimeout(() => {
       this.queueWake = undefined;
       this.queueLoop.run().catch((err) => log.warn(`cascading insert queue: ${(err as Error).message}`));
-    }, at - this.clock.now());
+    }, at - now);
     timer.unref?.();
     this.queueWake = { timer, at };
   }
@@ -330,7 +331,7 @@ export class Model {
         // Rows waiting for their read grace stay behind rows queued after them.
         const rows = this.db
           .query(`SELECT id, tbl, v FROM insert_queue WHERE due <= ? ORDER BY due, id LIMIT ?`)
-          .all(this.clock.now(), INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
+          .all(this.clock.read(), INSERT_QUEUE_BATCH) as { id: number; tbl: CrdtTableName; v: string }[];
         if (rows.length === 0) break;
         const byTable = new Map<CrdtTableName, unknown[]>();
         for (const r of rows) byTable.set(r.tbl, [...(byTable.get(r.tbl) ?? []), JSON.parse(r.v)]);

@@ -14,6 +14,17 @@ export class HybridClock {
     return this.last;
   }
 
+  /**
+   * The clock's time without taking a timestamp: for deciding what is due, never for stamping.
+   * now() moves the clock 1 ms past its last value when called twice in a millisecond, so a node
+   * that asked it the time for its timers would run its clock ahead of the wall, and of the
+   * other nodes', and its writes would win races they did not win.
+   */
+  read(): number {
+    const wall = this.wallClock();
+    return wall > this.last ? wall : this.last;
+  }
+
   /** Records a timestamp seen in a message or a stored entry. */
   observe(timestamp: number): void {
     if (timestamp > this.last) this.last = timestamp;

@@ -61,3 +61,15 @@ describe("HybridClock", () => {
     expect(prev).toBeLessThan(Date.now() + 10_001);
   });
 });
+
+test("read() tells the clock's time without moving it: a thousand reads in one millisecond leave now() where it was", () => {
+  let wall = 1_000;
+  const clock = new HybridClock(() => wall);
+  expect(clock.now()).toBe(1_000);
+  for (let i = 0; i < 1_000; i++) expect(clock.read()).toBe(1_000);
+  expect(clock.now()).toBe(1_001); // one past the last stamp, not a thousand
+  clock.observe(5_000);
+  expect(clock.read()).toBe(5_000); // what it has seen counts
+  wall = 6_000;
+  expect(clock.read()).toBe(6_000);
+});
