@@ -175,7 +175,7 @@ export async function startNode(config: Config): Promise<RunningNode> {
   });
   serveTables(rpc, clock, model.localStores());
   serveCas(rpc, clock, model.casAcceptor, proposedVersionValidator);
-  const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.now() });
+  const tableGc = new TableGc(model.localStores(), cluster.placement, db, model.committer, replicas, { now: () => clock.read() });
   const tableOffload = new TableOffload(model.localStores(), cluster.placement, model.committer, new RpcOffloadRemote(rpc));
   // A sync pass follows layout changes and returning peers: partitions may have left this node.
   shardedSync.onPass(() => tableOffload.trigger());

@@ -118,7 +118,7 @@ export async function settlePending(services: PendingServices, entry: ObjectEntr
   const unjudged = pending.find((v) => presence.get(v.state.data.singleBlock) === "unknown");
   const blocked = unjudged !== undefined && (servedPending === undefined || unjudged.timestamp > servedPending.timestamp);
   const served = servedPending && register.served ? (servedPending.timestamp > register.served.timestamp ? servedPending : register.served) : (servedPending ?? register.served);
-  const now = services.model.clock.now();
+  const now = services.model.clock.read();
   const writes: ObjectVersion[] = served ? [completedVersion(served)] : [];
   for (const v of pending) {
     if (served !== undefined && v.timestamp <= served.timestamp) break;

@@ -162,19 +162,19 @@ export class RpcCasPeers implements CasPeers {
   }
 
   async prepare(node: string, pk: string, sk: string, ballot: Ballot): Promise<PrepareReply> {
-    return this.observed(await call(this.rpc, node, CAS_PREPARE, { pk, sk, ballot, ts: this.clock.now() }, this.opts)) as PrepareReply;
+    return this.observed(await call(this.rpc, node, CAS_PREPARE, { pk, sk, ballot, ts: this.clock.read() }, this.opts)) as PrepareReply;
   }
 
   async accept(node: string, pk: string, sk: string, ballot: Ballot, value: unknown): Promise<AcceptReply> {
-    return this.observed(await call(this.rpc, node, CAS_ACCEPT, { pk, sk, ballot, value, ts: this.clock.now() }, this.opts)) as AcceptReply;
+    return this.observed(await call(this.rpc, node, CAS_ACCEPT, { pk, sk, ballot, value, ts: this.clock.read() }, this.opts)) as AcceptReply;
   }
 
   async acceptedId(node: string, pk: string, sk: string): Promise<AcceptedId | null> {
-    return this.observed(await call(this.rpc, node, CAS_STATUS, { pk, sk, ts: this.clock.now() }, this.opts)).accepted;
+    return this.observed(await call(this.rpc, node, CAS_STATUS, { pk, sk, ts: this.clock.read() }, this.opts)).accepted;
   }
 
   async learn(node: string, pk: string, sk: string, ballot: Ballot): Promise<void> {
-    this.observed(await call(this.rpc, node, CAS_LEARN, { pk, sk, ballot, ts: this.clock.now() }, this.opts));
+    this.observed(await call(this.rpc, node, CAS_LEARN, { pk, sk, ballot, ts: this.clock.read() }, this.opts));
   }
 }
 
@@ -183,7 +183,7 @@ export class RpcCasPeers implements CasPeers {
  * accepted: a malformed value from a peer never reaches the acceptor's state.
  */
 export function serveCas(rpc: RpcNode, clock: HybridClock, acceptor: CasAcceptor, values: Validator<unknown>): void {
-  const stamp = <T extends object>(answer: T) => ({ ...answer, ts: clock.now() });
+  const stamp = <T extends object>(answer: T) => ({ ...answer, ts: clock.read() }); // the time, not a timestamp (HybridClock.read)
   handle(rpc, CAS_PREPARE, async (req) => {
     clock.observe(req.ts);
     return stamp(await acceptor.prepare(req.pk, req.sk, req.ballot));

@@ -85,27 +85,29 @@ export class RpcReplicas implements RemoteReplicas, GcReplicas {
   }
 
   async insert(node: string, table: string, entries: unknown[], report = false): Promise<unknown[] | void> {
-    const reply = this.observed(await call(this.rpc, node, TABLE_INSERT, { table, entries, report, ts: this.clock.now() }, this.opts()));
+    const reply = this.observed(await call(this.rpc, node, TABLE_INSERT, { table, entries, report, ts: this.clock.read() }, this.opts()));
     if (report) return reply.merged;
   }
 
   async get(node: string, table: string, pk: string, sk: string): Promise<unknown | undefined> {
-    return this.observed(await call(this.rpc, node, TABLE_GET, { table, pk, sk, ts: this.clock.now() }, this.opts())).entry ?? undefined;
+    return this.observed(await call(this.rpc, node, TABLE_GET, { table, pk, sk, ts: this.clock.read() }, this.opts())).entry ?? undefined;
   }
 
   async range(node: string, table: string, pk: string, q: RangeQuery): Promise<unknown[]> {
-    return this.observed(await call(this.rpc, node, TABLE_RANGE, { table, pk, q, ts: this.clock.now() }, this.opts())).entries;
+    return this.observed(await call(this.rpc, node, TABLE_RANGE, { table, pk, q, ts: this.clock.read() }, this.opts())).entries;
   }
 
   async deleteIfEqual(node: string, table: string, items: TombstoneRef[]): Promise<DeleteOutcome[]> {
-    const reply = await call(this.rpc, node, TABLE_DELETE_IF_EQUAL, { table, items, ts: this.clock.now() }, this.opts(PRIO_BACKGROUND));
+    const reply = await call(this.rpc, node, TABLE_DELETE_IF_EQUAL, { table, items, ts: this.clock.read() }, this.opts(PRIO_BACKGROUND));
     return this.observed(reply).outcomes as DeleteOutcome[];
   }
 }
 
 /** Serves this node's copy of every table to its peers. */
 export function serveTables(rpc: RpcNode, clock: HybridClock, stores: ReadonlyMap<string, LocalStore<unknown>>): void {
-  const stamp = <T extends object>(value: T) => ({ ...value, ts: clock.now() });
+  // Messages carry the clock's time (read), not a fresh timestamp: a stamp per message moved a busy
+  // node's clock 1 ms per message past the wall (HybridClock.read).
+  const stamp = <T extends object>(value: T) => ({ ...value, ts: clock.read() });
   handle(rpc, TABLE_INSERT, async (req) => {
     clock.observe(req.ts);
     const store = storeNamed(stores, TABLE_INSERT.name, req.table);
