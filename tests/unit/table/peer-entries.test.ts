@@ -192,3 +192,18 @@ describe("a peer's answers are checked before they are merged or returned", () =
     expect(sync.stats.info().errors).toBeGreaterThan(0);
   });
 });
+
+test("table messages carry the clock's time: a hundred reads within one millisecond leave both clocks where they were", async () => {
+  const [a, b] = await startPair(nodes);
+  const frozen = () => 1_000_000; // a wall clock that does not move: every call is in one millisecond
+  const clockA = new HybridClock(frozen);
+  const clockB = new HybridClock(frozen);
+  const model = modelOn(b, "frozen-b");
+  serveTables(b, clockB, model.localStores());
+  const replicas = new RpcReplicas(a, clockA);
+  for (let i = 0; i < 100; i++) await replicas.get(b.id, "bucket", `b${i}`, "");
+  // A timestamp taken now on each side is one past what it saw (the wall), not a hundred or more
+  // (a stamp per message and per reply made it 1 000 200 and 1 000 101).
+  expect(clockA.now()).toBe(1_000_001);
+  expect(clockB.now()).toBe(1_000_001);
+});
