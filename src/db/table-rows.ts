@@ -74,7 +74,7 @@ function digestText(n: number, x: Uint8Array): string {
   return n === 0 ? "" : Buffer.from(x.buffer, x.byteOffset, x.byteLength).toString("hex");
 }
 
-/** The SQL that creates a CRDT table of this layout (used by migrations; never edit a released one). */
+/** The SQL that creates a CRDT table of this layout, but for column h, which migration 7 adds (used by migration 6; never edit a released one). */
 export function createTableSql(name: string): string {
   return `CREATE TABLE t_${name} (id INTEGER PRIMARY KEY, pk NOT NULL, sk TEXT NOT NULL, part INTEGER NOT NULL, unsettled INTEGER, v BLOB NOT NULL);
    CREATE UNIQUE INDEX i_${name}_key ON t_${name} (pk, sk);
