@@ -289,7 +289,7 @@ export class TableRows {
    * (hex): what anti-entropy compares row by row inside a bucket whose digest differs. Only the
    * kept hashes are read, not the entries (byId reads the few that differ).
    */
-  bucketRows(bucket: number, limit: number): { id: number; hash: string }[] {
+  bucketRows(bucket: number, limit: number): { id: number; hash: string; read: number }[] {
     const rows = this.bucketRowsStmt.all(bucket, limit) as { id: number; pk: string | Uint8Array; sk: string; h: Uint8Array | null; v: Uint8Array | null }[];
     // The hashes compared are garbage a moment later, as rows read are: they count towards
     // the paced collection too (ROW_HASH_COMPARED_BYTES).
@@ -297,7 +297,8 @@ export class TableRows {
     return rows.map((r) => {
       const h = r.h ?? rowHash(keyText(r.pk), r.sk, r.v!);
       if (r.v !== null) noteRowsRead(r.v.byteLength);
-      return { id: r.id, hash: Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("hex") };
+      // `read`: the entry's bytes read to hash it (a row not rewritten since migration 7).
+      return { id: r.id, hash: Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString("hex"), read: r.v?.byteLength ?? 0 };
     });
   }
 

@@ -176,7 +176,7 @@ export class LocalStore<E> {
    * (storedById). Bounded: a bucket is 1/65536 of the table, and past MAX_SYNC_BUCKET_ENTRIES
    * this throws.
    */
-  bucketRows(bucket: number): { id: number; hash: string }[] {
+  bucketRows(bucket: number): { id: number; hash: string; read: number }[] {
     const rows = this.rows.bucketRows(bucket, MAX_SYNC_BUCKET_ENTRIES + 1);
     if (rows.length > MAX_SYNC_BUCKET_ENTRIES) throw new Error(`sync bucket ${bucket} of ${this.schema.name} exceeds ${MAX_SYNC_BUCKET_ENTRIES} entries`);
     return rows;

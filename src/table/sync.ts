@@ -64,6 +64,11 @@ export const SYNC_ENTRY_MAX_WIRE_BYTES = MAX_HEAD_BYTES - 64 * 1024;
  * ~35 bytes each in a message head, and a whole bucket is held to compare at once.
  */
 export const SYNC_HASHES_PER_CALL = 20_000;
+/**
+ * Entry bytes a row-hashes answer reads past which it ends early (at least one bucket): rows
+ * written before migration 7 keep no hash and are read whole to be hashed (db/table-rows.ts).
+ */
+export const SYNC_READ_BYTES = 4 * 1024 * 1024;
 const SyncEntriesSchema = Type.Array(Type.Unknown(), { maxItems: SYNC_BATCH_ENTRIES });
 
 const EP_PARTITION_DIGESTS = endpoint(
@@ -81,7 +86,8 @@ const BucketIdSchema = Type.Integer({ minimum: 0, maximum: PARTITION_COUNT * SYN
 /**
  * The row hashes of sync buckets (one list per bucket, in the order asked) with each row's id
  * on the answering node; `served` says how many of the buckets the answer covers, at least one,
- * fewer past SYNC_HASHES_PER_CALL hashes: the caller asks again for the rest.
+ * fewer past SYNC_HASHES_PER_CALL hashes or SYNC_READ_BYTES read: the caller asks again for the
+ * rest.
  */
 const EP_ROW_HASHES = endpoint(
   "table/bucket-row-hashes",
@@ -410,12 +416,16 @@ export function rowHashesAnswer(store: LocalStore<unknown>, buckets: readonly nu
   const hashes: string[][] = [];
   const ids: number[][] = [];
   let total = 0;
+  let bytes = 0;
   for (const bucket of buckets) {
     // All the rows of one S3 bucket are in one partition: at a million objects, a sync bucket
-    // holds ~4 000 rows; their kept hashes are read, not the entries (db/table-rows.ts, h).
+    // holds ~4 000 rows; their kept hashes are read, not the entries (db/table-rows.ts, h),
+    // except for rows not rewritten since migration 7, counted towards SYNC_READ_BYTES.
+    if (hashes.length > 0 && bytes >= SYNC_READ_BYTES) break;
     const rows = store.bucketRows(bucket);
     if (hashes.length > 0 && total + rows.length > SYNC_HASHES_PER_CALL) break;
     total += rows.length;
+    for (const r of rows) bytes += r.read;
     hashes.push(rows.map((r) => r.hash));
     ids.push(rows.map((r) => r.id));
   }

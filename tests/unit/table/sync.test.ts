@@ -19,6 +19,7 @@ import {
   pullAnswer,
   PushBatch,
   rowHashesAnswer,
+  SYNC_READ_BYTES,
   ShardedTableSync,
   SYNC_BATCH_ENTRIES,
   SYNC_BATCH_WIRE_BYTES,
@@ -237,6 +238,26 @@ test("a row-hashes answer covers whole buckets, at least one, up to SYNC_HASHES_
   expect(first.hashes.flat().length + rest.hashes.flat().length).toBe(SYNC_HASHES_PER_CALL + 2000);
   expect(first.hashes[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.hash));
   expect(first.ids[0]).toEqual(store.bucketRows(buckets[0]!).map((r) => r.id));
+});
+
+test("rows that keep no hash (written before migration 7) are read to be hashed, and an answer ends at SYNC_READ_BYTES of them", async () => {
+  const db = openDatabase(join(dir, "old-rows.sqlite"), { fsync: false });
+  dbs.push(db);
+  const store = new LocalStore(schema, db, new GroupCommitter(db), () => 1);
+  const pad = "x".repeat(8 * 1024);
+  // ~8 KiB entries over the partition's buckets: ~2 000 of them are ~16 MiB, four answers' worth.
+  await store.apply(Array.from({ length: 2000 }, (_, i) => ({ ...entry("p", i), pad }) as E));
+  const part = partitionOfEntry(schema, "p");
+  const buckets = Array.from({ length: SYNC_BUCKETS }, (_, b) => part * SYNC_BUCKETS + b);
+  const kept = rowHashesAnswer(store as LocalStore<unknown>, buckets);
+  expect(kept.served).toBe(SYNC_BUCKETS); // kept hashes: nothing of the entries is read
+  db.exec(`UPDATE t_${schema.name} SET h = NULL`); // as migration 7 leaves older rows
+  const old = rowHashesAnswer(store as LocalStore<unknown>, buckets);
+  expect(old.served).toBeLessThan(SYNC_BUCKETS);
+  const readPerBucket = buckets.map((b) => store.bucketRows(b).reduce((n, r) => n + r.read, 0));
+  const readInFirst = readPerBucket.slice(0, old.served).reduce((a, b) => a + b, 0);
+  expect(readInFirst - readPerBucket[old.served - 1]!).toBeLessThan(SYNC_READ_BYTES); // it stopped once past the bound
+  expect(old.hashes).toEqual(kept.hashes.slice(0, old.served)); // the same hashes, computed from the entries
 });
 
 test("a row-hashes answer that does not match the buckets asked is a bad response", () => {
