@@ -307,6 +307,8 @@ export class ShardedTableSync {
           if (v === undefined) continue; // gone since: nothing of it to push
           const e = store.decodeStored(v);
           releaseRow(v);
+          // A row id reused since (its row deleted, another key inserted) names another entry.
+          if (entrySyncBucket(store as LocalStore<unknown>, e) !== bucket) continue;
           if (!(await push.add(e))) {
             report.errors++;
             log.warn(`${from}: an entry (${keyOf(store, e)}) is over ${SYNC_ENTRY_MAX_WIRE_BYTES} bytes of JSON, more than one message carries: not pushed`);
